@@ -1,0 +1,74 @@
+"""What a running job can call: :func:`progress`, :func:`current_build`, :class:`SkipBuild`.
+
+A job is a plain function: outside a build these are harmless (``progress`` does nothing,
+``current_build`` returns None), so jobs stay callable from tests and the shell.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobcontrol.models import Build
+
+#: a function that receives (group, current, total, message, time) from progress()
+ProgressSink = Callable[[tuple[str, ...], float, "float | None", "str | None", float], None]
+
+
+class SkipBuild(Exception):
+    """Raise from a job to say "nothing new": the build ends ``skipped``, not ``failed``.
+
+    A skipped build never makes dependents outdated and is never consumed by ``!retval``.
+    """
+
+    def __init__(self, reason: str = "nothing to do") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Context:
+    build: Build | None = None
+    progress_sink: ProgressSink | None = None
+
+
+_context = _Context()
+
+
+def current_build() -> Build | None:
+    """The build being run in this process, or None outside a build."""
+    return _context.build
+
+
+def progress(
+    current: float,
+    total: float | None = None,
+    message: str | None = None,
+    group: str | Sequence[str] | None = None,
+) -> None:
+    """Report how far the job got: ``current`` of ``total`` (e.g. files, bytes, rows).
+
+    ``group`` names a part of the work (``"download"`` or ``("download", "file.zip")``);
+    groups form a tree whose parents sum their children. Without a group it is the whole
+    build's progress. Cheap enough to call in a loop.
+    """
+    sink = _context.progress_sink
+    if sink is None:
+        return
+    if group is None:
+        path: tuple[str, ...] = ()
+    elif isinstance(group, str):
+        path = (group,)
+    else:
+        path = tuple(str(part) for part in group)
+    sink(path, float(current), None if total is None else float(total),
+         None if message is None else str(message), time.time())
+
+
+def _activate(build: Build | None, sink: ProgressSink | None) -> tuple[Build | None,
+                                                                   ProgressSink | None]:
+    """Set the running build; returns the previous pair so it can be restored."""
+    previous = (_context.build, _context.progress_sink)
+    _context.build, _context.progress_sink = build, sink
+    return previous

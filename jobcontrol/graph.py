@@ -1,0 +1,166 @@
+"""The dependency graph of jobs: order, closures, cycles, and why a job is outdated.
+
+Pure functions over ``{job_id: dependencies}``; no storage, no config parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from jobcontrol.models import JobSummary
+
+Dependencies = Mapping[str, Sequence[str]]
+
+
+def find_cycle(deps: Dependencies) -> list[str] | None:
+    """A dependency cycle as ``[a, b, ..., a]`` (a depends on b ...), or None.
+
+    Dependencies naming unknown jobs are ignored here (the config reports them).
+    """
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(deps, white)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        color[node] = grey
+        stack.append(node)
+        for dep in deps[node]:
+            if dep not in color:
+                continue
+            if color[dep] == grey:
+                return [*stack[stack.index(dep):], dep]
+            if color[dep] == white:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        color[node] = black
+        return None
+
+    for node in deps:
+        if color[node] == white:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def topological_order(deps: Dependencies, only: Iterable[str] | None = None) -> list[str]:
+    """Jobs ordered so every job comes after its dependencies.
+
+    Ties keep the definition order of ``deps``. With ``only``, just those jobs (in an order
+    valid for the whole graph). The graph must be acyclic (the config guarantees it).
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(node: str) -> None:
+        if node in seen:
+            return
+        seen.add(node)
+        for dep in deps.get(node, ()):
+            visit(dep)
+        order.append(node)
+
+    for node in deps:
+        visit(node)
+    if only is None:
+        return order
+    wanted = set(only)
+    return [job for job in order if job in wanted]
+
+
+def upstream(deps: Dependencies, job_id: str) -> set[str]:
+    """Every job that ``job_id`` depends on, directly or not (``job_id`` excluded)."""
+    found: set[str] = set()
+    todo = list(deps.get(job_id, ()))
+    while todo:
+        node = todo.pop()
+        if node not in found:
+            found.add(node)
+            todo.extend(deps.get(node, ()))
+    return found
+
+
+def dependents_map(deps: Dependencies) -> dict[str, list[str]]:
+    """``{job_id: [jobs that depend on it directly]}``, in definition order."""
+    result: dict[str, list[str]] = {job: [] for job in deps}
+    for job, job_deps in deps.items():
+        for dep in job_deps:
+            result.setdefault(dep, []).append(job)
+    return result
+
+
+def downstream(deps: Dependencies, job_id: str) -> set[str]:
+    """Every job that depends on ``job_id``, directly or not (``job_id`` excluded)."""
+    reverse = dependents_map(deps)
+    found: set[str] = set()
+    todo = list(reverse.get(job_id, ()))
+    while todo:
+        node = todo.pop()
+        if node not in found:
+            found.add(node)
+            todo.extend(reverse.get(node, ()))
+    return found
+
+
+@dataclass(frozen=True)
+class Outdated:
+    """Whether a job needs building, and every reason why (empty when up to date)."""
+
+    job_id: str
+    reasons: tuple[str, ...]
+
+    @property
+    def outdated(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def never_built(self) -> bool:
+        return any(reason == NEVER_BUILT for reason in self.reasons)
+
+
+NEVER_BUILT = "never built successfully"
+
+
+def outdated_jobs(
+    deps: Dependencies,
+    definition_hashes: Mapping[str, str],
+    summaries: Mapping[str, JobSummary],
+) -> dict[str, Outdated]:
+    """Apply the four outdated rules to every job, with a human reason for each hit.
+
+    1. never built successfully (no ``success`` or ``skipped`` build);
+    2. a dependency has a newer ``success`` build than the one its latest run consumed;
+    3. a dependency is itself outdated (upstream);
+    4. its definition (function, args, kwargs) changed since its latest run.
+
+    A ``skipped`` build counts as a run of the job itself, but dependents never consume it,
+    so it never makes them outdated.
+    """
+    result: dict[str, Outdated] = {}
+    for job in topological_order(deps):
+        summary = summaries.get(job)
+        last_ok = summary.last_ok if summary else None
+        reasons: list[str] = []
+        if last_ok is None:
+            reasons.append(NEVER_BUILT)
+        else:
+            consumed = last_ok.dependency_builds
+            for dep in deps[job]:
+                dep_summary = summaries.get(dep)
+                newest = dep_summary.last_output_id if dep_summary else None
+                used = consumed.get(dep)
+                if newest is not None and (used is None or newest > used):
+                    was = f"build {used}" if used is not None else "none"
+                    reasons.append(
+                        f"dependency {dep} has a newer build ({newest}; this job used {was})"
+                    )
+            if last_ok.definition_hash != definition_hashes.get(job, last_ok.definition_hash):
+                reasons.append(f"definition changed since build {last_ok.id}")
+        for dep in deps[job]:
+            if result[dep].outdated:
+                reasons.append(f"dependency {dep} is outdated")
+        result[job] = Outdated(job, tuple(reasons))
+    return result

@@ -1,0 +1,158 @@
+"""The values jobcontrol stores and returns: builds, log records, progress, job summaries."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class BuildState(str, Enum):
+    """Where a build is in its life: ``queued → running → one of the finished states``."""
+
+    #: created, waiting for a runner to claim it
+    QUEUED = "queued"
+    #: claimed by a runner; the job is executing
+    RUNNING = "running"
+    #: the job returned
+    SUCCESS = "success"
+    #: the job raised ``SkipBuild``: it ran, and changed nothing
+    SKIPPED = "skipped"
+    #: the job raised, timed out or was killed
+    FAILED = "failed"
+    #: stopped on request (``cancel``, Ctrl-C, SIGTERM of the runner)
+    CANCELLED = "cancelled"
+    #: its runner vanished without recording an outcome
+    ABANDONED = "abandoned"
+
+    @property
+    def finished(self) -> bool:
+        """True for every state a build never leaves."""
+        return self not in (BuildState.QUEUED, BuildState.RUNNING)
+
+    @property
+    def ok(self) -> bool:
+        """True when the job ran to its end without an error (success or skipped)."""
+        return self in (BuildState.SUCCESS, BuildState.SKIPPED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED_STATES = tuple(s for s in BuildState if s.finished)
+
+
+@dataclass(frozen=True)
+class ExceptionInfo:
+    """An exception a job raised, kept as text: nothing is ever re-imported from it."""
+
+    type: str
+    message: str
+    traceback: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """A return value in its stored form.
+
+    ``kind`` is ``"json"`` (tagged JSON text, see :mod:`jobcontrol.serialize`), ``"repr"`` (the
+    value could not be stored as JSON; ``data`` is its ``repr``) or ``"pickle"`` (base64 of a
+    pickle, for jobs that opted in with ``result: pickle``).
+    """
+
+    kind: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Build:
+    """One run of a job, as recorded in the storage."""
+
+    id: int
+    job_id: str
+    state: BuildState
+    reason: str | None = None
+    #: the job's definition when the build was made (function, args, kwargs, options)
+    definition: dict[str, Any] = field(default_factory=dict)
+    #: hash of function, args and kwargs: a change makes the job outdated
+    definition_hash: str = ""
+    #: the dependency builds this build consumed, ``{job_id: build_id}``
+    dependency_builds: dict[str, int] = field(default_factory=dict)
+    created: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    heartbeat: datetime | None = None
+    host: str | None = None
+    pid: int | None = None
+    result: StoredValue | None = None
+    exception: ExceptionInfo | None = None
+    #: the build this one retries, if any
+    retry_of: int | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (or to now, while running); None before it starts."""
+        if self.started is None:
+            return None
+        from jobcontrol.timeutil import utcnow
+
+        end = self.finished or utcnow()
+        return max(0.0, (end - self.started).total_seconds())
+
+    @property
+    def retval(self) -> Any:
+        """The return value for display: decoded JSON, or a :class:`~jobcontrol.serialize.Opaque`
+        marker for a repr or pickle (a pickle is never loaded here)."""
+        from jobcontrol.serialize import decode_for_display
+
+        return decode_for_display(self.result)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line of a build's log: from ``logging``, or a line the job wrote to stdout/stderr."""
+
+    time: datetime
+    level: int
+    logger: str
+    message: str
+    exception: str | None = None
+    #: position in the build's log, 1-based, assigned by the storage (0 before it is stored)
+    seq: int = 0
+
+    @property
+    def level_name(self) -> str:
+        import logging
+
+        return logging.getLevelName(self.level)
+
+
+@dataclass(frozen=True)
+class ProgressItem:
+    """The latest progress a build reported for one group (``()`` is the whole build)."""
+
+    group: tuple[str, ...]
+    current: float
+    total: float | None
+    message: str | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What the storage knows of one job's builds; the status of all jobs is one query.
+
+    ``last_ok`` is the latest build that ran to its end (success or skipped); ``last_output_id``
+    the latest ``success`` (its return value is what dependents consume and compare against).
+    """
+
+    job_id: str
+    last_build: Build | None = None
+    last_ok: Build | None = None
+    last_output_id: int | None = None
+    running: tuple[int, ...] = ()

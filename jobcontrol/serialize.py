@@ -1,0 +1,196 @@
+"""Return values to their stored form and back.
+
+Values are stored as JSON, with the common non-JSON types tagged so they round-trip
+(``{"__jc__": "datetime", "v": "2026-01-01T00:00:00+00:00"}``). A value that cannot be
+stored as JSON is kept as its ``repr``, marked so. A job that opts in with ``result: pickle``
+stores a pickle, which is loaded only to hand the value to a dependent build (``!retval``),
+never to display it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+import pickle
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from jobcontrol.errors import RetvalError
+from jobcontrol.models import StoredValue
+
+TAG = "__jc__"
+#: a repr longer than this is cut: a return value is a summary, not a payload
+MAX_REPR = 100_000
+
+
+class Opaque:
+    """A stored value shown as text only: a ``repr`` of a non-JSON value, or a pickle."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        self.kind = kind
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and (self.kind, self.text) == (other.kind, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.text))
+
+
+class _NotJSON(Exception):
+    pass
+
+
+def _tag(value: Any) -> Any:
+    """A JSON-ready structure for ``value``; raises _NotJSON for anything unknown."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        return {TAG: "float", "v": repr(value)}
+    if isinstance(value, list):
+        return [_tag(item) for item in value]
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "v": [_tag(item) for item in value]}
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value) and TAG not in value:
+            return {key: _tag(item) for key, item in value.items()}
+        return {TAG: "dict", "v": [[_tag(k), _tag(v)] for k, v in value.items()]}
+    if isinstance(value, (set, frozenset)):
+        items = [_tag(item) for item in value]
+        try:
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+        except TypeError:  # pragma: no cover - _tag output is always JSON
+            pass
+        return {TAG: "set" if isinstance(value, set) else "frozenset", "v": items}
+    if isinstance(value, (bytes, bytearray)):
+        return {TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dt.datetime):
+        return {TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {TAG: "date", "v": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {TAG: "time", "v": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {TAG: "timedelta", "v": value.total_seconds()}
+    if isinstance(value, Decimal):
+        return {TAG: "decimal", "v": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {TAG: "uuid", "v": str(value)}
+    raise _NotJSON(type(value).__name__)
+
+
+_UNTAG = {
+    "float": float,
+    "tuple": lambda v: tuple(_untag(item) for item in v),
+    "dict": lambda v: {_untag(k): _untag(item) for k, item in v},
+    "set": lambda v: {_untag(item) for item in v},
+    "frozenset": lambda v: frozenset(_untag(item) for item in v),
+    "bytes": base64.b64decode,
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timedelta": lambda v: dt.timedelta(seconds=v),
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+}
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untag(item) for item in value]
+    if isinstance(value, dict):
+        tag = value.get(TAG)
+        if tag is not None and set(value) == {TAG, "v"} and tag in _UNTAG:
+            return _UNTAG[tag](value["v"])
+        return {key: _untag(item) for key, item in value.items()}
+    return value
+
+
+def safe_repr(value: Any, limit: int = MAX_REPR) -> str:
+    """``repr(value)``, cut to ``limit`` characters; never raises."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not fail the build
+        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[:limit] + f"... [{len(text) - limit} more characters]"
+    return text
+
+
+def encode_result(value: Any, mode: str = "json") -> StoredValue:
+    """The stored form of a job's return value (``mode`` is the job's ``result`` option)."""
+    if mode == "pickle":
+        try:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return StoredValue("repr", safe_repr(value))
+        return StoredValue("pickle", base64.b64encode(data).decode("ascii"))
+    try:
+        text = json.dumps(_tag(value), ensure_ascii=False, allow_nan=False)
+    except (_NotJSON, ValueError, RecursionError):
+        return StoredValue("repr", safe_repr(value))
+    return StoredValue("json", text)
+
+
+def decode_for_display(stored: StoredValue | None) -> Any:
+    """The value to show: decoded JSON, else an :class:`Opaque` (a pickle is never loaded)."""
+    if stored is None:
+        return None
+    if stored.kind == "json":
+        return _untag(json.loads(stored.data))
+    if stored.kind == "pickle":
+        return Opaque("pickle", "<pickled value; not loaded for display>")
+    return Opaque(stored.kind, stored.data)
+
+
+def load_for_dependency(stored: StoredValue | None, job_id: str, build_id: int) -> Any:
+    """The value a dependent build receives through ``!retval``.
+
+    The only place a pickle is ever loaded: it was written by the job's own build.
+    """
+    if stored is None:
+        return None
+    if stored.kind == "json":
+        return _untag(json.loads(stored.data))
+    if stored.kind == "pickle":
+        return pickle.loads(base64.b64decode(stored.data))
+    raise RetvalError(
+        f"!retval {job_id}: build {build_id} returned a value that could not be stored as "
+        f"JSON ({stored.data[:80]}); return JSON-friendly data or set `result: pickle` on {job_id}"
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    """A plain JSON structure for output (CLI ``--format json``, the web API).
+
+    Tagged types become their natural text: datetimes ISO 8601, sets and tuples lists,
+    bytes base64, decimals and UUIDs strings; an :class:`Opaque` its text.
+    """
+    if isinstance(value, Opaque):
+        return value.text
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(key) if not isinstance(key, str) else key: to_jsonable(item)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return str(value)

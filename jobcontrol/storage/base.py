@@ -1,0 +1,179 @@
+"""The storage interface: every backend (memory, SQLite, PostgreSQL) implements it whole.
+
+Backends know nothing of configs or graphs: they keep builds, their logs and their progress,
+and answer questions about them. Grouped by concern: lifecycle, builds, logs, progress.
+The contract test suite (``tests/test_storage_contract.py``) runs against every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from jobcontrol.models import (
+    Build,
+    BuildState,
+    ExceptionInfo,
+    JobSummary,
+    LogRecord,
+    ProgressItem,
+    StoredValue,
+)
+
+_S = TypeVar("_S", bound="Storage")
+
+
+class Storage(abc.ABC):
+    """Abstract storage of builds, logs and progress.
+
+    Times are timezone-aware UTC. Build ids increase: a larger id is a later build.
+    Implementations are safe to use from one thread at a time; each process opens its own.
+    """
+
+    #: the URL this storage was opened with (passwords included: do not print it as is)
+    url: str
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def install(self) -> int:
+        """Create the schema or migrate it forward; return the schema version now in place.
+
+        Also run automatically on first use, so calling it is only needed to do it eagerly.
+        """
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The schema version in place (0 when nothing is installed)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. The object must not be used afterwards."""
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- builds ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_build(
+        self,
+        job_id: str,
+        *,
+        concurrency: int,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        host: str,
+        pid: int,
+        retry_of: int | None = None,
+    ) -> Build:
+        """Atomically create a ``running`` build of ``job_id``, started now.
+
+        Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` (naming the running
+        builds) when the job already has ``concurrency`` running builds. The check and the
+        insert are one atomic step: many processes claiming at once never exceed the limit.
+        """
+
+    @abc.abstractmethod
+    def finish_build(
+        self,
+        build_id: int,
+        state: BuildState,
+        *,
+        reason: str | None = None,
+        result: StoredValue | None = None,
+        exception: ExceptionInfo | None = None,
+    ) -> Build:
+        """Record the outcome of a running build and return it.
+
+        Only a build that is still ``running`` (or ``queued``) is changed; a build already
+        finished is returned as it is, unchanged (a late writer never overwrites an outcome).
+        Raises :class:`~jobcontrol.errors.BuildNotFoundError` for an unknown id.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, build_ids: Sequence[int]) -> None:
+        """Set the heartbeat of these running builds to now."""
+
+    @abc.abstractmethod
+    def get_build(self, build_id: int) -> Build:
+        """One build; :class:`~jobcontrol.errors.BuildNotFoundError` when there is none."""
+
+    @abc.abstractmethod
+    def list_builds(
+        self,
+        job_id: str | None = None,
+        *,
+        states: Sequence[BuildState] | None = None,
+        limit: int | None = None,
+        before_id: int | None = None,
+    ) -> list[Build]:
+        """Builds newest first, filtered by job and states; ``before_id`` pages backwards."""
+
+    @abc.abstractmethod
+    def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
+        """A :class:`JobSummary` for each job with builds (all jobs when ``job_ids`` is None).
+
+        One query for all jobs, never one per job. Jobs without builds are absent.
+        """
+
+    @abc.abstractmethod
+    def delete_build(self, build_id: int) -> None:
+        """Delete a build with its logs and progress. Raises BuildNotFoundError."""
+
+    # -- logs --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append_logs(self, build_id: int, records: Sequence[LogRecord]) -> None:
+        """Append records to a build's log in one transaction, numbering them in order."""
+
+    @abc.abstractmethod
+    def get_logs(
+        self,
+        build_id: int,
+        *,
+        min_level: int = 0,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """A build's log records in order, with ``seq > after_seq`` and ``level >= min_level``."""
+
+    # -- progress ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
+        """Insert or replace the progress of each item's group, in one transaction."""
+
+    @abc.abstractmethod
+    def get_progress(self, build_id: int) -> list[ProgressItem]:
+        """A build's progress items, ordered by group."""
+
+
+# -- argument checks every backend shares, so all of them accept and refuse alike ------------
+
+
+def check_concurrency(concurrency: int) -> None:
+    """:class:`ValueError` for a ``claim_build`` limit that would refuse every build."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+
+
+def check_finished_state(state: BuildState | str) -> BuildState:
+    """``state`` as a :class:`BuildState`; :class:`ValueError` unless it is a finished one."""
+    state = BuildState(state)
+    if not state.finished:
+        raise ValueError(f"a build cannot be finished with state {state.value!r}")
+    return state
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as timezone-aware UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

@@ -1,0 +1,304 @@
+"""``memory://``: builds, logs and progress in plain dicts, for tests and the Python API.
+
+Everything lives in this process and vanishes with the object. Values handed out are frozen
+dataclasses whose dicts are fresh copies, so callers cannot change what is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
+from jobcontrol.models import (
+    Build,
+    BuildState,
+    ExceptionInfo,
+    JobSummary,
+    LogRecord,
+    ProgressItem,
+    StoredValue,
+)
+from jobcontrol.storage.base import (
+    Storage,
+    as_utc,
+    check_concurrency,
+    check_finished_state,
+)
+from jobcontrol.timeutil import utcnow
+
+#: the memory backend has no schema to migrate; it reports this version once open
+SCHEMA_VERSION = 1
+
+
+def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy through JSON: the same normalisation (tuples → lists) a SQL backend does."""
+    try:
+        return json.loads(json.dumps(dict(value)))  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
+
+
+class MemoryStorage(Storage):
+    """Builds, logs and progress in dicts guarded by a lock; nothing is persisted."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._closed = False
+        self._last_id = 0
+        self._builds: dict[int, Build] = {}
+        self._logs: dict[int, list[LogRecord]] = {}
+        self._progress: dict[int, dict[tuple[str, ...], ProgressItem]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, base_dir: str | Path | None = None) -> MemoryStorage:
+        """A new, empty storage: every ``memory://`` URL opens its own."""
+        return cls(url)
+
+    def __repr__(self) -> str:
+        return f"<MemoryStorage {len(self._builds)} builds>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def install(self) -> int:
+        self._check_open()
+        return SCHEMA_VERSION
+
+    def schema_version(self) -> int:
+        self._check_open()
+        return SCHEMA_VERSION
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._builds.clear()
+            self._logs.clear()
+            self._progress.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"storage {self.url} is closed")
+
+    # -- builds ------------------------------------------------------------------------------
+
+    def claim_build(
+        self,
+        job_id: str,
+        *,
+        concurrency: int,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        host: str,
+        pid: int,
+        retry_of: int | None = None,
+    ) -> Build:
+        check_concurrency(concurrency)
+        definition = json_copy(definition)
+        deps = {str(job): int(build_id) for job, build_id in dependency_builds.items()}
+        with self._lock:
+            self._check_open()
+            running = [
+                b.id for b in self._builds.values()
+                if b.job_id == job_id and b.state is BuildState.RUNNING
+            ]
+            if len(running) >= concurrency:
+                raise JobAlreadyRunningError(job_id, sorted(running))
+            self._last_id += 1
+            now = utcnow()
+            build = Build(
+                id=self._last_id,
+                job_id=job_id,
+                state=BuildState.RUNNING,
+                definition=definition,
+                definition_hash=definition_hash,
+                dependency_builds=deps,
+                created=now,
+                started=now,
+                heartbeat=now,
+                host=host,
+                pid=pid,
+                retry_of=retry_of,
+            )
+            self._builds[build.id] = build
+            return _copy(build)
+
+    def finish_build(
+        self,
+        build_id: int,
+        state: BuildState,
+        *,
+        reason: str | None = None,
+        result: StoredValue | None = None,
+        exception: ExceptionInfo | None = None,
+    ) -> Build:
+        state = check_finished_state(state)
+        with self._lock:
+            build = self._get(build_id)
+            if not build.state.finished:
+                build = dataclasses.replace(
+                    build,
+                    state=state,
+                    reason=reason,
+                    finished=utcnow(),
+                    result=result,
+                    exception=exception,
+                )
+                self._builds[build_id] = build
+            return _copy(build)
+
+    def heartbeat(self, build_ids: Sequence[int]) -> None:
+        with self._lock:
+            self._check_open()
+            now = utcnow()
+            for build_id in build_ids:
+                build = self._builds.get(build_id)
+                if build is not None and build.state is BuildState.RUNNING:
+                    self._builds[build_id] = dataclasses.replace(build, heartbeat=now)
+
+    def get_build(self, build_id: int) -> Build:
+        with self._lock:
+            return _copy(self._get(build_id))
+
+    def list_builds(
+        self,
+        job_id: str | None = None,
+        *,
+        states: Sequence[BuildState] | None = None,
+        limit: int | None = None,
+        before_id: int | None = None,
+    ) -> list[Build]:
+        wanted = None if states is None else {BuildState(s) for s in states}
+        found: list[Build] = []
+        with self._lock:
+            self._check_open()
+            for build_id in sorted(self._builds, reverse=True):
+                if limit is not None and len(found) >= limit:
+                    break
+                build = self._builds[build_id]
+                if before_id is not None and build_id >= before_id:
+                    continue
+                if job_id is not None and build.job_id != job_id:
+                    continue
+                if wanted is not None and build.state not in wanted:
+                    continue
+                found.append(_copy(build))
+        return found
+
+    def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
+        wanted = None if job_ids is None else set(job_ids)
+        last: dict[str, Build] = {}
+        last_ok: dict[str, Build] = {}
+        last_output: dict[str, int] = {}
+        running: dict[str, list[int]] = {}
+        with self._lock:
+            self._check_open()
+            # ascending ids: each later build overwrites what an earlier one set
+            for build_id in sorted(self._builds):
+                build = self._builds[build_id]
+                if wanted is not None and build.job_id not in wanted:
+                    continue
+                last[build.job_id] = build
+                if build.state.ok:
+                    last_ok[build.job_id] = build
+                if build.state is BuildState.SUCCESS:
+                    last_output[build.job_id] = build_id
+                if build.state is BuildState.RUNNING:
+                    running.setdefault(build.job_id, []).append(build_id)
+            return {
+                job: JobSummary(
+                    job_id=job,
+                    last_build=_copy(build),
+                    last_ok=_copy(last_ok[job]) if job in last_ok else None,
+                    last_output_id=last_output.get(job),
+                    running=tuple(running.get(job, ())),
+                )
+                for job, build in last.items()
+            }
+
+    def delete_build(self, build_id: int) -> None:
+        with self._lock:
+            self._get(build_id)
+            del self._builds[build_id]
+            self._logs.pop(build_id, None)
+            self._progress.pop(build_id, None)
+
+    def _get(self, build_id: int) -> Build:
+        """The stored build (not a copy: callers hold the lock and copy what they return)."""
+        self._check_open()
+        try:
+            return self._builds[build_id]
+        except KeyError:
+            raise BuildNotFoundError(build_id) from None
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def append_logs(self, build_id: int, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        with self._lock:
+            self._get(build_id)
+            log = self._logs.setdefault(build_id, [])
+            seq = len(log)
+            for record in records:
+                seq += 1
+                log.append(dataclasses.replace(record, time=as_utc(record.time), seq=seq))
+
+    def get_logs(
+        self,
+        build_id: int,
+        *,
+        min_level: int = 0,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        with self._lock:
+            self._check_open()
+            log = self._logs.get(build_id, [])
+            # seq is 1-based and dense, so the records after ``after_seq`` start at that index
+            selected: Iterable[LogRecord] = (
+                r for r in log[max(after_seq, 0):] if r.level >= min_level
+            )
+            if limit is not None:
+                selected = itertools.islice(selected, max(limit, 0))
+            return list(selected)
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
+        if not items:
+            return
+        now = utcnow()
+        with self._lock:
+            self._get(build_id)
+            groups = self._progress.setdefault(build_id, {})
+            for item in items:
+                group = tuple(str(part) for part in item.group)
+                groups[group] = ProgressItem(
+                    group=group,
+                    current=float(item.current),
+                    total=None if item.total is None else float(item.total),
+                    message=item.message,
+                    updated=now if item.updated is None else as_utc(item.updated),
+                )
+
+    def get_progress(self, build_id: int) -> list[ProgressItem]:
+        with self._lock:
+            self._check_open()
+            groups = self._progress.get(build_id, {})
+            return [groups[group] for group in sorted(groups)]
+
+
+def _copy(build: Build) -> Build:
+    """A build whose dicts are the caller's own: changing them changes nothing stored."""
+    return dataclasses.replace(
+        build,
+        definition=json.loads(json.dumps(build.definition)),
+        dependency_builds=dict(build.dependency_builds),
+    )

@@ -1,0 +1,622 @@
+"""SQL shared by the SQLite and PostgreSQL backends (huey's ``BaseSqlStorage`` is the shape).
+
+Queries are written once, with ``?`` placeholders and SQL both dialects accept. What differs
+is small and named on :class:`SqlStorage`, each with the SQLite answer as the default where
+there is one:
+
+===========================  ================================  ==============================
+hook                         SQLite                            PostgreSQL (psycopg2)
+===========================  ================================  ==============================
+``placeholder``              ``?``                             ``%s``
+``running_ids_sql``          ``group_concat(...)``             ``string_agg(...::text, ',')``
+``lock_rows_sql``            (none: the write lock is global)  ``FOR UPDATE``
+``_begin_write``             ``BEGIN IMMEDIATE``               ``BEGIN``
+``_lock_job``                (none, as above)                  ``pg_advisory_xact_lock``
+``_insert_id``               ``cursor.lastrowid``              ``RETURNING id``
+``_insert_many``             ``executemany``                   ``execute_values``
+``_run_script``              statement by statement            the whole file at once
+``_table_exists``            ``sqlite_master``                 ``to_regclass``
+``_time_param``              ISO 8601 text                     the datetime (``timestamptz``)
+===========================  ================================  ==============================
+
+Migrations are ``migrations/<dialect>/NNNN_name.sql``, applied in order in one transaction,
+each recorded as a row of ``jobcontrol_schema``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib.resources
+import json
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
+from jobcontrol.models import (
+    Build,
+    BuildState,
+    ExceptionInfo,
+    JobSummary,
+    LogRecord,
+    ProgressItem,
+    StoredValue,
+)
+from jobcontrol.storage.base import Storage, as_utc, check_concurrency, check_finished_state
+from jobcontrol.timeutil import isoformat, utcnow
+
+#: columns of ``builds``, in the order :meth:`SqlStorage._build_from_row` reads them
+BUILD_COLUMNS = (
+    "id", "job_id", "state", "reason", "definition", "definition_hash", "dependency_builds",
+    "created", "started", "finished", "heartbeat", "host", "pid",
+    "result_kind", "result_data", "exc_type", "exc_message", "exc_traceback", "retry_of",
+)
+_SELECT_BUILD = f"SELECT {', '.join(BUILD_COLUMNS)} FROM builds"
+_LOG_COLUMNS = "seq, time, level, logger, message, exception"
+
+#: the same in every dialect, so it is created here rather than in a migration
+SCHEMA_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
+    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
+)
+
+#: more bound values than this in one ``IN (...)`` and a query filters in Python instead
+#: (old SQLite builds allow 999 variables a statement)
+MAX_IN_PARAMS = 500
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: ``migrations/<dialect>/0001_initial.sql`` is version 1."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(dialect: str) -> list[Migration]:
+    """The migrations shipped for ``dialect``, in order; numbered 1, 2, 3... without gaps."""
+    folder = importlib.resources.files("jobcontrol.storage") / "migrations" / dialect
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(
+                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
+            )
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise StorageError(f"the {dialect} migrations shipped with jobcontrol are not numbered "
+                           f"1..N: {[m.version for m in found]} (a broken install?)")
+    return found
+
+
+def in_params(values: Sequence[Any]) -> str:
+    """``?, ?, ?`` for an ``IN (...)`` of ``values``."""
+    return ", ".join("?" * len(values))
+
+
+class SqlStorage(Storage):
+    """A :class:`Storage` on a DB-API connection; subclasses supply the dialect hooks.
+
+    One connection per object, opened on first use, guarded by a lock so threads can share
+    the object. The schema is migrated forward on first use.
+    """
+
+    #: folder under ``migrations/`` with this dialect's schema
+    dialect: ClassVar[str]
+    #: the driver's exceptions, reported as :class:`StorageError`
+    driver_errors: ClassVar[tuple[type[Exception], ...]]
+    #: the driver's paramstyle; queries are written with ``?``
+    placeholder: ClassVar[str] = "?"
+    #: aggregate of the ids of running builds, as one comma-separated text per group
+    running_ids_sql: ClassVar[str] = "group_concat(CASE WHEN state = 'running' THEN id END)"
+    #: appended to a SELECT of a build row a write transaction then depends on
+    lock_rows_sql: ClassVar[str] = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self._ready = False
+        self._closed = False
+        self._migrations: list[Migration] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label}>"
+
+    @property
+    def label(self) -> str:
+        """How errors name this storage (never with a password)."""
+        from jobcontrol.storage import redact_url
+
+        return redact_url(self.url)
+
+    # -- dialect hooks -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _connect(self) -> Any:
+        """A new DB-API connection in autocommit mode (transactions are begun explicitly)."""
+
+    @abc.abstractmethod
+    def _insert_id(self, cur: Any, sql: str, params: Sequence[Any]) -> int:
+        """Run an ``INSERT`` of one row and return its generated ``id``."""
+
+    @abc.abstractmethod
+    def _run_script(self, cur: Any, script: str) -> None:
+        """Run the statements of a migration file inside the current transaction."""
+
+    @abc.abstractmethod
+    def _table_exists(self, cur: Any, name: str) -> bool:
+        """Whether a table of that name exists."""
+
+    def _begin_write(self, cur: Any) -> None:
+        """Begin a transaction that will write."""
+        cur.execute("BEGIN")
+
+    def _lock_job(self, cur: Any, job_id: str) -> None:
+        """Serialise claims of ``job_id`` until the transaction ends (none needed by default)."""
+
+    def _insert_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows with one statement."""
+        cur.executemany(self._q(sql), rows)
+
+    def _database_missing(self) -> bool:
+        """True when the database plainly does not exist yet (so its version is 0)."""
+        return False
+
+    def _time_param(self, value: datetime | None) -> Any:
+        """A time as the database stores it: ISO 8601 UTC text, microseconds always shown,
+        so that text order is time order."""
+        if value is None:
+            return None
+        return as_utc(value).isoformat(timespec="microseconds")
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        """``sql`` in the driver's paramstyle (no query here holds a literal ``?`` or ``%``)."""
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Report driver errors as :class:`StorageError`, naming the storage."""
+        try:
+            yield
+        except self.driver_errors as exc:
+            raise StorageError(f"{self.label}: {exc}") from exc
+
+    def _connection(self) -> Any:
+        if self._closed:
+            raise StorageError(f"{self.label} is closed")
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _cursor(self, *, ready: bool = True) -> Iterator[Any]:
+        """A cursor for reads, each statement its own transaction. Holds the lock."""
+        with self._lock, self._errors():
+            if ready:
+                self._ensure_schema()
+            cur = self._connection().cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, *, ready: bool = True) -> Iterator[Any]:
+        """A cursor in a write transaction: committed at the end, rolled back on any error."""
+        with self._lock, self._errors():
+            if ready:
+                self._ensure_schema()
+            conn = self._connection()
+            cur = conn.cursor()
+            try:
+                self._begin_write(cur)
+                yield cur
+                conn.commit()
+            except BaseException:
+                # also after a failed COMMIT, which can leave the transaction open
+                with contextlib.suppress(*self.driver_errors):
+                    conn.rollback()
+                raise
+            finally:
+                cur.close()
+
+    @staticmethod
+    def _dumps(value: Mapping[str, Any]) -> str:
+        try:
+            return json.dumps(dict(value), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
+
+    @staticmethod
+    def _loads(value: Any) -> Any:
+        # a driver may hand JSON columns back decoded already
+        return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+    @staticmethod
+    def _time(value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return as_utc(value)
+
+    def _build_from_row(self, row: Sequence[Any]) -> Build:
+        (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
+         created, started, finished, heartbeat, host, pid,
+         result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of) = row
+        return Build(
+            id=build_id,
+            job_id=job_id,
+            state=BuildState(state),
+            reason=reason,
+            definition=self._loads(definition),
+            definition_hash=definition_hash,
+            dependency_builds=self._loads(dependency_builds),
+            created=self._time(created),
+            started=self._time(started),
+            finished=self._time(finished),
+            heartbeat=self._time(heartbeat),
+            host=host,
+            pid=pid,
+            result=None if result_kind is None else StoredValue(result_kind, result_data),
+            exception=(
+                None if exc_type is None
+                else ExceptionInfo(exc_type, exc_message or "", exc_traceback or "")
+            ),
+            retry_of=retry_of,
+        )
+
+    def _fetch_build(self, cur: Any, build_id: int) -> Build:
+        cur.execute(self._q(f"{_SELECT_BUILD} WHERE id = ?"), (build_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise BuildNotFoundError(build_id)
+        return self._build_from_row(row)
+
+    def _check_build(self, cur: Any, build_id: int) -> None:
+        """:class:`BuildNotFoundError` unless the build exists; locks its row where it can."""
+        cur.execute(self._q(f"SELECT id FROM builds WHERE id = ?{self.lock_rows_sql}"),
+                    (build_id,))
+        if cur.fetchone() is None:
+            raise BuildNotFoundError(build_id)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def migrations(self) -> list[Migration]:
+        """The migrations this code knows for its dialect; the last one's version is current."""
+        if self._migrations is None:
+            self._migrations = load_migrations(self.dialect)
+        return self._migrations
+
+    def _version(self, cur: Any) -> int:
+        if not self._table_exists(cur, "jobcontrol_schema"):
+            return 0
+        cur.execute("SELECT max(version) FROM jobcontrol_schema")
+        row = cur.fetchone()
+        return int(row[0] or 0)
+
+    def _check_not_newer(self, version: int) -> None:
+        known = len(self.migrations())
+        if version > known:
+            raise StorageError(
+                f"{self.label} has schema version {version}, newer than this jobcontrol "
+                f"knows ({known}): upgrade jobcontrol"
+            )
+
+    def _ensure_schema(self) -> None:
+        """Migrate on first use; afterwards a flag check."""
+        if self._ready:
+            return
+        with self._cursor(ready=False) as cur:
+            version = self._version(cur)
+        self._check_not_newer(version)
+        if version < len(self.migrations()):
+            self._migrate()
+        self._ready = True
+
+    def _migrate(self) -> int:
+        # the write transaction makes concurrent first uses wait, then find the work done
+        with self._transaction(ready=False) as cur:
+            cur.execute(SCHEMA_TABLE_DDL)
+            version = self._version(cur)
+            self._check_not_newer(version)
+            for migration in self.migrations()[version:]:
+                self._run_script(cur, migration.sql)
+                cur.execute(
+                    self._q("INSERT INTO jobcontrol_schema (version, name, applied) "
+                            "VALUES (?, ?, ?)"),
+                    (migration.version, migration.name, isoformat(utcnow())),
+                )
+                version = migration.version
+        return version
+
+    def install(self) -> int:
+        with self._lock:
+            version = self._migrate()
+            self._ready = True
+            return version
+
+    def schema_version(self) -> int:
+        with self._lock:
+            if self._conn is None and not self._closed and self._database_missing():
+                return 0
+            with self._cursor(ready=False) as cur:
+                return self._version(cur)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with self._errors():
+                    conn.close()
+
+    # -- builds ------------------------------------------------------------------------------
+
+    def claim_build(
+        self,
+        job_id: str,
+        *,
+        concurrency: int,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        host: str,
+        pid: int,
+        retry_of: int | None = None,
+    ) -> Build:
+        check_concurrency(concurrency)
+        definition_json = self._dumps(definition)
+        deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        with self._transaction() as cur:
+            self._lock_job(cur, job_id)
+            cur.execute(
+                self._q("SELECT id FROM builds WHERE job_id = ? AND state = ? ORDER BY id"),
+                (job_id, BuildState.RUNNING.value),
+            )
+            running = [row[0] for row in cur.fetchall()]
+            if len(running) >= concurrency:
+                raise JobAlreadyRunningError(job_id, running)
+            now = self._time_param(utcnow())
+            build_id = self._insert_id(
+                cur,
+                "INSERT INTO builds (job_id, state, definition, definition_hash, "
+                "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
+                 now, now, now, host, pid, retry_of),
+            )
+            return self._fetch_build(cur, build_id)
+
+    def finish_build(
+        self,
+        build_id: int,
+        state: BuildState,
+        *,
+        reason: str | None = None,
+        result: StoredValue | None = None,
+        exception: ExceptionInfo | None = None,
+    ) -> Build:
+        state = check_finished_state(state)
+        with self._transaction() as cur:
+            # one conditional UPDATE: a late writer never overwrites a recorded outcome
+            cur.execute(
+                self._q(
+                    "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
+                    "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
+                    "WHERE id = ? AND state IN (?, ?)"
+                ),
+                (
+                    state.value, reason, self._time_param(utcnow()),
+                    result.kind if result else None, result.data if result else None,
+                    exception.type if exception else None,
+                    exception.message if exception else None,
+                    exception.traceback if exception else None,
+                    build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
+                ),
+            )
+            return self._fetch_build(cur, build_id)
+
+    def heartbeat(self, build_ids: Sequence[int]) -> None:
+        ids = list(dict.fromkeys(build_ids))
+        if not ids:
+            return
+        with self._transaction() as cur:
+            now = self._time_param(utcnow())
+            for start in range(0, len(ids), MAX_IN_PARAMS):
+                chunk = ids[start:start + MAX_IN_PARAMS]
+                cur.execute(
+                    self._q(f"UPDATE builds SET heartbeat = ? "
+                            f"WHERE state = ? AND id IN ({in_params(chunk)})"),
+                    (now, BuildState.RUNNING.value, *chunk),
+                )
+
+    def get_build(self, build_id: int) -> Build:
+        with self._cursor() as cur:
+            return self._fetch_build(cur, build_id)
+
+    def list_builds(
+        self,
+        job_id: str | None = None,
+        *,
+        states: Sequence[BuildState] | None = None,
+        limit: int | None = None,
+        before_id: int | None = None,
+    ) -> list[Build]:
+        where: list[str] = []
+        params: list[Any] = []
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        if states is not None:
+            values = sorted({BuildState(s).value for s in states})
+            if not values:
+                return []
+            where.append(f"state IN ({in_params(values)})")
+            params.extend(values)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        sql = _SELECT_BUILD
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), params)
+            return [self._build_from_row(row) for row in cur.fetchall()]
+
+    def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
+        wanted = None if job_ids is None else set(job_ids)
+        if wanted is not None and not wanted:
+            return {}
+        where, params = "", []
+        if wanted is not None and len(wanted) <= MAX_IN_PARAMS:
+            params = sorted(wanted)
+            where = f"WHERE job_id IN ({in_params(params)})"
+        last_cols = ", ".join(f"lb.{c}" for c in BUILD_COLUMNS)
+        ok_cols = ", ".join(f"ob.{c}" for c in BUILD_COLUMNS)
+        # one pass over the (job_id, state, id) index for the ids, then the two rows by id
+        sql = f"""
+            WITH per_job AS (
+                SELECT job_id,
+                       max(id) AS last_id,
+                       max(CASE WHEN state IN ('success', 'skipped') THEN id END) AS ok_id,
+                       max(CASE WHEN state = 'success' THEN id END) AS output_id,
+                       {self.running_ids_sql} AS running_ids
+                FROM builds {where}
+                GROUP BY job_id
+            )
+            SELECT per_job.output_id, per_job.running_ids, {last_cols}, {ok_cols}
+            FROM per_job
+            JOIN builds lb ON lb.id = per_job.last_id
+            LEFT JOIN builds ob ON ob.id = per_job.ok_id
+        """
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), params)
+            rows = cur.fetchall()
+        width = len(BUILD_COLUMNS)
+        summaries: dict[str, JobSummary] = {}
+        for row in rows:
+            output_id, running_ids = row[0], row[1]
+            last = self._build_from_row(row[2:2 + width])
+            ok_row = row[2 + width:]
+            if wanted is not None and last.job_id not in wanted:
+                continue
+            running = sorted(int(i) for i in str(running_ids).split(",")) if running_ids else []
+            summaries[last.job_id] = JobSummary(
+                job_id=last.job_id,
+                last_build=last,
+                last_ok=None if ok_row[0] is None else self._build_from_row(ok_row),
+                last_output_id=output_id,
+                running=tuple(running),
+            )
+        return summaries
+
+    def delete_build(self, build_id: int) -> None:
+        with self._transaction() as cur:
+            # logs and progress go with it: ON DELETE CASCADE
+            cur.execute(self._q("DELETE FROM builds WHERE id = ?"), (build_id,))
+            if cur.rowcount == 0:
+                raise BuildNotFoundError(build_id)
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def append_logs(self, build_id: int, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        with self._transaction() as cur:
+            self._check_build(cur, build_id)
+            cur.execute(self._q("SELECT max(seq) FROM logs WHERE build_id = ?"), (build_id,))
+            last_seq = cur.fetchone()[0] or 0
+            rows = [
+                (build_id, last_seq + n, self._time_param(r.time), r.level, r.logger,
+                 r.message, r.exception)
+                for n, r in enumerate(records, start=1)
+            ]
+            self._insert_many(
+                cur,
+                "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def get_logs(
+        self,
+        build_id: int,
+        *,
+        min_level: int = 0,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        sql = (f"SELECT {_LOG_COLUMNS} FROM logs "
+               f"WHERE build_id = ? AND seq > ? AND level >= ? ORDER BY seq")
+        params: list[Any] = [build_id, after_seq, min_level]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), params)
+            rows = cur.fetchall()
+        return [
+            LogRecord(time=self._time(time), level=level, logger=logger,  # type: ignore[arg-type]
+                      message=message, exception=exception, seq=seq)
+            for seq, time, level, logger, message, exception in rows
+        ]
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
+        if not items:
+            return
+        now = utcnow()
+        rows = [
+            (
+                build_id,
+                json.dumps([str(part) for part in item.group], ensure_ascii=False),
+                float(item.current),
+                None if item.total is None else float(item.total),
+                item.message,
+                self._time_param(item.updated or now),
+            )
+            for item in items
+        ]
+        with self._transaction() as cur:
+            self._check_build(cur, build_id)
+            self._insert_many(
+                cur,
+                "INSERT INTO progress (build_id, group_path, current, total, message, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (build_id, group_path) DO UPDATE SET current = excluded.current, "
+                "total = excluded.total, message = excluded.message, updated = excluded.updated",
+                rows,
+            )
+
+    def get_progress(self, build_id: int) -> list[ProgressItem]:
+        with self._cursor() as cur:
+            cur.execute(
+                self._q("SELECT group_path, current, total, message, updated FROM progress "
+                        "WHERE build_id = ?"),
+                (build_id,),
+            )
+            rows = cur.fetchall()
+        items = [
+            ProgressItem(group=tuple(self._loads(group)), current=current, total=total,
+                         message=message, updated=self._time(updated))
+            for group, current, total, message, updated in rows
+        ]
+        # in Python: JSON text order puts ["a","b"] before ["a"]; tuple order does not
+        return sorted(items, key=lambda item: item.group)

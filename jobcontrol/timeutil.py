@@ -1,0 +1,71 @@
+"""Time helpers: every stored time is timezone-aware UTC; durations in the config are text."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``90``, ``"90"``, ``"30s"``, ``"10m"``, ``"1h30m"``, ``"2d"``, ``"500ms"``.
+
+    Raises :class:`ValueError` with a message fit for a config error.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30s, 10m or 1h, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            return parse_duration(number)
+        pos, total = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if text and pos == len(text):
+            return total
+    raise ValueError(f"expected a duration such as 30s, 10m or 1h30m, got {value!r}")
+
+
+def format_duration(seconds: float | None) -> str:
+    """``250ms``, ``2.5s``, ``42s``, ``5m``, ``3m05s``, ``2h01m``: short, for tables and reasons."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.2f}".rstrip("0").rstrip(".") + "s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m" if not secs else f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h" if not minutes else f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d" if not hours else f"{days}d{hours:02d}h"
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC, or None."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat()

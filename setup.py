@@ -1,0 +1,36 @@
+"""Packaging for jobcontrol; tool settings live in pyproject.toml."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version: dict[str, str] = {}
+exec((HERE / "jobcontrol" / "version.py").read_text(), version)
+
+setup(
+    name="jobcontrol",
+    version=version["__version__"],
+    description="Run Python jobs from YAML and track every build: state, result, logs, progress.",
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(include=["jobcontrol", "jobcontrol.*"]),
+    package_data={"jobcontrol": ["py.typed", "storage/migrations/*/*.sql"]},
+    install_requires=[
+        "click>=8.1",
+        "PyYAML>=6.0",
+        "tabulate>=0.9",
+        "Jinja2>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["jobcontrol = jobcontrol.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX",
+        "Topic :: System :: Monitoring",
+    ],
+)

@@ -1,0 +1,497 @@
+"""The storage contract: every test runs against every backend (see ``STORAGE_BACKENDS``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
+from jobcontrol.models import (
+    Build,
+    BuildState,
+    ExceptionInfo,
+    LogRecord,
+    ProgressItem,
+    StoredValue,
+)
+from jobcontrol.storage import Storage
+from jobcontrol.timeutil import utcnow
+
+S = BuildState
+
+
+def claim(storage: Storage, job_id: str = "job", concurrency: int = 1, **kwargs: Any) -> Build:
+    """Claim a build with dull defaults for everything the test does not care about."""
+    kwargs.setdefault("definition", {"function": f"pkg.{job_id}"})
+    kwargs.setdefault("definition_hash", "hash")
+    kwargs.setdefault("dependency_builds", {})
+    kwargs.setdefault("host", "host1")
+    kwargs.setdefault("pid", 1234)
+    return storage.claim_build(job_id, concurrency=concurrency, **kwargs)
+
+
+def built(storage: Storage, job_id: str, state: BuildState) -> Build:
+    """A build of ``job_id`` claimed and, unless ``state`` is running, finished as ``state``."""
+    build = claim(storage, job_id, concurrency=100)
+    if state is S.RUNNING:
+        return build
+    return storage.finish_build(build.id, state)
+
+
+def record(message: str, level: int = logging.INFO, **kwargs: Any) -> LogRecord:
+    return LogRecord(time=utcnow(), level=level, logger="test", message=message, **kwargs)
+
+
+def assert_utc(value: datetime | None) -> None:
+    assert value is not None
+    assert value.utcoffset() == timedelta(0)
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+def test_install_is_idempotent_and_versioned(storage: Storage) -> None:
+    version = storage.install()
+    assert version > 0
+    assert storage.install() == version
+    assert storage.schema_version() == version
+
+
+def test_first_use_installs_the_schema(storage: Storage) -> None:
+    assert storage.list_builds() == []
+    assert storage.schema_version() > 0
+
+
+def test_a_closed_storage_refuses_use(storage: Storage) -> None:
+    claim(storage)
+    storage.close()
+    with pytest.raises(StorageError, match="closed"):
+        storage.list_builds()
+    storage.close()  # closing twice is harmless
+
+
+# -- claim and finish ------------------------------------------------------------------------
+
+
+def test_claim_creates_a_running_build(storage: Storage) -> None:
+    before = utcnow()
+    build = claim(storage, "fetch", host="box", pid=42, definition_hash="abc")
+    after = utcnow()
+    assert build.job_id == "fetch"
+    assert build.state is S.RUNNING
+    assert (build.host, build.pid, build.definition_hash) == ("box", 42, "abc")
+    assert build.created == build.started == build.heartbeat
+    assert build.started is not None and before <= build.started <= after
+    assert build.finished is None and build.result is None and build.exception is None
+    assert storage.get_build(build.id) == build
+
+
+def test_build_ids_increase_across_jobs(storage: Storage) -> None:
+    ids = [claim(storage, job).id for job in ("a", "b", "a2", "c")]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+
+
+def test_claim_is_refused_while_the_job_runs(storage: Storage) -> None:
+    first = claim(storage, "job")
+    with pytest.raises(JobAlreadyRunningError) as info:
+        claim(storage, "job")
+    assert info.value.job_id == "job"
+    assert info.value.running == (first.id,)
+    assert str(first.id) in str(info.value)
+    assert [b.id for b in storage.list_builds("job")] == [first.id]  # nothing was created
+    claim(storage, "other")  # another job is not held up
+
+
+def test_claim_allows_concurrency_running_builds(storage: Storage) -> None:
+    running = [claim(storage, "job", concurrency=3).id for _ in range(3)]
+    with pytest.raises(JobAlreadyRunningError) as info:
+        claim(storage, "job", concurrency=3)
+    assert info.value.running == tuple(running)
+    # a lower limit seen by a later claim counts the same running builds
+    with pytest.raises(JobAlreadyRunningError):
+        claim(storage, "job", concurrency=1)
+    storage.finish_build(running[1], S.SUCCESS)
+    fourth = claim(storage, "job", concurrency=3)
+    assert storage.job_summaries()["job"].running == (running[0], running[2], fourth.id)
+
+
+def test_claim_after_the_build_finished(storage: Storage) -> None:
+    first = claim(storage)
+    storage.finish_build(first.id, S.FAILED)
+    assert claim(storage).id > first.id
+
+
+def test_claim_rejects_a_concurrency_below_one(storage: Storage) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        claim(storage, concurrency=0)
+
+
+def test_finish_records_the_outcome(storage: Storage) -> None:
+    build = claim(storage)
+    result = StoredValue("json", '{"rows": 3}')
+    done = storage.finish_build(build.id, S.SUCCESS, result=result)
+    assert done.state is S.SUCCESS and done.result == result and done.exception is None
+    assert done.finished is not None and build.started is not None
+    assert done.finished >= build.started
+    assert (done.created, done.started) == (build.created, build.started)
+    assert storage.get_build(build.id) == done
+
+
+def test_finish_a_failure_with_reason_and_exception(storage: Storage) -> None:
+    build = claim(storage)
+    exc = ExceptionInfo("ValueError", "bad input: ü", "Traceback (most recent call last):\n...")
+    done = storage.finish_build(build.id, S.FAILED, reason="timed out after 10m", exception=exc)
+    assert (done.state, done.reason, done.exception, done.result) == (
+        S.FAILED, "timed out after 10m", exc, None
+    )
+    assert storage.get_build(build.id).exception == exc
+
+
+def test_finish_of_a_finished_build_changes_nothing(storage: Storage) -> None:
+    build = claim(storage)
+    done = storage.finish_build(build.id, S.SUCCESS, result=StoredValue("json", "1"))
+    late = storage.finish_build(
+        build.id, S.ABANDONED, reason="worker lost", exception=ExceptionInfo("E", "m", "t")
+    )
+    assert late == done
+    assert storage.get_build(build.id) == done
+
+
+def test_finish_unknown_build(storage: Storage) -> None:
+    with pytest.raises(BuildNotFoundError) as info:
+        storage.finish_build(999, S.SUCCESS)
+    assert info.value.build_id == 999
+
+
+def test_finish_needs_a_finished_state(storage: Storage) -> None:
+    build = claim(storage)
+    with pytest.raises(ValueError, match="running"):
+        storage.finish_build(build.id, S.RUNNING)
+    assert storage.get_build(build.id).state is S.RUNNING
+
+
+def test_get_unknown_build(storage: Storage) -> None:
+    claim(storage)
+    with pytest.raises(BuildNotFoundError, match="build 999 not found"):
+        storage.get_build(999)
+
+
+def test_heartbeat_updates_running_builds_only(storage: Storage) -> None:
+    running = claim(storage, "a")
+    finished = built(storage, "b", S.SUCCESS)
+    time.sleep(0.002)
+    storage.heartbeat([running.id, finished.id, 999])
+    beat = storage.get_build(running.id).heartbeat
+    assert_utc(beat)
+    assert beat is not None and running.heartbeat is not None and beat > running.heartbeat
+    assert storage.get_build(finished.id).heartbeat == finished.heartbeat
+    storage.heartbeat([])
+
+
+# -- listing ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(storage: Storage) -> list[Build]:
+    """Eight builds of jobs a and b in known states, oldest first."""
+    plan = [("a", S.SUCCESS), ("b", S.FAILED), ("a", S.FAILED), ("b", S.SUCCESS),
+            ("a", S.SKIPPED), ("b", S.CANCELLED), ("a", S.ABANDONED), ("a", S.RUNNING)]
+    return [built(storage, job, state) for job, state in plan]
+
+
+def ids(builds: list[Build]) -> list[int]:
+    return [b.id for b in builds]
+
+
+def test_list_builds_newest_first(storage: Storage, history: list[Build]) -> None:
+    assert ids(storage.list_builds()) == ids(history)[::-1]
+    assert storage.list_builds()[0] == storage.get_build(history[-1].id)
+
+
+def test_list_builds_of_one_job(storage: Storage, history: list[Build]) -> None:
+    assert ids(storage.list_builds("b")) == [h.id for h in history if h.job_id == "b"][::-1]
+    assert storage.list_builds("nobody") == []
+
+
+def test_list_builds_by_state(storage: Storage, history: list[Build]) -> None:
+    ok = storage.list_builds(states=[S.SUCCESS, S.SKIPPED])
+    assert ids(ok) == [history[4].id, history[3].id, history[0].id]
+    assert ids(storage.list_builds("a", states=[S.FAILED])) == [history[2].id]
+    assert ids(storage.list_builds(states=[S.RUNNING])) == [history[7].id]
+    assert storage.list_builds(states=[]) == []
+
+
+def test_list_builds_limit_and_paging(storage: Storage, history: list[Build]) -> None:
+    all_ids = ids(history)[::-1]
+    assert ids(storage.list_builds(limit=3)) == all_ids[:3]
+    assert storage.list_builds(limit=0) == []
+    pages: list[int] = []
+    before = None
+    while True:
+        page = storage.list_builds(limit=3, before_id=before)
+        if not page:
+            break
+        pages.extend(ids(page))
+        before = page[-1].id
+    assert pages == all_ids
+    a_ids = [h.id for h in history if h.job_id == "a"][::-1]
+    assert ids(storage.list_builds("a", limit=2, before_id=a_ids[1])) == a_ids[2:4]
+
+
+# -- job summaries ---------------------------------------------------------------------------
+
+
+def test_job_summaries(storage: Storage, history: list[Build]) -> None:
+    summaries = storage.job_summaries()
+    assert set(summaries) == {"a", "b"}
+    a, b = summaries["a"], summaries["b"]
+    assert a.job_id == "a"
+    assert a.last_build == storage.get_build(history[7].id)  # running
+    assert a.last_ok == storage.get_build(history[4].id)  # skipped counts as ok...
+    assert a.last_output_id == history[0].id  # ...but only success has output
+    assert a.running == (history[7].id,)
+    assert b.last_build == storage.get_build(history[5].id)
+    assert b.last_ok == storage.get_build(history[3].id)
+    assert b.last_output_id == history[3].id
+    assert b.running == ()
+
+
+def test_job_summaries_of_jobs_never_ok(storage: Storage) -> None:
+    failed = built(storage, "f", S.FAILED)
+    summary = storage.job_summaries()["f"]
+    assert summary.last_build == failed
+    assert (summary.last_ok, summary.last_output_id, summary.running) == (None, None, ())
+
+
+def test_job_summaries_filter(storage: Storage, history: list[Build]) -> None:
+    built(storage, "c", S.SUCCESS)
+    assert set(storage.job_summaries(["a", "c", "never-built"])) == {"a", "c"}
+    assert set(storage.job_summaries(iter(["b"]))) == {"b"}
+    assert storage.job_summaries([]) == {}
+    assert storage.job_summaries(["never-built"]) == {}
+
+
+def test_job_summaries_with_many_running(storage: Storage) -> None:
+    running = [claim(storage, "par", concurrency=5).id for _ in range(5)]
+    summary = storage.job_summaries(["par"])["par"]
+    assert summary.running == tuple(running)
+    assert summary.last_build is not None and summary.last_build.id == running[-1]
+
+
+def test_job_summaries_of_an_empty_storage(storage: Storage) -> None:
+    assert storage.job_summaries() == {}
+
+
+# -- round trips -----------------------------------------------------------------------------
+
+
+def test_build_fields_round_trip(storage: Storage) -> None:
+    definition = {
+        "function": "pkg.mod:func",
+        "args": [1, 2.5, None, True],
+        "kwargs": {"name": "Zoë ☃", "nested": {"list": [{"x": 1}]}},
+        "timeout": 600,
+    }
+    first = built(storage, "dep", S.SUCCESS)
+    build = claim(storage, "job", definition=definition, dependency_builds={"dep": first.id},
+                  retry_of=first.id)
+    result = StoredValue("pickle", "gASVBQAAAAAAAACMAWGULg==")
+    exc = ExceptionInfo("pkg.Error", "line 1\nline 2 ü", "Traceback...\n" * 50)
+    storage.finish_build(build.id, S.FAILED, reason="killed by signal 9", result=result,
+                         exception=exc)
+    got = storage.get_build(build.id)
+    assert got.definition == definition
+    assert got.dependency_builds == {"dep": first.id}
+    assert got.retry_of == first.id
+    assert (got.result, got.exception, got.reason) == (result, exc, "killed by signal 9")
+
+
+def test_tuples_in_a_definition_come_back_as_lists(storage: Storage) -> None:
+    build = claim(storage, definition={"args": (1, 2)})
+    assert build.definition == {"args": [1, 2]}
+    assert storage.get_build(build.id).definition == {"args": [1, 2]}
+
+
+def test_a_definition_that_is_not_json_is_refused(storage: Storage) -> None:
+    with pytest.raises(StorageError, match="JSON"):
+        claim(storage, definition={"f": object()})
+    assert storage.list_builds() == []
+
+
+def test_returned_builds_are_copies(storage: Storage) -> None:
+    build = claim(storage, definition={"kwargs": {"a": 1}}, dependency_builds={"d": 1})
+    build.definition["kwargs"]["a"] = 2
+    build.dependency_builds["d"] = 99
+    listed = storage.list_builds()[0]
+    listed.definition.clear()
+    got = storage.get_build(build.id)
+    assert got.definition == {"kwargs": {"a": 1}}
+    assert got.dependency_builds == {"d": 1}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.state = S.FAILED  # type: ignore[misc]
+
+
+def test_times_are_utc_and_ordered(storage: Storage) -> None:
+    build = claim(storage)
+    time.sleep(0.002)
+    done = storage.finish_build(build.id, S.SUCCESS)
+    for value in (done.created, done.started, done.finished, done.heartbeat):
+        assert_utc(value)
+    assert done.created is not None and done.started is not None and done.finished is not None
+    assert done.created <= done.started < done.finished
+    assert done.duration is not None and done.duration > 0
+    later = claim(storage)
+    assert later.created is not None and later.created >= done.created
+
+
+def test_ids_are_never_reused(storage: Storage) -> None:
+    first = claim(storage)
+    storage.finish_build(first.id, S.SUCCESS)
+    storage.delete_build(first.id)
+    assert claim(storage).id > first.id
+
+
+# -- deletion --------------------------------------------------------------------------------
+
+
+def test_delete_build_takes_its_logs_and_progress(storage: Storage) -> None:
+    keep = built(storage, "keep", S.SUCCESS)
+    gone = built(storage, "gone", S.SUCCESS)
+    for build in (keep, gone):
+        storage.append_logs(build.id, [record("one"), record("two")])
+        storage.set_progress(build.id, [ProgressItem((), 1, 2)])
+    storage.delete_build(gone.id)
+    with pytest.raises(BuildNotFoundError):
+        storage.get_build(gone.id)
+    assert storage.get_logs(gone.id) == []
+    assert storage.get_progress(gone.id) == []
+    assert "gone" not in storage.job_summaries()
+    assert len(storage.get_logs(keep.id)) == 2
+    assert len(storage.get_progress(keep.id)) == 1
+
+
+def test_delete_unknown_build(storage: Storage) -> None:
+    with pytest.raises(BuildNotFoundError):
+        storage.delete_build(12345)
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+def test_logs_are_numbered_in_order_across_batches(storage: Storage) -> None:
+    build = claim(storage)
+    storage.append_logs(build.id, [record("a"), record("b")])
+    storage.append_logs(build.id, [])
+    storage.append_logs(build.id, [record("c")])
+    logs = storage.get_logs(build.id)
+    assert [(r.seq, r.message) for r in logs] == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_logs_round_trip(storage: Storage) -> None:
+    build = claim(storage)
+    when = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    records = [
+        LogRecord(when, logging.WARNING, "pkg.mod", "naïve ☃ 日本語 \t end"),
+        LogRecord(when, logging.ERROR, "root", "boom", exception="Traceback...\nValueError: x"),
+        LogRecord(when.replace(tzinfo=None), logging.INFO, "stdout", "naive time is UTC"),
+        LogRecord(when.astimezone(timezone(timedelta(hours=2))), 5, "x", "", exception=None),
+    ]
+    storage.append_logs(build.id, records)
+    logs = storage.get_logs(build.id)
+    assert [dataclasses.replace(r, seq=0) for r in logs] == [
+        dataclasses.replace(r, time=when) for r in records
+    ]
+    for r in logs:
+        assert_utc(r.time)
+
+
+def test_logs_of_builds_are_kept_apart(storage: Storage) -> None:
+    one, two = claim(storage, "one"), claim(storage, "two")
+    storage.append_logs(one.id, [record("1a")])
+    storage.append_logs(two.id, [record("2a"), record("2b")])
+    storage.append_logs(one.id, [record("1b")])
+    assert [(r.seq, r.message) for r in storage.get_logs(one.id)] == [(1, "1a"), (2, "1b")]
+    assert [(r.seq, r.message) for r in storage.get_logs(two.id)] == [(1, "2a"), (2, "2b")]
+
+
+def test_log_filters(storage: Storage) -> None:
+    build = claim(storage)
+    levels = [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR] * 5
+    storage.append_logs(build.id, [record(f"m{i}", level) for i, level in enumerate(levels)])
+    warnings = storage.get_logs(build.id, min_level=logging.WARNING)
+    assert [r.seq for r in warnings] == [i + 1 for i, lv in enumerate(levels) if lv >= 30]
+    assert [r.seq for r in storage.get_logs(build.id, after_seq=17)] == [18, 19, 20]
+    assert [r.seq for r in storage.get_logs(build.id, limit=2)] == [1, 2]
+    assert storage.get_logs(build.id, limit=0) == []
+    assert [r.seq for r in storage.get_logs(
+        build.id, min_level=logging.ERROR, after_seq=4, limit=2)] == [8, 12]
+    assert storage.get_logs(build.id, after_seq=20) == []
+
+
+def test_many_logs_in_a_few_batches(storage: Storage) -> None:
+    build = claim(storage)
+    now = utcnow()
+    for batch in range(4):
+        storage.append_logs(build.id, [
+            LogRecord(now, logging.INFO, "bulk", f"line {batch * 5000 + i}") for i in range(5000)
+        ])
+    logs = storage.get_logs(build.id)
+    assert len(logs) == 20_000
+    assert [r.seq for r in logs] == list(range(1, 20_001))
+    assert all(r.message == f"line {r.seq - 1}" for r in logs)
+
+
+def test_logs_of_an_unknown_build(storage: Storage) -> None:
+    with pytest.raises(BuildNotFoundError):
+        storage.append_logs(999, [record("lost")])
+    assert storage.get_logs(999) == []
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def test_progress_upsert_and_order(storage: Storage) -> None:
+    build = claim(storage)
+    storage.set_progress(build.id, [
+        ProgressItem(("download", "b.zip"), 1, 10, "b"),
+        ProgressItem(("download",), 1, 20),
+        ProgressItem((), 0, None, "starting"),
+        ProgressItem(("download", "a.zip"), 5, 10),
+    ])
+    storage.set_progress(build.id, [
+        ProgressItem(("download", "b.zip"), 10, 10, "done"),
+        ProgressItem(("parse",), 3, 4),
+    ])
+    items = storage.get_progress(build.id)
+    assert [(i.group, i.current, i.total, i.message) for i in items] == [
+        ((), 0, None, "starting"),
+        (("download",), 1, 20, None),
+        (("download", "a.zip"), 5, 10, None),
+        (("download", "b.zip"), 10, 10, "done"),
+        (("parse",), 3, 4, None),
+    ]
+    for item in items:
+        assert_utc(item.updated)
+    assert items[3].updated is not None and items[0].updated is not None
+    assert items[3].updated >= items[0].updated
+
+
+def test_progress_keeps_given_update_times_and_unicode(storage: Storage) -> None:
+    build = claim(storage)
+    when = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    storage.set_progress(build.id, [ProgressItem(("fichiers", "été.csv"), 0.5, 1.0, "½", when)])
+    assert storage.get_progress(build.id) == [
+        ProgressItem(("fichiers", "été.csv"), 0.5, 1.0, "½", when)
+    ]
+
+
+def test_progress_of_an_unknown_build(storage: Storage) -> None:
+    with pytest.raises(BuildNotFoundError):
+        storage.set_progress(999, [ProgressItem((), 1, 2)])
+    assert storage.get_progress(999) == []
+    storage.set_progress(999, [])  # nothing to store: nothing checked

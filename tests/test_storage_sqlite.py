@@ -1,0 +1,311 @@
+"""What only the SQLite backend has: a file, URLs, pragmas, migrations, other processes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobcontrol.storage
+from jobcontrol.errors import JobAlreadyRunningError, StorageError
+from jobcontrol.models import BuildState
+from jobcontrol.storage import open_storage, redact_url
+from jobcontrol.storage.sql import Migration, load_migrations
+from jobcontrol.storage.sqlite import SQLiteStorage
+
+LATEST = len(load_migrations("sqlite"))
+
+
+def claim(storage: SQLiteStorage, job_id: str = "job", concurrency: int = 1) -> int:
+    build = storage.claim_build(job_id, concurrency=concurrency, definition={},
+                                definition_hash="", dependency_builds={}, host="h", pid=1)
+    return build.id
+
+
+def query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from a connection of our own, closed before returning."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def tables(path: Path) -> set[str]:
+    return {row[0] for row in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+# -- open_storage and URLs -------------------------------------------------------------------
+
+
+def test_relative_url_resolves_against_base_dir(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    with open_storage("sqlite:///sub/jobs.db", base_dir=tmp_path) as storage:
+        assert isinstance(storage, SQLiteStorage)
+        assert storage.path == tmp_path / "sub" / "jobs.db"
+        assert storage.url == f"sqlite:///{tmp_path}/sub/jobs.db"  # absolute: fit to hand on
+
+
+def test_relative_url_defaults_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_storage("sqlite:///jobs.db") as storage:
+        assert isinstance(storage, SQLiteStorage)
+        assert storage.path == tmp_path / "jobs.db"
+
+
+def test_absolute_url_ignores_base_dir(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/abs.db"
+    assert url.startswith("sqlite:////")
+    with open_storage(url, base_dir="/nonexistent") as storage:
+        assert isinstance(storage, SQLiteStorage)
+        assert storage.path == tmp_path / "abs.db"
+
+
+def test_memory_url() -> None:
+    with open_storage("memory://") as storage:
+        assert type(storage).__name__ == "MemoryStorage"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite://", "three slashes"),
+        ("sqlite:///", "expected a database file"),
+        ("sqlite://host/jobs.db", "three slashes"),
+        ("sqlite:///somedir/", "expected a database file"),
+        ("sqlite:///missing/jobs.db", "folder .*missing does not exist"),
+        ("mysql://u:secret@h/db", r"expected one of memory://, sqlite://"),
+        ("jobcontrol.db", "unsupported storage URL"),
+    ],
+)
+def test_bad_urls(url: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=message) as info:
+        open_storage(url, base_dir=tmp_path)
+    assert "\n" not in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+def test_missing_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StorageError) as info:
+        SQLiteStorage(tmp_path / "nope" / "jobs.db")
+    assert str(tmp_path / "nope" / "jobs.db") in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://bob:s3cr:et@db:5432/jobs", "postgresql://bob:***@db:5432/jobs"),
+        ("postgresql://bob:p@ss@db/jobs", "postgresql://bob:***@db/jobs"),
+        ("postgresql://bob@db/jobs", "postgresql://bob@db/jobs"),
+        ("postgresql://db:5432/jobs", "postgresql://db:5432/jobs"),
+        ("postgresql://db/jobs?sslmode=require&password=x", "postgresql://db/jobs?sslmode=require&password=***"),
+        ("sqlite:////srv/jobs.db", "sqlite:////srv/jobs.db"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_importing_jobcontrol_storage_loads_no_backend() -> None:
+    code = (
+        "import sys, jobcontrol.storage\n"
+        "loaded = {'sqlite3', 'jobcontrol.storage.sqlite', 'jobcontrol.storage.memory'}\n"
+        "assert not loaded & set(sys.modules), loaded & set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+# -- the file and its pragmas ----------------------------------------------------------------
+
+
+def test_opening_is_cheap_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        assert storage.schema_version() == 0
+        assert not path.exists()
+        assert storage.list_builds() == []  # first use creates and migrates
+        assert path.exists()
+        assert storage.schema_version() == LATEST
+
+
+def test_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        storage.install()
+        conn = storage._connection()
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (30000,)
+        assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    # WAL is a property of the file: another connection sees it too
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    path.write_bytes(b"this is not a database, just some text " * 100)
+    with SQLiteStorage(path) as storage, pytest.raises(StorageError, match=str(path)):
+        storage.list_builds()
+
+
+def test_one_object_shared_by_threads(tmp_path: Path) -> None:
+    with SQLiteStorage(tmp_path / "jobs.db") as storage:
+        outcomes: list[str] = []
+
+        def worker() -> None:
+            try:
+                claim(storage)
+                outcomes.append("ok")
+            except JobAlreadyRunningError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["ok"] + ["refused"] * 7
+
+
+# -- migrations ------------------------------------------------------------------------------
+
+
+def test_migrations_are_numbered_from_one() -> None:
+    migrations = load_migrations("sqlite")
+    assert [m.version for m in migrations] == list(range(1, LATEST + 1))
+    assert migrations[0].name == "initial"
+
+
+def test_migrate_an_empty_file_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    path.touch()
+    with SQLiteStorage(path) as storage:
+        assert storage.schema_version() == 0
+        assert storage.install() == LATEST
+        first = claim(storage)
+        storage.finish_build(first, BuildState.SUCCESS)
+    assert {"builds", "logs", "progress", "jobcontrol_schema"} <= tables(path)
+    assert [r[0] for r in query(path, "SELECT version FROM jobcontrol_schema")] == list(
+        range(1, LATEST + 1)
+    )
+    with SQLiteStorage(path) as storage:
+        assert storage.schema_version() == LATEST
+        assert storage.install() == LATEST
+        assert [b.id for b in storage.list_builds()] == [first]
+        assert claim(storage) > first
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        storage.install()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("INSERT INTO jobcontrol_schema VALUES (?, 'future', '2099-01-01')",
+                     (LATEST + 1,))
+    conn.close()
+    with SQLiteStorage(path) as storage:
+        assert storage.schema_version() == LATEST + 1
+        with pytest.raises(StorageError, match="upgrade jobcontrol") as info:
+            storage.list_builds()
+        assert "\n" not in str(info.value)
+        with pytest.raises(StorageError, match="upgrade jobcontrol"):
+            storage.install()
+
+
+def test_a_failed_migration_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        good = load_migrations("sqlite")[0]
+        storage._migrations = [good, Migration(2, "broken", "CREATE TABLE x (a);\nNOT SQL;\n")]
+        with pytest.raises(StorageError, match="syntax error"):
+            storage.install()
+        assert storage.schema_version() == 0
+    assert tables(path) <= {"sqlite_sequence"}
+
+
+# -- claims racing across processes ----------------------------------------------------------
+
+RACERS = 20
+ROUNDS = 3
+
+#: one racer: says it is ready, then for each start time read from stdin claims the job once
+#: at that instant and prints the outcome
+RACER = """
+import sys, time
+from jobcontrol.errors import JobAlreadyRunningError
+from jobcontrol.storage.sqlite import SQLiteStorage
+
+with SQLiteStorage(sys.argv[1]) as storage:
+    print("ready", flush=True)
+    for line in sys.stdin:
+        time.sleep(max(0.0, float(line) - time.time()))
+        try:
+            build = storage.claim_build("job", concurrency=1, definition={}, definition_hash="",
+                                        dependency_builds={}, host="racer", pid=0)
+            print("ok", build.id, flush=True)
+        except JobAlreadyRunningError as exc:
+            print("refused", *exc.running, flush=True)
+        except Exception as exc:
+            print("error", repr(exc).replace("\\n", " "), flush=True)
+"""
+
+
+def _start_racer(path: Path) -> subprocess.Popen[str]:
+    root = Path(jobcontrol.storage.__file__).parents[2]  # so the child imports this checkout
+    pythonpath = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-c", RACER, str(path)],
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+
+
+def test_claims_race_across_processes(tmp_path: Path) -> None:
+    """20 processes claim one job at the same instant, a few times: one wins each time.
+
+    In the first round the file does not exist yet, so the racers also create it, switch it
+    to WAL and migrate it all at once.
+    """
+    path = tmp_path / "race.db"
+    racers = [_start_racer(path) for _ in range(RACERS)]
+    pipes = [(racer.stdin, racer.stdout) for racer in racers]
+    try:
+        for _, out in pipes:
+            assert out is not None and out.readline() == "ready\n"
+        with SQLiteStorage(path) as storage:
+            for _ in range(ROUNDS):
+                start_at = f"{time.time() + 0.1}\n"
+                for into, _ in pipes:
+                    assert into is not None
+                    into.write(start_at)
+                    into.flush()
+                outcomes = sorted(out.readline().split() for _, out in pipes if out is not None)
+                winners = [outcome[1] for outcome in outcomes if outcome[0] == "ok"]
+                assert len(winners) == 1, outcomes
+                assert outcomes == [["ok", winners[0]]] + [["refused", winners[0]]] * (
+                    RACERS - 1
+                )
+                storage.finish_build(int(winners[0]), BuildState.SUCCESS)
+            assert len(storage.list_builds("job")) == ROUNDS
+    finally:
+        for into, _ in pipes:
+            if into is not None:
+                into.close()  # the racers' loops end
+        for racer, (_, out) in zip(racers, pipes, strict=True):
+            try:
+                racer.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                racer.kill()
+                racer.wait()
+            if out is not None:
+                out.close()
