@@ -1,0 +1,5 @@
+"""``python -m jobcontrol``."""
+
+from jobcontrol.cli import main
+
+main(prog_name="jobcontrol")

@@ -1,0 +1,142 @@
+"""``jobcontrol build``: run builds, showing their logs (and progress on a terminal)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from typing import Any
+
+import click
+
+from jobcontrol.cli.helpers import complete_job_ids, echo_json, format_option, pass_jc
+from jobcontrol.cli.render import build_json, log_line
+from jobcontrol.errors import JobControlError
+from jobcontrol.executors.local import BuildObserver
+from jobcontrol.models import Build, LogRecord, ProgressItem
+from jobcontrol.timeutil import format_duration
+
+_BAR_WIDTH = 24
+
+
+class TextObserver(BuildObserver):
+    """Prints each build's start, log lines and end; on a terminal, also a live progress
+    line under the log, redrawn in place."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        # the stream as it is now: an inline job's print() is redirected into its log
+        self.out = sys.stdout
+        self.progress: dict[int, tuple[Build, ProgressItem]] = {}
+        self._status_shown = False
+        self._last_draw = 0.0
+
+    def _print(self, text: str, **style: Any) -> None:
+        self._clear_status()
+        click.echo(click.style(text, **style) if style else text, file=self.out)
+        self._draw_status(force=True)
+
+    def build_started(self, build: Build) -> None:
+        self._print(f"build #{build.id} {build.job_id}: started", bold=True)
+
+    def build_log(self, build: Build, record: LogRecord) -> None:
+        colour = "red" if record.level >= 40 else "yellow" if record.level >= 30 else None
+        self._print(log_line(record, build.id), **({"fg": colour} if colour else {}))
+
+    def build_progress(self, build: Build, item: ProgressItem) -> None:
+        if not item.group:
+            self.progress[build.id] = (build, item)
+        elif build.id not in self.progress:
+            self.progress[build.id] = (build, item)
+        self._draw_status()
+
+    def build_finished(self, build: Build) -> None:
+        self.progress.pop(build.id, None)
+        colour = "green" if build.state.ok else "red"
+        text = f"build #{build.id} {build.job_id}: {build.state}"
+        if build.duration is not None:
+            text += f" in {format_duration(build.duration)}"
+        if build.reason:
+            text += f" ({build.reason})"
+        self._print(text, fg=colour, bold=True)
+
+    def job_not_built(self, job_id: str, reason: str) -> None:
+        self._print(f"{job_id}: not built ({reason})", dim=True)
+
+    # -- the live line (terminal only) -----------------------------------------------------
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self.out.write("\r\x1b[2K")
+            self._status_shown = False
+
+    def _draw_status(self, force: bool = False) -> None:
+        if not self.live or not self.progress:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        parts = []
+        for build, item in self.progress.values():
+            fraction = item.current / item.total if item.total else 0.0
+            fraction = max(0.0, min(1.0, fraction))
+            filled = int(fraction * _BAR_WIDTH)
+            bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+            label = f"#{build.id} {build.job_id} [{bar}] {fraction:4.0%}"
+            if item.message:
+                label += f" {item.message}"
+            parts.append(label)
+        self._clear_status()
+        width = shutil.get_terminal_size().columns
+        self.out.write(" | ".join(parts)[: width - 1])
+        self.out.flush()
+        self._status_shown = True
+
+
+@click.command()
+@click.argument("jobs", nargs=-1, required=True, shell_complete=complete_job_ids)
+@click.option("--deps", is_flag=True, help="First build every outdated upstream job.")
+@click.option("--depending", is_flag=True,
+              help="After a job succeeds, rebuild every job downstream of it.")
+@click.option("--if-outdated", is_flag=True,
+              help="Build only jobs that are outdated (make-like; for cron).")
+@click.option("--dry-run", "-n", is_flag=True, help="Print the plan and why; build nothing.")
+@click.option("--keep-going", "-k", is_flag=True,
+              help="After a failure, let independent builds go on.")
+@click.option("-j", "--jobs", "parallel", type=click.IntRange(1, 256), default=1,
+              show_default=True, help="Builds to run at once, where independent.")
+@format_option
+@pass_jc
+def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdated: bool,
+          dry_run: bool, keep_going: bool, parallel: int, fmt: str) -> None:
+    """Build JOBS (and, with --deps / --depending, the jobs around them).
+
+    Exit status: 0 all built (or skipped), 1 a build failed or was cancelled, 3 dependencies
+    not met, 4 a job was already running.
+    """
+    if dry_run:
+        steps = jc.plan(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated)
+        if fmt == "json":
+            echo_json([{"job": s.job_id, "role": s.role.value, "build": s.build,
+                        "reason": s.reason} for s in steps])
+        else:
+            for step in steps:
+                verb = "build" if step.build else "skip "
+                click.echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
+        return
+    observer = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
+    try:
+        builds = jc.build(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated,
+                          keep_going=keep_going, parallel=parallel, observer=observer)
+    except JobControlError as error:
+        if fmt == "json":
+            echo_json([build_json(b) for b in getattr(error, "builds", [])])
+        raise
+    if fmt == "json":
+        echo_json([build_json(b) for b in builds])
+    if any(not b.state.ok for b in builds):
+        sys.exit(1)
+
+
+COMMANDS = [build]

@@ -1,0 +1,101 @@
+"""Shared CLI glue: the context object, error handling, output formats, completion."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from jobcontrol.errors import JobControlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--format`` for every command that prints a table
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    help="Output format.",
+)
+
+
+class CliState:
+    """What the global options said; opens the config and storage on first use."""
+
+    def __init__(self, config: str | None, storage: Any, debug: bool) -> None:
+        self.config_path = config
+        #: a URL, or a Storage object handed in by a program embedding the CLI (kept open)
+        self.storage = storage
+        self.debug = debug
+        self._jc: Any = None
+
+    @property
+    def jc(self) -> Any:
+        """The :class:`~jobcontrol.core.JobControl` (imported lazily: ``--help`` stays fast)."""
+        if self._jc is None:
+            from jobcontrol.core import JobControl
+
+            self._jc = JobControl.from_config(self.config_path, self.storage)
+        return self._jc
+
+    def close(self) -> None:
+        if self._jc is not None and isinstance(self.storage, (str, type(None))):
+            self._jc.close()
+        self._jc = None
+
+
+def pass_jc(func: F) -> F:
+    """Give the command the JobControl as its first argument."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = click.get_current_context().find_object(CliState)
+        assert state is not None
+        return func(state.jc, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(error: JobControlError) -> None:
+    """Print a library error as one line on stderr and exit with its code."""
+    click.echo(f"Error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def echo_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
+    from tabulate import tabulate
+
+    rows = list(rows)
+    if not rows:
+        click.echo("(none)")
+        return
+    click.echo(tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True))
+
+
+def complete_job_ids(ctx: click.Context, param: click.Parameter, incomplete: str
+                     ) -> list[Any]:
+    """Shell completion of job ids, read from the config the command line names."""
+    from click.shell_completion import CompletionItem
+
+    root = ctx.find_root()
+    try:
+        from jobcontrol.config import find_config_path, load_config
+
+        config = load_config(find_config_path(root.params.get("config")))
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [CompletionItem(job_id, help=job.title)
+            for job_id, job in config.jobs.items() if job_id.startswith(incomplete)]
+
+
+def styled_state(state: str) -> str:
+    """A build state coloured for a terminal (click strips colour when piped)."""
+    colours = {"success": "green", "skipped": "cyan", "failed": "red", "cancelled": "yellow",
+               "abandoned": "magenta", "running": "blue", "queued": "blue"}
+    return click.style(state, fg=colours.get(state))

@@ -1,0 +1,101 @@
+"""``jobcontrol builds`` and ``jobcontrol show``: build history and one build in full."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from jobcontrol.cli.helpers import (
+    complete_job_ids,
+    echo_json,
+    echo_table,
+    format_option,
+    pass_jc,
+    styled_state,
+)
+from jobcontrol.cli.render import BUILD_HEADERS, build_detail_json, build_json, build_row
+from jobcontrol.models import BuildState
+from jobcontrol.progress_report import progress_tree
+from jobcontrol.serialize import Opaque, to_jsonable
+from jobcontrol.timeutil import format_duration, isoformat
+
+STATE_CHOICE = click.Choice([s.value for s in BuildState])
+
+
+@click.command()
+@click.argument("job", required=False, shell_complete=complete_job_ids)
+@click.option("--state", "states", multiple=True, type=STATE_CHOICE,
+              help="Only builds in this state (repeatable).")
+@click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True,
+              help="How many builds, newest first.")
+@click.option("--before", type=click.IntRange(1), help="Only builds older than this id.")
+@format_option
+@pass_jc
+def builds(jc: Any, job: str | None, states: tuple[str, ...], limit: int,
+           before: int | None, fmt: str) -> None:
+    """List builds, newest first (of JOB, or of every job)."""
+    if job is not None:
+        jc.job(job)
+    found = jc.builds(job, states=[BuildState(s) for s in states] or None, limit=limit,
+                      before_id=before)
+    if fmt == "json":
+        echo_json([build_json(b) for b in found])
+    else:
+        echo_table([build_row(b) for b in found], BUILD_HEADERS)
+
+
+@click.command()
+@click.argument("build_id", metavar="BUILD", type=click.IntRange(1))
+@format_option
+@pass_jc
+def show(jc: Any, build_id: int, fmt: str) -> None:
+    """Show one build: times, state, reason, return value, exception, progress."""
+    build = jc.get_build(build_id)
+    progress = jc.progress(build_id)
+    if fmt == "json":
+        echo_json(build_detail_json(build, progress))
+        return
+    lines = [
+        ("build", f"#{build.id}"),
+        ("job", build.job_id),
+        ("state", styled_state(build.state.value)),
+        ("reason", build.reason or ""),
+        ("created", isoformat(build.created) or ""),
+        ("started", isoformat(build.started) or ""),
+        ("finished", isoformat(build.finished) or ""),
+        ("duration", format_duration(build.duration)),
+        ("host / pid", f"{build.host or ''} / {build.pid or ''}"),
+    ]
+    if build.retry_of:
+        lines.append(("retry of", f"#{build.retry_of}"))
+    if build.dependency_builds:
+        lines.append(("consumed", ", ".join(f"{job} #{bid}"
+                                            for job, bid in build.dependency_builds.items())))
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        click.echo(f"{label:<{width}}  {value}")
+    if build.result is not None:
+        value = build.retval
+        text = value.text if isinstance(value, Opaque) else json.dumps(
+            to_jsonable(value), indent=2, ensure_ascii=False)
+        note = {"repr": " (not JSON: kept as its repr)", "pickle": " (pickled)"}.get(
+            build.result.kind, "")
+        click.echo(f"\nreturn value{note}:\n{text}")
+    if progress:
+        click.echo("\nprogress:")
+        for depth, node in progress_tree(progress).walk():
+            if not node.group and not node.children and node.total is None:
+                continue
+            total = f"/{node.total:g}" if node.total is not None else ""
+            percent = f" {node.fraction:.0%}" if node.fraction is not None else ""
+            name = node.name or "(build)"
+            message = f"  {node.message}" if node.message else ""
+            click.echo(f"  {'  ' * depth}{name}: {node.current:g}{total}{percent}{message}")
+    if build.exception is not None:
+        click.echo(f"\nexception: {build.exception.type}: {build.exception.message}")
+        click.echo(build.exception.traceback.rstrip())
+
+
+COMMANDS = [builds, show]

@@ -1,0 +1,130 @@
+"""``jobcontrol jobs``, ``job`` and ``graph``: the definitions and how they depend."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import yaml
+
+from jobcontrol import graph as graphs
+from jobcontrol.cli.helpers import complete_job_ids, echo_json, echo_table, format_option, pass_jc
+from jobcontrol.importing import describe_callable
+from jobcontrol.storage import redact_url
+from jobcontrol.timeutil import format_duration
+
+
+def job_json(job: Any) -> dict[str, Any]:
+    """A job's definition as JSON (``!retval`` shown as ``{"!retval": job}``)."""
+    data = job.snapshot()
+    data["location"] = str(job.location)
+    return data
+
+
+@click.command()
+@click.option("--tag", help="Only jobs with this tag.")
+@format_option
+@pass_jc
+def jobs(jc: Any, tag: str | None, fmt: str) -> None:
+    """List the jobs the config defines."""
+    selected = [job for job in jc.config.jobs.values() if tag is None or tag in job.tags]
+    if fmt == "json":
+        echo_json([job_json(job) for job in selected])
+        return
+    echo_table(
+        ([job.id, job.title, job.function, ", ".join(job.dependencies), ", ".join(job.tags)]
+         for job in selected),
+        ["id", "title", "function", "dependencies", "tags"],
+    )
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB", shell_complete=complete_job_ids)
+@format_option
+@pass_jc
+def job(jc: Any, job_id: str, fmt: str) -> None:
+    """Show one job: its definition, the function's signature and docstring."""
+    definition = jc.job(job_id)
+    func = jc.import_function(job_id)
+    signature, doc = describe_callable(func)
+    dependents = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
+    if fmt == "json":
+        data = job_json(definition)
+        data.update({"signature": signature, "docstring": doc, "dependents": dependents})
+        echo_json(data)
+        return
+    name = definition.function.replace(":", ".").rsplit(".", 1)[-1]
+    click.echo(click.style(f"{definition.id}: {definition.title}", bold=True))
+    click.echo(f"defined at {definition.location}")
+    click.echo(f"\n  {definition.function}  ->  def {name}{signature}")
+    if doc:
+        click.echo("\n" + "\n".join(f"    {line}" for line in doc.splitlines()))
+    click.echo("")
+    snapshot = definition.snapshot()
+    for key in ("args", "kwargs"):
+        if snapshot.get(key):
+            click.echo(f"{key}: {json.dumps(snapshot[key], ensure_ascii=False)}")
+    click.echo(f"dependencies: {', '.join(definition.dependencies) or '(none)'}")
+    click.echo(f"dependents: {', '.join(dependents) or '(none)'}")
+    if definition.tags:
+        click.echo(f"tags: {', '.join(definition.tags)}")
+    options = [f"isolation={definition.isolation}", f"concurrency={definition.concurrency}",
+               f"result={definition.result}"]
+    if definition.timeout is not None:
+        options.append(f"timeout={format_duration(definition.timeout)}")
+    if definition.cleanup_function:
+        options.append(f"cleanup={definition.cleanup_function}")
+    click.echo("options: " + ", ".join(options))
+
+
+def _dot_id(job_id: str) -> str:
+    return json.dumps(job_id)
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "json"]), default="text",
+              show_default=True, help="text (an indented tree), Graphviz dot, or JSON.")
+@pass_jc
+def graph(jc: Any, fmt: str) -> None:
+    """Print the dependency graph (``--format dot | dot -Tsvg > graph.svg``)."""
+    deps = jc.config.dependencies
+    order = graphs.topological_order(deps)
+    if fmt == "json":
+        echo_json({job_id: list(deps[job_id]) for job_id in order})
+    elif fmt == "dot":
+        click.echo("digraph jobcontrol {")
+        click.echo("  rankdir=LR;")
+        click.echo("  node [shape=box, style=rounded];")
+        for job_id in order:
+            label = jc.config.jobs[job_id].title
+            click.echo(f"  {_dot_id(job_id)} [label={json.dumps(label)}];")
+        for job_id in order:
+            for dep in deps[job_id]:
+                click.echo(f"  {_dot_id(dep)} -> {_dot_id(job_id)};")
+        click.echo("}")
+    else:
+        for job_id in order:
+            after = f"  <- {', '.join(deps[job_id])}" if deps[job_id] else ""
+            click.echo(f"{job_id}{after}")
+
+
+@click.command("config")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml",
+              show_default=True)
+@pass_jc
+def config_command(jc: Any, fmt: str) -> None:
+    """Print the config as loaded: rendered by Jinja2, with defaults applied."""
+    config = jc.config
+    if fmt == "json":
+        echo_json({"path": str(config.path), "storage": redact_url(jc.storage.url),
+                   "jobs": [job_json(j) for j in config.jobs.values()]})
+        return
+    click.echo(f"# {config.path} (rendered)")
+    click.echo(config.rendered.rstrip("\n"))
+    click.echo("\n# as loaded, with defaults applied:")
+    click.echo(yaml.safe_dump({"jobs": [j.snapshot() for j in config.jobs.values()]},
+                              sort_keys=False, allow_unicode=True).rstrip("\n"))
+
+
+COMMANDS = [jobs, job, graph, config_command]

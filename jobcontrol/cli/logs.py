@@ -1,0 +1,68 @@
+"""``jobcontrol logs``: a build's log, optionally followed until the build ends."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import click
+
+from jobcontrol.cli.helpers import pass_jc
+from jobcontrol.cli.render import log_json, log_line
+
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class LevelType(click.ParamType):
+    """A logging level by name (any case) or number."""
+
+    name = "level"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper()
+        if text.isdigit():
+            return int(text)
+        if text in LEVELS or text == "WARN":
+            return int(logging.getLevelName("WARNING" if text == "WARN" else text))
+        self.fail(f"{value!r} is not a level: use one of {', '.join(LEVELS)} or a number",
+                  param, ctx)
+
+
+@click.command()
+@click.argument("build_id", metavar="BUILD", type=click.IntRange(1))
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until it ends.")
+@click.option("--level", "-l", type=LevelType(), default="DEBUG",
+              help="Only records at this level or above (DEBUG, INFO, WARNING, ERROR).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="text, or JSON Lines (one record a line).")
+@click.option("--interval", type=click.FloatRange(0.05), default=0.5, hidden=True)
+@pass_jc
+def logs(jc: Any, build_id: int, follow: bool, level: int, fmt: str, interval: float) -> None:
+    """Print a build's log."""
+    jc.get_build(build_id)
+    after = 0
+    while True:
+        records = jc.logs(build_id, min_level=level, after_seq=after)
+        for record in records:
+            if fmt == "json":
+                click.echo(json.dumps(log_json(record), ensure_ascii=False))
+            else:
+                click.echo(log_line(record))
+            after = record.seq
+        if not follow:
+            return
+        if not records:
+            if jc.get_build(build_id).state.finished:
+                # one more read: lines flushed just before the outcome was written
+                if not jc.logs(build_id, min_level=level, after_seq=after):
+                    return
+                continue
+            time.sleep(interval)
+
+
+COMMANDS = [logs]

@@ -1,0 +1,72 @@
+"""``jobcontrol status``: one row a job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from jobcontrol.cli.helpers import (
+    complete_job_ids,
+    echo_json,
+    echo_table,
+    format_option,
+    pass_jc,
+    styled_state,
+)
+from jobcontrol.timeutil import isoformat
+
+
+def status_json(status: Any) -> dict[str, Any]:
+    """The JSON shape of one job's status (see README, "Machine-readable output")."""
+    last_ok = status.last_success
+    return {
+        "job": status.job.id,
+        "title": status.job.title,
+        "last_build": status.last_build.id if status.last_build else None,
+        "last_state": status.last_state,
+        "last_success": last_ok.id if last_ok else None,
+        "last_success_time": isoformat(last_ok.finished) if last_ok else None,
+        "outdated": status.outdated.outdated,
+        "outdated_reasons": list(status.outdated.reasons),
+        "running": list(status.running),
+        "next_run": None,
+        "tags": list(status.job.tags),
+    }
+
+
+@click.command()
+@click.argument("jobs", nargs=-1, shell_complete=complete_job_ids)
+@click.option("--tag", help="Only jobs with this tag.")
+@click.option("--why", is_flag=True, help="Show every reason a job is outdated.")
+@format_option
+@pass_jc
+def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str) -> None:
+    """Show each job's last build, last success, and whether it is outdated."""
+    statuses = jc.status(list(jobs) or None, tag=tag)
+    if fmt == "json":
+        echo_json([status_json(s) for s in statuses])
+        return
+    rows = []
+    for s in statuses:
+        last_ok = s.last_success
+        if s.outdated.outdated:
+            outdated = "; ".join(s.outdated.reasons) if why else f"yes: {s.outdated.reasons[0]}"
+            if not why and len(s.outdated.reasons) > 1:
+                outdated += f" (+{len(s.outdated.reasons) - 1}, see --why)"
+        else:
+            outdated = "no"
+        rows.append([
+            s.job.id,
+            f"#{s.last_build.id}" if s.last_build else "",
+            styled_state(s.last_state),
+            last_ok.finished.strftime("%Y-%m-%d %H:%M:%S") if last_ok and last_ok.finished
+            else "",
+            outdated,
+            ", ".join(f"#{i}" for i in s.running),
+        ])
+    echo_table(rows, ["job", "last build", "state", "last success (UTC)", "outdated",
+                      "running"])
+
+
+COMMANDS = [status]

@@ -1,0 +1,272 @@
+"""``JobControl``: the Python API, tying config, storage and executor together.
+
+The CLI and (later) the web UI are thin layers over this class.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobcontrol import graph
+from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
+from jobcontrol.errors import BuildStateError, DependencyError, JobControlError
+from jobcontrol.executors.local import BuildObserver
+from jobcontrol.importing import import_callable
+from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
+from jobcontrol.orchestrator import BuildRun
+from jobcontrol.plan import Role, decide, make_plan
+from jobcontrol.storage import open_storage
+from jobcontrol.storage.base import Storage
+
+DEFAULT_STORAGE_NAME = "jobcontrol.db"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One job as ``jobcontrol status`` shows it."""
+
+    job: JobDefinition
+    last_build: Build | None
+    last_success: Build | None
+    outdated: graph.Outdated
+    running: tuple[int, ...]
+
+    @property
+    def last_state(self) -> str:
+        """The last build's state, or ``"not_built"``."""
+        return self.last_build.state.value if self.last_build else "not_built"
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step of ``build --dry-run``: would it build, and why."""
+
+    job_id: str
+    role: Role
+    build: bool
+    reason: str
+
+
+def resolve_storage_url(config: Config, storage: str | None = None) -> tuple[str, Path]:
+    """The storage URL to use and the folder relative SQLite paths resolve against.
+
+    ``storage`` (``--storage``), then ``$JOBCONTROL_STORAGE`` (both relative to the working
+    directory), then the file's ``storage:`` (relative to the file), then ``jobcontrol.db``
+    beside the file.
+    """
+    if storage:
+        return storage, Path.cwd()
+    from_env = os.environ.get("JOBCONTROL_STORAGE")
+    if from_env:
+        return from_env, Path.cwd()
+    if config.storage:
+        return config.storage, config.directory
+    return f"sqlite:///{DEFAULT_STORAGE_NAME}", config.directory
+
+
+class JobControl:
+    """Jobs from a config, builds in a storage.
+
+    >>> jc = JobControl.from_config("jobs.yaml")          # doctest: +SKIP
+    >>> [build] = jc.build("report", deps=True)[-1:]       # doctest: +SKIP
+    """
+
+    def __init__(self, config: Config, storage: Storage) -> None:
+        self.config = config
+        self.storage = storage
+        # jobs import their modules from beside the config file, as the user expects
+        directory = str(config.directory)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+
+    @classmethod
+    def from_config(
+        cls, path: str | os.PathLike[str] | None = None, storage: str | Storage | None = None
+    ) -> JobControl:
+        """Load the config (``path``, else ``$JOBCONTROL_CONFIG``, else ``./jobcontrol.yaml``)
+        and open its storage (see :func:`resolve_storage_url`)."""
+        config = load_config(find_config_path(None if path is None else str(path)))
+        if isinstance(storage, Storage):
+            return cls(config, storage)
+        url, base = resolve_storage_url(config, storage)
+        return cls(config, open_storage(url, base_dir=base))
+
+    def close(self) -> None:
+        """Close the storage."""
+        self.storage.close()
+
+    def __enter__(self) -> JobControl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> JobDefinition:
+        """A job's definition; UnknownJobError if there is none."""
+        return self.config.job(job_id)
+
+    def import_function(self, job_id: str, key: str = "function") -> Callable[..., Any]:
+        """Import a job's ``function`` (or ``cleanup_function``); JobImportError if it fails."""
+        job = self.job(job_id)
+        dotted = job.function if key == "function" else job.cleanup_function
+        assert dotted is not None
+        return import_callable(dotted, job_id=job_id, key=key, location=job.location_of(key))
+
+    # -- status ------------------------------------------------------------------------------
+
+    def outdated(self) -> dict[str, graph.Outdated]:
+        """Every job's outdated verdict with reasons (one storage query)."""
+        return self._outdated(self.storage.job_summaries())
+
+    def _outdated(self, summaries: dict[str, Any]) -> dict[str, graph.Outdated]:
+        hashes = {job_id: job.definition_hash for job_id, job in self.config.jobs.items()}
+        return graph.outdated_jobs(self.config.dependencies, hashes, summaries)
+
+    def status(self, job_ids: Sequence[str] | None = None, tag: str | None = None
+               ) -> list[JobStatus]:
+        """The status of the given jobs (all by default), in definition order."""
+        for job_id in job_ids or ():
+            self.job(job_id)
+        summaries = self.storage.job_summaries()
+        outdated = self._outdated(summaries)
+        result = []
+        for job_id, job in self.config.jobs.items():
+            if job_ids and job_id not in job_ids:
+                continue
+            if tag is not None and tag not in job.tags:
+                continue
+            summary = summaries.get(job_id)
+            result.append(JobStatus(
+                job=job,
+                last_build=summary.last_build if summary else None,
+                last_success=summary.last_ok if summary else None,
+                outdated=outdated[job_id],
+                running=summary.running if summary else (),
+            ))
+        return result
+
+    # -- building --------------------------------------------------------------------------
+
+    def plan(self, jobs: str | Sequence[str], *, deps: bool = False, depending: bool = False,
+             if_outdated: bool = False) -> list[PlannedStep]:
+        """What :meth:`build` would do now, and why (``build --dry-run``)."""
+        targets = self._targets(jobs)
+        steps = make_plan(self.config.dependencies, targets, with_deps=deps,
+                          with_depending=depending)
+        outdated = self.outdated()
+        planned = []
+        assumed: dict[str, BuildState] = {}
+        for step in steps:
+            decision = decide(step, outdated[step.job_id], if_outdated=if_outdated,
+                              finished=assumed)
+            if decision.build:  # predict success, so downstream steps show as planned
+                assumed[step.job_id] = BuildState.SUCCESS
+            planned.append(PlannedStep(step.job_id, step.role, decision.build, decision.reason))
+        return planned
+
+    def build(
+        self,
+        jobs: str | Sequence[str],
+        *,
+        deps: bool = False,
+        depending: bool = False,
+        if_outdated: bool = False,
+        keep_going: bool = False,
+        parallel: int = 1,
+        observer: BuildObserver | None = None,
+    ) -> list[Build]:
+        """Build ``jobs`` and return the builds made, oldest first.
+
+        With ``deps``, outdated upstream jobs are built first; without it, a dependency that
+        never built successfully raises :class:`DependencyError` and nothing is built. With
+        ``depending``, downstream jobs are rebuilt after a target succeeds. A refusal met
+        during the run (a job already running, dependencies not met) is raised after the
+        run, with the builds made in ``error.builds``.
+        """
+        targets = self._targets(jobs)
+        if not deps:
+            self._check_dependencies_met(targets)
+        steps = make_plan(self.config.dependencies, targets, with_deps=deps,
+                          with_depending=depending)
+        callables = {step.job_id: self.import_function(step.job_id) for step in steps}
+        run = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
+                       keep_going=keep_going, if_outdated=if_outdated)
+        result = run.run(steps)
+        if result.error is not None:
+            result.error.builds = result.builds  # type: ignore[attr-defined]
+            raise result.error
+        return result.builds
+
+    def _targets(self, jobs: str | Sequence[str]) -> list[str]:
+        targets = [jobs] if isinstance(jobs, str) else list(dict.fromkeys(jobs))
+        if not targets:
+            raise JobControlError("no job to build")
+        for job_id in targets:
+            self.job(job_id)
+        return targets
+
+    def _check_dependencies_met(self, targets: Sequence[str]) -> None:
+        summaries = self.storage.job_summaries()
+        deps = self.config.dependencies
+        for target in targets:
+            missing = [
+                dep for dep in deps[target]
+                if dep not in targets and (dep not in summaries or summaries[dep].last_ok is None)
+            ]
+            if missing:
+                raise DependencyError(target, missing)
+
+    # -- history ---------------------------------------------------------------------------
+
+    def builds(self, job_id: str | None = None, *, states: Sequence[BuildState] | None = None,
+               limit: int | None = None, before_id: int | None = None) -> list[Build]:
+        """Build history, newest first."""
+        return self.storage.list_builds(job_id, states=states, limit=limit, before_id=before_id)
+
+    def get_build(self, build_id: int) -> Build:
+        """One build; BuildNotFoundError if there is none."""
+        return self.storage.get_build(build_id)
+
+    def logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,
+             limit: int | None = None) -> list[LogRecord]:
+        """A build's log records, in order."""
+        self.storage.get_build(build_id)
+        return self.storage.get_logs(build_id, min_level=min_level, after_seq=after_seq,
+                                     limit=limit)
+
+    def progress(self, build_id: int) -> list[ProgressItem]:
+        """A build's progress items (see :func:`jobcontrol.progress_report` for the tree)."""
+        return self.storage.get_progress(build_id)
+
+    def delete_build(self, build_id: int) -> Build:
+        """Run the job's ``cleanup_function(build)``, then delete the build and its logs.
+
+        A running build cannot be deleted. If the cleanup raises, nothing is deleted.
+        """
+        build = self.storage.get_build(build_id)
+        if not build.state.finished:
+            raise BuildStateError(f"build {build_id} is {build.state}: it cannot be deleted "
+                                  f"until it ends")
+        job = self.config.jobs.get(build.job_id)
+        if job is not None and job.cleanup_function:
+            cleanup = self.import_function(job.id, "cleanup_function")
+            try:
+                cleanup(build)
+            except Exception as exc:
+                raise JobControlError(
+                    f"cleanup of build {build_id} ({job.cleanup_function}) failed: "
+                    f"{type(exc).__name__}: {exc}; the build was kept"
+                ) from exc
+        self.storage.delete_build(build_id)
+        return build
+
+    def install(self) -> int:
+        """Create or migrate the storage schema; returns its version."""
+        return self.storage.install()

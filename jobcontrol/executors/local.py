@@ -1,0 +1,373 @@
+"""The local executor: runs claimed builds in child processes (or inline) and records them.
+
+One single-threaded loop multiplexes every running child: it reads their frames, writes logs
+and progress to storage in batches, beats the heartbeat, enforces timeouts and stop requests,
+and records each outcome. Nothing here decides *what* to build (that is :mod:`jobcontrol.core`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
+from jobcontrol.runner import (
+    BuildInterrupted,
+    ChildProcess,
+    Frame,
+    FrameReader,
+    LineWriter,
+    Outcome,
+    execute_job,
+    outcome_from_status,
+)
+from jobcontrol.storage.base import Storage
+from jobcontrol.timeutil import format_duration
+
+HOSTNAME = socket.gethostname()
+_READ_SIZE = 1 << 16
+
+
+class BuildObserver:
+    """Receives what happens during a run (the CLI renders it). Every method is optional."""
+
+    def build_started(self, build: Build) -> None:
+        """A build was claimed and is about to run."""
+
+    def build_log(self, build: Build, record: LogRecord) -> None:
+        """A log record arrived (before it is stored)."""
+
+    def build_progress(self, build: Build, item: ProgressItem) -> None:
+        """A progress report arrived."""
+
+    def build_finished(self, build: Build) -> None:
+        """A build's outcome was recorded."""
+
+    def job_not_built(self, job_id: str, reason: str) -> None:
+        """A job of the plan was not built (up to date, or blocked by a failure)."""
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)
+
+
+@dataclass
+class _Running:
+    """One build in flight, with what it produced that is not stored yet."""
+
+    build: Build
+    timeout: float | None
+    child: ChildProcess | None = None
+    reader: FrameReader = field(default_factory=FrameReader)
+    partial: dict[int, bytes] = field(default_factory=dict)
+    logs: list[LogRecord] = field(default_factory=list)
+    progress: dict[tuple[str, ...], ProgressItem] = field(default_factory=dict)
+    outcome: Outcome | None = None
+    stop: Outcome | None = None
+    kill_at: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    open_fds: set[int] = field(default_factory=set)
+
+
+class LocalExecutor:
+    """Runs builds on this machine and records everything they report.
+
+    ``start()`` a claimed build, then ``wait()`` until builds finish. ``request_stop()`` is
+    safe to call from a signal handler: running builds are terminated and recorded with the
+    given state and reason.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        observer: BuildObserver | None = None,
+        *,
+        heartbeat_interval: float = 5.0,
+        kill_grace: float = 5.0,
+        flush_interval: float = 0.2,
+        flush_records: int = 2000,
+    ) -> None:
+        self.storage = storage
+        self.observer = observer or BuildObserver()
+        self.heartbeat_interval = heartbeat_interval
+        self.kill_grace = kill_grace
+        self.flush_interval = flush_interval
+        self.flush_records = flush_records
+        self._running: dict[int, _Running] = {}
+        self._finished: list[Build] = []
+        self._stop_request: tuple[BuildState, str] | None = None
+        self._inline: _Running | None = None
+        self._last_heartbeat = time.monotonic()
+        self._last_flush = time.monotonic()
+
+    # -- public --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        """How many builds are in flight."""
+        return len(self._running)
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested: start nothing new."""
+        return self._stop_request is not None
+
+    def request_stop(self, reason: str, state: BuildState = BuildState.CANCELLED) -> None:
+        """Stop every running build (from a signal handler too). An inline build is
+        interrupted where it stands."""
+        self._stop_request = (state, reason)
+        if self._inline is not None and threading.current_thread() is threading.main_thread():
+            raise BuildInterrupted(state, reason)
+
+    def start(
+        self,
+        build: Build,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        isolation: str = "process",
+        result_mode: str = "json",
+    ) -> None:
+        """Run a claimed build: forked, or inline (to its end, before returning)."""
+        entry = _Running(build, timeout)
+        self._running[build.id] = entry
+        self.observer.build_started(build)
+        if isolation == "inline":
+            self._run_inline(entry, func, args, kwargs, result_mode)
+            return
+        try:
+            child = ChildProcess.spawn(func, args, kwargs, build, result_mode)
+        except OSError as exc:
+            entry.outcome = Outcome(BuildState.FAILED, f"could not start a process: {exc}")
+            self._finish(entry)
+            return
+        entry.child = child
+        entry.open_fds = {child.frame_fd, child.out_fd, child.err_fd}
+
+    def wait(self, timeout: float | None = None) -> list[Build]:
+        """Block until at least one build finishes (or ``timeout`` passes); return the
+        finished builds as recorded."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._finished and self._running:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            self._poll(self._next_wakeup(now, deadline))
+        finished, self._finished = self._finished, []
+        return finished
+
+    # -- inline ----------------------------------------------------------------------------
+
+    def _run_inline(self, entry: _Running, func: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any], result_mode: str) -> None:
+        in_main = threading.current_thread() is threading.main_thread()
+        old_alarm = None
+        if entry.timeout and in_main:
+            reason = f"timed out after {format_duration(entry.timeout)}"
+
+            def on_alarm(signum: int, frame: object) -> None:
+                raise BuildInterrupted(BuildState.FAILED, reason)
+
+            old_alarm = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, entry.timeout)
+        self._inline = entry
+
+        def emit(frame: Frame) -> None:
+            self._handle(entry, frame)
+
+        stdout = LineWriter(emit, "stdout", logging.INFO)
+        stderr = LineWriter(emit, "stderr", logging.WARNING)
+        try:
+            # print() is captured as in a child; output of subprocesses is not (no fork)
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                try:
+                    entry.outcome = execute_job(func, args, kwargs, entry.build, emit,
+                                                result_mode)
+                finally:
+                    stdout.finish()
+                    stderr.finish()
+        except BuildInterrupted as exc:  # arrived outside the job's own call
+            entry.outcome = Outcome(exc.state, exc.reason)
+        finally:
+            self._inline = None
+            if old_alarm is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old_alarm)
+        self._finish(entry)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _next_wakeup(self, now: float, deadline: float | None) -> float:
+        wake = now + 1.0
+        if deadline is not None:
+            wake = min(wake, deadline)
+        if any(entry.logs or entry.progress for entry in self._running.values()):
+            wake = min(wake, self._last_flush + self.flush_interval)
+        wake = min(wake, self._last_heartbeat + self.heartbeat_interval)
+        for entry in self._running.values():
+            if entry.child and entry.child.pidfd is None:
+                wake = min(wake, now + 0.05)  # no pidfd: poll for exits
+            if entry.kill_at is not None:
+                wake = min(wake, entry.kill_at)
+            elif entry.timeout is not None:
+                wake = min(wake, entry.started + entry.timeout)
+        if self._stop_request:
+            wake = now
+        return max(0.0, wake - now)
+
+    def _poll(self, wait: float) -> None:
+        fds: dict[int, _Running] = {}
+        for entry in self._running.values():
+            for fd in entry.open_fds:
+                fds[fd] = entry
+            if entry.child and entry.child.pidfd is not None:
+                fds[entry.child.pidfd] = entry
+        ready: list[int] = []
+        if fds:
+            ready, _, _ = select.select(list(fds), [], [], wait)
+        elif wait:
+            time.sleep(wait)
+        for fd in ready:
+            entry = fds[fd]
+            if fd in entry.open_fds:
+                self._read(entry, fd)
+        now = time.monotonic()
+        self._enforce_limits(now)
+        for entry in list(self._running.values()):
+            child = entry.child
+            if child is not None and (not entry.open_fds or child.exited()):
+                self._collect(entry)
+        if now - self._last_flush >= self.flush_interval:
+            self._flush_all()
+        if now - self._last_heartbeat >= self.heartbeat_interval:
+            self._last_heartbeat = now
+            ids = [build_id for build_id, e in self._running.items() if e.child]
+            if ids:
+                self.storage.heartbeat(ids)
+
+    def _read(self, entry: _Running, fd: int) -> None:
+        """Read what is there; returns at EOF or when the pipe is empty."""
+        while True:
+            try:
+                data = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                entry.open_fds.discard(fd)
+                self._output_line(entry, fd, entry.partial.pop(fd, b""), final=True)
+                return
+            if entry.child and fd == entry.child.frame_fd:
+                for frame in entry.reader.feed(data):
+                    self._handle(entry, frame)
+            else:
+                lines = (entry.partial.pop(fd, b"") + data).split(b"\n")
+                entry.partial[fd] = lines.pop()
+                for line in lines:
+                    self._output_line(entry, fd, line)
+            if len(data) < _READ_SIZE:
+                return
+
+    def _output_line(self, entry: _Running, fd: int, line: bytes, final: bool = False) -> None:
+        if final and not line:
+            return
+        assert entry.child is not None
+        is_err = fd == entry.child.err_fd
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        self._handle(entry, ("log", time.time(), logging.WARNING if is_err else logging.INFO,
+                             "stderr" if is_err else "stdout", text, None))
+
+    def _handle(self, entry: _Running, frame: Frame) -> None:
+        kind = frame[0]
+        if kind == "log":
+            _, created, level, name, message, exc_text = frame
+            record = LogRecord(_utc(created), level, name, message, exc_text)
+            entry.logs.append(record)
+            self.observer.build_log(entry.build, record)
+            if len(entry.logs) >= self.flush_records:
+                self._flush(entry)
+        elif kind == "progress":
+            _, group, current, total, message, created = frame
+            item = ProgressItem(tuple(group), current, total, message, _utc(created))
+            entry.progress[item.group] = item
+            self.observer.build_progress(entry.build, item)
+        elif kind == "done":
+            entry.outcome = Outcome.from_frame(frame)
+
+    def _enforce_limits(self, now: float) -> None:
+        for entry in self._running.values():
+            child = entry.child
+            if child is None or entry.outcome is not None:
+                continue
+            if entry.kill_at is not None:
+                if now >= entry.kill_at:
+                    child.signal_group(signal.SIGKILL)
+                    entry.kill_at = now + 3600  # sent; the exit is what we wait for now
+                continue
+            if self._stop_request is not None:
+                state, reason = self._stop_request
+                self._terminate(entry, Outcome(state, reason), now)
+            elif entry.timeout is not None and now - entry.started >= entry.timeout:
+                reason = f"timed out after {format_duration(entry.timeout)}"
+                self._terminate(entry, Outcome(BuildState.FAILED, reason), now)
+
+    def _terminate(self, entry: _Running, outcome: Outcome, now: float) -> None:
+        assert entry.child is not None
+        entry.stop = outcome
+        entry.kill_at = now + self.kill_grace
+        entry.child.signal_group(signal.SIGTERM)
+
+    def _collect(self, entry: _Running) -> None:
+        """The child exited: drain its pipes, clean up its process group, record it."""
+        child = entry.child
+        assert child is not None
+        for fd in list(entry.open_fds):
+            self._read(entry, fd)
+        for fd in list(entry.partial):
+            self._output_line(entry, fd, entry.partial.pop(fd), final=True)
+        status = child.reap()
+        if entry.stop is not None:
+            entry.outcome = entry.stop
+        elif entry.outcome is None:
+            entry.outcome = outcome_from_status(status)
+        self._finish(entry)
+
+    # -- storage -------------------------------------------------------------------------------
+
+    def _flush(self, entry: _Running) -> None:
+        if entry.logs:
+            logs, entry.logs = entry.logs, []
+            self.storage.append_logs(entry.build.id, logs)
+        if entry.progress:
+            items, entry.progress = list(entry.progress.values()), {}
+            self.storage.set_progress(entry.build.id, items)
+
+    def _flush_all(self) -> None:
+        self._last_flush = time.monotonic()
+        for entry in self._running.values():
+            self._flush(entry)
+
+    def _finish(self, entry: _Running) -> None:
+        self._flush(entry)
+        outcome = entry.outcome
+        assert outcome is not None
+        build = self.storage.finish_build(
+            entry.build.id, outcome.state, reason=outcome.reason,
+            result=outcome.result, exception=outcome.exception,
+        )
+        del self._running[entry.build.id]
+        self._finished.append(build)
+        self.observer.build_finished(build)

@@ -1,0 +1,216 @@
+"""Runs a plan: decides each step against fresh storage state, claims, starts, waits.
+
+Independent steps run side by side up to ``parallel``; a step starts once every dependency
+in the plan has finished. A failure blocks everything downstream of it and, unless
+``keep_going``, stops new starts. Ctrl-C and SIGTERM cancel the running builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobcontrol import graph
+from jobcontrol.config import Config, JobDefinition, RetvalRef
+from jobcontrol.errors import (
+    DependencyError,
+    JobAlreadyRunningError,
+    JobControlError,
+    RetvalError,
+)
+from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
+from jobcontrol.models import Build, BuildState, JobSummary
+from jobcontrol.plan import Step, blocked_by, decide
+from jobcontrol.serialize import load_for_dependency
+from jobcontrol.storage.base import Storage
+
+
+@dataclass
+class RunResult:
+    """What a run made, and the first refusal that stopped part of it."""
+
+    builds: list[Build] = field(default_factory=list)
+    error: JobControlError | None = None
+
+
+def substitute_retvals(value: Any, retvals: Mapping[str, Any]) -> Any:
+    """``value`` with every :class:`RetvalRef` replaced by its dependency's return value."""
+    if isinstance(value, RetvalRef):
+        return retvals[value.job_id]
+    if isinstance(value, list):
+        return [substitute_retvals(item, retvals) for item in value]
+    if isinstance(value, tuple):
+        return tuple(substitute_retvals(item, retvals) for item in value)
+    if isinstance(value, dict):
+        return {key: substitute_retvals(item, retvals) for key, item in value.items()}
+    return value
+
+
+class BuildRun:
+    """One execution of a plan (see module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        callables: Mapping[str, Callable[..., Any]],
+        observer: BuildObserver | None = None,
+        *,
+        parallel: int = 1,
+        keep_going: bool = False,
+        if_outdated: bool = False,
+        executor: LocalExecutor | None = None,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.callables = callables
+        self.observer = observer or BuildObserver()
+        self.parallel = max(1, parallel)
+        self.keep_going = keep_going
+        self.if_outdated = if_outdated
+        self.executor = executor or LocalExecutor(storage, self.observer)
+        self.deps = config.dependencies
+        self.result = RunResult()
+        self._finished: dict[str, BuildState] = {}
+        self._failed: set[str] = set()
+        self._running_jobs: dict[int, str] = {}
+        self._halt = False
+
+    def run(self, steps: list[Step]) -> RunResult:
+        """Run the steps; returns when nothing more can start and nothing is running."""
+        pending = list(steps)
+        in_plan = {step.job_id for step in steps}
+        with self._signals_cancel_builds():
+            while pending or self.executor.running:
+                before = len(pending)
+                for step in list(pending):
+                    if self._halt or self.executor.stopping:
+                        break
+                    if self.executor.running >= self.parallel:
+                        break
+                    if any(d in in_plan and d not in self._finished
+                           for d in self.deps[step.job_id]):
+                        continue
+                    pending.remove(step)
+                    self._start(step)
+                if self._halt or self.executor.stopping:
+                    self._abandon(pending)
+                finished = self.executor.wait()  # also collects inline builds, already done
+                for build in finished:
+                    self._record(build)
+                if not finished and len(pending) == before and pending \
+                        and not self.executor.running:  # pragma: no cover - plan is acyclic
+                    raise RuntimeError(f"plan cannot progress: {[s.job_id for s in pending]}")
+        self.result.builds.sort(key=lambda build: build.id)
+        return self.result
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _start(self, step: Step) -> bool:
+        job = self.config.jobs[step.job_id]
+        failed_dep = blocked_by(step, self.deps, self._failed)
+        if failed_dep is not None:
+            return self._not_built(step.job_id, f"dependency {failed_dep} failed", failed=True)
+        summaries = self.storage.job_summaries()
+        outdated = graph.outdated_jobs(
+            self.deps, {jid: j.definition_hash for jid, j in self.config.jobs.items()}, summaries
+        )[step.job_id]
+        decision = decide(step, outdated, if_outdated=self.if_outdated, finished=self._finished)
+        if not decision.build:
+            return self._not_built(step.job_id, decision.reason)
+        try:
+            missing = [d for d in self.deps[step.job_id]
+                       if summaries.get(d) is None or summaries[d].last_ok is None]
+            if missing:
+                raise DependencyError(step.job_id, missing)
+            args, kwargs, consumed = self._arguments(job, summaries)
+            build = self.storage.claim_build(
+                job.id, concurrency=job.concurrency, definition=job.snapshot(),
+                definition_hash=job.definition_hash, dependency_builds=consumed,
+                host=HOSTNAME, pid=os.getpid(),
+            )
+        except (DependencyError, JobAlreadyRunningError, RetvalError) as exc:
+            if self.result.error is None:
+                self.result.error = exc
+            self._halt = not self.keep_going
+            return self._not_built(step.job_id, str(exc), failed=True)
+        self._running_jobs[build.id] = job.id
+        self.executor.start(
+            build, self.callables[job.id], args, kwargs,
+            timeout=job.timeout, isolation=job.isolation, result_mode=job.result,
+        )
+        return True
+
+    def _arguments(
+        self, job: JobDefinition, summaries: Mapping[str, JobSummary]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]:
+        consumed: dict[str, int] = {}
+        for dep in self.deps[job.id]:
+            summary = summaries[dep]
+            assert summary.last_ok is not None
+            consumed[dep] = summary.last_output_id or summary.last_ok.id
+        retvals: dict[str, Any] = {}
+        for dep in sorted(job.retval_jobs()):
+            output_id = summaries[dep].last_output_id
+            if output_id is None:
+                raise RetvalError(
+                    f"job {job.id!r}: !retval {dep}: {dep} has no successful build with a "
+                    f"return value (its builds were skipped)"
+                )
+            retvals[dep] = load_for_dependency(self.storage.get_build(output_id).result,
+                                               dep, output_id)
+        args = tuple(substitute_retvals(list(job.args), retvals))
+        kwargs = substitute_retvals(dict(job.kwargs), retvals)
+        return args, kwargs, consumed
+
+    def _not_built(self, job_id: str, reason: str, failed: bool = False) -> bool:
+        if failed:
+            self._failed.add(job_id)
+        self._finished[job_id] = BuildState.FAILED if failed else BuildState.SKIPPED
+        self.observer.job_not_built(job_id, reason)
+        return False
+
+    def _abandon(self, pending: list[Step]) -> None:
+        """The run stopped: say why each step left will not be built."""
+        why = "the run was interrupted" if self.executor.stopping else "an earlier step failed"
+        for step in pending:
+            failed_dep = blocked_by(step, self.deps, self._failed)
+            if failed_dep is not None:
+                self._not_built(step.job_id, f"dependency {failed_dep} failed", failed=True)
+            else:
+                self.observer.job_not_built(step.job_id, f"not started: {why}")
+        pending.clear()
+
+    def _record(self, build: Build) -> None:
+        job_id = self._running_jobs.pop(build.id)
+        self.result.builds.append(build)
+        self._finished[job_id] = build.state
+        if not build.state.ok:
+            self._failed.add(job_id)
+            if not self.keep_going:
+                self._halt = True
+
+    # -- signals -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _signals_cancel_builds(self) -> Iterator[None]:
+        """While running, Ctrl-C and SIGTERM cancel the builds instead of killing us."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            name = signal.Signals(signum).name
+            self.executor.request_stop(f"interrupted by {name}", BuildState.CANCELLED)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)

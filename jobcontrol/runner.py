@@ -1,0 +1,375 @@
+"""Runs one build: the job's callable with its logs, output and progress captured.
+
+Two ways to run, one capture:
+
+* :func:`execute_job` calls the job in this process (``isolation: inline``);
+* :class:`ChildProcess` forks, runs :func:`execute_job` in the child, and streams everything
+  back over a pipe as small ``marshal`` frames (primitive values only: the parent never
+  unpickles or imports anything the job produced). The parent reads them, enforces the
+  timeout (SIGTERM, then SIGKILL, to the child's whole process group) and decides the
+  outcome, including a child killed by a signal.
+
+This module knows nothing of storage: :mod:`jobcontrol.executors.local` writes what it reads.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import marshal
+import os
+import signal
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from jobcontrol import context
+from jobcontrol.context import SkipBuild
+from jobcontrol.models import Build, BuildState, ExceptionInfo, StoredValue
+from jobcontrol.serialize import encode_result, safe_repr
+
+#: a message from a running job: ("log", ...), ("progress", ...) or ("done", ...)
+Frame = tuple[Any, ...]
+Emit = Callable[[Frame], None]
+
+_HEADER = struct.Struct("!I")
+_MAX_REASON = 300
+_FORMATTER = logging.Formatter()
+
+
+class BuildInterrupted(BaseException):
+    """Raised inside an inline job to stop it (Ctrl-C, SIGTERM, timeout)."""
+
+    def __init__(self, state: BuildState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a build ended, before it is stored."""
+
+    state: BuildState
+    reason: str | None = None
+    result: StoredValue | None = None
+    exception: ExceptionInfo | None = None
+
+    def to_frame(self) -> Frame:
+        result = self.result
+        exc = self.exception
+        return ("done", self.state.value, self.reason,
+                result.kind if result else None, result.data if result else None,
+                exc.type if exc else None, exc.message if exc else None,
+                exc.traceback if exc else None)
+
+    @classmethod
+    def from_frame(cls, frame: Frame) -> Outcome:
+        _, state, reason, kind, data, exc_type, exc_message, exc_tb = frame
+        return cls(
+            BuildState(state), reason,
+            StoredValue(kind, data) if kind is not None else None,
+            ExceptionInfo(exc_type, exc_message, exc_tb) if exc_type is not None else None,
+        )
+
+
+# -- capture -------------------------------------------------------------------------------
+
+
+class _CaptureHandler(logging.Handler):
+    """Sends every log record (any logger reaching the root) as a frame."""
+
+    def __init__(self, emit: Emit) -> None:
+        super().__init__(logging.NOTSET)
+        self._emit_frame = emit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception as exc:  # a bad format string must not lose the line
+            message = f"{safe_repr(record.msg, 2000)} (message formatting failed: {exc})"
+        exc_text = None
+        if record.exc_info:
+            exc_text = _FORMATTER.formatException(record.exc_info)
+        elif record.exc_text:
+            exc_text = record.exc_text
+        if record.stack_info:
+            exc_text = f"{exc_text}\n{record.stack_info}" if exc_text else record.stack_info
+        self._emit_frame(("log", record.created, record.levelno, record.name, message, exc_text))
+
+
+class LineWriter(io.TextIOBase):
+    """A text stream that turns each written line into a log frame (for sys.stdout/stderr)."""
+
+    def __init__(self, emit: Emit, name: str, level: int, fileno: int | None = None) -> None:
+        super().__init__()
+        self._emit_frame = emit
+        self._name = name
+        self._level = level
+        self._fileno = fileno
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        if self._fileno is None:
+            raise io.UnsupportedOperation("fileno")
+        return self._fileno
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        data = self._partial + text
+        *lines, self._partial = data.split("\n")
+        import time
+
+        now = time.time()
+        for line in lines:
+            self._emit_frame(("log", now, self._level, self._name, line.rstrip("\r"), None))
+        return len(text)
+
+    def finish(self) -> None:
+        """Emit a last line written without a newline."""
+        if self._partial:
+            self.write("\n")
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
+
+
+def _exception_name(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _describe_exception(exc: BaseException, tb: TracebackType | None) -> ExceptionInfo:
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<str() of {type(exc).__name__} failed>"
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return ExceptionInfo(_exception_name(exc), message, text)
+
+
+def execute_job(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    build: Build,
+    emit: Emit,
+    result_mode: str = "json",
+) -> Outcome:
+    """Call the job with logging and progress captured through ``emit``; never raises
+    for what the job does (only for :class:`BuildInterrupted`, which the caller maps)."""
+    previous = context._activate(build, lambda *item: emit(("progress", *item)))
+    root = logging.getLogger()
+    handler = _CaptureHandler(emit)
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        try:
+            value = func(*args, **kwargs)
+        except SkipBuild as exc:
+            return Outcome(BuildState.SKIPPED, _one_line(exc.reason or "skipped"))
+        except BuildInterrupted as exc:
+            return Outcome(exc.state, exc.reason)
+        except BaseException as exc:  # the job's failure is the build's outcome
+            # drop this frame: the traceback starts in the job's own code
+            info = _describe_exception(exc, exc.__traceback__.tb_next
+                                       if exc.__traceback__ else None)
+            reason = info.type if not info.message else f"{info.type}: {info.message}"
+            return Outcome(BuildState.FAILED, _one_line(reason), exception=info)
+        return Outcome(BuildState.SUCCESS, result=encode_result(value, result_mode))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        context._activate(*previous)
+
+
+# -- the child process -----------------------------------------------------------------------
+
+
+class _FrameWriter:
+    """Writes length-prefixed marshal frames to a pipe, whole, from any thread."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def __call__(self, frame: Frame) -> None:
+        try:
+            payload = marshal.dumps(frame)
+        except ValueError:  # an unmarshallable value slipped in: send its text
+            payload = marshal.dumps(tuple(x if isinstance(x, (str, int, float, type(None)))
+                                          else safe_repr(x) for x in frame))
+        data = _HEADER.pack(len(payload)) + payload
+        with self._lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+
+class FrameReader:
+    """Splits bytes read from the frame pipe back into frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        self._buffer += data
+        buffer = self._buffer
+        pos = 0
+        size = _HEADER.size
+        while len(buffer) - pos >= size:
+            (length,) = _HEADER.unpack_from(buffer, pos)
+            if len(buffer) - pos - size < length:
+                break
+            yield marshal.loads(bytes(buffer[pos + size:pos + size + length]))
+            pos += size + length
+        del buffer[:pos]
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # SIGTERM in the child: unwind the job so its finally blocks and context managers run
+    raise SystemExit(f"terminated by {signal.Signals(signum).name}")
+
+
+def _child_main(
+    frame_fd: int, out_fd: int, err_fd: int, func: Callable[..., Any], args: tuple[Any, ...],
+    kwargs: dict[str, Any], build: Build, result_mode: str,
+) -> None:
+    """The child's whole life; it leaves through ``os._exit`` from the caller."""
+    os.setpgid(0, 0)  # its own process group: a timeout kills the job's subprocesses too
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:  # pragma: no cover - not the main thread
+        pass
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    # fd level: what subprocesses and C code write; Python level: print() keeps log order
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    os.close(out_fd)
+    os.close(err_fd)
+    emit = _FrameWriter(frame_fd)
+    stdout = LineWriter(emit, "stdout", logging.INFO, fileno=1)
+    stderr = LineWriter(emit, "stderr", logging.WARNING, fileno=2)
+    sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
+    root = logging.getLogger()
+    for old in list(root.handlers):  # the parent's handlers would write to its terminal
+        root.removeHandler(old)
+    outcome = execute_job(func, args, kwargs, build, emit, result_mode)
+    stdout.finish()
+    stderr.finish()
+    emit(outcome.to_frame())
+
+
+@dataclass
+class ChildProcess:
+    """The parent's handle on one forked build: its pipes, deadline and exit status."""
+
+    pid: int
+    frame_fd: int
+    out_fd: int
+    err_fd: int
+    pidfd: int | None
+
+    @classmethod
+    def spawn(
+        cls, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        build: Build, result_mode: str = "json",
+    ) -> ChildProcess:
+        """Fork a child that runs the job; returns at once."""
+        frame_r, frame_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (coverage cannot follow os._exit)
+            code = 0
+            try:
+                for fd in (frame_r, out_r, err_r):
+                    os.close(fd)
+                _child_main(frame_w, out_w, err_w, func, args, kwargs, build, result_mode)
+            except BaseException:
+                code = 70  # the capture itself broke: the parent reports the exit code
+            finally:
+                os._exit(code)
+        for fd in (frame_w, out_w, err_w):
+            os.close(fd)
+        for fd in (frame_r, out_r, err_r):
+            os.set_blocking(fd, False)
+        pidfd = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:  # older kernels: the executor polls instead
+                pidfd = None
+        return cls(pid, frame_r, out_r, err_r, pidfd)
+
+    def signal_group(self, signum: int) -> None:
+        """Send a signal to the child and every process it started (its process group)."""
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def exited(self) -> bool:
+        """True once the child has exited; it stays a zombie until :meth:`reap`, so its
+        process group id cannot be reused while we still signal it."""
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def reap(self) -> int:
+        """Kill what the job left behind, collect the child; returns its wait status."""
+        self.signal_group(signal.SIGKILL)
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            status = 0
+        for fd in (self.frame_fd, self.out_fd, self.err_fd, self.pidfd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        return status
+
+
+def outcome_from_status(status: int) -> Outcome:
+    """The outcome of a child that exited without sending one."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return Outcome(BuildState.FAILED, f"killed by signal {name} ({signum})")
+    code = os.waitstatus_to_exitcode(status)
+    return Outcome(BuildState.FAILED, f"process exited with code {code} without a result")

@@ -1,0 +1,81 @@
+"""Job callables the tests' YAML files name. Copied beside each test's config file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from jobcontrol import SkipBuild, current_build, progress
+
+log = logging.getLogger("jobfuncs")
+HERE = Path(__file__).parent
+
+
+def chatty(name: str = "world") -> dict:
+    """Logs at several levels, prints, reports progress, returns a dict."""
+    log.debug("debug detail")
+    log.info("hello %s", name)
+    log.warning("careful")
+    print("printed line")
+    print("to stderr", file=sys.stderr)
+    progress(1, 2, "half way", group=("phase", "one"))
+    progress(2, 2, "done", group=("phase", "two"))
+    return {"greeting": f"hello {name}", "when": dt.date(2026, 1, 2), "n": 3}
+
+
+def fails(message: str = "bad row 12") -> None:
+    log.info("about to fail")
+    raise ValueError(message)
+
+
+def make(tag: str, value: object = None) -> dict:
+    """Returns what it got, so tests can see what a !retval delivered."""
+    log.info("making %s", tag)
+    build = current_build()
+    return {"tag": tag, "got": value, "build": build.id if build else None}
+
+
+def maybe_skip(flag: str) -> str:
+    """Skips when the file named by ``flag`` (beside this module) exists."""
+    if (HERE / flag).exists():
+        raise SkipBuild("nothing new")
+    return "made"
+
+
+def sleeper(seconds: float = 30, marker: str | None = None) -> str:
+    """Sleeps; writes its pid to ``marker`` first so a test can find it."""
+    if marker:
+        (HERE / marker).write_text(str(os.getpid()))
+    log.info("sleeping %s", seconds)
+    time.sleep(seconds)
+    return "slept"
+
+
+def kill_self() -> None:
+    log.info("line before the kill")
+    log.warning("second line before the kill")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def many_lines(count: int = 20000) -> int:
+    for i in range(count):
+        log.info("line %d", i)
+    return count
+
+
+def not_json() -> object:
+    return object()
+
+
+def record_cleanup(build) -> None:
+    """A cleanup_function: leaves a file naming the deleted build."""
+    (HERE / f"cleaned-{build.id}").write_text(build.job_id)
+
+
+def failing_cleanup(build) -> None:
+    raise RuntimeError("cannot clean")
