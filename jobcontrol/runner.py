@@ -31,7 +31,8 @@ from typing import Any
 from jobcontrol import context
 from jobcontrol.context import SkipBuild
 from jobcontrol.models import Build, BuildState, ExceptionInfo, StoredValue
-from jobcontrol.serialize import encode_result, safe_repr
+from jobcontrol.secrets import Masker
+from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text, encode_result, safe_repr
 
 #: a message from a running job: ("log", ...), ("progress", ...) or ("done", ...)
 Frame = tuple[Any, ...]
@@ -67,6 +68,21 @@ class Outcome:
                 result.kind if result else None, result.data if result else None,
                 exc.type if exc else None, exc.message if exc else None,
                 exc.traceback if exc else None)
+
+    def cleaned(self, masker: Masker) -> Outcome:
+        """This outcome fit to store: secrets masked, text valid UTF-8 and of bounded size."""
+        exc = self.exception
+        if exc is not None:
+            exc = ExceptionInfo(
+                clean_text(exc.type, 1000),
+                masker.text(clean_text(exc.message, MAX_MESSAGE)),
+                masker.text(clean_text(exc.traceback, MAX_TRACEBACK)),
+            )
+        reason = None if self.reason is None else masker.text(clean_text(self.reason, 1000))
+        result = self.result
+        if result is not None and result.kind == "repr":
+            result = StoredValue("repr", masker.text(result.data))
+        return Outcome(self.state, reason, result, exc)
 
     @classmethod
     def from_frame(cls, frame: Frame) -> Outcome:
@@ -175,9 +191,10 @@ def execute_job(
     build: Build,
     emit: Emit,
     result_mode: str = "json",
+    masker: Masker | None = None,
 ) -> Outcome:
     """Call the job with logging and progress captured through ``emit``; never raises
-    for what the job does (only for :class:`BuildInterrupted`, which the caller maps)."""
+    for what the job does. Secrets in the return value are masked before it is encoded."""
     previous = context._activate(build, lambda *item: emit(("progress", *item)))
     root = logging.getLogger()
     handler = _CaptureHandler(emit)
@@ -197,6 +214,8 @@ def execute_job(
                                        if exc.__traceback__ else None)
             reason = info.type if not info.message else f"{info.type}: {info.message}"
             return Outcome(BuildState.FAILED, _one_line(reason), exception=info)
+        if masker and result_mode == "json":
+            value = masker.value(value)
         return Outcome(BuildState.SUCCESS, result=encode_result(value, result_mode))
     finally:
         root.removeHandler(handler)
@@ -253,11 +272,29 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(f"terminated by {signal.Signals(signum).name}")
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the runner dies (kill -9 of the runner must
+    not leave the job running unrecorded). Elsewhere, abandoned-build detection covers it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_main(
     frame_fd: int, out_fd: int, err_fd: int, func: Callable[..., Any], args: tuple[Any, ...],
-    kwargs: dict[str, Any], build: Build, result_mode: str,
+    kwargs: dict[str, Any], build: Build, result_mode: str, masker: Masker | None,
+    parent_pid: int,
 ) -> None:
     """The child's whole life; it leaves through ``os._exit`` from the caller."""
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the runner died before prctl took effect
+        os._exit(70)
     os.setpgid(0, 0)  # its own process group: a timeout kills the job's subprocesses too
     try:
         signal.set_wakeup_fd(-1)
@@ -280,7 +317,7 @@ def _child_main(
     root = logging.getLogger()
     for old in list(root.handlers):  # the parent's handlers would write to its terminal
         root.removeHandler(old)
-    outcome = execute_job(func, args, kwargs, build, emit, result_mode)
+    outcome = execute_job(func, args, kwargs, build, emit, result_mode, masker)
     stdout.finish()
     stderr.finish()
     emit(outcome.to_frame())
@@ -299,9 +336,10 @@ class ChildProcess:
     @classmethod
     def spawn(
         cls, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        build: Build, result_mode: str = "json",
+        build: Build, result_mode: str = "json", masker: Masker | None = None,
     ) -> ChildProcess:
         """Fork a child that runs the job; returns at once."""
+        parent_pid = os.getpid()
         frame_r, frame_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -313,7 +351,8 @@ class ChildProcess:
             try:
                 for fd in (frame_r, out_r, err_r):
                     os.close(fd)
-                _child_main(frame_w, out_w, err_w, func, args, kwargs, build, result_mode)
+                _child_main(frame_w, out_w, err_w, func, args, kwargs, build, result_mode,
+                            masker, parent_pid)
             except BaseException:
                 code = 70  # the capture itself broke: the parent reports the exit code
             finally:

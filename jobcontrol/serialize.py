@@ -24,6 +24,30 @@ from jobcontrol.models import StoredValue
 TAG = "__jc__"
 #: a repr longer than this is cut: a return value is a summary, not a payload
 MAX_REPR = 100_000
+#: a stored return value larger than this (characters of JSON or base64) is kept as a
+#: truncated repr instead, with a note: the build's record stays small
+MAX_RESULT = 1_000_000
+#: limits for text a build produces: one log message, an exception message, a traceback
+MAX_MESSAGE = 65_536
+MAX_TRACEBACK = 262_144
+
+
+def clean_text(text: object, limit: int | None = None) -> str:
+    """Text fit to store: always valid UTF-8 (lone surrogates and undecodable bytes become
+    escapes), and cut in the middle with a note when longer than ``limit``."""
+    if not isinstance(text, str):
+        text = safe_repr(text, limit or MAX_REPR)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL
+        text = text.replace("\x00", "\\x00")
+    if limit is not None and len(text) > limit:
+        half = limit // 2
+        cut = len(text) - 2 * half
+        text = f"{text[:half]}\n... [{cut} characters cut] ...\n{text[-half:]}"
+    return text
 
 
 class Opaque:
@@ -128,18 +152,35 @@ def safe_repr(value: Any, limit: int = MAX_REPR) -> str:
 
 
 def encode_result(value: Any, mode: str = "json") -> StoredValue:
-    """The stored form of a job's return value (``mode`` is the job's ``result`` option)."""
+    """The stored form of a job's return value (``mode`` is the job's ``result`` option).
+
+    Never raises: what cannot be stored as asked is kept as a (cut) repr, marked so.
+    """
     if mode == "pickle":
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
-            return StoredValue("repr", safe_repr(value))
-        return StoredValue("pickle", base64.b64encode(data).decode("ascii"))
+            return _as_repr(value)
+        encoded = base64.b64encode(data).decode("ascii")
+        if len(encoded) > MAX_RESULT:
+            return _as_repr(value, f"[pickle of {len(data)} bytes, too large to store]")
+        return StoredValue("pickle", encoded)
     try:
-        text = json.dumps(_tag(value), ensure_ascii=False, allow_nan=False)
-    except (_NotJSON, ValueError, RecursionError):
-        return StoredValue("repr", safe_repr(value))
+        # ensure_ascii keeps lone surrogates and other odd text storable as escapes
+        text = json.dumps(_tag(value), ensure_ascii=True, allow_nan=False)
+    except (_NotJSON, ValueError, RecursionError, TypeError):
+        return _as_repr(value)
+    if len(text) > MAX_RESULT:
+        return _as_repr(value, f"[{len(text)} characters of JSON, too large to store]")
     return StoredValue("json", text)
+
+
+def _as_repr(value: Any, note: str | None = None) -> StoredValue:
+    limit = MAX_REPR
+    text = safe_repr(value, limit)
+    if note:
+        text = f"{note} {text}"
+    return StoredValue("repr", clean_text(text))
 
 
 def decode_for_display(stored: StoredValue | None) -> Any:

@@ -79,3 +79,33 @@ def record_cleanup(build) -> None:
 
 def failing_cleanup(build) -> None:
     raise RuntimeError("cannot clean")
+
+
+class BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+def hostile(kind: str):
+    """Return or raise values that are hard to store."""
+    if kind == "huge_return":
+        return "x" * 50_000_000
+    if kind == "bad_str":
+        raise BadStr()
+    if kind == "surrogates":
+        log.info("bad text \udcff here")
+        print("printed \udcfe")
+        return {"text": "lone \udcff surrogate", b"bytes key".decode(): b"\xff\xfe"}
+    if kind == "huge_traceback":
+        raise ValueError("m" * 1_000_000)
+    if kind == "huge_log":
+        log.info("L" * 5_000_000)
+        return None
+    raise AssertionError(kind)
+
+
+def leaks_password(user: str, password: str) -> None:
+    """Logs its arguments and fails with the password in the message."""
+    log.info("connecting as %s with %s", user, password)
+    print(f"password={password}")
+    raise ConnectionError(f"login failed for {user}:{password}")

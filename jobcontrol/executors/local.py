@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from jobcontrol.errors import StorageError
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.runner import (
     BuildInterrupted,
@@ -31,11 +32,20 @@ from jobcontrol.runner import (
     execute_job,
     outcome_from_status,
 )
+from jobcontrol.secrets import Masker
+from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text
 from jobcontrol.storage.base import Storage
-from jobcontrol.timeutil import format_duration
+from jobcontrol.timeutil import format_duration, utcnow
 
 HOSTNAME = socket.gethostname()
 _READ_SIZE = 1 << 16
+#: log records kept in memory for a build while the storage cannot take them; past this
+#: the oldest are dropped (and counted): a long outage must not eat the machine's memory
+MAX_BUFFERED_RECORDS = 200_000
+#: how long a build's outcome is retried against a storage that is down, in seconds
+FINISH_RETRY_WINDOW = 300.0
+
+logger = logging.getLogger(__name__)
 
 
 class BuildObserver:
@@ -77,6 +87,8 @@ class _Running:
     kill_at: float | None = None
     started: float = field(default_factory=time.monotonic)
     open_fds: set[int] = field(default_factory=set)
+    #: records dropped because the storage was unreachable too long
+    lost_records: int = 0
 
 
 class LocalExecutor:
@@ -96,9 +108,11 @@ class LocalExecutor:
         kill_grace: float = 5.0,
         flush_interval: float = 0.2,
         flush_records: int = 2000,
+        masker: Masker | None = None,
     ) -> None:
         self.storage = storage
         self.observer = observer or BuildObserver()
+        self.masker = masker or Masker()
         self.heartbeat_interval = heartbeat_interval
         self.kill_grace = kill_grace
         self.flush_interval = flush_interval
@@ -148,7 +162,7 @@ class LocalExecutor:
             self._run_inline(entry, func, args, kwargs, result_mode)
             return
         try:
-            child = ChildProcess.spawn(func, args, kwargs, build, result_mode)
+            child = ChildProcess.spawn(func, args, kwargs, build, result_mode, self.masker)
         except OSError as exc:
             entry.outcome = Outcome(BuildState.FAILED, f"could not start a process: {exc}")
             self._finish(entry)
@@ -194,7 +208,7 @@ class LocalExecutor:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 try:
                     entry.outcome = execute_job(func, args, kwargs, entry.build, emit,
-                                                result_mode)
+                                                result_mode, self.masker)
                 finally:
                     stdout.finish()
                     stderr.finish()
@@ -255,7 +269,10 @@ class LocalExecutor:
             self._last_heartbeat = now
             ids = [build_id for build_id, e in self._running.items() if e.child]
             if ids:
-                self.storage.heartbeat(ids)
+                try:
+                    self.storage.heartbeat(ids)
+                except StorageError as exc:  # the next beat tries again
+                    logger.warning("heartbeat not recorded: %s", exc)
 
     def _read(self, entry: _Running, fd: int) -> None:
         """Read what is there; returns at EOF or when the pipe is empty."""
@@ -294,14 +311,22 @@ class LocalExecutor:
         kind = frame[0]
         if kind == "log":
             _, created, level, name, message, exc_text = frame
-            record = LogRecord(_utc(created), level, name, message, exc_text)
+            mask = self.masker.text
+            record = LogRecord(
+                _utc(created), level, clean_text(name, 200),
+                mask(clean_text(message, MAX_MESSAGE)),
+                None if exc_text is None else mask(clean_text(exc_text, MAX_TRACEBACK)),
+            )
             entry.logs.append(record)
             self.observer.build_log(entry.build, record)
             if len(entry.logs) >= self.flush_records:
                 self._flush(entry)
         elif kind == "progress":
             _, group, current, total, message, created = frame
-            item = ProgressItem(tuple(group), current, total, message, _utc(created))
+            if message is not None:
+                message = self.masker.text(clean_text(message, 1000))
+            item = ProgressItem(tuple(clean_text(g, 200) for g in group), current, total,
+                                message, _utc(created))
             entry.progress[item.group] = item
             self.observer.build_progress(entry.build, item)
         elif kind == "done":
@@ -347,13 +372,25 @@ class LocalExecutor:
 
     # -- storage -------------------------------------------------------------------------------
 
-    def _flush(self, entry: _Running) -> None:
-        if entry.logs:
-            logs, entry.logs = entry.logs, []
-            self.storage.append_logs(entry.build.id, logs)
-        if entry.progress:
-            items, entry.progress = list(entry.progress.values()), {}
-            self.storage.set_progress(entry.build.id, items)
+    def _flush(self, entry: _Running) -> bool:
+        """Write what the build produced; on a storage fault keep it for the next try
+        (bounded) and return False."""
+        try:
+            if entry.logs:
+                self.storage.append_logs(entry.build.id, entry.logs)
+                entry.logs = []
+            if entry.progress:
+                self.storage.set_progress(entry.build.id, list(entry.progress.values()))
+                entry.progress = {}
+        except StorageError as exc:
+            excess = len(entry.logs) - MAX_BUFFERED_RECORDS
+            if excess > 0:
+                del entry.logs[:excess]
+                entry.lost_records += excess
+            logger.warning("build %s: storage unavailable, %d log records held: %s",
+                           entry.build.id, len(entry.logs), exc)
+            return False
+        return True
 
     def _flush_all(self) -> None:
         self._last_flush = time.monotonic()
@@ -361,13 +398,49 @@ class LocalExecutor:
             self._flush(entry)
 
     def _finish(self, entry: _Running) -> None:
-        self._flush(entry)
         outcome = entry.outcome
         assert outcome is not None
-        build = self.storage.finish_build(
-            entry.build.id, outcome.state, reason=outcome.reason,
-            result=outcome.result, exception=outcome.exception,
-        )
+        outcome = outcome.cleaned(self.masker)
+        if entry.lost_records:
+            entry.logs.insert(0, LogRecord(
+                utcnow(), logging.ERROR, "jobcontrol",
+                f"{entry.lost_records} log records were lost while the storage was "
+                f"unreachable",
+            ))
+        build = self._write_outcome(entry, outcome)
+        if build.state is not outcome.state or build.reason != outcome.reason:
+            # fenced off: someone else decided this build's fate first (abandoned, say)
+            note = (f"runner finished with {outcome.state} but the build was already "
+                    f"{build.state}; its result was not recorded")
+            logger.warning("build %s: %s", build.id, note)
+            try:
+                self.storage.append_logs(build.id, [
+                    LogRecord(utcnow(), logging.WARNING, "jobcontrol", note)])
+            except StorageError:
+                pass
         del self._running[entry.build.id]
         self._finished.append(build)
         self.observer.build_finished(build)
+
+    def _write_outcome(self, entry: _Running, outcome: Outcome) -> Build:
+        """Flush the last records and record the outcome, retrying a storage that is down
+        for a while (the job is over; only the record is at stake)."""
+        deadline = time.monotonic() + FINISH_RETRY_WINDOW
+        pause = 0.2
+        while True:
+            try:
+                if self._flush(entry):
+                    return self.storage.finish_build(
+                        entry.build.id, outcome.state, reason=outcome.reason,
+                        result=outcome.result, exception=outcome.exception,
+                    )
+            except StorageError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                logger.warning("build %s: outcome not recorded yet: %s", entry.build.id, exc)
+            else:
+                if time.monotonic() >= deadline:
+                    raise StorageError(f"build {entry.build.id}: could not store its logs "
+                                       f"within {FINISH_RETRY_WINDOW:.0f}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
