@@ -25,7 +25,10 @@ setup(
         "Jinja2>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "ruff>=0.5"],
+        # psycopg2-binary: a wheel with libpq inside, so no compiler or headers are needed
+        "postgresql": ["psycopg2-binary>=2.9"],
+        # the PostgreSQL tests run too (they skip without $JOBCONTROL_TEST_POSTGRESQL)
+        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9"],
     },
     entry_points={"console_scripts": ["jobcontrol = jobcontrol.cli:main"]},
     classifiers=[

@@ -1,7 +1,8 @@
 """Real ``jobcontrol`` processes: timeouts, signals, refusals, cron-style invocation.
 
-These run the command as cron or a shell would, on SQLite (the storage several processes
-share), and really kill things.
+These run the command as cron or a shell would, and really kill things: on SQLite (a file
+beside the config, the default) and on PostgreSQL (``--storage URL``), the storages that
+several processes share.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -53,12 +55,6 @@ def run(*args: str, **kwargs: object) -> tuple[int, str, str]:
     return process.returncode, out, err
 
 
-def show(config: Path, build_id: int) -> dict:
-    code, out, err = run("-c", str(config), "show", str(build_id), "--format", "json")
-    assert code == 0, err
-    return json.loads(out)
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -81,48 +77,74 @@ def wait_for(path: Path, seconds: float = 20) -> str:
     raise AssertionError(f"{path} did not appear")
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project", CONFIG)
+@dataclass
+class Project:
+    """A config and the storage URL its commands get (None: SQLite beside the config)."""
+
+    config: Path
+    storage: str | None
+
+    def args(self, *args: str) -> list[str]:
+        storage = ["--storage", self.storage] if self.storage else []
+        return ["-c", str(self.config), *storage, *args]
+
+    def run(self, *args: str, **kwargs: object) -> tuple[int, str, str]:
+        return run(*self.args(*args), **kwargs)
+
+    def start(self, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+        return jobcontrol(*self.args(*args), **kwargs)  # type: ignore[arg-type]
+
+    def show(self, build_id: int) -> dict:
+        code, out, err = self.run("show", str(build_id), "--format", "json")
+        assert code == 0, err
+        return json.loads(out)
 
 
-def test_timeout_fails_the_build_and_leaves_no_process(config: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """The test project on each storage several processes can share."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    return Project(make_project(tmp_path / "project", CONFIG), url)
+
+
+def test_timeout_fails_the_build_and_leaves_no_process(project: Project) -> None:
     started = time.monotonic()
-    code, out, err = run("-c", str(config), "build", "slow")
+    code, out, err = project.run("build", "slow")
     elapsed = time.monotonic() - started
     assert code == 1, err
     assert elapsed < 12
     assert "timed out after 2s" in out
-    pid = int((config.parent / "slow.pid").read_text())
+    pid = int((project.config.parent / "slow.pid").read_text())
     assert not alive(pid)
-    detail = show(config, 1)
+    detail = project.show(1)
     assert detail["state"] == "failed"
     assert detail["reason"] == "timed out after 2s"
 
 
-def test_job_killed_by_signal_keeps_its_log(config: Path) -> None:
-    code, out, err = run("-c", str(config), "build", "killer")
+def test_job_killed_by_signal_keeps_its_log(project: Project) -> None:
+    code, out, err = project.run("build", "killer")
     assert code == 1, err
-    detail = show(config, 1)
+    detail = project.show(1)
     assert detail["state"] == "failed"
     assert detail["reason"] == "killed by signal SIGKILL (9)"
-    code, out, _ = run("-c", str(config), "logs", "1", "--format", "json")
+    code, out, _ = project.run("logs", "1", "--format", "json")
     messages = [json.loads(line)["message"] for line in out.splitlines()]
     assert messages == ["line before the kill", "second line before the kill"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_running_job_refuses_second_build_and_signal_cancels(config: Path,
+def test_running_job_refuses_second_build_and_signal_cancels(project: Project,
                                                              signum: int) -> None:
-    first = jobcontrol("-c", str(config), "build", "long")
+    config = project.config
+    first = project.start("build", "long")
     try:
         pid = int(wait_for(config.parent / "long.pid"))
         started = time.monotonic()
-        code, out, err = run("-c", str(config), "build", "long")
+        code, out, err = project.run("build", "long")
         assert time.monotonic() - started < 10
         assert code == 4
         assert err == "Error: job 'long' is already running (build 1)\n"
-        code, out, _ = run("-c", str(config), "status", "--format", "json")
+        code, out, _ = project.run("status", "--format", "json")
         [long_row] = [row for row in json.loads(out) if row["job"] == "long"]
         assert long_row["running"] == [1]
         first.send_signal(signum)
@@ -134,7 +156,7 @@ def test_running_job_refuses_second_build_and_signal_cancels(config: Path,
     assert first.returncode == 1, err
     name = signal.Signals(signum).name
     assert "build #1 long: cancelled" in out
-    detail = show(config, 1)
+    detail = project.show(1)
     assert detail["state"] == "cancelled"
     assert detail["reason"] == f"interrupted by {name}"
     deadline = time.monotonic() + 5
@@ -142,11 +164,15 @@ def test_running_job_refuses_second_build_and_signal_cancels(config: Path,
         time.sleep(0.05)
     assert not alive(pid)
     # the job is free again
-    code, out, err = run("-c", str(config), "build", "hello")
+    code, out, err = project.run("build", "hello")
     assert code == 0, err
 
 
-def test_cron_style_absolute_config_from_elsewhere(config: Path, tmp_path: Path) -> None:
+def test_cron_style_absolute_config_from_elsewhere(project: Project, tmp_path: Path) -> None:
+    config = project.config
+    if project.storage:
+        cron_style_on_postgresql(project, tmp_path)
+        return
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code, out, err = run("-c", str(config), "build", "hello", cwd=elsewhere)
@@ -169,6 +195,29 @@ def test_cron_style_absolute_config_from_elsewhere(config: Path, tmp_path: Path)
                               "JOBCONTROL_STORAGE": f"sqlite:///{env_db}"})
     assert code == 0, err
     assert env_db.exists()
+
+
+def cron_style_on_postgresql(project: Project, tmp_path: Path) -> None:
+    """The same, with the PostgreSQL URL given each way a cron line can give it."""
+    assert project.storage is not None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code, out, err = project.run("build", "hello", cwd=elsewhere)
+    assert code == 0, err
+    assert "build #1 hello: success" in out
+    assert "\x1b" not in out
+    code, out, err = run("build", "hello", cwd=elsewhere,
+                         env={"JOBCONTROL_CONFIG": str(project.config),
+                              "JOBCONTROL_STORAGE": project.storage})
+    assert code == 0, err
+    assert "build #2 hello: success" in out  # the same database
+    # the config file's own storage: key
+    text = project.config.read_text()
+    project.config.write_text(f"storage: {project.storage}\n{text}")
+    code, out, err = run("-c", str(project.config), "builds", "--format", "json", cwd=elsewhere)
+    assert code == 0, err
+    assert [b["id"] for b in json.loads(out)] == [2, 1]
+    assert not list(tmp_path.rglob("*.db"))  # no SQLite file anywhere
 
 
 def test_config_mistake_via_real_process_is_one_line(tmp_path: Path) -> None:

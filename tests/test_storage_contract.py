@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -495,3 +496,52 @@ def test_progress_of_an_unknown_build(storage: Storage) -> None:
         storage.set_progress(999, [ProgressItem((), 1, 2)])
     assert storage.get_progress(999) == []
     storage.set_progress(999, [])  # nothing to store: nothing checked
+
+
+# -- waiting for logs (logs --follow) --------------------------------------------------------
+
+
+def waited(storage: Storage, build_id: int, after_seq: int, timeout: float = 10,
+           **kwargs: Any) -> float:
+    """Seconds ``wait_for_logs`` took."""
+    started = time.monotonic()
+    storage.wait_for_logs(build_id, after_seq, timeout, **kwargs)
+    return time.monotonic() - started
+
+
+def test_wait_for_logs_returns_at_once_when_there_is_news(storage: Storage) -> None:
+    build = claim(storage)
+    storage.append_logs(build.id, [record("a")])
+    assert waited(storage, build.id, 0) < 2  # a record after seq 0
+    storage.finish_build(build.id, S.SUCCESS)
+    assert waited(storage, build.id, 1) < 2  # the build ended
+    assert waited(storage, 999, 0) < 2  # no such build: nothing to wait for
+
+
+def test_wait_for_logs_times_out_without_news(storage: Storage) -> None:
+    build = claim(storage)
+    storage.append_logs(build.id, [record("a"), record("debug", logging.DEBUG)])
+    assert 0.2 <= waited(storage, build.id, 2, timeout=0.2, poll_interval=0.05) < 2
+    # records below min_level are no news
+    assert 0.2 <= waited(storage, build.id, 1, timeout=0.2, min_level=logging.INFO,
+                         poll_interval=0.05) < 2
+
+
+@pytest.mark.parametrize("news", ["log", "finish"])
+def test_wait_for_logs_wakes_when_the_writer_commits(storage: Storage, news: str) -> None:
+    build = claim(storage)
+
+    def write() -> None:
+        time.sleep(0.3)
+        if news == "log":
+            storage.append_logs(build.id, [record("late")])
+        else:
+            storage.finish_build(build.id, S.FAILED)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        took = waited(storage, build.id, 0, timeout=20, poll_interval=0.05)
+    finally:
+        writer.join()
+    assert 0.25 <= took < 5

@@ -83,7 +83,8 @@ def test_memory_url() -> None:
         ("sqlite://host/jobs.db", "three slashes"),
         ("sqlite:///somedir/", "expected a database file"),
         ("sqlite:///missing/jobs.db", "folder .*missing does not exist"),
-        ("mysql://u:secret@h/db", r"expected one of memory://, sqlite://"),
+        ("mysql://u:secret@h/db",
+         r"expected one of memory://, postgres://, postgresql://, sqlite://"),
         ("jobcontrol.db", "unsupported storage URL"),
     ],
 )

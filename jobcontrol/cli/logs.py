@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 import click
@@ -13,6 +12,8 @@ from jobcontrol.cli.helpers import pass_jc
 from jobcontrol.cli.render import log_json, log_line
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: seconds ``--follow`` waits for news before looking at the build again regardless
+FOLLOW_WAIT = 5.0
 
 
 class LevelType(click.ParamType):
@@ -62,7 +63,10 @@ def logs(jc: Any, build_id: int, follow: bool, level: int, fmt: str, interval: f
                 if not jc.logs(build_id, min_level=level, after_seq=after):
                     return
                 continue
-            time.sleep(interval)
+            # wakes when a line or the outcome is committed (PostgreSQL: LISTEN/NOTIFY;
+            # other storages poll every `interval`); at worst it looks again after a while
+            jc.storage.wait_for_logs(build_id, after, FOLLOW_WAIT, min_level=level,
+                                     poll_interval=interval)
 
 
 COMMANDS = [logs]

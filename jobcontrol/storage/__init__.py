@@ -20,13 +20,16 @@ __all__ = ["BACKENDS", "Storage", "open_storage", "redact_url"]
 BACKENDS: dict[str, str] = {
     "memory": "jobcontrol.storage.memory:MemoryStorage",
     "sqlite": "jobcontrol.storage.sqlite:SQLiteStorage",
+    "postgresql": "jobcontrol.storage.postgresql:PostgreSQLStorage",
+    "postgres": "jobcontrol.storage.postgresql:PostgreSQLStorage",
 }
 
 
 def open_storage(url: str, base_dir: str | os.PathLike[str] | None = None) -> Storage:
     """Open the storage ``url`` names; relative file paths resolve against ``base_dir``.
 
-    ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``. Opening is cheap:
+    ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``,
+    ``postgresql://user:password@host:5432/db`` (``postgres://`` too). Opening is cheap:
     nothing is connected or created until the storage is first used.
     Raises :class:`StorageError` for an unknown scheme or a URL the backend cannot open.
     """

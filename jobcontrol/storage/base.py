@@ -8,10 +8,12 @@ The contract test suite (``tests/test_storage_contract.py``) runs against every 
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.models import (
     Build,
     BuildState,
@@ -143,6 +145,38 @@ class Storage(abc.ABC):
         limit: int | None = None,
     ) -> list[LogRecord]:
         """A build's log records in order, with ``seq > after_seq`` and ``level >= min_level``."""
+
+    def wait_for_logs(
+        self,
+        build_id: int,
+        after_seq: int,
+        timeout: float,
+        *,
+        min_level: int = 0,
+        poll_interval: float = 0.5,
+    ) -> None:
+        """Block until the build has log records with ``seq > after_seq`` (at ``min_level``
+        or above) or has ended (finished, or deleted), or until ``timeout`` seconds pass.
+
+        What ``logs --follow`` waits with: it reads again after each return, so returning
+        early is harmless. This default polls every ``poll_interval`` seconds; PostgreSQL
+        wakes as soon as the writer commits (LISTEN/NOTIFY).
+        """
+        deadline = time.monotonic() + timeout
+        while not self._has_log_news(build_id, after_seq, min_level):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(poll_interval, remaining))
+
+    def _has_log_news(self, build_id: int, after_seq: int, min_level: int) -> bool:
+        """True when :meth:`wait_for_logs` has something to wake its caller for."""
+        if self.get_logs(build_id, min_level=min_level, after_seq=after_seq, limit=1):
+            return True
+        try:
+            return self.get_build(build_id).state.finished
+        except BuildNotFoundError:
+            return True
 
     # -- progress ----------------------------------------------------------------------------
 

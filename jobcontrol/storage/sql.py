@@ -10,8 +10,12 @@ hook                         SQLite                            PostgreSQL (psyco
 ``placeholder``              ``?``                             ``%s``
 ``running_ids_sql``          ``group_concat(...)``             ``string_agg(...::text, ',')``
 ``lock_rows_sql``            (none: the write lock is global)  ``FOR UPDATE``
+``schema_table_ddl``         ``applied TEXT``                  ``applied timestamptz``
 ``_begin_write``             ``BEGIN IMMEDIATE``               ``BEGIN``
+``_commit``, ``_rollback``   the connection's methods          ``COMMIT``, ``ROLLBACK``
 ``_lock_job``                (none, as above)                  ``pg_advisory_xact_lock``
+``_lock_schema``             (none, as above)                  ``pg_advisory_xact_lock``
+``_notify_logs``             (none: readers poll)              ``pg_notify`` (LISTEN wakes)
 ``_insert_id``               ``cursor.lastrowid``              ``RETURNING id``
 ``_insert_many``             ``executemany``                   ``execute_values``
 ``_run_script``              statement by statement            the whole file at once
@@ -19,20 +23,17 @@ hook                         SQLite                            PostgreSQL (psyco
 ``_time_param``              ISO 8601 text                     the datetime (``timestamptz``)
 ===========================  ================================  ==============================
 
-Migrations are ``migrations/<dialect>/NNNN_name.sql``, applied in order in one transaction,
-each recorded as a row of ``jobcontrol_schema``.
+Migrations are ``migrations/<dialect>/NNNN_name.sql`` (:mod:`jobcontrol.storage.schema`),
+applied in order in one transaction, each recorded as a row of ``jobcontrol_schema``.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-import importlib.resources
 import json
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -47,7 +48,10 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import Storage, as_utc, check_concurrency, check_finished_state
-from jobcontrol.timeutil import isoformat, utcnow
+from jobcontrol.storage.schema import Migration, load_migrations
+from jobcontrol.timeutil import utcnow
+
+__all__ = ["BUILD_COLUMNS", "Migration", "SqlStorage", "load_migrations"]
 
 #: columns of ``builds``, in the order :meth:`SqlStorage._build_from_row` reads them
 BUILD_COLUMNS = (
@@ -58,44 +62,9 @@ BUILD_COLUMNS = (
 _SELECT_BUILD = f"SELECT {', '.join(BUILD_COLUMNS)} FROM builds"
 _LOG_COLUMNS = "seq, time, level, logger, message, exception"
 
-#: the same in every dialect, so it is created here rather than in a migration
-SCHEMA_TABLE_DDL = (
-    "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
-    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
-)
-
 #: more bound values than this in one ``IN (...)`` and a query filters in Python instead
 #: (old SQLite builds allow 999 variables a statement)
 MAX_IN_PARAMS = 500
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of the schema: ``migrations/<dialect>/0001_initial.sql`` is version 1."""
-
-    version: int
-    name: str
-    sql: str
-
-
-def load_migrations(dialect: str) -> list[Migration]:
-    """The migrations shipped for ``dialect``, in order; numbered 1, 2, 3... without gaps."""
-    folder = importlib.resources.files("jobcontrol.storage") / "migrations" / dialect
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append(
-                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
-            )
-    found.sort(key=lambda m: m.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise StorageError(f"the {dialect} migrations shipped with jobcontrol are not numbered "
-                           f"1..N: {[m.version for m in found]} (a broken install?)")
-    return found
-
 
 def in_params(values: Sequence[Any]) -> str:
     """``?, ?, ?`` for an ``IN (...)`` of ``values``."""
@@ -119,6 +88,11 @@ class SqlStorage(Storage):
     running_ids_sql: ClassVar[str] = "group_concat(CASE WHEN state = 'running' THEN id END)"
     #: appended to a SELECT of a build row a write transaction then depends on
     lock_rows_sql: ClassVar[str] = ""
+    #: the table of applied migrations, created before the first one runs
+    schema_table_ddl: ClassVar[str] = (
+        "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
+        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -160,8 +134,23 @@ class SqlStorage(Storage):
         """Begin a transaction that will write."""
         cur.execute("BEGIN")
 
+    def _commit(self, conn: Any, cur: Any) -> None:
+        """End the write transaction :meth:`_begin_write` began, keeping its work."""
+        conn.commit()
+
+    def _rollback(self, conn: Any, cur: Any) -> None:
+        """End the write transaction, undoing its work."""
+        conn.rollback()
+
     def _lock_job(self, cur: Any, job_id: str) -> None:
         """Serialise claims of ``job_id`` until the transaction ends (none needed by default)."""
+
+    def _lock_schema(self, cur: Any) -> None:
+        """Serialise migrations until the transaction ends (none needed by default)."""
+
+    def _notify_logs(self, cur: Any, build_id: int) -> None:
+        """Tell readers waiting in :meth:`wait_for_logs` that the build has news, once the
+        transaction commits (nothing by default: they poll)."""
 
     def _insert_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert many rows with one statement."""
@@ -190,7 +179,8 @@ class SqlStorage(Storage):
         try:
             yield
         except self.driver_errors as exc:
-            raise StorageError(f"{self.label}: {exc}") from exc
+            message = " ".join(str(exc).split())  # drivers' messages can span lines
+            raise StorageError(f"{self.label}: {message}") from exc
 
     def _connection(self) -> Any:
         if self._closed:
@@ -222,11 +212,11 @@ class SqlStorage(Storage):
             try:
                 self._begin_write(cur)
                 yield cur
-                conn.commit()
+                self._commit(conn, cur)
             except BaseException:
                 # also after a failed COMMIT, which can leave the transaction open
                 with contextlib.suppress(*self.driver_errors):
-                    conn.rollback()
+                    self._rollback(conn, cur)
                 raise
             finally:
                 cur.close()
@@ -328,7 +318,8 @@ class SqlStorage(Storage):
     def _migrate(self) -> int:
         # the write transaction makes concurrent first uses wait, then find the work done
         with self._transaction(ready=False) as cur:
-            cur.execute(SCHEMA_TABLE_DDL)
+            self._lock_schema(cur)
+            cur.execute(self.schema_table_ddl)
             version = self._version(cur)
             self._check_not_newer(version)
             for migration in self.migrations()[version:]:
@@ -336,7 +327,7 @@ class SqlStorage(Storage):
                 cur.execute(
                     self._q("INSERT INTO jobcontrol_schema (version, name, applied) "
                             "VALUES (?, ?, ?)"),
-                    (migration.version, migration.name, isoformat(utcnow())),
+                    (migration.version, migration.name, self._time_param(utcnow())),
                 )
                 version = migration.version
         return version
@@ -426,6 +417,8 @@ class SqlStorage(Storage):
                     build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
                 ),
             )
+            if cur.rowcount:
+                self._notify_logs(cur, build_id)  # a follower stops at the outcome
             return self._fetch_build(cur, build_id)
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
@@ -553,6 +546,7 @@ class SqlStorage(Storage):
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            self._notify_logs(cur, build_id)
 
     def get_logs(
         self,

@@ -1,0 +1,474 @@
+"""``postgresql://user:password@host:5432/db``: the production store, shared by many machines.
+
+Needs psycopg2 (``pip install 'jobcontrol[postgresql]'``), imported only when such a URL is
+opened. The URL is libpq's, so its query options (``sslmode``, ``connect_timeout``, ...) work
+as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in that schema.
+
+- Reads run in autocommit; writes are explicit ``BEGIN ... COMMIT`` that always end, so no
+  connection is ever left ``idle in transaction``.
+- A claim serialises on ``pg_advisory_xact_lock`` of its job, a migration on one of its
+  schema: correct across processes and hosts, released when the transaction ends.
+- Logs go in with ``execute_values``, one statement and one transaction a batch. Every batch
+  and every outcome NOTIFYs ``jobcontrol_build_<id>``; :meth:`wait_for_logs` LISTENs on a
+  second connection, so ``logs --follow`` wakes when a line is committed instead of polling.
+- A lost connection (server restart, failover, a killed backend) is reopened and the
+  operation tried again for up to :data:`RECONNECT_WINDOW` seconds. A write whose ``COMMIT``
+  was cut off may or may not have happened: it is retried only where doing it twice is
+  harmless (logs check whether their batch is already there); otherwise a StorageError says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import select
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from jobcontrol.errors import StorageError
+from jobcontrol.models import (
+    Build,
+    BuildState,
+    ExceptionInfo,
+    JobSummary,
+    LogRecord,
+    ProgressItem,
+    StoredValue,
+)
+from jobcontrol.storage.base import as_utc
+from jobcontrol.storage.sql import SqlStorage
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    import psycopg2.extras
+    from psycopg2 import sql as pgsql
+except ImportError:  # the extra is not installed: from_url says which one to install
+    psycopg2 = None
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: seconds to wait for a server to answer a new connection (unless the URL says otherwise)
+CONNECT_TIMEOUT = 10
+#: seconds to keep reconnecting after a connection is lost, before giving up
+RECONNECT_WINDOW = 30.0
+#: libpq settings jobcontrol passes unless the URL sets them: a clear error, never a hang
+CONNECT_DEFAULTS = {
+    "connect_timeout": str(CONNECT_TIMEOUT),
+    "application_name": "jobcontrol",
+    # a server that vanishes without closing the socket is noticed within ~25 s
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+}
+#: a schema name jobcontrol accepts (it is also quoted wherever it is used)
+SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: first keys of jobcontrol's two-part advisory locks, apart from other applications' keys
+LOCK_CLAIM = 0x6A630001
+LOCK_MIGRATE = 0x6A630002
+
+_CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else object
+
+
+def parse_url(url: str) -> tuple[str, str | None]:
+    """Split a ``postgresql://`` URL into the libpq URL to connect with and the schema.
+
+    Raises :class:`StorageError` for a schema name that is not a plain identifier.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    schema = schemas[-1] if schemas else None
+    if schema is not None and (not SCHEMA_NAME.match(schema) or schema.lower().startswith("pg_")):
+        raise StorageError(
+            f"bad schema {schema!r} in the storage URL: use letters, digits and _ "
+            f"(not starting with a digit or pg_), at most 63 characters"
+        )
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _no_nul(value: Any) -> Any:
+    """``value`` with NUL characters in its strings replaced: PostgreSQL text cannot hold
+    them (the replacement character is what undecodable output becomes too)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_no_nul(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _no_nul(item) for key, item in value.items()}
+    return value
+
+
+class _Cursor(_CursorBase):  # type: ignore[misc]
+    """A cursor that stores a string with NUL characters rather than fail on it."""
+
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        return super().execute(query, _no_nul(vars))
+
+    def mogrify(self, query: Any, vars: Any = None) -> Any:  # what execute_values uses
+        return super().mogrify(query, _no_nul(vars))
+
+
+class _ConnectFailed(StorageError):
+    """No connection could be made (server down, bad address, bad credentials)."""
+
+
+class _CommitInDoubt(StorageError):
+    """The connection broke during COMMIT: the transaction may or may not have happened."""
+
+
+class PostgreSQLStorage(SqlStorage):
+    """Builds in a PostgreSQL database: one connection per object (plus one to LISTEN on,
+    opened by the first :meth:`wait_for_logs`), shared by threads under a lock.
+
+    Opening is cheap: the connection is made, and the schema migrated, on first use.
+    """
+
+    dialect = "postgresql"
+    driver_errors = (psycopg2.Error,) if psycopg2 is not None else ()
+    placeholder = "%s"
+    running_ids_sql = "string_agg(CASE WHEN state = 'running' THEN id::text END, ',')"
+    lock_rows_sql = " FOR UPDATE"
+    schema_table_ddl = (
+        "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
+        "version integer PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL)"
+    )
+    #: seconds to keep reconnecting after a lost connection (see :data:`RECONNECT_WINDOW`)
+    reconnect_window: float = RECONNECT_WINDOW
+
+    def __init__(self, url: str) -> None:
+        if psycopg2 is None:
+            raise StorageError(
+                "PostgreSQL storage needs psycopg2, which is not installed: "
+                "pip install 'jobcontrol[postgresql]'"
+            )
+        super().__init__(url)
+        self.dsn, self.schema = parse_url(url)
+        try:
+            given = psycopg2.extensions.parse_dsn(self.dsn)
+        except psycopg2.Error as exc:
+            raise StorageError(f"bad PostgreSQL URL {self.label}: "
+                               f"{' '.join(str(exc).split())}") from exc
+        self._connect_options = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
+        self._listen_lock = threading.Lock()
+        self._listen_conn: Any = None
+        self._listening: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, base_dir: str | os.PathLike[str] | None = None
+                 ) -> PostgreSQLStorage:
+        """Open ``postgresql://user:password@host:port/db[?schema=NAME&libpq options]``."""
+        return cls(url)
+
+    @property
+    def label(self) -> str:
+        return f"PostgreSQL database {super().label}"
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            conn = psycopg2.connect(self.dsn, cursor_factory=_Cursor, **self._connect_options)
+        except psycopg2.Error as exc:
+            raise _ConnectFailed(
+                f"cannot connect to {self.label}: {' '.join(str(exc).split())}"
+            ) from exc
+        try:
+            conn.autocommit = True  # reads need no transaction; writes say BEGIN themselves
+            if self.schema:
+                with conn.cursor() as cur:
+                    cur.execute(pgsql.SQL("SET search_path TO {}").format(
+                        pgsql.Identifier(self.schema)))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _lost(self, error: StorageError, reconnecting: bool) -> bool:
+        """Whether ``error`` means the connection went away (so a retry may help)."""
+        if isinstance(error, _CommitInDoubt):
+            return True
+        if isinstance(error, _ConnectFailed):
+            return reconnecting  # down for good at first contact: say so at once
+        conn = self._conn
+        return conn is not None and bool(conn.closed)
+
+    def _drop_connection(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+
+    def _retry(self, call: Callable[[], T], what: str, *, in_doubt_ok: bool = True) -> T:
+        """``call()``, again after reopening a lost connection, for up to
+        :attr:`reconnect_window` seconds. ``in_doubt_ok``: doing ``what`` twice is harmless."""
+        deadline: float | None = None
+        delay = 0.05
+        while True:
+            try:
+                result = call()
+            except StorageError as exc:
+                if not self._lost(exc, reconnecting=deadline is not None):
+                    raise
+                if isinstance(exc, _CommitInDoubt) and not in_doubt_ok:
+                    self._drop_connection()
+                    raise StorageError(
+                        f"{self.label}: the connection was lost while committing ({what}); "
+                        f"it may or may not have been recorded"
+                    ) from exc
+                self._drop_connection()
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.reconnect_window
+                    log.warning("%s: connection lost (%s); reconnecting", self.label, exc)
+                if now >= deadline:
+                    raise StorageError(
+                        f"{self.label}: lost the connection and could not get it back "
+                        f"within {self.reconnect_window:g}s ({what}): {exc}"
+                    ) from exc
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 1.0)
+            else:
+                if deadline is not None:
+                    log.warning("%s: reconnected", self.label)
+                return result
+
+    # -- dialect hooks -----------------------------------------------------------------------
+
+    def _commit(self, conn: Any, cur: Any) -> None:
+        # not conn.commit(): psycopg2 ignores it in autocommit mode, even after our BEGIN
+        try:
+            cur.execute("COMMIT")
+        except psycopg2.Error as exc:
+            if conn.closed:
+                raise _CommitInDoubt(f"{self.label}: connection lost during COMMIT: "
+                                     f"{' '.join(str(exc).split())}") from exc
+            raise
+
+    def _rollback(self, conn: Any, cur: Any) -> None:
+        if not conn.closed:
+            cur.execute("ROLLBACK")
+
+    def _lock_job(self, cur: Any, job_id: str) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLAIM, job_id))
+
+    def _lock_schema(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    (LOCK_MIGRATE, self.schema or ""))
+        if self.schema:
+            # only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+            if cur.fetchone() is None:
+                cur.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
+
+    def _notify_logs(self, cur: Any, build_id: int) -> None:
+        cur.execute("SELECT pg_notify(%s, '')", (_channel(build_id),))
+
+    def _insert_id(self, cur: Any, sql: str, params: Sequence[Any]) -> int:
+        cur.execute(self._q(sql) + " RETURNING id", params)
+        return int(cur.fetchone()[0])
+
+    def _insert_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        # "VALUES (?, ?)" → "VALUES %s" with a row template: one statement for every row
+        match = re.search(r"VALUES (\([?, ]+\))", sql)
+        assert match is not None, sql
+        template = self._q(match.group(1))
+        statement = sql[:match.start()] + "VALUES %s" + sql[match.end():]
+        psycopg2.extras.execute_values(cur, statement, rows, template=template,
+                                       page_size=max(len(rows), 1))
+
+    def _run_script(self, cur: Any, script: str) -> None:
+        cur.execute(script)
+
+    def _table_exists(self, cur: Any, name: str) -> bool:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        return bool(cur.fetchone()[0])
+
+    def _time_param(self, value: Any) -> Any:
+        return None if value is None else as_utc(value)
+
+    @staticmethod
+    def _dumps(value: Mapping[str, Any]) -> str:
+        # jsonb refuses the escape \u0000 (an escaped backslash before "u0000" is kept)
+        return re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", r"\1\\ufffd", SqlStorage._dumps(value))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def install(self) -> int:
+        return self._retry(super().install, "migrating the schema")
+
+    def schema_version(self) -> int:
+        return self._retry(super().schema_version, "reading the schema version")
+
+    def close(self) -> None:
+        self._close_listener()
+        super().close()
+
+    # -- builds: every operation survives a lost connection ----------------------------------
+
+    def claim_build(self, job_id: str, **kwargs: Any) -> Build:
+        # twice is not harmless: a second claim would be refused by the first one's build
+        return self._retry(functools.partial(super().claim_build, job_id, **kwargs),
+                           f"claiming a build of {job_id!r}", in_doubt_ok=False)
+
+    def finish_build(self, build_id: int, state: BuildState, *, reason: str | None = None,
+                     result: StoredValue | None = None,
+                     exception: ExceptionInfo | None = None) -> Build:
+        # a repeated finish leaves the recorded outcome alone and returns it
+        return self._retry(
+            functools.partial(super().finish_build, build_id, state, reason=reason,
+                              result=result, exception=exception),
+            f"finishing build {build_id}",
+        )
+
+    def heartbeat(self, build_ids: Sequence[int]) -> None:
+        self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
+
+    def get_build(self, build_id: int) -> Build:
+        return self._retry(functools.partial(super().get_build, build_id), "reading a build")
+
+    def list_builds(self, job_id: str | None = None, **kwargs: Any) -> list[Build]:
+        return self._retry(functools.partial(super().list_builds, job_id, **kwargs),
+                           "listing builds")
+
+    def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
+        wanted = None if job_ids is None else list(job_ids)  # an iterator is read once
+        return self._retry(functools.partial(super().job_summaries, wanted), "reading status")
+
+    def delete_build(self, build_id: int) -> None:
+        self._retry(functools.partial(super().delete_build, build_id),
+                    f"deleting build {build_id}", in_doubt_ok=False)
+
+    # -- logs and progress -------------------------------------------------------------------
+
+    def append_logs(self, build_id: int, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        records = list(records)
+        first_seq: list[int] = []  # what the previous attempt numbered the batch from
+
+        def attempt() -> None:
+            with self._transaction() as cur:
+                self._check_build(cur, build_id)  # locks the build row: one writer at a time
+                if first_seq and self._batch_stored(cur, build_id, first_seq[0], records):
+                    return  # the attempt whose COMMIT was cut off did commit
+                cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",
+                            (build_id,))
+                start = int(cur.fetchone()[0]) + 1
+                first_seq[:] = [start]
+                psycopg2.extras.execute_values(
+                    cur,
+                    "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
+                    "VALUES %s",
+                    [(build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
+                      r.exception) for n, r in enumerate(records)],
+                    page_size=len(records),
+                )
+                self._notify_logs(cur, build_id)
+
+        self._retry(attempt, f"appending logs of build {build_id}")
+
+    @staticmethod
+    def _batch_stored(cur: Any, build_id: int, first: int, records: Sequence[LogRecord]) -> bool:
+        """Whether ``records`` are stored already, numbered from ``first``."""
+        cur.execute("SELECT time, message FROM logs WHERE build_id = %s AND seq = %s",
+                    (build_id, first + len(records) - 1))
+        row = cur.fetchone()
+        last = records[-1]
+        return row is not None and (as_utc(row[0]), row[1]) == (
+            as_utc(last.time), _no_nul(last.message))
+
+    def get_logs(self, build_id: int, **kwargs: Any) -> list[LogRecord]:
+        return self._retry(functools.partial(super().get_logs, build_id, **kwargs),
+                           "reading logs")
+
+    def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
+        # an upsert: twice is the same as once
+        self._retry(functools.partial(super().set_progress, build_id, items),
+                    f"storing progress of build {build_id}")
+
+    def get_progress(self, build_id: int) -> list[ProgressItem]:
+        return self._retry(functools.partial(super().get_progress, build_id),
+                           "reading progress")
+
+    # -- LISTEN/NOTIFY -----------------------------------------------------------------------
+
+    def wait_for_logs(
+        self,
+        build_id: int,
+        after_seq: int,
+        timeout: float,
+        *,
+        min_level: int = 0,
+        poll_interval: float = 0.5,
+    ) -> None:
+        """Wait on a NOTIFY from the build's writer rather than polling (see the base class).
+
+        Without a listening connection (the server is away) it falls back to polling.
+        """
+        deadline = time.monotonic() + timeout
+        with self._listen_lock:
+            while True:
+                try:
+                    conn = self._listen(build_id)
+                except StorageError:
+                    remaining = max(0.0, deadline - time.monotonic())
+                    super().wait_for_logs(build_id, after_seq, remaining, min_level=min_level,
+                                          poll_interval=poll_interval)
+                    return
+                # listening first, then looking: a commit in between still wakes the select
+                if self._has_log_news(build_id, after_seq, min_level):
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                select.select([conn], [], [], remaining)
+                try:
+                    conn.poll()
+                    conn.notifies.clear()
+                except psycopg2.Error:
+                    self._close_listener()
+
+    def _listen(self, build_id: int) -> Any:
+        """The listening connection, subscribed to ``build_id``'s channel (and no other)."""
+        if self._closed:
+            raise StorageError(f"{self.label} is closed")
+        channel = _channel(build_id)
+        try:
+            if self._listen_conn is None or self._listen_conn.closed:
+                self._listen_conn, self._listening = self._connect(), None
+            if self._listening != channel:
+                with self._listen_conn.cursor() as cur:
+                    cur.execute(f"UNLISTEN *; LISTEN {channel}")
+                self._listening = channel
+            return self._listen_conn
+        except psycopg2.Error as exc:
+            self._close_listener()
+            raise StorageError(f"{self.label}: cannot LISTEN: {exc}") from exc
+        except StorageError:
+            self._close_listener()
+            raise
+
+    def _close_listener(self) -> None:
+        conn, self._listen_conn, self._listening = self._listen_conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+
+
+def _channel(build_id: int) -> str:
+    """The NOTIFY channel of one build's news (an identifier: digits and letters only)."""
+    return f"jobcontrol_build_{int(build_id)}"

@@ -1,0 +1,396 @@
+"""What only the PostgreSQL backend has: URLs and schemas, migrations under a lock, claims
+across connections, NUL characters, lost connections, LISTEN/NOTIFY.
+
+The contract suite covers the rest; these need ``$JOBCONTROL_TEST_POSTGRESQL`` too, except
+the URL checks, which connect to nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobcontrol.errors import JobAlreadyRunningError, StorageError
+from jobcontrol.models import BuildState, LogRecord
+from jobcontrol.storage import open_storage
+from jobcontrol.storage.schema import Migration, load_migrations
+from jobcontrol.timeutil import utcnow
+
+psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psycopg2-binary")
+
+from jobcontrol.storage import postgresql  # noqa: E402 (needs psycopg2)
+from jobcontrol.storage.postgresql import PostgreSQLStorage, parse_url  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+LATEST = len(load_migrations("postgresql"))
+
+
+def claim(storage: PostgreSQLStorage, job_id: str = "job", concurrency: int = 1) -> int:
+    build = storage.claim_build(job_id, concurrency=concurrency, definition={},
+                                definition_hash="", dependency_builds={}, host="h", pid=1)
+    return build.id
+
+
+def record(message: str) -> LogRecord:
+    return LogRecord(utcnow(), logging.INFO, "test", message)
+
+
+def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from a connection of our own, closed before returning."""
+    conn = psycopg2.connect(parse_url(url)[0])
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def empty_pg_url(pg_databases: Any) -> Iterator[str]:
+    """A fresh database without jobcontrol's tables."""
+    url = pg_databases.create(installed=False)
+    try:
+        yield url
+    finally:
+        pg_databases.drop(url)
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[PostgreSQLStorage]:
+    with PostgreSQLStorage(pg_url) as storage:
+        yield storage
+
+
+# -- URLs, without a server --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_both_schemes_open_the_backend(scheme: str) -> None:
+    storage = open_storage(f"{scheme}://bob:secret@db.example:5432/jobs?schema=ci")
+    assert isinstance(storage, PostgreSQLStorage)
+    assert storage.schema == "ci"
+    assert "secret" not in repr(storage)
+    storage.close()  # never connected: nothing to do
+
+
+def test_parse_url_takes_the_schema_out_for_libpq() -> None:
+    assert parse_url("postgresql://u@h/db?sslmode=require&schema=jobs") == (
+        "postgresql://u@h/db?sslmode=require", "jobs")
+    assert parse_url("postgresql://u@h/db") == ("postgresql://u@h/db", None)
+
+
+@pytest.mark.parametrize("schema", ["", "1abc", "a-b", 'x"; DROP TABLE builds; --', "pg_jobs",
+                                    "a" * 64])
+def test_bad_schema_names_are_refused(schema: str) -> None:
+    with pytest.raises(StorageError, match="bad schema"):
+        open_storage(f"postgresql://u@h/db?schema={schema}")
+
+
+def test_a_bad_url_is_a_storage_error() -> None:
+    with pytest.raises(StorageError, match="bad PostgreSQL URL") as info:
+        open_storage("postgresql://u:secret@h/db?no_such_option=1")
+    assert "secret" not in str(info.value)
+
+
+def test_without_psycopg2_the_error_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg2'] = None  # as if it were not installed\n"
+        "import jobcontrol, jobcontrol.storage\n"
+        "from jobcontrol.errors import StorageError\n"
+        "try:\n"
+        "    jobcontrol.storage.open_storage('postgresql://u@h/db')\n"
+        "except StorageError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, text=True,
+                         capture_output=True).stdout
+    assert "pip install 'jobcontrol[postgresql]'" in out
+
+
+def test_importing_jobcontrol_does_not_load_psycopg2() -> None:
+    code = ("import sys, jobcontrol, jobcontrol.storage, jobcontrol.cli\n"
+            "assert 'psycopg2' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_refused_connection_is_a_clear_error_at_once() -> None:
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    storage = PostgreSQLStorage(f"postgresql://bob:secret@127.0.0.1:{port}/jobs")
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="cannot connect to PostgreSQL database") as info:
+        storage.list_builds()
+    assert time.monotonic() - started < 5  # no reconnecting: it never worked
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        storage = PostgreSQLStorage(f"postgresql://u@127.0.0.1:{port}/db?connect_timeout=2")
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"cannot connect.*timeout"):
+            storage.get_build(1)
+        assert time.monotonic() - started < 10
+
+
+def test_default_connect_options_yield_to_the_url() -> None:
+    storage = PostgreSQLStorage("postgresql://u@h/db?connect_timeout=3")
+    assert "connect_timeout" not in storage._connect_options
+    assert PostgreSQLStorage("postgresql://u@h/db")._connect_options["connect_timeout"] == "10"
+
+
+# -- schema and migrations -------------------------------------------------------------------
+
+
+def test_types_and_indexes(pg: PostgreSQLStorage, pg_url: str) -> None:
+    pg.install()
+    types = dict(query(pg_url, "SELECT table_name || '.' || column_name, data_type "
+                               "FROM information_schema.columns WHERE table_schema = 'public'"))
+    for column in ("builds.created", "builds.started", "builds.finished", "builds.heartbeat",
+                   "logs.time", "progress.updated", "jobcontrol_schema.applied"):
+        assert types[column] == "timestamp with time zone", column
+    assert types["builds.definition"] == types["builds.dependency_builds"] == "jsonb"
+    assert types["builds.id"] == "bigint"
+    indexes = {row[0] for row in query(pg_url, "SELECT indexname FROM pg_indexes "
+                                               "WHERE tablename = 'builds'")}
+    assert {"builds_job_state_id", "builds_job_id", "builds_state_id"} <= indexes
+
+
+def test_migrate_an_empty_database(empty_pg_url: str) -> None:
+    with PostgreSQLStorage(empty_pg_url) as storage:
+        assert storage.schema_version() == 0
+        assert storage.install() == LATEST
+        assert storage.install() == LATEST
+        first = claim(storage)
+    assert [r[0] for r in query(empty_pg_url, "SELECT version FROM jobcontrol_schema")] == list(
+        range(1, LATEST + 1))
+    with PostgreSQLStorage(empty_pg_url) as storage:
+        assert claim(storage, "other") > first
+
+
+def test_concurrent_first_uses_migrate_once(empty_pg_url: str) -> None:
+    outcomes: list[Any] = []
+    start = threading.Barrier(8)
+
+    def first_use() -> None:
+        with PostgreSQLStorage(empty_pg_url) as storage:
+            start.wait()
+            try:
+                outcomes.append(storage.list_builds())
+            except Exception as exc:  # reported below
+                outcomes.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [[]] * 8
+    assert query(empty_pg_url, "SELECT count(*) FROM jobcontrol_schema") == [(LATEST,)]
+
+
+def test_schema_parameter_keeps_the_tables_apart(empty_pg_url: str) -> None:
+    with PostgreSQLStorage(empty_pg_url + "?schema=team_a") as a, \
+            PostgreSQLStorage(empty_pg_url + "?schema=Team_B") as b:
+        assert a.schema_version() == 0
+        ids_a = [claim(a, "x"), claim(a, "y")]
+        assert b.list_builds() == []
+        assert claim(b, "x") == 1
+        assert [build.id for build in a.list_builds()] == ids_a[::-1]
+    tables = set(query(empty_pg_url, "SELECT table_schema, table_name FROM "
+                                     "information_schema.tables WHERE table_name = 'builds'"))
+    assert tables == {("team_a", "builds"), ("Team_B", "builds")}
+
+
+def test_a_newer_schema_is_refused(pg: PostgreSQLStorage, pg_url: str) -> None:
+    query(pg_url, "INSERT INTO jobcontrol_schema VALUES (%s, 'future', now())", (LATEST + 1,))
+    with pytest.raises(StorageError, match="upgrade jobcontrol"):
+        pg.list_builds()
+
+
+def test_a_failed_migration_leaves_nothing_behind(empty_pg_url: str) -> None:
+    with PostgreSQLStorage(empty_pg_url) as storage:
+        good = load_migrations("postgresql")[0]
+        storage._migrations = [good, Migration(2, "broken", "CREATE TABLE x (a int);\nNOT SQL;")]
+        with pytest.raises(StorageError, match="syntax error"):
+            storage.install()
+        assert storage.schema_version() == 0
+    assert query(empty_pg_url, "SELECT to_regclass('builds'), to_regclass('x')") == [
+        (None, None)]
+
+
+# -- claims, text, transactions --------------------------------------------------------------
+
+
+def test_claims_from_many_connections_at_once(pg_url: str) -> None:
+    storages = [PostgreSQLStorage(pg_url) for _ in range(10)]
+    try:
+        for storage in storages:
+            storage.install()  # connected, so the race is only the claims'
+        for _ in range(3):
+            start = threading.Barrier(len(storages))
+            outcomes: list[str] = []
+
+            def racer(storage: PostgreSQLStorage, start: threading.Barrier,
+                      outcomes: list[str]) -> None:
+                start.wait()
+                try:
+                    outcomes.append(f"ok {claim(storage, 'job', concurrency=2)}")
+                except JobAlreadyRunningError:
+                    outcomes.append("refused")
+
+            threads = [threading.Thread(target=racer, args=(s, start, outcomes))
+                       for s in storages]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            winners = [int(o.split()[1]) for o in outcomes if o.startswith("ok")]
+            assert len(winners) == 2 and outcomes.count("refused") == 8, outcomes
+            for build_id in winners:
+                storages[0].finish_build(build_id, BuildState.SUCCESS)
+    finally:
+        for storage in storages:
+            storage.close()
+
+
+def test_nul_characters_are_stored_as_replacement_characters(pg: PostgreSQLStorage) -> None:
+    build = pg.claim_build("job", concurrency=1, definition={"kwargs": {"sep": "a\x00b"}},
+                           definition_hash="", dependency_builds={}, host="h", pid=1)
+    pg.append_logs(build.id, [record("binary \x00 output")])
+    assert build.definition == {"kwargs": {"sep": "a\ufffdb"}}
+    assert pg.get_logs(build.id)[0].message == "binary \ufffd output"
+    done = pg.finish_build(build.id, BuildState.FAILED, reason="bad \x00 byte")
+    assert done.reason == "bad \ufffd byte"
+
+
+def our_states(url: str, application: str = "jobcontrol") -> list[str]:
+    """The states of jobcontrol's connections to ``url``'s database."""
+    return [row[0] for row in query(
+        url, "SELECT state FROM pg_stat_activity WHERE datname = current_database() "
+             "AND application_name = %s AND pid <> pg_backend_pid()", (application,))]
+
+
+def test_no_connection_is_left_in_a_transaction(pg: PostgreSQLStorage, pg_url: str) -> None:
+    first = claim(pg)
+    with pytest.raises(JobAlreadyRunningError):
+        claim(pg)  # refused inside the transaction
+    pg.append_logs(first, [record("x")])
+    pg.job_summaries()
+    pg.wait_for_logs(first, 1, 0.1)  # opens the listening connection too
+    assert our_states(pg_url) == ["idle", "idle"]
+
+
+# -- lost connections --------------------------------------------------------------------------
+
+
+def kill_backends(url: str) -> int:
+    """Terminate jobcontrol's connections to the database, as a server restart would."""
+    rows = query(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND application_name = 'jobcontrol'")
+    return len(rows)
+
+
+def test_a_lost_connection_is_reopened(pg: PostgreSQLStorage, pg_url: str) -> None:
+    build = claim(pg)
+    for attempt in range(3):
+        assert kill_backends(pg_url) == 1
+        pg.append_logs(build, [record(f"after kill {attempt}")])
+    assert kill_backends(pg_url) == 1
+    assert [r.message for r in pg.get_logs(build)] == [f"after kill {i}" for i in range(3)]
+    assert kill_backends(pg_url) == 1
+    assert pg.finish_build(build, BuildState.SUCCESS).state is BuildState.SUCCESS
+
+
+def test_giving_up_after_the_reconnect_window(pg: PostgreSQLStorage, pg_url: str) -> None:
+    build = claim(pg)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    pg.dsn = pg.dsn.replace(":5432/", f":{dead_port}/")  # the server "moved away"
+    pg.reconnect_window = 0.5
+    kill_backends(pg_url)
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"could not get it back within 0.5s"):
+        pg.append_logs(build, [record("lost")])
+    assert time.monotonic() - started < 5
+
+
+def cut_off_after_commit(storage: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next COMMIT succeeds, but its answer is lost with the connection."""
+    real_commit = storage._commit
+
+    def commit_then_lose(conn: Any, cur: Any) -> None:
+        monkeypatch.setattr(storage, "_commit", real_commit)
+        real_commit(conn, cur)
+        conn.close()
+        raise postgresql._CommitInDoubt("connection lost during COMMIT")
+
+    monkeypatch.setattr(storage, "_commit", commit_then_lose)
+
+
+def test_logs_committed_before_the_connection_broke_are_not_doubled(
+    pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build = claim(pg)
+    pg.append_logs(build, [record("one")])
+    cut_off_after_commit(pg, monkeypatch)
+    pg.append_logs(build, [record("two"), record("three")])
+    assert [(r.seq, r.message) for r in pg.get_logs(build)] == [
+        (1, "one"), (2, "two"), (3, "three")]
+
+
+def test_a_claim_in_doubt_says_so(pg: PostgreSQLStorage,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cut_off_after_commit(pg, monkeypatch)
+    with pytest.raises(StorageError, match="may or may not have been recorded"):
+        claim(pg)
+
+
+# -- LISTEN/NOTIFY -----------------------------------------------------------------------------
+
+
+def test_wait_for_logs_wakes_on_notify_from_another_connection(pg_url: str) -> None:
+    with PostgreSQLStorage(pg_url) as follower, PostgreSQLStorage(pg_url) as writer:
+        build = claim(writer)
+        timer = threading.Timer(0.3, writer.append_logs, (build, [record("news")]))
+        timer.start()
+        started = time.monotonic()
+        # polling every 60 s could not explain a wake-up within seconds: the NOTIFY did it
+        follower.wait_for_logs(build, 0, 30, poll_interval=60)
+        timer.join()
+        assert 0.25 <= time.monotonic() - started < 5
+        # the outcome wakes it too, and news below min_level does not
+        threading.Timer(0.3, writer.append_logs, (build, [
+            LogRecord(utcnow(), logging.DEBUG, "t", "quiet")])).start()
+        threading.Timer(0.8, writer.finish_build, (build, BuildState.SUCCESS)).start()
+        started = time.monotonic()
+        follower.wait_for_logs(build, 1, 30, min_level=logging.INFO, poll_interval=60)
+        assert 0.75 <= time.monotonic() - started < 5
+
+
+def test_wait_for_logs_survives_a_lost_listener(pg_url: str) -> None:
+    with PostgreSQLStorage(pg_url) as follower, PostgreSQLStorage(pg_url) as writer:
+        build = claim(writer)
+        follower.wait_for_logs(build, 0, 0.1)
+        kill_backends(pg_url)  # both connections, the listener too
+        threading.Timer(0.5, writer.append_logs, (build, [record("news")])).start()
+        started = time.monotonic()
+        follower.wait_for_logs(build, 0, 30, poll_interval=60)
+        assert time.monotonic() - started < 5
