@@ -8,6 +8,7 @@ the URL checks, which connect to nothing.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -394,3 +395,43 @@ def test_wait_for_logs_survives_a_lost_listener(pg_url: str) -> None:
         started = time.monotonic()
         follower.wait_for_logs(build, 0, 30, poll_interval=60)
         assert time.monotonic() - started < 5
+
+
+# -- privileges (as the README states them) ----------------------------------------------------
+
+
+@pytest.fixture
+def plain_role(pg_url: str) -> Iterator[str]:
+    """A login role with no privileges of its own (the server trusts local connections)."""
+    role = f"jctest_{os.getpid()}_plain"
+    query(pg_url, f'DROP ROLE IF EXISTS "{role}"')
+    query(pg_url, f'CREATE ROLE "{role}" LOGIN')
+    try:
+        yield role
+    finally:
+        query(pg_url, f'DROP OWNED BY "{role}"')
+        query(pg_url, f'DROP ROLE "{role}"')
+
+
+def test_after_install_plain_dml_privileges_are_enough(pg_url: str, plain_role: str) -> None:
+    query(pg_url, f'REVOKE CREATE ON SCHEMA public FROM PUBLIC; '
+                  f'GRANT USAGE ON SCHEMA public TO "{plain_role}"; '
+                  f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
+                  f'TO "{plain_role}"')  # identity columns need no grant on their sequences
+    as_role = pg_url.replace("postgres@", f"{plain_role}@")
+    with PostgreSQLStorage(as_role) as storage:
+        assert storage.install() == LATEST  # nothing to do: no CREATE needed
+        build = claim(storage)
+        storage.append_logs(build, [record("line")])
+        storage.wait_for_logs(build, 0, 1)
+        storage.finish_build(build, BuildState.SUCCESS)
+        assert storage.job_summaries()["job"].last_ok is not None
+        storage.delete_build(build)
+
+
+def test_the_first_migration_needs_create(empty_pg_url: str, plain_role: str) -> None:
+    query(empty_pg_url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    as_role = empty_pg_url.replace("postgres@", f"{plain_role}@")
+    with PostgreSQLStorage(as_role) as storage, \
+            pytest.raises(StorageError, match="permission denied"):
+        storage.install()

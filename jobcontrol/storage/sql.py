@@ -319,7 +319,9 @@ class SqlStorage(Storage):
         # the write transaction makes concurrent first uses wait, then find the work done
         with self._transaction(ready=False) as cur:
             self._lock_schema(cur)
-            cur.execute(self.schema_table_ddl)
+            if not self._table_exists(cur, "jobcontrol_schema"):
+                # only when missing: even "IF NOT EXISTS" needs the CREATE privilege
+                cur.execute(self.schema_table_ddl)
             version = self._version(cur)
             self._check_not_newer(version)
             for migration in self.migrations()[version:]:
