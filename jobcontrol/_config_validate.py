@@ -1,34 +1,44 @@
 """Validation of a loaded config document: raw YAML data (with marks) → :class:`Config`.
 
 Each check raises a :class:`ConfigError` at the key or value at fault, naming the job. The
-checks run in file order, so the first mistake in the file is the one reported.
+checks run in file order, so the first mistake in the file is the one reported. The parsers
+of single values live in :mod:`jobcontrol._config_values`.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Callable, Iterable
-from datetime import date
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from jobcontrol._config_values import (
+    PARSERS,
+    RETENTION_KEYS,
+    RETRY_KEYS,
+    RUNNER_KEYS,
+    Field,
+    did_you_mean,
+    runner_settings,
+    secret_list,
+    type_name,
+)
+from jobcontrol._config_yaml import Document, MarkedDict, MarkedList, Pos
 from jobcontrol.config import (
     Config,
     JobDefinition,
     Location,
-    MarkedDict,
-    MarkedList,
-    Pos,
     RetvalRef,
+    RunnerSettings,
     iter_retvals,
 )
 from jobcontrol.errors import ConfigError, CycleError
 from jobcontrol.graph import find_cycle
-from jobcontrol.importing import FUNCTION_SYNTAX, parse_function_path
-from jobcontrol.timeutil import parse_duration
+from jobcontrol.secrets import secret_values
 
-TOP_KEYS = ("storage", "defaults", "jobs")
+__all__ = ["DEFAULT_KEYS", "JOB_KEYS", "PARSERS", "TOP_KEYS", "build_config"]
+
+TOP_KEYS = ("storage", "defaults", "runner", "secrets", "jobs")
 JOB_KEYS = (
     "id",
     "function",
@@ -42,78 +52,38 @@ JOB_KEYS = (
     "concurrency",
     "isolation",
     "result",
+    "retries",
+    "retention",
 )
-DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags")
+DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention")
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "timeout": None,
     "concurrency": 1,
     "isolation": "process",
     "result": "json",
     "tags": (),
+    "retries": None,
+    "retention": None,
 }
-ISOLATIONS = ("process", "inline")
-RESULTS = ("json", "pickle")
-# names people reach for that difflib cannot connect to ours
-ALIASES = {
-    "deps": "dependencies",
-    "depends": "dependencies",
-    "depends_on": "dependencies",
-    "requires": "dependencies",
-    "func": "function",
-    "callable": "function",
-    "name": "title",
-    "arguments": "args",
-    "kwds": "kwargs",
-    "cleanup": "cleanup_function",
+#: the mapping each sub-key belongs in, to point a misplaced one there
+SUB_KEY_PARENTS = {
+    **dict.fromkeys(RETRY_KEYS, "retries"),
+    **dict.fromkeys(RETENTION_KEYS, "retention"),
+    **dict.fromkeys(RUNNER_KEYS, "runner"),
 }
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
 
 
-def build_config(
-    root: Any, root_mark: Pos | None, *, file: str, path: Path, rendered: str
-) -> Config:
-    """Validate the document ``root`` and build the :class:`Config`."""
-    return _Validator(file).config(root, root_mark, path, rendered)
-
-
-def type_name(value: Any) -> str:
-    """How a YAML value's type is called in messages."""
-    if value is None:
-        return "null"
-    for kind, name in (
-        (RetvalRef, "!retval"),
-        (bool, "boolean"),
-        (int, "integer"),
-        (float, "number"),
-        (str, "string"),
-        (dict, "mapping"),
-        (list, "list"),
-        (date, "date"),
-        (bytes, "binary"),
-        (set, "set"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-def did_you_mean(word: Any, options: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest option, or ``""``."""
-    if not isinstance(word, str):
-        return ""
-    options = list(options)
-    alias = ALIASES.get(word.lower())
-    if alias in options:
-        return f" (did you mean {alias!r}?)"
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def build_config(document: Document, *, file: str, path: Path, rendered: str) -> Config:
+    """Validate the loaded ``document`` and build the :class:`Config`."""
+    return _Validator(file).config(document, path, rendered)
 
 
 def find_retval(value: Any, seen: set[int] | None = None) -> RetvalRef | None:
     """The first RetvalRef in ``value``; safe on recursive (anchored) structures."""
     if isinstance(value, RetvalRef):
         return value
-    if isinstance(value, (dict, list, set)):
+    if isinstance(value, (dict, list, tuple, set)):
         seen = set() if seen is None else seen
         if id(value) in seen:
             return None
@@ -125,149 +95,6 @@ def find_retval(value: Any, seen: set[int] | None = None) -> RetvalRef | None:
                 return found
     return None
 
-
-class _Field:
-    """Where a value is and whose it is, to word and place errors about it."""
-
-    def __init__(self, check: _Validator, owner: str, key: str, pos: Pos) -> None:
-        self.check, self.owner, self.key, self.pos = check, owner, key, pos
-
-    def error(self, message: str, pos: Pos | None = None) -> ConfigError:
-        return self.check.error(f"{self.owner}: {message}", pos or self.pos)
-
-    def wrong_type(self, value: Any, expected: str) -> ConfigError:
-        return self.error(f"{self.key} must be {expected}, got {type_name(value)}")
-
-
-# --------------------------------------------------------------------------- value parsers
-# Each takes the raw value (None included) and returns the value JobDefinition wants.
-
-
-def _string(value: Any, at: _Field) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise at.wrong_type(value, "a string")
-    return value
-
-
-def _function(value: Any, at: _Field) -> str | None:
-    text = _string(value, at)
-    if text is None:
-        return None
-    try:
-        parse_function_path(text)
-    except ValueError:
-        raise at.error(f"{at.key} must look like {FUNCTION_SYNTAX}, got {text!r}") from None
-    return text
-
-
-def _args(value: Any, at: _Field) -> tuple[Any, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise at.wrong_type(value, "a list")
-    return tuple(_plain(value, at, set()))
-
-
-def _kwargs(value: Any, at: _Field) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise at.wrong_type(value, "a mapping")
-    for key in value:
-        if not isinstance(key, str):
-            pos = value.key_marks.get(key) if isinstance(value, MarkedDict) else None
-            raise at.error(f"kwargs keys must be strings, got {type_name(key)} {key!r}", pos)
-    return _plain(value, at, set())  # type: ignore[no-any-return]
-
-
-def _plain(value: Any, at: _Field, active: set[int]) -> Any:
-    """Plain dicts and lists instead of the marked ones; refuses recursive aliases."""
-    if isinstance(value, (dict, list)):
-        if id(value) in active:
-            raise at.error(f"{at.key} must not contain itself (a recursive YAML alias)")
-        active.add(id(value))
-        if isinstance(value, dict):
-            result: Any = {k: _plain(v, at, active) for k, v in value.items()}
-        else:
-            result = [_plain(v, at, active) for v in value]
-        active.discard(id(value))
-        return result
-    return value
-
-
-def _string_list(what: str) -> Callable[[Any, _Field], tuple[tuple[str, ...], dict[str, Pos]]]:
-    """A parser of a list of strings (deduplicated), also giving each string's position."""
-
-    def parse(value: Any, at: _Field) -> tuple[tuple[str, ...], dict[str, Pos]]:
-        if value is None:
-            return (), {}
-        if isinstance(value, str):
-            raise at.error(f"{at.key} must be a list, got string (write [{value}])")
-        if not isinstance(value, list):
-            raise at.wrong_type(value, f"a list of {what}s")
-        marks = value.item_marks if isinstance(value, MarkedList) else []
-        positions: dict[str, Pos] = {}
-        for index, item in enumerate(value):
-            pos = marks[index] if index < len(marks) else at.pos
-            if not isinstance(item, str) or not item:
-                shown = type_name(item) if item != "" else "an empty string"
-                raise at.error(f"each of {at.key} must be a {what} (a string), got {shown}", pos)
-            positions.setdefault(item, pos)
-        return tuple(positions), positions
-
-    return parse
-
-
-_dependencies = _string_list("job id")
-_tags = _string_list("tag")
-
-
-def _timeout(value: Any, at: _Field) -> float | None:
-    if value is None:
-        return None  # an explicit null: no timeout, whatever the defaults say
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise at.error(f"bad {at.key}: {exc}") from None
-    if seconds <= 0:
-        raise at.error(f"{at.key} must be more than 0 (use null for no timeout)")
-    return seconds
-
-
-def _concurrency(value: Any, at: _Field) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise at.wrong_type(value, "a whole number of at least 1")
-    if value < 1:
-        raise at.error(f"{at.key} must be at least 1, got {value}")
-    return value
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[Any, _Field], str]:
-    def parse(value: Any, at: _Field) -> str:
-        if value not in options or not isinstance(value, str):
-            shown = repr(value) if isinstance(value, str) else type_name(value)
-            allowed = " or ".join(repr(o) for o in options)
-            raise at.error(f"{at.key} must be {allowed}, got {shown}{did_you_mean(value, options)}")
-        return value
-
-    return parse
-
-
-PARSERS: dict[str, Callable[[Any, _Field], Any]] = {
-    "function": _function,
-    "title": _string,
-    "args": _args,
-    "kwargs": _kwargs,
-    "dependencies": _dependencies,
-    "tags": _tags,
-    "timeout": _timeout,
-    "cleanup_function": _function,
-    "concurrency": _concurrency,
-    "isolation": _choice(ISOLATIONS),
-    "result": _choice(RESULTS),
-}
 
 
 # --------------------------------------------------------------------------- the document
@@ -294,7 +121,11 @@ class _Validator:
     def error(self, message: str, pos: Pos | None) -> ConfigError:
         return self.location(pos).error(message)
 
-    def config(self, root: Any, root_mark: Pos | None, path: Path, rendered: str) -> Config:
+    def field(self, owner: str, key: str, pos: Pos | None) -> Field:
+        return Field(self.file, owner, key, pos)
+
+    def config(self, document: Document, path: Path, rendered: str) -> Config:
+        root, root_mark = document.data, document.root
         if root is None:
             raise self.error(
                 "the config file is empty (it needs at least `jobs:` with a list of jobs)", None
@@ -312,6 +143,11 @@ class _Validator:
                 raise self.retval_misplaced("", key, retval)
         storage = self.storage(root)
         defaults, default_marks = self.defaults(root)
+        runner = RunnerSettings(
+            **runner_settings(root.get("runner"), self.top_field(root, "runner"))
+        )
+        secrets = set(document.env_values)
+        secrets |= secret_list(root.get("secrets"), self.top_field(root, "secrets"))
         if "jobs" not in root:
             raise self.error(
                 "missing required key 'jobs' (a list of jobs; `jobs: []` for none)", root.start
@@ -331,19 +167,40 @@ class _Validator:
             job = self.job(index + 1, raw, pos, id_lines)
             jobs[job.id] = job
         self.cross_checks(jobs)
+        for job in jobs.values():
+            secrets |= secret_values([job.values.get("args"), job.values.get("kwargs")])
+        every = frozenset(s for s in secrets if s)
         definitions = {
-            job_id: self.definition(job, defaults, default_marks) for job_id, job in jobs.items()
+            job_id: self.definition(job, defaults, default_marks, every)
+            for job_id, job in jobs.items()
         }
-        return Config(path=path, jobs=definitions, storage=storage, rendered=rendered)
+        return Config(
+            path=path,
+            jobs=definitions,
+            storage=storage,
+            rendered=rendered,
+            runner=runner,
+            secrets=every,
+        )
+
+    def top_field(self, root: MarkedDict, key: str) -> Field:
+        return self.field("", key, root.value_marks.get(key))
 
     def unknown_key(self, owner: str, key: Any, allowed: Iterable[str]) -> str:
         where = f"{owner}: unknown key" if owner else "unknown top-level key"
-        hint = did_you_mean(key, allowed)
-        if not hint and not owner and key in DEFAULT_KEYS:
+        hint = ""
+        if not owner and key in DEFAULT_KEYS:
             hint = " (put it under 'defaults:' or in a job)"
-        elif not hint and not owner and key in JOB_KEYS:
+        elif not owner and key in JOB_KEYS:
             hint = " (job keys go in an entry of the 'jobs' list)"
-        return f"{where} {key!r}{hint}"
+        elif owner and key in TOP_KEYS:
+            hint = " (it is a top-level key)"
+        elif key in SUB_KEY_PARENTS:
+            parent = SUB_KEY_PARENTS[key]
+            hint = f" (put it under '{parent}:')"
+            if parent == "runner" and owner:
+                hint = " (put it under the top-level 'runner:')"
+        return f"{where} {key!r}{hint or did_you_mean(key, allowed)}"
 
     def retval_misplaced(self, owner: str, key: Any, retval: RetvalRef) -> ConfigError:
         where = f"{owner}: " if owner else ""
@@ -381,7 +238,7 @@ class _Validator:
                 else:
                     message = self.unknown_key("defaults", key, DEFAULT_KEYS)
                 raise self.error(message, raw.key_marks[key])
-            at = _Field(self, "defaults", key, raw.value_marks[key])
+            at = self.field("defaults", key, raw.value_marks[key])
             parsed = PARSERS[key](value, at)
             values[key] = parsed[0] if key == "tags" else parsed
         return values, dict(raw.value_marks)
@@ -407,7 +264,7 @@ class _Validator:
                 retval = find_retval(value)
                 if retval is not None:
                     raise self.retval_misplaced(owner, key, retval)
-            parsed = PARSERS[key](value, _Field(self, owner, key, raw.value_marks[key]))
+            parsed = PARSERS[key](value, self.field(owner, key, raw.value_marks[key]))
             if key in ("dependencies", "tags"):
                 parsed, positions = parsed
                 if key == "dependencies":
@@ -471,7 +328,11 @@ class _Validator:
             raise CycleError(cycle, self.file, line, column)
 
     def definition(
-        self, job: _Job, defaults: dict[str, Any], default_marks: dict[str, Pos]
+        self,
+        job: _Job,
+        defaults: dict[str, Any],
+        default_marks: dict[str, Pos],
+        secrets: frozenset[str],
     ) -> JobDefinition:
         values = dict(job.values)
         marks = {key: self.location(pos) for key, pos in job.marks.items()}
@@ -493,6 +354,9 @@ class _Validator:
             concurrency=values["concurrency"],
             isolation=values["isolation"],
             result=values["result"],
+            retries=values["retries"],
+            retention=values["retention"],
             location=self.location(job.raw.start),
+            secrets=secrets,
             _marks=marks,
         )

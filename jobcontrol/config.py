@@ -2,7 +2,8 @@
 
 ``load_config(path)`` is the entry point. Every mistake in the file is a
 :class:`~jobcontrol.errors.ConfigError` that names the file, line and column of the offending
-key or value; the checks themselves live in :mod:`jobcontrol._config_validate`.
+key or value; the YAML loader lives in :mod:`jobcontrol._config_yaml`, the checks in
+:mod:`jobcontrol._config_validate` and :mod:`jobcontrol._config_values`.
 
 Nothing is imported here: ``function`` is only checked for syntax (see
 :mod:`jobcontrol.importing`, used when a build needs the callable).
@@ -12,16 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from jobcontrol.errors import ConfigError, UnknownJobError
+from jobcontrol.secrets import Masker, is_secret_key
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -30,7 +32,10 @@ __all__ = [
     "Config",
     "JobDefinition",
     "Location",
+    "RetentionPolicy",
+    "RetryPolicy",
     "RetvalRef",
+    "RunnerSettings",
     "find_config_path",
     "load_config",
     "parse_config",
@@ -40,7 +45,14 @@ DEFAULT_CONFIG_NAME = "jobcontrol.yaml"
 CONFIG_ENV_VAR = "JOBCONTROL_CONFIG"
 RENDERED_NOTE = " (line of the rendered config; see `jobcontrol config`)"
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
-_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+#: the log levels ``retention: {logs: ...}`` takes, by name
+LOG_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
 
 
 @dataclass(frozen=True)
@@ -72,9 +84,141 @@ class RetvalRef:
     location: Location | None = field(default=None, compare=False, repr=False)
 
 
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _is_duration(value: object, allow_none: bool = False) -> bool:
+    if value is None:
+        return allow_none
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        math.isfinite(value) and value >= 0
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retries:``: how often a failed build is retried, and how long to wait before each.
+
+    Only a failed build is retried (not a cancelled or skipped one); each retry is a new build
+    that points at the build it retries. Durations are in seconds.
+    """
+
+    #: how many retries after the first build fails (0: none)
+    count: int
+    #: seconds to wait before the first retry
+    delay: float = 0.0
+    #: each further retry waits this many times longer than the one before
+    backoff: float = 1.0
+    #: no wait is longer than this (None: no cap)
+    max_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.count, int) and not isinstance(self.count, bool)
+               and self.count >= 0, f"count must be an int >= 0, got {self.count!r}")
+        _check(_is_duration(self.delay), f"delay must be seconds >= 0, got {self.delay!r}")
+        _check(_is_duration(self.backoff) and self.backoff >= 1,
+               f"backoff must be a number >= 1, got {self.backoff!r}")
+        _check(_is_duration(self.max_delay, allow_none=True),
+               f"max_delay must be seconds >= 0 or None, got {self.max_delay!r}")
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1 is the first retry):
+        ``delay * backoff ** (attempt - 1)``, at most ``max_delay``."""
+        if attempt < 1:
+            raise ValueError(f"attempt counts retries from 1, got {attempt}")
+        seconds = float(self.delay)
+        if seconds and self.backoff != 1:
+            try:
+                seconds *= float(self.backoff) ** (attempt - 1)
+            except OverflowError:
+                seconds = math.inf
+        return seconds if self.max_delay is None else min(seconds, self.max_delay)
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"count", "delay", "backoff", "max_delay"}``: durations in seconds."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """``retention:``: which builds and log records ``jobcontrol prune`` deletes.
+
+    A build goes when it is not among the last ``keep_last`` builds of its job or is older
+    than ``keep_for`` (either limit, like Jenkins' "discard old builds"; None: no such limit),
+    but never while it runs and never the latest successful build of its job. ``logs`` keeps
+    log records of a level for a shorter time than their build: ``{logging.DEBUG: 604800.0}``
+    deletes DEBUG records older than 7 days; levels not in it live as long as their build.
+    """
+
+    keep_last: int | None = None
+    keep_for: float | None = None
+    #: numeric logging level → seconds its records are kept
+    logs: Mapping[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.keep_last is None or (isinstance(self.keep_last, int)
+               and not isinstance(self.keep_last, bool) and self.keep_last >= 1),
+               f"keep_last must be an int >= 1 or None, got {self.keep_last!r}")
+        _check(_is_duration(self.keep_for, allow_none=True),
+               f"keep_for must be seconds >= 0 or None, got {self.keep_for!r}")
+        for level, seconds in self.logs.items():
+            _check(isinstance(level, int) and _is_duration(seconds),
+                   f"logs maps a logging level to seconds >= 0, got {level!r}: {seconds!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"keep_last", "keep_for", "logs": {"DEBUG": seconds, ...}}``."""
+        return {
+            "keep_last": self.keep_last,
+            "keep_for": self.keep_for,
+            "logs": {logging.getLevelName(level): seconds
+                     for level, seconds in sorted(self.logs.items())},
+        }
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """``runner:``: how builds are watched. Seconds, all of them.
+
+    The runner beats a build's heartbeat every ``heartbeat``; a running build whose heartbeat
+    is older than ``heartbeat_timeout`` is abandoned; a job told to stop (timeout, cancel) gets
+    SIGTERM, then SIGKILL ``kill_grace`` later.
+    """
+
+    heartbeat: float = 5.0
+    heartbeat_timeout: float = 60.0
+    kill_grace: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(_is_duration(self.heartbeat) and self.heartbeat > 0,
+               f"heartbeat must be seconds > 0, got {self.heartbeat!r}")
+        _check(_is_duration(self.heartbeat_timeout) and self.heartbeat_timeout > self.heartbeat,
+               f"heartbeat_timeout must be more than heartbeat ({self.heartbeat!r}), "
+               f"got {self.heartbeat_timeout!r}")
+        _check(_is_duration(self.kill_grace),
+               f"kill_grace must be seconds >= 0, got {self.kill_grace!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: JobDefinition fields whose repr is masked
+_MASKED = ("title", "args", "kwargs")
+
+
+@lru_cache(maxsize=16)
+def _masker(secrets: frozenset[str]) -> Masker:
+    return Masker(secrets)
+
+
 @dataclass(frozen=True)
 class JobDefinition:
-    """One job of the config, validated; defaults are already merged in."""
+    """One job of the config, validated; defaults are already merged in.
+
+    ``args`` and ``kwargs`` hold the real values, secrets included, to call the job with;
+    :meth:`snapshot` and :attr:`definition_hash` see them masked.
+    """
 
     id: str
     function: str
@@ -88,28 +232,54 @@ class JobDefinition:
     concurrency: int = 1
     isolation: str = "process"
     result: str = "json"
+    retries: RetryPolicy | None = None
+    retention: RetentionPolicy | None = None
     location: Location = field(default=Location("<config>"), compare=False)
+    #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
+    secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     # where each key's value was written ({"kwargs": Location, ...}), for later error messages
     _marks: Mapping[str, Location] = field(default_factory=dict, compare=False, repr=False)
+
+    def __repr__(self) -> str:  # a repr may end up in a traceback: no secrets in it
+        parts = []
+        for item in fields(self):
+            if item.repr:
+                value = getattr(self, item.name)
+                if item.name in _MASKED:
+                    value = self.masker.value(value)
+                parts.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    @property
+    def masker(self) -> Masker:
+        """Masks the config's secrets (for this job's logs, exceptions, return values)."""
+        return _masker(self.secrets)
 
     @property
     def definition_hash(self) -> str:
         """sha256 of what decides the build's outcome: function, args and kwargs.
 
-        Title, tags, timeout and the rest may change without making the job outdated.
+        Title, tags, timeout and the rest may change without making the job outdated. Secrets
+        are masked first: a rotated password rebuilds nothing, and no hash of it is stored.
         """
-        payload = {"function": self.function, "args": self.args, "kwargs": self.kwargs}
-        text = json.dumps(to_jsonable(payload), sort_keys=True, separators=(",", ":"))
+        masker = self.masker
+        payload = {
+            "function": self.function,
+            "args": to_jsonable(self.args, masker),
+            "kwargs": to_jsonable(self.kwargs, masker),
+        }
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def snapshot(self) -> dict[str, Any]:
-        """Every field but ``location`` as a JSON-able dict (stored with each build)."""
+        """The definition as a JSON-able dict, secrets masked (stored with each build)."""
+        masker = self.masker
         return {
             "id": self.id,
             "function": self.function,
-            "title": self.title,
-            "args": to_jsonable(self.args),
-            "kwargs": to_jsonable(self.kwargs),
+            "title": masker.text(self.title),
+            "args": to_jsonable(self.args, masker),
+            "kwargs": to_jsonable(self.kwargs, masker),
             "dependencies": list(self.dependencies),
             "tags": list(self.tags),
             "timeout": self.timeout,
@@ -117,6 +287,8 @@ class JobDefinition:
             "concurrency": self.concurrency,
             "isolation": self.isolation,
             "result": self.result,
+            "retries": None if self.retries is None else self.retries.as_json(),
+            "retention": None if self.retention is None else self.retention.as_json(),
         }
 
     def retval_jobs(self) -> set[str]:
@@ -135,7 +307,16 @@ class Config:
     path: Path
     jobs: Mapping[str, JobDefinition]
     storage: str | None = None
-    rendered: str = ""
+    rendered: str = field(default="", repr=False)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    #: every secret: the ``secrets:`` list, values read by ``!env``, and values under
+    #: secret-looking keys (password, token, ...) in any job's args and kwargs
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @property
+    def masker(self) -> Masker:
+        """Replaces every one of :attr:`secrets` by ``***`` (in text, in structures)."""
+        return _masker(self.secrets)
 
     @property
     def directory(self) -> Path:
@@ -158,21 +339,30 @@ class Config:
 # --------------------------------------------------------------------------- JSON helpers
 
 
-def to_jsonable(value: Any) -> Any:
-    """``value`` with RetvalRef as ``{"!retval": id}``, tuples as lists, other scalars as str."""
+def to_jsonable(value: Any, masker: Masker | None = None, _secret: bool = False) -> Any:
+    """``value`` with RetvalRef as ``{"!retval": id}``, tuples as lists, other scalars as str.
+
+    With a ``masker``, values under secret-looking keys become ``***`` and the masker's
+    secrets inside strings are masked.
+    """
     if isinstance(value, RetvalRef):
         return {"!retval": value.job_id}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
     if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): to_jsonable(v) for k, v in value.items()}
+        result = {}
+        for key, item in value.items():
+            text = key if isinstance(key, str) else str(key)
+            secret = _secret or (masker is not None and is_secret_key(key))
+            result[masker.text(text) if masker else text] = to_jsonable(item, masker, secret)
+        return result
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, masker, _secret) for v in value]
     if isinstance(value, (set, frozenset)):
         # sets (YAML !!set) have no order: sort so the hash is stable across runs
-        items = [to_jsonable(v) for v in value]
+        items = [to_jsonable(v, masker, _secret) for v in value]
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-    return str(value)  # dates and timestamps from YAML, bytes from !!binary
+    if not (value is None or isinstance(value, (bool, int, float, str))):
+        value = str(value)  # dates and timestamps from YAML, bytes from !!binary
+    return value if masker is None else masker.value(value, _secret)
 
 
 def iter_retvals(value: Any) -> Iterator[RetvalRef]:
@@ -236,20 +426,26 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
     """Like :func:`load_config`, from ``text``; ``path`` names it in messages and places it."""
-    from jobcontrol._config_validate import build_config  # validation needs the classes above
+    # validation and the loader need the classes above
+    from jobcontrol._config_validate import build_config
+    from jobcontrol._config_yaml import load_yaml
 
     name = str(path)
     rendered = render_template(text, name, Path(path).resolve().parent)
+    env_values: set[str] = set()
     try:
-        root, root_mark = _load_yaml(rendered, name)
-        return build_config(
-            root, root_mark, file=name, path=Path(path).resolve(), rendered=rendered
-        )
+        document = load_yaml(rendered, name)
+        env_values = document.env_values
+        return build_config(document, file=name, path=Path(path).resolve(), rendered=rendered)
+    except RecursionError:
+        raise ConfigError("the config is nested too deeply", name) from None
     except ConfigError as exc:
+        # a message may quote a value !env read (a secret): never show one
+        exc.message = Masker(env_values).text(exc.message)
         if rendered != text and exc.line is not None:
             # the lines counted are those of the rendered text, not of the file on disk
             exc.message += RENDERED_NOTE
-            exc.args = (str(exc),)
+        exc.args = (str(exc),)
         raise
 
 
@@ -307,166 +503,3 @@ def _template_frame(tb: TracebackType | None, default: str) -> tuple[str, int | 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-# --------------------------------------------------------------------------- YAML
-
-Pos = tuple[int, int]  # (line, column), 1-based
-
-
-class MarkedDict(dict):  # type: ignore[type-arg]
-    """A YAML mapping that remembers where its keys and values are written."""
-
-    start: Pos = (1, 1)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.key_marks: dict[Any, Pos] = {}
-        self.value_marks: dict[Any, Pos] = {}
-
-
-class MarkedList(list):  # type: ignore[type-arg]
-    """A YAML sequence that remembers where its items are written."""
-
-    start: Pos = (1, 1)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.item_marks: list[Pos] = []
-
-
-def _pos(mark: Any) -> Pos:
-    return (mark.line + 1, mark.column + 1)
-
-
-def _show_tag(tag: str) -> str:
-    return "!!" + tag[len(_YAML_TAG_PREFIX) :] if tag.startswith(_YAML_TAG_PREFIX) else tag
-
-
-@lru_cache(maxsize=1)
-def _loader_class() -> type[Any]:
-    """A safe loader with ``!retval``, duplicate-key checks and marks on every container.
-
-    libyaml's loader is used when present and it reports marks (it is several times faster).
-    """
-    base: type[Any] = yaml.SafeLoader
-    c_loader = getattr(yaml, "CSafeLoader", None)
-    if c_loader is not None:
-        probe = c_loader("a:\n  - b\n")
-        try:
-            node = probe.get_single_node()
-            if getattr(node.value[0][1].start_mark, "line", None) == 1:
-                base = c_loader
-        except Exception:  # a broken libyaml: keep the pure-Python loader
-            pass
-        finally:
-            probe.dispose()
-
-    class Loader(base):  # type: ignore[misc, valid-type]
-        jc_file = "<config>"
-
-        def at(self, node: Any) -> Location:
-            line, column = _pos(node.start_mark)
-            return Location(self.jc_file, line, column)
-
-        def construct_undefined(self, node: Any) -> Any:
-            # everything SafeLoader cannot build (e.g. !!python/object/apply) stops here
-            raise self.at(node).error(
-                f"tag {_show_tag(node.tag)} is not allowed: only plain YAML and !retval"
-            )
-
-    Loader.add_constructor(None, Loader.construct_undefined)
-    Loader.add_constructor(_YAML_TAG_PREFIX + "map", _construct_map)
-    Loader.add_constructor(_YAML_TAG_PREFIX + "seq", _construct_seq)
-    Loader.add_constructor("!retval", _construct_retval)
-    return Loader
-
-
-def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[MarkedDict]:
-    data = MarkedDict()
-    data.start = _pos(node.start_mark)
-    yield data  # filled afterwards, so recursive (anchored) structures work
-    merge_tag = _YAML_TAG_PREFIX + "merge"
-    own = [(k, v) for k, v in node.value if k.tag != merge_tag]
-    first_at: dict[Any, int] = {}
-    for key_node, _ in own:
-        key = loader.construct_object(key_node, deep=False)
-        try:
-            hash(key)
-        except TypeError:
-            raise loader.at(key_node).error("a mapping key must be a plain value") from None
-        if key in first_at:
-            raise loader.at(key_node).error(
-                f"duplicate key {key!r} (first at line {first_at[key]})"
-            )
-        first_at[key] = key_node.start_mark.line + 1
-    loader.flatten_mapping(node)  # `<<: *anchor` merges; own keys come last and win
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=False)
-        data[key] = loader.construct_object(value_node, deep=False)
-        data.key_marks[key] = _pos(key_node.start_mark)
-        data.value_marks[key] = _pos(value_node.start_mark)
-
-
-def _construct_seq(loader: Any, node: yaml.SequenceNode) -> Iterator[MarkedList]:
-    data = MarkedList()
-    data.start = _pos(node.start_mark)
-    yield data
-    for child in node.value:
-        data.append(loader.construct_object(child, deep=False))
-        data.item_marks.append(_pos(child.start_mark))
-
-
-def _construct_retval(loader: Any, node: yaml.Node) -> RetvalRef:
-    value = node.value.strip() if isinstance(node, yaml.ScalarNode) else ""
-    if not value:
-        got = "an empty value" if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
-        raise loader.at(node).error(
-            f"!retval takes the id of a dependency (e.g. `!retval fetch_prices`), got {got}"
-        )
-    return RetvalRef(value, loader.at(node))
-
-
-def _load_yaml(text: str, file: str) -> tuple[Any, Pos | None]:
-    """The document's data and the position of its root node (None for an empty file)."""
-    loader = None
-    try:
-        loader = _loader_class()(text)  # the pure-Python reader checks characters right here
-        loader.jc_file = file
-        node = loader.get_single_node()
-        if node is None:
-            return None, None
-        return loader.construct_document(node), _pos(node.start_mark)
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, text, file) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _yaml_error(exc: yaml.YAMLError, text: str, file: str) -> ConfigError:
-    """One clean line from any PyYAML error, at its problem mark."""
-    mark = getattr(exc, "problem_mark", None)
-    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None:
-        message = _one_line(exc.problem or "invalid YAML")
-        context, context_mark = exc.context, exc.context_mark
-        if context and message.startswith("but "):  # "expected X" + "but found Y"
-            message = f"{_one_line(context)}, {message}"
-        elif context and context_mark is not None and context_mark.line != mark.line:
-            message += f" ({_one_line(context)} started at line {context_mark.line + 1})"
-        lines = text.splitlines()
-        if mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
-            message += " (YAML cannot be indented with tabs: use spaces)"
-        return ConfigError(f"invalid YAML: {message}", file, mark.line + 1, mark.column + 1)
-    if isinstance(exc, yaml.reader.ReaderError):
-        before = text[: exc.position]
-        line = before.count("\n") + 1
-        column = exc.position - (before.rfind("\n") + 1) + 1
-        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        return ConfigError(
-            f"invalid YAML: character U+{code:04X} is not allowed ({exc.reason})",
-            file,
-            line,
-            column,
-        )
-    return ConfigError(f"invalid YAML: {_one_line(str(exc))}", file)

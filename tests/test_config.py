@@ -5,23 +5,29 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import math
 import pickle
 import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from jobcontrol._config_yaml import loader_class
 from jobcontrol.config import (
     RENDERED_NOTE,
     Config,
     JobDefinition,
     Location,
+    RetentionPolicy,
+    RetryPolicy,
     RetvalRef,
-    _loader_class,
+    RunnerSettings,
     find_config_path,
     load_config,
     parse_config,
@@ -34,9 +40,9 @@ def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """Run a test with libyaml's loader (when installed) and with PyYAML's own."""
     if request.param == "pure-python":
         monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
-    _loader_class.cache_clear()
+    loader_class.cache_clear()
     yield request.param
-    _loader_class.cache_clear()  # monkeypatch restores yaml afterwards; pick again then
+    loader_class.cache_clear()  # monkeypatch restores yaml afterwards; pick again then
 
 
 def write(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
@@ -177,6 +183,7 @@ def test_snapshot_is_json_and_complete(tmp_path: Path) -> None:
     assert set(snapshot) == {f.name for f in dataclasses.fields(JobDefinition)} - {
         "location",
         "_marks",
+        "secrets",
     }
     assert snapshot["args"][0] == {"!retval": "fetch_prices"}
     assert snapshot["kwargs"]["options"]["deep"] == {"ref": {"!retval": "fetch_prices"}}
@@ -536,7 +543,7 @@ MISTAKES = [
         JOB + "    args: [!!python/name:os.system '']\n",
         4,
         12,
-        "tag !!python/name:os.system is not allowed: only plain YAML and !retval",
+        "tag !!python/name:os.system is not allowed: only plain YAML, !retval and !env",
         id="python-name",
     ),
     pytest.param(JOB + "    args: [!custom x]\n", 4, 12, "tag !custom is not allowed", id="tag"),
@@ -552,6 +559,161 @@ MISTAKES = [
         id="two-documents",
     ),
     pytest.param("jobs:\n  - {[a]: 1}\n", 2, 6, "a mapping key must be a plain value"),
+    # values PyYAML's own constructors fail on without a mark
+    pytest.param("jobs: []\nx: 2024-13-45\n", 2, 4, "invalid date '2024-13-45' (month must be"),
+    pytest.param(JOB + "    args: [!!int abc]\n", 4, 12, "invalid integer 'abc'", id="bad-int"),
+    pytest.param(JOB + "    args: [0x_]\n", 4, 12, "invalid integer '0x_'", id="bad-hex"),
+    pytest.param(JOB + "    args: [!!float '']\n", 4, 12, "invalid number ''", id="bad-float"),
+    pytest.param(JOB + "    args: [!!bool x]\n", 4, 12, "invalid boolean 'x'", id="bad-bool"),
+    pytest.param(JOB + "    args: [!!timestamp x]\n", 4, 12, "invalid date 'x'", id="bad-date"),
+    pytest.param("jobs: !!map x\n", 1, 7, "tag !!map needs a mapping, got a scalar"),
+    pytest.param("jobs: !!seq {a: 1}\n", 1, 7, "tag !!seq needs a sequence, got a mapping"),
+    pytest.param(JOB + "    args: " + "[" * 300 + "]" * 300 + "\n", 4, 208, "nested more than 200"),
+    pytest.param(JOB + "    timeout: 1" + "0" * 400 + "\n", 4, 14, "bad timeout: the number is"),
+    pytest.param(JOB + "    timeout: .inf\n", 4, 14, "bad timeout: expected a finite duration"),
+    pytest.param(JOB + "    timeout: .nan\n", 4, 14, "expected a finite duration", id="nan"),
+    # retries
+    pytest.param(
+        JOB + "    retries: {count: 3, dealy: 1s}\n",
+        4,
+        25,
+        "job 'a': retries: unknown key 'dealy' (did you mean 'delay'?)",
+        id="retries-key",
+    ),
+    pytest.param(
+        JOB + "    retries: {delay: 1s}\n", 4, 14, "job 'a': retries: missing required key 'count'"
+    ),
+    pytest.param(JOB + "    retries: {count: -1}\n", 4, 22, "retries: count must be at least 0"),
+    pytest.param(
+        JOB + "    retries: {count: '3'}\n", 4, 22, "count must be a whole number of at least 0"
+    ),
+    pytest.param(JOB + "    retries: {count: true}\n", 4, 22, "got boolean", id="count-bool"),
+    pytest.param(
+        JOB + "    retries: {count: 3, delay: soon}\n", 4, 32, "retries: bad delay: expected"
+    ),
+    pytest.param(
+        JOB + "    retries: {count: 3, backoff: 0.5}\n",
+        4,
+        34,
+        "retries: backoff must be a number of at least 1, got 0.5",
+    ),
+    pytest.param(JOB + "    retries: {count: 3, backoff: x}\n", 4, 34, "at least 1, got string"),
+    pytest.param(JOB + "    retries: {count: 3, backoff: .inf}\n", 4, 34, "got inf"),
+    pytest.param(
+        JOB + "    retries: {count: 3, max_delay: -5}\n",
+        4,
+        36,
+        "retries: bad max_delay: a duration cannot be negative",
+    ),
+    pytest.param(JOB + "    retries: [3]\n", 4, 14, "retries must be a mapping such as {count"),
+    pytest.param(JOB + "    retries: -2\n", 4, 14, "retries must be at least 0, got -2"),
+    pytest.param(JOB + "    retries: {retries: 3}\n", 4, 15, "(did you mean 'count'?)"),
+    pytest.param(
+        "defaults:\n  retries: {count: x}\njobs: []\n",
+        2,
+        20,
+        "defaults: retries: count must be a whole number",
+    ),
+    # retention
+    pytest.param(
+        JOB + "    retention: {keep_last: 0}\n", 4, 28, "retention: keep_last must be at least 1"
+    ),
+    pytest.param(
+        JOB + "    retention: {keep_for: 0}\n",
+        4,
+        27,
+        "retention: keep_for must be more than 0 (use null for builds of any age)",
+    ),
+    pytest.param(JOB + "    retention: {keep_for: 1y}\n", 4, 27, "retention: bad keep_for"),
+    pytest.param(
+        JOB + "    retention: {logs: {DEBG: 1d}}\n",
+        4,
+        24,
+        "retention: logs: unknown log level 'DEBG' (did you mean 'DEBUG'?)",
+    ),
+    pytest.param(
+        JOB + "    retention: {logs: {Trace: 1d}}\n",
+        4,
+        24,
+        "(levels: DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+    ),
+    pytest.param(
+        JOB + "    retention: {logs: {debug: 1d, DEBUG: 2d}}\n",
+        4,
+        35,
+        "retention: logs: level DEBUG is given twice",
+    ),
+    pytest.param(
+        JOB + "    retention: {logs: {10: 1d}}\n", 4, 24, "a log level is a name such as DEBUG"
+    ),
+    pytest.param(JOB + "    retention: {logs: [DEBUG]}\n", 4, 23, "logs must be a mapping of"),
+    pytest.param(JOB + "    retention: {logs: {INFO: forever}}\n", 4, 30, "logs: bad INFO:"),
+    pytest.param(JOB + "    retention: {keep: 5}\n", 4, 17, "(did you mean 'keep_last'?)"),
+    pytest.param(JOB + "    retention: 5\n", 4, 16, "retention must be a mapping such as"),
+    pytest.param(
+        "defaults:\n  retention: {keep_lst: 3}\njobs: []\n",
+        2,
+        15,
+        "defaults: retention: unknown key 'keep_lst' (did you mean 'keep_last'?)",
+    ),
+    # runner
+    pytest.param(
+        "runner: {hearbeat: 5s}\njobs: []\n",
+        1,
+        10,
+        "runner: unknown key 'hearbeat' (did you mean 'heartbeat'?)",
+    ),
+    pytest.param(
+        "runner: {heartbeat: 90s}\njobs: []\n",
+        1,
+        21,
+        "runner: heartbeat_timeout (1m, the default) must be more than heartbeat (1m30s)",
+    ),
+    pytest.param(
+        "runner:\n  heartbeat: 10s\n  heartbeat_timeout: 10s\njobs: []\n",
+        3,
+        22,
+        "runner: heartbeat_timeout (10s) must be more than heartbeat (10s)",
+    ),
+    pytest.param("runner: {heartbeat: 0}\njobs: []\n", 1, 21, "heartbeat must be more than 0"),
+    pytest.param("runner: {kill_grace: -1}\njobs: []\n", 1, 22, "runner: bad kill_grace"),
+    pytest.param("runner: {heartbeat: null}\njobs: []\n", 1, 21, "bad heartbeat"),
+    pytest.param("runner: [1]\njobs: []\n", 1, 9, "runner must be a mapping such as"),
+    pytest.param("runner: {heartbeat: !retval a}\njobs: []\n", 1, 21, "not in 'runner'"),
+    # secrets and !env
+    pytest.param("secrets: hunter2\njobs: []\n", 1, 10, "secrets must be a list of strings"),
+    pytest.param(
+        "secrets: [ok, 1234]\njobs: []\n", 1, 15, "each of secrets must be a string, got integer"
+    ),
+    pytest.param(
+        JOB + "    kwargs: {password: !env [A]}\n",
+        4,
+        24,
+        "!env takes the name of an environment variable (e.g. `!env DB_PASSWORD`), got a sequence",
+    ),
+    pytest.param(JOB + "    kwargs: {password: !env 'A=B'}\n", 4, 24, "got 'A=B'", id="env-eq"),
+    pytest.param(JOB + "    kwargs:\n      pw: !env\n", 5, 11, "got an empty value", id="env-"),
+    # misplaced keys point where they belong
+    pytest.param(
+        "retries: {count: 1}\njobs: []\n",
+        1,
+        1,
+        "unknown top-level key 'retries' (put it under 'defaults:' or in a job)",
+    ),
+    pytest.param(
+        "retention: {}\njobs: []\n", 1, 1, "(put it under 'defaults:' or in a job)", id="top-ret"
+    ),
+    pytest.param("heartbeat: 5s\njobs: []\n", 1, 1, "'heartbeat' (put it under 'runner:')"),
+    pytest.param(
+        JOB + "    runner: {}\n", 4, 5, "job 'a': unknown key 'runner' (it is a top-level key)"
+    ),
+    pytest.param(JOB + "    count: 3\n", 4, 5, "unknown key 'count' (put it under 'retries:')"),
+    pytest.param(JOB + "    heartbeat: 3\n", 4, 5, "(put it under the top-level 'runner:')"),
+    pytest.param("defaults: {keep_last: 3}\njobs: []\n", 1, 12, "(put it under 'retention:')"),
+    pytest.param(
+        "defaults: {secrets: []}\njobs: []\n", 1, 12, "key 'secrets' (it is a top-level key)"
+    ),
+    pytest.param("secret: []\njobs: []\n", 1, 1, "(did you mean 'secrets'?)"),
 ]
 
 
@@ -599,7 +761,7 @@ def test_python_tags_never_execute(tmp_path: Path) -> None:
     target = tmp_path / "pwned"
     for tag in ("!!python/object/apply:os.system", "!!python/object/new:os.system"):
         error = fails(tmp_path, f"{JOB}    args: [{tag} ['touch {target}']]\n")
-        assert f"tag {tag} is not allowed: only plain YAML and !retval" in error.message
+        assert f"tag {tag} is not allowed: only plain YAML, !retval and !env" in error.message
         assert (error.line, error.column) == (4, 12)
     error = fails(tmp_path, f"!!python/object/apply:os.system ['touch {target}']\n")
     assert error.line == 1
@@ -670,3 +832,263 @@ def test_find_config_path_missing_files(tmp_path: Path, clean_env: pytest.Monkey
         find_config_path()
     clean_env.setenv("JOBCONTROL_CONFIG", "")  # empty: as if unset
     assert find_config_path() == Path("jobcontrol.yaml")
+
+
+# --------------------------------------------------------------------------- retries, retention
+
+
+POLICIES = """\
+defaults:
+  retries: {count: 2, delay: 10s}
+  retention: {keep_last: 50, keep_for: 30d, logs: {debug: 1d, Info: 7d}}
+jobs:
+  - {id: inherits, function: m.f}
+  - id: own
+    function: m.f
+    retries: {count: 5, backoff: 2, max_delay: 1m}
+    retention: {keep_last: 3}
+  - {id: none, function: m.f, retries: null, retention: null}
+  - {id: zero, function: m.f, retries: {count: 0, delay: 5s}}
+  - {id: short, function: m.f, retries: 4}
+"""
+
+
+@pytest.mark.usefixtures("yaml_loader")
+def test_retries_and_retention_with_defaults(tmp_path: Path) -> None:
+    config = load(tmp_path, POLICIES)
+    inherits, own = config.job("inherits"), config.job("own")
+    assert inherits.retries == RetryPolicy(count=2, delay=10.0)
+    assert inherits.retention == RetentionPolicy(
+        keep_last=50, keep_for=30 * 86400.0, logs={logging.DEBUG: 86400.0, logging.INFO: 604800.0}
+    )
+    assert inherits.location_of("retries").line == 2  # from defaults
+    # the job's own replaces the default wholesale: no delay, no keep_for, no logs inherited
+    assert own.retries == RetryPolicy(count=5, delay=0.0, backoff=2.0, max_delay=60.0)
+    assert own.retention == RetentionPolicy(keep_last=3)
+    assert own.location_of("retries").line == 8
+    assert config.job("none").retries is None
+    assert config.job("none").retention is None
+    assert config.job("zero").retries is None  # count 0: no retries
+    assert config.job("zero").retention == inherits.retention
+    assert config.job("short").retries == RetryPolicy(4)
+    # without any of it
+    plain = load(tmp_path, "jobs: [{id: a, function: m.f}]\n").job("a")
+    assert (plain.retries, plain.retention) == (None, None)
+
+
+def test_policies_in_the_snapshot(tmp_path: Path) -> None:
+    config = load(tmp_path, POLICIES)
+    snapshot = config.job("inherits").snapshot()
+    assert json.loads(json.dumps(snapshot)) == snapshot
+    assert snapshot["retries"] == {"count": 2, "delay": 10.0, "backoff": 1.0, "max_delay": None}
+    assert snapshot["retention"] == {
+        "keep_last": 50,
+        "keep_for": 2592000.0,
+        "logs": {"DEBUG": 86400.0, "INFO": 604800.0},
+    }
+    none = config.job("none").snapshot()
+    assert (none["retries"], none["retention"]) == (None, None)
+    # policies do not make a job outdated
+    assert config.job("own").definition_hash == config.job("none").definition_hash
+
+
+def test_retry_delays() -> None:
+    policy = RetryPolicy(count=5, delay=30, backoff=2, max_delay=100)
+    assert [policy.delay_before(n) for n in range(1, 6)] == [30, 60, 100, 100, 100]
+    assert RetryPolicy(3, delay=1.5).delay_before(3) == 1.5  # backoff 1: the same each time
+    assert RetryPolicy(3).delay_before(2) == 0.0
+    assert RetryPolicy(3, delay=1, backoff=10).delay_before(5) == 10_000
+    assert RetryPolicy(9999, delay=1, backoff=10).delay_before(9999) == math.inf  # no overflow
+    assert RetryPolicy(9999, delay=1, backoff=10, max_delay=5).delay_before(9999) == 5
+    with pytest.raises(ValueError, match="from 1"):
+        policy.delay_before(0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RetryPolicy(-1),
+        lambda: RetryPolicy(True),  # type: ignore[arg-type]
+        lambda: RetryPolicy(1, delay=-1),
+        lambda: RetryPolicy(1, backoff=0.5),
+        lambda: RetryPolicy(1, max_delay=math.nan),
+        lambda: RetentionPolicy(keep_last=0),
+        lambda: RetentionPolicy(keep_for=-1),
+        lambda: RetentionPolicy(logs={"DEBUG": 1.0}),  # type: ignore[dict-item]
+        lambda: RunnerSettings(heartbeat=0),
+        lambda: RunnerSettings(heartbeat=10, heartbeat_timeout=10),
+        lambda: RunnerSettings(kill_grace=-1),
+    ],
+)
+def test_policies_refuse_bad_values(make: Any) -> None:
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_runner_settings(tmp_path: Path) -> None:
+    assert load(tmp_path, "jobs: []\n").runner == RunnerSettings(5.0, 60.0, 5.0)
+    assert load(tmp_path, "runner:\njobs: []\n").runner == RunnerSettings()
+    config = load(tmp_path, "runner: {heartbeat: 500ms, heartbeat_timeout: 3s}\njobs: []\n")
+    assert config.runner == RunnerSettings(heartbeat=0.5, heartbeat_timeout=3.0, kill_grace=5.0)
+    config = load(tmp_path, "runner: {heartbeat: 2m, heartbeat_timeout: 10m, kill_grace: 0}\n"
+                            "jobs: []\n")
+    assert config.runner == RunnerSettings(120.0, 600.0, 0.0)
+    assert config.runner.as_json() == {
+        "heartbeat": 120.0, "heartbeat_timeout": 600.0, "kill_grace": 0.0
+    }
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+SECRET_JOB = """\
+jobs:
+  - id: mail
+    title: Mail with hunter2
+    function: m.send
+    args: [smtp://bob:hunter2@mail.example, [{api_key: k-12345}]]
+    kwargs:
+      user: bob
+      password: hunter2
+      nested: {DB_Password: 4242, Token: [t0k3n-a, t0k3n-b], ok: 1}
+      note: the password is hunter2
+      fine: null
+"""
+
+
+def masked_payload(job: JobDefinition) -> str:
+    """What definition_hash hashes, rebuilt from the snapshot."""
+    snap = job.snapshot()
+    payload = {"function": snap["function"], "args": snap["args"], "kwargs": snap["kwargs"]}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def test_secret_keys_are_masked_in_snapshot_and_hash(tmp_path: Path) -> None:
+    config = load(tmp_path, SECRET_JOB)
+    job = config.job("mail")
+    # the job is called with the real values
+    assert job.kwargs["password"] == "hunter2"
+    assert job.args[0] == "smtp://bob:hunter2@mail.example"
+    snapshot = job.snapshot()
+    assert snapshot["kwargs"] == {
+        "user": "bob",
+        "password": "***",
+        "nested": {"DB_Password": "***", "Token": ["***", "***"], "ok": 1},
+        "note": "the password is ***",
+        "fine": None,
+    }
+    assert snapshot["args"] == ["smtp://bob:***@mail.example", [{"api_key": "***"}]]
+    assert snapshot["title"] == "Mail with ***"
+    text = json.dumps(snapshot)
+    for secret in ("hunter2", "4242", "t0k3n", "k-12345"):
+        assert secret not in text
+        assert secret not in masked_payload(job)
+    assert config.secrets == {"hunter2", "4242", "t0k3n-a", "t0k3n-b", "k-12345"}
+    assert job.secrets == config.secrets
+    # the hash is of the masked definition: no hash of a secret is stored
+    expected = hashlib.sha256(masked_payload(job).encode()).hexdigest()
+    assert job.definition_hash == expected
+    # a rotated password changes nothing that decides "outdated"
+    rotated = load(tmp_path, SECRET_JOB.replace("hunter2", "correct-horse")).job("mail")
+    assert rotated.definition_hash == job.definition_hash
+    assert rotated.snapshot() == snapshot
+    # secrets stay out of reprs, but the definition still compares and pickles
+    assert "hunter2" not in repr(config)
+    assert "password': '***'" in repr(job)
+    assert pickle.loads(pickle.dumps(job)) == job
+
+
+def test_masking_keeps_retvals_and_plain_values(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """\
+        jobs:
+          - {id: login, function: m.login}
+          - id: use
+            function: m.use
+            dependencies: [login]
+            kwargs: {token: !retval login, passes: [1, 2], when: 2024-01-02, ok: true}
+        """,
+    )
+    snapshot = config.job("use").snapshot()
+    assert snapshot["kwargs"]["token"] == {"!retval": "login"}
+    # values under a secret-looking key are masked, whatever their type (booleans tell nothing)
+    assert snapshot["kwargs"]["passes"] == ["***", "***"]
+    assert snapshot["kwargs"]["when"] == "2024-01-02"
+    assert config.secrets == {"1", "2"}
+
+
+def test_hash_unchanged_without_secrets(tmp_path: Path) -> None:
+    job = load(tmp_path, simple("{days: 7, region: eu}")).job("a")
+    assert job.secrets == frozenset()
+    payload = b'{"args":[],"function":"m.f","kwargs":{"days":7,"region":"eu"}}'
+    assert job.definition_hash == hashlib.sha256(payload).hexdigest()
+
+
+def test_env_tag_reads_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JC_TEST_DB_URL", "postgresql://app:s3cret-pw@db/app")
+    monkeypatch.setenv("JC_TEST_SMTP", "smtp-pass-9")
+    monkeypatch.setenv("JC_TEST_REGION", "eu-west")
+    config = load(
+        tmp_path,
+        """\
+        storage: !env JC_TEST_DB_URL
+        secrets: [!env JC_TEST_SMTP, literal-secret]
+        jobs:
+          - id: a
+            function: m.f
+            args: [!env JC_TEST_REGION]
+            kwargs: {server: !env JC_TEST_SMTP, msg: "uses literal-secret"}
+        """,
+    )
+    assert config.storage == "postgresql://app:s3cret-pw@db/app"
+    job = config.job("a")
+    assert job.args == ("eu-west",)  # the real value, to call the job with
+    assert job.kwargs["server"] == "smtp-pass-9"
+    # every !env value is a secret, wherever it was read; so is every listed value
+    assert config.secrets == {
+        "postgresql://app:s3cret-pw@db/app",
+        "smtp-pass-9",
+        "eu-west",
+        "literal-secret",
+    }
+    snapshot = job.snapshot()
+    assert snapshot["args"] == ["***"]
+    assert snapshot["kwargs"] == {"server": "***", "msg": "uses ***"}
+    masker = config.masker
+    assert masker.text("connect to smtp-pass-9 at eu-west") == "connect to *** at ***"
+    assert job.masker.text("literal-secret!") == "***!"
+    # the rendered text holds the tag, not the value
+    assert "smtp-pass-9" not in config.rendered
+
+
+def test_env_tag_unset_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JC_TEST_UNSET", raising=False)
+    error = fails(tmp_path, JOB + "    kwargs:\n      password: !env JC_TEST_UNSET\n")
+    assert error.message == "environment variable JC_TEST_UNSET is not set"
+    assert (error.line, error.column) == (5, 17)
+    error = fails(tmp_path, "secrets:\n  - !env JC_TEST_UNSET\njobs: []\n")
+    assert (error.line, error.column, error.message) == (
+        2, 5, "environment variable JC_TEST_UNSET is not set"
+    )
+
+
+def test_env_values_never_appear_in_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JC_TEST_PW", "hunter2")
+    error = fails(tmp_path, JOB + "    isolation: !env JC_TEST_PW\n")
+    assert "hunter2" not in str(error)
+    assert error.message == "job 'a': isolation must be 'process' or 'inline', got '***'"
+    error = fails(tmp_path, JOB + "    timeout: !env JC_TEST_PW\n")
+    assert "hunter2" not in str(error)
+    assert (error.line, error.column) == (4, 14)
+
+
+def test_empty_secrets_mask_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JC_TEST_EMPTY", "")
+    config = load(tmp_path, "secrets: ['', !env JC_TEST_EMPTY]\njobs: []\n")
+    assert config.secrets == frozenset()
+    assert config.masker.text("abc") == "abc"
