@@ -284,6 +284,26 @@ def test_job_summaries_with_many_running(storage: Storage) -> None:
     assert summary.last_build is not None and summary.last_build.id == running[-1]
 
 
+def test_job_summaries_pick_the_newest_ok_of_either_kind(storage: Storage) -> None:
+    only_skips = [built(storage, "skips", S.SKIPPED) for _ in range(2)]
+    skip_then_success = [built(storage, "mixed", s) for s in (S.SKIPPED, S.SUCCESS, S.FAILED)]
+    summaries = storage.job_summaries()
+    assert summaries["skips"].last_ok == only_skips[-1]
+    assert summaries["skips"].last_output_id is None
+    assert summaries["mixed"].last_ok == skip_then_success[1]
+    assert summaries["mixed"].last_output_id == skip_then_success[1].id
+    assert summaries["mixed"].last_build == skip_then_success[2]
+
+
+def test_job_summaries_of_many_jobs(storage: Storage) -> None:
+    # ids that sort close together ("a" < "a.b" < "a-b" ...), each job found once
+    names = ["a", "a.b", "a-b", "a_b", "ab", "b", "B", "z" * 40, "ü", "0"]
+    newest = {name: [built(storage, name, S.SUCCESS) for _ in range(3)][-1] for name in names}
+    summaries = storage.job_summaries()
+    assert {job: s.last_build for job, s in summaries.items()} == newest
+    assert set(storage.job_summaries(names[:4])) == set(names[:4])
+
+
 def test_job_summaries_of_an_empty_storage(storage: Storage) -> None:
     assert storage.job_summaries() == {}
 

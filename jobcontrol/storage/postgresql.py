@@ -135,7 +135,7 @@ class PostgreSQLStorage(SqlStorage):
     dialect = "postgresql"
     driver_errors = (psycopg2.Error,) if psycopg2 is not None else ()
     placeholder = "%s"
-    running_ids_sql = "string_agg(CASE WHEN state = 'running' THEN id::text END, ',')"
+    id_list_sql = "string_agg(b.id::text, ',')"
     lock_rows_sql = " FOR UPDATE"
     schema_table_ddl = (
         "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("

@@ -8,7 +8,7 @@ there is one:
 hook                         SQLite                            PostgreSQL (psycopg2)
 ===========================  ================================  ==============================
 ``placeholder``              ``?``                             ``%s``
-``running_ids_sql``          ``group_concat(...)``             ``string_agg(...::text, ',')``
+``id_list_sql``              ``group_concat(b.id)``            ``string_agg(b.id::text, ',')``
 ``lock_rows_sql``            (none: the write lock is global)  ``FOR UPDATE``
 ``schema_table_ddl``         ``applied TEXT``                  ``applied timestamptz``
 ``_begin_write``             ``BEGIN IMMEDIATE``               ``BEGIN``
@@ -48,28 +48,18 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import Storage, as_utc, check_concurrency, check_finished_state
+from jobcontrol.storage.queries import (
+    BUILD_COLUMNS,
+    LOG_COLUMNS,
+    MAX_IN_PARAMS,
+    SELECT_BUILD,
+    in_params,
+    job_summaries_sql,
+)
 from jobcontrol.storage.schema import Migration, load_migrations
 from jobcontrol.timeutil import utcnow
 
 __all__ = ["BUILD_COLUMNS", "Migration", "SqlStorage", "load_migrations"]
-
-#: columns of ``builds``, in the order :meth:`SqlStorage._build_from_row` reads them
-BUILD_COLUMNS = (
-    "id", "job_id", "state", "reason", "definition", "definition_hash", "dependency_builds",
-    "created", "started", "finished", "heartbeat", "host", "pid",
-    "result_kind", "result_data", "exc_type", "exc_message", "exc_traceback", "retry_of",
-)
-_SELECT_BUILD = f"SELECT {', '.join(BUILD_COLUMNS)} FROM builds"
-_LOG_COLUMNS = "seq, time, level, logger, message, exception"
-
-#: more bound values than this in one ``IN (...)`` and a query filters in Python instead
-#: (old SQLite builds allow 999 variables a statement)
-MAX_IN_PARAMS = 500
-
-def in_params(values: Sequence[Any]) -> str:
-    """``?, ?, ?`` for an ``IN (...)`` of ``values``."""
-    return ", ".join("?" * len(values))
-
 
 class SqlStorage(Storage):
     """A :class:`Storage` on a DB-API connection; subclasses supply the dialect hooks.
@@ -84,8 +74,8 @@ class SqlStorage(Storage):
     driver_errors: ClassVar[tuple[type[Exception], ...]]
     #: the driver's paramstyle; queries are written with ``?``
     placeholder: ClassVar[str] = "?"
-    #: aggregate of the ids of running builds, as one comma-separated text per group
-    running_ids_sql: ClassVar[str] = "group_concat(CASE WHEN state = 'running' THEN id END)"
+    #: aggregate of the ids of the builds ``b`` of a group, as one comma-separated text
+    id_list_sql: ClassVar[str] = "group_concat(b.id)"
     #: appended to a SELECT of a build row a write transaction then depends on
     lock_rows_sql: ClassVar[str] = ""
     #: the table of applied migrations, created before the first one runs
@@ -268,7 +258,7 @@ class SqlStorage(Storage):
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:
-        cur.execute(self._q(f"{_SELECT_BUILD} WHERE id = ?"), (build_id,))
+        cur.execute(self._q(f"{SELECT_BUILD} WHERE id = ?"), (build_id,))
         row = cur.fetchone()
         if row is None:
             raise BuildNotFoundError(build_id)
@@ -463,7 +453,7 @@ class SqlStorage(Storage):
         if before_id is not None:
             where.append("id < ?")
             params.append(before_id)
-        sql = _SELECT_BUILD
+        sql = SELECT_BUILD
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
@@ -474,34 +464,21 @@ class SqlStorage(Storage):
             cur.execute(self._q(sql), params)
             return [self._build_from_row(row) for row in cur.fetchall()]
 
+    def _summaries_query(self, wanted: set[str] | None) -> tuple[str, list[Any]]:
+        """The statement :meth:`job_summaries` runs, in the driver's paramstyle, with its
+        parameters (``benchmarks/status_query.py`` EXPLAINs it). More jobs than
+        :data:`MAX_IN_PARAMS`: all are read, and the caller filters."""
+        params = sorted(wanted) if wanted is not None and len(wanted) <= MAX_IN_PARAMS else []
+        sql = job_summaries_sql(self.id_list_sql, len(params) if params else None)
+        return self._q(sql), params
+
     def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
         wanted = None if job_ids is None else set(job_ids)
         if wanted is not None and not wanted:
             return {}
-        where, params = "", []
-        if wanted is not None and len(wanted) <= MAX_IN_PARAMS:
-            params = sorted(wanted)
-            where = f"WHERE job_id IN ({in_params(params)})"
-        last_cols = ", ".join(f"lb.{c}" for c in BUILD_COLUMNS)
-        ok_cols = ", ".join(f"ob.{c}" for c in BUILD_COLUMNS)
-        # one pass over the (job_id, state, id) index for the ids, then the two rows by id
-        sql = f"""
-            WITH per_job AS (
-                SELECT job_id,
-                       max(id) AS last_id,
-                       max(CASE WHEN state IN ('success', 'skipped') THEN id END) AS ok_id,
-                       max(CASE WHEN state = 'success' THEN id END) AS output_id,
-                       {self.running_ids_sql} AS running_ids
-                FROM builds {where}
-                GROUP BY job_id
-            )
-            SELECT per_job.output_id, per_job.running_ids, {last_cols}, {ok_cols}
-            FROM per_job
-            JOIN builds lb ON lb.id = per_job.last_id
-            LEFT JOIN builds ob ON ob.id = per_job.ok_id
-        """
+        sql, params = self._summaries_query(wanted)
         with self._cursor() as cur:
-            cur.execute(self._q(sql), params)
+            cur.execute(sql, params)
             rows = cur.fetchall()
         width = len(BUILD_COLUMNS)
         summaries: dict[str, JobSummary] = {}
@@ -558,7 +535,7 @@ class SqlStorage(Storage):
         after_seq: int = 0,
         limit: int | None = None,
     ) -> list[LogRecord]:
-        sql = (f"SELECT {_LOG_COLUMNS} FROM logs "
+        sql = (f"SELECT {LOG_COLUMNS} FROM logs "
                f"WHERE build_id = ? AND seq > ? AND level >= ? ORDER BY seq")
         params: list[Any] = [build_id, after_seq, min_level]
         if limit is not None:
