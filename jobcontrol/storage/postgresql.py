@@ -156,7 +156,7 @@ class PostgreSQLStorage(SqlStorage):
             given = psycopg2.extensions.parse_dsn(self.dsn)
         except psycopg2.Error as exc:
             raise StorageError(f"bad PostgreSQL URL {self.label}: "
-                               f"{' '.join(str(exc).split())}") from exc
+                               f"{_one_line(exc)}") from exc
         self._connect_options = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
         self._listen_lock = threading.Lock()
         self._listen_conn: Any = None
@@ -179,7 +179,7 @@ class PostgreSQLStorage(SqlStorage):
             conn = psycopg2.connect(self.dsn, cursor_factory=_Cursor, **self._connect_options)
         except psycopg2.Error as exc:
             raise _ConnectFailed(
-                f"cannot connect to {self.label}: {' '.join(str(exc).split())}"
+                f"cannot connect to {self.label}: {_one_line(exc)}"
             ) from exc
         try:
             conn.autocommit = True  # reads need no transaction; writes say BEGIN themselves
@@ -192,23 +192,22 @@ class PostgreSQLStorage(SqlStorage):
             raise
         return conn
 
-    def _lost(self, error: StorageError, reconnecting: bool) -> bool:
-        """Whether ``error`` means the connection went away (so a retry may help)."""
-        if isinstance(error, _CommitInDoubt):
-            return True
-        if isinstance(error, _ConnectFailed):
-            return reconnecting  # down for good at first contact: say so at once
-        conn = self._conn
-        return conn is not None and bool(conn.closed)
+    def _broken_connection(self, error: StorageError) -> Any:
+        """The connection whose loss ``error`` reports (closed by the server, a restart or
+        the network), or None when the error is of another kind."""
+        cursor = getattr(error.__cause__, "cursor", None)
+        conn = cursor.connection if cursor is not None else self._conn
+        return conn if conn is not None and conn.closed else None
 
-    def _drop_connection(self) -> None:
+    def _drop_connection(self, conn: Any) -> None:
+        """Forget ``conn`` (unless another thread replaced it already) and close it."""
         with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
+            if self._conn is conn:
+                self._conn = None
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass
 
     def _retry(self, call: Callable[[], T], what: str, *, in_doubt_ok: bool = True) -> T:
         """``call()``, again after reopening a lost connection, for up to
@@ -219,23 +218,28 @@ class PostgreSQLStorage(SqlStorage):
             try:
                 result = call()
             except StorageError as exc:
-                if not self._lost(exc, reconnecting=deadline is not None):
-                    raise
+                if isinstance(exc, _ConnectFailed):
+                    if deadline is None:
+                        raise  # down at first contact: say so at once
+                else:
+                    broken = self._broken_connection(exc)
+                    if broken is None:
+                        raise
+                    self._drop_connection(broken)
                 if isinstance(exc, _CommitInDoubt) and not in_doubt_ok:
-                    self._drop_connection()
                     raise StorageError(
                         f"{self.label}: the connection was lost while committing ({what}); "
                         f"it may or may not have been recorded"
                     ) from exc
-                self._drop_connection()
                 now = time.monotonic()
+                reason = _one_line(exc.__cause__ or exc)
                 if deadline is None:
                     deadline = now + self.reconnect_window
-                    log.warning("%s: connection lost (%s); reconnecting", self.label, exc)
+                    log.warning("%s: connection lost (%s); reconnecting", self.label, reason)
                 if now >= deadline:
                     raise StorageError(
                         f"{self.label}: lost the connection and could not get it back "
-                        f"within {self.reconnect_window:g}s ({what}): {exc}"
+                        f"within {self.reconnect_window:g}s ({what}): {reason}"
                     ) from exc
                 time.sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 1.0)
@@ -253,7 +257,7 @@ class PostgreSQLStorage(SqlStorage):
         except psycopg2.Error as exc:
             if conn.closed:
                 raise _CommitInDoubt(f"{self.label}: connection lost during COMMIT: "
-                                     f"{' '.join(str(exc).split())}") from exc
+                                     f"{_one_line(exc)}") from exc
             raise
 
     def _rollback(self, conn: Any, cur: Any) -> None:
@@ -467,6 +471,11 @@ class PostgreSQLStorage(SqlStorage):
                 conn.close()
             except psycopg2.Error:
                 pass
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (libpq's span several)."""
+    return " ".join(str(error).split())
 
 
 def _channel(build_id: int) -> str:
