@@ -28,7 +28,7 @@ setup(
         # psycopg2-binary: a wheel with libpq inside, so no compiler or headers are needed
         "postgresql": ["psycopg2-binary>=2.9"],
         # the PostgreSQL tests run too (they skip without $JOBCONTROL_TEST_POSTGRESQL)
-        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9"],
+        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["jobcontrol = jobcontrol.cli:main"]},
     classifiers=[

@@ -232,7 +232,9 @@ def _string_list(what: str) -> Callable[[Any, Field], tuple[tuple[str, ...], dic
         if value is None:
             return (), {}
         if isinstance(value, str):
-            raise at.error(f"{at.key} must be a list, got string (write [{value}])")
+            simple = value.isprintable() and len(value) <= 40
+            hint = f"write [{value}]" if simple else "write it as a list"
+            raise at.error(f"{at.key} must be a list, got string ({hint})")
         if not isinstance(value, list):
             raise at.wrong_type(value, f"a list of {what}s")
         marks = value.item_marks if isinstance(value, MarkedList) else []

@@ -447,6 +447,7 @@ MISTAKES = [
     pytest.param(JOB + "    kwargs: [1]\n", 4, 13, "job 'a': kwargs must be a mapping, got list"),
     pytest.param(JOB + "    kwargs: {x: 1, 2: y}\n", 4, 20, "kwargs keys must be strings"),
     pytest.param(JOB + "    dependencies: b\n", 4, 19, "must be a list, got string (write [b])"),
+    pytest.param(JOB + "    dependencies: 'b\n\n c'\n", 4, 19, "string (write it as a list)"),
     pytest.param(
         JOB + "    dependencies: [x, 3]\n", 4, 23, "each of dependencies must be a job id"
     ),
