@@ -431,6 +431,20 @@ def test_logs_round_trip(storage: Storage) -> None:
         assert_utc(r.time)
 
 
+def test_log_text_with_separators_and_escapes_round_trips(storage: Storage) -> None:
+    build = claim(storage)
+    texts = ["tab\there", "two\nlines", "cr\r\n", "back\\slash \\N \\t", "\\.", "\\",
+             "\\N", "", "  spaced  ", "\u2028 \x7f \x1b[31m"]
+    storage.append_logs(build.id, [
+        LogRecord(utcnow(), logging.INFO, f"log\t{n}", text, exception=text or None)
+        for n, text in enumerate(texts)
+    ])
+    logs = storage.get_logs(build.id)
+    assert [r.message for r in logs] == texts
+    assert [r.logger for r in logs] == [f"log\t{n}" for n in range(len(texts))]
+    assert [r.exception for r in logs] == [text or None for text in texts]
+
+
 def test_logs_of_builds_are_kept_apart(storage: Storage) -> None:
     one, two = claim(storage, "one"), claim(storage, "two")
     storage.append_logs(one.id, [record("1a")])
