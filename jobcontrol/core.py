@@ -15,13 +15,15 @@ from typing import Any
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
 from jobcontrol.errors import BuildStateError, DependencyError, JobControlError
-from jobcontrol.executors.local import BuildObserver
+from jobcontrol.executors.local import HOSTNAME, BuildObserver
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.orchestrator import BuildRun
 from jobcontrol.plan import Role, decide, make_plan
+from jobcontrol.reaper import abandon_reason, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
+from jobcontrol.timeutil import utcnow
 
 DEFAULT_STORAGE_NAME = "jobcontrol.db"
 
@@ -106,6 +108,18 @@ class JobControl:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def heartbeat_timeout(self) -> float:
+        """Seconds without a heartbeat after which a running build is abandoned."""
+        return self.config.runner.heartbeat_timeout
+
+    def reap(self) -> list[Build]:
+        """Mark running builds whose runner is gone as ``abandoned``; returns them.
+
+        Every command that reads or claims builds calls it first (``jobcontrol reap`` too).
+        """
+        return reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout)
+
     # -- jobs ------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobDefinition:
@@ -134,6 +148,7 @@ class JobControl:
         """The status of the given jobs (all by default), in definition order."""
         for job_id in job_ids or ():
             self.job(job_id)
+        self.reap()
         summaries = self.storage.job_summaries()
         outdated = self._outdated(summaries)
         result = []
@@ -191,6 +206,7 @@ class JobControl:
         run, with the builds made in ``error.builds``.
         """
         targets = self._targets(jobs)
+        self.reap()
         if not deps:
             self._check_dependencies_met(targets)
         steps = make_plan(self.config.dependencies, targets, with_deps=deps,
@@ -228,11 +244,18 @@ class JobControl:
     def builds(self, job_id: str | None = None, *, states: Sequence[BuildState] | None = None,
                limit: int | None = None, before_id: int | None = None) -> list[Build]:
         """Build history, newest first."""
+        self.reap()
         return self.storage.list_builds(job_id, states=states, limit=limit, before_id=before_id)
 
     def get_build(self, build_id: int) -> Build:
         """One build; BuildNotFoundError if there is none."""
-        return self.storage.get_build(build_id)
+        build = self.storage.get_build(build_id)
+        if build.state is BuildState.RUNNING:
+            reason = abandon_reason(build, host=HOSTNAME, now=utcnow(),
+                                    heartbeat_timeout=self.heartbeat_timeout)
+            if reason is not None:
+                build = self.storage.finish_build(build_id, BuildState.ABANDONED, reason=reason)
+        return build
 
     def logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,
              limit: int | None = None) -> list[LogRecord]:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from jobcontrol.errors import (
 )
 from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
 from jobcontrol.models import Build, BuildState, JobSummary
-from jobcontrol.plan import Step, blocked_by, decide
+from jobcontrol.plan import Role, Step, blocked_by, decide
 from jobcontrol.serialize import load_for_dependency
 from jobcontrol.storage.base import Storage
 
@@ -73,21 +74,28 @@ class BuildRun:
         self.parallel = max(1, parallel)
         self.keep_going = keep_going
         self.if_outdated = if_outdated
-        self.executor = executor or LocalExecutor(storage, self.observer)
+        self.executor = executor or LocalExecutor(
+            storage, self.observer, heartbeat_interval=config.runner.heartbeat,
+            kill_grace=config.runner.kill_grace, masker=config.masker,
+        )
         self.deps = config.dependencies
         self.result = RunResult()
         self._finished: dict[str, BuildState] = {}
         self._failed: set[str] = set()
         self._running_jobs: dict[int, str] = {}
         self._halt = False
+        #: retries waiting for their delay: (due, step, build retried, attempt)
+        self._retries: list[tuple[float, Step, int, int]] = []
+        self._arguments_of: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]] = {}
 
     def run(self, steps: list[Step]) -> RunResult:
         """Run the steps; returns when nothing more can start and nothing is running."""
         pending = list(steps)
         in_plan = {step.job_id for step in steps}
         with self._signals_cancel_builds():
-            while pending or self.executor.running:
+            while pending or self.executor.running or self._retries:
                 before = len(pending)
+                self._start_due_retries()
                 for step in list(pending):
                     if self._halt or self.executor.stopping:
                         break
@@ -100,16 +108,39 @@ class BuildRun:
                     self._start(step)
                 if self._halt or self.executor.stopping:
                     self._abandon(pending)
-                finished = self.executor.wait()  # also collects inline builds, already done
+                finished = self.executor.wait(self._retry_wait())
                 for build in finished:
                     self._record(build)
-                if not finished and len(pending) == before and pending \
+                if not self.executor.running and self._retries and not finished:
+                    time.sleep(min(0.2, self._retry_wait() or 0.0))
+                elif not finished and len(pending) == before and pending \
                         and not self.executor.running:  # pragma: no cover - plan is acyclic
                     raise RuntimeError(f"plan cannot progress: {[s.job_id for s in pending]}")
         self.result.builds.sort(key=lambda build: build.id)
         return self.result
 
     # -- one step ----------------------------------------------------------------------------
+
+    def _retry_wait(self) -> float | None:
+        """Seconds until the next retry is due (None: no retry waiting)."""
+        if not self._retries:
+            return None
+        return max(0.0, min(due for due, *_ in self._retries) - time.monotonic())
+
+    def _start_due_retries(self) -> None:
+        if self.executor.stopping:
+            for _, step, build_id, _ in self._retries:
+                self._not_built(step.job_id, f"build {build_id} not retried: the run was "
+                                f"interrupted", failed=True)
+            self._retries.clear()
+            return
+        now = time.monotonic()
+        for entry in sorted(self._retries, key=lambda item: item[0]):
+            due, step, build_id, _attempt = entry
+            if due > now or self.executor.running >= self.parallel:
+                continue
+            self._retries.remove(entry)
+            self._claim_and_start(self.config.jobs[step.job_id], retry_of=build_id)
 
     def _start(self, step: Step) -> bool:
         job = self.config.jobs[step.job_id]
@@ -128,23 +159,34 @@ class BuildRun:
                        if summaries.get(d) is None or summaries[d].last_ok is None]
             if missing:
                 raise DependencyError(step.job_id, missing)
-            args, kwargs, consumed = self._arguments(job, summaries)
+            self._arguments_of[job.id] = self._arguments(job, summaries)
+        except (DependencyError, RetvalError) as exc:
+            return self._refused(job.id, exc)
+        return self._claim_and_start(job)
+
+    def _claim_and_start(self, job: JobDefinition, retry_of: int | None = None) -> bool:
+        """Claim a build of the job (a retry uses the first attempt's arguments) and run it."""
+        args, kwargs, consumed = self._arguments_of[job.id]
+        try:
             build = self.storage.claim_build(
                 job.id, concurrency=job.concurrency, definition=job.snapshot(),
                 definition_hash=job.definition_hash, dependency_builds=consumed,
-                host=HOSTNAME, pid=os.getpid(),
+                host=HOSTNAME, pid=os.getpid(), retry_of=retry_of,
             )
-        except (DependencyError, JobAlreadyRunningError, RetvalError) as exc:
-            if self.result.error is None:
-                self.result.error = exc
-            self._halt = not self.keep_going
-            return self._not_built(step.job_id, str(exc), failed=True)
+        except JobAlreadyRunningError as exc:
+            return self._refused(job.id, exc)
         self._running_jobs[build.id] = job.id
         self.executor.start(
             build, self.callables[job.id], args, kwargs,
             timeout=job.timeout, isolation=job.isolation, result_mode=job.result,
         )
         return True
+
+    def _refused(self, job_id: str, exc: JobControlError) -> bool:
+        if self.result.error is None:
+            self.result.error = exc
+        self._halt = not self.keep_going
+        return self._not_built(job_id, str(exc), failed=True)
 
     def _arguments(
         self, job: JobDefinition, summaries: Mapping[str, JobSummary]
@@ -189,11 +231,31 @@ class BuildRun:
     def _record(self, build: Build) -> None:
         job_id = self._running_jobs.pop(build.id)
         self.result.builds.append(build)
+        if self._schedule_retry(job_id, build):
+            return
         self._finished[job_id] = build.state
         if not build.state.ok:
             self._failed.add(job_id)
             if not self.keep_going:
                 self._halt = True
+
+    def _schedule_retry(self, job_id: str, build: Build) -> bool:
+        """Plan another attempt of a failed build, if its job's ``retries`` allow one."""
+        policy = self.config.jobs[job_id].retries
+        if build.state is not BuildState.FAILED or policy is None or self.executor.stopping:
+            return False
+        attempt = 1
+        previous = build
+        while previous.retry_of is not None:  # attempts so far: follow the chain back
+            attempt += 1
+            previous = next(b for b in self.result.builds if b.id == previous.retry_of)
+        if attempt > policy.count:
+            return False
+        delay = policy.delay_before(attempt)
+        step = Step(job_id, Role.TARGET)
+        self._retries.append((time.monotonic() + delay, step, build.id, attempt))
+        self.observer.build_retrying(build, delay, attempt, policy.count)
+        return True
 
     # -- signals -----------------------------------------------------------------------------
 

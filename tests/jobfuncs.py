@@ -109,3 +109,13 @@ def leaks_password(user: str, password: str) -> None:
     log.info("connecting as %s with %s", user, password)
     print(f"password={password}")
     raise ConnectionError(f"login failed for {user}:{password}")
+
+
+def flaky(counter: str, failures: int = 2) -> int:
+    """Fails the first ``failures`` times it runs (counted in the file ``counter``)."""
+    path = Path(counter)
+    runs = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(runs))
+    if runs <= failures:
+        raise RuntimeError(f"flaky failure {runs}")
+    return runs

@@ -60,6 +60,10 @@ class TextObserver(BuildObserver):
             text += f" ({build.reason})"
         self._print(text, fg=colour, bold=True)
 
+    def build_retrying(self, build: Build, delay: float, attempt: int, attempts: int) -> None:
+        self._print(f"build #{build.id} {build.job_id}: retry {attempt} of {attempts} "
+                    f"in {format_duration(delay)}", fg="yellow")
+
     def job_not_built(self, job_id: str, reason: str) -> None:
         self._print(f"{job_id}: not built ({reason})", dim=True)
 
@@ -135,7 +139,8 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
         raise
     if fmt == "json":
         echo_json([build_json(b) for b in builds])
-    if any(not b.state.ok for b in builds):
+    retried = {b.retry_of for b in builds}
+    if any(not b.state.ok for b in builds if b.id not in retried):
         sys.exit(1)
 
 

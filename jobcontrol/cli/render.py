@@ -67,8 +67,9 @@ def build_row(build: Build) -> list[Any]:
     return [
         build.id, build.job_id, build.state.value,
         build.started.strftime("%Y-%m-%d %H:%M:%S") if build.started else "",
-        format_duration(build.duration), build.reason or "",
+        format_duration(build.duration), f"#{build.retry_of}" if build.retry_of else "",
+        build.reason or "",
     ]
 
 
-BUILD_HEADERS = ["id", "job", "state", "started (UTC)", "duration", "reason"]
+BUILD_HEADERS = ["id", "job", "state", "started (UTC)", "duration", "retry of", "reason"]

@@ -63,6 +63,10 @@ class BuildObserver:
     def build_finished(self, build: Build) -> None:
         """A build's outcome was recorded."""
 
+    def build_retrying(self, build: Build, delay: float, attempt: int, attempts: int) -> None:
+        """A failed build will be retried after ``delay`` seconds (retry ``attempt`` of
+        ``attempts``)."""
+
     def job_not_built(self, job_id: str, reason: str) -> None:
         """A job of the plan was not built (up to date, or blocked by a failure)."""
 
