@@ -119,3 +119,12 @@ def flaky(counter: str, failures: int = 2) -> int:
     if runs <= failures:
         raise RuntimeError(f"flaky failure {runs}")
     return runs
+
+
+def stubborn(marker: str, seconds: float = 60) -> str:
+    """Ignores SIGTERM (only SIGKILL stops it); writes its pid to ``marker`` first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (HERE / marker).write_text(str(os.getpid()))
+    log.info("ignoring SIGTERM for %s seconds", seconds)
+    time.sleep(seconds)
+    return "outlasted"
