@@ -1048,9 +1048,11 @@ def test_env_tag_reads_the_environment(
     job = config.job("a")
     assert job.args == ("eu-west",)  # the real value, to call the job with
     assert job.kwargs["server"] == "smtp-pass-9"
-    # every !env value is a secret, wherever it was read; so is every listed value
+    # every !env value is a secret, wherever it was read; so is every listed value, and
+    # the storage URL's password
     assert config.secrets == {
         "postgresql://app:s3cret-pw@db/app",
+        "s3cret-pw",
         "smtp-pass-9",
         "eu-west",
         "literal-secret",
