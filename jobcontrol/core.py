@@ -263,6 +263,14 @@ class JobControl:
         return self.storage.get_logs(build_id, min_level=min_level, after_seq=after_seq,
                                      limit=limit)
 
+    def wait_for_logs(self, build_id: int, after_seq: int, timeout: float, *,
+                      min_level: int = 0, poll_interval: float = 0.5) -> None:
+        """Block until the build has log records after ``after_seq`` (at ``min_level`` or
+        above), or has ended, or ``timeout`` seconds pass; what ``logs --follow`` and the
+        web UI's live log wait with (PostgreSQL wakes on LISTEN/NOTIFY, others poll)."""
+        self.storage.wait_for_logs(build_id, after_seq, timeout, min_level=min_level,
+                                   poll_interval=poll_interval)
+
     def progress(self, build_id: int) -> list[ProgressItem]:
         """A build's progress items (see :func:`jobcontrol.progress_report` for the tree)."""
         return self.storage.get_progress(build_id)
