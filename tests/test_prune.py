@@ -179,7 +179,7 @@ def test_prune_command(tmp_path: Path, storage: Storage) -> None:
     assert "Error: cleanup of build 5" in failed.stderr
     (tmp_path / "refuse-5").unlink()
     done = cli("prune")
-    assert "deleted 1 builds and 3 log records" in done.output and "#5" in done.output
+    assert "deleted 1 build and 3 log records" in done.output and "#5" in done.output
     cli("prune", "nope", code=2)
 
 

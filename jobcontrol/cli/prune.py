@@ -27,6 +27,10 @@ def id_ranges(ids: Sequence[int], limit: int = MAX_RANGES) -> str:
     return ", ".join(shown)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @click.command()
 @click.argument("jobs", nargs=-1, shell_complete=complete_job_ids)
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
@@ -47,8 +51,9 @@ def prune(jc: Any, jobs: tuple[str, ...], dry_run: bool, fmt: str) -> None:
         ]
         verb = "would delete" if dry_run else "deleted"
         echo_table(rows, ["job", verb, "builds", "logs with them", "logs trimmed", "kept"])
-        click.echo(f"{verb} {report.deleted_builds} builds and {report.deleted_logs} log "
-                   f"records" + (" (dry run: nothing was deleted)" if dry_run else ""))
+        click.echo(f"{verb} {plural(report.deleted_builds, 'build')} and "
+                   f"{plural(report.deleted_logs, 'log record')}"
+                   + (" (dry run: nothing was deleted)" if dry_run else ""))
     for job in report.jobs:
         for failure in job.failures:
             click.echo(f"Error: {failure.message}", err=True)
