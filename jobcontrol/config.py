@@ -145,11 +145,13 @@ class RetryPolicy:
 class RetentionPolicy:
     """``retention:``: which builds and log records ``jobcontrol prune`` deletes.
 
-    A build goes when it is not among the last ``keep_last`` builds of its job or is older
-    than ``keep_for`` (either limit, like Jenkins' "discard old builds"; None: no such limit),
-    but never while it runs and never the latest successful build of its job. ``logs`` keeps
-    log records of a level for a shorter time than their build: ``{logging.DEBUG: 604800.0}``
-    deletes DEBUG records older than 7 days; levels not in it live as long as their build.
+    A build stays when it is one of the last ``keep_last`` builds of its job OR ended less
+    than ``keep_for`` seconds ago (any rule that is set keeps it; None: no such rule; with
+    neither, every build stays), and always while it runs and when it is the job's latest
+    successful build. ``logs`` keeps log records of a level and the levels below it for a
+    shorter time than their build: ``{logging.DEBUG: 604800.0}`` deletes DEBUG (and lower)
+    records older than 7 days; higher levels live as long as their build.
+    The rules in full: :mod:`jobcontrol.retention`.
     """
 
     keep_last: int | None = None

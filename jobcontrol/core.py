@@ -20,6 +20,7 @@ from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.orchestrator import BuildRun
 from jobcontrol.plan import Role, decide, make_plan
+from jobcontrol.pruner import PruneReport, prune
 from jobcontrol.reaper import abandon_reason, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
@@ -310,18 +311,39 @@ class JobControl:
         if not build.state.finished:
             raise BuildStateError(f"build {build_id} is {build.state}: it cannot be deleted "
                                   f"until it ends")
-        job = self.config.jobs.get(build.job_id)
-        if job is not None and job.cleanup_function:
-            cleanup = self.import_function(job.id, "cleanup_function")
-            try:
-                cleanup(build)
-            except Exception as exc:
-                raise JobControlError(
-                    f"cleanup of build {build_id} ({job.cleanup_function}) failed: "
-                    f"{type(exc).__name__}: {exc}; the build was kept"
-                ) from exc
+        self._run_cleanup(build)
         self.storage.delete_build(build_id)
         return build
+
+    def _run_cleanup(self, build: Build) -> None:
+        """Call the job's ``cleanup_function(build)``, if it has one. JobImportError if it
+        does not import; JobControlError (saying the build was kept) if it raises."""
+        job = self.config.jobs.get(build.job_id)
+        if job is None or not job.cleanup_function:
+            return
+        cleanup = self.import_function(job.id, "cleanup_function")
+        try:
+            cleanup(build)
+        except Exception as exc:
+            raise JobControlError(
+                f"cleanup of build {build.id} ({job.cleanup_function}) failed: "
+                f"{type(exc).__name__}: {exc}; the build was kept"
+            ) from exc
+
+    def prune(self, dry_run: bool = False, job_ids: Sequence[str] | None = None
+              ) -> PruneReport:
+        """Delete what each job's ``retention:`` policy lets go (see
+        :mod:`jobcontrol.retention`): old builds, after their ``cleanup_function``, with
+        their logs and progress, and old log records of the levels it names.
+
+        Of ``job_ids`` (all jobs by default). A build whose cleanup fails is kept and
+        reported. With ``dry_run`` nothing is deleted and no cleanup runs: the report says
+        what would go. Builds of jobs no longer in the config are left alone (``delete``).
+        """
+        wanted = {self.job(job_id).id for job_id in job_ids or ()}
+        jobs = [job for job in self.config.jobs.values() if not wanted or job.id in wanted]
+        self.reap()  # a build whose runner died is abandoned, so no longer spared as running
+        return prune(self.storage, jobs, self._run_cleanup, now=utcnow(), dry_run=dry_run)
 
     def install(self) -> int:
         """Create or migrate the storage schema; returns its version."""

@@ -147,6 +147,32 @@ class ProgressItem:
 
 
 @dataclass(frozen=True)
+class BuildStub:
+    """The little of a build that retention needs: listed by the thousand, never in full."""
+
+    id: int
+    job_id: str
+    state: BuildState
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+
+    @property
+    def ended(self) -> datetime:
+        """When the build ended (or, lacking that, started or was created): its age's origin."""
+        return self.finished or self.started or self.created
+
+
+@dataclass(frozen=True)
+class LogCutoff:
+    """Log records at ``max_level`` or below written before ``before``: what a per-level
+    retention rule deletes."""
+
+    max_level: int
+    before: datetime
+
+
+@dataclass(frozen=True)
 class JobSummary:
     """What the storage knows of one job's builds; the status of all jobs is one query.
 

@@ -81,6 +81,13 @@ def failing_cleanup(build) -> None:
     raise RuntimeError("cannot clean")
 
 
+def picky_cleanup(build) -> None:
+    """A cleanup_function that refuses the builds named by ``refuse-<id>`` files beside it."""
+    if (HERE / f"refuse-{build.id}").exists():
+        raise RuntimeError(f"build {build.id} is still in use")
+    record_cleanup(build)
+
+
 class BadStr(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no str for you")

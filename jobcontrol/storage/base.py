@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -17,8 +17,10 @@ from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.models import (
     Build,
     BuildState,
+    BuildStub,
     ExceptionInfo,
     JobSummary,
+    LogCutoff,
     LogRecord,
     ProgressItem,
     StoredValue,
@@ -26,6 +28,11 @@ from jobcontrol.models import (
 from jobcontrol.timeutil import utcnow
 
 _S = TypeVar("_S", bound="Storage")
+_T = TypeVar("_T")
+
+#: most builds :meth:`Storage.delete_builds` and :meth:`Storage.delete_logs` touch in one
+#: transaction: a prune of a million builds is many short transactions, not one long lock
+DELETE_BATCH = 500
 
 
 class Storage(abc.ABC):
@@ -210,6 +217,40 @@ class Storage(abc.ABC):
     def get_progress(self, build_id: int) -> list[ProgressItem]:
         """A build's progress items, ordered by group."""
 
+    # -- housekeeping (``jobcontrol prune``) -------------------------------------------------
+
+    @abc.abstractmethod
+    def build_stubs(
+        self, job_id: str, *, before_id: int | None = None, limit: int | None = None
+    ) -> list[BuildStub]:
+        """A job's builds as :class:`BuildStub` (id, state, times), newest first;
+        ``before_id`` pages backwards. Cheap: no definitions, results or logs are read."""
+
+    @abc.abstractmethod
+    def delete_builds(self, build_ids: Sequence[int]) -> int:
+        """Delete these builds with their logs and progress; return how many went.
+
+        Only finished builds go: a queued or running one among them, or an unknown id, is
+        left alone. At most :data:`DELETE_BATCH` builds a transaction, so deleting many
+        never holds the database's locks for long.
+        """
+
+    @abc.abstractmethod
+    def count_logs(
+        self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff] | None = None
+    ) -> int:
+        """How many log records these builds have (with ``cutoffs``: that any cutoff
+        matches, as :meth:`delete_logs` would delete)."""
+
+    @abc.abstractmethod
+    def delete_logs(self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff]) -> int:
+        """Delete the log records of these builds that any of ``cutoffs`` matches (level at
+        most its ``max_level``, time before its ``before``); return how many went.
+
+        The records left keep their ``seq``: a log with holes still reads in order. At most
+        :data:`DELETE_BATCH` builds a transaction.
+        """
+
 
 # -- argument checks every backend shares, so all of them accept and refuse alike ------------
 
@@ -226,6 +267,12 @@ def check_finished_state(state: BuildState | str) -> BuildState:
     if not state.finished:
         raise ValueError(f"a build cannot be finished with state {state.value!r}")
     return state
+
+
+def batches(values: Sequence[_T], size: int = DELETE_BATCH) -> Iterator[Sequence[_T]]:
+    """``values`` in slices of at most ``size``."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def as_utc(value: datetime) -> datetime:

@@ -6,6 +6,7 @@ dataclasses whose dicts are fresh copies, so callers cannot change what is store
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import json
@@ -18,8 +19,10 @@ from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, Storag
 from jobcontrol.models import (
     Build,
     BuildState,
+    BuildStub,
     ExceptionInfo,
     JobSummary,
+    LogCutoff,
     LogRecord,
     ProgressItem,
     StoredValue,
@@ -267,7 +270,7 @@ class MemoryStorage(Storage):
         with self._lock:
             self._get(build_id)
             log = self._logs.setdefault(build_id, [])
-            seq = len(log)
+            seq = log[-1].seq if log else 0  # not len(log): a pruned log has holes
             for record in records:
                 seq += 1
                 log.append(dataclasses.replace(record, time=as_utc(record.time), seq=seq))
@@ -283,9 +286,10 @@ class MemoryStorage(Storage):
         with self._lock:
             self._check_open()
             log = self._logs.get(build_id, [])
-            # seq is 1-based and dense, so the records after ``after_seq`` start at that index
+            # ordered by seq, with holes where records were pruned
+            start = bisect.bisect_right(log, after_seq, key=lambda r: r.seq)
             selected: Iterable[LogRecord] = (
-                r for r in log[max(after_seq, 0):] if r.level >= min_level
+                r for r in itertools.islice(log, start, None) if r.level >= min_level
             )
             if limit is not None:
                 selected = itertools.islice(selected, max(limit, 0))
@@ -315,6 +319,70 @@ class MemoryStorage(Storage):
             self._check_open()
             groups = self._progress.get(build_id, {})
             return [groups[group] for group in sorted(groups)]
+
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def build_stubs(
+        self, job_id: str, *, before_id: int | None = None, limit: int | None = None
+    ) -> list[BuildStub]:
+        found: list[BuildStub] = []
+        with self._lock:
+            self._check_open()
+            for build_id in sorted(self._builds, reverse=True):
+                if limit is not None and len(found) >= limit:
+                    break
+                b = self._builds[build_id]
+                if b.job_id != job_id or (before_id is not None and build_id >= before_id):
+                    continue
+                assert b.created is not None  # claim_build sets it
+                found.append(BuildStub(id=b.id, job_id=b.job_id, state=b.state,
+                                       created=b.created, started=b.started,
+                                       finished=b.finished))
+        return found
+
+    def delete_builds(self, build_ids: Sequence[int]) -> int:
+        deleted = 0
+        with self._lock:
+            self._check_open()
+            for build_id in dict.fromkeys(build_ids):
+                build = self._builds.get(build_id)
+                if build is not None and build.state.finished:
+                    del self._builds[build_id]
+                    self._logs.pop(build_id, None)
+                    self._progress.pop(build_id, None)
+                    deleted += 1
+        return deleted
+
+    def count_logs(
+        self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff] | None = None
+    ) -> int:
+        with self._lock:
+            self._check_open()
+            return sum(
+                1
+                for build_id in dict.fromkeys(build_ids)
+                for r in self._logs.get(build_id, ())
+                if cutoffs is None or _matches(r, cutoffs)
+            )
+
+    def delete_logs(self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff]) -> int:
+        deleted = 0
+        with self._lock:
+            self._check_open()
+            for build_id in dict.fromkeys(build_ids):
+                build, log = self._builds.get(build_id), self._logs.get(build_id)
+                if build is None or not build.state.finished or not log:
+                    continue
+                kept = [r for r in log if not _matches(r, cutoffs)]
+                deleted += len(log) - len(kept)
+                self._logs[build_id] = kept
+        return deleted
+
+
+def _matches(record: LogRecord, cutoffs: Sequence[LogCutoff]) -> bool:
+    """Whether any of ``cutoffs`` deletes ``record``."""
+    return any(record.level <= c.max_level and record.time < as_utc(c.before) for c in cutoffs)
 
 
 def _copy(build: Build) -> Build:

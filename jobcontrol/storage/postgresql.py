@@ -37,8 +37,10 @@ from jobcontrol.errors import StorageError
 from jobcontrol.models import (
     Build,
     BuildState,
+    BuildStub,
     ExceptionInfo,
     JobSummary,
+    LogCutoff,
     LogRecord,
     ProgressItem,
     StoredValue,
@@ -426,6 +428,25 @@ class PostgreSQLStorage(SqlStorage):
     def get_progress(self, build_id: int) -> list[ProgressItem]:
         return self._retry(functools.partial(super().get_progress, build_id),
                            "reading progress")
+
+    # -- housekeeping: each batch is its own transaction, and doing one twice is harmless ---
+
+    def build_stubs(self, job_id: str, **kwargs: Any) -> list[BuildStub]:
+        return self._retry(functools.partial(super().build_stubs, job_id, **kwargs),
+                           f"listing builds of {job_id!r}")
+
+    def delete_builds(self, build_ids: Sequence[int]) -> int:
+        return self._retry(functools.partial(super().delete_builds, build_ids),
+                           "deleting builds")
+
+    def count_logs(self, build_ids: Sequence[int],
+                   cutoffs: Sequence[LogCutoff] | None = None) -> int:
+        return self._retry(functools.partial(super().count_logs, build_ids, cutoffs),
+                           "counting log records")
+
+    def delete_logs(self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff]) -> int:
+        return self._retry(functools.partial(super().delete_logs, build_ids, cutoffs),
+                           "deleting log records")
 
     # -- LISTEN/NOTIFY -----------------------------------------------------------------------
 

@@ -41,13 +41,21 @@ from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, Storag
 from jobcontrol.models import (
     Build,
     BuildState,
+    BuildStub,
     ExceptionInfo,
     JobSummary,
+    LogCutoff,
     LogRecord,
     ProgressItem,
     StoredValue,
 )
-from jobcontrol.storage.base import Storage, as_utc, check_concurrency, check_finished_state
+from jobcontrol.storage.base import (
+    Storage,
+    as_utc,
+    batches,
+    check_concurrency,
+    check_finished_state,
+)
 from jobcontrol.storage.queries import (
     BUILD_COLUMNS,
     LOG_COLUMNS,
@@ -59,6 +67,9 @@ from jobcontrol.storage.queries import (
 from jobcontrol.storage.schema import Migration, load_migrations
 
 __all__ = ["BUILD_COLUMNS", "Migration", "SqlStorage", "load_migrations"]
+
+#: the states a build is deleted in, and its logs trimmed in, never: it is still being written
+_UNFINISHED = (BuildState.QUEUED.value, BuildState.RUNNING.value)
 
 class SqlStorage(Storage):
     """A :class:`Storage` on a DB-API connection; subclasses supply the dialect hooks.
@@ -624,3 +635,80 @@ class SqlStorage(Storage):
         ]
         # in Python: JSON text order puts ["a","b"] before ["a"]; tuple order does not
         return sorted(items, key=lambda item: item.group)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def build_stubs(
+        self, job_id: str, *, before_id: int | None = None, limit: int | None = None
+    ) -> list[BuildStub]:
+        sql = "SELECT id, job_id, state, created, started, finished FROM builds WHERE job_id = ?"
+        params: list[Any] = [job_id]
+        if before_id is not None:
+            sql += " AND id < ?"
+            params.append(before_id)
+        sql += " ORDER BY id DESC"  # the (job_id, id) index, read backwards
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), params)
+            rows = cur.fetchall()
+        return [
+            BuildStub(id=build_id, job_id=job, state=BuildState(state),
+                      created=self._time(created),  # type: ignore[arg-type]
+                      started=self._time(started), finished=self._time(finished))
+            for build_id, job, state, created, started, finished in rows
+        ]
+
+    def delete_builds(self, build_ids: Sequence[int]) -> int:
+        deleted = 0
+        for chunk in batches(list(dict.fromkeys(build_ids))):
+            with self._transaction() as cur:
+                # logs and progress go with each build: ON DELETE CASCADE
+                cur.execute(
+                    self._q(f"DELETE FROM builds WHERE id IN ({in_params(chunk)}) "
+                            f"AND state NOT IN (?, ?)"),
+                    (*chunk, *_UNFINISHED),
+                )
+                deleted += cur.rowcount
+        return deleted
+
+    def _cutoffs_sql(self, cutoffs: Sequence[LogCutoff]) -> tuple[str, list[Any]]:
+        """``(level <= ? AND time < ?) OR ...`` over ``cutoffs``, with its parameters."""
+        params: list[Any] = []
+        for cutoff in cutoffs:
+            params += [cutoff.max_level, self._time_param(cutoff.before)]
+        return " OR ".join(["(level <= ? AND time < ?)"] * len(cutoffs)), params
+
+    def count_logs(
+        self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff] | None = None
+    ) -> int:
+        if cutoffs is not None and not cutoffs:
+            return 0  # no cutoff matches any record
+        where, cutoff_params = self._cutoffs_sql(cutoffs or ())
+        total = 0
+        with self._cursor() as cur:
+            for chunk in batches(list(dict.fromkeys(build_ids))):
+                sql = f"SELECT count(*) FROM logs WHERE build_id IN ({in_params(chunk)})"
+                if where:
+                    sql += f" AND ({where})"
+                cur.execute(self._q(sql), (*chunk, *cutoff_params))
+                total += int(cur.fetchone()[0])
+        return total
+
+    def delete_logs(self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff]) -> int:
+        if not cutoffs:
+            return 0
+        where, cutoff_params = self._cutoffs_sql(cutoffs)
+        deleted = 0
+        for chunk in batches(list(dict.fromkeys(build_ids))):
+            with self._transaction() as cur:
+                # never a log still being written: its next batch numbers on from max(seq)
+                cur.execute(
+                    self._q(f"DELETE FROM logs WHERE build_id IN ("
+                            f"SELECT id FROM builds WHERE id IN ({in_params(chunk)}) "
+                            f"AND state NOT IN (?, ?)) AND ({where})"),
+                    (*chunk, *_UNFINISHED, *cutoff_params),
+                )
+                deleted += cur.rowcount
+        return deleted
