@@ -403,6 +403,15 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(functools.partial(super().get_progress, build_id),
                            "reading progress")
 
+    # -- settings: an upsert or a read, harmless to repeat ------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        return self._retry(functools.partial(super().get_setting, key), "reading a setting")
+
+    def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
+        return self._retry(functools.partial(super().set_setting, key, value, replace=replace),
+                           f"storing setting {key!r}")
+
     # -- LISTEN/NOTIFY -----------------------------------------------------------------------
 
     def wait_for_logs(
