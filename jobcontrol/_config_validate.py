@@ -7,10 +7,12 @@ of single values live in :mod:`jobcontrol._config_values`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from jobcontrol._config_values import (
     PARSERS,
@@ -173,6 +175,9 @@ class _Validator:
         self.cross_checks(jobs)
         for job in jobs.values():
             secrets |= secret_values([job.values.get("args"), job.values.get("kwargs")])
+        if isinstance(storage, str):  # the database password, if the URL holds one
+            with contextlib.suppress(ValueError):
+                secrets.add(unquote(urlsplit(storage).password or ""))
         every = frozenset(s for s in secrets if s)
         definitions = {
             job_id: self.definition(job, defaults, default_marks, every)

@@ -23,7 +23,6 @@ from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.reaper import abandon_reason, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
-from jobcontrol.timeutil import utcnow
 
 DEFAULT_STORAGE_NAME = "jobcontrol.db"
 
@@ -251,7 +250,7 @@ class JobControl:
         """One build; BuildNotFoundError if there is none."""
         build = self.storage.get_build(build_id)
         if build.state is BuildState.RUNNING:
-            reason = abandon_reason(build, host=HOSTNAME, now=utcnow(),
+            reason = abandon_reason(build, host=HOSTNAME, now=self.storage.now(),
                                     heartbeat_timeout=self.heartbeat_timeout)
             if reason is not None:
                 build = self.storage.finish_build(build_id, BuildState.ABANDONED, reason=reason)
@@ -264,9 +263,43 @@ class JobControl:
         return self.storage.get_logs(build_id, min_level=min_level, after_seq=after_seq,
                                      limit=limit)
 
+    def wait_for_logs(self, build_id: int, after_seq: int, timeout: float, *,
+                      min_level: int = 0, poll_interval: float = 0.5) -> None:
+        """Block until the build has log records after ``after_seq`` (at ``min_level`` or
+        above), or has ended, or ``timeout`` seconds pass; what ``logs --follow`` and the
+        web UI's live log wait with (PostgreSQL wakes on LISTEN/NOTIFY, others poll)."""
+        self.storage.wait_for_logs(build_id, after_seq, timeout, min_level=min_level,
+                                   poll_interval=poll_interval)
+
     def progress(self, build_id: int) -> list[ProgressItem]:
         """A build's progress items (see :func:`jobcontrol.progress_report` for the tree)."""
         return self.storage.get_progress(build_id)
+
+    def cancel(self, build_id: int, *, by: str | None = None,
+               reason: str | None = None) -> Build:
+        """Ask a build to stop, from this process or any other, on any host.
+
+        A queued build is ``cancelled`` at once and never starts. A running build's runner
+        finds the request within about a second, sends its job SIGTERM, then SIGKILL after
+        ``runner.kill_grace``, and records ``cancelled`` with the reason ("cancelled by
+        ``by``: ``reason``"); the build returned is still ``running`` then. A finished build
+        raises :class:`BuildStateError` and is left as it is. ``by`` defaults to
+        ``user@host``.
+        """
+        build = self.get_build(build_id)
+        if build.state.finished:
+            raise BuildStateError(f"build {build_id} has already finished ({build.state}): "
+                                  f"nothing to cancel")
+        text = f"cancelled by {by or _who()}"
+        if reason:
+            text += f": {reason}"
+        text = self.config.masker.text(text)
+        build = self.storage.request_cancel(build_id, text)
+        if build.state.finished and build.reason != text:
+            # it finished between our look and the request
+            raise BuildStateError(f"build {build_id} has already finished ({build.state}): "
+                                  f"nothing to cancel")
+        return build
 
     def delete_build(self, build_id: int) -> Build:
         """Run the job's ``cleanup_function(build)``, then delete the build and its logs.
@@ -293,3 +326,14 @@ class JobControl:
     def install(self) -> int:
         """Create or migrate the storage schema; returns its version."""
         return self.storage.install()
+
+
+def _who() -> str:
+    """``user@host`` of this process, for the record of who cancelled a build."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (in a container, say)
+        user = str(os.getuid())
+    return f"{user}@{HOSTNAME}"

@@ -113,7 +113,10 @@ class StorageError(JobControlError):
 
 
 class BuildStateError(JobControlError):
-    """The operation does not fit the build's state (deleting a running build, say)."""
+    """The operation does not fit the build's state (deleting a running build, cancelling a
+    finished one): nothing was changed."""
+
+    exit_code = 5
 
 
 class CycleError(ConfigError):

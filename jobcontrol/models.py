@@ -93,6 +93,9 @@ class Build:
     exception: ExceptionInfo | None = None
     #: the build this one retries, if any
     retry_of: int | None = None
+    #: when someone asked this build to stop (``jobcontrol cancel``), and who and why
+    cancel_requested: datetime | None = None
+    cancel_reason: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -15,7 +15,7 @@ from functools import cache
 
 from jobcontrol.models import Build, BuildState
 from jobcontrol.storage.base import Storage
-from jobcontrol.timeutil import format_duration, utcnow
+from jobcontrol.timeutil import format_duration
 
 #: slack when comparing a process's start with its build's start (clock ticks, rounding)
 _START_SLACK = timedelta(seconds=1)
@@ -90,7 +90,7 @@ def reap(storage: Storage, *, host: str, heartbeat_timeout: float,
     running: Sequence[Build] = storage.list_builds(states=[BuildState.RUNNING])
     if not running:
         return []
-    now = now or utcnow()
+    now = now or storage.now()
     reaped = []
     for build in running:
         reason = abandon_reason(build, host=host, now=now, heartbeat_timeout=heartbeat_timeout)

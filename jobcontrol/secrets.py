@@ -8,14 +8,23 @@ messages, exception messages and tracebacks, return values, CLI and JSON output.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from typing import Any
 
 MASK = "***"
 #: key names whose values are secrets (matched anywhere in the key, any case)
-SECRET_KEY_RE = re.compile(r"pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key"
-                           r"|credential", re.IGNORECASE)
+#: words of a key that make its value a secret (a key is split at ``_``, ``-``, ``.``, spaces
+#: and camelCase humps: ``db_passwd``, ``apiKey``, ``AUTH_TOKEN`` match; ``bypass``,
+#: ``compass`` and ``tokenizer`` do not)
+SECRET_WORDS = frozenset({
+    "pass", "passwd", "password", "passwords", "passphrase", "pwd", "secret", "secrets",
+    "token", "tokens", "apikey", "credential", "credentials", "privatekey",
+})
+#: two words that make a secret together (``api_key``, ``private-key``)
+SECRET_PAIRS = frozenset({("api", "key"), ("private", "key")})
+_KEY_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 #: secrets shorter than this are not searched for inside text (masking "a" would mask
 #: every "a"); their values are still masked where they stand under a secret key
 MIN_SECRET_LENGTH = 3
@@ -23,7 +32,11 @@ MIN_SECRET_LENGTH = 3
 
 def is_secret_key(key: object) -> bool:
     """True for mapping keys such as ``password``, ``db_password``, ``API_KEY``, ``token``."""
-    return isinstance(key, str) and bool(SECRET_KEY_RE.search(key))
+    if not isinstance(key, str):
+        return False
+    words = [word.lower() for word in _KEY_WORD.findall(key)]
+    return any(word in SECRET_WORDS for word in words) \
+        or any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 def secret_values(value: Any) -> set[str]:

@@ -121,6 +121,15 @@ def flaky(counter: str, failures: int = 2) -> int:
     return runs
 
 
+def stubborn(marker: str, seconds: float = 60) -> str:
+    """Ignores SIGTERM (only SIGKILL stops it); writes its pid to ``marker`` first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (HERE / marker).write_text(str(os.getpid()))
+    log.info("ignoring SIGTERM for %s seconds", seconds)
+    time.sleep(seconds)
+    return "outlasted"
+
+
 def steps(count: int = 5, delay: float = 0.2, name: str = "rows") -> dict:
     """Works through ``count`` steps, logging and reporting progress at each, for the web
     UI's live view to follow."""

@@ -1008,13 +1008,15 @@ def test_masking_keeps_retvals_and_plain_values(tmp_path: Path) -> None:
           - id: use
             function: m.use
             dependencies: [login]
-            kwargs: {token: !retval login, passes: [1, 2], when: 2024-01-02, ok: true}
+            kwargs: {token: !retval login, passwords: [1, 2], passes: [3],
+                     when: 2024-01-02, ok: true}
         """,
     )
     snapshot = config.job("use").snapshot()
     assert snapshot["kwargs"]["token"] == {"!retval": "login"}
     # values under a secret-looking key are masked, whatever their type (booleans tell nothing)
-    assert snapshot["kwargs"]["passes"] == ["***", "***"]
+    assert snapshot["kwargs"]["passwords"] == ["***", "***"]
+    assert snapshot["kwargs"]["passes"] == [3]  # "passes" is not a secret word
     assert snapshot["kwargs"]["when"] == "2024-01-02"
     assert config.secrets == {"1", "2"}
 
@@ -1048,9 +1050,11 @@ def test_env_tag_reads_the_environment(
     job = config.job("a")
     assert job.args == ("eu-west",)  # the real value, to call the job with
     assert job.kwargs["server"] == "smtp-pass-9"
-    # every !env value is a secret, wherever it was read; so is every listed value
+    # every !env value is a secret, wherever it was read; so is every listed value, and
+    # the storage URL's password
     assert config.secrets == {
         "postgresql://app:s3cret-pw@db/app",
+        "s3cret-pw",
         "smtp-pass-9",
         "eu-west",
         "literal-secret",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ CONFIG = """\
 runner:
   heartbeat: 0.2s
   heartbeat_timeout: 1s
+  kill_grace: 1s
 jobs:
   - id: napper
     function: jobfuncs.sleeper
@@ -29,6 +32,13 @@ jobs:
     function: jobfuncs.flaky
     kwargs: {counter: {{ env.get("COUNTER", "counter.txt") }}, failures: 2}
     retries: {count: 3, delay: 1s}
+  - id: stubborn
+    function: jobfuncs.stubborn
+    kwargs: {marker: stubborn.pid}
+  - id: inline_napper
+    function: jobfuncs.sleeper
+    kwargs: {seconds: 60, marker: inline.pid}
+    isolation: inline
 """
 
 
@@ -138,3 +148,108 @@ def _time(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text).timestamp()
+
+
+def wait_gone(pid: int, seconds: float) -> float:
+    """Seconds until process ``pid`` is gone; fails after ``seconds``."""
+    started = time.monotonic()
+    while alive(pid):
+        assert time.monotonic() - started < seconds, f"process {pid} still alive"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_cancel_of_a_running_build_from_another_process(project: Project) -> None:
+    runner = project.start("build", "napper")
+    try:
+        job_pid = int(wait_for(project.config.parent / "napper.pid"))
+        code, out, err = project.run("cancel", "1", "--reason", "wrong day", "--wait")
+        assert code == 0, err
+        assert out.startswith("build #1 napper: cancelled (cancelled by ")
+        assert out.rstrip().endswith(": wrong day)")
+        wait_gone(job_pid, 1)  # it went on SIGTERM: no grace needed
+        out, err = runner.communicate(timeout=10)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 1  # README "Exit codes": a cancelled build exits 1
+    assert re.search(r"build #1 napper: cancelled in \S+ \(cancelled by .*: wrong day\)", out)
+    detail = project.show(1)
+    assert detail["state"] == "cancelled"
+    assert detail["reason"] == detail["cancel_reason"]
+    assert detail["reason"].endswith(": wrong day")
+    # the job is free again at once
+    code, out, err = project.run("build", "napper", env={"NAP": "0.1"})
+    assert code == 0, err
+
+
+def test_cancel_kills_a_job_that_ignores_sigterm_after_the_grace(project: Project) -> None:
+    runner = project.start("build", "stubborn")
+    try:
+        job_pid = int(wait_for(project.config.parent / "stubborn.pid"))
+        time.sleep(0.2)  # let it settle into ignoring SIGTERM
+        code, out, err = project.run("cancel", "1")
+        assert code == 0, err
+        assert "cancel requested" in out
+        # found within a second's poll, SIGTERM ignored, SIGKILL after kill_grace (1 s)
+        took = wait_gone(job_pid, 5)
+        assert took >= 0.5
+        runner.communicate(timeout=10)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 1
+    assert project.show(1)["state"] == "cancelled"
+
+
+def test_cancel_of_an_inline_build(project: Project) -> None:
+    runner = project.start("build", "inline_napper")
+    try:
+        wait_for(project.config.parent / "inline.pid")
+        code, out, err = project.run("cancel", "1", "--wait", "--format", "json")
+        assert code == 0, err
+        [build] = json.loads(out)
+        assert build["state"] == "cancelled"
+        out, err = runner.communicate(timeout=10)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 1, err
+    # an inline build beats its heartbeat too (from a thread beside the job)
+    assert project.show(1)["heartbeat"] > project.show(1)["started"]
+
+
+def test_cancel_of_a_finished_build_changes_nothing(project: Project) -> None:
+    code, _out, err = project.run("build", "napper", env={"NAP": "0"})
+    assert code == 0, err
+    before = project.show(1)
+    code, _, err = project.run("cancel", "1")
+    assert code == 5
+    assert err == "Error: build 1 has already finished (success): nothing to cancel\n"
+    assert project.show(1) == before
+    code, _, err = project.run("cancel", "7")
+    assert code == 2
+    assert err == "Error: build 7 not found\n"
+
+
+def test_reap_command_records_a_dead_runner(project: Project) -> None:
+    runner = project.start("build", "napper")
+    job_pid = int(wait_for(project.config.parent / "napper.pid"))
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=10)
+    wait_gone(job_pid, 5)
+    storage = open_storage(storage_url(project))
+    try:  # read straight from storage: nothing has reaped it yet
+        assert storage.get_build(1).state is BuildState.RUNNING
+    finally:
+        storage.close()
+    code, out, err = project.run("reap", "--format", "json")
+    assert code == 0, err
+    [build] = json.loads(out)
+    assert build["state"] == "abandoned"
+    assert build["reason"] == f"process {runner.pid}@{socket.gethostname()} died without a result"
+    code, out, err = project.run("reap")
+    assert (code, out) == (0, "no abandoned builds\n")

@@ -197,6 +197,40 @@ def test_heartbeat_updates_running_builds_only(storage: Storage) -> None:
 # -- listing ---------------------------------------------------------------------------------
 
 
+def test_cancel_request_of_a_running_build(storage: Storage) -> None:
+    build = claim(storage)
+    other = claim(storage, "other")
+    assert storage.cancel_requests([build.id, other.id]) == {}
+    asked = storage.request_cancel(build.id, "cancelled by ann@a: wrong data")
+    assert asked.state is BuildState.RUNNING  # its runner stops it
+    assert asked.cancel_reason == "cancelled by ann@a: wrong data"
+    assert_utc(asked.cancel_requested)
+    # the first request stands
+    again = storage.request_cancel(build.id, "cancelled by bob@b")
+    assert again.cancel_reason == "cancelled by ann@a: wrong data"
+    assert again.cancel_requested == asked.cancel_requested
+    assert storage.cancel_requests([build.id, other.id, 999]) == {
+        build.id: "cancelled by ann@a: wrong data"}
+    storage.finish_build(build.id, BuildState.CANCELLED, reason=asked.cancel_reason)
+    assert storage.cancel_requests([build.id]) == {}  # only running builds are asked
+
+
+def test_cancel_request_of_a_finished_build_changes_nothing(storage: Storage) -> None:
+    done = built(storage, "job", BuildState.SUCCESS)
+    after = storage.request_cancel(done.id, "cancelled by ann@a")
+    assert after == storage.get_build(done.id)
+    assert after.state is BuildState.SUCCESS
+    assert after.cancel_requested is None
+    with pytest.raises(BuildNotFoundError):
+        storage.request_cancel(999, "cancelled by ann@a")
+
+
+def test_storage_clock_is_close_to_this_one(storage: Storage) -> None:
+    # on one machine the database's clock and ours agree; the offset is measured, not zero
+    assert abs((storage.now() - utcnow()).total_seconds()) < 1
+    assert_utc(storage.now())
+
+
 @pytest.fixture
 def history(storage: Storage) -> list[Build]:
     """Eight builds of jobs a and b in known states, oldest first."""

@@ -47,9 +47,9 @@ def main(ctx: click.Context, config: str | None, storage: str | None, debug: boo
 
 
 def _register() -> None:
-    from jobcontrol.cli import admin, build, history, jobs, logs, status, web
+    from jobcontrol.cli import admin, build, control, history, jobs, logs, status, web
 
-    for module in (build, status, history, logs, jobs, admin, web):
+    for module in (build, status, history, logs, jobs, control, admin, web):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -70,6 +70,9 @@ def show(jc: Any, build_id: int, fmt: str) -> None:
     ]
     if build.retry_of:
         lines.append(("retry of", f"#{build.retry_of}"))
+    if build.cancel_requested and not build.state.finished:
+        lines.append(("cancel requested", f"{isoformat(build.cancel_requested)} "
+                                          f"({build.cancel_reason})"))
     if build.dependency_builds:
         lines.append(("consumed", ", ".join(f"{job} #{bid}"
                                             for job, bid in build.dependency_builds.items())))

@@ -121,7 +121,7 @@ def config_command(jc: Any, fmt: str) -> None:
                    "jobs": [job_json(j) for j in config.jobs.values()]})
         return
     click.echo(f"# {config.path} (rendered)")
-    click.echo(config.rendered.rstrip("\n"))
+    click.echo(config.masker.text(config.rendered).rstrip("\n"))
     click.echo("\n# as loaded, with defaults applied:")
     click.echo(yaml.safe_dump({"jobs": [j.snapshot() for j in config.jobs.values()]},
                               sort_keys=False, allow_unicode=True).rstrip("\n"))

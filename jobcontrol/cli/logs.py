@@ -65,8 +65,8 @@ def logs(jc: Any, build_id: int, follow: bool, level: int, fmt: str, interval: f
                 continue
             # wakes when a line or the outcome is committed (PostgreSQL: LISTEN/NOTIFY;
             # other storages poll every `interval`); at worst it looks again after a while
-            jc.storage.wait_for_logs(build_id, after, FOLLOW_WAIT, min_level=level,
-                                     poll_interval=interval)
+            jc.wait_for_logs(build_id, after, FOLLOW_WAIT, min_level=level,
+                             poll_interval=interval)
 
 
 COMMANDS = [logs]

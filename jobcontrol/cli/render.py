@@ -37,6 +37,8 @@ def build_detail_json(build: Build, progress: list[ProgressItem]) -> dict[str, A
         "pid": build.pid,
         "heartbeat": isoformat(build.heartbeat),
         "definition": build.definition,
+        "cancel_requested": isoformat(build.cancel_requested),
+        "cancel_reason": build.cancel_reason,
     })
     return data
 

@@ -44,6 +44,8 @@ _READ_SIZE = 1 << 16
 MAX_BUFFERED_RECORDS = 200_000
 #: how long a build's outcome is retried against a storage that is down, in seconds
 FINISH_RETRY_WINDOW = 300.0
+#: seconds between two looks for cancel requests (``jobcontrol cancel`` from anywhere)
+CANCEL_POLL_INTERVAL = 1.0
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class LocalExecutor:
         flush_interval: float = 0.2,
         flush_records: int = 2000,
         masker: Masker | None = None,
+        cancel_poll_interval: float = CANCEL_POLL_INTERVAL,
     ) -> None:
         self.storage = storage
         self.observer = observer or BuildObserver()
@@ -121,10 +124,15 @@ class LocalExecutor:
         self.kill_grace = kill_grace
         self.flush_interval = flush_interval
         self.flush_records = flush_records
+        self.cancel_poll_interval = cancel_poll_interval
+        self._last_cancel_poll = time.monotonic()
         self._running: dict[int, _Running] = {}
         self._finished: list[Build] = []
         self._stop_request: tuple[BuildState, str] | None = None
         self._inline: _Running | None = None
+        self._inline_watcher: _InlineWatcher | None = None
+        #: the inline build a cancel request was found for (read by the SIGUSR1 handler)
+        self._inline_cancel: tuple[int, str] | None = None
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
 
@@ -200,7 +208,11 @@ class LocalExecutor:
 
             old_alarm = signal.signal(signal.SIGALRM, on_alarm)
             signal.setitimer(signal.ITIMER_REAL, entry.timeout)
+        old_usr1 = None
+        if in_main:
+            old_usr1 = signal.signal(signal.SIGUSR1, self._on_inline_cancel)
         self._inline = entry
+        self._watch_inline()
 
         def emit(frame: Frame) -> None:
             self._handle(entry, frame)
@@ -220,10 +232,35 @@ class LocalExecutor:
             entry.outcome = Outcome(exc.state, exc.reason)
         finally:
             self._inline = None
+            if old_usr1 is not None:
+                signal.signal(signal.SIGUSR1, old_usr1)
             if old_alarm is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, old_alarm)
         self._finish(entry)
+
+    def _watch_inline(self) -> None:
+        """Start the thread that beats inline builds' heartbeats and finds their cancel
+        requests (one for the executor's life: a thread per build would cost more than a
+        quick job)."""
+        if self._inline_watcher is None:
+            self._inline_watcher = _InlineWatcher(self)
+            self._inline_watcher.start()
+
+    def _inline_cancelled(self, build_id: int, reason: str) -> None:
+        """Called by the watcher thread: interrupt the inline build in the main thread."""
+        if threading.current_thread() is threading.main_thread():  # pragma: no cover
+            return
+        self._inline_cancel = (build_id, reason)
+        main = threading.main_thread()
+        if main.ident is not None:
+            signal.pthread_kill(main.ident, signal.SIGUSR1)
+
+    def _on_inline_cancel(self, signum: int, frame: object) -> None:
+        request, self._inline_cancel = self._inline_cancel, None
+        if request is not None and self._inline is not None \
+                and self._inline.build.id == request[0]:  # not a build started since
+            raise BuildInterrupted(BuildState.CANCELLED, request[1])
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -234,6 +271,7 @@ class LocalExecutor:
         if any(entry.logs or entry.progress for entry in self._running.values()):
             wake = min(wake, self._last_flush + self.flush_interval)
         wake = min(wake, self._last_heartbeat + self.heartbeat_interval)
+        wake = min(wake, self._last_cancel_poll + self.cancel_poll_interval)
         for entry in self._running.values():
             if entry.child and entry.child.pidfd is None:
                 wake = min(wake, now + 0.05)  # no pidfd: poll for exits
@@ -277,6 +315,24 @@ class LocalExecutor:
                     self.storage.heartbeat(ids)
                 except StorageError as exc:  # the next beat tries again
                     logger.warning("heartbeat not recorded: %s", exc)
+        if now - self._last_cancel_poll >= self.cancel_poll_interval:
+            self._last_cancel_poll = now
+            self._stop_cancelled(now)
+
+    def _stop_cancelled(self, now: float) -> None:
+        """Terminate the builds someone asked to stop (through the storage)."""
+        ids = [build_id for build_id, entry in self._running.items()
+               if entry.child is not None and entry.stop is None and entry.outcome is None]
+        if not ids:
+            return
+        try:
+            requests = self.storage.cancel_requests(ids)
+        except StorageError as exc:  # the next poll tries again
+            logger.warning("cancel requests not read: %s", exc)
+            return
+        for build_id, reason in requests.items():
+            entry = self._running[build_id]
+            self._terminate(entry, Outcome(BuildState.CANCELLED, reason or "cancelled"), now)
 
     def _read(self, entry: _Running, fd: int) -> None:
         """Read what is there; returns at EOF or when the pipe is empty."""
@@ -448,3 +504,33 @@ class LocalExecutor:
                                        f"within {FINISH_RETRY_WINDOW:.0f}s")
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+
+class _InlineWatcher(threading.Thread):
+    """Beside inline builds (which run in the caller's thread): beats the heartbeat of the
+    one running and looks for a request to cancel it."""
+
+    def __init__(self, executor: LocalExecutor) -> None:
+        super().__init__(name="jobcontrol-inline-watcher", daemon=True)
+        self.executor = executor
+
+    def run(self) -> None:
+        executor = self.executor
+        tick = min(executor.heartbeat_interval, executor.cancel_poll_interval)
+        last_beat = time.monotonic()
+        while True:
+            time.sleep(tick)
+            entry = executor._inline
+            if entry is None:
+                continue
+            build_id = entry.build.id
+            try:
+                if time.monotonic() - last_beat >= executor.heartbeat_interval:
+                    last_beat = time.monotonic()
+                    executor.storage.heartbeat([build_id])
+                reason = executor.storage.cancel_requests([build_id]).get(build_id)
+            except StorageError as exc:  # the next tick tries again
+                logger.warning("inline build %s not watched: %s", build_id, exc)
+                continue
+            if reason is not None:
+                executor._inline_cancelled(build_id, reason or "cancelled")

@@ -23,6 +23,7 @@ from jobcontrol.models import (
     ProgressItem,
     StoredValue,
 )
+from jobcontrol.timeutil import utcnow
 
 _S = TypeVar("_S", bound="Storage")
 
@@ -102,6 +103,27 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         """Set the heartbeat of these running builds to now."""
+
+    @abc.abstractmethod
+    def request_cancel(self, build_id: int, reason: str) -> Build:
+        """Ask a build to stop, and return it as it now stands.
+
+        A ``queued`` build is ``cancelled`` at once with ``reason``; a ``running`` build gets
+        the request recorded (``cancel_requested``, ``cancel_reason``; the first request
+        stands) and its runner stops it (see :meth:`cancel_requests`); a finished build is
+        returned unchanged. Raises :class:`~jobcontrol.errors.BuildNotFoundError`.
+        """
+
+    @abc.abstractmethod
+    def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
+        """Of these builds, the running ones asked to stop: ``{build_id: reason}``."""
+
+    def now(self) -> datetime:
+        """The storage's clock (UTC): every host sharing a storage judges heartbeats by it.
+
+        The database server's where there is one; this machine's otherwise.
+        """
+        return utcnow()
 
     @abc.abstractmethod
     def get_build(self, build_id: int) -> Build:

@@ -164,6 +164,28 @@ class MemoryStorage(Storage):
                 if build is not None and build.state is BuildState.RUNNING:
                     self._builds[build_id] = dataclasses.replace(build, heartbeat=now)
 
+    def request_cancel(self, build_id: int, reason: str) -> Build:
+        with self._lock:
+            build = self._get(build_id)
+            now = utcnow()
+            if build.state is BuildState.QUEUED:
+                build = dataclasses.replace(build, state=BuildState.CANCELLED, reason=reason,
+                                            finished=now)
+            elif build.state is BuildState.RUNNING and build.cancel_requested is None:
+                build = dataclasses.replace(build, cancel_requested=now, cancel_reason=reason)
+            self._builds[build_id] = build
+            return _copy(build)
+
+    def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
+        with self._lock:
+            self._check_open()
+            return {
+                build.id: build.cancel_reason or ""
+                for build in map(self._builds.get, build_ids)
+                if build is not None and build.state is BuildState.RUNNING
+                and build.cancel_requested is not None
+            }
+
     def get_build(self, build_id: int) -> Build:
         with self._lock:
             return _copy(self._get(build_id))

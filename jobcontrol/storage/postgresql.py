@@ -29,6 +29,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -44,6 +45,7 @@ from jobcontrol.models import (
 )
 from jobcontrol.storage.base import as_utc
 from jobcontrol.storage.sql import SqlStorage
+from jobcontrol.timeutil import utcnow
 
 try:
     import psycopg2
@@ -163,6 +165,8 @@ class PostgreSQLStorage(SqlStorage):
         self._listen_lock = threading.Lock()
         self._listen_conn: Any = None
         self._listening: str | None = None
+        #: the server's clock minus this machine's, measured on each connect
+        self._clock_offset = timedelta()
 
     @classmethod
     def from_url(cls, url: str, base_dir: str | os.PathLike[str] | None = None
@@ -185,10 +189,17 @@ class PostgreSQLStorage(SqlStorage):
             ) from exc
         try:
             conn.autocommit = True  # reads need no transaction; writes say BEGIN themselves
-            if self.schema:
-                with conn.cursor() as cur:
+            with conn.cursor() as cur:
+                if self.schema:
                     cur.execute(pgsql.SQL("SET search_path TO {}").format(
                         pgsql.Identifier(self.schema)))
+                # heartbeats are judged by the server's clock, whichever host writes them;
+                # measured once a connection, not asked on every write
+                before = utcnow()
+                cur.execute("SELECT clock_timestamp()")
+                server = as_utc(cur.fetchone()[0])
+                after = utcnow()
+                self._clock_offset = server - (before + (after - before) / 2)
         except BaseException:
             conn.close()
             raise
@@ -340,6 +351,19 @@ class PostgreSQLStorage(SqlStorage):
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
+
+    def request_cancel(self, build_id: int, reason: str) -> Build:
+        # repeating it is harmless: the first request stands
+        return self._retry(functools.partial(super().request_cancel, build_id, reason),
+                           f"cancelling build {build_id}")
+
+    def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
+        return self._retry(functools.partial(super().cancel_requests, build_ids),
+                           "reading cancel requests")
+
+    def now(self) -> datetime:
+        """The server's clock, as this machine's plus the offset measured on connecting."""
+        return utcnow() + self._clock_offset
 
     def get_build(self, build_id: int) -> Build:
         return self._retry(functools.partial(super().get_build, build_id), "reading a build")

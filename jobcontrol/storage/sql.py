@@ -57,7 +57,6 @@ from jobcontrol.storage.queries import (
     job_summaries_sql,
 )
 from jobcontrol.storage.schema import Migration, load_migrations
-from jobcontrol.timeutil import utcnow
 
 __all__ = ["BUILD_COLUMNS", "Migration", "SqlStorage", "load_migrations"]
 
@@ -234,7 +233,8 @@ class SqlStorage(Storage):
     def _build_from_row(self, row: Sequence[Any]) -> Build:
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
-         result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of) = row
+         result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
+         cancel_requested, cancel_reason) = row
         return Build(
             id=build_id,
             job_id=job_id,
@@ -255,6 +255,8 @@ class SqlStorage(Storage):
                 else ExceptionInfo(exc_type, exc_message or "", exc_traceback or "")
             ),
             retry_of=retry_of,
+            cancel_requested=self._time(cancel_requested),
+            cancel_reason=cancel_reason,
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:
@@ -319,7 +321,7 @@ class SqlStorage(Storage):
                 cur.execute(
                     self._q("INSERT INTO jobcontrol_schema (version, name, applied) "
                             "VALUES (?, ?, ?)"),
-                    (migration.version, migration.name, self._time_param(utcnow())),
+                    (migration.version, migration.name, self._time_param(self.now())),
                 )
                 version = migration.version
         return version
@@ -371,7 +373,7 @@ class SqlStorage(Storage):
             running = [row[0] for row in cur.fetchall()]
             if len(running) >= concurrency:
                 raise JobAlreadyRunningError(job_id, running)
-            now = self._time_param(utcnow())
+            now = self._time_param(self.now())
             build_id = self._insert_id(
                 cur,
                 "INSERT INTO builds (job_id, state, definition, definition_hash, "
@@ -401,7 +403,7 @@ class SqlStorage(Storage):
                     "WHERE id = ? AND state IN (?, ?)"
                 ),
                 (
-                    state.value, reason, self._time_param(utcnow()),
+                    state.value, reason, self._time_param(self.now()),
                     result.kind if result else None, result.data if result else None,
                     exception.type if exception else None,
                     exception.message if exception else None,
@@ -418,7 +420,7 @@ class SqlStorage(Storage):
         if not ids:
             return
         with self._transaction() as cur:
-            now = self._time_param(utcnow())
+            now = self._time_param(self.now())
             for start in range(0, len(ids), MAX_IN_PARAMS):
                 chunk = ids[start:start + MAX_IN_PARAMS]
                 cur.execute(
@@ -426,6 +428,35 @@ class SqlStorage(Storage):
                             f"WHERE state = ? AND id IN ({in_params(chunk)})"),
                     (now, BuildState.RUNNING.value, *chunk),
                 )
+
+    def request_cancel(self, build_id: int, reason: str) -> Build:
+        with self._transaction() as cur:
+            now = self._time_param(self.now())
+            cur.execute(
+                self._q("UPDATE builds SET state = ?, reason = ?, finished = ? "
+                        "WHERE id = ? AND state = ?"),
+                (BuildState.CANCELLED.value, reason, now, build_id, BuildState.QUEUED.value),
+            )
+            cur.execute(
+                self._q("UPDATE builds SET cancel_requested = ?, cancel_reason = ? "
+                        "WHERE id = ? AND state = ? AND cancel_requested IS NULL"),
+                (now, reason, build_id, BuildState.RUNNING.value),
+            )
+            return self._fetch_build(cur, build_id)
+
+    def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
+        ids = list(dict.fromkeys(build_ids))
+        found: dict[int, str] = {}
+        with self._cursor() as cur:
+            for start in range(0, len(ids), MAX_IN_PARAMS):
+                chunk = ids[start:start + MAX_IN_PARAMS]
+                cur.execute(
+                    self._q(f"SELECT id, cancel_reason FROM builds WHERE state = ? "
+                            f"AND cancel_requested IS NOT NULL AND id IN ({in_params(chunk)})"),
+                    (BuildState.RUNNING.value, *chunk),
+                )
+                found.update((int(build_id), reason or "") for build_id, reason in cur)
+        return found
 
     def get_build(self, build_id: int) -> Build:
         with self._cursor() as cur:
@@ -555,7 +586,7 @@ class SqlStorage(Storage):
     def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
         if not items:
             return
-        now = utcnow()
+        now = self.now()
         rows = [
             (
                 build_id,
