@@ -25,7 +25,7 @@ from jobcontrol.timeutil import utcnow
 from jobcontrol.web import create_app, create_app_from_env
 from tests.conftest import make_storage
 from tests.support import Cli, make_project
-from tests.web_support import FakeCancelJobControl, csrf_from, page_token
+from tests.web_support import csrf_from, page_token
 
 ROOT = Path(__file__).parent.parent
 HOSTILE = "<script>alert('x')</script>"
@@ -73,8 +73,8 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def jc(config: Path, shared_storage: Storage) -> FakeCancelJobControl:
-    return FakeCancelJobControl.from_config(config, shared_storage)  # type: ignore[return-value]
+def jc(config: Path, shared_storage: Storage) -> JobControl:
+    return JobControl.from_config(config, shared_storage)
 
 
 @pytest.fixture
@@ -306,26 +306,38 @@ def test_page_delete_redirects_to_the_job(client: Any, jc: JobControl) -> None:
     assert jc.storage.list_builds() == []
 
 
-# -- cancel (JobControl.cancel from main; a fake of its contract until it is merged) ---------
+# -- cancel ----------------------------------------------------------------------------------
 
 
-def test_cancel_from_the_api_and_the_page(client: Any, jc: FakeCancelJobControl) -> None:
+def test_cancel_a_launched_build_from_the_api(client: Any, jc: JobControl) -> None:
     token = client.get("/api/v1/csrf").get_json()["csrf_token"]
-    first, second = hostile_build(jc, BuildState.RUNNING), hostile_build(jc, BuildState.RUNNING)
-    response = client.post(f"/api/v1/builds/{first}/cancel", json={"reason": "wrong input"},
-                           headers={"X-CSRFToken": token})
-    assert response.status_code == 200
-    assert response.get_json()["build"]["state"] == "cancelled"
-    again = client.post(f"/api/v1/builds/{first}/cancel", headers={"X-CSRFToken": token})
-    assert again.status_code == 409
-    bad = client.post(f"/api/v1/builds/{second}/cancel", json={"reason": 5},
-                      headers={"X-CSRFToken": token})
+    headers = {"X-CSRFToken": token}
+    started = client.post("/api/v1/jobs/slow/launch", headers=headers).get_json()["build"]
+    response = client.post(f"/api/v1/builds/{started['id']}/cancel",
+                           json={"reason": "wrong input"}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    build = wait_finished(jc, started["id"])
+    assert build.state is BuildState.CANCELLED
+    assert build.reason == "cancelled by web: wrong input"
+    again = client.post(f"/api/v1/builds/{started['id']}/cancel", headers=headers)
+    assert again.status_code == 409 and "nothing to cancel" in again.get_json()["error"][
+        "message"]
+    bad = client.post(f"/api/v1/builds/{started['id']}/cancel", json={"reason": 5},
+                      headers=headers)
     assert bad.status_code == 400
-    page = client.post(f"/builds/{second}/cancel", data={"csrf_token": token})
-    assert page.status_code == 303 and page.headers["Location"].endswith(f"/builds/{second}")
-    assert jc.calls == [(first, "web", "wrong input"), (first, "web", None),
-                        (second, "web", None)]
-    assert "is cancelled" in client.get(f"/builds/{second}").get_data(as_text=True)
+    assert client.post("/api/v1/builds/999/cancel", headers=headers).status_code == 404
+
+
+def test_cancel_button_asks_the_runner_to_stop(client: Any, jc: JobControl) -> None:
+    build_id = hostile_build(jc, BuildState.RUNNING)  # a runner elsewhere: only asked
+    token = page_token(client, f"/builds/{build_id}")
+    page = client.post(f"/builds/{build_id}/cancel", data={"csrf_token": token})
+    assert page.status_code == 303 and page.headers["Location"].endswith(f"/builds/{build_id}")
+    html = client.get(f"/builds/{build_id}").get_data(as_text=True)
+    assert f"cancel of build #{build_id} requested" in html
+    done = hostile_build(jc)
+    refused = client.post(f"/builds/{done}/cancel", data={"csrf_token": token})
+    assert refused.status_code == 409 and "nothing to cancel" in refused.get_data(as_text=True)
 
 
 # -- launching real builds in the background -------------------------------------------------
