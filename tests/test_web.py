@@ -534,3 +534,40 @@ def test_cli_does_not_import_flask() -> None:
             "assert 'flask' not in sys.modules, 'flask imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_gunicorn_serves_create_app_from_env(config: Path, tmp_path: Path) -> None:
+    """The README's gunicorn command, for real."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    if shutil.which("gunicorn") is None and not Path(sys.executable).with_name(
+            "gunicorn").exists():
+        pytest.skip("gunicorn is not installed (pip install '.[test]')")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBCONTROL_CONFIG": str(config),
+           "JOBCONTROL_STORAGE": f"sqlite:///{tmp_path / 'g.db'}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+         "jobcontrol.web:create_app_from_env()"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/jobs") as reply:
+                    jobs = json.loads(reply.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not answer"
+                assert process.poll() is None, "gunicorn exited"
+                time.sleep(0.2)
+        assert [row["job"] for row in jobs] == ["fetch", "report", "slow"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
