@@ -17,7 +17,8 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.10",
     packages=find_packages(include=["jobcontrol", "jobcontrol.*"]),
-    package_data={"jobcontrol": ["py.typed", "storage/migrations/*/*.sql"]},
+    package_data={"jobcontrol": ["py.typed", "storage/migrations/*/*.sql",
+                                 "web/templates/*.html", "web/static/*"]},
     install_requires=[
         "click>=8.1",
         "PyYAML>=6.0",
@@ -27,8 +28,12 @@ setup(
     extras_require={
         # psycopg2-binary: a wheel with libpq inside, so no compiler or headers are needed
         "postgresql": ["psycopg2-binary>=2.9"],
-        # the PostgreSQL tests run too (they skip without $JOBCONTROL_TEST_POSTGRESQL)
-        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100"],
+        # the web UI and JSON API: jobcontrol web, or jobcontrol.web.create_app under WSGI
+        "web": ["Flask>=3.0", "Flask-WTF>=1.2"],
+        # the PostgreSQL tests run too (they skip without $JOBCONTROL_TEST_POSTGRESQL); the
+        # browser test drives Debian's chromium with playwright (no browser download)
+        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100",
+                 "Flask>=3.0", "Flask-WTF>=1.2", "playwright>=1.40", "gunicorn>=21"],
     },
     entry_points={"console_scripts": ["jobcontrol = jobcontrol.cli:main"]},
     classifiers=[

@@ -24,6 +24,7 @@ from jobcontrol._config_values import (
     runner_settings,
     secret_list,
     type_name,
+    web_settings,
 )
 from jobcontrol._config_yaml import Document, MarkedDict, MarkedList, Pos
 from jobcontrol.config import (
@@ -32,6 +33,7 @@ from jobcontrol.config import (
     Location,
     RetvalRef,
     RunnerSettings,
+    WebSettings,
     iter_retvals,
 )
 from jobcontrol.errors import ConfigError, CycleError
@@ -40,7 +42,7 @@ from jobcontrol.secrets import secret_values
 
 __all__ = ["DEFAULT_KEYS", "JOB_KEYS", "PARSERS", "TOP_KEYS", "build_config"]
 
-TOP_KEYS = ("storage", "defaults", "runner", "secrets", "jobs")
+TOP_KEYS = ("storage", "defaults", "runner", "secrets", "web", "jobs")
 JOB_KEYS = (
     "id",
     "function",
@@ -148,8 +150,10 @@ class _Validator:
         runner = RunnerSettings(
             **runner_settings(root.get("runner"), self.top_field(root, "runner"))
         )
+        web = WebSettings(**web_settings(root.get("web"), self.top_field(root, "web")))
         secrets = set(document.env_values)
         secrets |= secret_list(root.get("secrets"), self.top_field(root, "secrets"))
+        secrets |= {value for value in (web.secret_key, web.token) if value}
         if "jobs" not in root:
             raise self.error(
                 "missing required key 'jobs' (a list of jobs; `jobs: []` for none)", root.start
@@ -185,6 +189,7 @@ class _Validator:
             storage=storage,
             rendered=rendered,
             runner=runner,
+            web=web,
             secrets=every,
         )
 

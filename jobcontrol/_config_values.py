@@ -24,6 +24,12 @@ RESULTS = ("json", "pickle")
 RETRY_KEYS = ("count", "delay", "backoff", "max_delay")
 RETENTION_KEYS = ("keep_last", "keep_for", "logs")
 RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace")
+WEB_KEYS = ("secret_key", "auth")
+WEB_AUTH_KEYS = ("users", "token")
+#: shortest ``secret_key`` and ``token`` accepted: a short one is guessable
+MIN_SECRET_LENGTH = 16
+#: the methods Werkzeug's ``generate_password_hash`` writes (``method$salt$hash``)
+PASSWORD_HASH_METHODS = ("scrypt", "pbkdf2")
 # names people reach for that difflib cannot connect to ours
 ALIASES = {
     "deps": "dependencies",
@@ -371,6 +377,61 @@ def secret_list(value: Any, at: Field) -> set[str]:
         if item:
             found.add(item)
     return found
+
+
+def web_settings(value: Any, at: Field) -> dict[str, Any]:
+    """``web: {secret_key, auth: {users: {name: hash}, token}}`` → WebSettings keywords.
+
+    Messages never quote a key, token or hash: they are secrets.
+    """
+    if value is None:
+        return {}
+    sub_mapping(value, at, WEB_KEYS, "{auth: {users: {alice: 'scrypt:...'}}}")
+    settings: dict[str, Any] = {}
+    if value.get("secret_key") is not None:
+        settings["secret_key"] = _secret_text(value["secret_key"], at.inner(value, "secret_key"))
+    auth = value.get("auth")
+    if auth is None:
+        return settings
+    at = at.inner(value, "auth")
+    sub_mapping(auth, at, WEB_AUTH_KEYS, "{users: {alice: 'scrypt:...'}} or {token: !env T}")
+    if auth.get("token") is not None:
+        settings["token"] = _secret_text(auth["token"], at.inner(auth, "token"))
+    users = auth.get("users")
+    if users is not None:
+        settings["users"] = _password_hashes(users, at.inner(auth, "users"))
+    return settings
+
+
+def _secret_text(value: Any, at: Field) -> str:
+    if not isinstance(value, str):
+        raise at.wrong_type(value, "a string (e.g. !env NAME)")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise at.error(f"{at.key} is too short: use at least {MIN_SECRET_LENGTH} random "
+                       f"characters (python -c 'import secrets; print(secrets.token_hex())')")
+    return value
+
+
+def _password_hashes(value: Any, at: Field) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise at.wrong_type(value, "a mapping of user name to password hash")
+    users = {}
+    for name, hashed in value.items():
+        pos = value.value_marks.get(name) if isinstance(value, MarkedDict) else None
+        if not isinstance(name, str) or not name or ":" in name:
+            key_pos = value.key_marks.get(name) if isinstance(value, MarkedDict) else None
+            raise at.error(f"a user name must be a non-empty string without ':', "
+                           f"got {type_name(name)}", key_pos or pos)
+        method = hashed.split(":", 1)[0] if isinstance(hashed, str) else ""
+        if method not in PASSWORD_HASH_METHODS or hashed.count("$") != 2:
+            raise at.error(
+                f"the password of user {name!r} must be a hash made by werkzeug.security."
+                f"generate_password_hash (python -c \"from werkzeug.security import "
+                f"generate_password_hash as h; print(h(input()))\"), never the password itself",
+                pos,
+            )
+        users[name] = hashed
+    return users
 
 
 PARSERS: dict[str, Callable[[Any, Field], Any]] = {

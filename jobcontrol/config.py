@@ -36,6 +36,7 @@ __all__ = [
     "RetryPolicy",
     "RetvalRef",
     "RunnerSettings",
+    "WebSettings",
     "find_config_path",
     "load_config",
     "parse_config",
@@ -205,6 +206,26 @@ class RunnerSettings:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    """``web:``: the web UI's secret key and who may use it.
+
+    ``users`` maps a user name to a Werkzeug password hash (``generate_password_hash``);
+    ``token`` is a shared secret API clients send as ``Authorization: Bearer TOKEN`` (and
+    people may log in with). Without either, the UI has no login and serves only loopback
+    unless told otherwise.
+    """
+
+    secret_key: str | None = field(default=None, repr=False)
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def auth(self) -> bool:
+        """True when a login is required (users or a token are configured)."""
+        return bool(self.users) or self.token is not None
+
+
 #: JobDefinition fields whose repr is masked
 _MASKED = ("title", "args", "kwargs")
 
@@ -311,6 +332,7 @@ class Config:
     storage: str | None = None
     rendered: str = field(default="", repr=False)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     #: every secret: the ``secrets:`` list, values read by ``!env``, and values under
     #: secret-looking keys (password, token, ...) in any job's args and kwargs
     secrets: frozenset[str] = field(default=frozenset(), repr=False)

@@ -343,7 +343,8 @@ class JobControl:
         wanted = {self.job(job_id).id for job_id in job_ids or ()}
         jobs = [job for job in self.config.jobs.values() if not wanted or job.id in wanted]
         self.reap()  # a build whose runner died is abandoned, so no longer spared as running
-        return prune(self.storage, jobs, self._run_cleanup, now=utcnow(), dry_run=dry_run)
+        return prune(self.storage, jobs, self._run_cleanup, now=self.storage.now(),
+                     dry_run=dry_run)
 
     def install(self) -> int:
         """Create or migrate the storage schema; returns its version."""

@@ -135,3 +135,14 @@ def stubborn(marker: str, seconds: float = 60) -> str:
     log.info("ignoring SIGTERM for %s seconds", seconds)
     time.sleep(seconds)
     return "outlasted"
+
+
+def steps(count: int = 5, delay: float = 0.2, name: str = "rows") -> dict:
+    """Works through ``count`` steps, logging and reporting progress at each, for the web
+    UI's live view to follow."""
+    for step in range(1, count + 1):
+        log.info("step %d of %d", step, count)
+        progress(step, count, f"{name} {step}/{count}", group=(name,))
+        time.sleep(delay)
+    log.warning("done with %d %s", count, name)
+    return {"steps": count, "name": name}

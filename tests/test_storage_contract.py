@@ -613,3 +613,39 @@ def test_wait_for_logs_wakes_when_the_writer_commits(storage: Storage, news: str
     finally:
         writer.join()
     assert 0.25 <= took < 5
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def test_settings_are_set_if_absent_unless_replaced(storage: Storage) -> None:
+    assert storage.get_setting("web.secret_key") is None
+    assert storage.set_setting("web.secret_key", "first") == "first"
+    # a second process generating its own value gets the stored one back, unchanged
+    assert storage.set_setting("web.secret_key", "second") == "first"
+    assert storage.get_setting("web.secret_key") == "first"
+    assert storage.set_setting("web.secret_key", "third", replace=True) == "third"
+    assert storage.get_setting("web.secret_key") == "third"
+    assert storage.get_setting("other") is None
+
+
+def test_settings_keep_any_text(storage: Storage) -> None:
+    value = "ünï ' \" ; -- \n\t" + "x" * 10_000
+    storage.set_setting("k'; DROP TABLE builds; --", value)
+    assert storage.get_setting("k'; DROP TABLE builds; --") == value
+
+
+def test_concurrent_set_if_absent_agrees(storage: Storage) -> None:
+    # threads share the object (the web server's threads do): one value wins for all
+    results: list[str] = []
+
+    def set_one(n: int) -> None:
+        results.append(storage.set_setting("key", f"value-{n}"))
+
+    threads = [threading.Thread(target=set_one, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1
+    assert storage.get_setting("key") == results[0]

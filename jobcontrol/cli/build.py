@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 import time
@@ -98,6 +100,40 @@ class TextObserver(BuildObserver):
         self._status_shown = True
 
 
+class AnnounceObserver(BuildObserver):
+    """Writes ``{"id", "job"}`` as a JSON line to a file descriptor when each build starts,
+    then passes every event on: how the web UI learns the id of a build it launched."""
+
+    def __init__(self, fd: int, inner: BuildObserver | None) -> None:
+        self.fd: int | None = fd
+        self.inner = inner or BuildObserver()
+
+    def build_started(self, build: Build) -> None:
+        if self.fd is not None:
+            line = json.dumps({"id": build.id, "job": build.job_id}) + "\n"
+            try:
+                os.write(self.fd, line.encode())
+            except OSError:  # the reader has gone (it needs only the first id): carry on
+                os.close(self.fd)
+                self.fd = None
+        self.inner.build_started(build)
+
+    def build_log(self, build: Build, record: LogRecord) -> None:
+        self.inner.build_log(build, record)
+
+    def build_progress(self, build: Build, item: ProgressItem) -> None:
+        self.inner.build_progress(build, item)
+
+    def build_finished(self, build: Build) -> None:
+        self.inner.build_finished(build)
+
+    def build_retrying(self, build: Build, delay: float, attempt: int, attempts: int) -> None:
+        self.inner.build_retrying(build, delay, attempt, attempts)
+
+    def job_not_built(self, job_id: str, reason: str) -> None:
+        self.inner.job_not_built(job_id, reason)
+
+
 @click.command()
 @click.argument("jobs", nargs=-1, required=True, shell_complete=complete_job_ids)
 @click.option("--deps", is_flag=True, help="First build every outdated upstream job.")
@@ -110,10 +146,13 @@ class TextObserver(BuildObserver):
               help="After a failure, let independent builds go on.")
 @click.option("-j", "--jobs", "parallel", type=click.IntRange(1, 256), default=1,
               show_default=True, help="Builds to run at once, where independent.")
+@click.option("--announce-fd", type=click.IntRange(0), hidden=True,
+              help="Write each started build's id as a JSON line to this descriptor.")
 @format_option
 @pass_jc
 def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdated: bool,
-          dry_run: bool, keep_going: bool, parallel: int, fmt: str) -> None:
+          dry_run: bool, keep_going: bool, parallel: int, announce_fd: int | None,
+          fmt: str) -> None:
     """Build JOBS (and, with --deps / --depending, the jobs around them).
 
     Exit status: 0 all built (or skipped), 1 a build failed or was cancelled, 3 dependencies
@@ -130,6 +169,8 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
                 click.echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
         return
     observer = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
+    if announce_fd is not None:
+        observer = AnnounceObserver(announce_fd, observer)
     try:
         builds = jc.build(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated,
                           keep_going=keep_going, parallel=parallel, observer=observer)

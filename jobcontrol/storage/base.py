@@ -251,6 +251,21 @@ class Storage(abc.ABC):
         :data:`DELETE_BATCH` builds a transaction.
         """
 
+    # -- settings ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_setting(self, key: str) -> str | None:
+        """The text stored under ``key``, or None."""
+
+    @abc.abstractmethod
+    def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
+        """Store ``value`` under ``key`` and return the value now stored.
+
+        Without ``replace`` an existing value is kept (and returned): set-if-absent, one
+        atomic step, so processes that each generate a value (a secret key, say) all end up
+        with the one that was stored first.
+        """
+
 
 # -- argument checks every backend shares, so all of them accept and refuse alike ------------
 

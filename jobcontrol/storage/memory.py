@@ -58,6 +58,7 @@ class MemoryStorage(Storage):
         self._builds: dict[int, Build] = {}
         self._logs: dict[int, list[LogRecord]] = {}
         self._progress: dict[int, dict[tuple[str, ...], ProgressItem]] = {}
+        self._settings: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str, base_dir: str | Path | None = None) -> MemoryStorage:
@@ -83,6 +84,7 @@ class MemoryStorage(Storage):
             self._builds.clear()
             self._logs.clear()
             self._progress.clear()
+            self._settings.clear()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -319,6 +321,20 @@ class MemoryStorage(Storage):
             self._check_open()
             groups = self._progress.get(build_id, {})
             return [groups[group] for group in sorted(groups)]
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        with self._lock:
+            self._check_open()
+            return self._settings.get(key)
+
+    def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
+        with self._lock:
+            self._check_open()
+            if replace or key not in self._settings:
+                self._settings[key] = str(value)
+            return self._settings[key]
 
 
     # -- housekeeping ------------------------------------------------------------------------

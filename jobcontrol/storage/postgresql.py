@@ -448,6 +448,15 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(functools.partial(super().delete_logs, build_ids, cutoffs),
                            "deleting log records")
 
+    # -- settings: an upsert or a read, harmless to repeat ------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        return self._retry(functools.partial(super().get_setting, key), "reading a setting")
+
+    def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
+        return self._retry(functools.partial(super().set_setting, key, value, replace=replace),
+                           f"storing setting {key!r}")
+
     # -- LISTEN/NOTIFY -----------------------------------------------------------------------
 
     def wait_for_logs(

@@ -712,3 +712,19 @@ class SqlStorage(Storage):
                 )
                 deleted += cur.rowcount
         return deleted
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        with self._cursor() as cur:
+            cur.execute(self._q("SELECT value FROM settings WHERE key = ?"), (key,))
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
+        on_conflict = "DO UPDATE SET value = excluded.value" if replace else "DO NOTHING"
+        with self._transaction() as cur:
+            cur.execute(self._q(f"INSERT INTO settings (key, value) VALUES (?, ?) "
+                                f"ON CONFLICT (key) {on_conflict}"), (key, value))
+            cur.execute(self._q("SELECT value FROM settings WHERE key = ?"), (key,))
+            return str(cur.fetchone()[0])

@@ -1,0 +1,167 @@
+"""The JSON API under ``/api/v1/``: the CLI's JSON shapes, errors as JSON with a status.
+
+Reads are GET; launching, cancelling and deleting are POST (CSRF token in the
+``X-CSRFToken`` header, or a bearer token); a GET of them is 405.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from flask_wtf.csrf import generate_csrf
+
+from jobcontrol.cli.render import build_detail_json, build_json, log_json, progress_json
+from jobcontrol.cli.status import status_json
+from jobcontrol.web.helpers import (
+    MAX_LIMIT,
+    BadParameter,
+    current_jc,
+    flag,
+    int_arg,
+    level_arg,
+    states_arg,
+)
+from jobcontrol.web.launch import LaunchOptions, launch
+from jobcontrol.web.present import job_detail, overall_percent
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def who() -> str:
+    """Who asked, for the record of a cancel: the logged-in user, or just "web"."""
+    return "web" if g.get("user") in (None, "local") else f"web user {g.user}"
+
+
+def _body() -> Any:
+    """The request's JSON object, or its form."""
+    if not request.is_json:
+        return request.form
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadParameter("the body must be a JSON object")
+    return body
+
+
+def launch_options(source: Any) -> LaunchOptions:
+    """The ``deps``, ``depending`` and ``if_outdated`` choices of a form or JSON body."""
+    return LaunchOptions(deps=flag(source, "deps"), depending=flag(source, "depending"),
+                         if_outdated=flag(source, "if_outdated"))
+
+
+@bp.get("/csrf")
+def csrf_token() -> Any:
+    """A CSRF token for this session, to send back as the ``X-CSRFToken`` header."""
+    return jsonify({"csrf_token": generate_csrf()})
+
+
+@bp.get("/jobs")
+def jobs() -> Any:
+    tag = request.args.get("tag") or None
+    return jsonify([status_json(s) for s in current_jc().status(tag=tag)])
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str) -> Any:
+    jc = current_jc()
+    data = job_detail(jc, job_id)
+    [status] = jc.status([job_id])
+    data["status"] = status_json(status)
+    return jsonify(data)
+
+
+@bp.get("/jobs/<job_id>/builds")
+def job_builds(job_id: str) -> Any:
+    current_jc().job(job_id)
+    return _builds(job_id)
+
+
+@bp.get("/builds")
+def builds() -> Any:
+    job_id = request.args.get("job") or None
+    if job_id is not None:
+        current_jc().job(job_id)
+    return _builds(job_id)
+
+
+def _builds(job_id: str | None) -> Any:
+    found = current_jc().builds(
+        job_id, states=states_arg(), limit=int_arg("limit", 20, low=1, high=MAX_LIMIT),
+        before_id=int_arg("before", low=1),
+    )
+    return jsonify([build_json(b) for b in found])
+
+
+@bp.get("/builds/<int:build_id>")
+def build(build_id: int) -> Any:
+    jc = current_jc()
+    found = jc.get_build(build_id)
+    return jsonify(build_detail_json(found, jc.progress(build_id)))
+
+
+@bp.get("/builds/<int:build_id>/logs")
+def logs(build_id: int) -> Any:
+    """Log records after the ``after`` cursor (a ``seq``); poll again with the returned
+    ``after`` to tail a running build until ``finished``."""
+    jc = current_jc()
+    after = int_arg("after", 0, low=0) or 0
+    limit = int_arg("limit", 1000, low=1, high=10_000)
+    # the state first: records read after it include every line a finished build wrote
+    state = jc.get_build(build_id).state
+    records = jc.logs(build_id, min_level=level_arg(), after_seq=after, limit=limit)
+    return jsonify({
+        "build": build_id,
+        "state": state.value,
+        "finished": state.finished,
+        "records": [log_json(r) for r in records],
+        "after": records[-1].seq if records else after,
+    })
+
+
+@bp.get("/builds/<int:build_id>/progress")
+def progress(build_id: int) -> Any:
+    jc = current_jc()
+    found = jc.get_build(build_id)
+    items = jc.progress(build_id)
+    return jsonify({"build": build_id, "state": found.state.value,
+                    "percent": overall_percent(items),
+                    "items": [progress_json(item) for item in items]})
+
+
+@bp.get("/graph")
+def graph() -> Any:
+    return jsonify({
+        s.job.id: {"dependencies": list(s.job.dependencies), "last_state": s.last_state,
+                   "outdated": s.outdated.outdated}
+        for s in current_jc().status()
+    })
+
+
+@bp.post("/jobs/<job_id>/launch")
+def launch_job(job_id: str) -> Any:
+    """Start ``build JOB`` in the background: 202 with the first build it started."""
+    jc = current_jc()
+    jc.job(job_id)
+    options = launch_options(_body())
+    started = launch(str(jc.config.path), jc.storage.url, job_id, options)
+    first = jc.get_build(started.build_id) if started.build_id is not None else None
+    response = jsonify({"build": build_json(first) if first else None, "pid": started.pid,
+                        "message": started.message})
+    response.status_code = 202
+    return response
+
+
+@bp.post("/builds/<int:build_id>/cancel")
+def cancel(build_id: int) -> Any:
+    reason = _body().get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise BadParameter("reason must be a string")
+    cancelled = current_jc().cancel(build_id, by=who(), reason=reason)
+    return jsonify({"build": build_json(cancelled)})
+
+
+@bp.post("/builds/<int:build_id>/delete")
+@bp.delete("/builds/<int:build_id>")
+def delete(build_id: int) -> Any:
+    deleted = current_jc().delete_build(build_id)
+    return jsonify({"deleted": build_json(deleted)})

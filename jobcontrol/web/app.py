@@ -1,0 +1,103 @@
+"""The app factory: ``create_app(jobcontrol)`` for any WSGI server, ``create_app_from_env()``
+for servers that import a module path (gunicorn)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from jobcontrol.errors import JobControlError
+from jobcontrol.timeutil import format_duration
+from jobcontrol.web import api, auth, pages
+from jobcontrol.web.helpers import EXTENSION, error_response, http_status
+from jobcontrol.web.security import init_security, secret_key
+from jobcontrol.web.text import clean_text
+
+#: ``create_app_from_env`` reads these, besides ``$JOBCONTROL_CONFIG`` and ``$JOBCONTROL_STORAGE``
+INSECURE_ENV = "JOBCONTROL_WEB_INSECURE_NO_AUTH"
+
+
+def create_app(jobcontrol: Any, *, insecure_no_auth: bool = False) -> Flask:
+    """A Flask app serving the web UI and the JSON API of ``jobcontrol`` (a JobControl).
+
+    Without ``web: auth:`` in the config the app answers only loopback clients, unless
+    ``insecure_no_auth``. The secret key comes from the config or is generated once and
+    kept in the storage.
+    """
+    app = Flask(__name__)
+    settings = jobcontrol.config.web
+    app.config.update(
+        SECRET_KEY=secret_key(settings, jobcontrol.storage),
+        JOBCONTROL_WEB=settings,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION] = jobcontrol
+    init_security(app, settings, insecure_no_auth=insecure_no_auth)
+    _init_templates(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(auth.bp)
+    _init_errors(app)
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """``create_app`` for the config named by ``$JOBCONTROL_CONFIG`` (else
+    ``./jobcontrol.yaml``) and its storage (``$JOBCONTROL_STORAGE`` overrides it);
+    ``$JOBCONTROL_WEB_INSECURE_NO_AUTH=1`` serves remote clients without a login.
+
+    For WSGI servers: ``gunicorn 'jobcontrol.web:create_app_from_env()'``.
+    """
+    from jobcontrol.core import JobControl
+
+    insecure = os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes")
+    return create_app(JobControl.from_config(), insecure_no_auth=insecure)
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ value }}``: None shows as nothing, text loses terminal escapes (HTML
+    escaping follows, by autoescape); markup the templates made is left alone."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return clean_text(value)
+    return value
+
+
+def _init_templates(app: Flask) -> None:
+    app.jinja_env.finalize = _finalize
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    @app.template_filter("when")
+    def when(value: datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+    @app.template_filter("duration")
+    def duration(seconds: float | None) -> str:
+        return format_duration(seconds) if seconds is not None else ""
+
+    @app.template_filter("iso")
+    def iso(value: datetime | None) -> str:
+        return value.isoformat() if value else ""
+
+
+def _init_errors(app: Flask) -> None:
+    @app.errorhandler(JobControlError)
+    def library_error(error: JobControlError) -> Any:
+        return error_response(http_status(error), str(error))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        response = error_response(error.code or 500, error.description or error.name)
+        for name, value in error.get_headers():  # Allow, of a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response

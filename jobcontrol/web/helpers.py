@@ -1,0 +1,107 @@
+"""Small things every view needs: the JobControl of the app, parameters, error statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, jsonify, make_response, render_template, request
+
+from jobcontrol.config import LOG_LEVELS
+from jobcontrol.errors import (
+    BuildNotFoundError,
+    BuildStateError,
+    DependencyError,
+    JobAlreadyRunningError,
+    JobControlError,
+    StorageError,
+    UnknownJobError,
+)
+from jobcontrol.models import BuildState
+
+#: where ``create_app`` keeps the JobControl in ``app.extensions``
+EXTENSION = "jobcontrol"
+#: builds a page or API call lists at most
+MAX_LIMIT = 500
+
+
+class BadParameter(JobControlError):
+    """A query or form parameter that cannot be used (answered with 400)."""
+
+
+def current_jc() -> Any:
+    """The app's :class:`~jobcontrol.core.JobControl`."""
+    return current_app.extensions[EXTENSION]
+
+
+def error_response(status: int, message: str) -> Response:
+    """An error as JSON ``{"error": {"status", "message"}}`` under ``/api/``, else a page."""
+    if request.path.startswith("/api/"):
+        response = jsonify({"error": {"status": status, "message": message}})
+    else:
+        response = make_response(render_template("error.html", status=status,
+                                                 message=message))
+    response.status_code = status
+    return response
+
+
+def http_status(error: JobControlError) -> int:
+    """The HTTP status that says what a library error means."""
+    if isinstance(error, (UnknownJobError, BuildNotFoundError)):
+        return 404
+    if isinstance(error, (BuildStateError, JobAlreadyRunningError, DependencyError)):
+        return 409
+    if isinstance(error, StorageError):
+        return 503
+    # the web's own launch errors carry the build command's exit code
+    return {3: 409, 4: 409}.get(getattr(error, "exit_code", 2), 400)
+
+
+def int_arg(name: str, default: int | None = None, *, low: int = 0,
+            high: int | None = None) -> int | None:
+    """A whole-number query parameter within ``low..high``; BadParameter otherwise."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be a whole number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise BadParameter(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def states_arg() -> list[BuildState] | None:
+    """``?state=failed&state=running`` as build states (None: any state)."""
+    raw = [s for s in request.args.getlist("state") if s]
+    states = []
+    for value in raw:
+        try:
+            states.append(BuildState(value))
+        except ValueError:
+            names = ", ".join(s.value for s in BuildState)
+            raise BadParameter(f"state must be one of {names}, got {value!r}") from None
+    return states or None
+
+
+def level_arg() -> int:
+    """``?level=WARNING`` (a name, any case, or a number) as a logging level; 0 for all."""
+    raw = (request.args.get("level") or "").strip().upper()
+    if not raw:
+        return 0
+    if raw.isdigit():
+        return int(raw)
+    raw = "WARNING" if raw == "WARN" else raw
+    if raw not in LOG_LEVELS:
+        raise BadParameter(f"level must be one of {', '.join(LOG_LEVELS)} or a number, "
+                           f"got {raw!r}")
+    return LOG_LEVELS[raw]
+
+
+def flag(source: Any, name: str) -> bool:
+    """A checkbox or JSON boolean: true for ``1``, ``true``, ``on``, ``yes`` or ``True``."""
+    value = source.get(name)
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "on", "yes") if value is not None else False

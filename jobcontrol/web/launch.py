@@ -1,0 +1,133 @@
+"""Launching builds from the web: a ``jobcontrol build`` process that outlives the request.
+
+The child gets the config path on its command line and the storage URL in its environment
+(a PostgreSQL password stays out of ``ps``). It writes each build's id to a pipe as the build
+starts (``build --announce-fd``): the request waits for the first id, or for the child to give
+up (its one-line error), and returns. The id comes from the child itself, so another build of
+the same job started at the same moment can never be mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO
+
+from jobcontrol.errors import JobControlError
+
+#: seconds the request waits for the child's first build to start
+START_TIMEOUT = 30.0
+
+
+class LaunchError(JobControlError):
+    """The build process stopped before starting a build; ``exit_code`` is its own."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What a launch started: the first build's id (None if it was still pending when the
+    request stopped waiting, or if there was nothing to build) and the process id."""
+
+    build_id: int | None
+    job_id: str | None
+    pid: int
+    message: str
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """The ``build`` command's choices a launch offers."""
+
+    deps: bool = False
+    depending: bool = False
+    if_outdated: bool = False
+
+    def flags(self) -> list[str]:
+        return [flag for flag, on in (("--deps", self.deps), ("--depending", self.depending),
+                                      ("--if-outdated", self.if_outdated)) if on]
+
+
+def launch(config_path: str, storage_url: str, job_id: str, options: LaunchOptions,
+           *, timeout: float = START_TIMEOUT) -> Launched:
+    """Start ``jobcontrol build JOB`` in a new session and return its first build."""
+    if storage_url.startswith("memory:"):
+        raise LaunchError("cannot launch builds on memory:// storage: another process would "
+                          "not see them (use SQLite or PostgreSQL)", 2)
+    read_fd, write_fd = os.pipe()
+    # the child's stderr, read only if it fails before starting a build; a file, not a
+    # pipe, so a child that writes a lot later never blocks on a reader that is gone
+    errors = tempfile.TemporaryFile()
+    env = {**os.environ, "JOBCONTROL_STORAGE": storage_url}
+    env.pop("JOBCONTROL_CONFIG", None)
+    command = [sys.executable, "-m", "jobcontrol", "-c", config_path, "build", job_id,
+               *options.flags(), "--announce-fd", str(write_fd)]
+    with errors:
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                pass_fds=(write_fd,), start_new_session=True, env=env,
+            )
+        except OSError:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        # collect its exit status whenever it comes, so no zombie is left behind
+        threading.Thread(target=process.wait, name=f"jobcontrol-build-{process.pid}",
+                         daemon=True).start()
+        try:
+            line = _first_line(read_fd, timeout)
+        finally:
+            os.close(read_fd)
+        return _outcome(line, process, errors, job_id, timeout)
+
+
+def _outcome(line: str | None, process: subprocess.Popen[bytes], errors: IO[bytes],
+             job_id: str, timeout: float) -> Launched:
+    if line:
+        started = json.loads(line)
+        return Launched(int(started["id"]), str(started["job"]), process.pid,
+                        f"build #{started['id']} of {started['job']} started")
+    if line is None:
+        return Launched(None, None, process.pid,
+                        f"the build process (pid {process.pid}) started no build within "
+                        f"{timeout:g}s; its builds will show up on the job's page")
+    try:  # the pipe closed without an id: the process is ending
+        code = process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+    errors.seek(0)
+    text = errors.read().decode("utf-8", "replace").strip()
+    if code == 0:
+        return Launched(None, None, process.pid, f"nothing to build: {job_id} is up to date")
+    message = text.splitlines()[-1] if text else f"the build process exited with {code}"
+    raise LaunchError(message.removeprefix("Error: "), code if code is not None else 1)
+
+
+def _first_line(fd: int, timeout: float) -> str | None:
+    """The first line written to ``fd``; ``""`` at end of file; None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return ""
+        data += chunk
+    return data.split(b"\n", 1)[0].decode()

@@ -1,0 +1,162 @@
+"""The HTML pages: jobs, one job, one build (followed live), launch, the whole graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+
+from jobcontrol.models import BuildState
+from jobcontrol.web.api import launch_options, who
+from jobcontrol.web.helpers import MAX_LIMIT, current_jc, int_arg, level_arg, states_arg
+from jobcontrol.web.launch import launch
+from jobcontrol.web.present import (
+    job_detail,
+    layered_layout,
+    neighbourhood,
+    overall_percent,
+    progress_rows,
+    retry_chain,
+    retval_text,
+)
+
+bp = Blueprint("pages", __name__)
+
+#: log records the build page shows at first, and each live update at most
+LOG_PAGE = 2000
+
+
+def _state_classes(statuses: list[Any]) -> dict[str, str]:
+    return {s.job.id: f"state-{s.last_state}" + (" outdated" if s.outdated.outdated else "")
+            for s in statuses}
+
+
+@bp.get("/")
+def jobs() -> Any:
+    jc = current_jc()
+    tag = request.args.get("tag") or None
+    statuses = jc.status(tag=tag)
+    running = {}
+    for status in statuses:
+        for build_id in status.running:
+            items = jc.progress(build_id)
+            message = next((i.message for i in items if i.group == () and i.message), None)
+            running[build_id] = (overall_percent(items), message)
+    tags = sorted({t for job in jc.config.jobs.values() for t in job.tags})
+    return render_template("jobs.html", statuses=statuses, running=running, tags=tags, tag=tag)
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str) -> Any:
+    jc = current_jc()
+    detail = job_detail(jc, job_id)
+    states = states_arg()
+    limit = int_arg("limit", 20, low=1, high=MAX_LIMIT) or 20
+    before = int_arg("before", low=1)
+    # one more than shown: whether an older page exists
+    found = jc.builds(job_id, states=states, limit=limit + 1, before_id=before)
+    builds, older = found[:limit], len(found) > limit
+    statuses = jc.status()
+    [status] = [s for s in statuses if s.job.id == job_id]
+    drawing = layered_layout(neighbourhood(jc.config.dependencies, job_id),
+                             _state_classes(statuses))
+    definition = {k: v for k, v in detail.items()
+                  if k not in ("signature", "docstring", "import_error", "dependents",
+                               "location")}
+    return render_template(
+        "job.html", job=jc.job(job_id), detail=detail, status=status, builds=builds,
+        older=older, limit=limit, states=[s.value for s in states or []],
+        all_states=[s.value for s in BuildState], drawing=drawing,
+        definition_yaml=yaml.safe_dump(definition, sort_keys=False, allow_unicode=True),
+    )
+
+
+@bp.route("/jobs/<job_id>/launch", methods=["GET", "POST"])
+def launch_page(job_id: str) -> Any:
+    jc = current_jc()
+    job = jc.job(job_id)
+    if request.method == "GET":
+        plan = jc.plan(job_id, deps=True)
+        return render_template("launch.html", job=job, plan=plan)
+    started = launch(str(jc.config.path), jc.storage.url, job_id, launch_options(request.form))
+    flash(started.message)
+    if started.build_id is None:
+        return redirect(url_for("pages.job", job_id=job_id), 303)
+    then = job_id if started.job_id != job_id else None
+    return redirect(url_for("pages.build", build_id=started.build_id, then=then), 303)
+
+
+@bp.get("/builds/<int:build_id>")
+def build(build_id: int) -> Any:
+    jc = current_jc()
+    found = jc.get_build(build_id)
+    level = level_arg()
+    records = jc.logs(build_id, min_level=level, limit=LOG_PAGE)
+    before, after = retry_chain(jc, found)
+    retval, retval_kind = retval_text(found)
+    return render_template(
+        "build.html", build=found, records=records, level=level,
+        progress=progress_rows(jc.progress(build_id)), retval=retval, retval_kind=retval_kind,
+        retries_before=before, retries_after=after, then=_then_job(jc),
+        log_after=records[-1].seq if records else 0, log_truncated=len(records) == LOG_PAGE,
+    )
+
+
+def _then_job(jc: Any) -> str | None:
+    """``?then=JOB``: the launch's target, shown once this (dependency) build is done."""
+    then = request.args.get("then") or None
+    return then if then in jc.config.jobs else None
+
+
+@bp.get("/builds/<int:build_id>/live")
+def build_live(build_id: int) -> Any:
+    """What the build page needs to follow a build: new log rows and the changed parts,
+    rendered by the same templates as the page (so escaped the same way)."""
+    jc = current_jc()
+    found = jc.get_build(build_id)  # the state first: the log read next is then complete
+    after = int_arg("after", 0, low=0) or 0
+    records = jc.logs(build_id, min_level=level_arg(), after_seq=after, limit=LOG_PAGE)
+    next_url = None
+    then = _then_job(jc)
+    if then and found.state.finished:
+        newer = [b for b in jc.storage.list_builds(then, limit=1) if b.id > build_id]
+        if newer:
+            next_url = url_for("pages.build", build_id=newer[0].id)
+    return jsonify({
+        "state": found.state.value,
+        "finished": found.state.finished,
+        "after": records[-1].seq if records else after,
+        "more": len(records) == LOG_PAGE,
+        "log_html": render_template("_log_rows.html", records=records),
+        "summary_html": render_template("_build_summary.html", build=found),
+        "progress_html": render_template("_progress.html",
+                                         progress=progress_rows(jc.progress(build_id))),
+        "next_url": next_url,
+    })
+
+
+@bp.post("/builds/<int:build_id>/cancel")
+def cancel(build_id: int) -> Any:
+    cancelled = current_jc().cancel(build_id, by=who())
+    flash(f"build #{build_id} is {cancelled.state.value}"
+          if cancelled.state.finished else f"cancel of build #{build_id} requested")
+    return redirect(url_for("pages.build", build_id=build_id), 303)
+
+
+@bp.post("/builds/<int:build_id>/delete")
+def delete(build_id: int) -> Any:
+    jc = current_jc()
+    deleted = jc.delete_build(build_id)
+    flash(f"deleted build #{build_id}")
+    if deleted.job_id not in jc.config.jobs:  # a job since removed from the config
+        return redirect(url_for("pages.jobs"), 303)
+    return redirect(url_for("pages.job", job_id=deleted.job_id), 303)
+
+
+@bp.get("/graph")
+def graph() -> Any:
+    jc = current_jc()
+    statuses = jc.status()
+    drawing = layered_layout(jc.config.dependencies, _state_classes(statuses))
+    return render_template("graph.html", drawing=drawing, statuses=statuses)

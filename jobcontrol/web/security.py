@@ -1,0 +1,122 @@
+"""Who may use the web UI, and the protections every response gets.
+
+- Authentication (when ``web: auth:`` is configured): a login form for people (a session
+  cookie), ``Authorization: Bearer TOKEN`` for API clients.
+- Without authentication the app answers only requests from this machine (loopback), unless
+  told ``insecure_no_auth``: whatever server runs it, a remote client meets a login-less UI
+  only by explicit choice.
+- CSRF: every POST carries the session's token (a form field, or the ``X-CSRFToken`` header
+  for the API). A request with a bearer token needs none: no browser adds that header on
+  its own, so a forged request cannot carry it.
+- Headers: a strict Content-Security-Policy (no inline script or style), no sniffing, no
+  framing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from typing import Any
+
+from flask import Flask, g, redirect, request, session, url_for
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.security import check_password_hash
+
+from jobcontrol.config import WebSettings
+from jobcontrol.web.helpers import error_response
+
+#: the storage setting holding the generated secret key when the config gives none
+SECRET_KEY_SETTING = "web.secret_key"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+#: views anyone may reach: the login form and the stylesheet/script it needs
+OPEN_ENDPOINTS = {"auth.login", "static"}
+
+csrf = CSRFProtect()
+
+
+def secret_key(settings: WebSettings, storage: Any) -> str:
+    """The config's ``web.secret_key``, else one generated once and kept in the storage, so
+    every process serving the UI (gunicorn workers, restarts) signs sessions alike."""
+    if settings.secret_key:
+        return settings.secret_key
+    return str(storage.set_setting(SECRET_KEY_SETTING, secrets.token_hex(32)))
+
+
+def is_loopback(address: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4 loopback mapped into IPv6."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def check_credentials(settings: WebSettings, user: str, password: str) -> str | None:
+    """The name to log in as, when ``user``/``password`` (or the token) are right."""
+    if user and user in settings.users:
+        if check_password_hash(settings.users[user], password):
+            return user
+        return None
+    if not user and settings.token and hmac.compare_digest(password.encode(),
+                                                           settings.token.encode()):
+        return "token"
+    return None
+
+
+def _bearer_user(settings: WebSettings) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not settings.token:
+        return None
+    return "token" if hmac.compare_digest(token.strip().encode(), settings.token.encode()) else None
+
+
+def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) -> None:
+    """Install authentication, CSRF protection and the security headers on ``app``."""
+    app.config.update(
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked below, where a bearer token can waive it
+        WTF_CSRF_TIME_LIMIT=None,  # a tab left open all day can still press Cancel
+        WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    csrf.init_app(app)
+
+    @app.before_request
+    def authenticate() -> Any:
+        g.user = None
+        g.bearer = False
+        if not settings.auth:
+            if not insecure_no_auth and not is_loopback(request.remote_addr):
+                return error_response(403, "this jobcontrol web has no authentication configured, "
+                                    "so it answers only this machine (see web: auth: in the "
+                                    "README)")
+            g.user = "local"
+        else:
+            bearer = _bearer_user(settings)
+            if bearer is not None:
+                g.user, g.bearer = bearer, True
+            elif session.get("user") in (*settings.users, "token"):
+                g.user = session["user"]
+        if g.user is None and request.endpoint not in OPEN_ENDPOINTS:
+            if request.path.startswith("/api/"):
+                return error_response(401, "log in, or send Authorization: Bearer TOKEN")
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not g.bearer:
+            csrf.protect()  # CSRFError: answered by the app's error handler
+        return None
+
+    @app.after_request
+    def headers(response: Any) -> Any:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+        return response
