@@ -6,26 +6,31 @@ The CLI and (later) the web UI are thin layers over this class.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
 from jobcontrol.errors import BuildStateError, DependencyError, JobControlError
-from jobcontrol.executors.local import HOSTNAME, BuildObserver
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
-from jobcontrol.orchestrator import BuildRun
 from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.pruner import PruneReport, prune
 from jobcontrol.reaper import abandon_reason, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 
+if TYPE_CHECKING:
+    from jobcontrol.executors.local import BuildObserver
+
 DEFAULT_STORAGE_NAME = "jobcontrol.db"
+#: this machine, as the local executor records it on the builds it claims (the runner
+#: itself is imported only by ``build``: ``status`` and the rest start faster without it)
+HOSTNAME = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,8 @@ class JobControl:
         steps = make_plan(self.config.dependencies, targets, with_deps=deps,
                           with_depending=depending)
         callables = {step.job_id: self.import_function(step.job_id) for step in steps}
+        from jobcontrol.orchestrator import BuildRun
+
         run = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
                        keep_going=keep_going, if_outdated=if_outdated)
         result = run.run(steps)

@@ -87,6 +87,8 @@ class BuildRun:
         #: retries waiting for their delay: (due, step, build retried, attempt)
         self._retries: list[tuple[float, Step, int, int]] = []
         self._arguments_of: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]] = {}
+        #: job summaries read during this run (see _summaries_for)
+        self._summaries: dict[str, JobSummary] = {}
 
     def run(self, steps: list[Step]) -> RunResult:
         """Run the steps; returns when nothing more can start and nothing is running."""
@@ -147,10 +149,15 @@ class BuildRun:
         failed_dep = blocked_by(step, self.deps, self._failed)
         if failed_dep is not None:
             return self._not_built(step.job_id, f"dependency {failed_dep} failed", failed=True)
-        summaries = self.storage.job_summaries()
-        outdated = graph.outdated_jobs(
-            self.deps, {jid: j.definition_hash for jid, j in self.config.jobs.items()}, summaries
-        )[step.job_id]
+        summaries = self._summaries_for(step)
+        outdated = graph.Outdated(step.job_id, ())
+        if step.role is Role.UPSTREAM or (step.role is Role.TARGET and self.if_outdated):
+            # only these decisions read the verdict (over the job's upstream closure)
+            closure = {step.job_id, *graph.upstream(self.deps, step.job_id)}
+            outdated = graph.outdated_jobs(
+                {jid: self.deps[jid] for jid in closure},
+                {jid: self.config.jobs[jid].definition_hash for jid in closure}, summaries,
+            )[step.job_id]
         decision = decide(step, outdated, if_outdated=self.if_outdated, finished=self._finished)
         if not decision.build:
             return self._not_built(step.job_id, decision.reason)
@@ -163,6 +170,24 @@ class BuildRun:
         except (DependencyError, RetvalError) as exc:
             return self._refused(job.id, exc)
         return self._claim_and_start(job)
+
+    def _summaries_for(self, step: Step) -> dict[str, JobSummary]:
+        """The summaries deciding ``step`` needs, read with one query: always fresh for the
+        job and its direct dependencies; the rest of its upstream closure (only read for a
+        verdict) as read earlier in this run, or now if not read yet. Reading every job's
+        summary for every step made a run of n jobs cost n status queries of n jobs."""
+        judge = step.role is Role.UPSTREAM or (step.role is Role.TARGET and self.if_outdated)
+        fresh = {step.job_id, *self.deps[step.job_id]} if judge else set(self.deps[step.job_id])
+        wanted = set(fresh)
+        if judge:
+            wanted |= graph.upstream(self.deps, step.job_id) - self._summaries.keys()
+        read = self.storage.job_summaries(wanted) if wanted else {}
+        for job_id in wanted:
+            if job_id in read:
+                self._summaries[job_id] = read[job_id]
+            else:
+                self._summaries.pop(job_id, None)
+        return self._summaries
 
     def _claim_and_start(self, job: JobDefinition, retry_of: int | None = None) -> bool:
         """Claim a build of the job (a retry uses the first attempt's arguments) and run it."""
@@ -230,6 +255,7 @@ class BuildRun:
 
     def _record(self, build: Build) -> None:
         job_id = self._running_jobs.pop(build.id)
+        self._summaries.pop(job_id, None)  # it has a new build: read it again when needed
         self.result.builds.append(build)
         if self._schedule_retry(job_id, build):
             return

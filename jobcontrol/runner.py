@@ -272,18 +272,28 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(f"terminated by {signal.Signals(signum).name}")
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this child when the runner dies (kill -9 of the runner must
-    not leave the job running unrecorded). Elsewhere, abandoned-build detection covers it."""
-    if not sys.platform.startswith("linux"):
+_prctl: Any = None
+
+
+def _load_prctl() -> None:
+    """Find ``prctl`` in the parent, once: importing ctypes and loading libc take ~10 ms,
+    which every forked child paid again when it did this itself."""
+    global _prctl
+    if _prctl is not None or not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        _prctl = False
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the runner dies (kill -9 of the runner must
+    not leave the job running unrecorded). Elsewhere, abandoned-build detection covers it."""
+    if _prctl:
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _child_main(
@@ -339,6 +349,7 @@ class ChildProcess:
         build: Build, result_mode: str = "json", masker: Masker | None = None,
     ) -> ChildProcess:
         """Fork a child that runs the job; returns at once."""
+        _load_prctl()
         parent_pid = os.getpid()
         frame_r, frame_w = os.pipe()
         out_r, out_w = os.pipe()

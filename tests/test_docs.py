@@ -25,9 +25,10 @@ def test_quick_start_has_exactly_two_commands() -> None:
     assert re.findall(r"^\s+\$ (.+)$", README, flags=re.M)[:2] == commands
 
 
-@pytest.mark.parametrize("name", sorted(main.commands))
+@pytest.mark.parametrize("name", sorted(main.list_commands(click.Context(main))))
 def test_every_command_and_option_is_documented(name: str) -> None:
-    command = main.commands[name]
+    command = main.get_command(click.Context(main), name)
+    assert command is not None
     assert f"``{name}" in README, f"command {name} is not in README.rst"
     for param in command.params:
         if isinstance(param, click.Option) and not param.hidden:

@@ -6,6 +6,7 @@ become one line on stderr with the error's exit code (``--debug`` shows the trac
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
@@ -14,9 +15,40 @@ from jobcontrol.cli.helpers import CliState
 from jobcontrol.errors import JobControlError
 from jobcontrol.version import __version__
 
+#: the modules holding the commands, each with a ``COMMANDS`` list
+COMMAND_MODULES = ("build", "status", "history", "logs", "jobs", "control", "admin", "prune",
+                   "web")
+#: which module holds which command: running one command imports only its module, so
+#: ``jobcontrol --version`` and ``status`` skip the runner, YAML dumping and the rest
+_COMMAND_MODULE = {
+    "build": "build", "status": "status", "builds": "history", "show": "history",
+    "logs": "logs", "jobs": "jobs", "job": "jobs", "graph": "jobs", "config": "jobs",
+    "cancel": "control", "reap": "control",
+    "install": "admin", "check": "admin", "delete": "admin", "prune": "prune", "web": "web",
+}
+
 
 class JobControlGroup(click.Group):
-    """A group that turns library errors into clean exits."""
+    """A group that turns library errors into clean exits, and imports a command's module
+    only when that command is asked for (``--help`` and completion import them all)."""
+
+    def _load(self, module_name: str) -> None:
+        module = importlib.import_module(f"jobcontrol.cli.{module_name}")
+        for command in module.COMMANDS:
+            if command.name not in self.commands:
+                self.add_command(command)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            module_name = _COMMAND_MODULE.get(cmd_name)
+            for name in [module_name] if module_name else COMMAND_MODULES:
+                self._load(name)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for name in COMMAND_MODULES:
+            self._load(name)
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -44,14 +76,3 @@ def main(ctx: click.Context, config: str | None, storage: str | None, debug: boo
     state = CliState(config, storage or ctx.obj, debug)
     ctx.obj = state
     ctx.call_on_close(state.close)
-
-
-def _register() -> None:
-    from jobcontrol.cli import admin, build, control, history, jobs, logs, prune, status, web
-
-    for module in (build, status, history, logs, jobs, control, admin, prune, web):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()

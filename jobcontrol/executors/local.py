@@ -489,19 +489,20 @@ class LocalExecutor:
         pause = 0.2
         while True:
             try:
-                if self._flush(entry):
-                    return self.storage.finish_build(
-                        entry.build.id, outcome.state, reason=outcome.reason,
-                        result=outcome.result, exception=outcome.exception,
-                    )
+                if entry.progress:
+                    self.storage.set_progress(entry.build.id, list(entry.progress.values()))
+                    entry.progress = {}
+                # the last records and the outcome in one transaction where the storage can
+                build = self.storage.finish_build_with_logs(
+                    entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
+                    result=outcome.result, exception=outcome.exception,
+                )
+                entry.logs = []
+                return build
             except StorageError as exc:
                 if time.monotonic() >= deadline:
                     raise
                 logger.warning("build %s: outcome not recorded yet: %s", entry.build.id, exc)
-            else:
-                if time.monotonic() >= deadline:
-                    raise StorageError(f"build {entry.build.id}: could not store its logs "
-                                       f"within {FINISH_RETRY_WINDOW:.0f}s")
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
 

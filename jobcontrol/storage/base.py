@@ -107,6 +107,22 @@ class Storage(abc.ABC):
         Raises :class:`~jobcontrol.errors.BuildNotFoundError` for an unknown id.
         """
 
+    def finish_build_with_logs(
+        self,
+        build_id: int,
+        state: BuildState,
+        *,
+        logs: Sequence[LogRecord],
+        reason: str | None = None,
+        result: StoredValue | None = None,
+        exception: ExceptionInfo | None = None,
+    ) -> Build:
+        """:meth:`append_logs` then :meth:`finish_build`; a backend may do both in one
+        transaction (the SQL ones do), saving a commit on every build."""
+        self.append_logs(build_id, logs)
+        return self.finish_build(build_id, state, reason=reason, result=result,
+                                 exception=exception)
+
     @abc.abstractmethod
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         """Set the heartbeat of these running builds to now."""

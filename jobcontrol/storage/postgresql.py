@@ -351,6 +351,21 @@ class PostgreSQLStorage(SqlStorage):
             f"finishing build {build_id}",
         )
 
+    def finish_build_with_logs(self, build_id: int, state: BuildState, *,
+                               logs: Sequence[LogRecord], reason: str | None = None,
+                               result: StoredValue | None = None,
+                               exception: ExceptionInfo | None = None) -> Build:
+        records = list(logs)
+        first_seq: list[int] = []
+
+        def attempt() -> Build:
+            with self._transaction() as cur:
+                if records:
+                    self._copy_batch(cur, build_id, records, first_seq)
+                return self._finish(cur, build_id, state, reason, result, exception)
+
+        return self._retry(attempt, f"finishing build {build_id}")
+
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
 
@@ -392,19 +407,25 @@ class PostgreSQLStorage(SqlStorage):
 
         def attempt() -> None:
             with self._transaction() as cur:
-                self._check_build(cur, build_id)  # locks the build row: one writer at a time
-                if first_seq and self._batch_stored(cur, build_id, first_seq[0], records):
-                    return  # the attempt whose COMMIT was cut off did commit
-                cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",
-                            (build_id,))
-                start = int(cur.fetchone()[0]) + 1
-                first_seq[:] = [start]
-                cur.copy_expert(
-                    "COPY logs (build_id, seq, time, level, logger, message, exception) "
-                    "FROM STDIN", _copy_rows(build_id, start, records))
-                self._notify_logs(cur, build_id)
+                self._copy_batch(cur, build_id, records, first_seq)
 
         self._retry(attempt, f"appending logs of build {build_id}")
+
+    def _copy_batch(self, cur: Any, build_id: int, records: Sequence[LogRecord],
+                    first_seq: list[int]) -> None:
+        """Store a batch in the caller's transaction, unless an earlier attempt (whose first
+        seq is in ``first_seq``) did commit it; sets ``first_seq`` for the next attempt."""
+        self._check_build(cur, build_id)  # locks the build row: one writer at a time
+        if first_seq and self._batch_stored(cur, build_id, first_seq[0], records):
+            return  # the attempt whose COMMIT was cut off did commit
+        cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",
+                    (build_id,))
+        start = int(cur.fetchone()[0]) + 1
+        first_seq[:] = [start]
+        cur.copy_expert(
+            "COPY logs (build_id, seq, time, level, logger, message, exception) "
+            "FROM STDIN", _copy_rows(build_id, start, records))
+        self._notify_logs(cur, build_id)
 
     @staticmethod
     def _batch_stored(cur: Any, build_id: int, first: int, records: Sequence[LogRecord]) -> bool:

@@ -404,27 +404,46 @@ class SqlStorage(Storage):
         result: StoredValue | None = None,
         exception: ExceptionInfo | None = None,
     ) -> Build:
-        state = check_finished_state(state)
         with self._transaction() as cur:
-            # one conditional UPDATE: a late writer never overwrites a recorded outcome
-            cur.execute(
-                self._q(
-                    "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
-                    "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
-                    "WHERE id = ? AND state IN (?, ?)"
-                ),
-                (
-                    state.value, reason, self._time_param(self.now()),
-                    result.kind if result else None, result.data if result else None,
-                    exception.type if exception else None,
-                    exception.message if exception else None,
-                    exception.traceback if exception else None,
-                    build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
-                ),
-            )
-            if cur.rowcount:
-                self._notify_logs(cur, build_id)  # a follower stops at the outcome
-            return self._fetch_build(cur, build_id)
+            return self._finish(cur, build_id, state, reason, result, exception)
+
+    def finish_build_with_logs(
+        self,
+        build_id: int,
+        state: BuildState,
+        *,
+        logs: Sequence[LogRecord],
+        reason: str | None = None,
+        result: StoredValue | None = None,
+        exception: ExceptionInfo | None = None,
+    ) -> Build:
+        with self._transaction() as cur:
+            if logs:
+                self._append(cur, build_id, logs)
+            return self._finish(cur, build_id, state, reason, result, exception)
+
+    def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
+                result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+        state = check_finished_state(state)
+        # one conditional UPDATE: a late writer never overwrites a recorded outcome
+        cur.execute(
+            self._q(
+                "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
+                "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
+                "WHERE id = ? AND state IN (?, ?)"
+            ),
+            (
+                state.value, reason, self._time_param(self.now()),
+                result.kind if result else None, result.data if result else None,
+                exception.type if exception else None,
+                exception.message if exception else None,
+                exception.traceback if exception else None,
+                build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
+            ),
+        )
+        if cur.rowcount:
+            self._notify_logs(cur, build_id)  # a follower stops at the outcome
+        return self._fetch_build(cur, build_id)
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         ids = list(dict.fromkeys(build_ids))
@@ -553,21 +572,25 @@ class SqlStorage(Storage):
         if not records:
             return
         with self._transaction() as cur:
-            self._check_build(cur, build_id)
-            cur.execute(self._q("SELECT max(seq) FROM logs WHERE build_id = ?"), (build_id,))
-            last_seq = cur.fetchone()[0] or 0
-            rows = [
-                (build_id, last_seq + n, self._time_param(r.time), r.level, r.logger,
-                 r.message, r.exception)
-                for n, r in enumerate(records, start=1)
-            ]
-            self._insert_many(
-                cur,
-                "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            self._notify_logs(cur, build_id)
+            self._append(cur, build_id, records)
+
+    def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
+        """The body of :meth:`append_logs`, inside the caller's transaction."""
+        self._check_build(cur, build_id)
+        cur.execute(self._q("SELECT max(seq) FROM logs WHERE build_id = ?"), (build_id,))
+        last_seq = cur.fetchone()[0] or 0
+        rows = [
+            (build_id, last_seq + n, self._time_param(r.time), r.level, r.logger,
+             r.message, r.exception)
+            for n, r in enumerate(records, start=1)
+        ]
+        self._insert_many(
+            cur,
+            "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._notify_logs(cur, build_id)
 
     def get_logs(
         self,

@@ -1,0 +1,42 @@
+"""The benchmark suite still runs: ``python -m benchmarks --quick`` on jobcontrol's own cases
+(peers not installed here are reported skipped). Times are printed, never asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_run_prints_the_table(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBCONTROL_BENCH_CACHE": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--repeat", "1",
+         "--tools", "jobcontrol,baseline,doit"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "tool" in out and "median" in out and "peak RSS" in out
+    for title in ("1. ", "2. ", "3. ", "4. ", "5. ", "6. "):
+        assert f"\n{title}" in out, f"workload {title} missing:\n{out}"
+    assert "jobcontrol inline, SQLite" in out
+    assert "logging.FileHandler" in out
+    assert "error:" not in out, out
+    # a peer is measured or reported skipped, never missing from the table
+    assert "doit (sqlite3 backend)" in out
+    assert "targets (issue 5):" in out
+
+
+def test_a_missing_peer_is_reported_skipped() -> None:
+    from benchmarks.common import Skipped, require
+
+    try:
+        require("no_such_peer_package", "no-such-peer")
+    except Skipped as exc:
+        assert "no-such-peer not installed" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("require() did not skip")
