@@ -24,6 +24,7 @@ setup(
         "PyYAML>=6.0",
         "tabulate>=0.9",
         "Jinja2>=3.1",
+        "croniter>=2.0",
     ],
     extras_require={
         # psycopg2-binary: a wheel with libpq inside, so no compiler or headers are needed

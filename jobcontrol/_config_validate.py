@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from jobcontrol import _config_schedule
 from jobcontrol._config_values import (
-    PARSERS,
+    PARSERS as VALUE_PARSERS,
+)
+from jobcontrol._config_values import (
     RETENTION_KEYS,
     RETRY_KEYS,
     RUNNER_KEYS,
@@ -38,6 +41,7 @@ from jobcontrol.config import (
 )
 from jobcontrol.errors import ConfigError, CycleError
 from jobcontrol.graph import find_cycle
+from jobcontrol.schedule import Schedule, ScheduleOptions
 from jobcontrol.secrets import secret_values
 
 __all__ = ["DEFAULT_KEYS", "JOB_KEYS", "PARSERS", "TOP_KEYS", "build_config"]
@@ -58,8 +62,14 @@ JOB_KEYS = (
     "result",
     "retries",
     "retention",
+    "schedule",
+    "timezone",
+    "schedule_options",
+    "max_age",
+    "notify",
 )
-DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention")
+DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention",
+                "timezone", "schedule_options", "max_age", "notify")
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "timeout": None,
     "concurrency": 1,
@@ -68,12 +78,26 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "tags": (),
     "retries": None,
     "retention": None,
+    "timezone": "UTC",
+    "schedule_options": ScheduleOptions(),
+    "max_age": None,
+    "notify": None,
+}
+PARSERS = {
+    **VALUE_PARSERS,
+    "schedule": _config_schedule.schedule,
+    "timezone": _config_schedule.timezone_name,
+    "schedule_options": _config_schedule.schedule_options,
+    "max_age": _config_schedule.max_age,
+    "notify": _config_schedule.notify,
 }
 #: the mapping each sub-key belongs in, to point a misplaced one there
 SUB_KEY_PARENTS = {
     **dict.fromkeys(RETRY_KEYS, "retries"),
     **dict.fromkeys(RETENTION_KEYS, "retention"),
     **dict.fromkeys(RUNNER_KEYS, "runner"),
+    # not "deps": a job's `deps:` means dependencies far more often
+    **dict.fromkeys(("if_outdated", "catchup", "misfire_grace"), "schedule_options"),
 }
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
 
@@ -366,6 +390,10 @@ class _Validator:
             result=values["result"],
             retries=values["retries"],
             retention=values["retention"],
+            schedule=None if values.get("schedule") is None else Schedule(
+                values["schedule"], values["timezone"], values["schedule_options"]),
+            max_age=values["max_age"],
+            notify=values["notify"],
             location=self.location(job.raw.start),
             secrets=secrets,
             _marks=marks,

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import ConfigError, UnknownJobError
+from jobcontrol.notify import NotifyPolicy
+from jobcontrol.schedule import Schedule
 from jobcontrol.secrets import Masker, is_secret_key
 
 if TYPE_CHECKING:
@@ -257,6 +259,12 @@ class JobDefinition:
     result: str = "json"
     retries: RetryPolicy | None = None
     retention: RetentionPolicy | None = None
+    #: when ``run-due`` and ``scheduler`` build it (with its timezone and options)
+    schedule: Schedule | None = None
+    #: seconds after which its last success is too old (``check --freshness``)
+    max_age: float | None = None
+    #: whom to tell when it starts failing or recovers
+    notify: NotifyPolicy | None = None
     location: Location = field(default=Location("<config>"), compare=False)
     #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -312,6 +320,9 @@ class JobDefinition:
             "result": self.result,
             "retries": None if self.retries is None else self.retries.as_json(),
             "retention": None if self.retention is None else self.retention.as_json(),
+            "schedule": None if self.schedule is None else self.schedule.as_json(),
+            "max_age": self.max_age,
+            "notify": None if self.notify is None else masker.value(self.notify.as_json()),
         }
 
     def retval_jobs(self) -> set[str]:

@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,15 +18,18 @@ from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
 from jobcontrol.errors import BuildStateError, DependencyError, JobControlError
 from jobcontrol.importing import import_callable
-from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
+from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.notify import Notifier
 from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.pruner import PruneReport, prune
 from jobcontrol.reaper import abandon_reason, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
+from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
     from jobcontrol.executors.local import BuildObserver
+    from jobcontrol.scheduler import DueReport
 
 DEFAULT_STORAGE_NAME = "jobcontrol.db"
 #: this machine, as the local executor records it on the builds it claims (the runner
@@ -42,6 +46,12 @@ class JobStatus:
     last_success: Build | None
     outdated: graph.Outdated
     running: tuple[int, ...]
+    #: the next instant of its schedule (None: not scheduled)
+    next_run: datetime | None = None
+    #: the latest scheduled instant taken on, and what became of it
+    last_scheduled: ScheduledRun | None = None
+    #: why the job is stale (its last success older than ``max_age``), or None
+    stale: str | None = None
 
     @property
     def last_state(self) -> str:
@@ -156,6 +166,9 @@ class JobControl:
         self.reap()
         summaries = self.storage.job_summaries()
         outdated = self._outdated(summaries)
+        now = self.storage.now()
+        scheduled = [job_id for job_id, job in self.config.jobs.items() if job.schedule]
+        last_runs = self.storage.last_scheduled_runs(scheduled) if scheduled else {}
         result = []
         for job_id, job in self.config.jobs.items():
             if job_ids and job_id not in job_ids:
@@ -169,8 +182,24 @@ class JobControl:
                 last_success=summary.last_ok if summary else None,
                 outdated=outdated[job_id],
                 running=summary.running if summary else (),
+                next_run=job.schedule.next_after(now) if job.schedule else None,
+                last_scheduled=last_runs.get(job_id),
+                stale=stale_reason(job, summary.last_ok if summary else None, now),
             ))
         return result
+
+    def stale_jobs(self) -> dict[str, str]:
+        """``{job_id: why}`` of every job whose last success is older than its ``max_age``
+        (``check --freshness``)."""
+        return {status.job.id: status.stale for status in self.status() if status.stale}
+
+    def run_due(self, *, now: datetime | None = None,
+                observer: BuildObserver | None = None) -> DueReport:
+        """Start every scheduled build due now (``jobcontrol run-due``); see
+        :func:`jobcontrol.scheduler.run_due`."""
+        from jobcontrol.scheduler import run_due
+
+        return run_due(self, now=now, observer=observer)
 
     # -- building --------------------------------------------------------------------------
 
@@ -220,12 +249,22 @@ class JobControl:
         from jobcontrol.orchestrator import BuildRun
 
         run = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
-                       keep_going=keep_going, if_outdated=if_outdated)
+                       keep_going=keep_going, if_outdated=if_outdated,
+                       notifier=self._notifier())
         result = run.run(steps)
         if result.error is not None:
             result.error.builds = result.builds  # type: ignore[attr-defined]
             raise result.error
         return result.builds
+
+    def _notifier(self) -> Notifier | None:
+        """Sends state-change notifications, if any job asks for them."""
+        policies = {job_id: job.notify for job_id, job in self.config.jobs.items()
+                    if job.notify is not None}
+        if not policies:
+            return None
+        return Notifier(self.storage, policies,
+                        lambda path: import_callable(path, key="notify target"))
 
     def _targets(self, jobs: str | Sequence[str]) -> list[str]:
         targets = [jobs] if isinstance(jobs, str) else list(dict.fromkeys(jobs))
@@ -367,3 +406,16 @@ def _who() -> str:
     except (KeyError, OSError):  # no name for this uid (in a container, say)
         user = str(os.getuid())
     return f"{user}@{HOSTNAME}"
+
+
+def stale_reason(job: JobDefinition, last_ok: Build | None, now: datetime) -> str | None:
+    """Why ``job`` is stale by its ``max_age``, or None (fresh, or no ``max_age``)."""
+    if job.max_age is None:
+        return None
+    limit = format_duration(job.max_age)
+    if last_ok is None or last_ok.finished is None:
+        return f"never built successfully (max_age {limit})"
+    age = (now - last_ok.finished).total_seconds()
+    if age <= job.max_age:
+        return None
+    return f"last success {format_duration(age)} ago, more than max_age {limit}"

@@ -173,6 +173,26 @@ class LogCutoff:
 
 
 @dataclass(frozen=True)
+class ScheduledRun:
+    """A scheduled instant of a job that ``run-due`` or ``scheduler`` took on.
+
+    ``outcome``: ``claimed`` (being started), ``started`` (``build_id`` is its build),
+    ``overlap`` (skipped: the job was still running; ``build_id`` is the skipped build
+    recorded for it), ``not_built`` (up to date, or a dependency failed), ``missed`` (too late,
+    by the job's catch-up policy) or ``baseline`` (the instant before the schedule was first
+    seen: not run, only where the next one counts from).
+    """
+
+    job_id: str
+    scheduled_for: datetime
+    claimed: datetime
+    outcome: str
+    host: str | None = None
+    pid: int | None = None
+    build_id: int | None = None
+
+
+@dataclass(frozen=True)
 class JobSummary:
     """What the storage knows of one job's builds; the status of all jobs is one query.
 

@@ -26,6 +26,7 @@ from jobcontrol.errors import (
 )
 from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
 from jobcontrol.models import Build, BuildState, JobSummary
+from jobcontrol.notify import Notifier
 from jobcontrol.plan import Role, Step, blocked_by, decide
 from jobcontrol.serialize import load_for_dependency
 from jobcontrol.storage.base import Storage
@@ -66,8 +67,10 @@ class BuildRun:
         keep_going: bool = False,
         if_outdated: bool = False,
         executor: LocalExecutor | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier
         self.storage = storage
         self.callables = callables
         self.observer = observer or BuildObserver()
@@ -258,7 +261,10 @@ class BuildRun:
         self._summaries.pop(job_id, None)  # it has a new build: read it again when needed
         self.result.builds.append(build)
         if self._schedule_retry(job_id, build):
-            return
+            return  # the last attempt is the one that may be news
+        if self.notifier is not None:
+            for problem in self.notifier.build_finished(build):
+                self.observer.notification_failed(build, problem)
         self._finished[job_id] = build.state
         if not build.state.ok:
             self._failed.add(job_id)
@@ -293,10 +299,16 @@ class BuildRun:
             return
 
         def handler(signum: int, frame: object) -> None:
+            # a handler of our caller's (the scheduler's loop) learns of it too
+            outer = previous.get(signum)
+            if callable(outer) and outer is not signal.default_int_handler:
+                outer(signum, frame)
             name = signal.Signals(signum).name
             self.executor.request_stop(f"interrupted by {name}", BuildState.CANCELLED)
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
         try:
             yield
         finally:

@@ -146,3 +146,29 @@ def steps(count: int = 5, delay: float = 0.2, name: str = "rows") -> dict:
         time.sleep(delay)
     log.warning("done with %d %s", count, name)
     return {"steps": count, "name": name}
+
+
+def noop(tag: str = "") -> str:
+    """Does nothing, quickly; logs one line."""
+    log.info("noop %s", tag)
+    return tag
+
+
+def fails_when(flag: str) -> str:
+    """Fails while the file ``flag`` (beside this module) exists."""
+    if (HERE / flag).exists():
+        raise RuntimeError(f"{flag} is set")
+    return "fine"
+
+
+def notify_raises(event: dict) -> None:
+    """A notification target that always fails."""
+    raise RuntimeError(f"pager down ({event['event']})")
+
+
+def notify_collect(event: dict) -> None:
+    """A notification target that appends each event to notified.jsonl beside this module."""
+    import json
+
+    with open(HERE / "notified.jsonl", "a") as handle:
+        handle.write(json.dumps(event) + "\n")

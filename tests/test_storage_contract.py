@@ -649,3 +649,52 @@ def test_concurrent_set_if_absent_agrees(storage: Storage) -> None:
         thread.join()
     assert len(set(results)) == 1
     assert storage.get_setting("key") == results[0]
+
+
+# -- schedules -------------------------------------------------------------------------------
+
+
+def test_a_scheduled_instant_is_claimed_once(storage: Storage) -> None:
+    when = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    assert storage.last_scheduled_runs() == {}
+    assert storage.claim_scheduled_run("job", when, host="h1", pid=1)
+    assert not storage.claim_scheduled_run("job", when, host="h2", pid=2)
+    # the same instant in another zone is the same instant
+    paris = when.astimezone(timezone(timedelta(hours=1)))
+    assert not storage.claim_scheduled_run("job", paris, host="h2", pid=2)
+    assert storage.claim_scheduled_run("other", when, host="h2", pid=2)
+    [run] = storage.scheduled_runs("job")
+    assert (run.job_id, run.scheduled_for, run.host, run.pid, run.outcome, run.build_id) == (
+        "job", when, "h1", 1, "claimed", None)
+    assert_utc(run.claimed)
+    storage.set_scheduled_run("job", when, outcome="started", build_id=7)
+    assert storage.scheduled_runs("job")[0].outcome == "started"
+    assert storage.scheduled_runs("job")[0].build_id == 7
+
+
+def test_last_scheduled_runs_per_job(storage: Storage) -> None:
+    base = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    for minutes in (0, 2, 1):
+        storage.claim_scheduled_run("a", base + timedelta(minutes=minutes), host="h", pid=1)
+    storage.claim_scheduled_run("b", base, host="h", pid=1, outcome="missed")
+    last = storage.last_scheduled_runs()
+    assert last["a"].scheduled_for == base + timedelta(minutes=2)
+    assert last["b"].outcome == "missed"
+    assert set(storage.last_scheduled_runs(["b", "c"])) == {"b"}
+    assert [r.scheduled_for.minute for r in storage.scheduled_runs("a")] == [2, 1, 0]
+    assert len(storage.scheduled_runs("a", limit=2)) == 2
+
+
+def test_record_build_needs_no_claim(storage: Storage) -> None:
+    running = claim(storage, "job")
+    skipped = storage.record_build("job", BuildState.SKIPPED, reason="overlap: build 1 runs",
+                                   definition={"function": "m.f"}, definition_hash="h",
+                                   host="h", pid=3)
+    assert skipped.id > running.id
+    assert skipped.state is BuildState.SKIPPED
+    assert skipped.reason == "overlap: build 1 runs"
+    assert skipped.finished is not None and skipped.started == skipped.finished
+    assert storage.get_build(skipped.id) == skipped
+    with pytest.raises(ValueError):
+        storage.record_build("job", BuildState.RUNNING, reason="", definition={},
+                             definition_hash="", host="h", pid=1)

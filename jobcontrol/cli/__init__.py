@@ -16,14 +16,15 @@ from jobcontrol.errors import JobControlError
 from jobcontrol.version import __version__
 
 #: the modules holding the commands, each with a ``COMMANDS`` list
-COMMAND_MODULES = ("build", "status", "history", "logs", "jobs", "control", "admin", "prune",
-                   "web")
+COMMAND_MODULES = ("build", "status", "history", "logs", "jobs", "control", "schedule", "admin",
+                   "prune", "web")
 #: which module holds which command: running one command imports only its module, so
 #: ``jobcontrol --version`` and ``status`` skip the runner, YAML dumping and the rest
 _COMMAND_MODULE = {
     "build": "build", "status": "status", "builds": "history", "show": "history",
     "logs": "logs", "jobs": "jobs", "job": "jobs", "graph": "jobs", "config": "jobs",
     "cancel": "control", "reap": "control",
+    "run-due": "schedule", "scheduler": "schedule", "crontab": "schedule",
     "install": "admin", "check": "admin", "delete": "admin", "prune": "prune", "web": "web",
 }
 

@@ -20,9 +20,16 @@ def install(jc: Any) -> None:
 
 
 @click.command()
+@click.option("--freshness", is_flag=True,
+              help="Also check that every job with a max_age succeeded recently enough; "
+                   "exit 1 naming the stale ones.")
 @pass_jc
-def check(jc: Any) -> None:
-    """Validate the config and import every job's functions; exit 2 on a problem."""
+def check(jc: Any, freshness: bool) -> None:
+    """Validate the config and import every job's functions; exit 2 on a problem.
+
+    With --freshness (for monitoring), exit 1 if a job's last success is older than its
+    max_age.
+    """
     problems = []
     for job in jc.config.jobs.values():
         keys = ["function"] + (["cleanup_function"] if job.cleanup_function else [])
@@ -37,6 +44,14 @@ def check(jc: Any) -> None:
         raise click.exceptions.Exit(2)
     count = len(jc.config.jobs)
     click.echo(f"{jc.config.path}: {count} job{'s' if count != 1 else ''}, all functions import")
+    if freshness:
+        stale = jc.stale_jobs()
+        for job_id, reason in stale.items():
+            click.echo(f"STALE {job_id}: {reason}")
+        watched = sum(1 for job in jc.config.jobs.values() if job.max_age)
+        if stale:
+            raise click.exceptions.Exit(1)
+        click.echo(f"fresh: {watched} job{'s' if watched != 1 else ''} with a max_age")
 
 
 @click.command()

@@ -66,6 +66,9 @@ class TextObserver(BuildObserver):
         self._print(f"build #{build.id} {build.job_id}: retry {attempt} of {attempts} "
                     f"in {format_duration(delay)}", fg="yellow")
 
+    def notification_failed(self, build: Build, problem: str) -> None:
+        click.echo(click.style(f"warning: {problem}", fg="yellow"), err=True)
+
     def job_not_built(self, job_id: str, reason: str) -> None:
         self._print(f"{job_id}: not built ({reason})", dim=True)
 

@@ -30,9 +30,19 @@ def status_json(status: Any) -> dict[str, Any]:
         "outdated": status.outdated.outdated,
         "outdated_reasons": list(status.outdated.reasons),
         "running": list(status.running),
-        "next_run": None,
+        "next_run": isoformat(status.next_run),
+        "last_scheduled": scheduled_run_json(status.last_scheduled),
+        "stale": status.stale,
         "tags": list(status.job.tags),
     }
+
+
+def scheduled_run_json(run: Any) -> dict[str, Any] | None:
+    """A scheduled instant taken on: when, what became of it, its build."""
+    if run is None:
+        return None
+    return {"scheduled_for": isoformat(run.scheduled_for), "outcome": run.outcome,
+            "build": run.build_id, "host": run.host}
 
 
 @click.command()
@@ -47,6 +57,9 @@ def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str)
     if fmt == "json":
         echo_json([status_json(s) for s in statuses])
         return
+    # the schedule and freshness columns, only where a job has them
+    scheduled = any(s.job.schedule for s in statuses)
+    watched = any(s.job.max_age for s in statuses)
     rows = []
     for s in statuses:
         last_ok = s.last_success
@@ -65,8 +78,23 @@ def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str)
             outdated,
             ", ".join(f"#{i}" for i in s.running),
         ])
-    echo_table(rows, ["job", "last build", "state", "last success (UTC)", "outdated",
-                      "running"])
+        if scheduled:
+            last = s.last_scheduled
+            rows[-1] += [_time(s.next_run),
+                         f"{_time(last.scheduled_for)} {last.outcome}" if last else ""]
+        if watched:
+            rows[-1].append(click.style(f"STALE: {s.stale}", fg="red") if s.stale
+                            else "ok" if s.job.max_age else "")
+    headers = ["job", "last build", "state", "last success (UTC)", "outdated", "running"]
+    if scheduled:
+        headers += ["next run (UTC)", "last scheduled (UTC)"]
+    if watched:
+        headers.append("freshness")
+    echo_table(rows, headers)
+
+
+def _time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 COMMANDS = [status]

@@ -69,6 +69,9 @@ class BuildObserver:
         """A failed build will be retried after ``delay`` seconds (retry ``attempt`` of
         ``attempts``)."""
 
+    def notification_failed(self, build: Build, problem: str) -> None:
+        """A notification of the build's job could not be sent (the build is not affected)."""
+
     def job_not_built(self, job_id: str, reason: str) -> None:
         """A job of the plan was not built (up to date, or blocked by a failure)."""
 

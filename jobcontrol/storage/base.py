@@ -23,6 +23,7 @@ from jobcontrol.models import (
     LogCutoff,
     LogRecord,
     ProgressItem,
+    ScheduledRun,
     StoredValue,
 )
 from jobcontrol.timeutil import utcnow
@@ -140,6 +141,44 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
         """Of these builds, the running ones asked to stop: ``{build_id: reason}``."""
+
+    @abc.abstractmethod
+    def record_build(
+        self,
+        job_id: str,
+        state: BuildState,
+        *,
+        reason: str,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        host: str,
+        pid: int,
+    ) -> Build:
+        """Record a build that never ran, already finished (a scheduled run skipped because
+        the job was still running, say): no claim, whatever the job's concurrency."""
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, *, host: str,
+                            pid: int, outcome: str = "claimed") -> bool:
+        """Take on the scheduled instant ``scheduled_for`` of ``job_id``: True for exactly
+        one caller however many race for it (and whatever happens later), False for the
+        rest."""
+
+    @abc.abstractmethod
+    def set_scheduled_run(self, job_id: str, scheduled_for: datetime, *, outcome: str,
+                          build_id: int | None = None) -> None:
+        """Record what became of a claimed instant (``started``, ``overlap``...)."""
+
+    @abc.abstractmethod
+    def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
+                            ) -> dict[str, ScheduledRun]:
+        """The latest instant taken on of each job (that has one), in one query."""
+
+    @abc.abstractmethod
+    def scheduled_runs(self, job_id: str, *, limit: int | None = None) -> list[ScheduledRun]:
+        """A job's instants taken on, latest first."""
 
     def now(self) -> datetime:
         """The storage's clock (UTC): every host sharing a storage judges heartbeats by it.

@@ -12,6 +12,7 @@ import itertools
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from jobcontrol.models import (
     LogCutoff,
     LogRecord,
     ProgressItem,
+    ScheduledRun,
     StoredValue,
 )
 from jobcontrol.storage.base import (
@@ -59,6 +61,7 @@ class MemoryStorage(Storage):
         self._logs: dict[int, list[LogRecord]] = {}
         self._progress: dict[int, dict[tuple[str, ...], ProgressItem]] = {}
         self._settings: dict[str, str] = {}
+        self._schedule_runs: dict[tuple[str, datetime], ScheduledRun] = {}
 
     @classmethod
     def from_url(cls, url: str, base_dir: str | Path | None = None) -> MemoryStorage:
@@ -166,6 +169,69 @@ class MemoryStorage(Storage):
                 build = self._builds.get(build_id)
                 if build is not None and build.state is BuildState.RUNNING:
                     self._builds[build_id] = dataclasses.replace(build, heartbeat=now)
+
+    def record_build(
+        self,
+        job_id: str,
+        state: BuildState,
+        *,
+        reason: str,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        host: str,
+        pid: int,
+    ) -> Build:
+        state = check_finished_state(state)
+        definition = json_copy(definition)
+        with self._lock:
+            self._check_open()
+            self._last_id += 1
+            now = utcnow()
+            build = Build(id=self._last_id, job_id=job_id, state=state, reason=reason,
+                          definition=definition, definition_hash=definition_hash, created=now,
+                          started=now, finished=now, host=host, pid=pid)
+            self._builds[build.id] = build
+            return _copy(build)
+
+    def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, *, host: str,
+                            pid: int, outcome: str = "claimed") -> bool:
+        key = (job_id, as_utc(scheduled_for))
+        with self._lock:
+            self._check_open()
+            if key in self._schedule_runs:
+                return False
+            self._schedule_runs[key] = ScheduledRun(job_id, key[1], utcnow(), outcome,
+                                                    host=host, pid=pid)
+            return True
+
+    def set_scheduled_run(self, job_id: str, scheduled_for: datetime, *, outcome: str,
+                          build_id: int | None = None) -> None:
+        key = (job_id, as_utc(scheduled_for))
+        with self._lock:
+            self._check_open()
+            run = self._schedule_runs.get(key)
+            if run is not None:
+                self._schedule_runs[key] = dataclasses.replace(run, outcome=outcome,
+                                                               build_id=build_id)
+
+    def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
+                            ) -> dict[str, ScheduledRun]:
+        wanted = None if job_ids is None else set(job_ids)
+        last: dict[str, ScheduledRun] = {}
+        with self._lock:
+            self._check_open()
+            for (job_id, when), run in self._schedule_runs.items():
+                if (wanted is None or job_id in wanted) and (
+                        job_id not in last or when > last[job_id].scheduled_for):
+                    last[job_id] = run
+        return last
+
+    def scheduled_runs(self, job_id: str, *, limit: int | None = None) -> list[ScheduledRun]:
+        with self._lock:
+            self._check_open()
+            runs = sorted((run for (job, _), run in self._schedule_runs.items()
+                           if job == job_id), key=lambda run: run.scheduled_for, reverse=True)
+        return runs if limit is None else runs[:limit]
 
     def request_cancel(self, build_id: int, reason: str) -> Build:
         with self._lock:

@@ -43,6 +43,7 @@ from jobcontrol.models import (
     LogCutoff,
     LogRecord,
     ProgressItem,
+    ScheduledRun,
     StoredValue,
 )
 from jobcontrol.storage.base import as_utc
@@ -377,6 +378,33 @@ class PostgreSQLStorage(SqlStorage):
     def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
         return self._retry(functools.partial(super().cancel_requests, build_ids),
                            "reading cancel requests")
+
+    def record_build(self, job_id: str, state: BuildState, **kwargs: Any) -> Build:
+        # twice would record two skipped builds: not retried when in doubt
+        return self._retry(functools.partial(super().record_build, job_id, state, **kwargs),
+                           f"recording a build of {job_id!r}", in_doubt_ok=False)
+
+    def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, **kwargs: Any) -> bool:
+        # in doubt, a retry would find our own row and say False: the instant is not run
+        # twice, at worst not at all
+        return self._retry(
+            functools.partial(super().claim_scheduled_run, job_id, scheduled_for, **kwargs),
+            f"claiming the run of {job_id!r} due at {scheduled_for.isoformat()}",
+            in_doubt_ok=False)
+
+    def set_scheduled_run(self, job_id: str, scheduled_for: datetime, **kwargs: Any) -> None:
+        self._retry(
+            functools.partial(super().set_scheduled_run, job_id, scheduled_for, **kwargs),
+            "recording a scheduled run")
+
+    def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
+                            ) -> dict[str, ScheduledRun]:
+        return self._retry(functools.partial(super().last_scheduled_runs, job_ids),
+                           "reading scheduled runs")
+
+    def scheduled_runs(self, job_id: str, **kwargs: Any) -> list[ScheduledRun]:
+        return self._retry(functools.partial(super().scheduled_runs, job_id, **kwargs),
+                           "reading scheduled runs")
 
     def now(self) -> datetime:
         """The server's clock, as this machine's plus the offset measured on connecting."""

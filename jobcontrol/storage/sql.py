@@ -47,6 +47,7 @@ from jobcontrol.models import (
     LogCutoff,
     LogRecord,
     ProgressItem,
+    ScheduledRun,
     StoredValue,
 )
 from jobcontrol.storage.base import (
@@ -65,6 +66,8 @@ from jobcontrol.storage.queries import (
     job_summaries_sql,
 )
 from jobcontrol.storage.schema import Migration, load_migrations
+
+SCHEDULE_RUN_COLUMNS = "job_id, scheduled_for, claimed, host, pid, outcome, build_id"
 
 __all__ = ["BUILD_COLUMNS", "Migration", "SqlStorage", "load_migrations"]
 
@@ -487,6 +490,80 @@ class SqlStorage(Storage):
                 )
                 found.update((int(build_id), reason or "") for build_id, reason in cur)
         return found
+
+    def record_build(
+        self,
+        job_id: str,
+        state: BuildState,
+        *,
+        reason: str,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        host: str,
+        pid: int,
+    ) -> Build:
+        state = check_finished_state(state)
+        with self._transaction() as cur:
+            now = self._time_param(self.now())
+            build_id = self._insert_id(
+                cur,
+                "INSERT INTO builds (job_id, state, reason, definition, definition_hash, "
+                "created, started, finished, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, state.value, reason, self._dumps(definition), definition_hash,
+                 now, now, now, host, pid),
+            )
+            return self._fetch_build(cur, build_id)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, *, host: str,
+                            pid: int, outcome: str = "claimed") -> bool:
+        with self._transaction() as cur:
+            # the primary key decides: one INSERT wins, the others insert nothing
+            cur.execute(
+                self._q("INSERT INTO schedule_runs (job_id, scheduled_for, claimed, host, pid, "
+                        "outcome) VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (job_id, scheduled_for) DO NOTHING"),
+                (job_id, self._time_param(scheduled_for), self._time_param(self.now()), host,
+                 pid, outcome),
+            )
+            return cur.rowcount == 1
+
+    def set_scheduled_run(self, job_id: str, scheduled_for: datetime, *, outcome: str,
+                          build_id: int | None = None) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                self._q("UPDATE schedule_runs SET outcome = ?, build_id = ? "
+                        "WHERE job_id = ? AND scheduled_for = ?"),
+                (outcome, build_id, job_id, self._time_param(scheduled_for)),
+            )
+
+    def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
+                            ) -> dict[str, ScheduledRun]:
+        sql = (f"SELECT {SCHEDULE_RUN_COLUMNS} FROM schedule_runs s WHERE scheduled_for = "
+               f"(SELECT max(scheduled_for) FROM schedule_runs WHERE job_id = s.job_id)")
+        with self._cursor() as cur:
+            cur.execute(sql)
+            runs = [self._scheduled_run(row) for row in cur.fetchall()]
+        wanted = None if job_ids is None else set(job_ids)
+        return {run.job_id: run for run in runs if wanted is None or run.job_id in wanted}
+
+    def scheduled_runs(self, job_id: str, *, limit: int | None = None) -> list[ScheduledRun]:
+        sql = (f"SELECT {SCHEDULE_RUN_COLUMNS} FROM schedule_runs WHERE job_id = ? "
+               f"ORDER BY scheduled_for DESC")
+        params: list[Any] = [job_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), params)
+            return [self._scheduled_run(row) for row in cur.fetchall()]
+
+    def _scheduled_run(self, row: Sequence[Any]) -> ScheduledRun:
+        job_id, scheduled_for, claimed, host, pid, outcome, build_id = row
+        return ScheduledRun(job_id=job_id, scheduled_for=self._time(scheduled_for),
+                            claimed=self._time(claimed), outcome=outcome, host=host, pid=pid,
+                            build_id=build_id)  # type: ignore[arg-type]
 
     def get_build(self, build_id: int) -> Build:
         with self._cursor() as cur:

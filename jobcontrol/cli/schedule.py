@@ -1,0 +1,157 @@
+"""``jobcontrol run-due``, ``scheduler`` and ``crontab``: scheduled builds, from cron or a
+loop."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jobcontrol.cli.build import TextObserver
+from jobcontrol.cli.helpers import echo_json, format_option, pass_jc
+from jobcontrol.cli.render import build_json
+from jobcontrol.errors import JobControlError
+from jobcontrol.timeutil import isoformat
+
+
+class _When(click.ParamType):
+    """An ISO 8601 time; without an offset it is UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        from datetime import timezone
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time such as 2026-03-01T09:00", param, ctx)
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    """``run-due --format json``: every instant it took on, and what became of it."""
+    return {
+        "started": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
+                    for job, when, build in report.started],
+        "overlaps": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
+                     for job, when, build in report.overlaps],
+        "not_built": [{"job": job, "scheduled_for": isoformat(when), "reason": reason}
+                      for job, when, reason in report.not_built],
+        "missed": [{"job": job, "scheduled_for": isoformat(when)}
+                   for job, when in report.missed],
+        "taken_elsewhere": report.taken_elsewhere,
+        "errors": [str(error) for error in report.errors],
+    }
+
+
+def print_report(report: Any) -> None:
+    """The lines cron mails: nothing at all when nothing was due."""
+    for job, when, build in report.overlaps:
+        click.echo(f"{job}: run due at {isoformat(when)} skipped, still running "
+                   f"(recorded as build #{build.id})")
+    for job, when, reason in report.not_built:
+        click.echo(f"{job}: run due at {isoformat(when)} not built ({reason})")
+    for job, when in report.missed:
+        click.echo(f"{job}: run due at {isoformat(when)} missed (too late for catchup: none)")
+    for error in report.errors:
+        click.echo(f"Error: {error}", err=True)
+
+
+@click.command("run-due")
+@click.option("--at", "now", type=_When(),
+              help="Act as if it were this time (ISO 8601, UTC unless it says): to replay "
+                   "or test a schedule. Default: the storage's clock.")
+@format_option
+@pass_jc
+def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
+    """Start every scheduled build due now, each scheduled instant exactly once however
+    many run-due processes race. For a crontab: * * * * * jobcontrol -c FILE run-due
+
+    Exit status: 0 nothing failed, 1 a build it started failed.
+    """
+    observer = TextObserver(live=False) if fmt == "table" else None
+    report = jc.run_due(now=now, observer=observer)
+    if fmt == "json":
+        echo_json(report_json(report))
+    else:
+        print_report(report)
+    if report.failed:
+        sys.exit(1)
+
+
+@click.command()
+@pass_jc
+def scheduler(jc: Any) -> None:
+    """Run scheduled builds as they come due, in a loop (for systems without cron). Safe to
+    run on several hosts against one PostgreSQL storage. SIGTERM or Ctrl-C stops it,
+    cancelling the builds it is running."""
+    from jobcontrol.scheduler import Scheduler
+
+    scheduled = [job.id for job in jc.config.jobs.values() if job.schedule]
+    if not scheduled:
+        raise JobControlError(f"{jc.config.path}: no job has a schedule")
+
+    class Loop(Scheduler):
+        def report(self, report: Any) -> None:
+            print_report(report)
+
+    click.echo(f"scheduler: {len(scheduled)} scheduled job"
+               f"{'s' if len(scheduled) != 1 else ''}; stop with SIGTERM or Ctrl-C")
+    Loop(jc, TextObserver(live=False)).serve()
+    click.echo("scheduler: stopped")
+
+
+@click.command()
+@click.option("--per-job", is_flag=True,
+              help="One line a scheduled job (its own cron expression) instead of one "
+                   "run-due line every minute.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False),
+              help="Where the entries append their output (default: jobcontrol-cron.log "
+                   "beside the config).")
+@pass_jc
+def crontab(jc: Any, per_job: bool, log_file: str | None) -> None:
+    """Print crontab entries for the scheduled jobs, with absolute paths, ready to paste
+    into `crontab -e`."""
+    config = jc.config.path.resolve()
+    log = Path(log_file).resolve() if log_file else config.parent / "jobcontrol-cron.log"
+    command = _command_prefix(config)
+    redirect = f">> {shlex.quote(str(log))} 2>&1"
+    click.echo(f"# jobcontrol: {config}")
+    if not per_job:
+        click.echo(f"* * * * * {command} run-due {redirect}")
+        return
+    for job in jc.config.jobs.values():
+        schedule = job.schedule
+        if schedule is None:
+            continue
+        if len(schedule.expression.split()) == 6:
+            click.echo(f"# {job.id}: {schedule.expression!r} has seconds, which cron has not: "
+                       f"use run-due or scheduler")
+            continue
+        options = schedule.options
+        flags = " --deps" * options.deps + " --if-outdated" * options.if_outdated
+        if schedule.timezone != "UTC":
+            click.echo(f"CRON_TZ={schedule.timezone}")
+        click.echo(f"{schedule.expression} {command} build {shlex.quote(job.id)}{flags} "
+                   f"{redirect}")
+        if schedule.timezone != "UTC":
+            click.echo("CRON_TZ=UTC")
+
+
+def _command_prefix(config: Path) -> str:
+    """``/abs/path/jobcontrol -c /abs/jobs.yaml`` (the python running us, if no script)."""
+    script = shutil.which("jobcontrol")
+    program = (shlex.quote(str(Path(script).resolve())) if script
+               else f"{shlex.quote(sys.executable)} -m jobcontrol")
+    return f"{program} -c {shlex.quote(str(config))}"
+
+
+COMMANDS = [run_due, scheduler, crontab]
