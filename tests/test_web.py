@@ -571,3 +571,32 @@ def test_gunicorn_serves_create_app_from_env(config: Path, tmp_path: Path) -> No
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_jobs_page_shows_schedule_and_freshness(tmp_path: Path,
+                                                shared_storage: Storage) -> None:
+    config = make_project(tmp_path / "scheduled", """\
+jobs:
+  - id: hourly
+    function: jobfuncs.make
+    args: [hourly]
+    isolation: inline
+    schedule: "0 * * * *"
+    timezone: Europe/Berlin
+    max_age: 2h
+""")
+    jc = JobControl.from_config(config, shared_storage)
+    client = create_app(jc).test_client()
+    html = client.get("/").get_data(as_text=True)
+    next_run = jc.status()[0].next_run
+    assert next_run is not None
+    assert f"next {next_run.strftime('%Y-%m-%d %H:%M')}" in html
+    assert 'title="0 * * * * (Europe/Berlin)"' in html
+    assert "stale: never built successfully (max_age 2h)" in html
+    report = jc.run_due(now=next_run)
+    assert len(report.started) == 1
+    html = client.get("/").get_data(as_text=True)
+    assert f"last {next_run.strftime('%Y-%m-%d %H:%M')}" in html and ": started" in html
+    assert "stale:" not in html
+    [row] = client.get("/api/v1/jobs").get_json()
+    assert row["last_scheduled"]["outcome"] == "started"
