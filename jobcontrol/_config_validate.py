@@ -15,12 +15,14 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jobcontrol._config_values import (
+    EXECUTOR_KEYS,
     PARSERS,
     RETENTION_KEYS,
     RETRY_KEYS,
     RUNNER_KEYS,
     Field,
     did_you_mean,
+    executor_settings,
     runner_settings,
     secret_list,
     type_name,
@@ -28,6 +30,7 @@ from jobcontrol._config_values import (
 from jobcontrol._config_yaml import Document, MarkedDict, MarkedList, Pos
 from jobcontrol.config import (
     Config,
+    ExecutorSettings,
     JobDefinition,
     Location,
     RetvalRef,
@@ -40,7 +43,7 @@ from jobcontrol.secrets import secret_values
 
 __all__ = ["DEFAULT_KEYS", "JOB_KEYS", "PARSERS", "TOP_KEYS", "build_config"]
 
-TOP_KEYS = ("storage", "defaults", "runner", "secrets", "jobs")
+TOP_KEYS = ("storage", "defaults", "runner", "executor", "secrets", "jobs")
 JOB_KEYS = (
     "id",
     "function",
@@ -56,6 +59,7 @@ JOB_KEYS = (
     "result",
     "retries",
     "retention",
+    "queue",
 )
 DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention")
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -72,6 +76,8 @@ SUB_KEY_PARENTS = {
     **dict.fromkeys(RETRY_KEYS, "retries"),
     **dict.fromkeys(RETENTION_KEYS, "retention"),
     **dict.fromkeys(RUNNER_KEYS, "runner"),
+    # "queue" is a job key too: only the executor's own keys point there
+    **dict.fromkeys((k for k in EXECUTOR_KEYS if k != "queue"), "executor"),
 }
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
 
@@ -148,6 +154,9 @@ class _Validator:
         runner = RunnerSettings(
             **runner_settings(root.get("runner"), self.top_field(root, "runner"))
         )
+        executor = ExecutorSettings(
+            **executor_settings(root.get("executor"), self.top_field(root, "executor"))
+        )
         secrets = set(document.env_values)
         secrets |= secret_list(root.get("secrets"), self.top_field(root, "secrets"))
         if "jobs" not in root:
@@ -171,9 +180,10 @@ class _Validator:
         self.cross_checks(jobs)
         for job in jobs.values():
             secrets |= secret_values([job.values.get("args"), job.values.get("kwargs")])
-        if isinstance(storage, str):  # the database password, if the URL holds one
-            with contextlib.suppress(ValueError):
-                secrets.add(unquote(urlsplit(storage).password or ""))
+        for url in (storage, executor.broker):  # passwords of the database and the broker
+            if isinstance(url, str):
+                with contextlib.suppress(ValueError):
+                    secrets.add(unquote(urlsplit(url).password or ""))
         every = frozenset(s for s in secrets if s)
         definitions = {
             job_id: self.definition(job, defaults, default_marks, every)
@@ -185,6 +195,7 @@ class _Validator:
             storage=storage,
             rendered=rendered,
             runner=runner,
+            executor=executor,
             secrets=every,
         )
 
@@ -361,6 +372,7 @@ class _Validator:
             result=values["result"],
             retries=values["retries"],
             retention=values["retention"],
+            queue=values.get("queue"),
             location=self.location(job.raw.start),
             secrets=secrets,
             _marks=marks,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "ExecutorSettings",
     "JobDefinition",
     "Location",
     "RetentionPolicy",
@@ -203,6 +204,32 @@ class RunnerSettings:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """``executor:``: where builds run. ``local`` (the default): in child processes of the
+    command that builds; ``celery``: ``build --async`` queues them for ``jobcontrol worker``
+    processes reached through ``broker`` (a Redis or RabbitMQ URL), on ``queue`` unless a
+    job names its own."""
+
+    type: str = "local"
+    broker: str | None = None
+    queue: str = "jobcontrol"
+
+    def __post_init__(self) -> None:
+        _check(self.type in ("local", "celery"),
+               f"type must be 'local' or 'celery', got {self.type!r}")
+        _check(self.type == "local" or bool(self.broker),
+               "an executor of type celery needs a broker URL")
+
+    @property
+    def remote(self) -> bool:
+        """True when builds go to Celery workers."""
+        return self.type == "celery"
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 #: JobDefinition fields whose repr is masked
 _MASKED = ("title", "args", "kwargs")
 
@@ -234,6 +261,8 @@ class JobDefinition:
     result: str = "json"
     retries: RetryPolicy | None = None
     retention: RetentionPolicy | None = None
+    #: the Celery queue its remote builds go to (None: the executor's queue)
+    queue: str | None = None
     location: Location = field(default=Location("<config>"), compare=False)
     #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -289,6 +318,7 @@ class JobDefinition:
             "result": self.result,
             "retries": None if self.retries is None else self.retries.as_json(),
             "retention": None if self.retention is None else self.retention.as_json(),
+            "queue": self.queue,
         }
 
     def retval_jobs(self) -> set[str]:
@@ -309,6 +339,7 @@ class Config:
     storage: str | None = None
     rendered: str = field(default="", repr=False)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     #: every secret: the ``secrets:`` list, values read by ``!env``, and values under
     #: secret-looking keys (password, token, ...) in any job's args and kwargs
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
@@ -327,6 +358,10 @@ class Config:
     def dependencies(self) -> dict[str, tuple[str, ...]]:
         """``{job_id: dependencies}`` in file order, as :mod:`jobcontrol.graph` takes it."""
         return {job_id: job.dependencies for job_id, job in self.jobs.items()}
+
+    def queue_of(self, job: JobDefinition) -> str:
+        """The Celery queue a remote build of ``job`` goes to."""
+        return job.queue or self.executor.queue
 
     def job(self, job_id: str) -> JobDefinition:
         """The job ``job_id``; :class:`UnknownJobError` (with a suggestion) if undefined."""
