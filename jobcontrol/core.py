@@ -14,8 +14,9 @@ from typing import Any
 
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
-from jobcontrol.errors import BuildStateError, DependencyError, JobControlError
+from jobcontrol.errors import BrokerError, BuildStateError, DependencyError, JobControlError
 from jobcontrol.executors.local import HOSTNAME, BuildObserver
+from jobcontrol.executors.remote import Sender, follow
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.orchestrator import BuildRun
@@ -77,9 +78,10 @@ class JobControl:
     >>> [build] = jc.build("report", deps=True)[-1:]       # doctest: +SKIP
     """
 
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(self, config: Config, storage: Storage, sender: Sender | None = None) -> None:
         self.config = config
         self.storage = storage
+        self._sender = sender
         # jobs import their modules from beside the config file, as the user expects
         directory = str(config.directory)
         if directory not in sys.path:
@@ -218,6 +220,77 @@ class JobControl:
             result.error.builds = result.builds  # type: ignore[attr-defined]
             raise result.error
         return result.builds
+
+    @property
+    def sender(self) -> Sender:
+        """What sends queued builds to the workers: Celery's, made on first use (so nothing
+        imports Celery unless the config's ``executor`` is ``celery``)."""
+        if self._sender is None:
+            if not self.config.executor.remote:
+                raise BrokerError(
+                    f"builds go to workers only with the Celery executor: add "
+                    f"`executor: {{type: celery, broker: redis://HOST:6379/0}}` to "
+                    f"{self.config.path}"
+                )
+            from jobcontrol.executors.celery import CelerySender
+
+            self._sender = CelerySender(self.config.executor)
+        return self._sender
+
+    def submit(self, jobs: str | Sequence[str], *, deps: bool = False,
+               depending: bool = False, if_outdated: bool = False) -> list[Build]:
+        """Queue builds of ``jobs`` for Celery workers and return them, ``queued``.
+
+        The plan is made as :meth:`build` makes it (``deps``, ``depending``,
+        ``if_outdated``); each build to make is created ``queued`` and its id sent to the
+        workers of its job's queue. A build waits for the queued builds of its dependencies
+        and is cancelled if one of them fails (see :mod:`jobcontrol.executors.remote`).
+        """
+        targets = self._targets(jobs)
+        send = self.sender
+        self.reap()
+        if not deps:
+            self._check_dependencies_met(targets)
+        planned = [step.job_id for step in self.plan(targets, deps=deps, depending=depending,
+                                                     if_outdated=if_outdated) if step.build]
+        summaries = self.storage.job_summaries()
+        for job_id in planned:  # all refusals before anything is queued
+            missing = [dep for dep in self.config.dependencies[job_id] if dep not in planned
+                       and (dep not in summaries or summaries[dep].last_ok is None)]
+            if missing:
+                raise DependencyError(job_id, missing)
+        queued: dict[str, Build] = {}
+        for job_id in planned:
+            job = self.job(job_id)
+            waits = {}
+            for dep in job.dependencies:
+                if dep in queued:
+                    waits[dep] = queued[dep].id
+                else:
+                    summary = summaries[dep]
+                    assert summary.last_ok is not None
+                    waits[dep] = summary.last_output_id or summary.last_ok.id
+            build = self.storage.enqueue_build(
+                job_id, definition=job.snapshot(), definition_hash=job.definition_hash,
+                dependency_builds=waits, queue=self.config.queue_of(job),
+            )
+            assert build is not None  # only a retry can be refused
+            queued[job_id] = build
+        builds = list(queued.values())
+        for number, build in enumerate(builds):
+            try:
+                send(build.id, self.config.queue_of(self.job(build.job_id)))
+            except BrokerError as error:
+                for unsent in builds[number:]:  # a record never lies: these never start
+                    self.storage.finish_build(unsent.id, BuildState.CANCELLED,
+                                              reason=f"not sent to the workers: {error}")
+                raise
+        return builds
+
+    def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:
+        """Report remote builds (and their retries) to ``observer`` until all have ended;
+        returns them as they ended (``build --async --wait``)."""
+        return follow(self, builds, observer)
 
     def _targets(self, jobs: str | Sequence[str]) -> list[str]:
         targets = [jobs] if isinstance(jobs, str) else list(dict.fromkeys(jobs))

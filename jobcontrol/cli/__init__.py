@@ -47,9 +47,9 @@ def main(ctx: click.Context, config: str | None, storage: str | None, debug: boo
 
 
 def _register() -> None:
-    from jobcontrol.cli import admin, build, control, history, jobs, logs, status
+    from jobcontrol.cli import admin, build, control, history, jobs, logs, status, worker
 
-    for module in (build, status, history, logs, jobs, control, admin):
+    for module in (build, status, history, logs, jobs, control, admin, worker):
         for command in module.COMMANDS:
             main.add_command(command)
 
