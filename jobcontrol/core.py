@@ -173,10 +173,14 @@ class JobControl:
     def plan(self, jobs: str | Sequence[str], *, deps: bool = False, depending: bool = False,
              if_outdated: bool = False) -> list[PlannedStep]:
         """What :meth:`build` would do now, and why (``build --dry-run``)."""
-        targets = self._targets(jobs)
+        return self._plan(self._targets(jobs), self.storage.job_summaries(), deps=deps,
+                          depending=depending, if_outdated=if_outdated)
+
+    def _plan(self, targets: list[str], summaries: dict[str, Any], *, deps: bool,
+              depending: bool, if_outdated: bool) -> list[PlannedStep]:
         steps = make_plan(self.config.dependencies, targets, with_deps=deps,
                           with_depending=depending)
-        outdated = self.outdated()
+        outdated = self._outdated(summaries)
         planned = []
         assumed: dict[str, BuildState] = {}
         for step in steps:
@@ -249,11 +253,18 @@ class JobControl:
         targets = self._targets(jobs)
         send = self.sender
         self.reap()
+        if deps or depending or if_outdated:
+            summaries = self.storage.job_summaries()  # once: the plan and the waits agree
+            planned = [step.job_id for step in self._plan(targets, summaries, deps=deps,
+                                                          depending=depending,
+                                                          if_outdated=if_outdated)
+                       if step.build]
+        else:  # the targets, whatever their state: only their dependencies are looked up
+            upstream = {dep for job_id in targets for dep in self.config.dependencies[job_id]}
+            summaries = self.storage.job_summaries(upstream) if upstream else {}
+            planned = [step.job_id for step in make_plan(self.config.dependencies, targets)]
         if not deps:
-            self._check_dependencies_met(targets)
-        planned = [step.job_id for step in self.plan(targets, deps=deps, depending=depending,
-                                                     if_outdated=if_outdated) if step.build]
-        summaries = self.storage.job_summaries()
+            self._check_dependencies_met(targets, summaries)
         for job_id in planned:  # all refusals before anything is queued
             missing = [dep for dep in self.config.dependencies[job_id] if dep not in planned
                        and (dep not in summaries or summaries[dep].last_ok is None)]
@@ -300,8 +311,10 @@ class JobControl:
             self.job(job_id)
         return targets
 
-    def _check_dependencies_met(self, targets: Sequence[str]) -> None:
-        summaries = self.storage.job_summaries()
+    def _check_dependencies_met(self, targets: Sequence[str],
+                                summaries: dict[str, Any] | None = None) -> None:
+        if summaries is None:
+            summaries = self.storage.job_summaries()
         deps = self.config.dependencies
         for target in targets:
             missing = [

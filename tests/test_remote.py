@@ -225,6 +225,13 @@ def test_a_worker_with_another_definition_refuses(jc: JobControl, broker: Broker
     assert "defines job 'a' differently" in (refused.reason or "")
 
 
+def test_targets_are_queued_in_dependency_order(jc: JobControl, broker: Broker) -> None:
+    b, a = jc.submit(["b", "a"])[::-1]
+    assert (a.job_id, b.job_id) == ("a", "b") and a.id < b.id
+    assert b.dependency_builds == {"a": a.id}
+    assert drain(jc, broker) == ["success", "success"]
+
+
 def test_submit_refuses_before_queueing_anything(jc: JobControl, broker: Broker) -> None:
     with pytest.raises(DependencyError):
         jc.submit("c")  # b never built, and no --deps
