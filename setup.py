@@ -27,8 +27,12 @@ setup(
     extras_require={
         # psycopg2-binary: a wheel with libpq inside, so no compiler or headers are needed
         "postgresql": ["psycopg2-binary>=2.9"],
+        # builds on Celery workers (executor: {type: celery}); RabbitMQ needs nothing more
+        "celery": ["celery>=5.3", "redis>=4.5"],
         # the PostgreSQL tests run too (they skip without $JOBCONTROL_TEST_POSTGRESQL)
-        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100"],
+        # the Celery tests too (they skip without $JOBCONTROL_TEST_REDIS / _AMQP)
+        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100",
+                 "celery>=5.3", "redis>=4.5"],
     },
     entry_points={"console_scripts": ["jobcontrol = jobcontrol.cli:main"]},
     classifiers=[

@@ -426,21 +426,17 @@ class SqlStorage(Storage):
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
         with self._transaction() as cur:
-            # the job first (a build's job never changes), then the build's row: claims of a
-            # job take their locks in the same order as claim_build
-            cur.execute(self._q("SELECT job_id FROM builds WHERE id = ?"), (build_id,))
+            # the build's row, then its job: nothing holds a job's lock while it waits for
+            # a row another claim has locked, so the two orders cannot deadlock
+            cur.execute(self._q(f"SELECT job_id, state FROM builds WHERE id = ?"
+                                f"{self.lock_rows_sql}"), (build_id,))
             row = cur.fetchone()
             if row is None:
                 raise BuildNotFoundError(build_id)
-            job_id = row[0]
-            self._lock_job(cur, job_id)
-            cur.execute(self._q(f"SELECT state FROM builds WHERE id = ?{self.lock_rows_sql}"),
-                        (build_id,))
-            row = cur.fetchone()
-            if row is None:  # deleted meanwhile
-                raise BuildNotFoundError(build_id)
-            if row[0] != BuildState.QUEUED.value:
+            job_id, state = row
+            if state != BuildState.QUEUED.value:
                 return None
+            self._lock_job(cur, job_id)
             cur.execute(
                 self._q("SELECT id FROM builds WHERE job_id = ? AND state = ? ORDER BY id"),
                 (job_id, BuildState.RUNNING.value),
