@@ -16,22 +16,23 @@ from urllib.parse import unquote, urlsplit
 
 from jobcontrol import _config_schedule
 from jobcontrol._config_values import (
-    PARSERS as VALUE_PARSERS,
-)
-from jobcontrol._config_values import (
+    EXECUTOR_KEYS,
     RETENTION_KEYS,
     RETRY_KEYS,
     RUNNER_KEYS,
     Field,
     did_you_mean,
+    executor_settings,
     runner_settings,
     secret_list,
     type_name,
     web_settings,
 )
+from jobcontrol._config_values import PARSERS as VALUE_PARSERS
 from jobcontrol._config_yaml import Document, MarkedDict, MarkedList, Pos
 from jobcontrol.config import (
     Config,
+    ExecutorSettings,
     JobDefinition,
     Location,
     RetvalRef,
@@ -46,7 +47,7 @@ from jobcontrol.secrets import secret_values
 
 __all__ = ["DEFAULT_KEYS", "JOB_KEYS", "PARSERS", "TOP_KEYS", "build_config"]
 
-TOP_KEYS = ("storage", "defaults", "runner", "secrets", "web", "jobs")
+TOP_KEYS = ("storage", "defaults", "runner", "executor", "secrets", "web", "jobs")
 JOB_KEYS = (
     "id",
     "function",
@@ -67,6 +68,7 @@ JOB_KEYS = (
     "schedule_options",
     "max_age",
     "notify",
+    "queue",
 )
 DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention",
                 "timezone", "schedule_options", "max_age", "notify")
@@ -98,6 +100,8 @@ SUB_KEY_PARENTS = {
     **dict.fromkeys(RUNNER_KEYS, "runner"),
     # not "deps": a job's `deps:` means dependencies far more often
     **dict.fromkeys(("if_outdated", "catchup", "misfire_grace"), "schedule_options"),
+    # "queue" is a job key too: only the executor's own keys point there
+    **dict.fromkeys((k for k in EXECUTOR_KEYS if k != "queue"), "executor"),
 }
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
 
@@ -175,6 +179,9 @@ class _Validator:
             **runner_settings(root.get("runner"), self.top_field(root, "runner"))
         )
         web = WebSettings(**web_settings(root.get("web"), self.top_field(root, "web")))
+        executor = ExecutorSettings(
+            **executor_settings(root.get("executor"), self.top_field(root, "executor"))
+        )
         secrets = set(document.env_values)
         secrets |= secret_list(root.get("secrets"), self.top_field(root, "secrets"))
         secrets |= {value for value in (web.secret_key, web.token) if value}
@@ -199,9 +206,10 @@ class _Validator:
         self.cross_checks(jobs)
         for job in jobs.values():
             secrets |= secret_values([job.values.get("args"), job.values.get("kwargs")])
-        if isinstance(storage, str):  # the database password, if the URL holds one
-            with contextlib.suppress(ValueError):
-                secrets.add(unquote(urlsplit(storage).password or ""))
+        for url in (storage, executor.broker):  # passwords of the database and the broker
+            if isinstance(url, str):
+                with contextlib.suppress(ValueError):
+                    secrets.add(unquote(urlsplit(url).password or ""))
         every = frozenset(s for s in secrets if s)
         definitions = {
             job_id: self.definition(job, defaults, default_marks, every)
@@ -214,6 +222,7 @@ class _Validator:
             rendered=rendered,
             runner=runner,
             web=web,
+            executor=executor,
             secrets=every,
         )
 
@@ -394,6 +403,7 @@ class _Validator:
                 values["schedule"], values["timezone"], values["schedule_options"]),
             max_age=values["max_age"],
             notify=values["notify"],
+            queue=values.get("queue"),
             location=self.location(job.raw.start),
             secrets=secrets,
             _marks=marks,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
@@ -30,6 +31,12 @@ WEB_AUTH_KEYS = ("users", "token")
 MIN_SECRET_LENGTH = 16
 #: the methods Werkzeug's ``generate_password_hash`` writes (``method$salt$hash``)
 PASSWORD_HASH_METHODS = ("scrypt", "pbkdf2")
+EXECUTOR_KEYS = ("type", "broker", "queue")
+EXECUTOR_TYPES = ("local", "celery")
+#: broker URL schemes Celery speaks that jobcontrol's tests cover (Redis, RabbitMQ)
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+#: a queue name: what Redis and RabbitMQ both take without quoting
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}\Z")
 # names people reach for that difflib cannot connect to ours
 ALIASES = {
     "deps": "dependencies",
@@ -361,6 +368,50 @@ def runner_settings(value: Any, at: Field) -> dict[str, float]:
     return settings
 
 
+def queue_name(value: Any, at: Field) -> str | None:
+    """A Celery queue name (``queue:`` of a job or of ``executor:``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise at.wrong_type(value, "a queue name such as jobcontrol")
+    if not QUEUE_NAME.match(value):
+        raise at.error(f"bad {at.key} {value!r}: use letters, digits, '_', '.', ':' and '-'")
+    return value
+
+
+def executor_settings(value: Any, at: Field) -> dict[str, str]:
+    """The ``executor:`` mapping → keyword arguments of ExecutorSettings (defaults left out)."""
+    if value is None:
+        return {}
+    sub_mapping(value, at, EXECUTOR_KEYS, "{type: celery, broker: redis://127.0.0.1:6379/0}")
+    if "type" not in value:
+        raise at.error(f"{at.key} needs a type: {' or '.join(EXECUTOR_TYPES)}")
+    kind = _choice(EXECUTOR_TYPES)(value["type"], at.inner(value, "type"))
+    settings = {"type": kind}
+    if kind == "local":
+        for key in ("broker", "queue"):
+            if key in value:
+                raise at.inner(value, key).error(f"{key} is only for type: celery")
+        return settings
+    if "broker" not in value:
+        raise at.error(f"{at.key} of type celery needs a broker, e.g. "
+                       f"broker: redis://127.0.0.1:6379/0 or amqp://guest@127.0.0.1//")
+    broker, where = value["broker"], at.inner(value, "broker")
+    if not isinstance(broker, str):
+        raise where.wrong_type(broker, "a URL such as redis://127.0.0.1:6379/0")
+    scheme = broker.partition("://")[0] if "://" in broker else ""
+    if scheme not in BROKER_SCHEMES:
+        raise where.error(
+            f"broker must be a redis:// or amqp:// URL, got one starting {scheme or broker[:20]!r}"
+            f" (supported: {', '.join(s + '://' for s in BROKER_SCHEMES)})"
+        )
+    settings["broker"] = broker
+    queue = queue_name(value.get("queue"), at.inner(value, "queue"))
+    if queue is not None:
+        settings["queue"] = queue
+    return settings
+
+
 def secret_list(value: Any, at: Field) -> set[str]:
     """``secrets: [literal, !env NAME]``. Messages never quote a value: they are secrets."""
     if value is None:
@@ -448,4 +499,5 @@ PARSERS: dict[str, Callable[[Any, Field], Any]] = {
     "result": _choice(RESULTS),
     "retries": _retries,
     "retention": _retention,
+    "queue": queue_name,
 }

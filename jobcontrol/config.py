@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "ExecutorSettings",
     "JobDefinition",
     "Location",
     "RetentionPolicy",
@@ -228,6 +229,32 @@ class WebSettings:
         return bool(self.users) or self.token is not None
 
 
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """``executor:``: where builds run. ``local`` (the default): in child processes of the
+    command that builds; ``celery``: ``build --async`` queues them for ``jobcontrol worker``
+    processes reached through ``broker`` (a Redis or RabbitMQ URL), on ``queue`` unless a
+    job names its own."""
+
+    type: str = "local"
+    broker: str | None = None
+    queue: str = "jobcontrol"
+
+    def __post_init__(self) -> None:
+        _check(self.type in ("local", "celery"),
+               f"type must be 'local' or 'celery', got {self.type!r}")
+        _check(self.type == "local" or bool(self.broker),
+               "an executor of type celery needs a broker URL")
+
+    @property
+    def remote(self) -> bool:
+        """True when builds go to Celery workers."""
+        return self.type == "celery"
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 #: JobDefinition fields whose repr is masked
 _MASKED = ("title", "args", "kwargs")
 
@@ -265,6 +292,8 @@ class JobDefinition:
     max_age: float | None = None
     #: whom to tell when it starts failing or recovers
     notify: NotifyPolicy | None = None
+    #: the Celery queue its remote builds go to (None: the executor's queue)
+    queue: str | None = None
     location: Location = field(default=Location("<config>"), compare=False)
     #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -323,6 +352,7 @@ class JobDefinition:
             "schedule": None if self.schedule is None else self.schedule.as_json(),
             "max_age": self.max_age,
             "notify": None if self.notify is None else masker.value(self.notify.as_json()),
+            "queue": self.queue,
         }
 
     def retval_jobs(self) -> set[str]:
@@ -344,6 +374,7 @@ class Config:
     rendered: str = field(default="", repr=False)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     #: every secret: the ``secrets:`` list, values read by ``!env``, and values under
     #: secret-looking keys (password, token, ...) in any job's args and kwargs
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
@@ -362,6 +393,10 @@ class Config:
     def dependencies(self) -> dict[str, tuple[str, ...]]:
         """``{job_id: dependencies}`` in file order, as :mod:`jobcontrol.graph` takes it."""
         return {job_id: job.dependencies for job_id, job in self.jobs.items()}
+
+    def queue_of(self, job: JobDefinition) -> str:
+        """The Celery queue a remote build of ``job`` goes to."""
+        return job.queue or self.executor.queue
 
     def job(self, job_id: str) -> JobDefinition:
         """The job ``job_id``; :class:`UnknownJobError` (with a suggestion) if undefined."""

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
-from jobcontrol.errors import BuildStateError, DependencyError, JobControlError
+from jobcontrol.errors import BrokerError, BuildStateError, DependencyError, JobControlError
+from jobcontrol.executors.remote import Sender, follow
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.notify import Notifier
@@ -93,9 +94,10 @@ class JobControl:
     >>> [build] = jc.build("report", deps=True)[-1:]       # doctest: +SKIP
     """
 
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(self, config: Config, storage: Storage, sender: Sender | None = None) -> None:
         self.config = config
         self.storage = storage
+        self._sender = sender
         # jobs import their modules from beside the config file, as the user expects
         directory = str(config.directory)
         if directory not in sys.path:
@@ -206,10 +208,14 @@ class JobControl:
     def plan(self, jobs: str | Sequence[str], *, deps: bool = False, depending: bool = False,
              if_outdated: bool = False) -> list[PlannedStep]:
         """What :meth:`build` would do now, and why (``build --dry-run``)."""
-        targets = self._targets(jobs)
+        return self._plan(self._targets(jobs), self.storage.job_summaries(), deps=deps,
+                          depending=depending, if_outdated=if_outdated)
+
+    def _plan(self, targets: list[str], summaries: dict[str, Any], *, deps: bool,
+              depending: bool, if_outdated: bool) -> list[PlannedStep]:
         steps = make_plan(self.config.dependencies, targets, with_deps=deps,
                           with_depending=depending)
-        outdated = self.outdated()
+        outdated = self._outdated(summaries)
         planned = []
         assumed: dict[str, BuildState] = {}
         for step in steps:
@@ -266,6 +272,84 @@ class JobControl:
         return Notifier(self.storage, policies,
                         lambda path: import_callable(path, key="notify target"))
 
+    @property
+    def sender(self) -> Sender:
+        """What sends queued builds to the workers: Celery's, made on first use (so nothing
+        imports Celery unless the config's ``executor`` is ``celery``)."""
+        if self._sender is None:
+            if not self.config.executor.remote:
+                raise BrokerError(
+                    f"builds go to workers only with the Celery executor: add "
+                    f"`executor: {{type: celery, broker: redis://HOST:6379/0}}` to "
+                    f"{self.config.path}"
+                )
+            from jobcontrol.executors.celery import CelerySender
+
+            self._sender = CelerySender(self.config.executor)
+        return self._sender
+
+    def submit(self, jobs: str | Sequence[str], *, deps: bool = False,
+               depending: bool = False, if_outdated: bool = False) -> list[Build]:
+        """Queue builds of ``jobs`` for Celery workers and return them, ``queued``.
+
+        The plan is made as :meth:`build` makes it (``deps``, ``depending``,
+        ``if_outdated``); each build to make is created ``queued`` and its id sent to the
+        workers of its job's queue. A build waits for the queued builds of its dependencies
+        and is cancelled if one of them fails (see :mod:`jobcontrol.executors.remote`).
+        """
+        targets = self._targets(jobs)
+        send = self.sender
+        self.reap()
+        if deps or depending or if_outdated:
+            summaries = self.storage.job_summaries()  # once: the plan and the waits agree
+            planned = [step.job_id for step in self._plan(targets, summaries, deps=deps,
+                                                          depending=depending,
+                                                          if_outdated=if_outdated)
+                       if step.build]
+        else:  # the targets, whatever their state: only their dependencies are looked up
+            upstream = {dep for job_id in targets for dep in self.config.dependencies[job_id]}
+            summaries = self.storage.job_summaries(upstream) if upstream else {}
+            planned = [step.job_id for step in make_plan(self.config.dependencies, targets)]
+        if not deps:
+            self._check_dependencies_met(targets, summaries)
+        for job_id in planned:  # all refusals before anything is queued
+            missing = [dep for dep in self.config.dependencies[job_id] if dep not in planned
+                       and (dep not in summaries or summaries[dep].last_ok is None)]
+            if missing:
+                raise DependencyError(job_id, missing)
+        queued: dict[str, Build] = {}
+        for job_id in planned:
+            job = self.job(job_id)
+            waits = {}
+            for dep in job.dependencies:
+                if dep in queued:
+                    waits[dep] = queued[dep].id
+                else:
+                    summary = summaries[dep]
+                    assert summary.last_ok is not None
+                    waits[dep] = summary.last_output_id or summary.last_ok.id
+            build = self.storage.enqueue_build(
+                job_id, definition=job.snapshot(), definition_hash=job.definition_hash,
+                dependency_builds=waits, queue=self.config.queue_of(job),
+            )
+            assert build is not None  # only a retry can be refused
+            queued[job_id] = build
+        builds = list(queued.values())
+        for number, build in enumerate(builds):
+            try:
+                send(build.id, self.config.queue_of(self.job(build.job_id)))
+            except BrokerError as error:
+                for unsent in builds[number:]:  # a record never lies: these never start
+                    self.storage.finish_build(unsent.id, BuildState.CANCELLED,
+                                              reason=f"not sent to the workers: {error}")
+                raise
+        return builds
+
+    def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:
+        """Report remote builds (and their retries) to ``observer`` until all have ended;
+        returns them as they ended (``build --async --wait``)."""
+        return follow(self, builds, observer)
+
     def _targets(self, jobs: str | Sequence[str]) -> list[str]:
         targets = [jobs] if isinstance(jobs, str) else list(dict.fromkeys(jobs))
         if not targets:
@@ -274,8 +358,10 @@ class JobControl:
             self.job(job_id)
         return targets
 
-    def _check_dependencies_met(self, targets: Sequence[str]) -> None:
-        summaries = self.storage.job_summaries()
+    def _check_dependencies_met(self, targets: Sequence[str],
+                                summaries: dict[str, Any] | None = None) -> None:
+        if summaries is None:
+            summaries = self.storage.job_summaries()
         deps = self.config.dependencies
         for target in targets:
             missing = [

@@ -112,6 +112,10 @@ class StorageError(JobControlError):
     """The storage cannot be opened, migrated or written."""
 
 
+class BrokerError(JobControlError):
+    """The Celery broker cannot be reached, or the executor is not Celery's."""
+
+
 class BuildStateError(JobControlError):
     """The operation does not fit the build's state (deleting a running build, cancelling a
     finished one): nothing was changed."""

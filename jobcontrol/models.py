@@ -96,6 +96,8 @@ class Build:
     #: when someone asked this build to stop (``jobcontrol cancel``), and who and why
     cancel_requested: datetime | None = None
     cancel_reason: str | None = None
+    #: the Celery queue a remote build was sent to; None for a build run where it was made
+    queue: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -715,6 +715,27 @@ MISTAKES = [
         "defaults: {secrets: []}\njobs: []\n", 1, 12, "key 'secrets' (it is a top-level key)"
     ),
     pytest.param("secret: []\njobs: []\n", 1, 1, "(did you mean 'secrets'?)"),
+    # executor and queue
+    pytest.param("executor: celery\njobs: []\n", 1, 11, "executor must be a mapping such as"),
+    pytest.param("executor: {typ: celery}\njobs: []\n", 1, 12, "(did you mean 'type'?)"),
+    pytest.param("executor: {broker: redis://h}\njobs: []\n", 1, 11, "needs a type"),
+    pytest.param("executor: {type: remote}\njobs: []\n", 1, 18, "'local' or 'celery'"),
+    pytest.param("executor: {type: celery}\njobs: []\n", 1, 11, "needs a broker, e.g."),
+    pytest.param(
+        "executor:\n  type: celery\n  broker: http://h\njobs: []\n", 3, 11,
+        "broker must be a redis:// or amqp:// URL, got one starting 'http'",
+    ),
+    pytest.param("executor: {type: celery, broker: 5}\njobs: []\n", 1, 34, "got integer"),
+    pytest.param(
+        "executor: {type: local, queue: q}\njobs: []\n", 1, 32, "queue is only for type: celery"
+    ),
+    pytest.param(
+        "executor: {type: celery, broker: 'redis://h', queue: 'a b'}\njobs: []\n", 1, 54,
+        "executor: bad queue 'a b'",
+    ),
+    pytest.param(JOB + "    queue: [gpu]\n", 4, 12, "job 'a': queue must be a queue name"),
+    pytest.param("broker: redis://h\njobs: []\n", 1, 1, "(put it under 'executor:')"),
+    pytest.param("queue: gpu\njobs: []\n", 1, 1, "(job keys go in an entry of the 'jobs' list)"),
 ]
 
 
@@ -1097,3 +1118,24 @@ def test_empty_secrets_mask_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     config = load(tmp_path, "secrets: ['', !env JC_TEST_EMPTY]\njobs: []\n")
     assert config.secrets == frozenset()
     assert config.masker.text("abc") == "abc"
+
+
+def test_executor_and_queues(tmp_path: Path) -> None:
+    config = load(tmp_path, """\
+        executor: {type: celery, broker: "amqp://jc:s3cret@mq:5672//", queue: main}
+        jobs:
+          - {id: a, function: m.f, queue: gpu}
+          - {id: b, function: m.g}
+        """)
+    assert config.executor.remote
+    assert config.executor.broker == "amqp://jc:s3cret@mq:5672//"
+    assert [config.queue_of(job) for job in config.jobs.values()] == ["gpu", "main"]
+    assert config.jobs["a"].snapshot()["queue"] == "gpu"
+    assert "s3cret" in config.secrets  # the broker's password is masked like the storage's
+
+
+def test_the_local_executor_is_the_default(tmp_path: Path) -> None:
+    config = load(tmp_path, JOB)
+    assert not config.executor.remote
+    assert config.executor.type == "local"
+    assert config.queue_of(config.jobs["a"]) == "jobcontrol"

@@ -698,3 +698,156 @@ def test_record_build_needs_no_claim(storage: Storage) -> None:
     with pytest.raises(ValueError):
         storage.record_build("job", BuildState.RUNNING, reason="", definition={},
                              definition_hash="", host="h", pid=1)
+
+# -- queued builds (remote workers) ------------------------------------------------------------
+
+
+def enqueue(storage: Storage, job_id: str = "job", **kwargs: Any) -> Build | None:
+    """Queue a build with dull defaults for everything the test does not care about."""
+    kwargs.setdefault("definition", {"function": f"pkg.{job_id}"})
+    kwargs.setdefault("definition_hash", "hash")
+    kwargs.setdefault("dependency_builds", {})
+    kwargs.setdefault("queue", "jobcontrol")
+    return storage.enqueue_build(job_id, **kwargs)
+
+
+def start(storage: Storage, build_id: int, concurrency: int = 1, **kwargs: Any) -> Build | None:
+    kwargs.setdefault("host", "worker1")
+    kwargs.setdefault("pid", 77)
+    return storage.start_queued_build(build_id, concurrency=concurrency, **kwargs)
+
+
+def test_enqueue_creates_a_queued_build(storage: Storage) -> None:
+    before = utcnow()
+    build = enqueue(storage, "fetch", dependency_builds={"up": 3}, queue="gpu")
+    assert build is not None
+    assert build.state is S.QUEUED
+    assert build.queue == "gpu"
+    assert build.dependency_builds == {"up": 3}
+    assert build.created is not None and before <= build.created <= utcnow()
+    assert build.started is None and build.host is None and build.pid is None
+    assert storage.get_build(build.id) == build
+    assert [b.id for b in storage.list_builds(states=[S.QUEUED])] == [build.id]
+    summary = storage.job_summaries()["fetch"]
+    assert summary.last_build == build and summary.running == () and summary.last_ok is None
+    # a claimed build is not a queued one
+    assert claim(storage, "local").queue is None
+
+
+def test_start_queued_build_happens_once(storage: Storage) -> None:
+    build = enqueue(storage)
+    assert build is not None
+    started = start(storage, build.id, host="w2", pid=5, dependency_builds={"up": 9})
+    assert started is not None
+    assert started.state is S.RUNNING
+    assert (started.host, started.pid, started.queue) == ("w2", 5, "jobcontrol")
+    assert started.dependency_builds == {"up": 9}
+    assert started.started is not None and started.started == started.heartbeat
+    assert started.created == build.created
+    assert storage.job_summaries()["job"].running == (build.id,)
+    # a redelivered message asks again: nothing happens, whoever asks
+    assert start(storage, build.id) is None
+    assert start(storage, build.id, host="w2", pid=5) is None
+    storage.finish_build(build.id, S.SUCCESS)
+    assert start(storage, build.id) is None
+    assert storage.get_build(build.id).state is S.SUCCESS
+
+
+def test_start_keeps_the_queued_dependency_builds_unless_told(storage: Storage) -> None:
+    build = enqueue(storage, dependency_builds={"up": 4})
+    assert build is not None
+    started = start(storage, build.id)
+    assert started is not None and started.dependency_builds == {"up": 4}
+
+
+def test_a_cancelled_queued_build_never_starts(storage: Storage) -> None:
+    build = enqueue(storage)
+    assert build is not None
+    cancelled = storage.request_cancel(build.id, "cancelled by ann@a")
+    assert cancelled.state is S.CANCELLED
+    assert cancelled.reason == "cancelled by ann@a"
+    assert cancelled.finished is not None
+    assert start(storage, build.id) is None
+    assert storage.get_build(build.id).state is S.CANCELLED
+
+
+def test_a_queued_build_can_be_finished_without_starting(storage: Storage) -> None:
+    build = enqueue(storage)
+    assert build is not None
+    failed = storage.finish_build(build.id, S.CANCELLED, reason="dependency up failed")
+    assert failed.state is S.CANCELLED and failed.started is None
+    assert start(storage, build.id) is None
+
+
+def test_start_respects_the_jobs_concurrency(storage: Storage) -> None:
+    running = claim(storage, "job", concurrency=2)
+    first, second = enqueue(storage), enqueue(storage)
+    assert first is not None and second is not None
+    assert start(storage, first.id, concurrency=2) is not None
+    with pytest.raises(JobAlreadyRunningError) as info:
+        start(storage, second.id, concurrency=2)
+    assert info.value.running == (running.id, first.id)
+    assert storage.get_build(second.id).state is S.QUEUED  # still waiting its turn
+    other = enqueue(storage, "other")
+    assert other is not None and start(storage, other.id) is not None  # not held up
+    storage.finish_build(running.id, S.SUCCESS)
+    assert start(storage, second.id, concurrency=2) is not None
+
+
+def test_start_of_an_unknown_build(storage: Storage) -> None:
+    with pytest.raises(BuildNotFoundError):
+        start(storage, 999)
+    with pytest.raises(ValueError, match="concurrency"):
+        start(storage, 999, concurrency=0)
+
+
+def test_a_build_is_retried_once(storage: Storage) -> None:
+    failed = built(storage, "job", S.FAILED)
+    assert storage.get_retry(failed.id) is None
+    retry = enqueue(storage, retry_of=failed.id, dependency_builds={"up": 2})
+    assert retry is not None
+    assert retry.retry_of == failed.id and retry.state is S.QUEUED
+    assert storage.get_retry(failed.id) == retry
+    # a second worker noticing the same failure makes nothing
+    assert enqueue(storage, retry_of=failed.id) is None
+    assert [b.id for b in storage.list_builds("job")] == [retry.id, failed.id]
+    assert storage.get_retry(retry.id) is None
+
+
+def test_concurrent_starts_of_one_build_start_it_once(storage: Storage) -> None:
+    builds = [enqueue(storage, "job") for _ in range(5)]
+    assert all(b is not None for b in builds)
+    ids = [b.id for b in builds if b is not None]
+    won: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(number: int) -> None:
+        # one connection a worker, as separate processes would have (memory: shared)
+        own = storage if storage.url.startswith("memory") else _reopen(storage)
+        try:
+            for build_id in ids:
+                if own.start_queued_build(build_id, concurrency=100, host=f"w{number}",
+                                          pid=number) is not None:
+                    with lock:
+                        won.append(build_id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            if own is not storage:
+                own.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert sorted(won) == ids  # every build started, none twice
+    assert {b.state for b in storage.list_builds()} == {S.RUNNING}
+
+
+def _reopen(storage: Storage) -> Storage:
+    from jobcontrol.storage import open_storage
+
+    return open_storage(storage.url)

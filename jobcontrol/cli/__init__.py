@@ -17,7 +17,7 @@ from jobcontrol.version import __version__
 
 #: the modules holding the commands, each with a ``COMMANDS`` list
 COMMAND_MODULES = ("build", "status", "history", "logs", "jobs", "control", "schedule", "admin",
-                   "prune", "web")
+                   "prune", "web", "worker")
 #: which module holds which command: running one command imports only its module, so
 #: ``jobcontrol --version`` and ``status`` skip the runner, YAML dumping and the rest
 _COMMAND_MODULE = {
@@ -26,6 +26,7 @@ _COMMAND_MODULE = {
     "cancel": "control", "reap": "control",
     "run-due": "schedule", "scheduler": "schedule", "crontab": "schedule",
     "install": "admin", "check": "admin", "delete": "admin", "prune": "prune", "web": "web",
+    "worker": "worker",
 }
 
 

@@ -149,18 +149,26 @@ class AnnounceObserver(BuildObserver):
               help="After a failure, let independent builds go on.")
 @click.option("-j", "--jobs", "parallel", type=click.IntRange(1, 256), default=1,
               show_default=True, help="Builds to run at once, where independent.")
+@click.option("--async", "remote", is_flag=True,
+              help="Queue the builds for Celery workers (`jobcontrol worker`), print their "
+                   "ids and return.")
+@click.option("--wait", is_flag=True,
+              help="With --async: follow the queued builds until they end, as a local build.")
 @click.option("--announce-fd", type=click.IntRange(0), hidden=True,
               help="Write each started build's id as a JSON line to this descriptor.")
 @format_option
 @pass_jc
 def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdated: bool,
-          dry_run: bool, keep_going: bool, parallel: int, announce_fd: int | None,
+          dry_run: bool, keep_going: bool, parallel: int, remote: bool, wait: bool,
+          announce_fd: int | None,
           fmt: str) -> None:
     """Build JOBS (and, with --deps / --depending, the jobs around them).
 
     Exit status: 0 all built (or skipped), 1 a build failed or was cancelled, 3 dependencies
     not met, 4 a job was already running.
     """
+    if wait and not remote:
+        raise click.UsageError("--wait follows builds queued with --async: give both")
     if dry_run:
         steps = jc.plan(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated)
         if fmt == "json":
@@ -172,6 +180,9 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
                 click.echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
         return
     observer = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
+    if remote:
+        _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, observer, fmt)
+        return
     if announce_fd is not None:
         observer = AnnounceObserver(announce_fd, observer)
     try:
@@ -183,6 +194,30 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
         raise
     if fmt == "json":
         echo_json([build_json(b) for b in builds])
+    _exit_for(builds)
+
+
+def _build_remote(jc: Any, jobs: list[str], deps: bool, depending: bool, if_outdated: bool,
+                  wait: bool, observer: TextObserver | None, fmt: str) -> None:
+    """``--async``: queue the builds; with ``--wait``, follow them to their end."""
+    builds = jc.submit(jobs, deps=deps, depending=depending, if_outdated=if_outdated)
+    if fmt == "table":
+        for queued in builds:
+            click.echo(f"build #{queued.id} {queued.job_id}: queued on {queued.queue}")
+        if not builds:
+            click.echo("nothing to build")
+    if not wait:
+        if fmt == "json":
+            echo_json([build_json(b) for b in builds])
+        return
+    builds = jc.follow(builds, observer or BuildObserver())
+    if fmt == "json":
+        echo_json([build_json(b) for b in builds])
+    _exit_for(builds)
+
+
+def _exit_for(builds: list[Build]) -> None:
+    """Exit 1 when a build failed or was cancelled (a failure retried successfully is not)."""
     retried = {b.retry_of for b in builds}
     if any(not b.state.ok for b in builds if b.id not in retried):
         sys.exit(1)

@@ -92,6 +92,49 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
+    def enqueue_build(
+        self,
+        job_id: str,
+        *,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        queue: str,
+        retry_of: int | None = None,
+    ) -> Build | None:
+        """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue``.
+
+        ``dependency_builds`` names the builds it waits for (see
+        :mod:`jobcontrol.executors.remote`). With ``retry_of``, the build retries that one,
+        and a build is retried only once: if a retry of ``retry_of`` exists already, nothing
+        is created and None is returned (workers noticing one failure together make one retry).
+        """
+
+    @abc.abstractmethod
+    def start_queued_build(
+        self,
+        build_id: int,
+        *,
+        concurrency: int,
+        host: str,
+        pid: int,
+        dependency_builds: Mapping[str, int] | None = None,
+    ) -> Build | None:
+        """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``).
+
+        Returns None when the build is no longer queued (started by someone else, cancelled,
+        finished): ``queued → running`` happens once, however often it is asked for.
+        Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` while its job has
+        ``concurrency`` running builds (the build stays queued). ``dependency_builds``, when
+        given, replaces what the build records as consumed. Raises
+        :class:`~jobcontrol.errors.BuildNotFoundError` for an unknown id.
+        """
+
+    @abc.abstractmethod
+    def get_retry(self, build_id: int) -> Build | None:
+        """The build that retries ``build_id`` (``retry_of == build_id``), if there is one."""
+
+    @abc.abstractmethod
     def finish_build(
         self,
         build_id: int,

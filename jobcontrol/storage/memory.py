@@ -137,6 +137,75 @@ class MemoryStorage(Storage):
             self._builds[build.id] = build
             return _copy(build)
 
+    def enqueue_build(
+        self,
+        job_id: str,
+        *,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        queue: str,
+        retry_of: int | None = None,
+    ) -> Build | None:
+        definition = json_copy(definition)
+        deps = {str(job): int(build_id) for job, build_id in dependency_builds.items()}
+        with self._lock:
+            self._check_open()
+            if retry_of is not None and self._retry_of(retry_of) is not None:
+                return None
+            self._last_id += 1
+            build = Build(
+                id=self._last_id,
+                job_id=job_id,
+                state=BuildState.QUEUED,
+                definition=definition,
+                definition_hash=definition_hash,
+                dependency_builds=deps,
+                created=utcnow(),
+                retry_of=retry_of,
+                queue=queue,
+            )
+            self._builds[build.id] = build
+            return _copy(build)
+
+    def start_queued_build(
+        self,
+        build_id: int,
+        *,
+        concurrency: int,
+        host: str,
+        pid: int,
+        dependency_builds: Mapping[str, int] | None = None,
+    ) -> Build | None:
+        check_concurrency(concurrency)
+        with self._lock:
+            build = self._get(build_id)
+            if build.state is not BuildState.QUEUED:
+                return None
+            running = [
+                b.id for b in self._builds.values()
+                if b.job_id == build.job_id and b.state is BuildState.RUNNING
+            ]
+            if len(running) >= concurrency:
+                raise JobAlreadyRunningError(build.job_id, sorted(running))
+            now = utcnow()
+            deps = build.dependency_builds if dependency_builds is None else {
+                str(job): int(dep) for job, dep in dependency_builds.items()}
+            build = dataclasses.replace(build, state=BuildState.RUNNING, started=now,
+                                        heartbeat=now, host=host, pid=pid,
+                                        dependency_builds=deps)
+            self._builds[build_id] = build
+            return _copy(build)
+
+    def get_retry(self, build_id: int) -> Build | None:
+        with self._lock:
+            self._check_open()
+            retry = self._retry_of(build_id)
+            return None if retry is None else _copy(retry)
+
+    def _retry_of(self, build_id: int) -> Build | None:
+        return next((b for b in self._builds.values() if b.retry_of == build_id), None)
+
     def finish_build(
         self,
         build_id: int,

@@ -342,6 +342,20 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(functools.partial(super().claim_build, job_id, **kwargs),
                            f"claiming a build of {job_id!r}", in_doubt_ok=False)
 
+    def enqueue_build(self, job_id: str, **kwargs: Any) -> Build | None:
+        # twice is not harmless: a second queued build would run too
+        return self._retry(functools.partial(super().enqueue_build, job_id, **kwargs),
+                           f"queueing a build of {job_id!r}", in_doubt_ok=False)
+
+    def start_queued_build(self, build_id: int, **kwargs: Any) -> Build | None:
+        # not retried in doubt: the first attempt may have started it, and a second would
+        # answer None (not queued any more) to the worker that did start it
+        return self._retry(functools.partial(super().start_queued_build, build_id, **kwargs),
+                           f"starting build {build_id}", in_doubt_ok=False)
+
+    def get_retry(self, build_id: int) -> Build | None:
+        return self._retry(functools.partial(super().get_retry, build_id), "reading a build")
+
     def finish_build(self, build_id: int, state: BuildState, *, reason: str | None = None,
                      result: StoredValue | None = None,
                      exception: ExceptionInfo | None = None) -> Build:

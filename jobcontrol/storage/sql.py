@@ -248,7 +248,7 @@ class SqlStorage(Storage):
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
          result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
-         cancel_requested, cancel_reason) = row
+         cancel_requested, cancel_reason, queue) = row
         return Build(
             id=build_id,
             job_id=job_id,
@@ -271,6 +271,7 @@ class SqlStorage(Storage):
             retry_of=retry_of,
             cancel_requested=self._time(cancel_requested),
             cancel_reason=cancel_reason,
+            queue=queue,
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:
@@ -397,6 +398,81 @@ class SqlStorage(Storage):
                  now, now, now, host, pid, retry_of),
             )
             return self._fetch_build(cur, build_id)
+
+    def enqueue_build(
+        self,
+        job_id: str,
+        *,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        queue: str,
+        retry_of: int | None = None,
+    ) -> Build | None:
+        definition_json = self._dumps(definition)
+        deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        with self._transaction() as cur:
+            if retry_of is not None:
+                # serialised per job, so two workers retrying one build cannot both insert
+                self._lock_job(cur, job_id)
+                cur.execute(self._q("SELECT id FROM builds WHERE retry_of = ?"), (retry_of,))
+                if cur.fetchone() is not None:
+                    return None
+            build_id = self._insert_id(
+                cur,
+                "INSERT INTO builds (job_id, state, definition, definition_hash, "
+                "dependency_builds, created, retry_of, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
+                 self._time_param(self.now()), retry_of, queue),
+            )
+            return self._fetch_build(cur, build_id)
+
+    def start_queued_build(
+        self,
+        build_id: int,
+        *,
+        concurrency: int,
+        host: str,
+        pid: int,
+        dependency_builds: Mapping[str, int] | None = None,
+    ) -> Build | None:
+        check_concurrency(concurrency)
+        deps_json = None if dependency_builds is None else self._dumps(
+            {str(k): int(v) for k, v in dependency_builds.items()})
+        with self._transaction() as cur:
+            # the build's row, then its job: nothing holds a job's lock while it waits for
+            # a row another claim has locked, so the two orders cannot deadlock
+            cur.execute(self._q(f"SELECT job_id, state FROM builds WHERE id = ?"
+                                f"{self.lock_rows_sql}"), (build_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise BuildNotFoundError(build_id)
+            job_id, state = row
+            if state != BuildState.QUEUED.value:
+                return None
+            self._lock_job(cur, job_id)
+            cur.execute(
+                self._q("SELECT id FROM builds WHERE job_id = ? AND state = ? ORDER BY id"),
+                (job_id, BuildState.RUNNING.value),
+            )
+            running = [r[0] for r in cur.fetchall()]
+            if len(running) >= concurrency:
+                raise JobAlreadyRunningError(job_id, running)
+            now = self._time_param(self.now())
+            cur.execute(
+                self._q("UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, "
+                        "pid = ?, dependency_builds = coalesce(?, dependency_builds) "
+                        "WHERE id = ? AND state = ?"),
+                (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
+                 BuildState.QUEUED.value),
+            )
+            return self._fetch_build(cur, build_id)
+
+    def get_retry(self, build_id: int) -> Build | None:
+        with self._cursor() as cur:
+            cur.execute(self._q(f"{SELECT_BUILD} WHERE retry_of = ?"), (build_id,))
+            row = cur.fetchone()
+        return None if row is None else self._build_from_row(row)
 
     def finish_build(
         self,

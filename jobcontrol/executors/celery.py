@@ -1,0 +1,160 @@
+"""The Celery glue of remote builds: the app, its one task, sending build ids, the worker.
+
+Imported only when the config's ``executor`` is ``celery`` (``pip install
+'jobcontrol[celery]'``). A message carries a build id and nothing else: the storage holds the
+build, and :mod:`jobcontrol.executors.remote` decides what a delivery does with it, so a
+message delivered twice (a redelivery, a duplicate) never runs a build twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from jobcontrol.config import ExecutorSettings
+from jobcontrol.errors import BrokerError, StorageError
+from jobcontrol.storage import open_storage, redact_url
+
+try:
+    import celery
+    import kombu.exceptions
+except ImportError:  # the extra is not installed: make_app says which one to install
+    celery = None
+
+logger = logging.getLogger(__name__)
+
+#: the task every build id is sent to
+TASK_NAME = "jobcontrol.build"
+#: Redis only: seconds after which a message a worker took and did not acknowledge (it died,
+#: or its build still runs) is delivered again. Short, since a delivery of a build that is
+#: not queued any more does nothing; RabbitMQ gives a dead worker's messages back at once.
+VISIBILITY_TIMEOUT = 300
+#: storages that workers on other machines can share
+SHARED_SCHEMES = ("postgresql", "postgres")
+
+
+def make_app(settings: ExecutorSettings) -> Any:
+    """The Celery app of ``settings.broker``: late acknowledgement, one message a process
+    at a time, no result backend (the storage is the record)."""
+    if celery is None:
+        raise BrokerError("the Celery executor needs Celery, which is not installed: "
+                          "pip install 'jobcontrol[celery]'")
+    app = celery.Celery("jobcontrol", broker=settings.broker, set_as_current=False)
+    app.conf.update(
+        task_default_queue=settings.queue,
+        # a message is acknowledged once its build has run: a worker that dies before that
+        # (even its process, killed) gives it back to the broker instead of losing it
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # a process takes one message at a time: a long build holds up no other
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=10,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        worker_hijack_root_logger=True,
+    )
+    return app
+
+
+class CelerySender:
+    """Sends build ids to the workers (see :class:`jobcontrol.executors.remote.Sender`)."""
+
+    def __init__(self, settings: ExecutorSettings, app: Any = None) -> None:
+        self.settings = settings
+        self.app = app if app is not None else make_app(settings)
+
+    def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
+                 waited: int = 0) -> None:
+        try:
+            self.app.send_task(
+                TASK_NAME, args=(build_id, waited), queue=queue,
+                countdown=delay if delay > 0 else None,
+                retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                          "interval_step": 0.5, "interval_max": 2},
+            )
+        except (kombu.exceptions.OperationalError, OSError) as exc:
+            raise BrokerError(f"cannot send build {build_id} to the broker "
+                              f"{redact_url(self.settings.broker or '')}: {exc}") from exc
+
+
+def check_shared_storage(url: str, label: str, single_host: bool) -> None:
+    """Refuse a storage that workers on other machines cannot share, unless
+    ``single_host`` says every worker runs on this machine (SQLite)."""
+    scheme = url.partition("://")[0]
+    if scheme in SHARED_SCHEMES:
+        return
+    if scheme == "sqlite" and single_host:
+        return
+    if scheme == "sqlite":
+        raise StorageError(
+            f"{label} cannot be shared with workers on other machines: use PostgreSQL "
+            f"(storage: postgresql://user@host/db), or pass --single-host if every worker "
+            f"and every build command runs on this machine"
+        )
+    raise StorageError(f"{label} lives in one process: workers need a storage they share "
+                       f"(PostgreSQL, or SQLite with --single-host)")
+
+
+def worker_argv(concurrency: int, queues: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """The ``celery worker`` command line ``jobcontrol worker`` runs."""
+    argv = ["worker", f"--concurrency={concurrency}", f"--queues={','.join(queues)}",
+            "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    if not any(arg in ("-n", "--hostname") or arg.startswith("--hostname=") for arg in extra):
+        # several workers on one machine need names of their own
+        argv.append(f"--hostname=jobcontrol.{os.getpid()}@%h")
+    return argv + list(extra)
+
+
+def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Sequence[str],
+               sweep_interval: float) -> None:
+    """Run a Celery worker for ``jc``'s builds until it is stopped (Ctrl-C, SIGTERM).
+
+    Each pool process opens the storage for itself; a thread of the main process sweeps
+    (reaps dead builds, retries abandoned ones) every ``sweep_interval`` seconds.
+    """
+    from jobcontrol.core import JobControl
+    from jobcontrol.executors.remote import RemoteWorker
+
+    config, url = jc.config, jc.storage.url
+    app = make_app(config.executor)
+    sender = CelerySender(config.executor, app)
+    per_process: dict[int, RemoteWorker] = {}
+
+    def here() -> RemoteWorker:
+        # after a fork, a process makes its own: a database connection is not shared
+        pid = os.getpid()
+        if pid not in per_process:
+            per_process[pid] = RemoteWorker(JobControl(config, open_storage(url), sender),
+                                            sender)
+        return per_process[pid]
+
+    @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def build(build_id: int, waited: int = 0) -> str:
+        return here().handle(build_id, waited)
+
+    stop = threading.Event()
+    sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
+                               args=(JobControl(config, open_storage(url), sender), sender,
+                                     sweep_interval, stop))
+    sweeper.start()
+    try:
+        app.worker_main(worker_argv(concurrency, queues, extra))
+    finally:
+        stop.set()
+
+
+def _sweep(jc: Any, sender: CelerySender, interval: float, stop: threading.Event) -> None:
+    from jobcontrol.executors.remote import RemoteWorker
+
+    worker = RemoteWorker(jc, sender)
+    while not stop.wait(interval):
+        try:
+            worker.sweep()
+        except Exception:  # the next sweep tries again; a worker must not die of it
+            logger.exception("sweep failed")

@@ -1,0 +1,359 @@
+"""Builds on remote workers, whatever carries the messages: queueing, waiting, claiming,
+running, retrying. :mod:`jobcontrol.executors.celery` is the Celery glue around it.
+
+The storage is the record and the arbiter; a message only says "look at build N":
+
+- ``build --async`` creates every build of the plan ``queued`` at once (each visible and
+  cancellable), with ``dependency_builds`` naming the builds it waits for: the queued builds
+  of its dependencies in the same plan, or their latest successful builds. Then it sends
+  every id.
+- A worker receiving an id (:meth:`RemoteWorker.handle`) does nothing unless the build is
+  still ``queued``. A build whose dependencies are still queued or running, or whose job
+  already runs ``concurrency`` builds, is sent again after a short wait (queued until
+  ready); one whose dependency failed, was cancelled or abandoned (for good: no retry to
+  come) is ``cancelled`` with the reason. Otherwise the worker claims it
+  (``queued → running`` once, however often the broker delivers the id) and runs it in a
+  child process with the :class:`~jobcontrol.executors.local.LocalExecutor`, as
+  ``jobcontrol build`` would: logs, progress, heartbeat, timeout, cancel requests.
+- A failed or abandoned remote build of a job with ``retries`` is retried as a new queued
+  build pointing at it; the storage makes one retry per build however many workers notice.
+  Failed builds are retried by the worker that ran them; abandoned ones by any worker's
+  periodic :meth:`RemoteWorker.sweep`, or by a build that waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jobcontrol.errors import (
+    BuildNotFoundError,
+    JobAlreadyRunningError,
+    JobControlError,
+    RetvalError,
+)
+from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
+from jobcontrol.models import Build, BuildState
+from jobcontrol.orchestrator import substitute_retvals
+from jobcontrol.serialize import load_for_dependency
+from jobcontrol.storage.base import Storage
+from jobcontrol.timeutil import format_duration
+
+if TYPE_CHECKING:
+    from jobcontrol.config import JobDefinition
+    from jobcontrol.core import JobControl
+
+logger = logging.getLogger(__name__)
+
+#: first wait, in seconds, of a build whose dependencies or job are busy; it doubles...
+FIRST_WAIT = 0.5
+#: ...up to this
+MAX_WAIT = 10.0
+#: abandoned builds a sweep looks at (the newest), to retry those whose job has retries
+SWEEP_LIMIT = 100
+#: what a sweep leaves alone: builds abandoned longer ago than this (seconds)
+SWEEP_HORIZON = 24 * 3600.0
+#: how often ``build --wait`` looks at the builds it follows, in seconds
+FOLLOW_POLL = 0.3
+
+
+class Sender(Protocol):
+    """Sends "look at build ``build_id``" to a worker of ``queue``, after ``delay`` seconds.
+
+    ``waited`` counts the times the build already waited (it sets the next wait).
+    """
+
+    def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
+                 waited: int = 0) -> None: ...
+
+
+def wait_before(waited: int) -> float:
+    """Seconds a busy build waits before it is looked at again, after ``waited`` waits."""
+    return min(MAX_WAIT, FIRST_WAIT * 2 ** min(waited, 16))
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Every dependency succeeded: ``consumed`` is ``{job_id: build_id}`` to record."""
+
+    consumed: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A dependency is queued or running, or will be retried."""
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A dependency ended without a result and will not be retried: ``reason``."""
+
+    reason: str
+
+
+class LoggingObserver(BuildObserver):
+    """A worker's view of its builds: one log line as each starts and ends."""
+
+    def build_started(self, build: Build) -> None:
+        logger.info("build #%s %s: started", build.id, build.job_id)
+
+    def build_finished(self, build: Build) -> None:
+        reason = f" ({build.reason})" if build.reason else ""
+        logger.info("build #%s %s: %s%s", build.id, build.job_id, build.state, reason)
+
+
+def attempt_of(storage: Storage, build: Build) -> int:
+    """Which attempt ``build`` is: 1 for the first, 2 for its first retry..."""
+    attempt = 1
+    while build.retry_of is not None:
+        try:
+            build = storage.get_build(build.retry_of)
+        except BuildNotFoundError:  # pruned: count what is left
+            break
+        attempt += 1
+    return attempt
+
+
+def retry_due(jc: JobControl, build: Build) -> bool:
+    """True when ``build`` is a remote build that failed or was abandoned, and its job's
+    ``retries`` allow another attempt."""
+    if build.queue is None or build.state not in (BuildState.FAILED, BuildState.ABANDONED):
+        return False
+    job = jc.config.jobs.get(build.job_id)
+    if job is None or job.retries is None:
+        return False
+    return attempt_of(jc.storage, build) <= job.retries.count
+
+
+class RemoteWorker:
+    """What one worker process does with the build ids it receives (see module docstring).
+
+    One per process: it owns a :class:`LocalExecutor` for the builds it runs, one at a time.
+    """
+
+    def __init__(self, jc: JobControl, send: Sender,
+                 observer: BuildObserver | None = None) -> None:
+        self.jc = jc
+        self.storage = jc.storage
+        self.config = jc.config
+        self.send = send
+        runner = jc.config.runner
+        self.executor = LocalExecutor(
+            jc.storage, observer or LoggingObserver(), heartbeat_interval=runner.heartbeat,
+            kill_grace=runner.kill_grace, masker=jc.config.masker,
+        )
+
+    # -- one message -----------------------------------------------------------------------
+
+    def handle(self, build_id: int, waited: int = 0) -> str:
+        """Act on a delivery of ``build_id``; returns what happened, in a few words."""
+        try:
+            build = self.storage.get_build(build_id)
+        except BuildNotFoundError:
+            return "deleted"
+        if build.state is not BuildState.QUEUED:
+            return f"already {build.state}"  # a redelivery, or cancelled while queued
+        job = self.config.jobs.get(build.job_id)
+        if job is None:
+            return self._refuse(build, f"job {build.job_id!r} is not in this worker's config "
+                                       f"({self.config.path})")
+        if job.definition_hash != build.definition_hash:
+            return self._refuse(build, f"this worker's config ({self.config.path}) defines "
+                                       f"job {job.id!r} differently from the one that queued "
+                                       f"the build: deploy the same config everywhere")
+        state = self.dependencies(build)
+        if isinstance(state, Waiting):
+            return self._later(build, waited, "waiting for dependencies")
+        if isinstance(state, Blocked):
+            self.storage.finish_build(build.id, BuildState.CANCELLED, reason=state.reason)
+            return "cancelled"
+        try:
+            func = self.jc.import_function(job.id)
+            args, kwargs, consumed = self.arguments(job, state.consumed)
+        except JobControlError as error:
+            return self._refuse(build, str(error))
+        try:
+            started = self.storage.start_queued_build(
+                build.id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
+                dependency_builds=consumed,
+            )
+        except JobAlreadyRunningError:
+            return self._later(build, waited, "job busy")
+        if started is None:
+            return "taken"  # cancelled, or started by another worker, since we looked
+        self.executor.start(started, func, args, kwargs, timeout=job.timeout,
+                            isolation=job.isolation, result_mode=job.result)
+        finished: list[Build] = []
+        while not finished:
+            finished = self.executor.wait()
+        [done] = finished
+        if done.state is BuildState.FAILED:
+            self.retry(done)
+        return str(done.state)
+
+    def _refuse(self, build: Build, reason: str) -> str:
+        logger.error("build #%s %s: %s", build.id, build.job_id, reason)
+        self.storage.finish_build(build.id, BuildState.FAILED, reason=reason)
+        return "failed"
+
+    def _later(self, build: Build, waited: int, why: str) -> str:
+        assert build.queue is not None
+        self.send(build.id, build.queue, delay=wait_before(waited), waited=waited + 1)
+        return why
+
+    # -- dependencies ----------------------------------------------------------------------
+
+    def latest_attempt(self, build: Build) -> Build:
+        """``build``, or the newest build of its chain of retries."""
+        while not build.state.ok and (retry := self.storage.get_retry(build.id)) is not None:
+            build = retry
+        return build
+
+    def dependencies(self, build: Build) -> Ready | Waiting | Blocked:
+        """Whether the builds ``build`` waits for have all succeeded (or been skipped)."""
+        consumed: dict[str, int] = {}
+        for dep_job, dep_id in build.dependency_builds.items():
+            try:
+                dep = self.latest_attempt(self.storage.get_build(dep_id))
+            except BuildNotFoundError:
+                return Blocked(f"dependency {dep_job}: its build {dep_id} was deleted")
+            if not dep.state.finished:
+                return Waiting()
+            if dep.state.ok:
+                consumed[dep_job] = dep.id
+            elif self.retry_due(dep):
+                self.retry(dep)  # when no worker made it yet (the sweep would, later)
+                return Waiting()
+            else:
+                return Blocked(f"dependency {dep_job} {dep.state} (build {dep.id})")
+        return Ready(consumed)
+
+    def arguments(self, job: JobDefinition, waited_for: dict[str, int]
+                  ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]:
+        """The job's args and kwargs with ``!retval`` filled in, and the builds consumed.
+
+        As in a local build, a dependency whose build was skipped hands on its latest
+        successful build (a skip changed nothing).
+        """
+        consumed = dict(waited_for)
+        outputs: dict[str, int | None] = {}
+        skipped = [dep for dep, build_id in consumed.items()
+                   if self.storage.get_build(build_id).state is BuildState.SKIPPED]
+        if skipped:
+            summaries = self.storage.job_summaries(skipped)
+            for dep in skipped:
+                outputs[dep] = summaries[dep].last_output_id
+                consumed[dep] = outputs[dep] or consumed[dep]
+        retvals: dict[str, Any] = {}
+        for dep in sorted(job.retval_jobs()):
+            output_id = outputs[dep] if dep in outputs else consumed.get(dep)
+            if output_id is None:
+                raise RetvalError(
+                    f"job {job.id!r}: !retval {dep}: {dep} has no successful build with a "
+                    f"return value (its builds were skipped)"
+                )
+            retvals[dep] = load_for_dependency(self.storage.get_build(output_id).result,
+                                               dep, output_id)
+        args = tuple(substitute_retvals(list(job.args), retvals))
+        kwargs = substitute_retvals(dict(job.kwargs), retvals)
+        return args, kwargs, consumed
+
+    # -- retries ---------------------------------------------------------------------------
+
+    def retry_due(self, build: Build) -> bool:
+        """See :func:`retry_due`."""
+        return retry_due(self.jc, build)
+
+    def retry(self, build: Build) -> Build | None:
+        """Queue and send a retry of ``build`` if one is due and nobody made it yet."""
+        if not self.retry_due(build):
+            return None
+        job = self.config.jobs[build.job_id]
+        assert job.retries is not None and build.queue is not None
+        attempt = attempt_of(self.storage, build)
+        retry = self.storage.enqueue_build(
+            build.job_id, definition=build.definition, definition_hash=build.definition_hash,
+            dependency_builds=build.dependency_builds, queue=build.queue, retry_of=build.id,
+        )
+        if retry is None:
+            return None  # another worker made it
+        delay = job.retries.delay_before(attempt)
+        logger.info("build #%s %s: %s, retry %d of %d is build #%s in %s", build.id,
+                    build.job_id, build.state, attempt, job.retries.count, retry.id,
+                    format_duration(delay))
+        self.send(retry.id, build.queue, delay=delay)
+        return retry
+
+    def sweep(self) -> list[Build]:
+        """Mark builds whose runner died ``abandoned``, and retry the remote ones whose job
+        has retries left; returns the retries made. Every worker runs it periodically."""
+        self.jc.reap()
+        now = self.storage.now()
+        made = []
+        for build in self.storage.list_builds(states=[BuildState.ABANDONED],
+                                              limit=SWEEP_LIMIT):
+            if build.finished is not None \
+                    and (now - build.finished).total_seconds() > SWEEP_HORIZON:
+                continue
+            if build.queue is None or self.storage.get_retry(build.id) is not None:
+                continue
+            retry = self.retry(build)
+            if retry is not None:
+                made.append(retry)
+        return made
+
+
+# -- following builds from afar (``build --async --wait``) -----------------------------------
+
+
+def follow(jc: JobControl, builds: Sequence[Build], observer: BuildObserver, *,
+           poll: float = FOLLOW_POLL, sleep: Callable[[float], None] = time.sleep
+           ) -> list[Build]:
+    """Report the builds (and their retries) to ``observer`` as workers run them, until
+    every one has ended for good; returns the builds as they ended, oldest first."""
+    watched: dict[int, Build] = {build.id: build for build in builds}
+    started: set[int] = set()
+    seen_logs: dict[int, int] = {}
+    ended: dict[int, Build] = {}
+    retry_coming: set[int] = set()  # ended builds whose retry the workers will make
+    while True:
+        awaiting = sorted(i for i in watched if i not in ended or i in retry_coming)
+        if not awaiting:
+            break
+        for build_id in awaiting:
+            if build_id in ended:  # the worker or a sweep makes its retry soon
+                _watch_retry(jc, ended[build_id], watched, retry_coming, observer)
+                continue
+            build = jc.get_build(build_id)  # reaps it too, if its worker died
+            if build.state is not BuildState.QUEUED and build_id not in started:
+                started.add(build_id)
+                observer.build_started(build)
+            for record in jc.logs(build_id, after_seq=seen_logs.get(build_id, 0)):
+                seen_logs[build_id] = record.seq
+                observer.build_log(build, record)
+            if build.state.finished:
+                ended[build_id] = build
+                observer.build_finished(build)
+                if retry_due(jc, build):
+                    retry_coming.add(build_id)
+                    _watch_retry(jc, build, watched, retry_coming, observer)
+        sleep(poll)
+    return sorted(ended.values(), key=lambda build: build.id)
+
+
+def _watch_retry(jc: JobControl, build: Build, watched: dict[int, Build],
+                 retry_coming: set[int], observer: BuildObserver) -> None:
+    """Watch the retry of ``build`` too, once it exists."""
+    retry = jc.storage.get_retry(build.id)
+    if retry is None:
+        return
+    retry_coming.discard(build.id)
+    watched[retry.id] = retry
+    job = jc.config.jobs[build.job_id]
+    assert job.retries is not None
+    attempt = attempt_of(jc.storage, build)
+    observer.build_retrying(build, job.retries.delay_before(attempt), attempt, job.retries.count)

@@ -1,0 +1,287 @@
+"""Builds on real Celery workers (``jobcontrol worker``, 2 processes), through Redis and
+through RabbitMQ, recorded in PostgreSQL: many builds, dependencies, failures, cancels, and
+a worker process killed mid-build.
+
+Each broker runs when its variable names it (``.ci/run`` sets both):
+``$JOBCONTROL_TEST_REDIS`` (e.g. ``redis://127.0.0.1:6379/5``, a database of its own: it is
+flushed) and ``$JOBCONTROL_TEST_AMQP`` (e.g. ``amqp://guest:guest@127.0.0.1:5672//``).
+Every test uses a queue of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg2
+import pytest
+
+from jobcontrol import BuildState, JobControl
+from jobcontrol.models import Build
+from tests.support import make_project
+from tests.test_processes import ROOT, alive, wait_for
+
+S = BuildState
+BROKERS = {
+    "redis": ("JOBCONTROL_TEST_REDIS", "redis://127.0.0.1:6379/5"),
+    "amqp": ("JOBCONTROL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+CONFIG = """\
+executor: {{type: celery, broker: "{broker}", queue: "{queue}"}}
+runner: {{heartbeat: 0.2s, heartbeat_timeout: 2s, kill_grace: 1s}}
+jobs:
+  - {{id: record, function: remotejobs.record_build, args: ["{dsn}"], concurrency: 50}}
+  - {{id: a, function: jobfuncs.make, args: [a]}}
+  - id: b
+    function: jobfuncs.make
+    dependencies: [a]
+    kwargs: {{tag: b, value: !retval a}}
+  - id: c
+    function: jobfuncs.make
+    dependencies: [b]
+    kwargs: {{tag: c, value: !retval b}}
+  - {{id: bad, function: jobfuncs.fails}}
+  - {{id: after_bad, function: jobfuncs.make, args: [x], dependencies: [bad]}}
+  - {{id: napper, function: jobfuncs.sleeper, kwargs: {{seconds: 60, marker: napper.pid}}}}
+  - id: victim
+    function: remotejobs.exclusive
+    kwargs: {{dsn: "{dsn}", marker: victim.pid}}
+    retries: 1
+"""
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    default = 6379 if parts.scheme.startswith("redis") else 5672
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default),
+                                      timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=sorted(BROKERS), scope="module")
+def broker(request: pytest.FixtureRequest) -> str:
+    """A broker URL; skips, saying why, without Celery or without the broker."""
+    pytest.importorskip("celery", reason="the Celery tests need pip install 'jobcontrol[celery]'")
+    variable, example = BROKERS[request.param]
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{request.param} tests need ${variable}, e.g. {variable}={example} "
+                    f"(.ci/run sets it)")
+    if not _reachable(url):
+        pytest.skip(f"${variable}={url}: no broker answers there")
+    if request.param == "redis":
+        import redis
+
+        client = redis.Redis.from_url(url)
+        client.flushdb()  # a database of its own: what earlier runs left goes
+        client.close()
+    return url
+
+
+@dataclass
+class Cluster:
+    """A project whose builds go to the workers of one broker, recorded in PostgreSQL."""
+
+    config: Path
+    storage: str
+    dsn: str
+
+    def args(self, *args: str) -> list[str]:
+        return ["-c", str(self.config), "--storage", self.storage, *args]
+
+    def run(self, *args: str, timeout: float = 90) -> tuple[int, str, str]:
+        process = self.start(*args)
+        out, err = process.communicate(timeout=timeout)
+        return process.returncode, out, err
+
+    def start(self, *args: str, **popen: Any) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCONTROL_")}
+        env["PYTHONPATH"] = str(ROOT)
+        return subprocess.Popen([sys.executable, "-m", "jobcontrol", *self.args(*args)],
+                                cwd=self.config.parent, env=env, text=True,
+                                stdout=popen.pop("stdout", subprocess.PIPE),
+                                stderr=popen.pop("stderr", subprocess.PIPE), **popen)
+
+    def control(self) -> JobControl:
+        return JobControl.from_config(self.config, self.storage)
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        with psycopg2.connect(self.dsn) as conn, conn.cursor() as cur:
+            cur.execute(query)
+            rows = cur.fetchall() if cur.description else []
+        conn.close()
+        return rows
+
+
+@pytest.fixture
+def cluster(broker: str, pg_url: str, tmp_path: Path) -> Cluster:
+    queue = f"jctest-{uuid.uuid4().hex[:8]}"
+    config = make_project(tmp_path / "project",
+                          CONFIG.format(broker=broker, queue=queue, dsn=pg_url))
+    shutil.copy(Path(__file__).parent / "remotejobs.py", config.parent / "remotejobs.py")
+    made = Cluster(config, pg_url, pg_url)
+    made.sql("CREATE TABLE runs (build_id integer PRIMARY KEY, pid integer NOT NULL)")
+    return made
+
+
+@pytest.fixture
+def worker(cluster: Cluster, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``jobcontrol worker --concurrency 2``, ready; stopped (and its processes killed) after."""
+    log = (tmp_path / "worker.log").open("w")
+    process = cluster.start("worker", "--concurrency", "2", stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while " ready." not in text:
+            text = (tmp_path / "worker.log").read_text()
+            assert process.poll() is None, f"the worker exited:\n{text}"
+            assert time.monotonic() < deadline, f"the worker did not start:\n{text}"
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)  # warm shutdown: what runs, ends
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        log.close()
+
+
+def wait_until(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def ended(jc: JobControl, builds: list[Build]) -> list[Build] | None:
+    now = [jc.get_build(b.id) for b in builds]
+    return now if all(b.state.finished for b in now) else None
+
+
+@pytest.mark.usefixtures("worker")
+def test_200_queued_builds_run_once_each(cluster: Cluster) -> None:
+    with cluster.control() as jc:
+        builds = [jc.submit("record")[0] for _ in range(200)]
+        for build in builds:  # the broker delivers each id twice
+            jc.sender(build.id, build.queue or "")
+        wait_until("200 builds", lambda: len(jc.storage.list_builds(
+            "record", states=[S.SUCCESS, S.FAILED])) == 200, seconds=120)
+        final = {b.id: b for b in jc.builds("record")}
+    assert {b.state for b in final.values()} == {S.SUCCESS}
+    assert sorted(final) == [b.id for b in builds]
+    rows = cluster.sql("SELECT build_id FROM runs ORDER BY build_id")
+    assert [row[0] for row in rows] == sorted(final)  # 200 rows: no build ran twice
+    assert all(final[i].retval == i for i in final)
+    assert {b.pid for b in final.values()} and len({b.pid for b in final.values()}) <= 4
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_deps_chain_with_retvals_then_a_failure(cluster: Cluster) -> None:
+    code, out, err = cluster.run("build", "c", "--deps", "--async", "--wait",
+                                 "--format", "json")
+    assert code == 0, err
+    a, b, c = json.loads(out)
+    assert [x["job"] for x in (a, b, c)] == ["a", "b", "c"]
+    assert {x["state"] for x in (a, b, c)} == {"success"}
+    with cluster.control() as jc:
+        shown = jc.get_build(c["id"])
+        assert shown.retval == {"tag": "c", "got": {"tag": "b", "got": {
+            "tag": "a", "got": None, "build": a["id"]}, "build": b["id"]}, "build": c["id"]}
+        assert shown.dependency_builds == {"b": b["id"]}
+        assert shown.queue and shown.queue.startswith("jctest-")
+
+    code, out, err = cluster.run("build", "after_bad", "--deps", "--async", "--wait")
+    assert code == 1, err
+    assert "queued on jctest-" in out
+    assert "build #4 bad: failed" in out
+    assert "ValueError: bad row 12" in out or "about to fail" in out
+    assert "build #5 after_bad: cancelled" in out
+    assert "(dependency bad failed (build 4))" in out
+
+
+@pytest.mark.usefixtures("worker")
+def test_cancel_a_queued_and_a_running_build(cluster: Cluster) -> None:
+    with cluster.control() as jc:
+        [running] = jc.submit("napper")
+        pid = int(wait_for(cluster.config.parent / "napper.pid", seconds=30))
+        [queued] = jc.submit("napper")  # waits: the job runs one build at a time
+        time.sleep(0.5)
+        assert jc.get_build(queued.id).state is S.QUEUED
+    code, out, err = cluster.run("cancel", str(queued.id), "--reason", "not needed")
+    assert code == 0, err
+    assert f"build #{queued.id} napper: cancelled (cancelled by " in out
+    code, out, err = cluster.run("cancel", str(running.id), "--wait", "--format", "json")
+    assert code == 0, err
+    [stopped] = json.loads(out)
+    assert stopped["state"] == "cancelled"
+    assert stopped["reason"].startswith("cancelled by ")
+    wait_until("the job process to end", lambda: not alive(pid), seconds=10)
+    with cluster.control() as jc:
+        assert jc.get_build(queued.id).started is None  # it never started
+        assert jc.get_build(queued.id).state is S.CANCELLED
+
+
+def test_kill_9_of_a_worker_process_mid_build(cluster: Cluster,
+                                              worker: subprocess.Popen[str]) -> None:
+    with cluster.control() as jc:
+        [first] = jc.submit("victim")
+        job_pid = int(wait_for(cluster.config.parent / "victim.pid", seconds=30))
+        (cluster.config.parent / "victim.pid").unlink()
+        pool_pid = _parent_of(job_pid)
+        assert pool_pid != worker.pid and _parent_of(pool_pid) == worker.pid
+        os.kill(pool_pid, signal.SIGKILL)
+
+        abandoned = wait_until("the build abandoned", lambda: (
+            b if (b := jc.get_build(first.id)).state.finished else None), seconds=30)
+        assert abandoned.state is S.ABANDONED
+        assert abandoned.reason == f"process {pool_pid}@{socket.gethostname()} died " \
+                                   f"without a result"
+        assert not alive(job_pid)  # the job died with its worker process
+        retry = wait_until("the retry", lambda: jc.storage.get_retry(first.id))
+        [retry] = wait_until("the retry to end", lambda: ended(jc, [retry]), seconds=60)
+        assert retry.state is S.SUCCESS, retry.reason  # it got the lock: no overlap
+        assert retry.retry_of == first.id
+        time.sleep(1.5)  # a sweep or two later: retries: 1 is used up
+        assert [b.id for b in jc.builds("victim")] == [retry.id, first.id]
+    rows = cluster.sql("SELECT build_id FROM runs ORDER BY build_id")
+    assert rows == [(first.id,), (retry.id,)]  # the redelivered message ran nothing
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_a_worker_refuses_a_storage_other_machines_cannot_share(cluster: Cluster,
+                                                                tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    code, _out, err = cluster.run("--storage", url, "worker", timeout=30)
+    assert code == 2
+    assert "cannot be shared with workers on other machines: use PostgreSQL" in err
+    assert "--single-host" in err

@@ -1,0 +1,298 @@
+"""Remote builds without a broker: the storage-driven rules of
+:mod:`jobcontrol.executors.remote`, with messages kept in a list (the Celery suite,
+``tests/test_celery.py``, runs them through real brokers and workers)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from jobcontrol import BuildState, DependencyError, JobControl
+from jobcontrol.errors import BrokerError
+from jobcontrol.executors.local import BuildObserver
+from jobcontrol.executors.remote import RemoteWorker, follow, wait_before
+from jobcontrol.models import Build
+from jobcontrol.storage import Storage
+from tests.support import make_project
+
+S = BuildState
+ROOT = Path(__file__).parent.parent
+
+CONFIG = """\
+executor: {type: celery, broker: "redis://127.0.0.1:1/0", queue: main}
+runner: {heartbeat: 0.2s, heartbeat_timeout: 1s}
+jobs:
+  - {id: a, function: jobfuncs.make, args: [a]}
+  - id: b
+    function: jobfuncs.make
+    dependencies: [a]
+    kwargs: {tag: b, value: !retval a}
+    queue: other
+  - {id: c, function: jobfuncs.make, args: [c], dependencies: [b]}
+  - {id: bad, function: jobfuncs.fails}
+  - {id: after_bad, function: jobfuncs.make, args: [x], dependencies: [bad]}
+  - id: flaky
+    function: jobfuncs.flaky
+    kwargs: {counter: "{{ env.get('COUNTER', 'counter.txt') }}", failures: 1}
+    retries: {count: 2, delay: 5s}
+  - {id: retried, function: jobfuncs.make, args: [r], retries: 1}
+  - {id: skipper, function: jobfuncs.maybe_skip, args: [skip.flag]}
+  - id: after_skip
+    function: jobfuncs.make
+    dependencies: [skipper]
+    kwargs: {tag: s, value: !retval skipper}
+  - {id: wide, function: jobfuncs.make, args: [w], concurrency: 2}
+"""
+
+
+@dataclass
+class Broker:
+    """Messages as a list: ``(build_id, queue, delay, waited)``."""
+
+    sent: list[tuple[int, str, float, int]] = field(default_factory=list)
+
+    def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
+                 waited: int = 0) -> None:
+        self.sent.append((build_id, queue, delay, waited))
+
+    def take(self) -> tuple[int, str, float, int]:
+        return self.sent.pop(0)
+
+
+@pytest.fixture
+def broker() -> Broker:
+    return Broker()
+
+
+@pytest.fixture
+def jc(tmp_path: Path, storage: Storage, broker: Broker,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[JobControl]:
+    monkeypatch.setenv("COUNTER", str(tmp_path / "counter.txt"))
+    config = make_project(tmp_path / "project", CONFIG)
+    with JobControl.from_config(config, storage) as control:
+        control._sender = broker
+        yield control
+
+
+def drain(jc: JobControl, broker: Broker, limit: int = 100) -> list[str]:
+    """Deliver every message (delays ignored) until none is left; what each did."""
+    worker = RemoteWorker(jc, broker, BuildObserver())
+    done = []
+    while broker.sent and len(done) < limit:
+        build_id, _queue, _delay, waited = broker.take()
+        done.append(worker.handle(build_id, waited))
+    return done
+
+
+def test_submit_queues_the_plan_and_sends_every_build(jc: JobControl, broker: Broker) -> None:
+    builds = jc.submit("c", deps=True)
+    assert [(b.job_id, b.state, b.queue) for b in builds] == [
+        ("a", S.QUEUED, "main"), ("b", S.QUEUED, "other"), ("c", S.QUEUED, "main")]
+    a, b, c = builds
+    assert b.dependency_builds == {"a": a.id} and c.dependency_builds == {"b": b.id}
+    assert broker.sent == [(a.id, "main", 0.0, 0), (b.id, "other", 0.0, 0),
+                           (c.id, "main", 0.0, 0)]
+
+
+def test_a_chain_runs_in_order_with_retvals(jc: JobControl, broker: Broker) -> None:
+    a, b, c = jc.submit("c", deps=True)
+    broker.sent.reverse()  # delivered out of order: c, b, then a
+    # c and b wait for their dependencies, a little longer each time they are looked at
+    assert drain(jc, broker, limit=2) == ["waiting for dependencies"] * 2
+    assert broker.sent == [(a.id, "main", 0.0, 0), (c.id, "main", wait_before(0), 1),
+                           (b.id, "other", 0.5, 1)]
+    assert wait_before(1) == 1.0 and wait_before(50) == 10.0
+    assert drain(jc, broker) == ["success", "waiting for dependencies", "success", "success"]
+    got = jc.get_build(b.id)
+    assert got.state is S.SUCCESS
+    assert got.retval["got"] == {"tag": "a", "got": None, "build": a.id}
+    assert got.dependency_builds == {"a": a.id}
+    assert jc.get_build(c.id).dependency_builds == {"b": b.id}
+    assert got.host and got.pid  # the worker's
+
+
+def test_a_failed_dependency_cancels_what_waits(jc: JobControl, broker: Broker) -> None:
+    bad, after = jc.submit("after_bad", deps=True)
+    assert drain(jc, broker) == ["failed", "cancelled"]
+    after = jc.get_build(after.id)
+    assert after.state is S.CANCELLED
+    assert after.reason == f"dependency bad failed (build {bad.id})"
+    assert after.started is None
+
+
+def test_a_delivery_of_a_build_that_is_not_queued_does_nothing(
+        jc: JobControl, broker: Broker) -> None:
+    [a] = jc.submit("a")
+    broker.sent.append(broker.sent[0])  # the broker delivers it twice
+    assert drain(jc, broker) == ["success", "already success"]
+    [again] = jc.submit("a")
+    jc.cancel(again.id, by="ann@box")
+    assert jc.get_build(again.id).state is S.CANCELLED
+    assert drain(jc, broker) == ["already cancelled"]
+    jc.storage.delete_build(again.id)
+    broker(again.id, "main")
+    assert drain(jc, broker) == ["deleted"]
+    assert [b.id for b in jc.builds("a")] == [a.id]
+
+
+def test_a_failure_is_retried_by_its_worker(jc: JobControl, broker: Broker,
+                                            tmp_path: Path) -> None:
+    [first] = jc.submit("flaky")
+    assert drain(jc, broker, limit=1) == ["failed"]
+    retry = jc.storage.get_retry(first.id)
+    assert retry is not None and retry.state is S.QUEUED and retry.queue == "main"
+    assert broker.sent == [(retry.id, "main", 5.0, 0)]  # after the delay
+    assert drain(jc, broker) == ["success"]
+    assert jc.get_build(retry.id).retry_of == first.id
+
+
+def test_a_sweep_retries_abandoned_remote_builds_once(jc: JobControl, broker: Broker) -> None:
+    [build] = jc.submit("retried")
+    broker.sent.clear()
+    started = jc.storage.start_queued_build(build.id, concurrency=1, host="gone-host", pid=1)
+    assert started is not None
+    jc.storage.finish_build(build.id, S.ABANDONED, reason="no heartbeat for 61s")
+    worker = RemoteWorker(jc, broker)
+    [retry] = worker.sweep()
+    assert retry.retry_of == build.id and retry.state is S.QUEUED
+    assert RemoteWorker(jc, broker).sweep() == []  # another worker finds it done
+    assert [m[0] for m in broker.sent] == [retry.id]
+    assert drain(jc, broker) == ["success"]
+    # retries: 1 is used up: the retry abandoned is not retried again
+    other = jc.storage.enqueue_build("retried", definition={}, definition_hash="h",
+                                     dependency_builds={}, queue="main", retry_of=retry.id)
+    assert other is not None  # (made by hand, as a second attempt would be)
+    jc.storage.finish_build(other.id, S.ABANDONED, reason="lost")
+    assert worker.sweep() == []
+    # a local build (no queue) is not retried by workers
+    local = jc.storage.claim_build("retried", concurrency=1, definition={}, definition_hash="",
+                                   dependency_builds={}, host="x", pid=1)
+    jc.storage.finish_build(local.id, S.ABANDONED, reason="lost")
+    assert worker.sweep() == []
+
+
+def test_a_waiting_build_retries_its_abandoned_dependency(jc: JobControl,
+                                                          broker: Broker) -> None:
+    jc.config.jobs["a"].__dict__["retries"] = jc.config.jobs["retried"].retries
+    a, b = jc.submit("b", deps=True)
+    broker.sent.clear()
+    jc.storage.start_queued_build(a.id, concurrency=1, host="gone", pid=1)
+    jc.storage.finish_build(a.id, S.ABANDONED, reason="lost")
+    assert RemoteWorker(jc, broker).handle(b.id) == "waiting for dependencies"
+    retry = jc.storage.get_retry(a.id)
+    assert retry is not None
+    assert [m[0] for m in broker.sent] == [retry.id, b.id]
+    assert drain(jc, broker) == ["success", "success"]
+    assert jc.get_build(b.id).dependency_builds == {"a": retry.id}
+
+
+def test_a_skipped_dependency_hands_on_its_last_success(jc: JobControl, broker: Broker,
+                                                       tmp_path: Path) -> None:
+    [first] = jc.submit("skipper")
+    drain(jc, broker)
+    (tmp_path / "project" / "skip.flag").write_text("")
+    skipped, after = jc.submit(["skipper", "after_skip"])
+    assert after.dependency_builds == {"skipper": skipped.id}
+    assert drain(jc, broker) == ["skipped", "success"]
+    after = jc.get_build(after.id)
+    assert after.dependency_builds == {"skipper": first.id}
+    assert after.retval["got"] == "made"
+
+
+def test_a_busy_job_waits_its_turn(jc: JobControl, broker: Broker) -> None:
+    builds = [jc.submit("wide")[0] for _ in range(3)]
+    for build in builds[:2]:
+        jc.storage.start_queued_build(build.id, concurrency=2, host="elsewhere", pid=1)
+    broker.sent.clear()
+    broker(builds[2].id, "main")
+    assert drain(jc, broker, limit=1) == ["job busy"]
+    assert broker.sent == [(builds[2].id, "main", 0.5, 1)]
+    assert jc.get_build(builds[2].id).state is S.QUEUED
+
+
+def test_a_worker_with_another_definition_refuses(jc: JobControl, broker: Broker) -> None:
+    [build] = jc.submit("a")
+    jc.config.jobs["a"].__dict__["args"] = ("changed",)
+    assert drain(jc, broker) == ["failed"]
+    refused = jc.get_build(build.id)
+    assert refused.state is S.FAILED
+    assert "defines job 'a' differently" in (refused.reason or "")
+
+
+def test_targets_are_queued_in_dependency_order(jc: JobControl, broker: Broker) -> None:
+    b, a = jc.submit(["b", "a"])[::-1]
+    assert (a.job_id, b.job_id) == ("a", "b") and a.id < b.id
+    assert b.dependency_builds == {"a": a.id}
+    assert drain(jc, broker) == ["success", "success"]
+
+
+def test_submit_refuses_before_queueing_anything(jc: JobControl, broker: Broker) -> None:
+    with pytest.raises(DependencyError):
+        jc.submit("c")  # b never built, and no --deps
+    assert jc.builds() == [] and broker.sent == []
+
+
+def test_unsent_builds_are_cancelled(jc: JobControl, broker: Broker) -> None:
+    def down(build_id: int, queue: str, **kwargs: object) -> None:
+        raise BrokerError("cannot send build to the broker redis://h: connection refused")
+
+    jc._sender = down
+    with pytest.raises(BrokerError):
+        jc.submit("b", deps=True)
+    assert {b.state for b in jc.builds()} == {S.CANCELLED}
+    assert jc.builds()[0].reason.startswith("not sent to the workers: cannot send")
+
+
+def test_follow_reports_builds_and_retries(jc: JobControl, broker: Broker) -> None:
+    events: list[str] = []
+
+    class Recorder(BuildObserver):
+        def build_started(self, build: Build) -> None:
+            events.append(f"start {build.job_id}")
+
+        def build_finished(self, build: Build) -> None:
+            events.append(f"end {build.job_id} {build.state}")
+
+        def build_retrying(self, build: Build, delay: float, attempt: int,
+                           attempts: int) -> None:
+            events.append(f"retry {attempt}/{attempts} in {delay:g}")
+
+    builds = jc.submit("flaky")
+    worker = RemoteWorker(jc, broker, BuildObserver())
+
+    def deliver_one(seconds: float) -> None:
+        if broker.sent:
+            worker.handle(broker.take()[0])
+
+    final = follow(jc, builds, Recorder(), sleep=deliver_one)
+    assert [b.state for b in final] == [S.FAILED, S.SUCCESS]
+    assert events == ["start flaky", "end flaky failed", "retry 1/2 in 5",
+                      "start flaky", "end flaky success"]
+
+
+def test_without_the_celery_executor_nothing_is_queued(tmp_path: Path) -> None:
+    config = make_project(tmp_path / "local", "jobs:\n  - {id: a, function: jobfuncs.make}\n")
+    with JobControl.from_config(config, "memory://") as local:
+        with pytest.raises(BrokerError, match=re.escape("executor: {type: celery")):
+            local.submit("a")
+        assert local.builds() == []
+
+
+def test_nothing_imports_celery_unless_the_config_asks(tmp_path: Path) -> None:
+    config = make_project(tmp_path / "p", CONFIG)
+    code = (
+        "import sys; from jobcontrol.cli import main; from jobcontrol import JobControl\n"
+        f"jc = JobControl.from_config({str(config)!r}, 'memory://')\n"
+        "jc.build('a'); jc.status()\n"
+        "print('celery' in sys.modules, 'kombu' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                         check=True).stdout
+    assert out.split()[-2:] == ["False", "False"]
