@@ -48,9 +48,10 @@ class DueReport:
 
     @property
     def failed(self) -> bool:
-        """True if a build started here did not succeed, or an error stopped one."""
+        """True if a build run here did not succeed, or an error stopped one (a build
+        queued for Celery workers has not failed)."""
         return bool(self.errors) or any(
-            not build.state.ok for _, _, build in self.started)
+            build.state.finished and not build.state.ok for _, _, build in self.started)
 
 
 class _Recorder(BuildObserver):
@@ -126,6 +127,9 @@ def _run_round(jc: JobControl, round_: list[tuple[str, datetime]], report: DueRe
         job = jc.config.jobs[job_id]
         summary = summaries.get(job_id)
         running = summary.running if summary else ()
+        if jc.config.executor.remote:  # a build still waiting for a worker counts too
+            running += tuple(build.id for build in storage.list_builds(
+                job_id, states=[BuildState.QUEUED]))
         if len(running) >= job.concurrency:
             _record_overlap(jc, job_id, instant, running, report)
             continue
@@ -141,9 +145,13 @@ def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: boo
                  if_outdated: bool, report: DueReport, observer: BuildObserver | None) -> None:
     recorder = _Recorder(observer)
     error: JobControlError | None = None
+    targets = [job_id for job_id, _ in group]
     try:
-        builds = jc.build([job_id for job_id, _ in group], deps=deps, if_outdated=if_outdated,
-                          keep_going=True, parallel=len(group), observer=recorder)
+        if jc.config.executor.remote:  # queued for the Celery workers, as build --async
+            builds = jc.submit(targets, deps=deps, if_outdated=if_outdated)
+        else:
+            builds = jc.build(targets, deps=deps, if_outdated=if_outdated, keep_going=True,
+                              parallel=len(group), observer=recorder)
     except JobControlError as exc:
         error = exc
         builds = list(getattr(exc, "builds", []))

@@ -54,6 +54,7 @@ jobs:
     dependencies: [b]
     kwargs: {{tag: c, value: !retval b}}
   - {{id: bad, function: jobfuncs.fails}}
+  - {{id: tick, function: jobfuncs.make, args: [tick], schedule: "* * * * *"}}
   - {{id: after_bad, function: jobfuncs.make, args: [x], dependencies: [bad]}}
   - {{id: napper, function: jobfuncs.sleeper, kwargs: {{seconds: 60, marker: napper.pid}}}}
   - id: victim
@@ -285,3 +286,30 @@ def test_a_worker_refuses_a_storage_other_machines_cannot_share(cluster: Cluster
     assert code == 2
     assert "cannot be shared with workers on other machines: use PostgreSQL" in err
     assert "--single-host" in err
+
+
+@pytest.mark.usefixtures("worker")
+def test_run_due_and_the_web_queue_builds_for_the_workers(cluster: Cluster) -> None:
+    code, out, err = cluster.run("run-due", "--format", "json")
+    assert code == 0, err
+    [started] = json.loads(out)["started"]
+    assert started["job"] == "tick"
+    assert started["build"]["state"] == "queued"  # sent, not run here
+    jc = cluster.control()
+    [tick] = wait_until("the due build to end", lambda: ended(jc, [jc.get_build(
+        started["build"]["id"])]))
+    assert tick.state is S.SUCCESS
+    assert tick.host != "" and tick.queue is not None
+    assert jc.storage.scheduled_runs("tick")[0].build_id == tick.id
+
+    from jobcontrol.web import create_app
+
+    client = create_app(jc).test_client()
+    token = client.get("/api/v1/csrf").get_json()["csrf_token"]
+    response = client.post("/api/v1/jobs/a/launch", headers={"X-CSRFToken": token})
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["message"].startswith("queued for the workers: #")
+    [built] = wait_until("the web's build to end",
+                         lambda: ended(jc, [jc.get_build(body["build"]["id"])]))
+    assert (built.job_id, built.state) == ("a", S.SUCCESS)

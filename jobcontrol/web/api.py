@@ -22,7 +22,7 @@ from jobcontrol.web.helpers import (
     level_arg,
     states_arg,
 )
-from jobcontrol.web.launch import LaunchOptions, launch
+from jobcontrol.web.launch import LaunchOptions, start
 from jobcontrol.web.present import job_detail, overall_percent
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -143,7 +143,7 @@ def launch_job(job_id: str) -> Any:
     jc = current_jc()
     jc.job(job_id)
     options = launch_options(_body())
-    started = launch(str(jc.config.path), jc.storage.url, job_id, options)
+    started = start(jc, job_id, options)
     first = jc.get_build(started.build_id) if started.build_id is not None else None
     response = jsonify({"build": build_json(first) if first else None, "pid": started.pid,
                         "message": started.message})

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from jobcontrol.errors import JobControlError
 
@@ -56,6 +56,20 @@ class LaunchOptions:
     def flags(self) -> list[str]:
         return [flag for flag, on in (("--deps", self.deps), ("--depending", self.depending),
                                       ("--if-outdated", self.if_outdated)) if on]
+
+
+def start(jc: Any, job_id: str, options: LaunchOptions) -> Launched:
+    """Build ``job_id`` as the config says: queued for Celery workers when its executor is
+    ``celery`` (as ``build --async``), else in a background ``jobcontrol build`` process."""
+    if not jc.config.executor.remote:
+        return launch(str(jc.config.path), jc.storage.url, job_id, options)
+    queued = jc.submit(job_id, deps=options.deps, depending=options.depending,
+                       if_outdated=options.if_outdated)
+    if not queued:
+        return Launched(None, None, os.getpid(), f"{job_id}: nothing to build")
+    ids = ", ".join(f"#{build.id}" for build in queued)
+    return Launched(queued[0].id, queued[0].job_id, os.getpid(),
+                    f"queued for the workers: {ids}")
 
 
 def launch(config_path: str, storage_url: str, job_id: str, options: LaunchOptions,

@@ -10,7 +10,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from jobcontrol.models import BuildState
 from jobcontrol.web.api import launch_options, who
 from jobcontrol.web.helpers import MAX_LIMIT, current_jc, int_arg, level_arg, states_arg
-from jobcontrol.web.launch import launch
+from jobcontrol.web.launch import start
 from jobcontrol.web.present import (
     job_detail,
     layered_layout,
@@ -79,7 +79,7 @@ def launch_page(job_id: str) -> Any:
     if request.method == "GET":
         plan = jc.plan(job_id, deps=True)
         return render_template("launch.html", job=job, plan=plan)
-    started = launch(str(jc.config.path), jc.storage.url, job_id, launch_options(request.form))
+    started = start(jc, job_id, launch_options(request.form))
     flash(started.message)
     if started.build_id is None:
         return redirect(url_for("pages.job", job_id=job_id), 303)
