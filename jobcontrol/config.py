@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -315,8 +315,8 @@ class JobDefinition:
         """Masks the config's secrets (for this job's logs, exceptions, return values)."""
         return _masker(self.secrets)
 
-    @property
-    def definition_hash(self) -> str:
+    @cached_property  # the definition never changes, and each outdated verdict of a
+    def definition_hash(self) -> str:  # chain's step hashed its whole upstream again
         """sha256 of what decides the build's outcome: function, args and kwargs.
 
         Title, tags, timeout and the rest may change without making the job outdated. Secrets

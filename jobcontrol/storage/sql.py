@@ -91,6 +91,8 @@ class SqlStorage(Storage):
     id_list_sql: ClassVar[str] = "group_concat(b.id)"
     #: appended to a SELECT of a build row a write transaction then depends on
     lock_rows_sql: ClassVar[str] = ""
+    #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
+    update_returning: ClassVar[bool] = True
     #: the table of applied migrations, created before the first one runs
     schema_table_ddl: ClassVar[str] = (
         "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
@@ -388,16 +390,24 @@ class SqlStorage(Storage):
             running = [row[0] for row in cur.fetchall()]
             if len(running) >= concurrency:
                 raise JobAlreadyRunningError(job_id, running)
-            now = self._time_param(self.now())
+            stamp = self._time_param(self.now())
             build_id = self._insert_id(
                 cur,
                 "INSERT INTO builds (job_id, state, definition, definition_hash, "
                 "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
-                 now, now, now, host, pid, retry_of),
+                 stamp, stamp, stamp, host, pid, retry_of),
             )
-            return self._fetch_build(cur, build_id)
+        # the row as inserted, without reading it back: a query and its decoding saved on
+        # every build (the times as stored: microseconds, UTC)
+        started = self._time(stamp)
+        return Build(
+            id=build_id, job_id=job_id, state=BuildState.RUNNING,
+            definition=json.loads(definition_json), definition_hash=definition_hash,
+            dependency_builds=json.loads(deps_json), created=started, started=started,
+            heartbeat=started, host=host, pid=pid, retry_of=retry_of,
+        )
 
     def enqueue_build(
         self,
@@ -504,12 +514,14 @@ class SqlStorage(Storage):
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
         state = check_finished_state(state)
-        # one conditional UPDATE: a late writer never overwrites a recorded outcome
+        # one conditional UPDATE: a late writer never overwrites a recorded outcome; it
+        # returns the row it changed where the database can (no second query)
+        returning = f" RETURNING {', '.join(BUILD_COLUMNS)}" if self.update_returning else ""
         cur.execute(
             self._q(
                 "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
                 "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
-                "WHERE id = ? AND state IN (?, ?)"
+                "WHERE id = ? AND state IN (?, ?)" + returning
             ),
             (
                 state.value, reason, self._time_param(self.now()),
@@ -520,9 +532,12 @@ class SqlStorage(Storage):
                 build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
             ),
         )
-        if cur.rowcount:
+        row = cur.fetchone() if returning else None
+        if row is not None or (not returning and cur.rowcount):
             self._notify_logs(cur, build_id)  # a follower stops at the outcome
-        return self._fetch_build(cur, build_id)
+        if row is not None:
+            return self._build_from_row(row)
+        return self._fetch_build(cur, build_id)  # fenced off (or no RETURNING): as it stands
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         ids = list(dict.fromkeys(build_ids))

@@ -70,6 +70,7 @@ class SQLiteStorage(SqlStorage):
 
     dialect = "sqlite"
     driver_errors = (sqlite3.Error,)
+    update_returning = sqlite3.sqlite_version_info >= (3, 35, 0)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(os.path.abspath(path))
