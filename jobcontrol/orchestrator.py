@@ -96,6 +96,8 @@ class BuildRun:
         #: was judged on stand (a job's is kept only with its dependencies'); see _verdict
         self._verdicts: dict[str, graph.Outdated] = {}
         self._dependents: dict[str, list[str]] | None = None
+        #: the successful builds this run made, by id: a !retval of one is not read back
+        self._made: dict[int, Build] = {}
 
     def run(self, steps: list[Step]) -> RunResult:
         """Run the steps; returns when nothing more can start and nothing is running."""
@@ -281,8 +283,9 @@ class BuildRun:
                     f"job {job.id!r}: !retval {dep}: {dep} has no successful build with a "
                     f"return value (its builds were skipped)"
                 )
-            retvals[dep] = load_for_dependency(self.storage.get_build(output_id).result,
-                                               dep, output_id)
+            made = self._made.get(output_id)  # this run's build: its result is at hand
+            build = made if made is not None else self.storage.get_build(output_id)
+            retvals[dep] = load_for_dependency(build.result, dep, output_id)
         args = tuple(substitute_retvals(list(job.args), retvals))
         kwargs = substitute_retvals(dict(job.kwargs), retvals)
         return args, kwargs, consumed
@@ -309,6 +312,8 @@ class BuildRun:
         job_id = self._running_jobs.pop(build.id)
         self._summaries.pop(job_id, None)  # it has a new build: read it again when needed
         self._forget_verdict(job_id)
+        if build.state is BuildState.SUCCESS and build.result is not None:
+            self._made[build.id] = build
         self.result.builds.append(build)
         if self._schedule_retry(job_id, build):
             return  # the last attempt is the one that may be news
