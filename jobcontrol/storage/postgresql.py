@@ -12,7 +12,9 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   which upserts progress); a small batch as an ``INSERT`` sent along with the next
   statement. Statements whose result nobody reads (``BEGIN``, the claim's lock, NOTIFY) ride
   along with the next one (:meth:`_Cursor.defer`): a claim is ``BEGIN``, the lock and one
-  conditional ``INSERT`` in one round trip, then ``COMMIT``.
+  conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
+  records is ``BEGIN``, the row lock, their ``INSERT`` and the ``UPDATE``, then ``COMMIT``:
+  a build is 4 round trips.
   Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
