@@ -141,26 +141,40 @@ def outdated_jobs(
     """
     result: dict[str, Outdated] = {}
     for job in topological_order(deps):
-        summary = summaries.get(job)
-        last_ok = summary.last_ok if summary else None
-        reasons: list[str] = []
-        if last_ok is None:
-            reasons.append(NEVER_BUILT)
-        else:
-            consumed = last_ok.dependency_builds
-            for dep in deps[job]:
-                dep_summary = summaries.get(dep)
-                newest = dep_summary.last_output_id if dep_summary else None
-                used = consumed.get(dep)
-                if newest is not None and (used is None or newest > used):
-                    was = f"build {used}" if used is not None else "none"
-                    reasons.append(
-                        f"dependency {dep} has a newer build ({newest}; this job used {was})"
-                    )
-            if last_ok.definition_hash != definition_hashes.get(job, last_ok.definition_hash):
-                reasons.append(f"definition changed since build {last_ok.id}")
-        for dep in deps[job]:
-            if result[dep].outdated:
-                reasons.append(f"dependency {dep} is outdated")
-        result[job] = Outdated(job, tuple(reasons))
+        result[job] = outdated_job(job, deps[job], definition_hashes.get(job), summaries,
+                                   result)
     return result
+
+
+def outdated_job(
+    job: str,
+    job_deps: Sequence[str],
+    definition_hash: str | None,
+    summaries: Mapping[str, JobSummary],
+    verdicts: Mapping[str, Outdated],
+) -> Outdated:
+    """The rules of :func:`outdated_jobs` for one job, given the verdicts of its direct
+    dependencies (``verdicts``) and the summaries of the job and of those dependencies: a
+    caller that keeps verdicts judges a job in a chain at a constant cost, not its depth."""
+    summary = summaries.get(job)
+    last_ok = summary.last_ok if summary else None
+    reasons: list[str] = []
+    if last_ok is None:
+        reasons.append(NEVER_BUILT)
+    else:
+        consumed = last_ok.dependency_builds
+        for dep in job_deps:
+            dep_summary = summaries.get(dep)
+            newest = dep_summary.last_output_id if dep_summary else None
+            used = consumed.get(dep)
+            if newest is not None and (used is None or newest > used):
+                was = f"build {used}" if used is not None else "none"
+                reasons.append(
+                    f"dependency {dep} has a newer build ({newest}; this job used {was})"
+                )
+        if definition_hash is not None and last_ok.definition_hash != definition_hash:
+            reasons.append(f"definition changed since build {last_ok.id}")
+    for dep in job_deps:
+        if verdicts[dep].outdated:
+            reasons.append(f"dependency {dep} is outdated")
+    return Outdated(job, tuple(reasons))

@@ -92,6 +92,12 @@ class BuildRun:
         self._arguments_of: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]] = {}
         #: job summaries read during this run (see _summaries_for)
         self._summaries: dict[str, JobSummary] = {}
+        #: outdated verdicts worked out during this run, each valid while the summaries it
+        #: was judged on stand (a job's is kept only with its dependencies'); see _verdict
+        self._verdicts: dict[str, graph.Outdated] = {}
+        self._dependents: dict[str, list[str]] | None = None
+        #: the successful builds this run made, by id: a !retval of one is not read back
+        self._made: dict[int, Build] = {}
 
     def run(self, steps: list[Step]) -> RunResult:
         """Run the steps; returns when nothing more can start and nothing is running."""
@@ -156,11 +162,7 @@ class BuildRun:
         outdated = graph.Outdated(step.job_id, ())
         if step.role is Role.UPSTREAM or (step.role is Role.TARGET and self.if_outdated):
             # only these decisions read the verdict (over the job's upstream closure)
-            closure = {step.job_id, *graph.upstream(self.deps, step.job_id)}
-            outdated = graph.outdated_jobs(
-                {jid: self.deps[jid] for jid in closure},
-                {jid: self.config.jobs[jid].definition_hash for jid in closure}, summaries,
-            )[step.job_id]
+            outdated = self._verdict(step.job_id)
         decision = decide(step, outdated, if_outdated=self.if_outdated, finished=self._finished)
         if not decision.build:
             return self._not_built(step.job_id, decision.reason)
@@ -183,14 +185,63 @@ class BuildRun:
         fresh = {step.job_id, *self.deps[step.job_id]} if judge else set(self.deps[step.job_id])
         wanted = set(fresh)
         if judge:
-            wanted |= graph.upstream(self.deps, step.job_id) - self._summaries.keys()
+            # the jobs whose verdict is judged now (the fresh ones, and upstream jobs with
+            # none kept), and their dependencies: read unless read earlier or judged
+            for job_id in self._to_judge(step.job_id, fresh):
+                for needed in (job_id, *self.deps[job_id]):
+                    if needed not in self._summaries and needed not in self._verdicts:
+                        wanted.add(needed)
         read = self.storage.job_summaries(wanted) if wanted else {}
         for job_id in wanted:
             if job_id in read:
                 self._summaries[job_id] = read[job_id]
             else:
                 self._summaries.pop(job_id, None)
+            self._forget_verdict(job_id)  # judged on what was just read, when needed
         return self._summaries
+
+    def _to_judge(self, job_id: str, fresh: set[str]) -> list[str]:
+        """``job_id`` and the jobs of its upstream closure whose verdict is not kept (or is
+        about to be re-read: ``fresh``), dependencies first. The walk stops at a kept
+        verdict: in a chain it visits the job and its parent, not the whole chain."""
+        order: list[str] = []
+        seen: set[str] = set()
+        # iterative depth-first post-order (a chain can be deeper than Python's recursion)
+        stack: list[tuple[str, bool]] = [(job_id, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if node in seen or (node in self._verdicts and node not in fresh):
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((dep, False) for dep in reversed(self.deps[node]))
+        return order
+
+    def _verdict(self, job_id: str) -> graph.Outdated:
+        """Whether ``job_id`` is outdated, by the rules of :func:`graph.outdated_jobs` over
+        its upstream closure and the summaries as read in this run: each job's verdict is
+        kept, so only the jobs without one (or whose summaries were read again) are judged."""
+        for job in self._to_judge(job_id, set()):
+            self._verdicts[job] = graph.outdated_job(
+                job, self.deps[job], self.config.jobs[job].definition_hash, self._summaries,
+                self._verdicts)
+        return self._verdicts[job_id]
+
+    def _forget_verdict(self, job_id: str) -> None:
+        """Drop the verdict of ``job_id`` (its summary changed) and of every job downstream
+        of it (a kept verdict always has its dependencies' verdicts kept beside it)."""
+        if job_id not in self._verdicts:
+            return
+        if self._dependents is None:
+            self._dependents = graph.dependents_map(self.deps)
+        todo = [job_id]
+        while todo:
+            node = todo.pop()
+            if self._verdicts.pop(node, None) is not None:
+                todo.extend(self._dependents.get(node, ()))
 
     def _claim_and_start(self, job: JobDefinition, retry_of: int | None = None) -> bool:
         """Claim a build of the job (a retry uses the first attempt's arguments) and run it."""
@@ -232,8 +283,9 @@ class BuildRun:
                     f"job {job.id!r}: !retval {dep}: {dep} has no successful build with a "
                     f"return value (its builds were skipped)"
                 )
-            retvals[dep] = load_for_dependency(self.storage.get_build(output_id).result,
-                                               dep, output_id)
+            made = self._made.get(output_id)  # this run's build: its result is at hand
+            build = made if made is not None else self.storage.get_build(output_id)
+            retvals[dep] = load_for_dependency(build.result, dep, output_id)
         args = tuple(substitute_retvals(list(job.args), retvals))
         kwargs = substitute_retvals(dict(job.kwargs), retvals)
         return args, kwargs, consumed
@@ -259,6 +311,9 @@ class BuildRun:
     def _record(self, build: Build) -> None:
         job_id = self._running_jobs.pop(build.id)
         self._summaries.pop(job_id, None)  # it has a new build: read it again when needed
+        self._forget_verdict(job_id)
+        if build.state is BuildState.SUCCESS and build.result is not None:
+            self._made[build.id] = build
         self.result.builds.append(build)
         if self._schedule_retry(job_id, build):
             return  # the last attempt is the one that may be news

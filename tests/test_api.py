@@ -148,3 +148,29 @@ def test_plan_and_delete(jc: JobControl, tmp_path: Path) -> None:
         jc.delete_build(running.id)
     jc.delete_build(builds[1].id)
     assert [b.id for b in jc.builds("b")] == []
+
+
+DIAMOND = """\
+jobs:
+  - {id: a, function: jobfuncs.make, args: [a]}
+  - {id: b, function: jobfuncs.make, dependencies: [a], kwargs: {tag: b, value: !retval a}}
+  - {id: c, function: jobfuncs.make, dependencies: [a], args: [c]}
+  - id: d
+    function: jobfuncs.make
+    dependencies: [b, c]
+    kwargs: {tag: d, value: [!retval b, !retval c]}
+"""
+
+
+def test_deps_verdicts_follow_builds_made_in_the_run(tmp_path: Path, storage: Storage) -> None:
+    # the run keeps each job's verdict; a build it makes must make its dependents outdated
+    jc = JobControl.from_config(make_project(tmp_path, DIAMOND), storage=storage)
+    assert [b.job_id for b in jc.build("d", deps=True)] == ["a", "b", "c", "d"]
+    assert jc.build("d", deps=True, if_outdated=True) == []
+    [a2] = jc.build("a")
+    rebuilt = jc.build("d", deps=True, if_outdated=True)
+    assert [b.job_id for b in rebuilt] == ["b", "c", "d"]
+    assert all(b.dependency_builds == {"a": a2.id} for b in rebuilt[:2])
+    assert rebuilt[2].dependency_builds == {"b": rebuilt[0].id, "c": rebuilt[1].id}
+    assert rebuilt[0].retval["got"] == a2.retval and a2.retval["build"] == a2.id
+    assert [p.build for p in jc.plan("d", deps=True, if_outdated=True)] == [False] * 4

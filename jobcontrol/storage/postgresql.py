@@ -11,7 +11,10 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
 - Logs go in with ``COPY``, one transaction a batch (3x faster than ``execute_values``,
   which upserts progress); a small batch as an ``INSERT`` sent along with the next
   statement. Statements whose result nobody reads (``BEGIN``, the claim's lock, NOTIFY) ride
-  along with the next one (:meth:`_Cursor.defer`): a build is 6 round trips, not 15.
+  along with the next one (:meth:`_Cursor.defer`): a claim is ``BEGIN``, the lock and one
+  conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
+  records is ``BEGIN``, the row lock, their ``INSERT`` and the ``UPDATE``, then ``COMMIT``:
+  a build is 4 round trips.
   Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
@@ -324,7 +327,8 @@ class PostgreSQLStorage(SqlStorage):
         cur.defer("BEGIN")  # sent with the transaction's first statement
 
     def _lock_job(self, cur: Any, job_id: str) -> None:
-        # taken before the statement it is sent with (the claim's look at running builds)
+        # taken before the statement it is sent with (the claim's conditional INSERT, which
+        # counts the running builds after the lock is held: each statement its own snapshot)
         cur.defer("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLAIM, job_id))
 
     def _lock_schema(self, cur: Any) -> None:
@@ -343,6 +347,11 @@ class PostgreSQLStorage(SqlStorage):
     def _insert_id(self, cur: Any, sql: str, params: Sequence[Any]) -> int:
         cur.execute(self._q(sql) + " RETURNING id", params)
         return int(cur.fetchone()[0])
+
+    def _insert_if(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
+        cur.execute(self._q(sql) + " RETURNING id", params)
+        row = cur.fetchone()
+        return None if row is None else int(row[0])
 
     def _insert_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         # "VALUES (?, ?)" → "VALUES %s" with a row template: one statement for every row
@@ -420,11 +429,49 @@ class PostgreSQLStorage(SqlStorage):
 
         def attempt() -> Build:
             with self._transaction() as cur:
-                if records:
+                if len(records) > SMALL_BATCH or (records and first_seq):
+                    # COPY is a round trip of its own anyway; a retry checks its batch first
                     self._copy_batch(cur, build_id, records, first_seq)
-                return self._finish(cur, build_id, state, reason, result, exception)
+                    return self._finish(cur, build_id, state, reason, result, exception)
+                if records:
+                    self._defer_small_batch(cur, build_id, records)
+                # BEGIN, the lock, the INSERT of the records and the UPDATE: one round trip;
+                # the UPDATE says where the log ends, so a retry after a COMMIT in doubt can
+                # tell whether the batch is stored
+                row = self._finish_update(
+                    cur, build_id, state, reason, result, exception,
+                    also_return=", (SELECT coalesce(max(seq), 0) FROM logs "
+                                "WHERE build_id = builds.id)")
+                if row is not None:
+                    if records:
+                        first_seq[:] = [int(row[-1]) - len(records) + 1]
+                    return self._build_from_row(row[:-1])
+                # fenced off (or gone: BuildNotFoundError), the records stored all the same
+                if records:
+                    cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",
+                                (build_id,))
+                    first_seq[:] = [int(cur.fetchone()[0]) - len(records) + 1]
+                return self._fetch_build(cur, build_id)
 
         return self._retry(attempt, f"finishing build {build_id}")
+
+    def _defer_small_batch(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
+        """Store a few records with the transaction's next statement, numbered on from
+        the end of the build's log by the server: the build's row locked first (one
+        writer at a time), then an INSERT that numbers the rows (its own statement, so it
+        sees what the writer before committed). Nothing for a build that does not exist."""
+        cur.defer("SELECT 1 FROM builds WHERE id = %s FOR UPDATE", (build_id,))
+        rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s)", (
+            n, as_utc(r.time), r.level, r.logger, r.message, r.exception))
+            for n, r in enumerate(records, start=1))
+        cur.defer(
+            "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
+            "SELECT b.id, b.last + v.n, v.time, v.level, v.logger, v.message, v.exception "
+            "FROM (SELECT builds.id, (SELECT coalesce(max(seq), 0) FROM logs "
+            f"WHERE build_id = builds.id) AS last FROM builds WHERE builds.id = {int(build_id)}) "
+            "AS b, (VALUES " + rows.decode() + ") "
+            "AS v (n, time, level, logger, message, exception)")
+        self._notify_logs(cur, build_id)
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")

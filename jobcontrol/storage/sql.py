@@ -128,6 +128,11 @@ class SqlStorage(Storage):
         """Run an ``INSERT`` of one row and return its generated ``id``."""
 
     @abc.abstractmethod
+    def _insert_if(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
+        """Run an ``INSERT ... SELECT ... WHERE`` of at most one row: its generated ``id``,
+        or None when the condition let no row in."""
+
+    @abc.abstractmethod
     def _run_script(self, cur: Any, script: str) -> None:
         """Run the statements of a migration file inside the current transaction."""
 
@@ -383,22 +388,25 @@ class SqlStorage(Storage):
         deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
         with self._transaction() as cur:
             self._lock_job(cur, job_id)
-            cur.execute(
-                self._q("SELECT id FROM builds WHERE job_id = ? AND state = ? ORDER BY id"),
-                (job_id, BuildState.RUNNING.value),
-            )
-            running = [row[0] for row in cur.fetchall()]
-            if len(running) >= concurrency:
-                raise JobAlreadyRunningError(job_id, running)
-            stamp = self._time_param(self.now())
-            build_id = self._insert_id(
+            stamp = self._time_param(self.now())  # after connecting: the server's clock
+            # one conditional statement (with the lock, one round trip to a server): the
+            # row goes in only while fewer than ``concurrency`` builds of the job run
+            build_id = self._insert_if(
                 cur,
                 "INSERT INTO builds (job_id, state, definition, definition_hash, "
                 "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?",
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
-                 stamp, stamp, stamp, host, pid, retry_of),
+                 stamp, stamp, stamp, host, pid, retry_of,
+                 job_id, BuildState.RUNNING.value, concurrency),
             )
+            if build_id is None:
+                cur.execute(
+                    self._q("SELECT id FROM builds WHERE job_id = ? AND state = ? ORDER BY id"),
+                    (job_id, BuildState.RUNNING.value),
+                )
+                raise JobAlreadyRunningError(job_id, [row[0] for row in cur.fetchall()])
         # the row as inserted, without reading it back: a query and its decoding saved on
         # every build (the times as stored: microseconds, UTC)
         started = self._time(stamp)
@@ -513,10 +521,22 @@ class SqlStorage(Storage):
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+        row = self._finish_update(cur, build_id, state, reason, result, exception)
+        if row is not None:
+            return self._build_from_row(row)
+        return self._fetch_build(cur, build_id)  # fenced off (or no RETURNING): as it stands
+
+    def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
+                       result: StoredValue | None, exception: ExceptionInfo | None,
+                       also_return: str = "") -> Sequence[Any] | None:
+        """The finishing UPDATE: the row it changed (its :data:`BUILD_COLUMNS`, then
+        ``also_return`` if given) where the database can return it, else None."""
         state = check_finished_state(state)
         # one conditional UPDATE: a late writer never overwrites a recorded outcome; it
         # returns the row it changed where the database can (no second query)
-        returning = f" RETURNING {', '.join(BUILD_COLUMNS)}" if self.update_returning else ""
+        returning = ""
+        if self.update_returning:
+            returning = f" RETURNING {', '.join(BUILD_COLUMNS)}{also_return}"
         cur.execute(
             self._q(
                 "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
@@ -535,9 +555,7 @@ class SqlStorage(Storage):
         row = cur.fetchone() if returning else None
         if row is not None or (not returning and cur.rowcount):
             self._notify_logs(cur, build_id)  # a follower stops at the outcome
-        if row is not None:
-            return self._build_from_row(row)
-        return self._fetch_build(cur, build_id)  # fenced off (or no RETURNING): as it stands
+        return row
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         ids = list(dict.fromkeys(build_ids))

@@ -116,6 +116,10 @@ class SQLiteStorage(SqlStorage):
         cur.execute(self._q(sql), params)
         return int(cur.lastrowid)
 
+    def _insert_if(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
+        cur.execute(self._q(sql), params)
+        return int(cur.lastrowid) if cur.rowcount == 1 else None
+
     def _run_script(self, cur: Any, script: str) -> None:
         # not executescript(): it commits first, and a migration must be one transaction
         statement = ""
