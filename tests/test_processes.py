@@ -94,6 +94,18 @@ class Project:
     def start(self, *args: str, **kwargs: object) -> subprocess.Popen[str]:
         return jobcontrol(*self.args(*args), **kwargs)  # type: ignore[arg-type]
 
+    @property
+    def storage_url(self) -> str:
+        """The URL that reaches what the commands write (for a Storage opened in the test)."""
+        return self.storage or f"sqlite:///{self.config.parent / 'jobcontrol.db'}"
+
+    @classmethod
+    def on(cls, request: pytest.FixtureRequest, tmp_path: Path, config: str) -> Project:
+        """A project with ``config`` on the storage ``request.param`` names (sqlite or
+        postgresql: the ``pg_url`` fixture's own database)."""
+        url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+        return cls(make_project(tmp_path / "project", config), url)
+
     def show(self, build_id: int) -> dict:
         code, out, err = self.run("show", str(build_id), "--format", "json")
         assert code == 0, err
@@ -103,8 +115,7 @@ class Project:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     """The test project on each storage several processes can share."""
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    return Project(make_project(tmp_path / "project", CONFIG), url)
+    return Project.on(request, tmp_path, CONFIG)
 
 
 def test_timeout_fails_the_build_and_leaves_no_process(project: Project) -> None:

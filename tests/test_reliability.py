@@ -16,7 +16,6 @@ import pytest
 from jobcontrol.models import BuildState
 from jobcontrol.reaper import reap
 from jobcontrol.storage import open_storage
-from tests.support import make_project
 from tests.test_processes import Project, alive, wait_for
 
 CONFIG = """\
@@ -45,12 +44,8 @@ jobs:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     """The test project on each storage several processes can share."""
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    return Project(make_project(tmp_path / "project", CONFIG), url)
+    return Project.on(request, tmp_path, CONFIG)
 
-
-def storage_url(project: Project) -> str:
-    return project.storage or f"sqlite:///{project.config.parent / 'jobcontrol.db'}"
 
 
 def test_kill_9_of_runner_and_job_leaves_an_abandoned_build(project: Project) -> None:
@@ -91,7 +86,7 @@ def test_heartbeat_limit_abandons_a_build_of_another_host(project: Project) -> N
     runner = project.start("build", "napper")
     try:
         wait_for(project.config.parent / "napper.pid")
-        storage = open_storage(storage_url(project))
+        storage = open_storage(project.storage_url)
         try:
             first = storage.get_build(1).heartbeat
             time.sleep(0.6)
@@ -113,7 +108,7 @@ def test_heartbeat_limit_abandons_a_build_of_another_host(project: Project) -> N
 def test_late_success_does_not_overwrite_abandoned(project: Project) -> None:
     runner = project.start("build", "napper", env={"NAP": "1.5"})
     wait_for(project.config.parent / "napper.pid")
-    storage = open_storage(storage_url(project))
+    storage = open_storage(project.storage_url)
     try:
         storage.finish_build(1, BuildState.ABANDONED, reason="no heartbeat for 61s (test)")
     finally:
@@ -241,7 +236,7 @@ def test_reap_command_records_a_dead_runner(project: Project) -> None:
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     wait_gone(job_pid, 5)
-    storage = open_storage(storage_url(project))
+    storage = open_storage(project.storage_url)
     try:  # read straight from storage: nothing has reaped it yet
         assert storage.get_build(1).state is BuildState.RUNNING
     finally:

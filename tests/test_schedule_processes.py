@@ -33,12 +33,8 @@ jobs:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def race_project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    return Project(make_project(tmp_path / "project", RACE_CONFIG), url)
+    return Project.on(request, tmp_path, RACE_CONFIG)
 
-
-def storage_url(project: Project) -> str:
-    return project.storage or f"sqlite:///{project.config.parent / 'jobcontrol.db'}"
 
 
 def test_two_run_due_racing_never_double_a_run(race_project: Project) -> None:
@@ -55,7 +51,7 @@ def test_two_run_due_racing_never_double_a_run(race_project: Project) -> None:
             reports.append(json.loads(out))
         started = sum(len(report["started"]) for report in reports)
         assert started >= 1  # this minute's instant (and the first call's grace window)
-    storage = open_storage(storage_url(race_project))
+    storage = open_storage(race_project.storage_url)
     try:
         runs = storage.scheduled_runs("tick")
         builds = storage.list_builds("tick")
@@ -143,7 +139,6 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def notify_project(request: pytest.FixtureRequest, tmp_path: Path,
                    webhook: tuple[str, list[dict]]) -> Project:
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     config = f"""\
 jobs:
   - id: flappy
@@ -156,7 +151,7 @@ jobs:
         - call: jobfuncs.notify_raises
         - webhook: http://127.0.0.1:9/nobody-listens
 """
-    return Project(make_project(tmp_path / "project", config), url)
+    return Project.on(request, tmp_path, config)
 
 
 def test_webhook_gets_failure_and_recovery_once_each(

@@ -31,8 +31,7 @@ jobs:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    return Project(make_project(tmp_path / "project", CONFIG), url)
+    return Project.on(request, tmp_path, CONFIG)
 
 
 def stored_bytes(project: Project) -> bytes:
