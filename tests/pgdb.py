@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
+from jobcontrol.reaper import process_alive
 from jobcontrol.storage.postgresql import PostgreSQLStorage
 
 #: the variable naming the server (any database on it: tests make their own)
@@ -34,16 +35,6 @@ PREFIX = "jctest_"
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` on the same server, with the same options."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Admin:
@@ -122,7 +113,7 @@ class TestDatabases:
         stale = []
         for (name,) in rows:
             match = re.match(rf"{PREFIX}(\d+)_", name)
-            if match and not _pid_alive(int(match.group(1))):
+            if match and not process_alive(int(match.group(1))):
                 stale.append(name)
         return stale
 
