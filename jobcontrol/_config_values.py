@@ -24,7 +24,7 @@ ISOLATIONS = ("process", "inline")
 RESULTS = ("json", "pickle")
 RETRY_KEYS = ("count", "delay", "backoff", "max_delay")
 RETENTION_KEYS = ("keep_last", "keep_for", "logs")
-RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace")
+RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "fork_server")
 WEB_KEYS = ("secret_key", "auth")
 WEB_AUTH_KEYS = ("users", "token")
 #: shortest ``secret_key`` and ``token`` accepted: a short one is guessable
@@ -343,16 +343,19 @@ def _log_ages(value: Any, at: Field) -> dict[int, float]:
     return dict(sorted(ages.items()))
 
 
-def runner_settings(value: Any, at: Field) -> dict[str, float]:
+def runner_settings(value: Any, at: Field) -> dict[str, Any]:
     """The ``runner:`` mapping → keyword arguments of RunnerSettings (defaults left out)."""
     if value is None:
         return {}
     sub_mapping(value, at, RUNNER_KEYS, "{heartbeat: 5s, heartbeat_timeout: 60s}")
-    settings = {
+    settings: dict[str, Any] = {
         key: duration(value[key], at.inner(value, key), zero=key == "kill_grace")
         for key in RUNNER_KEYS
-        if key in value
+        if key in value and key != "fork_server"
     }
+    if "fork_server" in value:
+        settings["fork_server"] = _fork_server(value["fork_server"],
+                                               at.inner(value, "fork_server"))
     beat = settings.get("heartbeat", 5.0)
     limit = settings.get("heartbeat_timeout", 60.0)
     if limit <= beat:
@@ -366,6 +369,15 @@ def runner_settings(value: Any, at: Field) -> dict[str, float]:
             f"heartbeat ({shown('heartbeat', beat)})"
         )
     return settings
+
+
+def _fork_server(value: Any, at: Field) -> bool | None:
+    """``runner.fork_server``: true, false or auto (None)."""
+    if value == "auto":
+        return None
+    if not isinstance(value, bool):
+        raise at.error(f"bad fork_server {value!r}: use true, false or auto")
+    return value
 
 
 def queue_name(value: Any, at: Field) -> str | None:

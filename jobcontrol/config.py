@@ -183,18 +183,26 @@ class RetentionPolicy:
         }
 
 
+#: process-isolated builds in one run from which ``runner.fork_server: auto`` uses a fork
+#: server: starting one (a new interpreter) costs about as much as 15 forks of a large runner
+FORK_SERVER_MIN_BUILDS = 20
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
-    """``runner:``: how builds are watched. Seconds, all of them.
+    """``runner:``: how builds are watched (durations in seconds) and forked.
 
     The runner beats a build's heartbeat every ``heartbeat``; a running build whose heartbeat
     is older than ``heartbeat_timeout`` is abandoned; a job told to stop (timeout, cancel) gets
-    SIGTERM, then SIGKILL ``kill_grace`` later.
+    SIGTERM, then SIGKILL ``kill_grace`` later. ``fork_server``: whether process-isolated
+    builds are forked by a fork server (:mod:`jobcontrol.forkserver`): True, False, or None
+    for a run that starts at least :data:`FORK_SERVER_MIN_BUILDS` of them.
     """
 
     heartbeat: float = 5.0
     heartbeat_timeout: float = 60.0
     kill_grace: float = 5.0
+    fork_server: bool | None = None
 
     def __post_init__(self) -> None:
         _check(_is_duration(self.heartbeat) and self.heartbeat > 0,
@@ -204,9 +212,12 @@ class RunnerSettings:
                f"got {self.heartbeat_timeout!r}")
         _check(_is_duration(self.kill_grace),
                f"kill_grace must be seconds >= 0, got {self.kill_grace!r}")
+        _check(self.fork_server in (None, True, False),
+               f"fork_server must be true, false or auto (None), got {self.fork_server!r}")
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "fork_server": "auto" if self.fork_server is None
+                else self.fork_server}
 
 
 @dataclass(frozen=True)

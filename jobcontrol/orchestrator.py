@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobcontrol import graph
-from jobcontrol.config import Config, JobDefinition, RetvalRef
+from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition, RetvalRef
 from jobcontrol.errors import (
     DependencyError,
     JobAlreadyRunningError,
@@ -103,7 +103,8 @@ class BuildRun:
         """Run the steps; returns when nothing more can start and nothing is running."""
         pending = list(steps)
         in_plan = {step.job_id for step in steps}
-        with self._signals_cancel_builds():
+        forking_server = self._fork_server_wanted(steps) and self.executor.use_fork_server()
+        with self._signals_cancel_builds(), self._closing_executor(forking_server):
             while pending or self.executor.running or self._retries:
                 before = len(pending)
                 self._start_due_retries()
@@ -129,6 +130,24 @@ class BuildRun:
                     raise RuntimeError(f"plan cannot progress: {[s.job_id for s in pending]}")
         self.result.builds.sort(key=lambda build: build.id)
         return self.result
+
+    def _fork_server_wanted(self, steps: list[Step]) -> bool:
+        """Whether this run's process-isolated builds should come from a fork server:
+        ``runner.fork_server``, or by default when there are many of them."""
+        setting = self.config.runner.fork_server
+        if setting is not None:
+            return setting
+        forked = sum(1 for step in steps
+                     if self.config.jobs[step.job_id].isolation != "inline")
+        return forked >= FORK_SERVER_MIN_BUILDS
+
+    @contextlib.contextmanager
+    def _closing_executor(self, close: bool) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if close:
+                self.executor.close()
 
     # -- one step ----------------------------------------------------------------------------
 
@@ -258,6 +277,7 @@ class BuildRun:
         self.executor.start(
             build, self.callables[job.id], args, kwargs,
             timeout=job.timeout, isolation=job.isolation, result_mode=job.result,
+            function_path=job.function,
         )
         return True
 

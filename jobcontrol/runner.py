@@ -18,6 +18,7 @@ import io
 import logging
 import marshal
 import os
+import select
 import signal
 import struct
 import sys
@@ -26,13 +27,16 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol import context
 from jobcontrol.context import SkipBuild
 from jobcontrol.models import Build, BuildState, ExceptionInfo, StoredValue
 from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text, encode_result, safe_repr
+
+if TYPE_CHECKING:
+    from jobcontrol.forkserver import ForkServer
 
 #: a message from a running job: ("log", ...), ("progress", ...) or ("done", ...)
 Frame = tuple[Any, ...]
@@ -342,6 +346,31 @@ class ChildProcess:
     out_fd: int
     err_fd: int
     pidfd: int | None
+    #: the fork server that forked it (None: forked by this process)
+    server: ForkServer | None = None
+
+    @classmethod
+    def spawn_from(
+        cls, server: ForkServer, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        build: Build, result_mode: str = "json", masker: Masker | None = None,
+    ) -> ChildProcess:
+        """Have ``server`` fork a child that runs ``function`` (its path); returns at once.
+        :class:`~jobcontrol.forkserver.ForkServerError` if the server cannot (nothing runs)."""
+        pipes = [os.pipe() for _ in range(3)]
+        try:
+            pid = server.spawn(function, args, kwargs, (build, result_mode, masker),
+                               (pipes[0][1], pipes[1][1], pipes[2][1]))
+            pidfd = os.pidfd_open(pid)
+        except BaseException:
+            for r, _ in pipes:
+                os.close(r)
+            raise
+        finally:
+            for _, w in pipes:
+                os.close(w)
+        for r, _ in pipes:
+            os.set_blocking(r, False)
+        return cls(pid, pipes[0][0], pipes[1][0], pipes[2][0], pidfd, server)
 
     @classmethod
     def spawn(
@@ -390,6 +419,9 @@ class ChildProcess:
     def exited(self) -> bool:
         """True once the child has exited; it stays a zombie until :meth:`reap`, so its
         process group id cannot be reused while we still signal it."""
+        if self.server is not None:  # not our child: its pidfd is readable once it exited
+            assert self.pidfd is not None
+            return bool(select.select([self.pidfd], [], [], 0)[0])
         try:
             info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
@@ -399,10 +431,19 @@ class ChildProcess:
     def reap(self) -> int:
         """Kill what the job left behind, collect the child; returns its wait status."""
         self.signal_group(signal.SIGKILL)
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            status = 0
+        status = 0
+        if self.server is not None:
+            from jobcontrol.forkserver import ForkServerError
+
+            try:
+                status = self.server.reap(self.pid)
+            except ForkServerError:  # the server died, and its children with it (PDEATHSIG)
+                status = signal.SIGKILL
+        else:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
         for fd in (self.frame_fd, self.out_fd, self.err_fd, self.pidfd):
             if fd is not None:
                 try:

@@ -172,3 +172,23 @@ def notify_collect(event: dict) -> None:
 
     with open(HERE / "notified.jsonl", "a") as handle:
         handle.write(json.dumps(event) + "\n")
+
+
+def whoami(tag: str = "") -> dict:
+    """Where it ran: its process, its parent, working folder, an environment variable, and
+    what a subprocess printed (captured at the file-descriptor level)."""
+    import subprocess
+
+    print(f"printed {tag}")
+    log.info("logged %s", tag)
+    subprocess.run(["echo", f"from a subprocess {tag}"], check=True)
+    build = current_build()
+    return {"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+            "env": os.environ.get("JC_TEST_VALUE"), "build": build.id if build else None}
+
+
+def kill_parent() -> None:
+    """Kills the process that forked it (a fork server, in the tests), then waits to die."""
+    log.info("killing my parent %s", os.getppid())
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)

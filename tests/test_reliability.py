@@ -16,7 +16,7 @@ import pytest
 from jobcontrol.models import BuildState
 from jobcontrol.reaper import reap
 from jobcontrol.storage import open_storage
-from tests.test_processes import Project, alive, wait_for
+from tests.test_processes import PROJECT_PARAMS, Project, alive, wait_for
 
 CONFIG = """\
 runner:
@@ -41,7 +41,7 @@ jobs:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=PROJECT_PARAMS)
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     """The test project on each storage several processes can share."""
     return Project.on(request, tmp_path, CONFIG)

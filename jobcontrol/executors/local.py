@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import StorageError
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
@@ -36,6 +36,9 @@ from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration, utcnow
+
+if TYPE_CHECKING:
+    from jobcontrol.forkserver import ForkServer
 
 HOSTNAME = socket.gethostname()
 _READ_SIZE = 1 << 16
@@ -138,6 +141,7 @@ class LocalExecutor:
         self._inline_cancel: tuple[int, str] | None = None
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
+        self._fork_server: ForkServer | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -168,8 +172,12 @@ class LocalExecutor:
         timeout: float | None = None,
         isolation: str = "process",
         result_mode: str = "json",
+        function_path: str | None = None,
     ) -> None:
-        """Run a claimed build: forked, or inline (to its end, before returning)."""
+        """Run a claimed build: forked, or inline (to its end, before returning).
+
+        With a fork server (:meth:`use_fork_server`) and the ``function_path`` the callable
+        was imported from, the server forks the build's process instead of this one."""
         entry = _Running(build, timeout)
         self._running[build.id] = entry
         self.observer.build_started(build)
@@ -177,13 +185,48 @@ class LocalExecutor:
             self._run_inline(entry, func, args, kwargs, result_mode)
             return
         try:
-            child = ChildProcess.spawn(func, args, kwargs, build, result_mode, self.masker)
+            child = self._spawn(func, args, kwargs, build, result_mode, function_path)
         except OSError as exc:
             entry.outcome = Outcome(BuildState.FAILED, f"could not start a process: {exc}")
             self._finish(entry)
             return
         entry.child = child
         entry.open_fds = {child.frame_fd, child.out_fd, child.err_fd}
+
+    def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+               build: Build, result_mode: str, function_path: str | None) -> ChildProcess:
+        if self._fork_server is not None and function_path is not None:
+            from jobcontrol.forkserver import ForkServerError
+
+            try:
+                return ChildProcess.spawn_from(self._fork_server, function_path, args, kwargs,
+                                               build, result_mode, self.masker)
+            except ForkServerError as exc:  # e.g. arguments that do not pickle: fork here
+                logger.debug("build %s: forked by the runner: %s", build.id, exc)
+        return ChildProcess.spawn(func, args, kwargs, build, result_mode, self.masker)
+
+    def use_fork_server(self) -> bool:
+        """Fork process-isolated builds from a fork server (see :mod:`jobcontrol.forkserver`)
+        from now until :meth:`close`; False where none can start (builds fork from here)."""
+        if self._fork_server is not None:
+            return True
+        from jobcontrol.forkserver import ForkServer, ForkServerError, available
+
+        if not available():
+            return False
+        try:
+            self._fork_server = ForkServer()
+        except ForkServerError as exc:
+            logger.warning("builds fork from the runner: %s", exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        """Release what the executor holds between builds (its fork server). Call it when
+        nothing runs any more."""
+        server, self._fork_server = self._fork_server, None
+        if server is not None:
+            server.close()
 
     def wait(self, timeout: float | None = None) -> list[Build]:
         """Block until at least one build finishes (or ``timeout`` passes); return the

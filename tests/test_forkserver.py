@@ -1,0 +1,177 @@
+"""The fork server: process-isolated builds forked by a small helper process.
+
+The shared process tests (tests/test_processes.py, tests/test_reliability.py) run again with
+``sqlite+forkserver``; here: where the builds really ran, when a server is used, and what
+happens when it cannot serve or dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from jobcontrol import BuildState, JobControl
+from jobcontrol.errors import ConfigError
+from jobcontrol.executors.local import LocalExecutor
+from jobcontrol.forkserver import ForkServer, ForkServerError, available
+from jobcontrol.storage import open_storage
+from tests.support import make_project
+from tests.test_processes import alive, run, wait_for
+
+pytestmark = pytest.mark.skipif(not available(), reason="a fork server needs Linux pidfds")
+
+
+def jobs_yaml(count: int, fork_server: str | None = None, function: str = "jobfuncs.whoami"
+              ) -> str:
+    runner = f"runner: {{fork_server: {fork_server}}}\n" if fork_server else ""
+    jobs = "".join(f"  - {{id: job{n}, function: {function}, kwargs: {{tag: t{n}}}}}\n"
+                   for n in range(count))
+    return f"{runner}jobs:\n{jobs}"
+
+
+def build_all(tmp_path: Path, yaml_text: str) -> list:
+    config = make_project(tmp_path / "project", yaml_text)
+    with JobControl.from_config(config, storage=f"sqlite:///{tmp_path / 'jc.db'}") as jc:
+        builds = jc.build(list(jc.config.jobs))
+        logs = {b.id: [r.message for r in jc.storage.get_logs(b.id)] for b in builds}
+    return [(b, logs[b.id]) for b in builds]
+
+
+def test_builds_from_a_fork_server_are_captured_like_forked_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JC_TEST_VALUE", "seen")  # set after the test process started
+    monkeypatch.chdir(tmp_path)
+    results = build_all(tmp_path, jobs_yaml(3, "true"))
+    servers = set()
+    for n, (build, messages) in enumerate(results):
+        assert build.state is BuildState.SUCCESS, build.reason
+        value = build.retval
+        assert value["ppid"] != os.getpid()  # forked by the server, not by us
+        assert value["pid"] != value["ppid"]
+        assert value["env"] == "seen"
+        assert value["cwd"] == str(tmp_path)
+        assert value["build"] == build.id
+        assert messages == [f"printed t{n}", f"logged t{n}", f"from a subprocess t{n}"]
+        servers.add(value["ppid"])
+    assert len(servers) == 1  # one server for the run
+    [server] = servers
+    deadline = time.monotonic() + 5
+    while alive(server) and time.monotonic() < deadline:  # closed with the run
+        time.sleep(0.02)
+    assert not alive(server)
+
+
+def test_auto_uses_a_server_for_a_large_run_only(tmp_path: Path) -> None:
+    small = build_all(tmp_path / "small", jobs_yaml(2))
+    assert {b.retval["ppid"] for b, _ in small} == {os.getpid()}
+    large = build_all(tmp_path / "large", jobs_yaml(20))
+    parents = {b.retval["ppid"] for b, _ in large}
+    assert len(parents) == 1 and os.getpid() not in parents
+    never = build_all(tmp_path / "never", jobs_yaml(20, "false"))
+    assert {b.retval["ppid"] for b, _ in never} == {os.getpid()}
+
+
+def test_a_failure_in_a_server_child_keeps_its_traceback(tmp_path: Path) -> None:
+    [(build, messages)] = build_all(tmp_path, "runner: {fork_server: true}\njobs:\n"
+                                    "  - {id: bad, function: jobfuncs.fails}\n")
+    assert build.state is BuildState.FAILED
+    assert build.reason == "ValueError: bad row 12"
+    assert "raise ValueError(message)" in build.exception.traceback
+    assert messages == ["about to fail"]
+
+
+def test_arguments_that_do_not_pickle_fork_from_the_runner(tmp_path: Path) -> None:
+    make_project(tmp_path, "jobs: []\n")  # jobfuncs beside it, importable
+    import jobfuncs  # type: ignore[import-not-found]
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
+    executor = LocalExecutor(storage)
+    try:
+        assert executor.use_fork_server()
+        build = storage.claim_build("job", concurrency=1, definition={}, definition_hash="h",
+                                    dependency_builds={}, host="here", pid=os.getpid())
+        # a lambda cannot be sent to the server: the runner forks this build itself
+        executor.start(build, jobfuncs.make, ("tag",), {"value": lambda: 1},
+                       result_mode="repr", function_path="jobfuncs.make")
+        [done] = executor.wait(timeout=30)
+        assert done.state is BuildState.SUCCESS, done.reason
+        assert "<function" in done.result.data
+    finally:
+        executor.close()
+        storage.close()
+
+
+def test_a_dead_server_fails_its_running_build_and_the_run_goes_on(tmp_path: Path) -> None:
+    config = make_project(tmp_path / "project", "runner: {fork_server: true}\njobs:\n"
+                          "  - {id: parricide, function: jobfuncs.kill_parent}\n"
+                          "  - {id: after, function: jobfuncs.whoami}\n")
+    code, _, err = run("-c", str(config), "build", "parricide", "after", "--keep-going",
+                         "--format", "json")
+    assert code == 1, err
+    with open_storage(f"sqlite:///{config.parent / 'jobcontrol.db'}") as storage:
+        first, second = storage.get_build(1), storage.get_build(2)
+    assert first.state is BuildState.FAILED
+    assert first.reason == "killed by signal SIGKILL (9)"
+    # the server is gone: the runner forks the next build itself
+    assert second.state is BuildState.SUCCESS, second.reason
+    assert second.retval["ppid"] == second.pid
+
+
+def test_kill_9_of_the_runner_takes_server_and_job_down(tmp_path: Path) -> None:
+    config = make_project(tmp_path / "project", "runner: {fork_server: true}\njobs:\n"
+                          "  - id: napper\n    function: jobfuncs.sleeper\n"
+                          "    kwargs: {seconds: 60, marker: napper.pid}\n")
+    from tests.test_processes import jobcontrol
+
+    runner = jobcontrol("-c", str(config), "build", "napper")
+    job_pid = int(wait_for(config.parent / "napper.pid"))
+    server_pid = int(Path(f"/proc/{job_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert server_pid != runner.pid
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=10)
+    deadline = time.monotonic() + 5
+    while (alive(job_pid) or alive(server_pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(server_pid)
+    assert not alive(job_pid)
+
+
+def test_server_refuses_a_function_it_cannot_import(tmp_path: Path) -> None:
+    server = ForkServer()
+    pipes = [os.pipe() for _ in range(3)]
+    try:
+        with pytest.raises(ForkServerError, match="No module named 'no_such_module_here'"):
+            server.spawn("no_such_module_here.f", (), {}, (None, "json", None),
+                         tuple(w for _, w in pipes))
+        with pytest.raises(ForkServerError, match="cannot send the job's arguments"):
+            server.spawn("os.getpid", (lambda: 1,), {}, (None, "json", None),
+                         tuple(w for _, w in pipes))
+    finally:
+        server.close()
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+    assert server._process.returncode == 0
+
+
+@pytest.mark.parametrize("value, message", [
+    ("sometimes", "runner: bad fork_server 'sometimes': use true, false or auto"),
+    ("1", "runner: bad fork_server 1: use true, false or auto"),
+])
+def test_fork_server_setting_is_checked(tmp_path: Path, value: str, message: str) -> None:
+    config = make_project(tmp_path, f"runner: {{fork_server: {value}}}\njobs: []\n")
+    with pytest.raises(ConfigError) as caught:
+        JobControl.from_config(config)
+    assert message in str(caught.value)
+    assert f"{config}:1:" in str(caught.value)
+
+
+@pytest.mark.parametrize("value, expected", [("auto", None), ("true", True), ("false", False)])
+def test_fork_server_setting_values(tmp_path: Path, value: str, expected: bool | None) -> None:
+    config = make_project(tmp_path, f"runner: {{fork_server: {value}}}\njobs: []\n")
+    with JobControl.from_config(config, storage="memory://") as jc:
+        assert jc.config.runner.fork_server is expected
