@@ -42,7 +42,13 @@ _ERROR = "error"
 
 
 class ForkServerError(Exception):
-    """The fork server could not start or serve a request (the caller forks by itself)."""
+    """The fork server could not start or serve a request; nothing was started for it (the
+    caller forks by itself)."""
+
+
+class ForkServerLost(ForkServerError):
+    """The fork server went away after a spawn request reached it: the child may have been
+    forked (it dies with the server), so the build must not be started again."""
 
 
 def available() -> bool:
@@ -121,9 +127,12 @@ class ForkServer:
         with self._lock:
             try:
                 _send(self._sock, message, fds)
+            except OSError as exc:  # not received whole: the server forked nothing for it
+                raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+            try:
                 reply, _ = _recv(self._sock)
             except (OSError, EOFError, pickle.PickleError) as exc:
-                raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+                raise ForkServerLost(f"fork server {self.pid}: {exc}") from exc
         if isinstance(reply, tuple) and reply and reply[0] == _ERROR:
             raise ForkServerError(f"fork server {self.pid}: {reply[1]}")
         return reply
@@ -149,6 +158,10 @@ class ForkServer:
         """Collect an exited (or killed) child; its wait status."""
         return int(self._call(("reap", pid)))
 
+    def alive(self) -> bool:
+        """False once the server process has exited."""
+        return self._process.poll() is None
+
     def close(self) -> None:
         """Stop the server (its children were reaped already, or die with it)."""
         with self._lock:
@@ -170,7 +183,10 @@ def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     runner._load_prctl()
     runner._die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    # Ctrl-C and a service manager's SIGTERM are the runner's to handle (it stops the builds
+    # and records why); the server leaves when the runner closes the socket or dies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     functions: dict[str, Callable[..., Any]] = {}
     while True:
         try:
@@ -229,7 +245,6 @@ def _child(sock: socket.socket, fds: list[int], func: Callable[..., Any], args: 
     code = 0
     try:
         sock.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         frame_w, out_w, err_w = fds
         build, result_mode, masker = child_args
         runner._child_main(frame_w, out_w, err_w, func, args, kwargs, build, result_mode,

@@ -115,7 +115,10 @@ def test_a_dead_server_fails_its_running_build_and_the_run_goes_on(tmp_path: Pat
     with open_storage(f"sqlite:///{config.parent / 'jobcontrol.db'}") as storage:
         first, second = storage.get_build(1), storage.get_build(2)
     assert first.state is BuildState.FAILED
-    assert first.reason == "killed by signal SIGKILL (9)"
+    # it killed the server before or after the server answered the runner: either way the
+    # build ends there, started once (a second start would have killed the runner: exit -9)
+    assert first.reason == "killed by signal SIGKILL (9)" or first.reason.startswith(
+        "could not start a process: the fork server died while starting it")
     # the server is gone: the runner forks the next build itself
     assert second.state is BuildState.SUCCESS, second.reason
     assert second.retval["ppid"] == second.pid
@@ -138,6 +141,29 @@ def test_kill_9_of_the_runner_takes_server_and_job_down(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert not alive(server_pid)
     assert not alive(job_pid)
+
+
+def test_sigterm_to_the_runners_process_group_cancels_the_build(tmp_path: Path) -> None:
+    """As a service manager stops a unit: the server ignores it, the runner records why."""
+    config = make_project(tmp_path / "project", "runner: {fork_server: true}\njobs:\n"
+                          "  - id: napper\n    function: jobfuncs.sleeper\n"
+                          "    kwargs: {seconds: 60, marker: napper.pid}\n")
+    from tests.test_processes import jobcontrol
+
+    runner = jobcontrol("-c", str(config), "build", "napper", start_new_session=True)
+    job_pid = int(wait_for(config.parent / "napper.pid"))
+    server_pid = int(Path(f"/proc/{job_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.killpg(runner.pid, signal.SIGTERM)
+    _, err = runner.communicate(timeout=20)
+    assert runner.returncode == 1, err
+    with open_storage(f"sqlite:///{config.parent / 'jobcontrol.db'}") as storage:
+        build = storage.get_build(1)
+    assert build.state is BuildState.CANCELLED
+    assert build.reason == "interrupted by SIGTERM"
+    deadline = time.monotonic() + 5
+    while (alive(job_pid) or alive(server_pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(job_pid) and not alive(server_pid)
 
 
 def test_server_refuses_a_function_it_cannot_import(tmp_path: Path) -> None:

@@ -196,13 +196,18 @@ class LocalExecutor:
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                build: Build, result_mode: str, function_path: str | None) -> ChildProcess:
         if self._fork_server is not None and function_path is not None:
-            from jobcontrol.forkserver import ForkServerError
+            from jobcontrol.forkserver import ForkServerError, ForkServerLost
 
             try:
                 return ChildProcess.spawn_from(self._fork_server, function_path, args, kwargs,
                                                build, result_mode, self.masker)
+            except ForkServerLost as exc:  # it may have started (and died with the server)
+                self._drop_fork_server()
+                raise OSError(f"the fork server died while starting it ({exc})") from exc
             except ForkServerError as exc:  # e.g. arguments that do not pickle: fork here
                 logger.debug("build %s: forked by the runner: %s", build.id, exc)
+                if not self._fork_server.alive():
+                    self._drop_fork_server()
         return ChildProcess.spawn(func, args, kwargs, build, result_mode, self.masker)
 
     def use_fork_server(self) -> bool:
@@ -224,6 +229,9 @@ class LocalExecutor:
     def close(self) -> None:
         """Release what the executor holds between builds (its fork server). Call it when
         nothing runs any more."""
+        self._drop_fork_server()
+
+    def _drop_fork_server(self) -> None:
         server, self._fork_server = self._fork_server, None
         if server is not None:
             server.close()
