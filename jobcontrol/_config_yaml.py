@@ -22,12 +22,18 @@ from jobcontrol.config import Location, RetvalRef
 from jobcontrol.errors import ConfigError
 
 YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+_MERGE_TAG = YAML_TAG_PREFIX + "merge"
 #: what an environment variable's name may hold (POSIX forbids only '=' and NUL)
 ENV_NAME_RE = re.compile(r"[^\s=\x00]+\Z")
 #: deepest nesting of collections allowed (libyaml's composer recurses in C: far deeper
 #: nesting overflows its stack and kills the process)
 MAX_DEPTH = 200
 _BLOCK_PREFIX = re.compile(r"^[ \t?-]*", re.MULTILINE)
+#: a flow collection holding nothing that could hide or fake a bracket (no brackets, quotes,
+#: comment, tag or line break): a real one is a whole collection (see _flow_depth_bound)
+_LEAF_FLOW = re.compile(r"\{[^\[\]{}'\"#!\n]*\}|\[[^\[\]{}'\"#!\n]*\]")
+#: rounds of _LEAF_FLOW removal tried before the exact (parsing) depth check
+_LEAF_ROUNDS = 8
 #: what PyYAML's scalar constructors make, named for messages about a value they refuse
 _SCALAR_KINDS = {
     "null": "null",
@@ -162,26 +168,40 @@ def _construct_map(loader: Any, node: yaml.Node) -> Iterator[MarkedDict]:
     if not isinstance(node, yaml.MappingNode):  # `!!map text`
         raise loader.at(node).error(f"tag !!map needs a mapping, got a {node.id}")
     yield data  # filled afterwards, so recursive (anchored) structures work
-    merge_tag = YAML_TAG_PREFIX + "merge"
-    own = [(k, v) for k, v in node.value if k.tag != merge_tag]
-    first_at: dict[Any, int] = {}
-    for key_node, _ in own:
-        key = loader.construct_object(key_node, deep=False)
-        try:
-            hash(key)
-        except TypeError:
-            raise loader.at(key_node).error("a mapping key must be a plain value") from None
-        if key in first_at:
-            raise loader.at(key_node).error(
-                f"duplicate key {key!r} (first at line {first_at[key]})"
-            )
-        first_at[key] = key_node.start_mark.line + 1
-    loader.flatten_mapping(node)  # `<<: *anchor` merges; own keys come last and win
+    if any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
+        _check_keys(loader, [(k, v) for k, v in node.value if k.tag != _MERGE_TAG])
+        loader.flatten_mapping(node)  # `<<: *anchor` merges; own keys come last and win
+    else:  # the usual case: checked while filled, in one pass
+        _check_keys(loader, node.value, data)
+        return
+    construct = loader.construct_object
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=False)
-        data[key] = loader.construct_object(value_node, deep=False)
+        key = construct(key_node, deep=False)
+        data[key] = construct(value_node, deep=False)
         data.key_marks[key] = _pos(key_node.start_mark)
         data.value_marks[key] = _pos(value_node.start_mark)
+
+
+def _check_keys(loader: Any, pairs: list[tuple[yaml.Node, yaml.Node]],
+                fill: MarkedDict | None = None) -> None:
+    """Refuse unhashable and duplicate keys among ``pairs``; with ``fill``, also store the
+    pairs in it (with their marks) as they are checked."""
+    construct = loader.construct_object
+    first_at: dict[Any, int] = {}
+    for key_node, value_node in pairs:
+        key = construct(key_node, deep=False)
+        try:
+            seen = first_at.get(key)
+        except TypeError:
+            raise loader.at(key_node).error("a mapping key must be a plain value") from None
+        if seen is not None:
+            raise loader.at(key_node).error(f"duplicate key {key!r} (first at line {seen})")
+        key_mark = key_node.start_mark
+        first_at[key] = key_mark.line + 1
+        if fill is not None:
+            fill[key] = construct(value_node, deep=False)
+            fill.key_marks[key] = (key_mark.line + 1, key_mark.column + 1)
+            fill.value_marks[key] = _pos(value_node.start_mark)
 
 
 def _construct_seq(loader: Any, node: yaml.Node) -> Iterator[MarkedList]:
@@ -261,7 +281,7 @@ def _check_depth(text: str, file: str) -> None:
     flow one opens with a bracket: when those bounds allow no deep nesting, nothing is parsed.
     """
     indent = max((len(m) for m in _BLOCK_PREFIX.findall(text)), default=0)
-    if 2 * (indent + 1) + text.count("[") + text.count("{") <= MAX_DEPTH:
+    if 2 * (indent + 1) + _flow_depth_bound(text, MAX_DEPTH - 2 * (indent + 1)) <= MAX_DEPTH:
         return
     scanner = loader_class()(text)
     try:
@@ -279,6 +299,27 @@ def _check_depth(text: str, file: str) -> None:
                 depth -= 1
     finally:
         scanner.dispose()
+
+
+def _flow_depth_bound(text: str, enough: int) -> int:
+    """An upper bound of how deep flow collections nest in ``text``, exact enough to be
+    at most ``enough`` for ordinary files (else a number above it).
+
+    Every ``[`` or ``{`` might open a collection, so their count is a bound. Tighter: a
+    bracket pair on one line with nothing between that could hide or fake a bracket
+    (:data:`_LEAF_FLOW`), if real, is a whole collection nesting nothing; removing such
+    pairs round after round, the removed ones nest at most as deep as the rounds taken,
+    and the brackets left bound the rest. A config of 1000 ``{n: 1}`` takes one round.
+    """
+    opens = text.count("[") + text.count("{")
+    rounds = 0
+    while opens + rounds > enough and rounds < _LEAF_ROUNDS:
+        text, removed = _LEAF_FLOW.subn("", text)
+        if not removed:
+            break
+        rounds += 1
+        opens = text.count("[") + text.count("{")
+    return opens + rounds
 
 
 def _line_column(text: str, position: int) -> Pos:

@@ -749,6 +749,40 @@ def test_mistakes_are_located(
     assert (error.line, error.column) == (line, column), str(error)
 
 
+def test_many_flow_mappings_load_without_the_depth_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 one-line ``{...}`` (more brackets than the depth limit) are plainly shallow: the
+    cheap bound says so, and the file is not parsed a second time."""
+    from jobcontrol import _config_yaml
+
+    made: list[int] = []
+
+    def counting_loader_class() -> Any:
+        made.append(1)
+        return loader_class()
+
+    monkeypatch.setattr(_config_yaml, "loader_class", counting_loader_class)
+    text = "defaults: {isolation: inline}\njobs:\n" + "".join(
+        f"  - {{id: j{n}, function: m.f, kwargs: {{n: [{n}, {{x: []}}]}}}}\n"
+        for n in range(300))
+    assert _config_yaml._flow_depth_bound(text, 200) == 5  # exact here
+    assert len(load(tmp_path, text).jobs) == 300
+    assert len(made) == 1  # the loader; no second parse for the depth
+
+
+@pytest.mark.parametrize("text", [
+    JOB + "    args: " + "[" * 1000 + "]" * 1000 + "\n",
+    # brackets in strings and comments cannot hide a deep nesting
+    JOB + "    args: ['" + "]" * 300 + "', " + "[" * 250 + "]" * 250 + "]\n",
+    JOB + "    args: [\"]]]]\", " + "[{a: " * 120 + "1" + "}]" * 120 + "]\n",
+    JOB + "    args: [x, # ]]]]]]\n" + "      [" * 250 + "]" * 250 + "]\n",
+])
+def test_deep_nesting_is_refused_whatever_hides_brackets(tmp_path: Path, text: str) -> None:
+    error = fails(tmp_path, text)
+    assert "nested more than 200" in error.message or "invalid YAML" in error.message
+
+
 def test_unknown_key_full_message(tmp_path: Path) -> None:
     text = "jobs:\n  - id: a\n    function: m.f\n  - id: b\n    function: m.g\n"
     text += "    dependecies: [a]\n"

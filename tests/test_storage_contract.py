@@ -143,6 +143,20 @@ def test_finish_records_the_outcome(storage: Storage) -> None:
     assert storage.get_build(build.id) == done
 
 
+def test_finish_with_logs_returns_the_build_as_stored(storage: Storage) -> None:
+    """The finished build carries the definition and dependencies claimed (a SQL storage
+    reuses what it decoded at the claim) and equals the build read back."""
+    definition = {"function": "pkg.job", "kwargs": {"n": [1, {"x": None}]}, "title": "Zoë"}
+    build = claim(storage, definition=definition, dependency_builds={"up": 7})
+    storage.append_logs(build.id, [record("first")])
+    done = storage.finish_build_with_logs(build.id, S.SUCCESS, logs=[record("a"), record("b")])
+    assert done.definition == definition and done.dependency_builds == {"up": 7}
+    assert storage.get_build(build.id) == done
+    assert [r.seq for r in storage.get_logs(build.id)] == [1, 2, 3]
+    with pytest.raises(BuildNotFoundError):
+        storage.finish_build_with_logs(999, S.SUCCESS, logs=[record("a")])
+
+
 def test_finish_a_failure_with_reason_and_exception(storage: Storage) -> None:
     build = claim(storage)
     exc = ExceptionInfo("ValueError", "bad input: ü", "Traceback (most recent call last):\n...")

@@ -445,7 +445,7 @@ class PostgreSQLStorage(SqlStorage):
                 if row is not None:
                     if records:
                         first_seq[:] = [int(row[-1]) - len(records) + 1]
-                    return self._build_from_row(row[:-1])
+                    return self._build_from_row(row[:-1], self._claimed.pop(build_id, None))
                 # fenced off (or gone: BuildNotFoundError), the records stored all the same
                 if records:
                     cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",

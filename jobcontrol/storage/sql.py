@@ -71,6 +71,9 @@ SCHEDULE_RUN_COLUMNS = "job_id, scheduled_for, claimed, host, pid, outcome, buil
 
 __all__ = ["BUILD_COLUMNS", "Migration", "SqlStorage", "load_migrations"]
 
+#: most claimed builds whose JSON columns are kept for their finish (see ``_claimed``)
+MAX_CLAIMED_KEPT = 1000
+
 #: the states a build is deleted in, and its logs trimmed in, never: it is still being written
 _UNFINISHED = (BuildState.QUEUED.value, BuildState.RUNNING.value)
 
@@ -106,6 +109,9 @@ class SqlStorage(Storage):
         self._ready = False
         self._closed = False
         self._migrations: list[Migration] | None = None
+        #: the JSON columns of builds this object claimed and has not finished yet, as
+        #: stored and as decoded: a finish returns them without decoding them again
+        self._claimed: dict[int, tuple[str, str, Any, Any]] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"
@@ -251,19 +257,30 @@ class SqlStorage(Storage):
             value = datetime.fromisoformat(value)
         return as_utc(value)
 
-    def _build_from_row(self, row: Sequence[Any]) -> Build:
+    def _build_from_row(self, row: Sequence[Any],
+                        claimed: tuple[str, str, Any, Any] | None = None) -> Build:
+        """The build a row of :data:`BUILD_COLUMNS` holds. ``claimed``: its JSON columns as
+        this object stored them and decoded them, reused where the row still holds them."""
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
          result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
          cancel_requested, cancel_reason, queue) = row
+        if claimed is not None and claimed[0] == definition:
+            definition = claimed[2]
+        else:
+            definition = self._loads(definition)
+        if claimed is not None and claimed[1] == dependency_builds:
+            dependency_builds = claimed[3]
+        else:
+            dependency_builds = self._loads(dependency_builds)
         return Build(
             id=build_id,
             job_id=job_id,
             state=BuildState(state),
             reason=reason,
-            definition=self._loads(definition),
+            definition=definition,
             definition_hash=definition_hash,
-            dependency_builds=self._loads(dependency_builds),
+            dependency_builds=dependency_builds,
             created=self._time(created),
             started=self._time(started),
             finished=self._time(finished),
@@ -410,12 +427,17 @@ class SqlStorage(Storage):
         # the row as inserted, without reading it back: a query and its decoding saved on
         # every build (the times as stored: microseconds, UTC)
         started = self._time(stamp)
-        return Build(
+        build = Build(
             id=build_id, job_id=job_id, state=BuildState.RUNNING,
             definition=json.loads(definition_json), definition_hash=definition_hash,
             dependency_builds=json.loads(deps_json), created=started, started=started,
             heartbeat=started, host=host, pid=pid, retry_of=retry_of,
         )
+        if len(self._claimed) >= MAX_CLAIMED_KEPT:  # builds finished elsewhere: forget
+            self._claimed.clear()
+        self._claimed[build_id] = (definition_json, deps_json, build.definition,
+                                   build.dependency_builds)
+        return build
 
     def enqueue_build(
         self,
@@ -523,7 +545,7 @@ class SqlStorage(Storage):
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
         row = self._finish_update(cur, build_id, state, reason, result, exception)
         if row is not None:
-            return self._build_from_row(row)
+            return self._build_from_row(row, self._claimed.pop(build_id, None))
         return self._fetch_build(cur, build_id)  # fenced off (or no RETURNING): as it stands
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
@@ -762,9 +784,14 @@ class SqlStorage(Storage):
 
     def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """The body of :meth:`append_logs`, inside the caller's transaction."""
-        self._check_build(cur, build_id)
-        cur.execute(self._q("SELECT max(seq) FROM logs WHERE build_id = ?"), (build_id,))
-        last_seq = cur.fetchone()[0] or 0
+        # one statement: whether the build exists (locking its row where it can), and where
+        # its log ends
+        cur.execute(self._q(f"SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) "
+                            f"FROM builds b WHERE b.id = ?{self.lock_rows_sql}"), (build_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise BuildNotFoundError(build_id)
+        last_seq = row[0] or 0
         rows = [
             (build_id, last_seq + n, self._time_param(r.time), r.level, r.logger,
              r.message, r.exception)
