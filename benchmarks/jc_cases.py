@@ -23,10 +23,14 @@ def storage_url(backend: str, workdir: Path) -> str:
     return fresh_postgresql_db(BENCH_DB)
 
 
-def write_config(workdir: Path, jobs: list[dict[str, Any]], isolation: str) -> Path:
+def write_config(workdir: Path, jobs: list[dict[str, Any]], isolation: str,
+                 fork_server: bool | None = None) -> Path:
     """A jobs.yaml with the given jobs (``id``, ``function``, optional ``kwargs`` text and
-    ``dependencies``), every job with the given isolation."""
+    ``dependencies``), every job with the given isolation; ``runner.fork_server`` as given
+    (None: the default, auto)."""
     lines = [f"defaults: {{isolation: {isolation}}}", "jobs:"]
+    if fork_server is not None:
+        lines.insert(0, f"runner: {{fork_server: {str(fork_server).lower()}}}")
     for job in jobs:
         lines += [f"  - id: {job['id']}", f"    function: {job['function']}"]
         if "kwargs" in job:
@@ -46,14 +50,15 @@ def _count(url: str, sql: str) -> int:
         return int(cur.fetchone()[0])
 
 
-def independent(workdir: Path, jobs: int, isolation: str, backend: str) -> dict[str, Any]:
+def independent(workdir: Path, jobs: int, isolation: str, backend: str,
+                fork_server: bool | None = None) -> dict[str, Any]:
     """Workload 1 (and 6): ``jobs`` independent no-op jobs, each built once."""
     from jobcontrol import BuildState, JobControl
 
     url = storage_url(backend, workdir)
     config = write_config(workdir, [
         {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
-        for n in range(jobs)], isolation)
+        for n in range(jobs)], isolation, fork_server)
     timer = Timer()
     with timer():
         with JobControl.from_config(config, storage=url) as jc:

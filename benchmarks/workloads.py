@@ -66,6 +66,8 @@ def cases(sizes: Sizes) -> list[Case]:
          {"jobs": n, "isolation": "inline", "backend": "sqlite"}),
         ("jobcontrol process, SQLite", "jobcontrol", f"{jc}:independent",
          {"jobs": n, "isolation": "process", "backend": "sqlite"}),
+        ("jobcontrol process, SQLite, no fork server", "jobcontrol", f"{jc}:independent",
+         {"jobs": n, "isolation": "process", "backend": "sqlite", "fork_server": False}),
         ("jobcontrol inline, PostgreSQL", "jobcontrol", f"{jc}:independent",
          {"jobs": n, "isolation": "inline", "backend": "postgresql"}),
         ("jobcontrol process, PostgreSQL", "jobcontrol", f"{jc}:independent",
