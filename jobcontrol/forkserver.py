@@ -8,9 +8,10 @@ same to start and to exit. Measured here: about 1,300 page faults and 4-5 ms per
 
 So a run with many process-isolated builds starts one :class:`ForkServer`: a new Python
 interpreter (``python -c``, the runner's ``sys.path``) that imports only the runner's capture
-code and the job modules, and forks each build's child on request. The runner sends the
+code and the job modules, and keeps one *spare* child forked ahead of need. The runner sends the
 job's function path, arguments, build, working directory and environment, and the three
-pipe ends the child writes to (``SCM_RIGHTS``); the server forks, and the child runs
+pipe ends the child writes to (``SCM_RIGHTS``); the server hands them to the spare, answers
+with its pid, and forks the next spare while the build runs. The child runs
 :func:`jobcontrol.runner._child_main` exactly as a child forked by the runner would. The
 runner watches the child through a pidfd (Linux 5.3+), signals its process group as
 before, and asks the server for its exit status, which the server collects only then (so
@@ -62,7 +63,11 @@ def available() -> bool:
 
 
 def _send(sock: socket.socket, message: Any, fds: tuple[int, ...] = ()) -> None:
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    _send_raw(sock, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), fds)
+
+
+def _send_raw(sock: socket.socket, payload: bytes, fds: tuple[int, ...] | list[int] = ()
+              ) -> None:
     header = _HEADER.pack(len(payload))
     if fds:
         socket.send_fds(sock, [header], list(fds))
@@ -83,6 +88,11 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def _recv(sock: socket.socket) -> tuple[Any, list[int]]:
+    payload, fds = _recv_raw(sock)
+    return pickle.loads(payload), fds
+
+
+def _recv_raw(sock: socket.socket) -> tuple[bytes, list[int]]:
     fds = array.array("i")
     header, ancdata, _, _ = sock.recvmsg(_HEADER.size, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize))
     for level, kind, data in ancdata:
@@ -93,7 +103,7 @@ def _recv(sock: socket.socket) -> tuple[Any, list[int]]:
     if len(header) < _HEADER.size:
         header += _recv_exactly(sock, _HEADER.size - len(header))
     (length,) = _HEADER.unpack(header)
-    return pickle.loads(_recv_exactly(sock, length)), list(fds)
+    return _recv_exactly(sock, length), list(fds)
 
 
 # -- the runner's side ---------------------------------------------------------------------------
@@ -124,9 +134,10 @@ class ForkServer:
         self.pid = self._process.pid
 
     def _call(self, message: Any, fds: tuple[int, ...] = ()) -> Any:
+        payload = message if isinstance(message, bytes) else pickle.dumps(message)
         with self._lock:
             try:
-                _send(self._sock, message, fds)
+                _send_raw(self._sock, payload, fds)
             except OSError as exc:  # not received whole: the server forked nothing for it
                 raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
             try:
@@ -152,7 +163,7 @@ class ForkServer:
                 protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # anything pickling a user's value can raise
             raise ForkServerError(f"cannot send the job's arguments: {exc}") from exc
-        return int(self._call(("pickled", request), fds))
+        return int(self._call(request, fds))
 
     def reap(self, pid: int) -> int:
         """Collect an exited (or killed) child; its wait status."""
@@ -187,64 +198,118 @@ def serve(fd: int) -> None:
     # and records why); the server leaves when the runner closes the socket or dies
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    functions: dict[str, Callable[..., Any]] = {}
+    server = _Server(sock)
     while True:
         try:
-            message, fds = _recv(sock)
+            payload, fds = _recv_raw(sock)
         except EOFError:
             return
+        after = None
         try:
-            reply = _answer(message, fds, functions, sock)
+            reply, after = server.answer(payload, fds)
         except Exception as exc:
             reply = (_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             for received in fds:
                 os.close(received)
         _send(sock, reply)
+        if after is not None:
+            after()
 
 
-def _answer(message: Any, fds: list[int], functions: dict[str, Callable[..., Any]],
-            sock: socket.socket) -> Any:
-    kind = message[0]
-    if kind == "reap":
-        _, status = os.waitpid(message[1], 0)
-        return status
-    if kind != "pickled":
-        raise ValueError(f"unknown request {kind!r}")
-    _, function, args, kwargs, child_args, cwd, environ = pickle.loads(message[1])
-    if len(fds) != 3:
-        raise ValueError(f"a spawn request needs 3 file descriptors, got {len(fds)}")
-    # the runner's folder and environment as they are now: set here, before forking, so
-    # that a child does not pay for it (and the next request usually finds them equal)
-    if os.getcwd() != cwd:
-        os.chdir(cwd)
-    if os.environ != environ:
-        os.environ.clear()
-        os.environ.update(environ)
-    func = functions.get(function)
-    if func is None:
-        # imported once here, before forking: every child shares the module
-        from jobcontrol.importing import import_callable
+class _Server:
+    """The server's state: the job functions it imported, and its spare process.
 
-        func = functions[function] = import_callable(function)
-    server_pid = os.getpid()
-    # what the server holds is never collected in a child: a collection there would touch
-    # (and copy) every page of it
-    gc.freeze()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child (coverage cannot follow os._exit)
-        _child(sock, fds, func, args, kwargs, child_args, server_pid)
-    return pid
+    A spare is a child forked ahead of need, waiting for its build: a spawn request hands
+    it the build and is answered at once, and the next spare is forked after the answer,
+    while the build runs (on another core), so the fork is off the runner's critical path.
+    Each build still runs in a process of its own, forked from the server's clean state.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pid = os.getpid()
+        self.functions: dict[str, Callable[..., Any]] = {}
+        self.spare: tuple[int, socket.socket] | None = None
+
+    def answer(self, payload: bytes, fds: list[int]) -> tuple[Any, Callable[[], None] | None]:
+        """The reply to a request, and what to do once it is sent."""
+        message = pickle.loads(payload)
+        kind = message[0]
+        if kind == "reap":
+            _, status = os.waitpid(message[1], 0)
+            return status, None
+        if kind != "spawn":
+            raise ValueError(f"unknown request {kind!r}")
+        function, cwd, environ = message[1], message[5], message[6]
+        if len(fds) != 3:
+            raise ValueError(f"a spawn request needs 3 file descriptors, got {len(fds)}")
+        if function not in self.functions:
+            # imported here once (an import error is answered: the runner forks itself),
+            # so that the spares forked from now on have the module
+            from jobcontrol.importing import import_callable
+
+            self.functions[function] = import_callable(function)
+        if self.spare is None:
+            self.spare = self._fork_spare()
+        pid, conn = self.spare
+        self.spare = None
+        try:
+            _send_raw(conn, payload, fds)
+        finally:
+            conn.close()
+
+        def prepare_next() -> None:
+            # the runner's folder and environment as they are now, for the next spares
+            if os.getcwd() != cwd:
+                os.chdir(cwd)
+            if os.environ != environ:
+                os.environ.clear()
+                os.environ.update(environ)
+            self.spare = self._fork_spare()
+
+        return pid, prepare_next
+
+    def _fork_spare(self) -> tuple[int, socket.socket]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # what the server holds is never collected in a child: a collection there would
+        # touch (and copy) every page of it
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (coverage cannot follow os._exit)
+            ours.close()
+            self.sock.close()
+            _spare(theirs, self.functions, self.pid)
+        theirs.close()
+        return pid, ours
 
 
-def _child(sock: socket.socket, fds: list[int], func: Callable[..., Any], args: Any,
-           kwargs: Any, child_args: tuple[Any, ...], server_pid: int) -> None:
-    """A build's child, forked by the server; never returns."""
+def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
+           server_pid: int) -> None:
+    """A spare's life: wait for its build, run it like a forked child; never returns."""
     from jobcontrol import runner
 
     code = 0
     try:
-        sock.close()
+        runner._die_with_parent()
+        if os.getppid() != server_pid:  # the server died before prctl took effect
+            os._exit(0)
+        try:
+            payload, fds = _recv_raw(conn)
+        except EOFError:  # the server is closing: no build for this one
+            os._exit(0)
+        conn.close()
+        _, function, args, kwargs, child_args, cwd, environ = pickle.loads(payload)
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+        if os.environ != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+        func = functions.get(function)
+        if func is None:  # forked before the server imported it (the first build)
+            from jobcontrol.importing import import_callable
+
+            func = import_callable(function)
         frame_w, out_w, err_w = fds
         build, result_mode, masker = child_args
         runner._child_main(frame_w, out_w, err_w, func, args, kwargs, build, result_mode,
