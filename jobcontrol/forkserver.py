@@ -169,6 +169,15 @@ class ForkServer:
         """Collect an exited (or killed) child; its wait status."""
         return int(self._call(("reap", pid)))
 
+    def release(self, pid: int) -> None:
+        """Let the server collect an exited (or killed) child whenever it can, without
+        an answer: the runner, which has killed its process group, needs nothing more."""
+        with self._lock:
+            try:
+                _send(self._sock, ("release", pid))
+            except OSError as exc:
+                raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+
     def alive(self) -> bool:
         """False once the server process has exited."""
         return self._process.poll() is None
@@ -206,7 +215,11 @@ def serve(fd: int) -> None:
             return
         after = None
         try:
-            reply, after = server.answer(payload, fds)
+            message = pickle.loads(payload)
+            if message[0] == "release":  # the one request that is not answered
+                server.release(message[1])
+                continue
+            reply, after = server.answer(message, payload, fds)
         except Exception as exc:
             reply = (_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
@@ -231,10 +244,30 @@ class _Server:
         self.pid = os.getpid()
         self.functions: dict[str, Callable[..., Any]] = {}
         self.spare: tuple[int, socket.socket] | None = None
+        #: children the runner is done with, not collected yet
+        self.released: set[int] = set()
 
-    def answer(self, payload: bytes, fds: list[int]) -> tuple[Any, Callable[[], None] | None]:
-        """The reply to a request, and what to do once it is sent."""
-        message = pickle.loads(payload)
+    def release(self, pid: int) -> None:
+        """Collect ``pid`` now if it has exited, else later (see :meth:`collect_released`)."""
+        self.released.add(pid)
+        self.collect_released()
+
+    def collect_released(self) -> None:
+        """Collect the released children that have exited (zombies hold no resources but
+        a pid; they are collected at the next request)."""
+        for pid in list(self.released):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.released.discard(pid)
+
+    def answer(self, message: Any, payload: bytes, fds: list[int]
+               ) -> tuple[Any, Callable[[], None] | None]:
+        """The reply to a request (``message``, as it came: ``payload``), and what to do
+        once it is sent."""
+        self.collect_released()
         kind = message[0]
         if kind == "reap":
             _, status = os.waitpid(message[1], 0)

@@ -428,15 +428,20 @@ class ChildProcess:
             return True
         return info is not None
 
-    def reap(self) -> int:
-        """Kill what the job left behind, collect the child; returns its wait status."""
+    def reap(self, need_status: bool = True) -> int:
+        """Kill what the job left behind, collect the child; returns its wait status (0
+        for a fork server's child when ``need_status`` is false: the server collects it
+        without the runner waiting for that)."""
         self.signal_group(signal.SIGKILL)
         status = 0
         if self.server is not None:
             from jobcontrol.forkserver import ForkServerError
 
             try:
-                status = self.server.reap(self.pid)
+                if need_status:
+                    status = self.server.reap(self.pid)
+                else:
+                    self.server.release(self.pid)
             except ForkServerError:  # the server died, and its children with it (PDEATHSIG)
                 status = signal.SIGKILL
         else:

@@ -477,7 +477,8 @@ class LocalExecutor:
             self._read(entry, fd)
         for fd in list(entry.partial):
             self._output_line(entry, fd, entry.partial.pop(fd), final=True)
-        status = child.reap()
+        # the exit status only matters when the child sent no outcome
+        status = child.reap(need_status=entry.stop is None and entry.outcome is None)
         if entry.stop is not None:
             entry.outcome = entry.stop
         elif entry.outcome is None:
