@@ -7,7 +7,6 @@ and where it is written, and raises a located :class:`ConfigError` for anything 
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -85,6 +84,8 @@ def did_you_mean(word: Any, options: Iterable[str]) -> str:
     alias = ALIASES.get(word.lower())
     if alias in options:
         return f" (did you mean {alias!r}?)"
+    import difflib  # only when a key is wrong: not on every config load
+
     close = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -17,12 +17,9 @@ from typing import TYPE_CHECKING, Any
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
 from jobcontrol.errors import BrokerError, BuildStateError, DependencyError, JobControlError
-from jobcontrol.executors.remote import Sender, follow
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
-from jobcontrol.notify import Notifier
 from jobcontrol.plan import Role, decide, make_plan
-from jobcontrol.pruner import PruneReport, prune
 from jobcontrol.reaper import abandon_reason, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
@@ -30,6 +27,9 @@ from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
     from jobcontrol.executors.local import BuildObserver
+    from jobcontrol.executors.remote import Sender
+    from jobcontrol.notify import Notifier
+    from jobcontrol.pruner import PruneReport
     from jobcontrol.scheduler import DueReport
 
 DEFAULT_STORAGE_NAME = "jobcontrol.db"
@@ -269,6 +269,8 @@ class JobControl:
                     if job.notify is not None}
         if not policies:
             return None
+        from jobcontrol.notify import Notifier
+
         return Notifier(self.storage, policies,
                         lambda path: import_callable(path, key="notify target"))
 
@@ -348,6 +350,8 @@ class JobControl:
     def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:
         """Report remote builds (and their retries) to ``observer`` until all have ended;
         returns them as they ended (``build --async --wait``)."""
+        from jobcontrol.executors.remote import follow
+
         return follow(self, builds, observer)
 
     def _targets(self, jobs: str | Sequence[str]) -> list[str]:
@@ -475,6 +479,8 @@ class JobControl:
         wanted = {self.job(job_id).id for job_id in job_ids or ()}
         jobs = [job for job in self.config.jobs.values() if not wanted or job.id in wanted]
         self.reap()  # a build whose runner died is abandoned, so no longer spared as running
+        from jobcontrol.pruner import prune
+
         return prune(self.storage, jobs, self._run_cleanup, now=self.storage.now(),
                      dry_run=dry_run)
 
