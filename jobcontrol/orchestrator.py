@@ -8,11 +8,12 @@ in the plan has finished. A failure blocks everything downstream of it and, unle
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,8 @@ class BuildRun:
         self.deps = config.dependencies
         self.result = RunResult()
         self._finished: dict[str, BuildState] = {}
+        #: the jobs of _finished in the order they finished (see _ReadySteps)
+        self._finished_order: list[str] = []
         self._failed: set[str] = set()
         self._running_jobs: dict[int, str] = {}
         self._halt = False
@@ -101,25 +104,25 @@ class BuildRun:
 
     def run(self, steps: list[Step]) -> RunResult:
         """Run the steps; returns when nothing more can start and nothing is running."""
-        pending = list(steps)
-        in_plan = {step.job_id for step in steps}
+        pending = {step.job_id: step for step in steps}  # in plan order
+        ready = _ReadySteps(steps, self.deps)
         forking_server = self._fork_server_wanted(steps) and self.executor.use_fork_server()
         with self._signals_cancel_builds(), self._closing_executor(forking_server):
             while pending or self.executor.running or self._retries:
                 before = len(pending)
                 self._start_due_retries()
-                for step in list(pending):
-                    if self._halt or self.executor.stopping:
+                while not (self._halt or self.executor.stopping) \
+                        and self.executor.running < self.parallel:
+                    # the first pending step (in plan order) whose dependencies in the plan
+                    # all finished; an inline build finishes within _start()
+                    step = ready.pop(self._finished_order, pending)
+                    if step is None:
                         break
-                    if self.executor.running >= self.parallel:
-                        break
-                    if any(d in in_plan and d not in self._finished
-                           for d in self.deps[step.job_id]):
-                        continue
-                    pending.remove(step)
+                    del pending[step.job_id]
                     self._start(step)
                 if self._halt or self.executor.stopping:
-                    self._abandon(pending)
+                    self._abandon(list(pending.values()))
+                    pending.clear()
                 finished = self.executor.wait(self._retry_wait())
                 for build in finished:
                     self._record(build)
@@ -314,6 +317,7 @@ class BuildRun:
         if failed:
             self._failed.add(job_id)
         self._finished[job_id] = BuildState.FAILED if failed else BuildState.SKIPPED
+        self._finished_order.append(job_id)
         self.observer.job_not_built(job_id, reason)
         return False
 
@@ -326,7 +330,6 @@ class BuildRun:
                 self._not_built(step.job_id, f"dependency {failed_dep} failed", failed=True)
             else:
                 self.observer.job_not_built(step.job_id, f"not started: {why}")
-        pending.clear()
 
     def _record(self, build: Build) -> None:
         job_id = self._running_jobs.pop(build.id)
@@ -341,6 +344,7 @@ class BuildRun:
             for problem in self.notifier.build_finished(build):
                 self.observer.notification_failed(build, problem)
         self._finished[job_id] = build.state
+        self._finished_order.append(job_id)
         if not build.state.ok:
             self._failed.add(job_id)
             if not self.keep_going:
@@ -389,3 +393,38 @@ class BuildRun:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+class _ReadySteps:
+    """Which steps of a plan can start: those whose dependencies in the plan have all
+    finished, first in plan order. Kept up to date from the order jobs finish in, so a run
+    of n steps costs O(n log n) here, not a scan of every pending step per step (O(n²)
+    for a chain)."""
+
+    def __init__(self, steps: list[Step], deps: Mapping[str, Sequence[str]]) -> None:
+        self._steps = steps
+        self._position = {step.job_id: n for n, step in enumerate(steps)}
+        self._waiting_on = {step.job_id: {d for d in deps[step.job_id] if d in self._position}
+                            for step in steps}
+        self._dependents: dict[str, list[str]] = {}
+        for job_id, waiting in self._waiting_on.items():
+            for dep in waiting:
+                self._dependents.setdefault(dep, []).append(job_id)
+        self._ready = [n for n, step in enumerate(steps) if not self._waiting_on[step.job_id]]
+        heapq.heapify(self._ready)
+        self._seen = 0  # how much of the finish order was taken in
+
+    def pop(self, finished_order: list[str], pending: Mapping[str, Step]) -> Step | None:
+        """The next step that can start (and is still pending), or None."""
+        for job_id in finished_order[self._seen:]:
+            for dependent in self._dependents.get(job_id, ()):
+                waiting = self._waiting_on[dependent]
+                waiting.discard(job_id)
+                if not waiting:
+                    heapq.heappush(self._ready, self._position[dependent])
+        self._seen = len(finished_order)
+        while self._ready:
+            step = self._steps[heapq.heappop(self._ready)]
+            if step.job_id in pending:
+                return step
+        return None
