@@ -78,6 +78,9 @@ class BuildRun:
         self.parallel = max(1, parallel)
         self.keep_going = keep_going
         self.if_outdated = if_outdated
+        #: an executor made here is closed at the end of the run (its threads and fork
+        #: server go; a long-lived process such as the scheduler makes many runs)
+        self._own_executor = executor is None
         self.executor = executor or LocalExecutor(
             storage, self.observer, heartbeat_interval=config.runner.heartbeat,
             kill_grace=config.runner.kill_grace, masker=config.masker,
@@ -106,8 +109,10 @@ class BuildRun:
         """Run the steps; returns when nothing more can start and nothing is running."""
         pending = {step.job_id: step for step in steps}  # in plan order
         ready = _ReadySteps(steps, self.deps)
-        forking_server = self._fork_server_wanted(steps) and self.executor.use_fork_server()
-        with self._signals_cancel_builds(), self._closing_executor(forking_server):
+        close = self._own_executor
+        if self._fork_server_wanted(steps) and not self.executor.forks_from_server:
+            close = self.executor.use_fork_server() or close  # started here: closed here
+        with self._signals_cancel_builds(), self._closing_executor(close):
             while pending or self.executor.running or self._retries:
                 before = len(pending)
                 self._start_due_retries()

@@ -201,3 +201,28 @@ def test_fork_server_setting_values(tmp_path: Path, value: str, expected: bool |
     config = make_project(tmp_path, f"runner: {{fork_server: {value}}}\njobs: []\n")
     with JobControl.from_config(config, storage="memory://") as jc:
         assert jc.config.runner.fork_server is expected
+
+
+def test_a_run_leaves_no_thread_or_server_behind(tmp_path: Path) -> None:
+    """A long-lived process (the scheduler) makes run after run: each cleans up."""
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    config = make_project(tmp_path / "project", "runner: {fork_server: true}\njobs:\n"
+                          "  - {id: quick, function: jobfuncs.noop, isolation: inline}\n"
+                          "  - {id: forked, function: jobfuncs.whoami}\n")
+    with JobControl.from_config(config, storage=f"sqlite:///{tmp_path / 'jc.db'}") as jc:
+        servers = set()
+        for _ in range(3):
+            builds = jc.build(["quick", "forked"])
+            assert [b.state for b in builds] == [BuildState.SUCCESS] * 2
+            servers.add(builds[1].retval["ppid"])
+    assert len(servers) == 3  # a server per run, each gone with its run
+    assert not any(alive(pid) for pid in servers)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+        if not left:
+            break
+        time.sleep(0.05)
+    assert not left, left

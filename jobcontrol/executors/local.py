@@ -210,6 +210,11 @@ class LocalExecutor:
                     self._drop_fork_server()
         return ChildProcess.spawn(func, args, kwargs, build, result_mode, self.masker)
 
+    @property
+    def forks_from_server(self) -> bool:
+        """True while process-isolated builds are forked by a fork server."""
+        return self._fork_server is not None
+
     def use_fork_server(self) -> bool:
         """Fork process-isolated builds from a fork server (see :mod:`jobcontrol.forkserver`)
         from now until :meth:`close`; False where none can start (builds fork from here)."""
@@ -227,9 +232,13 @@ class LocalExecutor:
         return True
 
     def close(self) -> None:
-        """Release what the executor holds between builds (its fork server). Call it when
-        nothing runs any more."""
+        """Release what the executor holds between builds (its fork server, the thread
+        that watches inline builds). Call it when nothing runs any more; starting another
+        build later takes them up again."""
         self._drop_fork_server()
+        watcher, self._inline_watcher = self._inline_watcher, None
+        if watcher is not None:
+            watcher.stopped.set()
 
     def _drop_fork_server(self) -> None:
         server, self._fork_server = self._fork_server, None
@@ -569,13 +578,13 @@ class _InlineWatcher(threading.Thread):
     def __init__(self, executor: LocalExecutor) -> None:
         super().__init__(name="jobcontrol-inline-watcher", daemon=True)
         self.executor = executor
+        self.stopped = threading.Event()
 
     def run(self) -> None:
         executor = self.executor
         tick = min(executor.heartbeat_interval, executor.cancel_poll_interval)
         last_beat = time.monotonic()
-        while True:
-            time.sleep(tick)
+        while not self.stopped.wait(tick):
             entry = executor._inline
             if entry is None:
                 continue
