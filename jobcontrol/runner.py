@@ -14,6 +14,7 @@ This module knows nothing of storage: :mod:`jobcontrol.executors.local` writes w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import marshal
@@ -335,6 +336,12 @@ def _child_main(
     stdout.finish()
     stderr.finish()
     emit(outcome.to_frame())
+    # the runner sees the end of the pipes now, not after the kernel has torn down this
+    # process's memory (exit closes files last): recording the outcome and starting the
+    # next build overlap with that teardown
+    for fd in (frame_fd, 1, 2):
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 @dataclass
