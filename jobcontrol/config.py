@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import ConfigError, UnknownJobError
+from jobcontrol.models import EncodedJSON
 from jobcontrol.notify import NotifyPolicy
 from jobcontrol.schedule import Schedule
 from jobcontrol.secrets import Masker, is_secret_key
@@ -365,6 +366,11 @@ class JobDefinition:
             "notify": None if self.notify is None else masker.value(self.notify.as_json()),
             "queue": self.queue,
         }
+
+    @cached_property
+    def stored_snapshot(self) -> EncodedJSON:
+        """:meth:`snapshot`, encoded once: what each build of the job stores."""
+        return EncodedJSON(self.snapshot())
 
     def retval_jobs(self) -> set[str]:
         """Ids of the jobs whose return values ``!retval`` passes in args or kwargs."""

@@ -331,7 +331,7 @@ class JobControl:
                     assert summary.last_ok is not None
                     waits[dep] = summary.last_output_id or summary.last_ok.id
             build = self.storage.enqueue_build(
-                job_id, definition=job.snapshot(), definition_hash=job.definition_hash,
+                job_id, definition=job.stored_snapshot, definition_hash=job.definition_hash,
                 dependency_builds=waits, queue=self.config.queue_of(job),
             )
             assert build is not None  # only a retry can be refused

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -207,3 +209,29 @@ class JobSummary:
     last_ok: Build | None = None
     last_output_id: int | None = None
     running: tuple[int, ...] = ()
+
+
+class EncodedJSON(Mapping[str, Any]):
+    """A read-only JSON object with its text encoded once, for a value stored again and
+    again: a job's definition snapshot goes with each of its builds, and encoding it for
+    every build of a large run cost more than the insert did. SQL storages write
+    :attr:`text` as it is; anything else reads it as the mapping it is."""
+
+    __slots__ = ("_data", "text")
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+        #: the JSON text, as ``json.dumps(data, ensure_ascii=False)`` gives it
+        self.text = json.dumps(self._data, ensure_ascii=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"EncodedJSON({self._data!r})"

@@ -275,7 +275,7 @@ class BuildRun:
         args, kwargs, consumed = self._arguments_of[job.id]
         try:
             build = self.storage.claim_build(
-                job.id, concurrency=job.concurrency, definition=job.snapshot(),
+                job.id, concurrency=job.concurrency, definition=job.stored_snapshot,
                 definition_hash=job.definition_hash, dependency_builds=consumed,
                 host=HOSTNAME, pid=os.getpid(), retry_of=retry_of,
             )

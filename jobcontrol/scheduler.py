@@ -179,7 +179,7 @@ def _record_overlap(jc: JobControl, job_id: str, instant: datetime,
     skipped = jc.storage.record_build(
         job_id, BuildState.SKIPPED,
         reason=f"overlap: the run due at {isoformat(instant)} was skipped, {ids} still running",
-        definition=job.snapshot(), definition_hash=job.definition_hash, host=HOSTNAME,
+        definition=job.stored_snapshot, definition_hash=job.definition_hash, host=HOSTNAME,
         pid=os.getpid(),
     )
     jc.storage.set_scheduled_run(job_id, instant, outcome="overlap", build_id=skipped.id)

@@ -42,6 +42,7 @@ from jobcontrol.models import (
     Build,
     BuildState,
     BuildStub,
+    EncodedJSON,
     ExceptionInfo,
     JobSummary,
     LogCutoff,
