@@ -81,9 +81,11 @@ class BuildRun:
         #: an executor made here is closed at the end of the run (its threads and fork
         #: server go; a long-lived process such as the scheduler makes many runs)
         self._own_executor = executor is None
+        # an executor made here leaves each outcome to be committed with the next claim (one
+        # commit a build instead of two); this run commits it before it waits, and at its end
         self.executor = executor or LocalExecutor(
             storage, self.observer, heartbeat_interval=config.runner.heartbeat,
-            kill_grace=config.runner.kill_grace, masker=config.masker,
+            kill_grace=config.runner.kill_grace, masker=config.masker, defer_commits=True,
         )
         self.deps = config.dependencies
         self.result = RunResult()
@@ -112,7 +114,8 @@ class BuildRun:
         close = self._own_executor
         if self._fork_server_wanted(steps) and not self.executor.forks_from_server:
             close = self.executor.use_fork_server() or close  # started here: closed here
-        with self._signals_cancel_builds(), self._closing_executor(close):
+        with self._signals_cancel_builds(), self._closing_executor(close), \
+                self._committing():
             while pending or self.executor.running or self._retries:
                 before = len(pending)
                 self._start_due_retries()
@@ -132,6 +135,7 @@ class BuildRun:
                 for build in finished:
                     self._record(build)
                 if not self.executor.running and self._retries and not finished:
+                    self.storage.commit_pending()
                     time.sleep(min(0.2, self._retry_wait() or 0.0))
                 elif not finished and len(pending) == before and pending \
                         and not self.executor.running:  # pragma: no cover - plan is acyclic
@@ -148,6 +152,14 @@ class BuildRun:
         forked = sum(1 for step in steps
                      if self.config.jobs[step.job_id].isolation != "inline")
         return forked >= FORK_SERVER_MIN_BUILDS
+
+    @contextlib.contextmanager
+    def _committing(self) -> Iterator[None]:
+        """Commit the outcomes the executor left pending when the run ends, however."""
+        try:
+            yield
+        finally:
+            self.storage.commit_pending()
 
     @contextlib.contextmanager
     def _closing_executor(self, close: bool) -> Iterator[None]:
@@ -346,6 +358,8 @@ class BuildRun:
         if self._schedule_retry(job_id, build):
             return  # the last attempt is the one that may be news
         if self.notifier is not None:
+            if build.job_id in self.notifier.policies:
+                self.storage.commit_pending()  # sending may take a while
             for problem in self.notifier.build_finished(build):
                 self.observer.notification_failed(build, problem)
         self._finished[job_id] = build.state

@@ -157,6 +157,22 @@ def test_finish_with_logs_returns_the_build_as_stored(storage: Storage) -> None:
         storage.finish_build_with_logs(999, S.SUCCESS, logs=[record("a")])
 
 
+def test_finish_committed_later_is_recorded_once_committed(storage: Storage) -> None:
+    """``commit_later`` may leave the outcome pending, never lost: the next write and
+    :meth:`commit_pending` commit it, and this object reads it as recorded meanwhile."""
+    first = claim(storage, "first")
+    done = storage.finish_build_with_logs(first.id, S.SUCCESS, logs=[record("a")],
+                                          result=StoredValue("json", "1"), commit_later=True)
+    assert storage.get_build(first.id) == done and done.state is S.SUCCESS
+    second = claim(storage, "second")  # commits the first outcome with it, where pending
+    storage.finish_build_with_logs(second.id, S.FAILED, logs=[], reason="boom",
+                                   commit_later=True)
+    storage.commit_pending()
+    storage.commit_pending()  # nothing left: a no-op
+    assert [b.state for b in storage.list_builds()] == [S.FAILED, S.SUCCESS]
+    assert [r.message for r in storage.get_logs(first.id)] == ["a"]
+
+
 def test_finish_a_failure_with_reason_and_exception(storage: Storage) -> None:
     build = claim(storage)
     exc = ExceptionInfo("ValueError", "bad input: ü", "Traceback (most recent call last):\n...")

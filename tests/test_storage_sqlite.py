@@ -15,10 +15,11 @@ import pytest
 
 import jobcontrol.storage
 from jobcontrol.errors import JobAlreadyRunningError, StorageError
-from jobcontrol.models import BuildState
+from jobcontrol.models import BuildState, LogRecord
 from jobcontrol.storage import open_storage, redact_url
 from jobcontrol.storage.sql import Migration, load_migrations
 from jobcontrol.storage.sqlite import SQLiteStorage
+from jobcontrol.timeutil import utcnow
 
 LATEST = len(load_migrations("sqlite"))
 
@@ -310,3 +311,101 @@ def test_claims_race_across_processes(tmp_path: Path) -> None:
                 racer.wait()
             if out is not None:
                 out.close()
+
+
+# -- outcomes committed with the next write (finish_build_with_logs(commit_later=True)) -----
+
+
+def finish_later(storage: SQLiteStorage, build_id: int, message: str = "done") -> None:
+    storage.finish_build_with_logs(
+        build_id, BuildState.SUCCESS, logs=[LogRecord(utcnow(), 20, "job", message)],
+        commit_later=True)
+
+
+def states(path: Path) -> list[tuple[int, str]]:
+    """The builds as another connection (another process) sees them."""
+    return query(path, "SELECT id, state FROM builds ORDER BY id")
+
+
+def test_a_pending_outcome_is_committed_with_the_next_claim(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        first = claim(storage, "a")
+        finish_later(storage, first)
+        assert states(path) == [(first, "running")]  # not committed yet...
+        second = claim(storage, "b")  # ...until the next claim, in the same transaction
+        assert states(path) == [(first, "success"), (second, "running")]
+        assert query(path, "SELECT message FROM logs WHERE build_id = ?", (first,)) == [
+            ("done",)]
+
+
+def test_commit_pending_and_close_commit_a_pending_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    storage = SQLiteStorage(path)
+    first, second = claim(storage, "a"), claim(storage, "b")
+    finish_later(storage, first)
+    storage.commit_pending()
+    assert states(path) == [(first, "success"), (second, "running")]
+    finish_later(storage, second)
+    storage.close()
+    assert states(path) == [(first, "success"), (second, "success")]
+
+
+def test_a_pending_outcome_survives_the_failure_of_the_write_it_waits_for(
+    tmp_path: Path
+) -> None:
+    """The claim that would commit it is refused (a rollback): the outcome is written again
+    on its own, not lost with the refused claim; so after a failing statement."""
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        holder, done = claim(storage, "busy"), claim(storage, "a")
+        finish_later(storage, done)
+        with pytest.raises(JobAlreadyRunningError):
+            claim(storage, "busy")
+        assert states(path) == [(holder, "running"), (done, "success")]
+        other = claim(storage, "b")
+        finish_later(storage, other, "second")
+        with pytest.raises(StorageError), storage._transaction() as cur:
+            cur.execute("INSERT INTO no_such_table VALUES (1)")
+        assert states(path)[-1] == (other, "success")
+        assert query(path, "SELECT build_id, seq, message FROM logs ORDER BY build_id") == [
+            (done, 1, "done"), (other, 1, "second")]
+
+
+def test_another_process_waits_for_no_pending_outcome(tmp_path: Path) -> None:
+    """A pending outcome holds the write lock only until the run's next write: a run
+    commits before it waits, so a writer elsewhere is not held up by a finished run."""
+    from jobcontrol import JobControl
+
+    (tmp_path / "jobs.yaml").write_text(
+        "defaults: {isolation: inline}\n"
+        "jobs:\n  - {id: a, function: builtins.len, args: [[1]]}\n")
+    path = tmp_path / "jobs.db"
+    with JobControl.from_config(tmp_path / "jobs.yaml", storage=f"sqlite:///{path}") as jc:
+        [build] = jc.build("a")
+        assert states(path) == [(build.id, "success")]  # committed at the run's end
+        with SQLiteStorage(path) as elsewhere:  # a writer is not blocked by this one
+            claim(elsewhere, "b")
+
+
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+def test_each_outcome_is_committed_before_the_next_build_starts(
+    tmp_path: Path, isolation: str
+) -> None:
+    """One commit a build, and no less durable: when a build of the run starts, the
+    builds before it are recorded for everyone (the next claim committed them)."""
+    from jobcontrol import JobControl
+    from tests.support import make_project
+
+    db = tmp_path / "jobs.db"
+    config = make_project(tmp_path, f"""\
+defaults: {{isolation: {isolation}}}
+jobs:
+  - {{id: a, function: jobfuncs.make, args: [a]}}
+  - {{id: b, function: jobfuncs.make, args: [b]}}
+  - {{id: look, function: jobfuncs.states_seen, args: ["{db}"], dependencies: [a, b]}}
+""")
+    with JobControl.from_config(config, storage=f"sqlite:///{db}") as jc:
+        a, b, look = jc.build("look", deps=True)
+    assert look.retval == [[a.id, "success"], [b.id, "success"], [look.id, "running"]]
+    assert states(db) == [(a.id, "success"), (b.id, "success"), (look.id, "success")]

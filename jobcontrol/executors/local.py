@@ -122,8 +122,14 @@ class LocalExecutor:
         flush_records: int = 2000,
         masker: Masker | None = None,
         cancel_poll_interval: float = CANCEL_POLL_INTERVAL,
+        defer_commits: bool = False,
     ) -> None:
         self.storage = storage
+        #: outcomes may be left for the storage to commit with its next write (the caller's
+        #: claim of the next build): see ``Storage.finish_build_with_logs(commit_later)``.
+        #: :meth:`wait` commits them before it blocks; the caller, before anything else
+        #: that may wait, and at the end
+        self.defer_commits = defer_commits
         self.observer = observer or BuildObserver()
         self.masker = masker or Masker()
         self.heartbeat_interval = heartbeat_interval
@@ -142,6 +148,8 @@ class LocalExecutor:
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
         self._fork_server: ForkServer | None = None
+        #: SIGUSR1's handler before the first inline build took it (restored by close())
+        self._usr1_before: tuple[Any] | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -239,6 +247,9 @@ class LocalExecutor:
         watcher, self._inline_watcher = self._inline_watcher, None
         if watcher is not None:
             watcher.stopped.set()
+        before, self._usr1_before = self._usr1_before, None
+        if before is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, before[0])
 
     def _drop_fork_server(self) -> None:
         server, self._fork_server = self._fork_server, None
@@ -253,6 +264,8 @@ class LocalExecutor:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
+            if self.defer_commits:  # about to block: nothing may stay uncommitted
+                self.storage.commit_pending()
             self._poll(self._next_wakeup(now, deadline))
         finished, self._finished = self._finished, []
         return finished
@@ -271,9 +284,9 @@ class LocalExecutor:
 
             old_alarm = signal.signal(signal.SIGALRM, on_alarm)
             signal.setitimer(signal.ITIMER_REAL, entry.timeout)
-        old_usr1 = None
-        if in_main:
-            old_usr1 = signal.signal(signal.SIGUSR1, self._on_inline_cancel)
+        if in_main and self._usr1_before is None:
+            # installed once, kept until close(): per build it cost as much as a quick job
+            self._usr1_before = (signal.signal(signal.SIGUSR1, self._on_inline_cancel),)
         self._inline = entry
         self._watch_inline()
 
@@ -295,8 +308,6 @@ class LocalExecutor:
             entry.outcome = Outcome(exc.state, exc.reason)
         finally:
             self._inline = None
-            if old_usr1 is not None:
-                signal.signal(signal.SIGUSR1, old_usr1)
             if old_alarm is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, old_alarm)
@@ -560,6 +571,7 @@ class LocalExecutor:
                 build = self.storage.finish_build_with_logs(
                     entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
                     result=outcome.result, exception=outcome.exception,
+                    commit_later=self.defer_commits,
                 )
                 entry.logs = []
                 return build

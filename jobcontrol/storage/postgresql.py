@@ -423,7 +423,10 @@ class PostgreSQLStorage(SqlStorage):
     def finish_build_with_logs(self, build_id: int, state: BuildState, *,
                                logs: Sequence[LogRecord], reason: str | None = None,
                                result: StoredValue | None = None,
-                               exception: ExceptionInfo | None = None) -> Build:
+                               exception: ExceptionInfo | None = None,
+                               commit_later: bool = False) -> Build:
+        # commit_later is ignored: a COMMIT lost with the connection is in doubt, and a
+        # pending outcome could not be told apart from a written one
         records = list(logs)
         first_seq: list[int] = []
 

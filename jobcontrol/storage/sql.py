@@ -33,7 +33,7 @@ import abc
 import contextlib
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -97,6 +97,10 @@ class SqlStorage(Storage):
     lock_rows_sql: ClassVar[str] = ""
     #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
     update_returning: ClassVar[bool] = True
+    #: whether ``finish_build_with_logs(commit_later=True)`` leaves the outcome pending (see
+    #: :meth:`commit_pending`); a backend whose COMMIT can end in doubt must not (a pending
+    #: outcome is replayed when the transaction it waits in fails, which needs certainty)
+    defers_commits: ClassVar[bool] = False
     #: the table of applied migrations, created before the first one runs
     schema_table_ddl: ClassVar[str] = (
         "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
@@ -113,6 +117,9 @@ class SqlStorage(Storage):
         #: the JSON columns of builds this object claimed and has not finished yet, as
         #: stored and as decoded: a finish returns them without decoding them again
         self._claimed: dict[int, tuple[str, str, Any, Any]] = {}
+        #: the writes of outcomes left uncommitted (``commit_later``), in order: the open
+        #: transaction holds them, and each is run again should that transaction fail
+        self._pending: list[Callable[[Any], Any]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"
@@ -219,27 +226,54 @@ class SqlStorage(Storage):
                 cur.close()
 
     @contextlib.contextmanager
-    def _transaction(self, *, ready: bool = True) -> Iterator[Any]:
-        """A cursor in a write transaction: committed at the end, rolled back on any error."""
+    def _transaction(self, *, ready: bool = True, commit: bool = True) -> Iterator[Any]:
+        """A cursor in a write transaction: committed at the end, rolled back on any error.
+
+        A transaction left open by a ``commit_later`` finish is continued (and committed with
+        this one's work). ``commit=False`` leaves this one open too (the caller registers
+        its writes in :attr:`_pending`)."""
         with self._lock, self._errors():
             if ready:
                 self._ensure_schema()
             conn = self._connection()
             cur = conn.cursor()
+            joined = bool(self._pending)
             try:
-                self._begin_write(cur)
+                if not joined:
+                    self._begin_write(cur)
                 yield cur
-                self._commit(conn, cur)
+                if commit:
+                    self._commit(conn, cur)
+                    self._pending.clear()
             except BaseException:
                 # also after a failed COMMIT, which can leave the transaction open
                 with contextlib.suppress(*self.driver_errors):
                     self._rollback(conn, cur)
+                if joined:
+                    self._replay_pending()
                 raise
             finally:
                 cur.close()
 
+    def _replay_pending(self) -> None:
+        """The transaction holding pending outcomes was rolled back: write them again, each
+        committed on its own (a failure here is the outcome's own, and is raised)."""
+        pending, self._pending = self._pending, []
+        for write in pending:
+            with self._transaction() as cur:
+                write(cur)
+
+    def commit_pending(self) -> None:
+        if self._pending:
+            with self._transaction(ready=False):
+                pass
+
     @staticmethod
     def _dumps(value: Mapping[str, Any]) -> str:
+        if isinstance(value, EncodedJSON):
+            return value.text
+        if not value:
+            return "{}"
         try:
             return json.dumps(dict(value), ensure_ascii=False)
         except (TypeError, ValueError) as exc:
@@ -381,6 +415,8 @@ class SqlStorage(Storage):
 
     def close(self) -> None:
         with self._lock:
+            if self._pending and not self._closed:
+                self.commit_pending()
             self._closed = True
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -536,11 +572,20 @@ class SqlStorage(Storage):
         reason: str | None = None,
         result: StoredValue | None = None,
         exception: ExceptionInfo | None = None,
+        commit_later: bool = False,
     ) -> Build:
-        with self._transaction() as cur:
+        later = commit_later and self.defers_commits
+
+        def write(cur: Any) -> Build:
             if logs:
                 self._append(cur, build_id, logs)
             return self._finish(cur, build_id, state, reason, result, exception)
+
+        with self._transaction(commit=not later) as cur:
+            build = write(cur)
+            if later:  # under the lock: no other thread begins a transaction meanwhile
+                self._pending.append(write)
+        return build
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
