@@ -364,6 +364,73 @@ def test_a_claim_in_doubt_says_so(pg: PostgreSQLStorage,
         claim(pg)
 
 
+# -- outcomes committed with the next write (finish_build_with_logs(commit_later=True)) -------
+
+
+def finish_later(storage: PostgreSQLStorage, build_id: int, *messages: str) -> None:
+    storage.finish_build_with_logs(build_id, BuildState.SUCCESS,
+                                   logs=[record(m) for m in messages], commit_later=True)
+
+
+def seen(url: str) -> list[tuple[int, str]]:
+    """The builds as another connection sees them."""
+    return [tuple(row) for row in query(url, "SELECT id, state FROM builds ORDER BY id")]
+
+
+def logged(url: str) -> list[tuple[int, int, str]]:
+    return [tuple(row) for row in query(
+        url, "SELECT build_id, seq, message FROM logs ORDER BY build_id, seq")]
+
+
+def test_a_pending_outcome_is_committed_with_the_next_claim(pg: PostgreSQLStorage,
+                                                            pg_url: str) -> None:
+    first = claim(pg, "a")
+    finish_later(pg, first, "one", "two")
+    assert seen(pg_url) == [(first, "running")]
+    second = claim(pg, "b")
+    assert seen(pg_url) == [(first, "success"), (second, "running")]
+    assert logged(pg_url) == [(first, 1, "one"), (first, 2, "two")]
+    assert our_states(pg_url) == ["idle"]
+
+
+def test_a_pending_outcome_survives_a_refused_claim(pg: PostgreSQLStorage,
+                                                    pg_url: str) -> None:
+    holder, done = claim(pg, "busy"), claim(pg, "a")
+    finish_later(pg, done, "kept")
+    with pytest.raises(JobAlreadyRunningError):
+        claim(pg, "busy")
+    assert seen(pg_url) == [(holder, "running"), (done, "success")]
+    assert logged(pg_url) == [(done, 1, "kept")]
+
+
+def test_a_pending_outcome_survives_a_lost_connection(pg: PostgreSQLStorage,
+                                                      pg_url: str) -> None:
+    first = claim(pg, "a")
+    finish_later(pg, first, "one")
+    assert kill_backends(pg_url) == 1  # the open transaction is gone with its backend
+    second = claim(pg, "b")  # reconnects; the outcome is written again first
+    assert seen(pg_url) == [(first, "success"), (second, "running")]
+    assert logged(pg_url) == [(first, 1, "one")]
+    finish_later(pg, second, "two")
+    assert kill_backends(pg_url) == 1
+    pg.commit_pending()
+    assert seen(pg_url) == [(first, "success"), (second, "success")]
+
+
+def test_a_pending_outcome_in_a_commit_in_doubt_is_recorded_once(
+    pg: PostgreSQLStorage, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COMMIT that carried it (with a claim) was cut off after it happened: the claim
+    says so, as ever, and the outcome, written again, is neither lost nor doubled."""
+    first = claim(pg, "a")
+    finish_later(pg, first, "one", "two")
+    cut_off_after_commit(pg, monkeypatch)
+    with pytest.raises(StorageError, match="may or may not have been recorded"):
+        claim(pg, "b")
+    assert [row for row in seen(pg_url) if row[0] == first] == [(first, "success")]
+    assert logged(pg_url) == [(first, 1, "one"), (first, 2, "two")]
+
+
 # -- LISTEN/NOTIFY -----------------------------------------------------------------------------
 
 

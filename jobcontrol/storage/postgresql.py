@@ -5,7 +5,9 @@ opened. The URL is libpq's, so its query options (``sslmode``, ``connect_timeout
 as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in that schema.
 
 - Reads run in autocommit; writes are explicit ``BEGIN ... COMMIT`` that always end, so no
-  connection is ever left ``idle in transaction``.
+  connection is left ``idle in transaction``, but for the moment between a build's outcome
+  and the run's next claim (``finish_build_with_logs(commit_later=True)``): the claim
+  continues that transaction and commits both, and a run commits before it waits.
 - A claim serialises on ``pg_advisory_xact_lock`` of its job, a migration on one of its
   schema: correct across processes and hosts, released when the transaction ends.
 - Logs go in with ``COPY``, one transaction a batch (3x faster than ``execute_values``,
@@ -14,7 +16,10 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   along with the next one (:meth:`_Cursor.defer`): a claim is ``BEGIN``, the lock and one
   conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
   records is ``BEGIN``, the row lock, their ``INSERT`` and the ``UPDATE``, then ``COMMIT``:
-  a build is 4 round trips.
+  a build is 4 round trips, and in a run 3, with one COMMIT (one WAL flush) instead of two:
+  the next claim commits the outcome left pending. Should that transaction fail, the
+  outcome is written again on its own (telling, after a COMMIT in doubt, whether its
+  records are stored).
   Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
@@ -184,6 +189,8 @@ class PostgreSQLStorage(SqlStorage):
     dialect = "postgresql"
     driver_errors = (psycopg2.Error,) if psycopg2 is not None else ()
     placeholder = "%s"
+    # a pending outcome is written again by a finish that tells in doubt whether it was
+    defers_commits = True
     id_list_sql = "string_agg(b.id::text, ',')"
     lock_rows_sql = " FOR UPDATE"
     schema_table_ddl = (
@@ -212,6 +219,8 @@ class PostgreSQLStorage(SqlStorage):
         self._listening: str | None = None
         #: the server's clock minus this machine's, measured on each connect
         self._clock_offset = timedelta()
+        #: statements of a transaction left open (see _hold_open), sent with its next one
+        self._held_statements: list[bytes] = []
 
     @classmethod
     def from_url(cls, url: str, base_dir: str | os.PathLike[str] | None = None
@@ -281,9 +290,12 @@ class PostgreSQLStorage(SqlStorage):
                         raise  # down at first contact: say so at once
                 else:
                     broken = self._broken_connection(exc)
-                    if broken is None:
+                    # a COMMIT in doubt lost its connection, even where it was replaced
+                    # since (by a pending outcome written again): say so all the same
+                    if broken is None and not isinstance(exc, _CommitInDoubt):
                         raise
-                    self._drop_connection(broken)
+                    if broken is not None:
+                        self._drop_connection(broken)
                 if isinstance(exc, _CommitInDoubt) and not in_doubt_ok:
                     raise StorageError(
                         f"{self.label}: the connection was lost while committing ({what}); "
@@ -320,11 +332,20 @@ class PostgreSQLStorage(SqlStorage):
 
     def _rollback(self, conn: Any, cur: Any) -> None:
         cur.discard_deferred()
+        self._held_statements = []
         if not conn.closed:
             cur.execute("ROLLBACK")
 
     def _begin_write(self, cur: Any) -> None:
         cur.defer("BEGIN")  # sent with the transaction's first statement
+
+    def _hold_open(self, cur: Any) -> None:
+        # the NOTIFY of the outcome left open rides along with the next transaction's work
+        self._held_statements, cur._deferred = cur._deferred, []
+
+    def _resume_open(self, cur: Any) -> None:
+        cur._deferred[:0] = self._held_statements
+        self._held_statements = []
 
     def _lock_job(self, cur: Any, job_id: str) -> None:
         # taken before the statement it is sent with (the claim's conditional INSERT, which
@@ -425,38 +446,44 @@ class PostgreSQLStorage(SqlStorage):
                                result: StoredValue | None = None,
                                exception: ExceptionInfo | None = None,
                                commit_later: bool = False) -> Build:
-        # commit_later is ignored: a COMMIT lost with the connection is in doubt, and a
-        # pending outcome could not be told apart from a written one
         records = list(logs)
         first_seq: list[int] = []
 
-        def attempt() -> Build:
-            with self._transaction() as cur:
-                if len(records) > SMALL_BATCH or (records and first_seq):
-                    # COPY is a round trip of its own anyway; a retry checks its batch first
-                    self._copy_batch(cur, build_id, records, first_seq)
-                    return self._finish(cur, build_id, state, reason, result, exception)
+        def body(cur: Any) -> Build:
+            if len(records) > SMALL_BATCH or (records and first_seq):
+                # COPY is a round trip of its own anyway; a retry checks its batch first
+                self._copy_batch(cur, build_id, records, first_seq)
+                return self._finish(cur, build_id, state, reason, result, exception)
+            if records:
+                self._defer_small_batch(cur, build_id, records)
+            # BEGIN, the lock, the INSERT of the records and the UPDATE: one round trip;
+            # the UPDATE says where the log ends, so a retry after a COMMIT in doubt can
+            # tell whether the batch is stored
+            row = self._finish_update(
+                cur, build_id, state, reason, result, exception,
+                also_return=", (SELECT coalesce(max(seq), 0) FROM logs "
+                            "WHERE build_id = builds.id)")
+            if row is not None:
                 if records:
-                    self._defer_small_batch(cur, build_id, records)
-                # BEGIN, the lock, the INSERT of the records and the UPDATE: one round trip;
-                # the UPDATE says where the log ends, so a retry after a COMMIT in doubt can
-                # tell whether the batch is stored
-                row = self._finish_update(
-                    cur, build_id, state, reason, result, exception,
-                    also_return=", (SELECT coalesce(max(seq), 0) FROM logs "
-                                "WHERE build_id = builds.id)")
-                if row is not None:
-                    if records:
-                        first_seq[:] = [int(row[-1]) - len(records) + 1]
-                    return self._build_from_row(row[:-1], self._claimed.pop(build_id, None))
-                # fenced off (or gone: BuildNotFoundError), the records stored all the same
-                if records:
-                    cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",
-                                (build_id,))
-                    first_seq[:] = [int(cur.fetchone()[0]) - len(records) + 1]
-                return self._fetch_build(cur, build_id)
+                    first_seq[:] = [int(row[-1]) - len(records) + 1]
+                return self._build_from_row(row[:-1], self._claimed.pop(build_id, None))
+            # fenced off (or gone: BuildNotFoundError), the records stored all the same
+            if records:
+                cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",
+                            (build_id,))
+                first_seq[:] = [int(cur.fetchone()[0]) - len(records) + 1]
+            return self._fetch_build(cur, build_id)
 
-        return self._retry(attempt, f"finishing build {build_id}")
+        def attempt(later: bool = False) -> Build:
+            with self._transaction(commit=not later) as cur:
+                build = body(cur)
+                if later:  # written again (in doubt too: see body) if its transaction fails
+                    self._pending.append(functools.partial(
+                        self._retry, attempt, f"finishing build {build_id}"))
+            return build
+
+        later = commit_later and self.defers_commits
+        return self._retry(functools.partial(attempt, later), f"finishing build {build_id}")
 
     def _defer_small_batch(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """Store a few records with the transaction's next statement, numbered on from

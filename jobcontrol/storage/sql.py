@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -78,6 +79,11 @@ MAX_CLAIMED_KEPT = 1000
 #: the states a build is deleted in, and its logs trimmed in, never: it is still being written
 _UNFINISHED = (BuildState.QUEUED.value, BuildState.RUNNING.value)
 
+class _PendingLost(StorageError):
+    """An outcome left pending (``commit_later``) could not be written again after the
+    transaction it waited in failed."""
+
+
 class SqlStorage(Storage):
     """A :class:`Storage` on a DB-API connection; subclasses supply the dialect hooks.
 
@@ -119,7 +125,7 @@ class SqlStorage(Storage):
         self._claimed: dict[int, tuple[str, str, Any, Any]] = {}
         #: the writes of outcomes left uncommitted (``commit_later``), in order: the open
         #: transaction holds them, and each is run again should that transaction fail
-        self._pending: list[Callable[[Any], Any]] = []
+        self._pending: list[Callable[[], Any]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"
@@ -230,26 +236,31 @@ class SqlStorage(Storage):
         """A cursor in a write transaction: committed at the end, rolled back on any error.
 
         A transaction left open by a ``commit_later`` finish is continued (and committed with
-        this one's work). ``commit=False`` leaves this one open too (the caller registers
-        its writes in :attr:`_pending`)."""
+        this one's work). ``commit=False`` leaves this one open too: the caller adds to
+        :attr:`_pending` how to write it again on its own. Should the transaction fail, what
+        was pending in it is written again (:meth:`_replay_pending`) before the error is
+        raised."""
         with self._lock, self._errors():
             if ready:
                 self._ensure_schema()
             conn = self._connection()
             cur = conn.cursor()
-            joined = bool(self._pending)
             try:
-                if not joined:
+                if self._pending:
+                    self._resume_open(cur)
+                else:
                     self._begin_write(cur)
                 yield cur
                 if commit:
                     self._commit(conn, cur)
                     self._pending.clear()
+                else:
+                    self._hold_open(cur)
             except BaseException:
                 # also after a failed COMMIT, which can leave the transaction open
                 with contextlib.suppress(*self.driver_errors):
                     self._rollback(conn, cur)
-                if joined:
+                if self._pending:
                     self._replay_pending()
                 raise
             finally:
@@ -257,16 +268,34 @@ class SqlStorage(Storage):
 
     def _replay_pending(self) -> None:
         """The transaction holding pending outcomes was rolled back: write them again, each
-        committed on its own (a failure here is the outcome's own, and is raised)."""
+        committed on its own. A failure here loses an outcome: it is raised as such."""
         pending, self._pending = self._pending, []
-        for write in pending:
-            with self._transaction() as cur:
-                write(cur)
+        for write_alone in pending:
+            try:
+                write_alone()
+            except StorageError as exc:
+                raise _PendingLost(f"{exc} (recording a build's outcome)") from exc
 
     def commit_pending(self) -> None:
-        if self._pending:
+        if not self._pending:
+            return
+        try:
             with self._transaction(ready=False):
                 pass
+        except _PendingLost:
+            raise
+        except StorageError:
+            if self._pending:  # pragma: no cover - a failure always replays them
+                raise
+            # the COMMIT failed, and the outcomes were then written on their own: recorded
+
+    def _hold_open(self, cur: Any) -> None:
+        """The transaction stays open after ``cur`` (a ``commit_later`` finish): keep what
+        the cursor still holds for the next one (nothing by default)."""
+
+    def _resume_open(self, cur: Any) -> None:
+        """``cur`` continues the transaction a ``commit_later`` finish left open (nothing
+        to do by default)."""
 
     @staticmethod
     def _dumps(value: Mapping[str, Any]) -> str:
@@ -584,8 +613,12 @@ class SqlStorage(Storage):
         with self._transaction(commit=not later) as cur:
             build = write(cur)
             if later:  # under the lock: no other thread begins a transaction meanwhile
-                self._pending.append(write)
+                self._pending.append(functools.partial(self._write_alone, write))
         return build
+
+    def _write_alone(self, write: Callable[[Any], Any]) -> None:
+        with self._transaction() as cur:
+            write(cur)
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
