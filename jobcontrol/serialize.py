@@ -13,9 +13,7 @@ import base64
 import datetime as dt
 import json
 import math
-import pickle
-import uuid
-from decimal import Decimal
+import sys
 from typing import Any
 
 from jobcontrol.errors import RetvalError
@@ -106,11 +104,27 @@ def _tag(value: Any) -> Any:
         return {TAG: "time", "v": value.isoformat()}
     if isinstance(value, dt.timedelta):
         return {TAG: "timedelta", "v": value.total_seconds()}
-    if isinstance(value, Decimal):
+    # decimal and uuid are not imported here (a build run would pay for them): a value of
+    # their types can only exist once its module is imported by whoever made it
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return {TAG: "decimal", "v": str(value)}
-    if isinstance(value, uuid.UUID):
+    uuid = sys.modules.get("uuid")
+    if uuid is not None and isinstance(value, uuid.UUID):
         return {TAG: "uuid", "v": str(value)}
     raise _NotJSON(type(value).__name__)
+
+
+def _decimal(text: str) -> Any:
+    from decimal import Decimal
+
+    return Decimal(text)
+
+
+def _uuid(text: str) -> Any:
+    from uuid import UUID
+
+    return UUID(text)
 
 
 _UNTAG = {
@@ -124,8 +138,8 @@ _UNTAG = {
     "date": dt.date.fromisoformat,
     "time": dt.time.fromisoformat,
     "timedelta": lambda v: dt.timedelta(seconds=v),
-    "decimal": Decimal,
-    "uuid": uuid.UUID,
+    "decimal": _decimal,
+    "uuid": _uuid,
 }
 
 
@@ -157,6 +171,8 @@ def encode_result(value: Any, mode: str = "json") -> StoredValue:
     Never raises: what cannot be stored as asked is kept as a (cut) repr, marked so.
     """
     if mode == "pickle":
+        import pickle
+
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -204,6 +220,8 @@ def load_for_dependency(stored: StoredValue | None, job_id: str, build_id: int) 
     if stored.kind == "json":
         return _untag(json.loads(stored.data))
     if stored.kind == "pickle":
+        import pickle
+
         return pickle.loads(base64.b64decode(stored.data))
     raise RetvalError(
         f"!retval {job_id}: build {build_id} returned a value that could not be stored as "

@@ -7,9 +7,10 @@ schema's version. A backend applies the missing ones in one transaction (see
 
 from __future__ import annotations
 
-import importlib.resources
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from jobcontrol.errors import StorageError
 
@@ -32,7 +33,11 @@ class Migration:
 
 def load_migrations(dialect: str) -> list[Migration]:
     """The migrations shipped for ``dialect``, in order; numbered 1, 2, 3... without gaps."""
-    folder = importlib.resources.files("jobcontrol.storage") / "migrations" / dialect
+    folder: Any = Path(__file__).parent / "migrations" / dialect
+    if not folder.is_dir():  # not installed as files (a zip): ask the import system
+        import importlib.resources  # not at start-up: it imports zipfile and more (~10 ms)
+
+        folder = importlib.resources.files("jobcontrol.storage") / "migrations" / dialect
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
