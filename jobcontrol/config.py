@@ -11,6 +11,7 @@ Nothing is imported here: ``function`` is only checked for syntax (see
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -334,24 +335,31 @@ class JobDefinition:
         Title, tags, timeout and the rest may change without making the job outdated. Secrets
         are masked first: a rotated password rebuilds nothing, and no hash of it is stored.
         """
-        masker = self.masker
-        payload = {
-            "function": self.function,
-            "args": to_jsonable(self.args, masker),
-            "kwargs": to_jsonable(self.kwargs, masker),
-        }
+        args, kwargs = self._masked_arguments
+        payload = {"function": self.function, "args": args, "kwargs": kwargs}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+    @cached_property  # for the hash and the snapshot alike
+    def _masked_arguments(self) -> tuple[Any, Any]:
+        masker = self.masker
+        return to_jsonable(self.args, masker), to_jsonable(self.kwargs, masker)
+
     def snapshot(self) -> dict[str, Any]:
         """The definition as a JSON-able dict, secrets masked (stored with each build)."""
+        return self._snapshot(fresh=True)
+
+    def _snapshot(self, fresh: bool) -> dict[str, Any]:
         masker = self.masker
+        args, kwargs = self._masked_arguments
+        if fresh:  # the caller's to change
+            args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
         return {
             "id": self.id,
             "function": self.function,
             "title": masker.text(self.title),
-            "args": to_jsonable(self.args, masker),
-            "kwargs": to_jsonable(self.kwargs, masker),
+            "args": args,
+            "kwargs": kwargs,
             "dependencies": list(self.dependencies),
             "tags": list(self.tags),
             "timeout": self.timeout,
@@ -370,11 +378,15 @@ class JobDefinition:
     @cached_property
     def stored_snapshot(self) -> EncodedJSON:
         """:meth:`snapshot`, encoded once: what each build of the job stores."""
-        return EncodedJSON(self.snapshot())
+        return EncodedJSON(self._snapshot(fresh=False))  # encoded now: nothing shared
 
     def retval_jobs(self) -> set[str]:
         """Ids of the jobs whose return values ``!retval`` passes in args or kwargs."""
-        return {ref.job_id for ref in iter_retvals((self.args, self.kwargs))}
+        return set(self._retval_jobs)
+
+    @cached_property
+    def _retval_jobs(self) -> frozenset[str]:
+        return frozenset(ref.job_id for ref in iter_retvals((self.args, self.kwargs)))
 
     def location_of(self, key: str) -> Location:
         """Where ``key``'s value is written (a default's value counts), else the job's start."""

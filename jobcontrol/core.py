@@ -98,6 +98,8 @@ class JobControl:
         self.config = config
         self.storage = storage
         self._sender = sender
+        #: the callables imported so far, by function path (see import_function)
+        self._imported: dict[str, Callable[..., Any]] = {}
         # jobs import their modules from beside the config file, as the user expects
         directory = str(config.directory)
         if directory not in sys.path:
@@ -148,7 +150,12 @@ class JobControl:
         job = self.job(job_id)
         dotted = job.function if key == "function" else job.cleanup_function
         assert dotted is not None
-        return import_callable(dotted, job_id=job_id, key=key, location=job.location_of(key))
+        found = self._imported.get(dotted)
+        if found is None:  # many jobs often share a function: looked up once
+            found = import_callable(dotted, job_id=job_id, key=key,
+                                    location=job.location_of(key))
+            self._imported[dotted] = found
+        return found
 
     # -- status ------------------------------------------------------------------------------
 
