@@ -124,6 +124,24 @@ class _CaptureHandler(logging.Handler):
         self._emit_frame(("log", record.created, record.levelno, record.name, message, exc_text))
 
 
+#: capture handlers of builds that ended, for the next ones (making a logging.Handler
+#: registers it and its lock with logging: a quick build paid more for that than its job)
+_idle_handlers: list[_CaptureHandler] = []
+
+
+def _discard(frame: Frame) -> None:
+    """Where an idle capture handler would send a record (it is attached to nothing)."""
+
+
+def _capture_handler(emit: Emit) -> _CaptureHandler:
+    try:
+        handler = _idle_handlers.pop()
+    except IndexError:  # none idle (the first build, or a build inside a build)
+        return _CaptureHandler(emit)
+    handler._emit_frame = emit
+    return handler
+
+
 class LineWriter(io.TextIOBase):
     """A text stream that turns each written line into a log frame (for sys.stdout/stderr)."""
 
@@ -202,7 +220,7 @@ def execute_job(
     for what the job does. Secrets in the return value are masked before it is encoded."""
     previous = context._activate(build, lambda *item: emit(("progress", *item)))
     root = logging.getLogger()
-    handler = _CaptureHandler(emit)
+    handler = _capture_handler(emit)
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
@@ -226,6 +244,8 @@ def execute_job(
         root.removeHandler(handler)
         root.setLevel(old_level)
         context._activate(*previous)
+        handler._emit_frame = _discard  # holds on to nothing of this build
+        _idle_handlers.append(handler)
 
 
 # -- the child process -----------------------------------------------------------------------
