@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from jobcontrol.errors import BuildNotFoundError, StorageError
+from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
 from jobcontrol.models import (
     Build,
     BuildState,
@@ -52,7 +52,8 @@ from jobcontrol.models import (
     ScheduledRun,
     StoredValue,
 )
-from jobcontrol.storage.base import as_utc
+from jobcontrol.storage.base import as_utc, check_concurrency
+from jobcontrol.storage.queries import BUILD_COLUMNS
 from jobcontrol.storage.sql import SqlStorage
 from jobcontrol.timeutil import utcnow
 
@@ -89,6 +90,8 @@ LOCK_MIGRATE = 0x6A630002
 #: most log records a batch stores with an INSERT riding along with the next statement;
 #: a larger batch is COPYed (faster per row, but a round trip of its own)
 SMALL_BATCH = 20
+
+BUILD_COLUMN_LIST = ", ".join(BUILD_COLUMNS)
 
 _CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else object
 
@@ -398,14 +401,76 @@ class PostgreSQLStorage(SqlStorage):
 
     def enqueue_build(self, job_id: str, **kwargs: Any) -> Build | None:
         # twice is not harmless: a second queued build would run too
-        return self._retry(functools.partial(super().enqueue_build, job_id, **kwargs),
+        return self._retry(functools.partial(self._enqueue, job_id, **kwargs),
                            f"queueing a build of {job_id!r}", in_doubt_ok=False)
+
+    def _enqueue(self, job_id: str, *, definition: Mapping[str, Any], definition_hash: str,
+                 dependency_builds: Mapping[str, int], queue: str,
+                 retry_of: int | None = None) -> Build | None:
+        # BEGIN (and, for a retry, the job's lock) with one INSERT ... RETURNING the row,
+        # then COMMIT: two round trips (a retry is made once per build: the INSERT puts
+        # nothing in when one exists, and it runs under the job's lock)
+        definition_json = self._dumps(definition)
+        deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        with self._transaction() as cur:
+            if retry_of is not None:
+                self._lock_job(cur, job_id)
+            cur.execute(
+                "INSERT INTO builds (job_id, state, definition, definition_hash, "
+                "dependency_builds, created, retry_of, queue) "
+                "SELECT %s, %s, %s, %s, %s, %s, %s, %s "
+                "WHERE %s IS NULL OR NOT EXISTS (SELECT 1 FROM builds WHERE retry_of = %s) "
+                f"RETURNING {BUILD_COLUMN_LIST}",
+                (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
+                 self._time_param(self.now()), retry_of, queue, retry_of, retry_of),
+            )
+            row = cur.fetchone()
+        return None if row is None else self._build_from_row(row)
 
     def start_queued_build(self, build_id: int, **kwargs: Any) -> Build | None:
         # not retried in doubt: the first attempt may have started it, and a second would
         # answer None (not queued any more) to the worker that did start it
-        return self._retry(functools.partial(super().start_queued_build, build_id, **kwargs),
+        return self._retry(functools.partial(self._start_queued, build_id, **kwargs),
                            f"starting build {build_id}", in_doubt_ok=False)
+
+    def _start_queued(self, build_id: int, *, concurrency: int, host: str, pid: int,
+                      dependency_builds: Mapping[str, int] | None = None) -> Build | None:
+        # BEGIN, the job's lock and one conditional UPDATE ... RETURNING the row, then
+        # COMMIT: two round trips. The job's lock is taken first (its id read from the row,
+        # which it never changes), then the UPDATE locks the row: every claim takes the two
+        # in that order, and nothing else takes the job's lock while it holds a build's row,
+        # so they cannot deadlock. The UPDATE, a statement after the lock (its own snapshot),
+        # counts the running builds of the job with every earlier claim committed.
+        check_concurrency(concurrency)
+        deps_json = None if dependency_builds is None else self._dumps(
+            {str(k): int(v) for k, v in dependency_builds.items()})
+        with self._transaction() as cur:
+            cur.defer("SELECT pg_advisory_xact_lock(%s, hashtext(job_id)) FROM builds "
+                      "WHERE id = %s", (LOCK_CLAIM, build_id))
+            now = self._time_param(self.now())
+            cur.execute(
+                "UPDATE builds SET state = %s, started = %s, heartbeat = %s, host = %s, "
+                "pid = %s, dependency_builds = coalesce(%s, dependency_builds) "
+                "WHERE id = %s AND state = %s AND (SELECT count(*) FROM builds r "
+                "WHERE r.job_id = builds.job_id AND r.state = %s) < %s "
+                f"RETURNING {BUILD_COLUMN_LIST}",
+                (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
+                 BuildState.QUEUED.value, BuildState.RUNNING.value, concurrency),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return self._build_from_row(row)
+            # not started: gone, not queued any more, or its job busy (the lock still held)
+            cur.execute("SELECT job_id, state FROM builds WHERE id = %s", (build_id,))
+            found = cur.fetchone()
+            if found is None:
+                raise BuildNotFoundError(build_id)
+            job_id, state = found
+            if state != BuildState.QUEUED.value:
+                return None
+            cur.execute("SELECT id FROM builds WHERE job_id = %s AND state = %s ORDER BY id",
+                        (job_id, BuildState.RUNNING.value))
+            raise JobAlreadyRunningError(job_id, [r[0] for r in cur.fetchall()])
 
     def get_retry(self, build_id: int) -> Build | None:
         return self._retry(functools.partial(super().get_retry, build_id), "reading a build")
