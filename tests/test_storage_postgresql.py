@@ -364,6 +364,39 @@ def test_a_claim_in_doubt_says_so(pg: PostgreSQLStorage,
         claim(pg)
 
 
+def queued(storage: PostgreSQLStorage, job_id: str = "job") -> int:
+    build = storage.enqueue_build(job_id, definition={}, definition_hash="",
+                                  dependency_builds={}, queue="q")
+    assert build is not None
+    return build.id
+
+
+@pytest.mark.parametrize("lost", ["after the claim", "before it", "before, taken meanwhile"])
+def test_a_start_cut_off_finds_out_whether_it_happened(
+        pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
+    build_id = queued(pg)
+    real = pg._start_queued
+
+    def start_then_lose(*args: Any) -> Any:
+        monkeypatch.setattr(pg, "_start_queued", real)
+        if lost == "after the claim":
+            real(*args)  # it happened; its answer is lost with the connection
+        elif lost == "before, taken meanwhile":
+            with PostgreSQLStorage(pg.url) as other:
+                other.start_queued_build(build_id, concurrency=1, host="elsewhere", pid=9)
+        pg._conn.close()
+        raise StorageError("connection lost")
+
+    monkeypatch.setattr(pg, "_start_queued", start_then_lose)
+    started = pg.start_queued_build(build_id, concurrency=1, host="h", pid=7)
+    if lost == "before, taken meanwhile":
+        assert started is None
+        assert pg.get_build(build_id).host == "elsewhere"
+    else:
+        assert started is not None and started.state is BuildState.RUNNING
+        assert (started.host, started.pid) == ("h", 7)
+
+
 # -- LISTEN/NOTIFY -----------------------------------------------------------------------------
 
 

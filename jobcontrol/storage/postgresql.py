@@ -427,27 +427,45 @@ class PostgreSQLStorage(SqlStorage):
             row = cur.fetchone()
         return None if row is None else self._build_from_row(row)
 
-    def start_queued_build(self, build_id: int, **kwargs: Any) -> Build | None:
-        # not retried in doubt: the first attempt may have started it, and a second would
-        # answer None (not queued any more) to the worker that did start it
-        return self._retry(functools.partial(self._start_queued, build_id, **kwargs),
-                           f"starting build {build_id}", in_doubt_ok=False)
-
-    def _start_queued(self, build_id: int, *, concurrency: int, host: str, pid: int,
-                      dependency_builds: Mapping[str, int] | None = None) -> Build | None:
-        # BEGIN, the job's lock and one conditional UPDATE ... RETURNING the row, then
-        # COMMIT: two round trips. The job's lock is taken first (its id read from the row,
-        # which it never changes), then the UPDATE locks the row: every claim takes the two
-        # in that order, and nothing else takes the job's lock while it holds a build's row,
-        # so they cannot deadlock. The UPDATE, a statement after the lock (its own snapshot),
-        # counts the running builds of the job with every earlier claim committed.
+    def start_queued_build(self, build_id: int, *, concurrency: int, host: str, pid: int,
+                           dependency_builds: Mapping[str, int] | None = None) -> Build | None:
+        # one round trip: the job's lock and one conditional UPDATE ... RETURNING the row,
+        # sent together outside BEGIN ... COMMIT, so the server runs them as one implicit
+        # transaction (the lock held until its end). The job's lock is taken first (its id
+        # read from the row, which it never changes), then the UPDATE locks the row: every
+        # claim takes the two in that order, and nothing else takes the job's lock while
+        # it holds a build's row, so they cannot deadlock. The UPDATE, a statement after
+        # the lock (its own snapshot), counts the running builds with every earlier claim
+        # of the job committed.
         check_concurrency(concurrency)
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
-        with self._transaction() as cur:
+        stamp: list[Any] = []  # the start time the first attempt sent
+
+        def attempt() -> Build | None:
+            if stamp:
+                # the connection broke while claiming: did that claim happen? It did if
+                # the row holds what it wrote (its start time to the microsecond)
+                with self._cursor() as cur:
+                    cur.execute("SELECT state, host, pid, started FROM builds WHERE id = %s",
+                                (build_id,))
+                    row = cur.fetchone()
+                if row is None:
+                    raise BuildNotFoundError(build_id)
+                if row[0] != BuildState.QUEUED.value:
+                    ours = (row[0] == BuildState.RUNNING.value and row[1] == host
+                            and row[2] == pid and as_utc(row[3]) == stamp[0])
+                    return self.get_build(build_id) if ours else None
+            stamp[:] = [self._time_param(self.now())]
+            return self._start_queued(build_id, concurrency, host, pid, deps_json, stamp[0])
+
+        return self._retry(attempt, f"starting build {build_id}")
+
+    def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
+                      deps_json: str | None, now: datetime) -> Build | None:
+        with self._cursor() as cur:
             cur.defer("SELECT pg_advisory_xact_lock(%s, hashtext(job_id)) FROM builds "
                       "WHERE id = %s", (LOCK_CLAIM, build_id))
-            now = self._time_param(self.now())
             cur.execute(
                 "UPDATE builds SET state = %s, started = %s, heartbeat = %s, host = %s, "
                 "pid = %s, dependency_builds = coalesce(%s, dependency_builds) "
@@ -460,7 +478,7 @@ class PostgreSQLStorage(SqlStorage):
             row = cur.fetchone()
             if row is not None:
                 return self._build_from_row(row)
-            # not started: gone, not queued any more, or its job busy (the lock still held)
+            # not started: gone, not queued any more, or its job busy
             cur.execute("SELECT job_id, state FROM builds WHERE id = %s", (build_id,))
             found = cur.fetchone()
             if found is None:
