@@ -397,6 +397,29 @@ def test_a_start_cut_off_finds_out_whether_it_happened(
         assert (started.host, started.pid) == ("h", 7)
 
 
+@pytest.mark.parametrize("lost", ["after the finish", "before it"])
+@pytest.mark.parametrize("lines", [0, 2])
+def test_a_finish_cut_off_finds_out_whether_it_happened(
+        pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str, lines: int) -> None:
+    build = claim(pg)
+    pg.append_logs(build, [record("before")])
+    real = pg._finish_small
+
+    def finish_then_lose(*args: Any) -> Any:
+        monkeypatch.setattr(pg, "_finish_small", real)
+        if lost == "after the finish":
+            real(*args)  # it committed; its answer is lost with the connection
+        pg._conn.close()
+        raise StorageError("connection lost")
+
+    monkeypatch.setattr(pg, "_finish_small", finish_then_lose)
+    records = [record(f"last {n}") for n in range(lines)]
+    done = pg.finish_build_with_logs(build, BuildState.SUCCESS, logs=records)
+    assert done.state is BuildState.SUCCESS
+    assert [(r.seq, r.message) for r in pg.get_logs(build)] == [
+        (n + 1, m) for n, m in enumerate(["before"] + [r.message for r in records])]
+
+
 # -- LISTEN/NOTIFY -----------------------------------------------------------------------------
 
 

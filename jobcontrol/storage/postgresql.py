@@ -13,8 +13,11 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   statement. Statements whose result nobody reads (``BEGIN``, the claim's lock, NOTIFY) ride
   along with the next one (:meth:`_Cursor.defer`): a claim is ``BEGIN``, the lock and one
   conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
-  records is ``BEGIN``, the row lock, their ``INSERT`` and the ``UPDATE``, then ``COMMIT``:
-  a build is 4 round trips.
+  records is the row lock, their ``INSERT``, the NOTIFY and the ``UPDATE`` sent as one query
+  outside ``BEGIN ... COMMIT``, which the server runs as one implicit transaction: a build
+  is 3 round trips. A queued build starting on a worker is likewise one: the job's lock and
+  one conditional ``UPDATE``. Where the connection breaks during such a query, the retry
+  reads the row to find out whether it committed.
   Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
@@ -509,34 +512,59 @@ class PostgreSQLStorage(SqlStorage):
                                exception: ExceptionInfo | None = None) -> Build:
         records = list(logs)
         first_seq: list[int] = []
+        sent: list[bool] = []
 
         def attempt() -> Build:
+            if len(records) <= SMALL_BATCH:
+                if sent:  # the connection broke: did the finish land before it did?
+                    landed = self._finish_landed(build_id, records)
+                    if landed is not None:
+                        return landed
+                sent[:] = [True]
+                return self._finish_small(build_id, state, records, reason, result,
+                                          exception)
             with self._transaction() as cur:
-                if len(records) > SMALL_BATCH or (records and first_seq):
-                    # COPY is a round trip of its own anyway; a retry checks its batch first
-                    self._copy_batch(cur, build_id, records, first_seq)
-                    return self._finish(cur, build_id, state, reason, result, exception)
-                if records:
-                    self._defer_small_batch(cur, build_id, records)
-                # BEGIN, the lock, the INSERT of the records and the UPDATE: one round trip;
-                # the UPDATE says where the log ends, so a retry after a COMMIT in doubt can
-                # tell whether the batch is stored
-                row = self._finish_update(
-                    cur, build_id, state, reason, result, exception,
-                    also_return=", (SELECT coalesce(max(seq), 0) FROM logs "
-                                "WHERE build_id = builds.id)")
-                if row is not None:
-                    if records:
-                        first_seq[:] = [int(row[-1]) - len(records) + 1]
-                    return self._build_from_row(row[:-1], self._claimed.pop(build_id, None))
-                # fenced off (or gone: BuildNotFoundError), the records stored all the same
-                if records:
-                    cur.execute("SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = %s",
-                                (build_id,))
-                    first_seq[:] = [int(cur.fetchone()[0]) - len(records) + 1]
-                return self._fetch_build(cur, build_id)
+                # COPY is a round trip of its own anyway; a retry checks its batch first
+                self._copy_batch(cur, build_id, records, first_seq)
+                return self._finish(cur, build_id, state, reason, result, exception)
 
         return self._retry(attempt, f"finishing build {build_id}")
+
+    def _finish_small(self, build_id: int, state: BuildState, records: Sequence[LogRecord],
+                      reason: str | None, result: StoredValue | None,
+                      exception: ExceptionInfo | None) -> Build:
+        """A finish with at most :data:`SMALL_BATCH` last records in one round trip: the
+        row lock, their INSERT, the NOTIFY and the UPDATE sent together outside BEGIN ...
+        COMMIT, which the server runs as one implicit transaction."""
+        with self._cursor() as cur:
+            if records:
+                self._defer_small_batch(cur, build_id, records)  # NOTIFYs too
+            else:
+                self._notify_logs(cur, build_id)  # a follower stops at the outcome
+            row = self._finish_update(cur, build_id, state, reason, result, exception)
+            cur.discard_deferred()  # the NOTIFY it leaves for a COMMIT: sent already
+            if row is not None:
+                return self._build_from_row(row, self._claimed.pop(build_id, None))
+            # fenced off (or gone: BuildNotFoundError), the records stored all the same
+            return self._fetch_build(cur, build_id)
+
+    def _finish_landed(self, build_id: int, records: Sequence[LogRecord]) -> Build | None:
+        """The build, if the finish whose answer a lost connection cut off did commit
+        (it is finished, its log ending with ``records``); else None (it did not)."""
+        with self._cursor() as cur:
+            cur.execute("SELECT state FROM builds WHERE id = %s", (build_id,))
+            row = cur.fetchone()
+            if row is None or row[0] in (BuildState.QUEUED.value, BuildState.RUNNING.value):
+                return None
+            if records:
+                cur.execute("SELECT time, message FROM logs WHERE build_id = %s "
+                            "ORDER BY seq DESC LIMIT 1", (build_id,))
+                last = cur.fetchone()
+                if last is None or (as_utc(last[0]), last[1]) != (
+                        as_utc(records[-1].time), _no_nul(records[-1].message)):
+                    return None
+            self._claimed.pop(build_id, None)
+            return self._fetch_build(cur, build_id)
 
     def _defer_small_batch(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """Store a few records with the transaction's next statement, numbered on from
