@@ -7,6 +7,7 @@ the URL checks, which connect to nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -418,6 +419,27 @@ def test_a_finish_cut_off_finds_out_whether_it_happened(
     assert done.state is BuildState.SUCCESS
     assert [(r.seq, r.message) for r in pg.get_logs(build)] == [
         (n + 1, m) for n, m in enumerate(["before"] + [r.message for r in records])]
+
+
+@pytest.mark.parametrize("lost", ["after the insert", "before it"])
+def test_a_queueing_cut_off_makes_one_build(
+        pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
+    real_cursor = pg._cursor
+
+    @contextlib.contextmanager
+    def cursor_then_lose(**kwargs: Any) -> Iterator[Any]:
+        monkeypatch.setattr(pg, "_cursor", real_cursor)
+        if lost == "after the insert":
+            with real_cursor(**kwargs) as cur:
+                yield cur  # it committed; its answer is lost with the connection
+        pg._conn.close()
+        raise StorageError("connection lost")
+
+    assert pg.list_builds("job") == []  # connected
+    monkeypatch.setattr(pg, "_cursor", cursor_then_lose)
+    build_id = queued(pg)
+    assert [b.id for b in pg.list_builds("job")] == [build_id]
+    assert pg.get_build(build_id).state is BuildState.QUEUED
 
 
 # -- LISTEN/NOTIFY -----------------------------------------------------------------------------

@@ -15,9 +15,10 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
   records is the row lock, their ``INSERT``, the NOTIFY and the ``UPDATE`` sent as one query
   outside ``BEGIN ... COMMIT``, which the server runs as one implicit transaction: a build
-  is 3 round trips. A queued build starting on a worker is likewise one: the job's lock and
-  one conditional ``UPDATE``. Where the connection breaks during such a query, the retry
-  reads the row to find out whether it committed.
+  is 3 round trips. A remote build's writes are one round trip each too: its INSERT when
+  queued, then on the worker the job's lock and one conditional ``UPDATE``, then the finish.
+  Where the connection breaks during such a query, the retry reads the rows to find out
+  whether it committed.
   Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
@@ -56,7 +57,7 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import as_utc, check_concurrency
-from jobcontrol.storage.queries import BUILD_COLUMNS
+from jobcontrol.storage.queries import BUILD_COLUMNS, SELECT_BUILD
 from jobcontrol.storage.sql import SqlStorage
 from jobcontrol.timeutil import utcnow
 
@@ -402,33 +403,45 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(functools.partial(super().claim_build, job_id, **kwargs),
                            f"claiming a build of {job_id!r}", in_doubt_ok=False)
 
-    def enqueue_build(self, job_id: str, **kwargs: Any) -> Build | None:
-        # twice is not harmless: a second queued build would run too
-        return self._retry(functools.partial(self._enqueue, job_id, **kwargs),
-                           f"queueing a build of {job_id!r}", in_doubt_ok=False)
-
-    def _enqueue(self, job_id: str, *, definition: Mapping[str, Any], definition_hash: str,
-                 dependency_builds: Mapping[str, int], queue: str,
-                 retry_of: int | None = None) -> Build | None:
-        # BEGIN (and, for a retry, the job's lock) with one INSERT ... RETURNING the row,
-        # then COMMIT: two round trips (a retry is made once per build: the INSERT puts
-        # nothing in when one exists, and it runs under the job's lock)
+    def enqueue_build(self, job_id: str, *, definition: Mapping[str, Any],
+                      definition_hash: str, dependency_builds: Mapping[str, int], queue: str,
+                      retry_of: int | None = None) -> Build | None:
+        # one round trip: the INSERT ... RETURNING the row (for a retry, after the job's
+        # lock, sent with it: one implicit transaction) outside BEGIN ... COMMIT. A retry is
+        # made once per build: the INSERT puts nothing in when one exists, and it runs
+        # under the job's lock. Twice is not harmless (a second queued build would run
+        # too): where the connection breaks during the query, the retry looks for the row
+        # it would have made (its job, its creation time to the microsecond) first.
         definition_json = self._dumps(definition)
         deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
-        with self._transaction() as cur:
-            if retry_of is not None:
-                self._lock_job(cur, job_id)
-            cur.execute(
-                "INSERT INTO builds (job_id, state, definition, definition_hash, "
-                "dependency_builds, created, retry_of, queue) "
-                "SELECT %s, %s, %s, %s, %s, %s, %s, %s "
-                "WHERE %s IS NULL OR NOT EXISTS (SELECT 1 FROM builds WHERE retry_of = %s) "
-                f"RETURNING {BUILD_COLUMN_LIST}",
-                (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
-                 self._time_param(self.now()), retry_of, queue, retry_of, retry_of),
-            )
-            row = cur.fetchone()
-        return None if row is None else self._build_from_row(row)
+        stamp: list[Any] = []  # the creation time the first attempt sent
+
+        def attempt() -> Build | None:
+            if stamp:
+                with self._cursor() as cur:
+                    cur.execute(f"{SELECT_BUILD} WHERE job_id = %s AND created = %s "
+                                "AND queue = %s AND retry_of IS NOT DISTINCT FROM %s",
+                                (job_id, stamp[0], queue, retry_of))
+                    row = cur.fetchone()
+                if row is not None:
+                    return self._build_from_row(row)
+            stamp[:] = [self._time_param(self.now())]
+            with self._cursor() as cur:
+                if retry_of is not None:
+                    self._lock_job(cur, job_id)
+                cur.execute(
+                    "INSERT INTO builds (job_id, state, definition, definition_hash, "
+                    "dependency_builds, created, retry_of, queue) "
+                    "SELECT %s, %s, %s, %s, %s, %s, %s, %s "
+                    "WHERE %s IS NULL OR NOT EXISTS (SELECT 1 FROM builds WHERE retry_of = %s) "
+                    f"RETURNING {BUILD_COLUMN_LIST}",
+                    (job_id, BuildState.QUEUED.value, definition_json, definition_hash,
+                     deps_json, stamp[0], retry_of, queue, retry_of, retry_of),
+                )
+                row = cur.fetchone()
+            return None if row is None else self._build_from_row(row)
+
+        return self._retry(attempt, f"queueing a build of {job_id!r}")
 
     def start_queued_build(self, build_id: int, *, concurrency: int, host: str, pid: int,
                            dependency_builds: Mapping[str, int] | None = None) -> Build | None:
