@@ -15,13 +15,18 @@ Reported: each run, the medians, and the ratio of the medians (the target is at 
     python benchmarks/celery_throughput.py --builds 300 --runs 5 --isolation inline
     python benchmarks/celery_throughput.py --broker amqp://guest:guest@127.0.0.1:5672//
 
-Measured on the development machine (2 cores shared with other work, so runs vary; Redis
-unless said; PostgreSQL 1,000 builds, 3 runs each):
+Measured on the development machine (2 cores AMD EPYC shared with other work, so runs
+vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 runs each):
 
-    isolation process: celery 1.26 s, jobcontrol 8.92 s: 7.1x
-    isolation inline:  celery 1.74 s, jobcontrol 5.78 s: 3.3x
-    isolation inline:  celery 1.25 s, jobcontrol 2.89 s: 2.3x (an earlier, quieter run)
-    inline, RabbitMQ:  celery 1.08 s, jobcontrol 2.51 s: 2.3x
+    isolation inline:  celery 2.53 s, jobcontrol 4.33 s: 1.71x
+    isolation inline:  celery 1.96 s, jobcontrol 4.10 s: 2.10x (a busier moment)
+    inline, RabbitMQ:  celery 3.29 s, jobcontrol 5.69 s: 1.73x
+    isolation process: celery 2.21 s, jobcontrol 8.45 s: 3.83x
+    isolation process: celery 3.65 s, jobcontrol 13.34 s: 3.66x (a busier moment)
+
+The submitting loop is the critical path: per build, a durable INSERT (its commit waits
+for the WAL flush) and the send, against the send alone for Celery. With ``process``, a
+build's process (forked by the worker's fork server, run, exited) costs a few ms of CPU.
 
 Needs ``pip install 'jobcontrol[celery,postgresql]'``, a broker, and a PostgreSQL server:
 the database ``jobcontrol_celery_bench`` on it is made afresh for each run and dropped after.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,8 @@ DEFAULT_STORAGE_NAME = "jobcontrol.db"
 #: this machine, as the local executor records it on the builds it claims (the runner
 #: itself is imported only by ``build``: ``status`` and the rest start faster without it)
 HOSTNAME = socket.gethostname()
+#: seconds between the reaps of one JobControl's :meth:`JobControl.submit` calls
+SUBMIT_REAP_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class JobControl:
         self._sender = sender
         #: the callables imported so far, by function path (see import_function)
         self._imported: dict[str, Callable[..., Any]] = {}
+        #: when :meth:`submit` last reaped (``time.monotonic()``), None before its first
+        self._submit_reaped: float | None = None
         # jobs import their modules from beside the config file, as the user expects
         directory = str(config.directory)
         if directory not in sys.path:
@@ -308,7 +313,13 @@ class JobControl:
         """
         targets = self._targets(jobs)
         send = self.sender
-        self.reap()
+        now = time.monotonic()
+        if self._submit_reaped is None or now - self._submit_reaped >= SUBMIT_REAP_INTERVAL:
+            # a program queueing builds one after another reaps once a second, not per
+            # build (the workers' sweep reaps too): a dead runner's build is seen running
+            # for at most that long, by this object
+            self.reap()
+            self._submit_reaped = now
         if deps or depending or if_outdated:
             summaries = self.storage.job_summaries()  # once: the plan and the waits agree
             planned = [step.job_id for step in self._plan(targets, summaries, deps=deps,

@@ -246,6 +246,9 @@ class _Server:
         self.spare: tuple[int, socket.socket] | None = None
         #: children the runner is done with, not collected yet
         self.released: set[int] = set()
+        #: ``os.environ`` as a dict, as the spares forked from now on have it (comparing
+        #: two dicts is cheap; comparing with ``os.environ`` encodes every variable)
+        self.environ = dict(os.environ)
 
     def release(self, pid: int) -> None:
         """Collect ``pid`` now if it has exited, else later (see :meth:`collect_released`)."""
@@ -296,9 +299,10 @@ class _Server:
             # the runner's folder and environment as they are now, for the next spares
             if os.getcwd() != cwd:
                 os.chdir(cwd)
-            if os.environ != environ:
+            if environ != self.environ:
                 os.environ.clear()
                 os.environ.update(environ)
+                self.environ = environ
             self.spare = self._fork_spare()
 
         return pid, prepare_next
@@ -312,13 +316,13 @@ class _Server:
         if pid == 0:  # pragma: no cover - the child (coverage cannot follow os._exit)
             ours.close()
             self.sock.close()
-            _spare(theirs, self.functions, self.pid)
+            _spare(theirs, self.functions, self.pid, self.environ)
         theirs.close()
         return pid, ours
 
 
 def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
-           server_pid: int) -> None:
+           server_pid: int, known_environ: dict[str, str]) -> None:
     """A spare's life: wait for its build, run it like a forked child; never returns."""
     from jobcontrol import runner
 
@@ -335,7 +339,7 @@ def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
         _, function, args, kwargs, child_args, cwd, environ = pickle.loads(payload)
         if os.getcwd() != cwd:
             os.chdir(cwd)
-        if os.environ != environ:
+        if environ != known_environ:  # ``os.environ`` is ``known_environ``
             os.environ.clear()
             os.environ.update(environ)
         func = functions.get(function)

@@ -254,7 +254,10 @@ def test_kill_9_of_a_worker_process_mid_build(cluster: Cluster,
         [first] = jc.submit("victim")
         job_pid = int(wait_for(cluster.config.parent / "victim.pid", seconds=30))
         (cluster.config.parent / "victim.pid").unlink()
-        pool_pid = _parent_of(job_pid)
+        # the job was forked by its worker process's fork server
+        server_pid = _parent_of(job_pid)
+        assert "jobcontrol.forkserver" in Path(f"/proc/{server_pid}/cmdline").read_text()
+        pool_pid = _parent_of(server_pid)
         assert pool_pid != worker.pid and _parent_of(pool_pid) == worker.pid
         os.kill(pool_pid, signal.SIGKILL)
 
@@ -263,8 +266,10 @@ def test_kill_9_of_a_worker_process_mid_build(cluster: Cluster,
         assert abandoned.state is S.ABANDONED
         assert abandoned.reason == f"process {pool_pid}@{socket.gethostname()} died " \
                                    f"without a result"
-        # the job dies with its worker process (PDEATHSIG: a moment later on a busy machine)
+        # the job dies with its worker process (PDEATHSIG: a moment later on a busy machine),
+        # and so does the fork server
         wait_until("the job process to end", lambda: not alive(job_pid), seconds=10)
+        wait_until("the fork server to end", lambda: not alive(server_pid), seconds=10)
         retry = wait_until("the retry", lambda: jc.storage.get_retry(first.id))
         [retry] = wait_until("the retry to end", lambda: ended(jc, [retry]), seconds=60)
         assert retry.state is S.SUCCESS, retry.reason  # it got the lock: no overlap

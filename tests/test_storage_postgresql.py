@@ -7,6 +7,7 @@ the URL checks, which connect to nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -362,6 +363,83 @@ def test_a_claim_in_doubt_says_so(pg: PostgreSQLStorage,
     cut_off_after_commit(pg, monkeypatch)
     with pytest.raises(StorageError, match="may or may not have been recorded"):
         claim(pg)
+
+
+def queued(storage: PostgreSQLStorage, job_id: str = "job") -> int:
+    build = storage.enqueue_build(job_id, definition={}, definition_hash="",
+                                  dependency_builds={}, queue="q")
+    assert build is not None
+    return build.id
+
+
+@pytest.mark.parametrize("lost", ["after the claim", "before it", "before, taken meanwhile"])
+def test_a_start_cut_off_finds_out_whether_it_happened(
+        pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
+    build_id = queued(pg)
+    real = pg._start_queued
+
+    def start_then_lose(*args: Any) -> Any:
+        monkeypatch.setattr(pg, "_start_queued", real)
+        if lost == "after the claim":
+            real(*args)  # it happened; its answer is lost with the connection
+        elif lost == "before, taken meanwhile":
+            with PostgreSQLStorage(pg.url) as other:
+                other.start_queued_build(build_id, concurrency=1, host="elsewhere", pid=9)
+        pg._conn.close()
+        raise StorageError("connection lost")
+
+    monkeypatch.setattr(pg, "_start_queued", start_then_lose)
+    started = pg.start_queued_build(build_id, concurrency=1, host="h", pid=7)
+    if lost == "before, taken meanwhile":
+        assert started is None
+        assert pg.get_build(build_id).host == "elsewhere"
+    else:
+        assert started is not None and started.state is BuildState.RUNNING
+        assert (started.host, started.pid) == ("h", 7)
+
+
+@pytest.mark.parametrize("lost", ["after the finish", "before it"])
+@pytest.mark.parametrize("lines", [0, 2])
+def test_a_finish_cut_off_finds_out_whether_it_happened(
+        pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str, lines: int) -> None:
+    build = claim(pg)
+    pg.append_logs(build, [record("before")])
+    real = pg._finish_small
+
+    def finish_then_lose(*args: Any) -> Any:
+        monkeypatch.setattr(pg, "_finish_small", real)
+        if lost == "after the finish":
+            real(*args)  # it committed; its answer is lost with the connection
+        pg._conn.close()
+        raise StorageError("connection lost")
+
+    monkeypatch.setattr(pg, "_finish_small", finish_then_lose)
+    records = [record(f"last {n}") for n in range(lines)]
+    done = pg.finish_build_with_logs(build, BuildState.SUCCESS, logs=records)
+    assert done.state is BuildState.SUCCESS
+    assert [(r.seq, r.message) for r in pg.get_logs(build)] == [
+        (n + 1, m) for n, m in enumerate(["before"] + [r.message for r in records])]
+
+
+@pytest.mark.parametrize("lost", ["after the insert", "before it"])
+def test_a_queueing_cut_off_makes_one_build(
+        pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
+    real_cursor = pg._cursor
+
+    @contextlib.contextmanager
+    def cursor_then_lose(**kwargs: Any) -> Iterator[Any]:
+        monkeypatch.setattr(pg, "_cursor", real_cursor)
+        if lost == "after the insert":
+            with real_cursor(**kwargs) as cur:
+                yield cur  # it committed; its answer is lost with the connection
+        pg._conn.close()
+        raise StorageError("connection lost")
+
+    assert pg.list_builds("job") == []  # connected
+    monkeypatch.setattr(pg, "_cursor", cursor_then_lose)
+    build_id = queued(pg)
+    assert [b.id for b in pg.list_builds("job")] == [build_id]
+    assert pg.get_build(build_id).state is BuildState.QUEUED
 
 
 # -- outcomes committed with the next write (finish_build_with_logs(commit_later=True)) -------

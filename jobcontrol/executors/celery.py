@@ -20,6 +20,7 @@ from jobcontrol.storage import open_storage, redact_url
 
 try:
     import celery
+    import celery.signals
     import kombu.exceptions
 except ImportError:  # the extra is not installed: make_app says which one to install
     celery = None
@@ -131,8 +132,15 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
         pid = os.getpid()
         if pid not in per_process:
             per_process[pid] = RemoteWorker(JobControl(config, open_storage(url), sender),
-                                            sender)
+                                            sender, fork_server=True)
         return per_process[pid]
+
+    def process_shutdown(**kwargs: Any) -> None:
+        worker = per_process.pop(os.getpid(), None)
+        if worker is not None:
+            worker.close()
+
+    celery.signals.worker_process_shutdown.connect(process_shutdown, weak=False)
 
     @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def build(build_id: int, waited: int = 0) -> str:

@@ -133,10 +133,12 @@ class RemoteWorker:
     """What one worker process does with the build ids it receives (see module docstring).
 
     One per process: it owns a :class:`LocalExecutor` for the builds it runs, one at a time.
+    With ``fork_server``, process-isolated builds fork from a fork server kept for the
+    worker's life (:meth:`close` ends it; it dies with the process anyway).
     """
 
     def __init__(self, jc: JobControl, send: Sender,
-                 observer: BuildObserver | None = None) -> None:
+                 observer: BuildObserver | None = None, *, fork_server: bool = False) -> None:
         self.jc = jc
         self.storage = jc.storage
         self.config = jc.config
@@ -146,6 +148,9 @@ class RemoteWorker:
             jc.storage, observer or LoggingObserver(), heartbeat_interval=runner.heartbeat,
             kill_grace=runner.kill_grace, masker=jc.config.masker,
         )
+        #: whether process-isolated builds fork from a fork server (see :meth:`_fork_server`):
+        #: for a long-lived worker process, which :meth:`close` at its end
+        self._fork_server_works = fork_server
 
     # -- one message -----------------------------------------------------------------------
 
@@ -185,8 +190,11 @@ class RemoteWorker:
             return self._later(build, waited, "job busy")
         if started is None:
             return "taken"  # cancelled, or started by another worker, since we looked
+        if job.isolation == "process":
+            self._fork_server()
         self.executor.start(started, func, args, kwargs, timeout=job.timeout,
-                            isolation=job.isolation, result_mode=job.result)
+                            isolation=job.isolation, result_mode=job.result,
+                            function_path=job.function)
         finished: list[Build] = []
         while not finished:
             finished = self.executor.wait()
@@ -194,6 +202,19 @@ class RemoteWorker:
         if done.state is BuildState.FAILED:
             self.retry(done)
         return str(done.state)
+
+    def _fork_server(self) -> None:
+        """Fork process-isolated builds from a fork server (:mod:`jobcontrol.forkserver`),
+        started with the first one and kept for the life of this process: a fork from
+        the worker process, large with Celery, costs several times more. Started again
+        if it died; never again where it cannot start (builds fork from here then)."""
+        if self._fork_server_works and not self.executor.forks_from_server:
+            self._fork_server_works = self.executor.use_fork_server()
+
+    def close(self) -> None:
+        """Release what the executor holds between builds (the fork server, the thread
+        that watches inline builds)."""
+        self.executor.close()
 
     def _refuse(self, build: Build, reason: str) -> str:
         logger.error("build #%s %s: %s", build.id, build.job_id, reason)

@@ -15,11 +15,14 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   statement. Statements whose result nobody reads (``BEGIN``, the claim's lock, NOTIFY) ride
   along with the next one (:meth:`_Cursor.defer`): a claim is ``BEGIN``, the lock and one
   conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
-  records is ``BEGIN``, the row lock, their ``INSERT`` and the ``UPDATE``, then ``COMMIT``:
-  a build is 4 round trips, and in a run 3, with one COMMIT (one WAL flush) instead of two:
-  the next claim commits the outcome left pending. Should that transaction fail, the
-  outcome is written again on its own (telling, after a COMMIT in doubt, whether its
-  records are stored).
+  records is the row lock, their ``INSERT``, the NOTIFY and the ``UPDATE`` sent as one query
+  outside ``BEGIN ... COMMIT``, which the server runs as one implicit transaction: a build
+  is 3 round trips. In a run of builds a finish instead leaves its transaction open for the
+  next claim to commit (one COMMIT, one WAL flush, a build instead of two); should that
+  transaction fail, the outcome is written again on its own. A remote build's writes are
+  one round trip each too: its INSERT when queued, then on the worker the job's lock and
+  one conditional ``UPDATE``, then the finish. Where the connection breaks during such a
+  query, the retry reads the rows to find out whether it committed.
   Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
@@ -31,6 +34,7 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -39,12 +43,12 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from jobcontrol.errors import BuildNotFoundError, StorageError
+from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
 from jobcontrol.models import (
     Build,
     BuildState,
@@ -57,7 +61,8 @@ from jobcontrol.models import (
     ScheduledRun,
     StoredValue,
 )
-from jobcontrol.storage.base import as_utc
+from jobcontrol.storage.base import as_utc, check_concurrency
+from jobcontrol.storage.queries import BUILD_COLUMNS, SELECT_BUILD
 from jobcontrol.storage.sql import SqlStorage
 from jobcontrol.timeutil import utcnow
 
@@ -94,6 +99,8 @@ LOCK_MIGRATE = 0x6A630002
 #: most log records a batch stores with an INSERT riding along with the next statement;
 #: a larger batch is COPYed (faster per row, but a round trip of its own)
 SMALL_BATCH = 20
+
+BUILD_COLUMN_LIST = ", ".join(BUILD_COLUMNS)
 
 _CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else object
 
@@ -410,6 +417,15 @@ class PostgreSQLStorage(SqlStorage):
         self._close_listener()
         super().close()
 
+    @contextlib.contextmanager
+    def _implicit_transaction(self) -> Iterator[Any]:
+        """A cursor for a write sent as one query outside ``BEGIN ... COMMIT`` (the server
+        runs it as one implicit transaction). A transaction a ``commit_later`` finish left
+        open is committed first: it would take the write in, uncommitted."""
+        self.commit_pending()
+        with self._cursor() as cur:
+            yield cur
+
     # -- builds: every operation survives a lost connection ----------------------------------
 
     def claim_build(self, job_id: str, **kwargs: Any) -> Build:
@@ -417,16 +433,108 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(functools.partial(super().claim_build, job_id, **kwargs),
                            f"claiming a build of {job_id!r}", in_doubt_ok=False)
 
-    def enqueue_build(self, job_id: str, **kwargs: Any) -> Build | None:
-        # twice is not harmless: a second queued build would run too
-        return self._retry(functools.partial(super().enqueue_build, job_id, **kwargs),
-                           f"queueing a build of {job_id!r}", in_doubt_ok=False)
+    def enqueue_build(self, job_id: str, *, definition: Mapping[str, Any],
+                      definition_hash: str, dependency_builds: Mapping[str, int], queue: str,
+                      retry_of: int | None = None) -> Build | None:
+        # one round trip: the INSERT ... RETURNING the row (for a retry, after the job's
+        # lock, sent with it: one implicit transaction) outside BEGIN ... COMMIT. A retry is
+        # made once per build: the INSERT puts nothing in when one exists, and it runs
+        # under the job's lock. Twice is not harmless (a second queued build would run
+        # too): where the connection breaks during the query, the retry looks for the row
+        # it would have made (its job, its creation time to the microsecond) first.
+        definition_json = self._dumps(definition)
+        deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        stamp: list[Any] = []  # the creation time the first attempt sent
 
-    def start_queued_build(self, build_id: int, **kwargs: Any) -> Build | None:
-        # not retried in doubt: the first attempt may have started it, and a second would
-        # answer None (not queued any more) to the worker that did start it
-        return self._retry(functools.partial(super().start_queued_build, build_id, **kwargs),
-                           f"starting build {build_id}", in_doubt_ok=False)
+        def attempt() -> Build | None:
+            if stamp:
+                with self._cursor() as cur:
+                    cur.execute(f"{SELECT_BUILD} WHERE job_id = %s AND created = %s "
+                                "AND queue = %s AND retry_of IS NOT DISTINCT FROM %s",
+                                (job_id, stamp[0], queue, retry_of))
+                    row = cur.fetchone()
+                if row is not None:
+                    return self._build_from_row(row)
+            stamp[:] = [self._time_param(self.now())]
+            with self._implicit_transaction() as cur:
+                if retry_of is not None:
+                    self._lock_job(cur, job_id)
+                cur.execute(
+                    "INSERT INTO builds (job_id, state, definition, definition_hash, "
+                    "dependency_builds, created, retry_of, queue) "
+                    "SELECT %s, %s, %s, %s, %s, %s, %s, %s "
+                    "WHERE %s IS NULL OR NOT EXISTS (SELECT 1 FROM builds WHERE retry_of = %s) "
+                    f"RETURNING {BUILD_COLUMN_LIST}",
+                    (job_id, BuildState.QUEUED.value, definition_json, definition_hash,
+                     deps_json, stamp[0], retry_of, queue, retry_of, retry_of),
+                )
+                row = cur.fetchone()
+            return None if row is None else self._build_from_row(row)
+
+        return self._retry(attempt, f"queueing a build of {job_id!r}")
+
+    def start_queued_build(self, build_id: int, *, concurrency: int, host: str, pid: int,
+                           dependency_builds: Mapping[str, int] | None = None) -> Build | None:
+        # one round trip: the job's lock and one conditional UPDATE ... RETURNING the row,
+        # sent together outside BEGIN ... COMMIT, so the server runs them as one implicit
+        # transaction (the lock held until its end). The job's lock is taken first (its id
+        # read from the row, which it never changes), then the UPDATE locks the row: every
+        # claim takes the two in that order, and nothing else takes the job's lock while
+        # it holds a build's row, so they cannot deadlock. The UPDATE, a statement after
+        # the lock (its own snapshot), counts the running builds with every earlier claim
+        # of the job committed.
+        check_concurrency(concurrency)
+        deps_json = None if dependency_builds is None else self._dumps(
+            {str(k): int(v) for k, v in dependency_builds.items()})
+        stamp: list[Any] = []  # the start time the first attempt sent
+
+        def attempt() -> Build | None:
+            if stamp:
+                # the connection broke while claiming: did that claim happen? It did if
+                # the row holds what it wrote (its start time to the microsecond)
+                with self._cursor() as cur:
+                    cur.execute("SELECT state, host, pid, started FROM builds WHERE id = %s",
+                                (build_id,))
+                    row = cur.fetchone()
+                if row is None:
+                    raise BuildNotFoundError(build_id)
+                if row[0] != BuildState.QUEUED.value:
+                    ours = (row[0] == BuildState.RUNNING.value and row[1] == host
+                            and row[2] == pid and as_utc(row[3]) == stamp[0])
+                    return self.get_build(build_id) if ours else None
+            stamp[:] = [self._time_param(self.now())]
+            return self._start_queued(build_id, concurrency, host, pid, deps_json, stamp[0])
+
+        return self._retry(attempt, f"starting build {build_id}")
+
+    def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
+                      deps_json: str | None, now: datetime) -> Build | None:
+        with self._implicit_transaction() as cur:
+            cur.defer("SELECT pg_advisory_xact_lock(%s, hashtext(job_id)) FROM builds "
+                      "WHERE id = %s", (LOCK_CLAIM, build_id))
+            cur.execute(
+                "UPDATE builds SET state = %s, started = %s, heartbeat = %s, host = %s, "
+                "pid = %s, dependency_builds = coalesce(%s, dependency_builds) "
+                "WHERE id = %s AND state = %s AND (SELECT count(*) FROM builds r "
+                "WHERE r.job_id = builds.job_id AND r.state = %s) < %s "
+                f"RETURNING {BUILD_COLUMN_LIST}",
+                (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
+                 BuildState.QUEUED.value, BuildState.RUNNING.value, concurrency),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return self._build_from_row(row)
+            # not started: gone, not queued any more, or its job busy
+            cur.execute("SELECT job_id, state FROM builds WHERE id = %s", (build_id,))
+            found = cur.fetchone()
+            if found is None:
+                raise BuildNotFoundError(build_id)
+            job_id, state = found
+            if state != BuildState.QUEUED.value:
+                return None
+            cur.execute("SELECT id FROM builds WHERE job_id = %s AND state = %s ORDER BY id",
+                        (job_id, BuildState.RUNNING.value))
+            raise JobAlreadyRunningError(job_id, [r[0] for r in cur.fetchall()])
 
     def get_retry(self, build_id: int) -> Build | None:
         return self._retry(functools.partial(super().get_retry, build_id), "reading a build")
@@ -448,6 +556,7 @@ class PostgreSQLStorage(SqlStorage):
                                commit_later: bool = False) -> Build:
         records = list(logs)
         first_seq: list[int] = []
+        sent: list[bool] = []
 
         def body(cur: Any) -> Build:
             if len(records) > SMALL_BATCH or (records and first_seq):
@@ -475,15 +584,63 @@ class PostgreSQLStorage(SqlStorage):
             return self._fetch_build(cur, build_id)
 
         def attempt(later: bool = False) -> Build:
+            if not later and not self._pending and len(records) <= SMALL_BATCH:
+                if sent:  # the connection broke: did the finish land before it did?
+                    landed = self._finish_landed(build_id, records)
+                    if landed is not None:
+                        return landed
+                sent[:] = [True]
+                return self._finish_small(build_id, state, records, reason, result,
+                                          exception)
+            # in a transaction: a large batch (COPY), or one left open for the next claim
+            # to commit (commit_later), or one continuing such a transaction
             with self._transaction(commit=not later) as cur:
                 build = body(cur)
-                if later:  # written again (in doubt too: see body) if its transaction fails
+                if later:  # written again should its transaction fail; a COMMIT in doubt
+                    # is told apart by the look _finish_landed takes (or by the COPY check)
+                    sent[:] = [True]
                     self._pending.append(functools.partial(
                         self._retry, attempt, f"finishing build {build_id}"))
             return build
 
         later = commit_later and self.defers_commits
         return self._retry(functools.partial(attempt, later), f"finishing build {build_id}")
+
+    def _finish_small(self, build_id: int, state: BuildState, records: Sequence[LogRecord],
+                      reason: str | None, result: StoredValue | None,
+                      exception: ExceptionInfo | None) -> Build:
+        """A finish with at most :data:`SMALL_BATCH` last records in one round trip: the
+        row lock, their INSERT, the NOTIFY and the UPDATE sent together outside BEGIN ...
+        COMMIT, which the server runs as one implicit transaction."""
+        with self._implicit_transaction() as cur:
+            if records:
+                self._defer_small_batch(cur, build_id, records)  # NOTIFYs too
+            else:
+                self._notify_logs(cur, build_id)  # a follower stops at the outcome
+            row = self._finish_update(cur, build_id, state, reason, result, exception)
+            cur.discard_deferred()  # the NOTIFY it leaves for a COMMIT: sent already
+            if row is not None:
+                return self._build_from_row(row, self._claimed.pop(build_id, None))
+            # fenced off (or gone: BuildNotFoundError), the records stored all the same
+            return self._fetch_build(cur, build_id)
+
+    def _finish_landed(self, build_id: int, records: Sequence[LogRecord]) -> Build | None:
+        """The build, if the finish whose answer a lost connection cut off did commit
+        (it is finished, its log ending with ``records``); else None (it did not)."""
+        with self._cursor() as cur:
+            cur.execute("SELECT state FROM builds WHERE id = %s", (build_id,))
+            row = cur.fetchone()
+            if row is None or row[0] in (BuildState.QUEUED.value, BuildState.RUNNING.value):
+                return None
+            if records:
+                cur.execute("SELECT time, message FROM logs WHERE build_id = %s "
+                            "ORDER BY seq DESC LIMIT 1", (build_id,))
+                last = cur.fetchone()
+                if last is None or (as_utc(last[0]), last[1]) != (
+                        as_utc(records[-1].time), _no_nul(records[-1].message)):
+                    return None
+            self._claimed.pop(build_id, None)
+            return self._fetch_build(cur, build_id)
 
     def _defer_small_batch(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """Store a few records with the transaction's next statement, numbered on from
