@@ -526,11 +526,8 @@ class PostgreSQLStorage(SqlStorage):
                 return self._build_from_row(row)
             # not started: gone, not queued any more, or its job busy
             cur.execute("SELECT job_id, state FROM builds WHERE id = %s", (build_id,))
-            found = cur.fetchone()
-            if found is None:
-                raise BuildNotFoundError(build_id)
-            job_id, state = found
-            if state != BuildState.QUEUED.value:
+            job_id = self._queued_job(cur.fetchone(), build_id)
+            if job_id is None:
                 return None
             cur.execute("SELECT id FROM builds WHERE job_id = %s AND state = %s ORDER BY id",
                         (job_id, BuildState.RUNNING.value))

@@ -550,11 +550,8 @@ class SqlStorage(Storage):
             # a row another claim has locked, so the two orders cannot deadlock
             cur.execute(self._q(f"SELECT job_id, state FROM builds WHERE id = ?"
                                 f"{self.lock_rows_sql}"), (build_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise BuildNotFoundError(build_id)
-            job_id, state = row
-            if state != BuildState.QUEUED.value:
+            job_id = self._queued_job(cur.fetchone(), build_id)
+            if job_id is None:
                 return None
             self._lock_job(cur, job_id)
             cur.execute(
@@ -573,6 +570,15 @@ class SqlStorage(Storage):
                  BuildState.QUEUED.value),
             )
             return self._fetch_build(cur, build_id)
+
+    @staticmethod
+    def _queued_job(row: Sequence[Any] | None, build_id: int) -> str | None:
+        """The job of a build to start, from its ``(job_id, state)``; None when it is not
+        queued any more, BuildNotFoundError when there is no such build."""
+        if row is None:
+            raise BuildNotFoundError(build_id)
+        job_id, state = row
+        return str(job_id) if state == BuildState.QUEUED.value else None
 
     def get_retry(self, build_id: int) -> Build | None:
         with self._cursor() as cur:
