@@ -23,6 +23,9 @@ vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 r
     inline, RabbitMQ:  celery 3.29 s, jobcontrol 5.69 s: 1.73x
     isolation process: celery 2.21 s, jobcontrol 8.45 s: 3.83x
     isolation process: celery 3.65 s, jobcontrol 13.34 s: 3.66x (a busier moment)
+    isolation inline:  celery 3.11 s, jobcontrol 4.73 s: 1.52x (after the merge with
+                       outcomes committed with the next claim, 2026-12-02)
+    isolation process: celery 2.81 s, jobcontrol 8.57 s: 3.05x (the same day)
 
 The submitting loop is the critical path: per build, a durable INSERT (its commit waits
 for the WAL flush) and the send, against the send alone for Celery. With ``process``, a
