@@ -409,3 +409,23 @@ jobs:
         a, b, look = jc.build("look", deps=True)
     assert look.retval == [[a.id, "success"], [b.id, "success"], [look.id, "running"]]
     assert states(db) == [(a.id, "success"), (b.id, "success"), (look.id, "success")]
+
+
+def test_close_says_a_pending_outcome_was_lost_and_closes_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write failing (a full disk, say): the outcome cannot be written again, and
+    close() says so, with the build named, instead of dropping it quietly."""
+    storage = SQLiteStorage(tmp_path / "jobs.db")
+    build = claim(storage, "a")
+    finish_later(storage, build)
+
+    def failing_commit(conn: Any, cur: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(storage, "_commit", failing_commit)
+    with pytest.raises(StorageError, match=r"disk is full.*recording the outcome of build 1\)"):
+        storage.close()
+    assert storage._conn is None
+    with pytest.raises(StorageError, match="is closed"):
+        storage.get_build(build)

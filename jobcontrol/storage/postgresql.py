@@ -596,8 +596,8 @@ class PostgreSQLStorage(SqlStorage):
                 if later:  # written again should its transaction fail; a COMMIT in doubt
                     # is told apart by the look _finish_landed takes (or by the COPY check)
                     sent[:] = [True]
-                    self._pending.append(functools.partial(
-                        self._retry, attempt, f"finishing build {build_id}"))
+                    self._pending.append((build_id, functools.partial(
+                        self._retry, attempt, f"finishing build {build_id}")))
             return build
 
         later = commit_later and self.defers_commits

@@ -125,7 +125,7 @@ class SqlStorage(Storage):
         self._claimed: dict[int, tuple[str, str, Any, Any]] = {}
         #: the writes of outcomes left uncommitted (``commit_later``), in order: the open
         #: transaction holds them, and each is run again should that transaction fail
-        self._pending: list[Callable[[], Any]] = []
+        self._pending: list[tuple[int, Callable[[], Any]]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"
@@ -270,11 +270,12 @@ class SqlStorage(Storage):
         """The transaction holding pending outcomes was rolled back: write them again, each
         committed on its own. A failure here loses an outcome: it is raised as such."""
         pending, self._pending = self._pending, []
-        for write_alone in pending:
+        for build_id, write_alone in pending:
             try:
                 write_alone()
             except StorageError as exc:
-                raise _PendingLost(f"{exc} (recording a build's outcome)") from exc
+                raise _PendingLost(f"{exc} (recording the outcome of build {build_id})"
+                                   ) from exc
 
     def commit_pending(self) -> None:
         if not self._pending:
@@ -444,13 +445,15 @@ class SqlStorage(Storage):
 
     def close(self) -> None:
         with self._lock:
-            if self._pending and not self._closed:
-                self.commit_pending()
-            self._closed = True
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                with self._errors():
-                    conn.close()
+            try:
+                if self._pending and not self._closed:
+                    self.commit_pending()  # an outcome it cannot write is raised, after
+            finally:
+                self._closed = True
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    with self._errors():
+                        conn.close()
 
     # -- builds ------------------------------------------------------------------------------
 
@@ -619,7 +622,7 @@ class SqlStorage(Storage):
         with self._transaction(commit=not later) as cur:
             build = write(cur)
             if later:  # under the lock: no other thread begins a transaction meanwhile
-                self._pending.append(functools.partial(self._write_alone, write))
+                self._pending.append((build_id, functools.partial(self._write_alone, write)))
         return build
 
     def _write_alone(self, write: Callable[[Any], Any]) -> None:
