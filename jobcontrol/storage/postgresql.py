@@ -196,8 +196,6 @@ class PostgreSQLStorage(SqlStorage):
     dialect = "postgresql"
     driver_errors = (psycopg2.Error,) if psycopg2 is not None else ()
     placeholder = "%s"
-    # a pending outcome is written again by a finish that tells in doubt whether it was
-    defers_commits = True
     id_list_sql = "string_agg(b.id::text, ',')"
     lock_rows_sql = " FOR UPDATE"
     schema_table_ddl = (
@@ -600,8 +598,8 @@ class PostgreSQLStorage(SqlStorage):
                         self._retry, attempt, f"finishing build {build_id}")))
             return build
 
-        later = commit_later and self.defers_commits
-        return self._retry(functools.partial(attempt, later), f"finishing build {build_id}")
+        return self._retry(functools.partial(attempt, commit_later),
+                           f"finishing build {build_id}")
 
     def _finish_small(self, build_id: int, state: BuildState, records: Sequence[LogRecord],
                       reason: str | None, result: StoredValue | None,

@@ -103,10 +103,6 @@ class SqlStorage(Storage):
     lock_rows_sql: ClassVar[str] = ""
     #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
     update_returning: ClassVar[bool] = True
-    #: whether ``finish_build_with_logs(commit_later=True)`` leaves the outcome pending (see
-    #: :meth:`commit_pending`); a backend whose COMMIT can end in doubt must not (a pending
-    #: outcome is replayed when the transaction it waits in fails, which needs certainty)
-    defers_commits: ClassVar[bool] = False
     #: the table of applied migrations, created before the first one runs
     schema_table_ddl: ClassVar[str] = (
         "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
@@ -285,10 +281,8 @@ class SqlStorage(Storage):
                 pass
         except _PendingLost:
             raise
-        except StorageError:
-            if self._pending:  # pragma: no cover - a failure always replays them
-                raise
-            # the COMMIT failed, and the outcomes were then written on their own: recorded
+        except StorageError:  # the COMMIT failed; the outcomes were then written on their own
+            pass
 
     def _hold_open(self, cur: Any) -> None:
         """The transaction stays open after ``cur`` (a ``commit_later`` finish): keep what
@@ -612,16 +606,14 @@ class SqlStorage(Storage):
         exception: ExceptionInfo | None = None,
         commit_later: bool = False,
     ) -> Build:
-        later = commit_later and self.defers_commits
-
         def write(cur: Any) -> Build:
             if logs:
                 self._append(cur, build_id, logs)
             return self._finish(cur, build_id, state, reason, result, exception)
 
-        with self._transaction(commit=not later) as cur:
+        with self._transaction(commit=not commit_later) as cur:
             build = write(cur)
-            if later:  # under the lock: no other thread begins a transaction meanwhile
+            if commit_later:  # under the lock: no other thread begins a transaction meanwhile
                 self._pending.append((build_id, functools.partial(self._write_alone, write)))
         return build
 

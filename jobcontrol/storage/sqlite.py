@@ -71,8 +71,6 @@ class SQLiteStorage(SqlStorage):
     dialect = "sqlite"
     driver_errors = (sqlite3.Error,)
     update_returning = sqlite3.sqlite_version_info >= (3, 35, 0)
-    # a local file: a COMMIT that fails did not happen, so a pending outcome can be replayed
-    defers_commits = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(os.path.abspath(path))
