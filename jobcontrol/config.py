@@ -437,6 +437,9 @@ class Config:
 
 # --------------------------------------------------------------------------- JSON helpers
 
+#: scalar types that hold nothing to walk into (exact types: a subclass takes the long way)
+_JSON_SCALARS = frozenset({str, int, float, bool})
+
 
 def to_jsonable(value: Any, masker: Masker | None = None, _secret: bool = False) -> Any:
     """``value`` with RetvalRef as ``{"!retval": id}``, tuples as lists, other scalars as str.
@@ -444,7 +447,10 @@ def to_jsonable(value: Any, masker: Masker | None = None, _secret: bool = False)
     With a ``masker``, values under secret-looking keys become ``***`` and the masker's
     secrets inside strings are masked.
     """
-    if isinstance(value, RetvalRef):
+    kind = type(value)
+    if kind in _JSON_SCALARS or value is None:  # most values: no walk, no ABC check
+        return value if masker is None else masker.value(value, _secret)
+    if kind is RetvalRef:
         return {"!retval": value.job_id}
     if isinstance(value, Mapping):
         result = {}
@@ -466,15 +472,24 @@ def to_jsonable(value: Any, masker: Masker | None = None, _secret: bool = False)
 
 def iter_retvals(value: Any) -> Iterator[RetvalRef]:
     """Every RetvalRef inside ``value`` (mapping keys and values, sequences, sets)."""
-    if isinstance(value, RetvalRef):
-        yield value
+    found: list[RetvalRef] = []
+    _collect_retvals(value, found)
+    return iter(found)
+
+
+def _collect_retvals(value: Any, found: list[RetvalRef]) -> None:
+    kind = type(value)
+    if kind in _JSON_SCALARS or value is None:  # a leaf: most values are
+        return
+    if kind is RetvalRef:
+        found.append(value)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from iter_retvals(key)
-            yield from iter_retvals(item)
+            _collect_retvals(key, found)
+            _collect_retvals(item, found)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
-            yield from iter_retvals(item)
+            _collect_retvals(item, found)
 
 
 # --------------------------------------------------------------------------- finding, loading

@@ -76,6 +76,9 @@ class Outcome:
 
     def cleaned(self, masker: Masker) -> Outcome:
         """This outcome fit to store: secrets masked, text valid UTF-8 and of bounded size."""
+        if self.reason is None and self.exception is None and (
+                self.result is None or self.result.kind != "repr"):
+            return self  # a success: JSON and pickles are masked and valid already
         exc = self.exception
         if exc is not None:
             exc = ExceptionInfo(
@@ -167,6 +170,15 @@ class LineWriter(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
+
+    def attach_emit(self, emit: Emit) -> None:
+        """Send lines to ``emit`` from now on, starting a new line (a writer reused)."""
+        self._emit_frame = emit
+        self._partial = ""
+
+    def detach_emit(self) -> None:
+        """Drop the build's ``emit``: a writer kept for reuse holds on to nothing."""
+        self._emit_frame = _discard
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):

@@ -35,10 +35,11 @@ def clean_text(text: object, limit: int | None = None) -> str:
     escapes), and cut in the middle with a note when longer than ``limit``."""
     if not isinstance(text, str):
         text = safe_repr(text, limit or MAX_REPR)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not text.isascii():  # ASCII is UTF-8 already: no copy to find out
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if "\x00" in text:  # PostgreSQL text cannot hold NUL
         text = text.replace("\x00", "\\x00")
     if limit is not None and len(text) > limit:

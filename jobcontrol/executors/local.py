@@ -7,12 +7,12 @@ and records each outcome. Nothing here decides *what* to build (that is :mod:`jo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -90,7 +90,8 @@ class _Running:
     build: Build
     timeout: float | None
     child: ChildProcess | None = None
-    reader: FrameReader = field(default_factory=FrameReader)
+    #: splits the child's frame pipe (None for an inline build: it has no pipe)
+    reader: FrameReader | None = None
     partial: dict[int, bytes] = field(default_factory=dict)
     logs: list[LogRecord] = field(default_factory=list)
     progress: dict[tuple[str, ...], ProgressItem] = field(default_factory=dict)
@@ -150,6 +151,8 @@ class LocalExecutor:
         self._fork_server: ForkServer | None = None
         #: SIGUSR1's handler before the first inline build took it (restored by close())
         self._usr1_before: tuple[Any] | None = None
+        #: stdout/stderr writers of inline builds that ended, for the next ones
+        self._writers: list[tuple[LineWriter, LineWriter]] = []
 
     # -- public --------------------------------------------------------------------------
 
@@ -199,6 +202,7 @@ class LocalExecutor:
             self._finish(entry)
             return
         entry.child = child
+        entry.reader = FrameReader()
         entry.open_fds = {child.frame_fd, child.out_fd, child.err_fd}
 
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -293,25 +297,41 @@ class LocalExecutor:
         def emit(frame: Frame) -> None:
             self._handle(entry, frame)
 
-        stdout = LineWriter(emit, "stdout", logging.INFO)
-        stderr = LineWriter(emit, "stderr", logging.WARNING)
+        stdout, stderr = self._inline_writers(emit)
         try:
             # print() is captured as in a child; output of subprocesses is not (no fork)
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                try:
-                    entry.outcome = execute_job(func, args, kwargs, entry.build, emit,
-                                                result_mode, self.masker)
-                finally:
-                    stdout.finish()
-                    stderr.finish()
+            saved = sys.stdout, sys.stderr
+            sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
+            try:
+                entry.outcome = execute_job(func, args, kwargs, entry.build, emit,
+                                            result_mode, self.masker)
+            finally:
+                sys.stdout, sys.stderr = saved
+                stdout.finish()
+                stderr.finish()
         except BuildInterrupted as exc:  # arrived outside the job's own call
             entry.outcome = Outcome(exc.state, exc.reason)
         finally:
+            stdout.detach_emit()
+            stderr.detach_emit()
+            self._writers.append((stdout, stderr))
             self._inline = None
             if old_alarm is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, old_alarm)
         self._finish(entry)
+
+    def _inline_writers(self, emit: Callable[[Frame], None]) -> tuple[LineWriter, LineWriter]:
+        """The stdout and stderr an inline build writes to, sending lines to ``emit``:
+        those of an earlier build where one is free (made once, not per build)."""
+        try:
+            stdout, stderr = self._writers.pop()
+        except IndexError:  # the first inline build (or one started by an inline job)
+            return (LineWriter(emit, "stdout", logging.INFO),
+                    LineWriter(emit, "stderr", logging.WARNING))
+        stdout.attach_emit(emit)
+        stderr.attach_emit(emit)
+        return stdout, stderr
 
     def _watch_inline(self) -> None:
         """Start the thread that beats inline builds' heartbeats and finds their cancel
@@ -422,6 +442,7 @@ class LocalExecutor:
                 self._output_line(entry, fd, entry.partial.pop(fd, b""), final=True)
                 return
             if entry.child and fd == entry.child.frame_fd:
+                assert entry.reader is not None
                 for frame in entry.reader.feed(data):
                     self._handle(entry, frame)
             else:

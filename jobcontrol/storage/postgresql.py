@@ -239,6 +239,9 @@ class PostgreSQLStorage(SqlStorage):
 
     # -- connections -------------------------------------------------------------------------
 
+    #: log records are numbered by the server (COPY, an INSERT ... SELECT of the log's end)
+    numbers_logs_locally = False
+
     def _connect(self) -> Any:
         try:
             conn = psycopg2.connect(self.dsn, cursor_factory=_Cursor, **self._connect_options)

@@ -35,7 +35,7 @@ import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
@@ -79,6 +79,28 @@ MAX_CLAIMED_KEPT = 1000
 #: the states a build is deleted in, and its logs trimmed in, never: it is still being written
 _UNFINISHED = (BuildState.QUEUED.value, BuildState.RUNNING.value)
 
+class _Claim:
+    """What a storage object knows of a build it claimed and has not finished yet: its JSON
+    columns as stored and as decoded (its finish returns them without decoding them again),
+    and the number its next log record gets (None: unknown, read from the table)."""
+
+    __slots__ = (
+        "definition",
+        "definition_json",
+        "dependency_builds",
+        "deps_json",
+        "next_seq",
+    )
+
+    def __init__(self, definition_json: str, deps_json: str, definition: Any,
+                 dependency_builds: Any, next_seq: int | None) -> None:
+        self.definition_json = definition_json
+        self.deps_json = deps_json
+        self.definition = definition
+        self.dependency_builds = dependency_builds
+        self.next_seq = next_seq
+
+
 class _PendingLost(StorageError):
     """An outcome left pending (``commit_later``) could not be written again after the
     transaction it waited in failed."""
@@ -103,6 +125,9 @@ class SqlStorage(Storage):
     lock_rows_sql: ClassVar[str] = ""
     #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
     update_returning: ClassVar[bool] = True
+    #: whether this object numbers the log records of the builds it claimed itself (only
+    #: it writes a running build's log): no query for where a log ends, per batch
+    numbers_logs_locally: ClassVar[bool] = True
     #: the table of applied migrations, created before the first one runs
     schema_table_ddl: ClassVar[str] = (
         "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
@@ -116,9 +141,8 @@ class SqlStorage(Storage):
         self._ready = False
         self._closed = False
         self._migrations: list[Migration] | None = None
-        #: the JSON columns of builds this object claimed and has not finished yet, as
-        #: stored and as decoded: a finish returns them without decoding them again
-        self._claimed: dict[int, tuple[str, str, Any, Any]] = {}
+        #: the builds this object claimed and has not finished yet (see :class:`_Claim`)
+        self._claimed: dict[int, _Claim] = {}
         #: the writes of outcomes left uncommitted (``commit_later``), in order: the open
         #: transaction holds them, and each is run again should that transaction fail
         self._pending: list[tuple[int, Callable[[], Any]]] = []
@@ -191,7 +215,9 @@ class SqlStorage(Storage):
         so that text order is time order."""
         if value is None:
             return None
-        return as_utc(value).isoformat(timespec="microseconds")
+        if value.tzinfo is not timezone.utc:  # most are (utcnow(), read back)
+            value = as_utc(value)
+        return value.isoformat(timespec="microseconds")
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -205,8 +231,12 @@ class SqlStorage(Storage):
         try:
             yield
         except self.driver_errors as exc:
-            message = " ".join(str(exc).split())  # drivers' messages can span lines
-            raise StorageError(f"{self.label}: {message}") from exc
+            raise self._driver_error(exc) from exc
+
+    def _driver_error(self, exc: Exception) -> StorageError:
+        """A driver's error as a :class:`StorageError` naming the storage."""
+        message = " ".join(str(exc).split())  # drivers' messages can span lines
+        return StorageError(f"{self.label}: {message}")
 
     def _connection(self) -> Any:
         if self._closed:
@@ -218,14 +248,19 @@ class SqlStorage(Storage):
     @contextlib.contextmanager
     def _cursor(self, *, ready: bool = True) -> Iterator[Any]:
         """A cursor for reads, each statement its own transaction. Holds the lock."""
-        with self._lock, self._errors():
-            if ready:
-                self._ensure_schema()
-            cur = self._connection().cursor()
+        # the lock and the error translation written out, not as nested context managers:
+        # every storage call passes here, a build several times
+        with self._lock:
             try:
-                yield cur
-            finally:
-                cur.close()
+                if ready and not self._ready:
+                    self._ensure_schema()
+                cur = (self._conn or self._connection()).cursor()
+                try:
+                    yield cur
+                finally:
+                    cur.close()
+            except self.driver_errors as exc:
+                raise self._driver_error(exc) from exc
 
     @contextlib.contextmanager
     def _transaction(self, *, ready: bool = True, commit: bool = True) -> Iterator[Any]:
@@ -236,31 +271,36 @@ class SqlStorage(Storage):
         :attr:`_pending` how to write it again on its own. Should the transaction fail, what
         was pending in it is written again (:meth:`_replay_pending`) before the error is
         raised."""
-        with self._lock, self._errors():
-            if ready:
-                self._ensure_schema()
-            conn = self._connection()
-            cur = conn.cursor()
+        with self._lock:
             try:
-                if self._pending:
-                    self._resume_open(cur)
-                else:
-                    self._begin_write(cur)
-                yield cur
-                if commit:
-                    self._commit(conn, cur)
-                    self._pending.clear()
-                else:
-                    self._hold_open(cur)
-            except BaseException:
-                # also after a failed COMMIT, which can leave the transaction open
-                with contextlib.suppress(*self.driver_errors):
-                    self._rollback(conn, cur)
-                if self._pending:
-                    self._replay_pending()
-                raise
-            finally:
-                cur.close()
+                if ready and not self._ready:
+                    self._ensure_schema()
+                conn = self._conn or self._connection()
+                cur = conn.cursor()
+                try:
+                    if self._pending:
+                        self._resume_open(cur)
+                    else:
+                        self._begin_write(cur)
+                    yield cur
+                    if commit:
+                        self._commit(conn, cur)
+                        self._pending.clear()
+                    else:
+                        self._hold_open(cur)
+                except BaseException:
+                    # also after a failed COMMIT, which can leave the transaction open
+                    for claim in self._claimed.values():  # the rollback may undo records
+                        claim.next_seq = None
+                    with contextlib.suppress(*self.driver_errors):
+                        self._rollback(conn, cur)
+                    if self._pending:
+                        self._replay_pending()
+                    raise
+                finally:
+                    cur.close()
+            except self.driver_errors as exc:
+                raise self._driver_error(exc) from exc
 
     def _replay_pending(self) -> None:
         """The transaction holding pending outcomes was rolled back: write them again, each
@@ -313,23 +353,23 @@ class SqlStorage(Storage):
         if value is None:
             return None
         if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return as_utc(value)
+            value = datetime.fromisoformat(value)  # "+00:00" gives timezone.utc itself
+        return value if value.tzinfo is timezone.utc else as_utc(value)
 
     def _build_from_row(self, row: Sequence[Any],
-                        claimed: tuple[str, str, Any, Any] | None = None) -> Build:
+                        claimed: _Claim | None = None) -> Build:
         """The build a row of :data:`BUILD_COLUMNS` holds. ``claimed``: its JSON columns as
         this object stored them and decoded them, reused where the row still holds them."""
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
          result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
          cancel_requested, cancel_reason, queue) = row
-        if claimed is not None and claimed[0] == definition:
-            definition = claimed[2]
+        if claimed is not None and claimed.definition_json == definition:
+            definition = claimed.definition
         else:
             definition = self._loads(definition)
-        if claimed is not None and claimed[1] == dependency_builds:
-            dependency_builds = claimed[3]
+        if claimed is not None and claimed.deps_json == dependency_builds:
+            dependency_builds = claimed.dependency_builds
         else:
             dependency_builds = self._loads(dependency_builds)
         return Build(
@@ -498,8 +538,9 @@ class SqlStorage(Storage):
         )
         if len(self._claimed) >= MAX_CLAIMED_KEPT:  # builds finished elsewhere: forget
             self._claimed.clear()
-        self._claimed[build_id] = (definition_json, deps_json, build.definition,
-                                   build.dependency_builds)
+        self._claimed[build_id] = _Claim(definition_json, deps_json, build.definition,
+                                         build.dependency_builds,
+                                         1 if self.numbers_logs_locally else None)
         return build
 
     def enqueue_build(
@@ -623,9 +664,10 @@ class SqlStorage(Storage):
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+        claimed = self._claimed.pop(build_id, None)
         row = self._finish_update(cur, build_id, state, reason, result, exception)
         if row is not None:
-            return self._build_from_row(row, self._claimed.pop(build_id, None))
+            return self._build_from_row(row, claimed)
         return self._fetch_build(cur, build_id)  # fenced off (or no RETURNING): as it stands
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
@@ -864,14 +906,19 @@ class SqlStorage(Storage):
 
     def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """The body of :meth:`append_logs`, inside the caller's transaction."""
-        # one statement: whether the build exists (locking its row where it can), and where
-        # its log ends
-        cur.execute(self._q(f"SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) "
-                            f"FROM builds b WHERE b.id = ?{self.lock_rows_sql}"), (build_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise BuildNotFoundError(build_id)
-        last_seq = row[0] or 0
+        claim = self._claimed.get(build_id)
+        if claim is not None and claim.next_seq is not None:
+            last_seq = claim.next_seq - 1  # a build this object claimed: it writes its log
+        else:
+            # one statement: whether the build exists (locking its row where it can), and
+            # where its log ends
+            cur.execute(self._q(f"SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) "
+                                f"FROM builds b WHERE b.id = ?{self.lock_rows_sql}"),
+                        (build_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise BuildNotFoundError(build_id)
+            last_seq = row[0] or 0
         rows = [
             (build_id, last_seq + n, self._time_param(r.time), r.level, r.logger,
              r.message, r.exception)
@@ -883,6 +930,8 @@ class SqlStorage(Storage):
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        if claim is not None and self.numbers_logs_locally:
+            claim.next_seq = last_seq + len(rows) + 1
         self._notify_logs(cur, build_id)
 
     def get_logs(
