@@ -337,7 +337,7 @@ class JobDefinition:
         """
         args, kwargs = self._masked_arguments
         payload = {"function": self.function, "args": args, "kwargs": kwargs}
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        text = _HASH_ENCODER.encode(payload)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @cached_property  # for the hash and the snapshot alike
@@ -437,6 +437,9 @@ class Config:
 
 # --------------------------------------------------------------------------- JSON helpers
 
+#: the canonical JSON a definition is hashed in (made once: ``json.dumps`` with options
+#: makes a new encoder each call)
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 #: scalar types that hold nothing to walk into (exact types: a subclass takes the long way)
 _JSON_SCALARS = frozenset({str, int, float, bool})
 

@@ -211,6 +211,11 @@ class JobSummary:
     running: tuple[int, ...] = ()
 
 
+#: ``json.dumps(value, ensure_ascii=False)``, its encoder made once (``dumps`` with options
+#: makes a new one each call)
+_TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 class EncodedJSON(Mapping[str, Any]):
     """A read-only JSON object with its text encoded once, for a value stored again and
     again: a job's definition snapshot goes with each of its builds, and encoding it for
@@ -222,7 +227,7 @@ class EncodedJSON(Mapping[str, Any]):
     def __init__(self, data: Mapping[str, Any]) -> None:
         self._data = dict(data)
         #: the JSON text, as ``json.dumps(data, ensure_ascii=False)`` gives it
-        self.text = json.dumps(self._data, ensure_ascii=False)
+        self.text = _TEXT_ENCODER.encode(self._data)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]

@@ -20,6 +20,9 @@ from jobcontrol.errors import RetvalError
 from jobcontrol.models import StoredValue
 
 TAG = "__jc__"
+#: encodes return values (made once: ``json.dumps`` with options makes one each call);
+#: ensure_ascii keeps lone surrogates and other odd text storable as escapes
+_RESULT_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 #: a repr longer than this is cut: a return value is a summary, not a payload
 MAX_REPR = 100_000
 #: a stored return value larger than this (characters of JSON or base64) is kept as a
@@ -184,7 +187,7 @@ def encode_result(value: Any, mode: str = "json") -> StoredValue:
         return StoredValue("pickle", encoded)
     try:
         # ensure_ascii keeps lone surrogates and other odd text storable as escapes
-        text = json.dumps(_tag(value), ensure_ascii=True, allow_nan=False)
+        text = _RESULT_ENCODER.encode(_tag(value))
     except (_NotJSON, ValueError, RecursionError, TypeError):
         return _as_repr(value)
     if len(text) > MAX_RESULT:

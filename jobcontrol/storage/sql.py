@@ -69,6 +69,9 @@ from jobcontrol.storage.queries import (
 )
 from jobcontrol.storage.schema import Migration, load_migrations
 
+#: ``json.dumps(value, ensure_ascii=False)``, its encoder made once
+_TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
 SCHEDULE_RUN_COLUMNS = "job_id, scheduled_for, claimed, host, pid, outcome, build_id"
 
 __all__ = ["BUILD_COLUMNS", "Migration", "SqlStorage", "load_migrations"]
@@ -339,7 +342,7 @@ class SqlStorage(Storage):
         if not value:
             return "{}"
         try:
-            return json.dumps(dict(value), ensure_ascii=False)
+            return _TEXT_ENCODER.encode(dict(value))
         except (TypeError, ValueError) as exc:
             raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
 
