@@ -6,6 +6,7 @@ paramstyle and filling in its dialect hooks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ def in_params(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
+@functools.lru_cache(maxsize=64)  # a run asks for the same few shapes step after step
 def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
     """The status query: per job, its newest build, newest success or skip, newest success
     id and running build ids. ``job_count`` jobs given as parameters, or None for all.
