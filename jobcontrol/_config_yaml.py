@@ -247,9 +247,22 @@ def _construct_env(loader: Any, node: yaml.Node) -> str:
 def load_yaml(text: str, file: str) -> Document:
     """The document's data, the position of its root node (None for an empty file) and the
     values ``!env`` read."""
+    from jobcontrol import _config_events  # it builds on this module's classes
+
+    loader_cls = loader_class()
+    if _config_events.usable(loader_cls):  # libyaml: most configs load from its events
+        document = _config_events.load_events(loader_cls, text, file)
+        if document is not None:
+            return document
+    return _load_nodes(loader_cls, text, file)
+
+
+def _load_nodes(loader_cls: type[Any], text: str, file: str) -> Document:
+    """:func:`load_yaml` by PyYAML's composer and constructors: every YAML feature, every
+    error located."""
     loader = None
     try:
-        loader = loader_class()(text)  # the pure-Python reader checks characters right here
+        loader = loader_cls(text)  # the pure-Python reader checks characters right here
         loader.jc_file = file
         _check_depth(text, file)
         node = loader.get_single_node()
