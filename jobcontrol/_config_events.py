@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.events import (
     DocumentEndEvent,
     DocumentStartEvent,
@@ -48,6 +49,7 @@ ENABLED = True
 taken = {"events": 0, "fallback": 0}
 
 _STR_TAG = YAML_TAG_PREFIX + "str"
+_INT_TAG = YAML_TAG_PREFIX + "int"
 #: the tags of plain scalars built here (by the loader's own constructors); a plain scalar
 #: resolving to any other (``<<`` is !!merge, ``=`` is !!value) goes to the slow path
 _SCALAR_TAGS = tuple(
@@ -76,6 +78,11 @@ class _Resolver:
         self.empty = [*table.get("", []), *wildcard]
         self.wildcard = wildcard
         self.constructors = {tag: loader_cls.yaml_constructors[tag] for tag in _SCALAR_TAGS}
+        # the loader's !!int constructor is PyYAML's (guarded): for a plain decimal it is
+        # int(text), made here without a node and two calls
+        self.plain_ints = (
+            yaml.SafeLoader.yaml_constructors.get(_INT_TAG) is SafeConstructor.construct_yaml_int
+        )
 
     def tag(self, text: str) -> str:
         """The tag ``Resolver.resolve(ScalarNode, text, (True, False))`` gives."""
@@ -87,6 +94,12 @@ class _Resolver:
 
 
 _resolvers: dict[type[Any], _Resolver] = {}
+
+
+def _is_decimal(text: str) -> bool:
+    """Digits 0-9 only, not starting with 0 (which makes an octal number or 0): what
+    ``construct_yaml_int`` turns into ``int(text)``."""
+    return text.isdecimal() and text.isascii() and text[0] != "0"
 
 
 def usable(loader_cls: type[Any]) -> bool:
@@ -135,8 +148,10 @@ def _build(loader: Any, resolver: _Resolver) -> Document | None:
 
     resolve_tag = resolver.tag
     constructors = resolver.constructors
+    plain_ints = resolver.plain_ints
     # plain scalars by text, resolved and constructed: each value is immutable
     plain: dict[str, Any] = {}
+    plain_get = plain.get
     # a list that takes the root node, as if it were an item
     top = MarkedList()
     container: Any = top
@@ -159,12 +174,13 @@ def _build(loader: Any, resolver: _Resolver) -> Document | None:
                 if not event.implicit[0]:  # quoted or a block scalar: a str
                     value = text
                 else:
-                    try:
-                        value = plain[text]
-                    except KeyError:
+                    value = plain_get(text, _NO_KEY)
+                    if value is _NO_KEY:
                         resolved = resolve_tag(text)
                         if resolved == _STR_TAG:
                             value = text
+                        elif resolved == _INT_TAG and plain_ints and _is_decimal(text):
+                            value = int(text)
                         else:
                             construct = constructors.get(resolved)
                             if construct is None:

@@ -53,8 +53,7 @@ class MarkedDict(dict):  # type: ignore[type-arg]
 
     start: Pos = (1, 1)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self) -> None:  # empty, as dict.__new__ made it: no dict.__init__ to call
         self.key_marks: dict[Any, Pos] = {}
         self.value_marks: dict[Any, Pos] = {}
 
@@ -64,8 +63,7 @@ class MarkedList(list):  # type: ignore[type-arg]
 
     start: Pos = (1, 1)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self) -> None:  # empty, as list.__new__ made it
         self.item_marks: list[Pos] = []
 
 

@@ -39,7 +39,7 @@ jobs:
   - id: report
     function: pipeline:report
     dependencies: [fetch]
-    args: [!retval fetch, -3, .inf, .nan, 1_000, 0o7, 12:30, "2024-01-02"]
+    args: [!retval fetch, -3, .inf, .nan, 1_000, 0o7, 12:30, "2024-01-02", 010, 0, 7]
     kwargs:
       password: !env JC_EVENTS_SECRET
       empty:
@@ -179,7 +179,7 @@ def test_an_ordinary_config_takes_the_fast_path() -> None:
     args = document.data["jobs"][1]["args"]
     assert isinstance(args[0], RetvalRef) and args[0].location is not None
     assert (args[0].location.line, args[0].location.column) == (11, 12)
-    assert args[1:3] == [-3, math.inf] and args[4:] == [1000, "0o7", 750, "2024-01-02"]
+    assert args[1:3] == [-3, math.inf] and args[4:] == [1000, "0o7", 750, "2024-01-02", 8, 0, 7]
 
 
 def test_parse_config_takes_the_fast_path() -> None:
