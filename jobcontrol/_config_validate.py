@@ -211,8 +211,10 @@ class _Validator:
                 with contextlib.suppress(ValueError):
                     secrets.add(unquote(urlsplit(url).password or ""))
         every = frozenset(s for s in secrets if s)
+        # what a job does not set: its default, else the built-in one (the same for all)
+        fallback = {key: defaults.get(key, BUILTIN_DEFAULTS[key]) for key in DEFAULT_KEYS}
         definitions = {
-            job_id: self.definition(job, defaults, default_marks, every)
+            job_id: self.definition(job, fallback, default_marks, every)
             for job_id, job in jobs.items()
         }
         return Config(
@@ -373,17 +375,14 @@ class _Validator:
     def definition(
         self,
         job: _Job,
-        defaults: dict[str, Any],
+        fallback: dict[str, Any],
         default_marks: dict[str, Pos],
         secrets: frozenset[str],
     ) -> JobDefinition:
-        values = dict(job.values)
-        marks = {key: self.location(pos) for key, pos in job.marks.items()}
-        for key in DEFAULT_KEYS:
-            if key not in values:
-                values[key] = defaults.get(key, BUILTIN_DEFAULTS[key])
-                if key in default_marks:
-                    marks[key] = self.location(default_marks[key])
+        """The job's JobDefinition; ``fallback`` holds each default key's value for a job
+        that does not set it, ``default_marks`` where the ``defaults:`` ones are written."""
+        values = {**fallback, **job.values}  # the job's own values win
+        marks = {**default_marks, **job.marks}  # (default_marks has only default keys)
         return JobDefinition(
             id=job.id,
             function=values["function"],

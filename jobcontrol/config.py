@@ -310,8 +310,11 @@ class JobDefinition:
     location: Location = field(default=Location("<config>"), compare=False)
     #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
-    # where each key's value was written ({"kwargs": Location, ...}), for later error messages
-    _marks: Mapping[str, Location] = field(default_factory=dict, compare=False, repr=False)
+    # where each key's value was written ({"kwargs": (line, column), ...}, in the file of
+    # ``location``), for later error messages: a Location is made only when one is asked for
+    _marks: Mapping[str, tuple[int, int]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __repr__(self) -> str:  # a repr may end up in a traceback: no secrets in it
         parts = []
@@ -390,7 +393,8 @@ class JobDefinition:
 
     def location_of(self, key: str) -> Location:
         """Where ``key``'s value is written (a default's value counts), else the job's start."""
-        return self._marks.get(key, self.location)
+        pos = self._marks.get(key)
+        return self.location if pos is None else Location(self.location.file, *pos)
 
 
 @dataclass(frozen=True)
