@@ -240,4 +240,4 @@ def _build(loader: Any, resolver: _Resolver) -> Document | None:
 
     if type(get_event()) is not StreamEndEvent:  # a second document: the slow path refuses
         return None
-    return Document(top[0], top.item_marks[0], loader.jc_env_values)
+    return Document(top[0], top.item_marks[0], loader.jc_env_values, loader.jc_retvals)

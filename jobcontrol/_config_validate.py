@@ -146,6 +146,8 @@ class _Job:
 class _Validator:
     def __init__(self, file: str) -> None:
         self.file = file
+        #: False when the document holds no RetvalRef: then none is looked for
+        self.retvals = True
 
     def location(self, pos: Pos | None) -> Location:
         return Location(self.file, *(pos or (None, None)))
@@ -158,6 +160,7 @@ class _Validator:
 
     def config(self, document: Document, path: Path, rendered: str) -> Config:
         root, root_mark = document.data, document.root
+        self.retvals = document.retvals
         if root is None:
             raise self.error(
                 "the config file is empty (it needs at least `jobs:` with a list of jobs)", None
@@ -170,7 +173,7 @@ class _Validator:
         for key in root:
             if key not in TOP_KEYS:
                 raise self.error(self.unknown_key("", key, TOP_KEYS), root.key_marks[key])
-            retval = find_retval(root[key]) if key != "jobs" else None
+            retval = find_retval(root[key]) if key != "jobs" and self.retvals else None
             if retval is not None:
                 raise self.retval_misplaced("", key, retval)
         storage = self.storage(root)
@@ -305,7 +308,7 @@ class _Validator:
             job.marks[key] = raw.value_marks[key]
             if key == "id":
                 continue
-            if key not in ("args", "kwargs"):
+            if self.retvals and key not in ("args", "kwargs"):
                 retval = find_retval(value)
                 if retval is not None:
                     raise self.retval_misplaced(owner, key, retval)
@@ -353,6 +356,8 @@ class _Validator:
                 if dep not in jobs:
                     hint = did_you_mean(dep, [j for j in jobs if j != job.id])
                     raise self.error(f"{owner}: unknown dependency {dep!r}{hint}", pos)
+            if not self.retvals:  # no !retval anywhere in the file
+                continue
             for ref in iter_retvals((job.values.get("args"), job.values.get("kwargs"))):
                 if ref.job_id in deps:
                     continue

@@ -69,11 +69,14 @@ class MarkedList(list):  # type: ignore[type-arg]
 
 @dataclass
 class Document:
-    """A loaded YAML document: its data, where its root starts, the values read by ``!env``."""
+    """A loaded YAML document: its data, where its root starts, the values read by ``!env``,
+    and whether ``!retval`` made any :class:`RetvalRef` in it (False: none anywhere, and the
+    validator need not look for one)."""
 
     data: Any
     root: Pos | None
     env_values: set[str] = field(default_factory=set)
+    retvals: bool = True
 
 
 def one_line(text: str) -> str:
@@ -118,6 +121,7 @@ def loader_class() -> type[Any]:
         def __init__(self, stream: str) -> None:
             super().__init__(stream)
             self.jc_env_values: set[str] = set()
+            self.jc_retvals = False  # whether _construct_retval made a RetvalRef
 
         def at(self, node: Any) -> Location:
             line, column = _pos(node.start_mark)
@@ -220,6 +224,7 @@ def _construct_retval(loader: Any, node: yaml.Node) -> RetvalRef:
         raise loader.at(node).error(
             f"!retval takes the id of a dependency (e.g. `!retval fetch_prices`), got {got}"
         )
+    loader.jc_retvals = True
     return RetvalRef(value, loader.at(node))
 
 
@@ -267,7 +272,7 @@ def _load_nodes(loader_cls: type[Any], text: str, file: str) -> Document:
         if node is None:
             return Document(None, None)
         data = loader.construct_document(node)
-        return Document(data, _pos(node.start_mark), loader.jc_env_values)
+        return Document(data, _pos(node.start_mark), loader.jc_env_values, loader.jc_retvals)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, file) from None
     except UnicodeEncodeError as exc:  # libyaml takes UTF-8: a lone surrogate cannot be

@@ -133,6 +133,7 @@ def assert_equivalent(text: str) -> str:
         assert isinstance(got, Document), (text, got)
         assert got.root == expected.root
         assert got.env_values == expected.env_values
+        assert got.retvals == expected.retvals
         assert_same(got.data, expected.data)
     return path
 
@@ -180,6 +181,18 @@ def test_an_ordinary_config_takes_the_fast_path() -> None:
     assert isinstance(args[0], RetvalRef) and args[0].location is not None
     assert (args[0].location.line, args[0].location.column) == (11, 12)
     assert args[1:3] == [-3, math.inf] and args[4:] == [1000, "0o7", 750, "2024-01-02", 8, 0, 7]
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["events", "nodes"])
+def test_a_document_tells_whether_it_holds_a_retval(enabled: bool) -> None:
+    saved = _config_events.ENABLED
+    _config_events.ENABLED = enabled
+    try:
+        assert load_yaml("a: [1, {b: !retval x}]\n", NAME).retvals
+        assert load_yaml("a: &r !retval x\nb: *r\n", NAME).retvals
+        assert not load_yaml("a: [1, {b: '!retval x'}]\n", NAME).retvals
+    finally:
+        _config_events.ENABLED = saved
 
 
 def test_parse_config_takes_the_fast_path() -> None:
