@@ -64,36 +64,28 @@ _NO_KEY = object()  # a mapping waiting for its next key
 
 
 class _Resolver:
-    """SafeLoader's implicit resolution of plain scalars, for one loader class: the
-    resolvers by first character (PyYAML's own table, wildcards appended, as
-    ``Resolver.resolve`` tries them), and the constructors of the tags they give."""
+    """SafeLoader's implicit resolution of plain scalars, as ``Resolver.resolve`` does it
+    with the loader class's own tables (read at each load: nothing kept from an older one),
+    and the constructors of the tags it gives."""
 
     def __init__(self, loader_cls: type[Any]) -> None:
-        table: dict[Any, list[tuple[str, Any]]] = loader_cls.yaml_implicit_resolvers
-        wildcard = table.get(None, [])
-        self.by_first: dict[str, list[tuple[str, Any]]] = {
-            first: [*resolvers, *wildcard] for first, resolvers in table.items() if first
-        }
-        # "" is the key of the empty scalar: PyYAML looks it up as value[0] would be
-        self.empty = [*table.get("", []), *wildcard]
-        self.wildcard = wildcard
-        self.constructors = {tag: loader_cls.yaml_constructors[tag] for tag in _SCALAR_TAGS}
-        # the loader's !!int constructor is PyYAML's (guarded): for a plain decimal it is
-        # int(text), made here without a node and two calls
+        # {first character: [(tag, regexp)]}; "" for the empty scalar, None for any
+        self.table: dict[Any, list[tuple[str, Any]]] = loader_cls.yaml_implicit_resolvers
+        self.wildcard = self.table.get(None, [])
+        constructors = loader_cls.yaml_constructors
+        self.constructors = {tag: constructors[tag] for tag in _SCALAR_TAGS}
+        # when the loader's !!int is PyYAML's (guarded) constructor, a plain decimal such as
+        # 42 is int(text): made here without building a node for it
         self.plain_ints = (
             yaml.SafeLoader.yaml_constructors.get(_INT_TAG) is SafeConstructor.construct_yaml_int
         )
 
     def tag(self, text: str) -> str:
         """The tag ``Resolver.resolve(ScalarNode, text, (True, False))`` gives."""
-        resolvers = self.by_first.get(text[0], self.wildcard) if text else self.empty
-        for tag, regexp in resolvers:
+        for tag, regexp in self.table.get(text[0] if text else "", []) + self.wildcard:
             if regexp.match(text):
                 return tag
         return _STR_TAG
-
-
-_resolvers: dict[type[Any], _Resolver] = {}
 
 
 def _is_decimal(text: str) -> bool:
@@ -118,14 +110,11 @@ def usable(loader_cls: type[Any]) -> bool:
 def load_events(loader_cls: type[Any], text: str, file: str) -> Document | None:
     """``text``'s document as the slow path makes it, or None where this path does not
     handle it exactly (including every error: the slow path reports it)."""
-    resolver = _resolvers.get(loader_cls)
-    if resolver is None:
-        resolver = _resolvers[loader_cls] = _Resolver(loader_cls)
     loader = None
     try:
         loader = loader_cls(text)
         loader.jc_file = file
-        document = _build(loader, resolver)
+        document = _build(loader, _Resolver(loader_cls))
     except Exception:  # any error at all is the slow path's to report
         document = None
     finally:

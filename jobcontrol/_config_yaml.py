@@ -5,6 +5,11 @@ where each key, value and item is written (:class:`MarkedDict`, :class:`MarkedLi
 validator can point at the offending place. Every way the text can be wrong, including the
 values PyYAML's own constructors choke on (``!!int abc``, ``2024-13-45``), is a
 :class:`ConfigError` at the node at fault; nothing else escapes.
+
+With libyaml, a document of plain mappings, sequences, scalars, ``!retval`` and ``!env`` is
+built straight from the parser's events (:mod:`jobcontrol._config_events`, several times
+faster); anything else, every error included, is loaded here by PyYAML's composer and the
+constructors below.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``load_config(path)`` is the entry point. Every mistake in the file is a
 :class:`~jobcontrol.errors.ConfigError` that names the file, line and column of the offending
-key or value; the YAML loader lives in :mod:`jobcontrol._config_yaml`, the checks in
+key or value; the YAML loader lives in :mod:`jobcontrol._config_yaml` (its fast path for
+plain documents in :mod:`jobcontrol._config_events`), the checks in
 :mod:`jobcontrol._config_validate` and :mod:`jobcontrol._config_values`.
 
 Nothing is imported here: ``function`` is only checked for syntax (see

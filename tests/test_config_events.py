@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,6 +204,12 @@ def test_parse_config_takes_the_fast_path() -> None:
     assert config.jobs["report"].location_of("args").line == 11
 
 
+@pytest.mark.parametrize("name", ["examples/jobs.yaml", "jobs.yaml"])
+def test_the_repositorys_configs_take_the_fast_path(name: str) -> None:
+    text = (Path(__file__).parent.parent / name).read_text(encoding="utf-8")
+    assert assert_equivalent(text) == "events"
+
+
 @pytest.mark.parametrize("text", [
     "", "# nothing\n", "---\n", "--- x\n...\n", "x", "[]", "{}", "- a\n-\n- c: d\n",
     "'quoted': 1\n\"1\": x\n1: y\n~: z\n2024-01-02: d\n",
@@ -266,6 +273,7 @@ def test_the_loaded_env_value_is_read_at_load_time(monkeypatch: pytest.MonkeyPat
     pytest.param("a: =\n", id="!!value"),
     pytest.param("a: <<\n", id="merge as value"),
     pytest.param("a: 2024-13-45\n", id="bad date"),
+    pytest.param("a: 1" + "0" * 5_000 + "\n", id="int too long to convert"),
     pytest.param("a: !env JC_EVENTS_UNSET\n", id="unset !env"),
     pytest.param("a: !env ''\n", id="empty !env"),
     pytest.param("a: !retval\n", id="empty !retval"),
