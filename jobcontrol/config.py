@@ -535,12 +535,13 @@ def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
     from jobcontrol._config_yaml import load_yaml
 
     name = str(path)
-    rendered = render_template(text, name, Path(path).resolve().parent)
+    resolved = Path(path).resolve()  # once: it asks the file system about every folder
+    rendered = render_template(text, name, resolved.parent)
     env_values: set[str] = set()
     try:
         document = load_yaml(rendered, name)
         env_values = document.env_values
-        return build_config(document, file=name, path=Path(path).resolve(), rendered=rendered)
+        return build_config(document, file=name, path=resolved, rendered=rendered)
     except RecursionError:
         raise ConfigError("the config is nested too deeply", name) from None
     except ConfigError as exc:
