@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobcontrol import _config_events
+from jobcontrol._config_validate import JOB_KEYS
 from jobcontrol._config_yaml import Document, MarkedDict, MarkedList, load_yaml, loader_class
 from jobcontrol.config import RetvalRef, parse_config
 from jobcontrol.errors import ConfigError
@@ -168,6 +169,27 @@ def test_mutated_configs_load_alike(text: str) -> None:
 @given(text=st.text(alphabet=SPECIALS, max_size=60))
 def test_random_text_loads_alike(text: str) -> None:
     assert_equivalent(text)
+
+
+def parsed(text: str, enabled: bool) -> Any:
+    """parse_config's Config (with every job's locations) or error, either path."""
+    saved = _config_events.ENABLED
+    _config_events.ENABLED = enabled
+    try:
+        config = parse_config(text, NAME)
+    except ConfigError as error:
+        return str(error)
+    finally:
+        _config_events.ENABLED = saved
+    places = [(job.location, [job.location_of(key) for key in JOB_KEYS])
+              for job in config.jobs.values()]
+    return config, places
+
+
+@settings(FUZZ, max_examples=200)
+@given(text=st.one_of(mutated(), config_shaped.map(yaml.safe_dump)))
+def test_configs_parse_alike(text: str) -> None:
+    assert parsed(text, True) == parsed(text, False)
 
 
 # --------------------------------------------------------------------------- the fast path
