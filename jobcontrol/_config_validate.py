@@ -146,6 +146,8 @@ class _Job:
 class _Validator:
     def __init__(self, file: str) -> None:
         self.file = file
+        #: False when the document holds no RetvalRef: then none is looked for
+        self.retvals = True
 
     def location(self, pos: Pos | None) -> Location:
         return Location(self.file, *(pos or (None, None)))
@@ -158,6 +160,7 @@ class _Validator:
 
     def config(self, document: Document, path: Path, rendered: str) -> Config:
         root, root_mark = document.data, document.root
+        self.retvals = document.retvals
         if root is None:
             raise self.error(
                 "the config file is empty (it needs at least `jobs:` with a list of jobs)", None
@@ -170,7 +173,7 @@ class _Validator:
         for key in root:
             if key not in TOP_KEYS:
                 raise self.error(self.unknown_key("", key, TOP_KEYS), root.key_marks[key])
-            retval = find_retval(root[key]) if key != "jobs" else None
+            retval = find_retval(root[key]) if key != "jobs" and self.retvals else None
             if retval is not None:
                 raise self.retval_misplaced("", key, retval)
         storage = self.storage(root)
@@ -211,8 +214,10 @@ class _Validator:
                 with contextlib.suppress(ValueError):
                     secrets.add(unquote(urlsplit(url).password or ""))
         every = frozenset(s for s in secrets if s)
+        # what a job does not set: its default, else the built-in one (the same for all)
+        fallback = {key: defaults.get(key, BUILTIN_DEFAULTS[key]) for key in DEFAULT_KEYS}
         definitions = {
-            job_id: self.definition(job, defaults, default_marks, every)
+            job_id: self.definition(job, fallback, default_marks, every)
             for job_id, job in jobs.items()
         }
         return Config(
@@ -303,7 +308,7 @@ class _Validator:
             job.marks[key] = raw.value_marks[key]
             if key == "id":
                 continue
-            if key not in ("args", "kwargs"):
+            if self.retvals and key not in ("args", "kwargs"):
                 retval = find_retval(value)
                 if retval is not None:
                     raise self.retval_misplaced(owner, key, retval)
@@ -351,6 +356,8 @@ class _Validator:
                 if dep not in jobs:
                     hint = did_you_mean(dep, [j for j in jobs if j != job.id])
                     raise self.error(f"{owner}: unknown dependency {dep!r}{hint}", pos)
+            if not self.retvals:  # no !retval anywhere in the file
+                continue
             for ref in iter_retvals((job.values.get("args"), job.values.get("kwargs"))):
                 if ref.job_id in deps:
                     continue
@@ -373,17 +380,14 @@ class _Validator:
     def definition(
         self,
         job: _Job,
-        defaults: dict[str, Any],
+        fallback: dict[str, Any],
         default_marks: dict[str, Pos],
         secrets: frozenset[str],
     ) -> JobDefinition:
-        values = dict(job.values)
-        marks = {key: self.location(pos) for key, pos in job.marks.items()}
-        for key in DEFAULT_KEYS:
-            if key not in values:
-                values[key] = defaults.get(key, BUILTIN_DEFAULTS[key])
-                if key in default_marks:
-                    marks[key] = self.location(default_marks[key])
+        """The job's JobDefinition; ``fallback`` holds each default key's value for a job
+        that does not set it, ``default_marks`` where the ``defaults:`` ones are written."""
+        values = {**fallback, **job.values}  # the job's own values win
+        marks = {**default_marks, **job.marks}  # (default_marks has only default keys)
         return JobDefinition(
             id=job.id,
             function=values["function"],

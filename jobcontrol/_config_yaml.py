@@ -5,6 +5,11 @@ where each key, value and item is written (:class:`MarkedDict`, :class:`MarkedLi
 validator can point at the offending place. Every way the text can be wrong, including the
 values PyYAML's own constructors choke on (``!!int abc``, ``2024-13-45``), is a
 :class:`ConfigError` at the node at fault; nothing else escapes.
+
+With libyaml, a document of plain mappings, sequences, scalars, ``!retval`` and ``!env`` is
+built straight from the parser's events (:mod:`jobcontrol._config_events`, several times
+faster); anything else, every error included, is loaded here by PyYAML's composer and the
+constructors below.
 """
 
 from __future__ import annotations
@@ -53,8 +58,7 @@ class MarkedDict(dict):  # type: ignore[type-arg]
 
     start: Pos = (1, 1)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self) -> None:  # empty, as dict.__new__ made it: no dict.__init__ to call
         self.key_marks: dict[Any, Pos] = {}
         self.value_marks: dict[Any, Pos] = {}
 
@@ -64,18 +68,20 @@ class MarkedList(list):  # type: ignore[type-arg]
 
     start: Pos = (1, 1)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self) -> None:  # empty, as list.__new__ made it
         self.item_marks: list[Pos] = []
 
 
 @dataclass
 class Document:
-    """A loaded YAML document: its data, where its root starts, the values read by ``!env``."""
+    """A loaded YAML document: its data, where its root starts, the values read by ``!env``,
+    and whether ``!retval`` made any :class:`RetvalRef` in it (False: none anywhere, and the
+    validator need not look for one)."""
 
     data: Any
     root: Pos | None
     env_values: set[str] = field(default_factory=set)
+    retvals: bool = True
 
 
 def one_line(text: str) -> str:
@@ -120,6 +126,7 @@ def loader_class() -> type[Any]:
         def __init__(self, stream: str) -> None:
             super().__init__(stream)
             self.jc_env_values: set[str] = set()
+            self.jc_retvals = False  # whether _construct_retval made a RetvalRef
 
         def at(self, node: Any) -> Location:
             line, column = _pos(node.start_mark)
@@ -222,6 +229,7 @@ def _construct_retval(loader: Any, node: yaml.Node) -> RetvalRef:
         raise loader.at(node).error(
             f"!retval takes the id of a dependency (e.g. `!retval fetch_prices`), got {got}"
         )
+    loader.jc_retvals = True
     return RetvalRef(value, loader.at(node))
 
 
@@ -247,16 +255,29 @@ def _construct_env(loader: Any, node: yaml.Node) -> str:
 def load_yaml(text: str, file: str) -> Document:
     """The document's data, the position of its root node (None for an empty file) and the
     values ``!env`` read."""
+    from jobcontrol import _config_events  # it builds on this module's classes
+
+    loader_cls = loader_class()
+    if _config_events.usable(loader_cls):  # libyaml: most configs load from its events
+        document = _config_events.load_events(loader_cls, text, file)
+        if document is not None:
+            return document
+    return _load_nodes(loader_cls, text, file)
+
+
+def _load_nodes(loader_cls: type[Any], text: str, file: str) -> Document:
+    """:func:`load_yaml` by PyYAML's composer and constructors: every YAML feature, every
+    error located."""
     loader = None
     try:
-        loader = loader_class()(text)  # the pure-Python reader checks characters right here
+        loader = loader_cls(text)  # the pure-Python reader checks characters right here
         loader.jc_file = file
         _check_depth(text, file)
         node = loader.get_single_node()
         if node is None:
             return Document(None, None)
         data = loader.construct_document(node)
-        return Document(data, _pos(node.start_mark), loader.jc_env_values)
+        return Document(data, _pos(node.start_mark), loader.jc_env_values, loader.jc_retvals)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, file) from None
     except UnicodeEncodeError as exc:  # libyaml takes UTF-8: a lone surrogate cannot be

@@ -2,7 +2,8 @@
 
 ``load_config(path)`` is the entry point. Every mistake in the file is a
 :class:`~jobcontrol.errors.ConfigError` that names the file, line and column of the offending
-key or value; the YAML loader lives in :mod:`jobcontrol._config_yaml`, the checks in
+key or value; the YAML loader lives in :mod:`jobcontrol._config_yaml` (its fast path for
+plain documents in :mod:`jobcontrol._config_events`), the checks in
 :mod:`jobcontrol._config_validate` and :mod:`jobcontrol._config_values`.
 
 Nothing is imported here: ``function`` is only checked for syntax (see
@@ -310,8 +311,11 @@ class JobDefinition:
     location: Location = field(default=Location("<config>"), compare=False)
     #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
-    # where each key's value was written ({"kwargs": Location, ...}), for later error messages
-    _marks: Mapping[str, Location] = field(default_factory=dict, compare=False, repr=False)
+    # where each key's value was written ({"kwargs": (line, column), ...}, in the file of
+    # ``location``), for later error messages: a Location is made only when one is asked for
+    _marks: Mapping[str, tuple[int, int]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __repr__(self) -> str:  # a repr may end up in a traceback: no secrets in it
         parts = []
@@ -390,7 +394,8 @@ class JobDefinition:
 
     def location_of(self, key: str) -> Location:
         """Where ``key``'s value is written (a default's value counts), else the job's start."""
-        return self._marks.get(key, self.location)
+        pos = self._marks.get(key)
+        return self.location if pos is None else Location(self.location.file, *pos)
 
 
 @dataclass(frozen=True)
@@ -548,12 +553,13 @@ def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
     from jobcontrol._config_yaml import load_yaml
 
     name = str(path)
-    rendered = render_template(text, name, Path(path).resolve().parent)
+    resolved = Path(path).resolve()  # once: it asks the file system about every folder
+    rendered = render_template(text, name, resolved.parent)
     env_values: set[str] = set()
     try:
         document = load_yaml(rendered, name)
         env_values = document.env_values
-        return build_config(document, file=name, path=Path(path).resolve(), rendered=rendered)
+        return build_config(document, file=name, path=resolved, rendered=rendered)
     except RecursionError:
         raise ConfigError("the config is nested too deeply", name) from None
     except ConfigError as exc:

@@ -11,6 +11,7 @@ import importlib
 import inspect
 import keyword
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobImportError
@@ -23,6 +24,7 @@ __all__ = ["describe_callable", "import_callable", "parse_function_path"]
 FUNCTION_SYNTAX = "'package.module.function' or 'package.module:function'"
 
 
+@lru_cache(maxsize=4096)  # jobs of one config often share their function (an error is not kept)
 def parse_function_path(dotted: str) -> tuple[str, tuple[str, ...]]:
     """``(module, attribute path)`` of a function path; :class:`ValueError` if malformed."""
     if ":" in dotted:

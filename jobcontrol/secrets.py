@@ -8,10 +8,10 @@ messages, exception messages and tracebacks, return values, CLI and JSON output.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 MASK = "***"
@@ -33,11 +33,11 @@ MIN_SECRET_LENGTH = 3
 
 def is_secret_key(key: object) -> bool:
     """True for mapping keys such as ``password``, ``db_password``, ``API_KEY``, ``token``."""
-    return isinstance(key, str) and _is_secret_word_key(key)
+    return isinstance(key, str) and _is_secret_text(key)
 
 
-@functools.lru_cache(maxsize=4096)  # a config repeats its keys in job after job
-def _is_secret_word_key(key: str) -> bool:
+@lru_cache(maxsize=4096)  # the same few keys come again in every job, snapshot and mask
+def _is_secret_text(key: str) -> bool:
     words = [word.lower() for word in _KEY_WORD.findall(key)]
     return any(word in SECRET_WORDS for word in words) \
         or any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
