@@ -157,6 +157,21 @@ def test_finish_with_logs_returns_the_build_as_stored(storage: Storage) -> None:
         storage.finish_build_with_logs(999, S.SUCCESS, logs=[record("a")])
 
 
+def test_finish_returns_what_changed_since_the_claim(storage: Storage) -> None:
+    """A heartbeat beaten and a cancel asked for after the claim are in the finished build
+    (a SQL storage builds it from its claim, and reads back only what others may change)."""
+    build = claim(storage)
+    time.sleep(0.002)
+    storage.heartbeat([build.id])
+    storage.request_cancel(build.id, "stop it")
+    done = storage.finish_build_with_logs(build.id, S.CANCELLED, logs=[record("a")],
+                                          reason="stop it")
+    assert done.heartbeat is not None and build.heartbeat is not None
+    assert done.heartbeat > build.heartbeat
+    assert done.cancel_requested is not None and done.cancel_reason == "stop it"
+    assert storage.get_build(build.id) == done
+
+
 def test_finish_committed_later_is_recorded_once_committed(storage: Storage) -> None:
     """``commit_later`` may leave the outcome pending, never lost: the next write and
     :meth:`commit_pending` commit it, and this object reads it as recorded meanwhile."""

@@ -429,3 +429,27 @@ def test_close_says_a_pending_outcome_was_lost_and_closes_all_the_same(
     assert storage._conn is None
     with pytest.raises(StorageError, match="is closed"):
         storage.get_build(build)
+
+
+def test_log_numbers_after_a_commit_that_failed(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """This object numbers the log of a build it claimed without asking the table; records
+    of a transaction rolled back are not counted: the next ones follow what is stored."""
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        build = claim(storage, "a")
+        storage.append_logs(build, [LogRecord(utcnow(), 20, "job", "one")])
+        real_commit = SQLiteStorage._commit
+
+        def failing_commit(self: SQLiteStorage, conn: Any, cur: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(SQLiteStorage, "_commit", failing_commit)
+        with pytest.raises(StorageError, match="disk I/O error"):
+            storage.append_logs(build, [LogRecord(utcnow(), 20, "job", "lost")])
+        monkeypatch.setattr(SQLiteStorage, "_commit", real_commit)
+        storage.append_logs(build, [LogRecord(utcnow(), 20, "job", "two")])
+        storage.finish_build_with_logs(
+            build, BuildState.SUCCESS, logs=[LogRecord(utcnow(), 20, "job", "three")])
+    assert query(path, "SELECT seq, message FROM logs ORDER BY seq") == [
+        (1, "one"), (2, "two"), (3, "three")]

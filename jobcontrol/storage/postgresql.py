@@ -241,6 +241,8 @@ class PostgreSQLStorage(SqlStorage):
 
     #: log records are numbered by the server (COPY, an INSERT ... SELECT of the log's end)
     numbers_logs_locally = False
+    #: text with NUL characters is stored with U+FFFD instead: a finish reads its row back
+    stores_verbatim = False
 
     def _connect(self) -> Any:
         try:

@@ -83,25 +83,35 @@ MAX_CLAIMED_KEPT = 1000
 _UNFINISHED = (BuildState.QUEUED.value, BuildState.RUNNING.value)
 
 class _Claim:
-    """What a storage object knows of a build it claimed and has not finished yet: its JSON
-    columns as stored and as decoded (its finish returns them without decoding them again),
-    and the number its next log record gets (None: unknown, read from the table)."""
+    """What a storage object knows of a build it claimed and has not finished yet: the
+    build as inserted and its JSON columns as stored (its finish reads back only what
+    others may have changed since), and the number its next log record gets (None:
+    unknown, read from the table)."""
 
-    __slots__ = (
-        "definition",
-        "definition_json",
-        "dependency_builds",
-        "deps_json",
-        "next_seq",
-    )
+    __slots__ = ("build", "definition_json", "deps_json", "next_seq")
 
-    def __init__(self, definition_json: str, deps_json: str, definition: Any,
-                 dependency_builds: Any, next_seq: int | None) -> None:
+    def __init__(self, build: Build, definition_json: str, deps_json: str,
+                 next_seq: int | None) -> None:
+        self.build = build
         self.definition_json = definition_json
         self.deps_json = deps_json
-        self.definition = definition
-        self.dependency_builds = dependency_builds
         self.next_seq = next_seq
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return self.build.definition
+
+    @property
+    def dependency_builds(self) -> dict[str, int]:
+        return self.build.dependency_builds
+
+
+#: the finish of a build claimed by the same object (see ``SqlStorage._finish_claimed``)
+_FINISH_CLAIMED_SQL = (
+    "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
+    "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
+    "WHERE id = ? AND state IN (?, ?) RETURNING heartbeat, cancel_requested, cancel_reason"
+)
 
 
 class _PendingLost(StorageError):
@@ -128,6 +138,9 @@ class SqlStorage(Storage):
     lock_rows_sql: ClassVar[str] = ""
     #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
     update_returning: ClassVar[bool] = True
+    #: whether values are stored exactly as given (so a finish need not read back what it
+    #: wrote; PostgreSQL text cannot hold NUL and gets U+FFFD instead)
+    stores_verbatim: ClassVar[bool] = True
     #: whether this object numbers the log records of the builds it claimed itself (only
     #: it writes a running build's log): no query for where a log ends, per batch
     numbers_logs_locally: ClassVar[bool] = True
@@ -508,10 +521,12 @@ class SqlStorage(Storage):
     ) -> Build:
         check_concurrency(concurrency)
         definition_json = self._dumps(definition)
-        deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        deps = {str(k): int(v) for k, v in dependency_builds.items()}
+        deps_json = self._dumps(deps)
         with self._transaction() as cur:
             self._lock_job(cur, job_id)
-            stamp = self._time_param(self.now())  # after connecting: the server's clock
+            now = self.now()  # after connecting: the server's clock
+            stamp = self._time_param(now)
             # one conditional statement (with the lock, one round trip to a server): the
             # row goes in only while fewer than ``concurrency`` builds of the job run
             build_id = self._insert_if(
@@ -532,17 +547,16 @@ class SqlStorage(Storage):
                 raise JobAlreadyRunningError(job_id, [row[0] for row in cur.fetchall()])
         # the row as inserted, without reading it back: a query and its decoding saved on
         # every build (the times as stored: microseconds, UTC)
-        started = self._time(stamp)
+        started = as_utc(now)
         build = Build(
             id=build_id, job_id=job_id, state=BuildState.RUNNING,
             definition=json.loads(definition_json), definition_hash=definition_hash,
-            dependency_builds=json.loads(deps_json), created=started, started=started,
+            dependency_builds=deps, created=started, started=started,
             heartbeat=started, host=host, pid=pid, retry_of=retry_of,
         )
         if len(self._claimed) >= MAX_CLAIMED_KEPT:  # builds finished elsewhere: forget
             self._claimed.clear()
-        self._claimed[build_id] = _Claim(definition_json, deps_json, build.definition,
-                                         build.dependency_builds,
+        self._claimed[build_id] = _Claim(build, definition_json, deps_json,
                                          1 if self.numbers_logs_locally else None)
         return build
 
@@ -668,10 +682,44 @@ class SqlStorage(Storage):
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
         claimed = self._claimed.pop(build_id, None)
+        if claimed is not None and self.update_returning and self.stores_verbatim:
+            return self._finish_claimed(cur, claimed, state, reason, result, exception)
         row = self._finish_update(cur, build_id, state, reason, result, exception)
         if row is not None:
             return self._build_from_row(row, claimed)
         return self._fetch_build(cur, build_id)  # fenced off (or no RETURNING): as it stands
+
+    def _finish_claimed(self, cur: Any, claim: _Claim, state: BuildState, reason: str | None,
+                        result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+        """The finish of a build this object claimed: the same conditional UPDATE, which
+        returns only what may have changed since the claim (the heartbeat, a cancel
+        request); the rest of the build is as claimed, or as written now."""
+        state = check_finished_state(state)
+        build = claim.build
+        finished = self.now()
+        cur.execute(_FINISH_CLAIMED_SQL if self.placeholder == "?" else self._q(
+            _FINISH_CLAIMED_SQL), (
+            state.value, reason, self._time_param(finished),
+            result.kind if result else None, result.data if result else None,
+            exception.type if exception else None,
+            exception.message if exception else None,
+            exception.traceback if exception else None,
+            build.id, BuildState.QUEUED.value, BuildState.RUNNING.value,
+        ))
+        row = cur.fetchone()
+        if row is None:  # fenced off (or gone: BuildNotFoundError): as it stands
+            return self._fetch_build(cur, build.id)
+        self._notify_logs(cur, build.id)  # a follower stops at the outcome
+        heartbeat, cancel_requested, cancel_reason = row
+        return Build(
+            id=build.id, job_id=build.job_id, state=state, reason=reason,
+            definition=build.definition, definition_hash=build.definition_hash,
+            dependency_builds=build.dependency_builds, created=build.created,
+            started=build.started, finished=as_utc(finished), heartbeat=self._time(heartbeat),
+            host=build.host, pid=build.pid, result=result, exception=exception,
+            retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
+            cancel_reason=cancel_reason, queue=build.queue,
+        )
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                        result: StoredValue | None, exception: ExceptionInfo | None,
