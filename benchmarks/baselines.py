@@ -15,7 +15,7 @@ from benchmarks.common import Timer, fresh_postgresql_db, require, result
 from benchmarks.jc_cases import BENCH_DB
 
 
-class _Collect(logging.Handler):
+class Collect(logging.Handler):
     """Keeps the job's records in a list, as a runner would before writing them."""
 
     def __init__(self) -> None:
@@ -34,7 +34,7 @@ def _loop(cur: Any, commit: Any, jobs: int, ph: str, begin: str | None) -> None:
     """Per job: commit the build as running; run it; commit its 2 log lines and outcome.
     Two commits a build is the least a tracker can do and still show a running build."""
     root = logging.getLogger()
-    handler = _Collect()
+    handler = Collect()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     insert_build = (f"INSERT INTO builds (job_id, state, created, started, heartbeat, host, pid)"
