@@ -40,3 +40,19 @@ def test_a_missing_peer_is_reported_skipped() -> None:
         assert "no-such-peer not installed" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("require() did not skip")
+
+
+def test_breakdown_prints_every_part_beside_its_floor() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.breakdown", "--jobs", "20", "--runs", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("workload 1, inline, SQLite, 20 jobs")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if line.strip()}
+    for part in ("config", "claim", "finish", "job", "capture", "orchestration", "total"):
+        assert part in rows, done.stdout
+        assert float(rows[part][0]) > 0, done.stdout  # a time was measured for each part
+    assert float(rows["claim"][1]) > 0 and float(rows["config"][1]) > 0  # floors measured
