@@ -9,9 +9,9 @@ same to start and to exit. Measured here: about 1,300 page faults and 4-5 ms per
 So a run with many process-isolated builds starts one :class:`ForkServer`: a new Python
 interpreter (``python -c``, the runner's ``sys.path``) that imports only the runner's capture
 code and the job modules, and keeps one *spare* child forked ahead of need. The runner sends the
-job's function path, arguments, build, working directory and environment, and the three
-pipe ends the child writes to (``SCM_RIGHTS``); the server hands them to the spare, answers
-with its pid, and forks the next spare while the build runs. The child runs
+job's function path, arguments, build, working directory and environment (only when it
+changed), and the three pipe ends the child writes to (``SCM_RIGHTS``); the server hands them
+to the spare, answers with its pid, and forks the next spare while the build runs. The child runs
 :func:`jobcontrol.runner._child_main` exactly as a child forked by the runner would. The
 runner watches the child through a pidfd (Linux 5.3+), signals its process group as
 before, and asks the server for its exit status, which the server collects only then (so
@@ -24,6 +24,7 @@ children die with the server, so a killed runner leaves nothing running.
 from __future__ import annotations
 
 import array
+import collections
 import gc
 import os
 import pickle
@@ -73,7 +74,8 @@ def _send_raw(sock: socket.socket, payload: bytes, fds: tuple[int, ...] | list[i
         socket.send_fds(sock, [header], list(fds))
     else:
         sock.sendall(header)
-    sock.sendall(payload)
+    if payload:  # sendall(b"") still sends: to a peer that closed, that fails
+        sock.sendall(payload)
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -132,18 +134,29 @@ class ForkServer:
         self._sock = ours
         self._lock = threading.Lock()
         self.pid = self._process.pid
+        #: ``os.environ`` as the server last received it (None: not sent yet); a request
+        #: carries the environment only when it changed
+        self._environ: dict[str, str] | None = None
 
     def _call(self, message: Any, fds: tuple[int, ...] = ()) -> Any:
-        payload = message if isinstance(message, bytes) else pickle.dumps(message)
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            try:
-                _send_raw(self._sock, payload, fds)
-            except OSError as exc:  # not received whole: the server forked nothing for it
-                raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
-            try:
-                reply, _ = _recv(self._sock)
-            except (OSError, EOFError, pickle.PickleError) as exc:
-                raise ForkServerLost(f"fork server {self.pid}: {exc}") from exc
+            reply = self._exchange(payload, fds)
+        return self._check(reply)
+
+    def _exchange(self, payload: bytes, fds: tuple[int, ...]) -> Any:
+        """Send a request, return the reply (the caller holds the lock)."""
+        try:
+            _send_raw(self._sock, payload, fds)
+        except OSError as exc:  # not received whole: the server forked nothing for it
+            raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+        try:
+            reply, _ = _recv(self._sock)
+        except (OSError, EOFError, pickle.PickleError) as exc:
+            raise ForkServerLost(f"fork server {self.pid}: {exc}") from exc
+        return reply
+
+    def _check(self, reply: Any) -> Any:
         if isinstance(reply, tuple) and reply and reply[0] == _ERROR:
             raise ForkServerError(f"fork server {self.pid}: {reply[1]}")
         return reply
@@ -158,12 +171,21 @@ class ForkServer:
         pickle, say) or the server cannot serve it; nothing was started then.
         """
         try:
-            request = pickle.dumps(
-                ("spawn", function, args, kwargs, child_args, os.getcwd(), dict(os.environ)),
-                protocol=pickle.HIGHEST_PROTOCOL)
+            job = pickle.dumps((function, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+            # for the child alone: the server passes it on without unpickling it
+            child = pickle.dumps(child_args, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # anything pickling a user's value can raise
             raise ForkServerError(f"cannot send the job's arguments: {exc}") from exc
-        return int(self._call(request, fds))
+        cwd = os.getcwd()
+        environ = dict(os.environ)
+        with self._lock:
+            changed = environ != self._environ
+            request = pickle.dumps(("spawn", job, child, cwd, environ if changed else None),
+                                   protocol=pickle.HIGHEST_PROTOCOL)
+            reply = self._exchange(request, fds)
+            if changed:  # received (an error reply too comes after the server read it)
+                self._environ = environ
+        return int(self._check(reply))
 
     def reap(self, pid: int) -> int:
         """Collect an exited (or killed) child; its wait status."""
@@ -231,7 +253,7 @@ def serve(fd: int) -> None:
 
 
 class _Server:
-    """The server's state: the job functions it imported, and its spare process.
+    """The server's state: the job functions it imported, and its spare processes.
 
     A spare is a child forked ahead of need, waiting for its build: a spawn request hands
     it the build and is answered at once, and the next spare is forked after the answer,
@@ -239,16 +261,22 @@ class _Server:
     Each build still runs in a process of its own, forked from the server's clean state.
     """
 
+    #: how many spares are kept forked ahead
+    SPARES = 1
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pid = os.getpid()
         self.functions: dict[str, Callable[..., Any]] = {}
-        self.spare: tuple[int, socket.socket] | None = None
+        #: the spares, oldest first: pid, socket, and the generation of their environment
+        self.spares: collections.deque[tuple[int, socket.socket, int]] = collections.deque()
         #: children the runner is done with, not collected yet
         self.released: set[int] = set()
-        #: ``os.environ`` as a dict, as the spares forked from now on have it (comparing
-        #: two dicts is cheap; comparing with ``os.environ`` encodes every variable)
+        #: the runner's ``os.environ`` as it last sent it, and its generation (one more
+        #: at each change); ``os.environ`` here (and in the spares forked from now on) is
+        #: that of ``forked_generation``
         self.environ = dict(os.environ)
+        self.generation = self.forked_generation = 0
 
     def release(self, pid: int) -> None:
         """Collect ``pid`` now if it has exited, else later (see :meth:`collect_released`)."""
@@ -277,37 +305,59 @@ class _Server:
             return status, None
         if kind != "spawn":
             raise ValueError(f"unknown request {kind!r}")
-        function, cwd, environ = message[1], message[5], message[6]
+        _, job, _, cwd, environ = message
+        if environ is not None and environ != self.environ:  # first: the runner counts
+            self.environ = environ                            # on it, whatever follows
+            self.generation += 1
         if len(fds) != 3:
             raise ValueError(f"a spawn request needs 3 file descriptors, got {len(fds)}")
+        # the arguments are loaded here too: what cannot be loaded is answered (the runner
+        # forks the build itself), and what they need is imported once, for every spare
+        function, _, _ = pickle.loads(job)
         if function not in self.functions:
             # imported here once (an import error is answered: the runner forks itself),
             # so that the spares forked from now on have the module
             from jobcontrol.importing import import_callable
 
             self.functions[function] = import_callable(function)
-        if self.spare is None:
-            self.spare = self._fork_spare()
-        pid, conn = self.spare
-        self.spare = None
-        try:
-            _send_raw(conn, payload, fds)
-        finally:
-            conn.close()
+        pid = self._hand_over(payload, fds)
 
         def prepare_next() -> None:
             # the runner's folder and environment as they are now, for the next spares
             if os.getcwd() != cwd:
                 os.chdir(cwd)
-            if environ != self.environ:
+            if self.forked_generation != self.generation:
                 os.environ.clear()
-                os.environ.update(environ)
-                self.environ = environ
-            self.spare = self._fork_spare()
+                os.environ.update(self.environ)
+                self.forked_generation = self.generation
+            while len(self.spares) < self.SPARES:
+                self.spares.append(self._fork_spare())
 
         return pid, prepare_next
 
-    def _fork_spare(self) -> tuple[int, socket.socket]:
+    def _hand_over(self, payload: bytes, fds: list[int]) -> int:
+        """Give the build to a spare (forked now if none is ready); its pid."""
+        for attempt in (1, 2):
+            pid, conn, generation = self.spares.popleft() if self.spares \
+                else self._fork_spare()
+            # a spare forked before the environment last changed gets it from here
+            environ = b"" if generation == self.generation else pickle.dumps(
+                self.environ, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                # one message: a spare runs nothing unless it received all of it, so a
+                # failed send leaves nothing started
+                _send_raw(conn, _HEADER.pack(len(environ)) + environ + payload, fds)
+                return pid
+            except OSError:  # that spare died (killed by someone): the next one
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                if attempt == 2:
+                    raise
+            finally:
+                conn.close()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fork_spare(self) -> tuple[int, socket.socket, int]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # what the server holds is never collected in a child: a collection there would
         # touch (and copy) every page of it
@@ -316,13 +366,15 @@ class _Server:
         if pid == 0:  # pragma: no cover - the child (coverage cannot follow os._exit)
             ours.close()
             self.sock.close()
-            _spare(theirs, self.functions, self.pid, self.environ)
+            for _, other, _ in self.spares:
+                other.close()
+            _spare(theirs, self.functions, self.pid)
         theirs.close()
-        return pid, ours
+        return pid, ours, self.forked_generation
 
 
 def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
-           server_pid: int, known_environ: dict[str, str]) -> None:
+           server_pid: int) -> None:
     """A spare's life: wait for its build, run it like a forked child; never returns."""
     from jobcontrol import runner
 
@@ -332,23 +384,27 @@ def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
         if os.getppid() != server_pid:  # the server died before prctl took effect
             os._exit(0)
         try:
-            payload, fds = _recv_raw(conn)
-        except EOFError:  # the server is closing: no build for this one
+            message, fds = _recv_raw(conn)
+        except EOFError:  # the server is closing (or died while sending): no build
             os._exit(0)
         conn.close()
-        _, function, args, kwargs, child_args, cwd, environ = pickle.loads(payload)
+        (size,) = _HEADER.unpack_from(message)
+        environ = message[_HEADER.size:_HEADER.size + size]
+        payload = memoryview(message)[_HEADER.size + size:]
+        _, job, child, cwd, _ = pickle.loads(payload)
+        function, args, kwargs = pickle.loads(job)
+        build, result_mode, masker = pickle.loads(child)
         if os.getcwd() != cwd:
             os.chdir(cwd)
-        if environ != known_environ:  # ``os.environ`` is ``known_environ``
+        if environ:  # the environment changed since this spare was forked
             os.environ.clear()
-            os.environ.update(environ)
+            os.environ.update(pickle.loads(environ))
         func = functions.get(function)
         if func is None:  # forked before the server imported it (the first build)
             from jobcontrol.importing import import_callable
 
             func = import_callable(function)
         frame_w, out_w, err_w = fds
-        build, result_mode, masker = child_args
         runner._child_main(frame_w, out_w, err_w, func, args, kwargs, build, result_mode,
                            masker, server_pid)
     except BaseException:

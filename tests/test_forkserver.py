@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -226,3 +229,98 @@ def test_a_run_leaves_no_thread_or_server_behind(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert not left, left
+
+
+# -- the server's spares, seen through an executor that forks from a server ------------------
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
+    """An executor with a fork server; ``build(function, *args, **kwargs)`` runs a function
+    of jobfuncs there and returns the recorded build. ``notes`` is a file :class:`Traced`
+    arguments write to (``Traced`` is jobfuncs' class)."""
+    make_project(tmp_path, "jobs: []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import jobfuncs  # type: ignore[import-not-found]
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
+    executor = LocalExecutor(storage)
+
+    def build(function: str, *args: Any, **kwargs: Any) -> Any:
+        claimed = storage.claim_build("job", concurrency=1, definition={},
+                                      definition_hash="h", dependency_builds={},
+                                      host="here", pid=os.getpid())
+        executor.start(claimed, getattr(jobfuncs, function), args, kwargs,
+                       function_path=f"jobfuncs.{function}")
+        [done] = executor.wait(timeout=30)
+        return done
+
+    try:
+        assert executor.use_fork_server()
+        yield SimpleNamespace(build=build, server=executor._fork_server, jobfuncs=jobfuncs,
+                              notes=tmp_path / "notes.txt")
+    finally:
+        executor.close()
+        storage.close()
+
+
+def notes(path: Path) -> list[tuple[str, int]]:
+    """What :class:`Traced` arguments wrote: (``load`` or ``call``, pid)."""
+    if not path.exists():
+        return []
+    return [(what, int(pid)) for what, pid in
+            (line.split() for line in path.read_text().splitlines())]
+
+
+def children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    if not path.exists():  # pragma: no cover - a kernel without CONFIG_PROC_CHILDREN
+        pytest.skip("/proc/PID/task/TID/children is needed to find the spares")
+    return {int(child) for child in path.read_text().split()}
+
+
+def test_each_build_gets_the_folder_and_environment_of_its_request(
+        served: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changes between builds reach the next build, whichever spare takes it (one forked
+    before the change too); an unchanged environment is not sent again."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    steps = [(first, "one"), (first, "one"), (second, "two"), (second, None), (first, None),
+             (first, "three"), (first, "three")]
+    pids = []
+    for n, (folder, value) in enumerate(steps):
+        monkeypatch.chdir(folder)
+        if value is None:
+            monkeypatch.delenv("JC_TEST_VALUE", raising=False)
+        else:
+            monkeypatch.setenv("JC_TEST_VALUE", value)
+        build = served.build("traced", served.jobfuncs.Traced(str(served.notes)), tag=f"t{n}")
+        assert build.state is BuildState.SUCCESS, build.reason
+        seen = build.retval
+        assert (seen["cwd"], seen["env"]) == (str(folder), value), n
+        assert seen["ppid"] == served.server.pid
+        assert seen["calls"] == 1  # a process of its own
+        assert seen["build"] == build.id
+        pids.append(seen["pid"])
+    assert len(set(pids)) == len(steps)
+    assert [pid for what, pid in notes(served.notes) if what == "call"] == pids
+
+
+def test_a_spare_that_died_is_replaced_and_the_build_runs_once(
+        served: SimpleNamespace) -> None:
+    first = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+    assert first.state is BuildState.SUCCESS, first.reason
+    spares = children(served.server.pid) - {first.retval["pid"]}
+    assert spares
+    for pid in spares:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in spares) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+    assert second.state is BuildState.SUCCESS, second.reason
+    assert second.retval["pid"] not in spares
+    assert second.retval["ppid"] == served.server.pid  # forked by the server all the same
+    calls = [pid for what, pid in notes(served.notes) if what == "call"]
+    assert calls == [first.retval["pid"], second.retval["pid"]]
