@@ -240,4 +240,6 @@ def traced(note: Traced, tag: str = "") -> dict:
     build = current_build()
     return {"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
             "env": os.environ.get("JC_TEST_VALUE"), "build": build.id if build else None,
-            "calls": _traced_calls}
+            "calls": _traced_calls,
+            # whether a fork server's spare rehearsed before this build came
+            "rehearsed": getattr(sys.modules.get("jobcontrol.forkserver"), "_rehearsed", None)}

@@ -258,7 +258,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNa
     try:
         assert executor.use_fork_server()
         yield SimpleNamespace(build=build, server=executor._fork_server, jobfuncs=jobfuncs,
-                              notes=tmp_path / "notes.txt")
+                              notes=tmp_path / "notes.txt", storage=storage)
     finally:
         executor.close()
         storage.close()
@@ -324,3 +324,60 @@ def test_a_spare_that_died_is_replaced_and_the_build_runs_once(
     assert second.retval["ppid"] == served.server.pid  # forked by the server all the same
     calls = [pid for what, pid in notes(served.notes) if what == "call"]
     assert calls == [first.retval["pid"], second.retval["pid"]]
+
+
+def wait_for_idle_spares(server_pid: int, but: set[int]) -> set[int]:
+    """Wait until the server's children (``but`` these) all sleep: spares that finished
+    rehearsing and wait for a build; returns their pids."""
+    time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while True:
+        spares = children(server_pid) - but
+        states = set()
+        for pid in spares:
+            try:
+                states.add(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+            except OSError:  # pragma: no cover - gone meanwhile
+                pass
+        if states <= {"S"} or time.monotonic() > deadline:
+            return spares
+        time.sleep(0.02)
+
+
+def test_a_rehearsed_spare_runs_its_build_afresh_and_no_job_code_before(
+        served: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spares rehearse while they wait (see jobcontrol.forkserver._spare). Each build still
+    runs in a process of its own forked by the server, in the folder and environment of its
+    request, with its own logs only; nothing of a job runs, loads or logs in a spare before
+    its build comes."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+    monkeypatch.setenv("JC_TEST_VALUE", "before")
+    first = served.build("traced", served.jobfuncs.Traced(str(served.notes)), tag="first")
+    assert first.state is BuildState.SUCCESS, first.reason
+    builds = [first.retval["pid"]]
+    for n in range(4):
+        wait_for_idle_spares(served.server.pid, set(builds))  # rehearsed, waiting
+        monkeypatch.chdir(folders[n % 2])
+        monkeypatch.setenv("JC_TEST_VALUE", f"value {n // 2}")  # every other build
+        build = served.build("traced", served.jobfuncs.Traced(str(served.notes)), tag=f"t{n}")
+        assert build.state is BuildState.SUCCESS, build.reason
+        seen = build.retval
+        assert seen["rehearsed"] is True
+        assert seen["calls"] == 1  # a process that ran no build (nor this job) before
+        assert seen["ppid"] == served.server.pid and seen["pid"] not in builds
+        assert (seen["cwd"], seen["env"]) == (str(folders[n % 2]), f"value {n // 2}")
+        assert seen["build"] == build.id
+        logs = [r.message for r in served.storage.get_logs(build.id)]
+        assert logs == [f"printed t{n}", f"logged t{n}"]
+        assert served.storage.get_progress(build.id) == []
+        builds.append(seen["pid"])
+    spares = wait_for_idle_spares(served.server.pid, set(builds))
+    assert spares  # rehearsed, and waiting for builds that will not come
+    # the job's argument was loaded by the server (which checks it) and by each build's
+    # process, and the job called in the builds' processes only, once each
+    noted = notes(served.notes)
+    assert [pid for what, pid in noted if what == "call"] == builds
+    assert sorted(pid for what, pid in noted if what == "load") == sorted(
+        [served.server.pid] * len(builds) + builds)
