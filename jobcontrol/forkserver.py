@@ -8,14 +8,16 @@ same to start and to exit. Measured here: about 1,300 page faults and 4-5 ms per
 
 So a run with many process-isolated builds starts one :class:`ForkServer`: a new Python
 interpreter (``python -c``, the runner's ``sys.path``) that imports only the runner's capture
-code and the job modules, and keeps one *spare* child forked ahead of need. The runner sends the
-job's function path, arguments, build, working directory and environment (only when it
-changed), and the three pipe ends the child writes to (``SCM_RIGHTS``); the server hands them
-to the spare, answers with its pid, and forks the next spare while the build runs. The child runs
-:func:`jobcontrol.runner._child_main` exactly as a child forked by the runner would. The
-runner watches the child through a pidfd (Linux 5.3+), signals its process group as
-before, and asks the server for its exit status, which the server collects only then (so
-the process group id cannot be reused while the runner may still signal it).
+code and the job modules, and keeps two *spare* children forked ahead of need. The runner
+sends the job's function path, arguments, build, working directory and environment (only when
+it changed), and the three pipe ends the child writes to (``SCM_RIGHTS``); the server hands
+them to a spare, answers with its pid, and forks a new spare while the build runs. A spare
+waiting for its build does ahead what does not depend on it, and rehearses (see
+:func:`_spare`); it runs the build as :func:`jobcontrol.runner._child_main` does in a child
+forked by the runner. The runner watches the child through a pidfd (Linux 5.3+), signals
+its process group as before, and asks the server for its exit status, which the server
+collects only then (so the process group id cannot be reused while the runner may still
+signal it).
 
 The server dies with the runner (``PR_SET_PDEATHSIG``, and at the end of its socket), and the
 children die with the server, so a killed runner leaves nothing running.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import array
 import collections
+import contextlib
 import gc
 import os
 import pickle
@@ -236,21 +239,22 @@ def serve(fd: int) -> None:
             payload, fds = _recv_raw(sock)
         except EOFError:
             return
-        after = None
+        answered = True
         try:
             message = pickle.loads(payload)
             if message[0] == "release":  # the one request that is not answered
                 server.release(message[1])
-                continue
-            reply, after = server.answer(message, payload, fds)
+                answered = False
+            else:
+                reply = server.answer(message, payload, fds)
         except Exception as exc:
             reply = (_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             for received in fds:
                 os.close(received)
-        _send(sock, reply)
-        if after is not None:
-            after()
+        if answered:
+            _send(sock, reply)
+        server.replenish()  # the runner has its answer: off its critical path
 
 
 class _Server:
@@ -260,10 +264,13 @@ class _Server:
     it the build and is answered at once, and the next spare is forked after the answer,
     while the build runs (on another core), so the fork is off the runner's critical path.
     Each build still runs in a process of its own, forked from the server's clean state.
+
+    Two are kept: the one a request takes was forked a build earlier, and has had the time
+    to rehearse (see :func:`_spare`), while its replacement is forked and rehearses.
     """
 
     #: how many spares are kept forked ahead
-    SPARES = 1
+    SPARES = 2
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -281,6 +288,8 @@ class _Server:
         #: the child's part of the last spawn request (build, result mode, masker): what
         #: the spares forked from now on rehearse with
         self.rehearsal: bytes | None = None
+        #: the runner's working folder as it last sent it (None: no spawn request yet)
+        self.cwd: str | None = None
 
     def release(self, pid: int) -> None:
         """Collect ``pid`` now if it has exited, else later (see :meth:`collect_released`)."""
@@ -298,15 +307,13 @@ class _Server:
             if done:
                 self.released.discard(pid)
 
-    def answer(self, message: Any, payload: bytes, fds: list[int]
-               ) -> tuple[Any, Callable[[], None] | None]:
-        """The reply to a request (``message``, as it came: ``payload``), and what to do
-        once it is sent."""
+    def answer(self, message: Any, payload: bytes, fds: list[int]) -> Any:
+        """The reply to a request (``message``, as it came: ``payload``)."""
         self.collect_released()
         kind = message[0]
         if kind == "reap":
             _, status = os.waitpid(message[1], 0)
-            return status, None
+            return status
         if kind != "spawn":
             raise ValueError(f"unknown request {kind!r}")
         _, job, child, cwd, environ = message
@@ -326,25 +333,34 @@ class _Server:
             self.functions[function] = import_callable(function)
         pid = self._hand_over(payload, fds)
         self.rehearsal = child
+        self.cwd = cwd
+        return pid
 
-        def prepare_next() -> None:
-            # the runner's folder and environment as they are now, for the next spares
-            if os.getcwd() != cwd:
-                os.chdir(cwd)
+    def replenish(self) -> None:
+        """Fork spares until there are :attr:`SPARES`, in the runner's folder and
+        environment as it last sent them; a request that is waiting meanwhile is served
+        first, while a spare is ready for it."""
+        if self.cwd is None:  # the spares come with the first build (and its module)
+            return
+        while len(self.spares) < self.SPARES:
+            if self.spares and select.select([self.sock], [], [], 0)[0]:
+                return
+            if os.getcwd() != self.cwd:
+                with contextlib.suppress(OSError):  # gone: a spare's build fails there
+                    os.chdir(self.cwd)
             if self.forked_generation != self.generation:
                 os.environ.clear()
                 os.environ.update(self.environ)
                 self.forked_generation = self.generation
-            while len(self.spares) < self.SPARES:
-                self.spares.append(self._fork_spare())
-
-        return pid, prepare_next
+            self.spares.append(self._fork_spare())
 
     def _hand_over(self, payload: bytes, fds: list[int]) -> int:
         """Give the build to a spare (forked now if none is ready); its pid."""
-        for attempt in (1, 2):
-            pid, conn, generation = self.spares.popleft() if self.spares \
-                else self._fork_spare()
+        while True:
+            fresh = not self.spares
+            # forked for this build, a spare starts on it at once (no rehearsal)
+            pid, conn, generation = self._fork_spare(rehearse=False) if fresh \
+                else self.spares.popleft()
             # a spare forked before the environment last changed gets it from here
             environ = b"" if generation == self.generation else pickle.dumps(
                 self.environ, protocol=pickle.HIGHEST_PROTOCOL)
@@ -356,13 +372,12 @@ class _Server:
             except OSError:  # that spare died (killed by someone): the next one
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                if attempt == 2:
+                if fresh:
                     raise
             finally:
                 conn.close()
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fork_spare(self) -> tuple[int, socket.socket, int]:
+    def _fork_spare(self, rehearse: bool = True) -> tuple[int, socket.socket, int]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # what the server holds is never collected in a child: a collection there would
         # touch (and copy) every page of it
@@ -373,7 +388,7 @@ class _Server:
             self.sock.close()
             for _, other, _ in self.spares:
                 other.close()
-            _spare(theirs, self.functions, self.pid, self.rehearsal)
+            _spare(theirs, self.functions, self.pid, self.rehearsal if rehearse else None)
         theirs.close()
         return pid, ours, self.forked_generation
 

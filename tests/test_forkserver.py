@@ -20,7 +20,7 @@ import pytest
 from jobcontrol import BuildState, JobControl
 from jobcontrol.errors import ConfigError
 from jobcontrol.executors.local import LocalExecutor
-from jobcontrol.forkserver import ForkServer, ForkServerError, available
+from jobcontrol.forkserver import ForkServer, ForkServerError, _Server, available
 from jobcontrol.storage import open_storage
 from tests.support import make_project
 from tests.test_processes import alive, run, wait_for
@@ -258,7 +258,8 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNa
     try:
         assert executor.use_fork_server()
         yield SimpleNamespace(build=build, server=executor._fork_server, jobfuncs=jobfuncs,
-                              notes=tmp_path / "notes.txt", storage=storage)
+                              notes=tmp_path / "notes.txt", storage=storage,
+                              close=executor.close)
     finally:
         executor.close()
         storage.close()
@@ -381,3 +382,16 @@ def test_a_rehearsed_spare_runs_its_build_afresh_and_no_job_code_before(
     assert [pid for what, pid in noted if what == "call"] == builds
     assert sorted(pid for what, pid in noted if what == "load") == sorted(
         [served.server.pid] * len(builds) + builds)
+
+
+def test_spares_wait_for_builds_and_go_with_the_server(served: SimpleNamespace) -> None:
+    build = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+    assert build.state is BuildState.SUCCESS, build.reason
+    spares = wait_for_idle_spares(served.server.pid, {build.retval["pid"]})
+    assert len(spares) == _Server.SPARES == 2
+    server = served.server.pid
+    served.close()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in {server, *spares}) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(alive(pid) for pid in {server, *spares})
