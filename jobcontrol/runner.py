@@ -330,19 +330,29 @@ def _child_main(
     _die_with_parent()
     if os.getppid() != parent_pid:  # the runner died before prctl took effect
         os._exit(70)
-    _ChildCapture().run(frame_fd, out_fd, err_fd, func, args, kwargs, build, result_mode,
-                        masker)
+    capture = _ChildCapture()
+    capture.isolate()
+    capture.run(frame_fd, out_fd, err_fd, func, args, kwargs, build, result_mode, masker)
 
 
 class _ChildCapture:
-    """A build process's setup, in two halves: what does not depend on the build (made
-    first), and :meth:`run`, which connects the build's pipes and runs its job.
+    """A build process's setup, in parts: the writers (made first), :meth:`isolate` (what
+    the process does before a build, whichever), and :meth:`run`, which connects the
+    build's pipes and runs its job.
 
-    A fork server's spare makes it while it waits for a build, and :meth:`rehearse` s
-    then: its build starts with that work done and the pages it writes already copied.
+    A fork server makes one and :meth:`rehearse` s with it, once, before its first spares:
+    they inherit it, and run paths its rehearsals went (see :mod:`jobcontrol.forkserver`).
+    A spare isolates itself while it waits for a build, and rehearses too: its build starts
+    with that work done and the pages it writes already copied.
     """
 
     def __init__(self) -> None:
+        self.emit = _FrameWriter(-1)  # the frame pipe comes with the build
+        self.stdout = LineWriter(self.emit, "stdout", logging.INFO, fileno=1)
+        self.stderr = LineWriter(self.emit, "stderr", logging.WARNING, fileno=2)
+
+    def isolate(self) -> None:
+        """Its own process group, signals, stdin from /dev/null, no inherited log handler."""
         os.setpgid(0, 0)  # its own process group: a timeout kills the job's subprocesses too
         try:
             signal.set_wakeup_fd(-1)
@@ -356,9 +366,6 @@ class _ChildCapture:
         root = logging.getLogger()
         for old in list(root.handlers):  # the parent's handlers would write to its terminal
             root.removeHandler(old)
-        self.emit = _FrameWriter(-1)  # the frame pipe comes with the build
-        self.stdout = LineWriter(self.emit, "stdout", logging.INFO, fileno=1)
-        self.stderr = LineWriter(self.emit, "stderr", logging.WARNING, fileno=2)
 
     def run(self, frame_fd: int, out_fd: int, err_fd: int, func: Callable[..., Any],
             args: tuple[Any, ...], kwargs: dict[str, Any], build: Build, result_mode: str,

@@ -237,8 +237,9 @@ def test_a_run_leaves_no_thread_or_server_behind(tmp_path: Path) -> None:
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """An executor with a fork server; ``build(function, *args, **kwargs)`` runs a function
-    of jobfuncs there and returns the recorded build. ``notes`` is a file :class:`Traced`
-    arguments write to (``Traced`` is jobfuncs' class)."""
+    of jobfuncs there and returns the recorded build (``build_from(path, func, args,
+    kwargs)``: the function at ``path``, ``func`` in this process). ``notes`` is a file
+    :class:`Traced` arguments write to (``Traced`` is jobfuncs' class)."""
     make_project(tmp_path, "jobs: []\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import jobfuncs  # type: ignore[import-not-found]
@@ -246,18 +247,21 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNa
     storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
     executor = LocalExecutor(storage)
 
-    def build(function: str, *args: Any, **kwargs: Any) -> Any:
+    def build_from(path: str, func: Any, args: tuple, kwargs: dict) -> Any:
         claimed = storage.claim_build("job", concurrency=1, definition={},
                                       definition_hash="h", dependency_builds={},
                                       host="here", pid=os.getpid())
-        executor.start(claimed, getattr(jobfuncs, function), args, kwargs,
-                       function_path=f"jobfuncs.{function}")
+        executor.start(claimed, func, args, kwargs, function_path=path)
         [done] = executor.wait(timeout=30)
         return done
 
+    def build(function: str, *args: Any, **kwargs: Any) -> Any:
+        return build_from(f"jobfuncs.{function}", getattr(jobfuncs, function), args, kwargs)
+
     try:
         assert executor.use_fork_server()
-        yield SimpleNamespace(build=build, server=executor._fork_server, jobfuncs=jobfuncs,
+        yield SimpleNamespace(build=build, build_from=build_from,
+                              server=executor._fork_server, jobfuncs=jobfuncs,
                               notes=tmp_path / "notes.txt", storage=storage,
                               close=executor.close)
     finally:
@@ -278,6 +282,26 @@ def children(pid: int) -> set[int]:
     if not path.exists():  # pragma: no cover - a kernel without CONFIG_PROC_CHILDREN
         pytest.skip("/proc/PID/task/TID/children is needed to find the spares")
     return {int(child) for child in path.read_text().split()}
+
+
+def wait_for_idle_spares(server_pid: int, but: set[int]) -> set[int]:
+    """Wait until the server has its spares (its children but ``but``, and but those that
+    exited), all asleep: they finished rehearsing and wait for a build; their pids."""
+    time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while True:
+        states = {}
+        for pid in children(server_pid) - but:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:  # pragma: no cover - gone meanwhile
+                continue
+            states[pid] = stat.rsplit(")", 1)[1].split()[0]
+        spares = {pid for pid, state in states.items() if state not in "ZX"}
+        if (len(spares) >= _Server.SPARES and all(states[pid] == "S" for pid in spares)) \
+                or time.monotonic() > deadline:
+            return spares
+        time.sleep(0.02)
 
 
 def test_each_build_gets_the_folder_and_environment_of_its_request(
@@ -312,7 +336,7 @@ def test_a_spare_that_died_is_replaced_and_the_build_runs_once(
         served: SimpleNamespace) -> None:
     first = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
     assert first.state is BuildState.SUCCESS, first.reason
-    spares = children(served.server.pid) - {first.retval["pid"]}
+    spares = wait_for_idle_spares(served.server.pid, {first.retval["pid"]})
     assert spares
     for pid in spares:
         os.kill(pid, signal.SIGKILL)
@@ -325,24 +349,6 @@ def test_a_spare_that_died_is_replaced_and_the_build_runs_once(
     assert second.retval["ppid"] == served.server.pid  # forked by the server all the same
     calls = [pid for what, pid in notes(served.notes) if what == "call"]
     assert calls == [first.retval["pid"], second.retval["pid"]]
-
-
-def wait_for_idle_spares(server_pid: int, but: set[int]) -> set[int]:
-    """Wait until the server's children (``but`` these) all sleep: spares that finished
-    rehearsing and wait for a build; returns their pids."""
-    time.sleep(0.1)
-    deadline = time.monotonic() + 10
-    while True:
-        spares = children(server_pid) - but
-        states = set()
-        for pid in spares:
-            try:
-                states.add(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
-            except OSError:  # pragma: no cover - gone meanwhile
-                pass
-        if states <= {"S"} or time.monotonic() > deadline:
-            return spares
-        time.sleep(0.02)
 
 
 def test_a_rehearsed_spare_runs_its_build_afresh_and_no_job_code_before(
@@ -395,3 +401,29 @@ def test_spares_wait_for_builds_and_go_with_the_server(served: SimpleNamespace) 
     while any(alive(pid) for pid in {server, *spares}) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(alive(pid) for pid in {server, *spares})
+
+
+
+def test_rehearsals_leave_the_servers_log_handlers_alone(
+        served: SimpleNamespace, tmp_path: Path) -> None:
+    """A job module that configures logging when imported gives the server (which imports
+    it) a root handler: the rehearsals, the server's and the spares', write nothing to it,
+    and the builds log to their capture as ever."""
+    log_file = tmp_path / "configured.log"
+    (tmp_path / "configured_logging.py").write_text(
+        "import logging, os\n"
+        "logging.basicConfig(filename=os.path.join(os.path.dirname(__file__), "
+        "'configured.log'), level=logging.DEBUG)\n"
+        "def job(tag):\n"
+        "    logging.getLogger('configured').info('job %s', tag)\n"
+        "    return tag\n")
+
+    def not_here(tag: str) -> None:  # the module is imported by the server only
+        raise AssertionError("forked by the runner")
+
+    for n in range(3):
+        build = served.build_from("configured_logging.job", not_here, (f"t{n}",), {})
+        assert build.state is BuildState.SUCCESS, build.reason
+        assert [r.message for r in served.storage.get_logs(build.id)] == [f"job t{n}"]
+        wait_for_idle_spares(served.server.pid, set())
+    assert log_file.read_text() == ""  # created by basicConfig, in the server
