@@ -74,13 +74,14 @@ def _send(sock: socket.socket, message: Any, fds: tuple[int, ...] = ()) -> None:
 
 def _send_raw(sock: socket.socket, payload: bytes, fds: tuple[int, ...] | list[int] = ()
               ) -> None:
+    # one sendmsg for header, payload and descriptors: the reader wakes up once
     header = _HEADER.pack(len(payload))
-    if fds:
-        socket.send_fds(sock, [header], list(fds))
-    else:
-        sock.sendall(header)
-    if payload:  # sendall(b"") still sends: to a peer that closed, that fails
-        sock.sendall(payload)
+    ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sent = sock.sendmsg([header, payload], ancdata)
+    rest = len(header) + len(payload) - sent
+    if rest:  # a stream socket may take less at once (a signal, a large payload)
+        sock.sendall(memoryview(header + payload)[sent:] if sent < len(header)
+                     else memoryview(payload)[sent - len(header):])
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -142,19 +143,24 @@ class ForkServer:
         #: ``os.environ`` as the server last received it (None: not sent yet); a request
         #: carries the environment only when it changed
         self._environ: dict[str, str] | None = None
+        #: children released (see :meth:`release`) since the last request
+        self._released: list[int] = []
 
-    def _call(self, message: Any, fds: tuple[int, ...] = ()) -> Any:
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    def _call(self, message: tuple[Any, ...], fds: tuple[int, ...] = ()) -> Any:
         with self._lock:
-            reply = self._exchange(payload, fds)
+            reply = self._exchange(message, fds)
         return self._check(reply)
 
-    def _exchange(self, payload: bytes, fds: tuple[int, ...]) -> Any:
-        """Send a request, return the reply (the caller holds the lock)."""
+    def _exchange(self, message: tuple[Any, ...], fds: tuple[int, ...]) -> Any:
+        """Send a request (its kind, the children released since the last one, the rest),
+        return the reply (the caller holds the lock)."""
+        payload = pickle.dumps((message[0], self._released, *message[1:]),
+                               protocol=pickle.HIGHEST_PROTOCOL)
         try:
             _send_raw(self._sock, payload, fds)
         except OSError as exc:  # not received whole: the server forked nothing for it
             raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+        self._released = []
         try:
             reply, _ = _recv(self._sock)
         except (OSError, EOFError, pickle.PickleError) as exc:
@@ -185,9 +191,8 @@ class ForkServer:
         environ = dict(os.environ)
         with self._lock:
             changed = environ != self._environ
-            request = pickle.dumps(("spawn", job, child, cwd, environ if changed else None),
-                                   protocol=pickle.HIGHEST_PROTOCOL)
-            reply = self._exchange(request, fds)
+            reply = self._exchange(("spawn", job, child, cwd, environ if changed else None),
+                                   fds)
             if changed:  # received (an error reply too comes after the server read it)
                 self._environ = environ
         return int(self._check(reply))
@@ -197,13 +202,12 @@ class ForkServer:
         return int(self._call(("reap", pid)))
 
     def release(self, pid: int) -> None:
-        """Let the server collect an exited (or killed) child whenever it can, without
-        an answer: the runner, which has killed its process group, needs nothing more."""
+        """Let the server collect an exited (or killed) child whenever it can: the runner,
+        which has killed its process group, needs nothing more. Told with the next request
+        (a message of its own would wake the server up once more per build); the system
+        collects those released last when the server leaves."""
         with self._lock:
-            try:
-                _send(self._sock, ("release", pid))
-            except OSError as exc:
-                raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+            self._released.append(pid)
 
     def alive(self) -> bool:
         """False once the server process has exited."""
@@ -240,21 +244,16 @@ def serve(fd: int) -> None:
             payload, fds = _recv_raw(sock)
         except EOFError:
             return
-        answered = True
         try:
             message = pickle.loads(payload)
-            if message[0] == "release":  # the one request that is not answered
-                server.release(message[1])
-                answered = False
-            else:
-                reply = server.answer(message, payload, fds)
+            server.released.update(message[1])
+            reply = server.answer(message, payload, fds)
         except Exception as exc:
             reply = (_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             for received in fds:
                 os.close(received)
-        if answered:
-            _send(sock, reply)
+        _send(sock, reply)
         server.replenish()  # the runner has its answer: off its critical path
 
 
@@ -296,11 +295,6 @@ class _Server:
         self.capture: Any = None
         self.capture_made = False
 
-    def release(self, pid: int) -> None:
-        """Collect ``pid`` now if it has exited, else later (see :meth:`collect_released`)."""
-        self.released.add(pid)
-        self.collect_released()
-
     def collect_released(self) -> None:
         """Collect the released children that have exited (zombies hold no resources but
         a pid; they are collected at the next request)."""
@@ -317,11 +311,11 @@ class _Server:
         self.collect_released()
         kind = message[0]
         if kind == "reap":
-            _, status = os.waitpid(message[1], 0)
+            _, status = os.waitpid(message[2], 0)
             return status
         if kind != "spawn":
             raise ValueError(f"unknown request {kind!r}")
-        _, job, child, cwd, environ = message
+        _, _, job, child, cwd, environ = message
         if environ is not None and environ != self.environ:  # first: the runner counts
             self.environ = environ                            # on it, whatever follows
             self.generation += 1
@@ -434,7 +428,7 @@ def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
         (size,) = _HEADER.unpack_from(message)
         environ = message[_HEADER.size:_HEADER.size + size]
         payload = memoryview(message)[_HEADER.size + size:]
-        _, job, child, cwd, _ = pickle.loads(payload)
+        _, _, job, child, cwd, _ = pickle.loads(payload)
         function, args, kwargs = pickle.loads(job)
         build, result_mode, masker = pickle.loads(child)
         if os.getcwd() != cwd:

@@ -391,10 +391,15 @@ def test_a_rehearsed_spare_runs_its_build_afresh_and_no_job_code_before(
 
 
 def test_spares_wait_for_builds_and_go_with_the_server(served: SimpleNamespace) -> None:
-    build = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
-    assert build.state is BuildState.SUCCESS, build.reason
-    spares = wait_for_idle_spares(served.server.pid, {build.retval["pid"]})
+    """The server keeps two spares; it collects the builds' processes the runner is done
+    with (told with the next request: the last one is left to the system)."""
+    builds = [served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+              for _ in range(4)]
+    assert [b.state for b in builds] == [BuildState.SUCCESS] * 4
+    pids = {b.retval["pid"] for b in builds}
+    spares = wait_for_idle_spares(served.server.pid, pids)
     assert len(spares) == _Server.SPARES == 2
+    assert children(served.server.pid) & pids <= {builds[-1].retval["pid"]}
     server = served.server.pid
     served.close()
     deadline = time.monotonic() + 5
@@ -402,6 +407,27 @@ def test_spares_wait_for_builds_and_go_with_the_server(served: SimpleNamespace) 
         time.sleep(0.02)
     assert not any(alive(pid) for pid in {server, *spares})
 
+
+@pytest.mark.parametrize("taken", [0, 2, 4, 9])
+def test_a_message_is_sent_whole_when_the_socket_takes_part_of_it(taken: int) -> None:
+    """One sendmsg per message (header, payload, descriptors); what it did not take is
+    sent after."""
+    from jobcontrol.forkserver import _HEADER, _send_raw
+
+    class Socket:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def sendmsg(self, buffers: list[bytes], ancdata: list) -> int:
+            self.data += b"".join(buffers)[:taken]
+            return taken
+
+        def sendall(self, data: bytes) -> None:
+            self.data += bytes(data)
+
+    sock = Socket()
+    _send_raw(sock, b"payload")  # type: ignore[arg-type]
+    assert sock.data == _HEADER.pack(7) + b"payload"
 
 
 def test_rehearsals_leave_the_servers_log_handlers_alone(
