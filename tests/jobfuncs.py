@@ -243,3 +243,25 @@ def traced(note: Traced, tag: str = "") -> dict:
             "calls": _traced_calls,
             # whether a fork server's spare rehearsed before this build came
             "rehearsed": getattr(sys.modules.get("jobcontrol.forkserver"), "_rehearsed", None)}
+
+
+def unwinds(marker: str, seconds: float = 30) -> None:
+    """Sleeps; notes in ``marker`` (beside this module) that its ``finally`` ran, as it
+    does when SIGTERM unwinds the job (a timeout, a cancel)."""
+    try:
+        log.info("sleeping")
+        time.sleep(seconds)
+    finally:
+        (HERE / marker).write_text(f"unwound {os.getpid()}")
+
+
+def forks(tag: str = "") -> dict:
+    """Forks a process of its own that prints a line, and waits for it."""
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:  # the job's child: fd 1 is the build's stdout pipe
+        os.write(1, f"from the job's child {tag}\n".encode())
+        os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    print(f"child exited {os.waitstatus_to_exitcode(status)}")
+    return {"pid": os.getpid(), "ppid": os.getppid(), "child": pid}

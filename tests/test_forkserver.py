@@ -137,13 +137,17 @@ def test_kill_9_of_the_runner_takes_server_and_job_down(tmp_path: Path) -> None:
     job_pid = int(wait_for(config.parent / "napper.pid"))
     server_pid = int(Path(f"/proc/{job_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert server_pid != runner.pid
+    spares = wait_for_idle_spares(server_pid, {job_pid})
+    assert spares
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     deadline = time.monotonic() + 5
-    while (alive(job_pid) or alive(server_pid)) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in {job_pid, server_pid, *spares}) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(server_pid)
     assert not alive(job_pid)
+    assert not any(alive(pid) for pid in spares)
 
 
 def test_sigterm_to_the_runners_process_group_cancels_the_build(tmp_path: Path) -> None:
@@ -247,11 +251,12 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNa
     storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
     executor = LocalExecutor(storage)
 
-    def build_from(path: str, func: Any, args: tuple, kwargs: dict) -> Any:
+    def build_from(path: str, func: Any, args: tuple, kwargs: dict,
+                   timeout: float | None = None) -> Any:
         claimed = storage.claim_build("job", concurrency=1, definition={},
                                       definition_hash="h", dependency_builds={},
                                       host="here", pid=os.getpid())
-        executor.start(claimed, func, args, kwargs, function_path=path)
+        executor.start(claimed, func, args, kwargs, function_path=path, timeout=timeout)
         [done] = executor.wait(timeout=30)
         return done
 
@@ -453,3 +458,61 @@ def test_rehearsals_leave_the_servers_log_handlers_alone(
         assert [r.message for r in served.storage.get_logs(build.id)] == [f"job t{n}"]
         wait_for_idle_spares(served.server.pid, set())
     assert log_file.read_text() == ""  # created by basicConfig, in the server
+
+
+def warmed_up(served: SimpleNamespace) -> None:
+    """A first build, then its replacements rehearsed: the next build comes to a spare
+    that rehearsed."""
+    first = served.build("noop", "first")
+    assert first.state is BuildState.SUCCESS, first.reason
+    wait_for_idle_spares(served.server.pid, set())
+
+
+def test_a_timeout_unwinds_a_build_of_a_rehearsed_spare(served: SimpleNamespace) -> None:
+    """The SIGTERM handler a spare sets while it waits unwinds the job (its finally runs),
+    and the build is recorded as timed out."""
+    warmed_up(served)
+    build = served.build_from("jobfuncs.unwinds", served.jobfuncs.unwinds,
+                              ("unwound.txt",), {}, timeout=0.5)
+    assert build.state is BuildState.FAILED
+    assert build.reason == "timed out after 500ms"
+    note = (Path(served.jobfuncs.__file__).parent / "unwound.txt").read_text()
+    assert note.startswith("unwound ") and int(note.split()[1]) != served.server.pid
+    assert [r.message for r in served.storage.get_logs(build.id)] == ["sleeping"]
+
+
+def test_a_rehearsed_spare_killed_by_a_signal_keeps_its_log(served: SimpleNamespace) -> None:
+    warmed_up(served)
+    build = served.build("kill_self")
+    assert build.state is BuildState.FAILED
+    assert build.reason == "killed by signal SIGKILL (9)"
+    assert [r.message for r in served.storage.get_logs(build.id)] == [
+        "line before the kill", "second line before the kill"]
+
+
+def test_rehearsed_spares_take_a_module_new_to_them_and_a_job_that_forks(
+        served: SimpleNamespace, tmp_path: Path) -> None:
+    """A function of a module the server imports at its first build (the spares ready
+    then were forked before: they import it themselves), and a job that forks."""
+    warmed_up(served)
+    (tmp_path / "newcomer.py").write_text(
+        "import os\n"
+        "def job(tag):\n"
+        "    print('newcomer', tag)\n"
+        "    return os.getpid()\n")
+
+    def not_here(tag: str) -> None:  # pragma: no cover - the server imports it
+        raise AssertionError("forked by the runner")
+
+    pids = set()
+    for n in range(3):  # the spares forked before the import, then one forked after
+        build = served.build_from("newcomer.job", not_here, (f"t{n}",), {})
+        assert build.state is BuildState.SUCCESS, build.reason
+        assert [r.message for r in served.storage.get_logs(build.id)] == [f"newcomer t{n}"]
+        pids.add(build.retval)
+    assert len(pids) == 3 and served.server.pid not in pids
+    build = served.build("forks", "t")
+    assert build.state is BuildState.SUCCESS, build.reason
+    assert build.retval["ppid"] == served.server.pid
+    assert sorted(r.message for r in served.storage.get_logs(build.id)) == [
+        "child exited 3", "from the job's child t"]
