@@ -140,9 +140,9 @@ class ForkServer:
         self._sock = ours
         self._lock = threading.Lock()
         self.pid = self._process.pid
-        #: ``os.environ`` as the server last received it (None: not sent yet); a request
-        #: carries the environment only when it changed
-        self._environ: dict[str, str] | None = None
+        #: ``os.environ`` (see :meth:`spawn`) when the server last received it (None: not
+        #: sent yet); a request carries the environment only when it changed
+        self._environ_data: dict[Any, Any] | None = None
         #: children released (see :meth:`release`) since the last request
         self._released: list[int] = []
 
@@ -188,13 +188,17 @@ class ForkServer:
         except Exception as exc:  # anything pickling a user's value can raise
             raise ForkServerError(f"cannot send the job's arguments: {exc}") from exc
         cwd = os.getcwd()
-        environ = dict(os.environ)
         with self._lock:
-            changed = environ != self._environ
-            reply = self._exchange(("spawn", job, child, cwd, environ if changed else None),
-                                   fds)
+            # CPython keeps the variables, encoded, in os.environ._data: compared with a
+            # copy in ~0.3 us, where a decoded copy of os.environ takes ~16 us
+            data = getattr(os.environ, "_data", None)
+            if not isinstance(data, dict):  # elsewhere: that decoded copy
+                data = dict(os.environ)
+            changed = data != self._environ_data
+            environ = dict(os.environ) if changed else None
+            reply = self._exchange(("spawn", job, child, cwd, environ), fds)
             if changed:  # received (an error reply too comes after the server read it)
-                self._environ = environ
+                self._environ_data = dict(data)
         return int(self._check(reply))
 
     def reap(self, pid: int) -> int:

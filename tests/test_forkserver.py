@@ -337,6 +337,30 @@ def test_each_build_gets_the_folder_and_environment_of_its_request(
     assert [pid for what, pid in notes(served.notes) if what == "call"] == pids
 
 
+def test_environment_changes_are_seen_without_cpythons_environ_data(
+        served: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``os.environ`` has no ``_data`` (CPython's encoded copy), the runner compares
+    decoded copies."""
+    from jobcontrol import forkserver
+
+    class Os:  # os, with an environ that is a plain dict
+        def __init__(self) -> None:
+            self.environ = dict(os.environ)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+    fake = Os()
+    monkeypatch.setattr(forkserver, "os", fake)
+    seen = []
+    for value in ["plain", "plain", "changed"]:
+        fake.environ["JC_TEST_VALUE"] = value
+        build = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+        assert build.state is BuildState.SUCCESS, build.reason
+        seen.append(build.retval["env"])
+    assert seen == ["plain", "plain", "changed"]
+
+
 def test_a_spare_that_died_is_replaced_and_the_build_runs_once(
         served: SimpleNamespace) -> None:
     first = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
