@@ -40,7 +40,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobcontrol.runner import _ChildCapture
 
 _HEADER = struct.Struct("!I")
 _MAX_FDS = 3
@@ -296,7 +299,7 @@ class _Server:
         self.cwd: str | None = None
         #: the spares' capture (runner._ChildCapture), made and rehearsed here once (None:
         #: each spare makes its own)
-        self.capture: Any = None
+        self.capture: _ChildCapture | None = None
         self.capture_made = False
 
     def collect_released(self) -> None:
@@ -320,8 +323,9 @@ class _Server:
         if kind != "spawn":
             raise ValueError(f"unknown request {kind!r}")
         _, _, job, child, cwd, environ = message
-        if environ is not None and environ != self.environ:  # first: the runner counts
-            self.environ = environ                            # on it, whatever follows
+        # first, whatever fails after: the runner takes the environment for received
+        if environ is not None and environ != self.environ:
+            self.environ = environ
             self.generation += 1
         if len(fds) != 3:
             raise ValueError(f"a spawn request needs 3 file descriptors, got {len(fds)}")
@@ -405,7 +409,7 @@ _rehearsed = False
 
 
 def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
-           server_pid: int, rehearsal: bytes | None, capture: Any) -> None:
+           server_pid: int, rehearsal: bytes | None, capture: _ChildCapture | None) -> None:
     """A spare's life: wait for its build, run it like a forked child; never returns.
 
     While it waits, it does what does not depend on the build (see
@@ -459,7 +463,7 @@ def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
 _SERVER_REHEARSALS = 10
 
 
-def _rehearsed_capture(rehearsal: bytes | None) -> Any:
+def _rehearsed_capture(rehearsal: bytes | None) -> _ChildCapture | None:
     """A capture for the spares, made and rehearsed here: they inherit its writers, the
     capture handler its rehearsals left idle, and code that ran here (specialized, with
     its type lookups cached), so that their own rehearsals write fewer pages. Like theirs,
@@ -483,7 +487,7 @@ def _rehearsed_capture(rehearsal: bytes | None) -> Any:
     return capture
 
 
-def _rehearse(capture: Any, rehearsal: bytes) -> None:
+def _rehearse(capture: _ChildCapture, rehearsal: bytes) -> None:
     """Rehearse a build with the child's part of a previous request: it holds jobcontrol's
     own values only (a build, a result mode, a masker), never a job's arguments, so loading
     it runs no code of a job's."""
