@@ -8,14 +8,16 @@ same to start and to exit. Measured here: about 1,300 page faults and 4-5 ms per
 
 So a run with many process-isolated builds starts one :class:`ForkServer`: a new Python
 interpreter (``python -c``, the runner's ``sys.path``) that imports only the runner's capture
-code and the job modules, and keeps one *spare* child forked ahead of need. The runner sends the
-job's function path, arguments, build, working directory and environment, and the three
-pipe ends the child writes to (``SCM_RIGHTS``); the server hands them to the spare, answers
-with its pid, and forks the next spare while the build runs. The child runs
-:func:`jobcontrol.runner._child_main` exactly as a child forked by the runner would. The
-runner watches the child through a pidfd (Linux 5.3+), signals its process group as
-before, and asks the server for its exit status, which the server collects only then (so
-the process group id cannot be reused while the runner may still signal it).
+code and the job modules, and keeps two *spare* children forked ahead of need. The runner
+sends the job's function path, arguments, build, working directory and environment (only when
+it changed), and the three pipe ends the child writes to (``SCM_RIGHTS``); the server hands
+them to a spare, answers with its pid, and forks a new spare while the build runs. A spare
+waiting for its build does ahead what does not depend on it, and rehearses (see
+:func:`_spare`); it runs the build as :func:`jobcontrol.runner._child_main` does in a child
+forked by the runner. The runner watches the child through a pidfd (Linux 5.3+), signals
+its process group as before, and asks the server for its exit status, which the server
+collects only then (so the process group id cannot be reused while the runner may still
+signal it).
 
 The server dies with the runner (``PR_SET_PDEATHSIG``, and at the end of its socket), and the
 children die with the server, so a killed runner leaves nothing running.
@@ -24,9 +26,13 @@ children die with the server, so a killed runner leaves nothing running.
 from __future__ import annotations
 
 import array
+import collections
+import contextlib
 import gc
+import logging
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -34,7 +40,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobcontrol.runner import _ChildCapture
 
 _HEADER = struct.Struct("!I")
 _MAX_FDS = 3
@@ -68,12 +77,14 @@ def _send(sock: socket.socket, message: Any, fds: tuple[int, ...] = ()) -> None:
 
 def _send_raw(sock: socket.socket, payload: bytes, fds: tuple[int, ...] | list[int] = ()
               ) -> None:
+    # one sendmsg for header, payload and descriptors: the reader wakes up once
     header = _HEADER.pack(len(payload))
-    if fds:
-        socket.send_fds(sock, [header], list(fds))
-    else:
-        sock.sendall(header)
-    sock.sendall(payload)
+    ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sent = sock.sendmsg([header, payload], ancdata)
+    rest = len(header) + len(payload) - sent
+    if rest:  # a stream socket may take less at once (a signal, a large payload)
+        sock.sendall(memoryview(header + payload)[sent:] if sent < len(header)
+                     else memoryview(payload)[sent - len(header):])
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -132,18 +143,34 @@ class ForkServer:
         self._sock = ours
         self._lock = threading.Lock()
         self.pid = self._process.pid
+        #: ``os.environ`` (see :meth:`spawn`) when the server last received it (None: not
+        #: sent yet); a request carries the environment only when it changed
+        self._environ_data: dict[Any, Any] | None = None
+        #: children released (see :meth:`release`) since the last request
+        self._released: list[int] = []
 
-    def _call(self, message: Any, fds: tuple[int, ...] = ()) -> Any:
-        payload = message if isinstance(message, bytes) else pickle.dumps(message)
+    def _call(self, message: tuple[Any, ...], fds: tuple[int, ...] = ()) -> Any:
         with self._lock:
-            try:
-                _send_raw(self._sock, payload, fds)
-            except OSError as exc:  # not received whole: the server forked nothing for it
-                raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
-            try:
-                reply, _ = _recv(self._sock)
-            except (OSError, EOFError, pickle.PickleError) as exc:
-                raise ForkServerLost(f"fork server {self.pid}: {exc}") from exc
+            reply = self._exchange(message, fds)
+        return self._check(reply)
+
+    def _exchange(self, message: tuple[Any, ...], fds: tuple[int, ...]) -> Any:
+        """Send a request (its kind, the children released since the last one, the rest),
+        return the reply (the caller holds the lock)."""
+        payload = pickle.dumps((message[0], self._released, *message[1:]),
+                               protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            _send_raw(self._sock, payload, fds)
+        except OSError as exc:  # not received whole: the server forked nothing for it
+            raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+        self._released = []
+        try:
+            reply, _ = _recv(self._sock)
+        except (OSError, EOFError, pickle.PickleError) as exc:
+            raise ForkServerLost(f"fork server {self.pid}: {exc}") from exc
+        return reply
+
+    def _check(self, reply: Any) -> Any:
         if isinstance(reply, tuple) and reply and reply[0] == _ERROR:
             raise ForkServerError(f"fork server {self.pid}: {reply[1]}")
         return reply
@@ -158,25 +185,36 @@ class ForkServer:
         pickle, say) or the server cannot serve it; nothing was started then.
         """
         try:
-            request = pickle.dumps(
-                ("spawn", function, args, kwargs, child_args, os.getcwd(), dict(os.environ)),
-                protocol=pickle.HIGHEST_PROTOCOL)
+            job = pickle.dumps((function, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+            # for the child alone: the server passes it on without unpickling it
+            child = pickle.dumps(child_args, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # anything pickling a user's value can raise
             raise ForkServerError(f"cannot send the job's arguments: {exc}") from exc
-        return int(self._call(request, fds))
+        cwd = os.getcwd()
+        with self._lock:
+            # CPython keeps the variables, encoded, in os.environ._data: compared with a
+            # copy in ~0.3 us, where a decoded copy of os.environ takes ~16 us
+            data = getattr(os.environ, "_data", None)
+            if not isinstance(data, dict):  # elsewhere: that decoded copy
+                data = dict(os.environ)
+            changed = data != self._environ_data
+            environ = dict(os.environ) if changed else None
+            reply = self._exchange(("spawn", job, child, cwd, environ), fds)
+            if changed:  # received (an error reply too comes after the server read it)
+                self._environ_data = dict(data)
+        return int(self._check(reply))
 
     def reap(self, pid: int) -> int:
         """Collect an exited (or killed) child; its wait status."""
         return int(self._call(("reap", pid)))
 
     def release(self, pid: int) -> None:
-        """Let the server collect an exited (or killed) child whenever it can, without
-        an answer: the runner, which has killed its process group, needs nothing more."""
+        """Let the server collect an exited (or killed) child whenever it can: the runner,
+        which has killed its process group, needs nothing more. Told with the next request
+        (a message of its own would wake the server up once more per build); the system
+        collects those released last when the server leaves."""
         with self._lock:
-            try:
-                _send(self._sock, ("release", pid))
-            except OSError as exc:
-                raise ForkServerError(f"fork server {self.pid}: {exc}") from exc
+            self._released.append(pid)
 
     def alive(self) -> bool:
         """False once the server process has exited."""
@@ -213,47 +251,56 @@ def serve(fd: int) -> None:
             payload, fds = _recv_raw(sock)
         except EOFError:
             return
-        after = None
         try:
             message = pickle.loads(payload)
-            if message[0] == "release":  # the one request that is not answered
-                server.release(message[1])
-                continue
-            reply, after = server.answer(message, payload, fds)
+            server.released.update(message[1])
+            reply = server.answer(message, payload, fds)
         except Exception as exc:
             reply = (_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             for received in fds:
                 os.close(received)
         _send(sock, reply)
-        if after is not None:
-            after()
+        server.replenish()  # the runner has its answer: off its critical path
 
 
 class _Server:
-    """The server's state: the job functions it imported, and its spare process.
+    """The server's state: the job functions it imported, and its spare processes.
 
     A spare is a child forked ahead of need, waiting for its build: a spawn request hands
     it the build and is answered at once, and the next spare is forked after the answer,
     while the build runs (on another core), so the fork is off the runner's critical path.
     Each build still runs in a process of its own, forked from the server's clean state.
+
+    Two are kept: the one a request takes was forked a build earlier, and has had the time
+    to rehearse (see :func:`_spare`), while its replacement is forked and rehearses.
     """
+
+    #: how many spares are kept forked ahead
+    SPARES = 2
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pid = os.getpid()
         self.functions: dict[str, Callable[..., Any]] = {}
-        self.spare: tuple[int, socket.socket] | None = None
+        #: the spares, oldest first: pid, socket, and the generation of their environment
+        self.spares: collections.deque[tuple[int, socket.socket, int]] = collections.deque()
         #: children the runner is done with, not collected yet
         self.released: set[int] = set()
-        #: ``os.environ`` as a dict, as the spares forked from now on have it (comparing
-        #: two dicts is cheap; comparing with ``os.environ`` encodes every variable)
+        #: the runner's ``os.environ`` as it last sent it, and its generation (one more
+        #: at each change); ``os.environ`` here (and in the spares forked from now on) is
+        #: that of ``forked_generation``
         self.environ = dict(os.environ)
-
-    def release(self, pid: int) -> None:
-        """Collect ``pid`` now if it has exited, else later (see :meth:`collect_released`)."""
-        self.released.add(pid)
-        self.collect_released()
+        self.generation = self.forked_generation = 0
+        #: the child's part of the last spawn request (build, result mode, masker): what
+        #: the spares forked from now on rehearse with
+        self.rehearsal: bytes | None = None
+        #: the runner's working folder as it last sent it (None: no spawn request yet)
+        self.cwd: str | None = None
+        #: the spares' capture (runner._ChildCapture), made and rehearsed here once (None:
+        #: each spare makes its own)
+        self.capture: _ChildCapture | None = None
+        self.capture_made = False
 
     def collect_released(self) -> None:
         """Collect the released children that have exited (zombies hold no resources but
@@ -266,48 +313,81 @@ class _Server:
             if done:
                 self.released.discard(pid)
 
-    def answer(self, message: Any, payload: bytes, fds: list[int]
-               ) -> tuple[Any, Callable[[], None] | None]:
-        """The reply to a request (``message``, as it came: ``payload``), and what to do
-        once it is sent."""
+    def answer(self, message: Any, payload: bytes, fds: list[int]) -> Any:
+        """The reply to a request (``message``, as it came: ``payload``)."""
         self.collect_released()
         kind = message[0]
         if kind == "reap":
-            _, status = os.waitpid(message[1], 0)
-            return status, None
+            _, status = os.waitpid(message[2], 0)
+            return status
         if kind != "spawn":
             raise ValueError(f"unknown request {kind!r}")
-        function, cwd, environ = message[1], message[5], message[6]
+        _, _, job, child, cwd, environ = message
+        # first, whatever fails after: the runner takes the environment for received
+        if environ is not None and environ != self.environ:
+            self.environ = environ
+            self.generation += 1
         if len(fds) != 3:
             raise ValueError(f"a spawn request needs 3 file descriptors, got {len(fds)}")
+        # the arguments are loaded here too: what cannot be loaded is answered (the runner
+        # forks the build itself), and what they need is imported once, for every spare
+        function, _, _ = pickle.loads(job)
         if function not in self.functions:
             # imported here once (an import error is answered: the runner forks itself),
             # so that the spares forked from now on have the module
             from jobcontrol.importing import import_callable
 
             self.functions[function] = import_callable(function)
-        if self.spare is None:
-            self.spare = self._fork_spare()
-        pid, conn = self.spare
-        self.spare = None
-        try:
-            _send_raw(conn, payload, fds)
-        finally:
-            conn.close()
+        pid = self._hand_over(payload, fds)
+        self.rehearsal = child
+        self.cwd = cwd
+        return pid
 
-        def prepare_next() -> None:
-            # the runner's folder and environment as they are now, for the next spares
-            if os.getcwd() != cwd:
-                os.chdir(cwd)
-            if environ != self.environ:
+    def replenish(self) -> None:
+        """Fork spares until there are :attr:`SPARES`, in the runner's folder and
+        environment as it last sent them; a request that is waiting meanwhile is served
+        first, while a spare is ready for it."""
+        if self.cwd is None:  # the spares come with the first build (and its module)
+            return
+        if not self.capture_made:  # once, before the first spares
+            self.capture_made = True
+            self.capture = _rehearsed_capture(self.rehearsal)
+        while len(self.spares) < self.SPARES:
+            if self.spares and select.select([self.sock], [], [], 0)[0]:
+                return
+            if os.getcwd() != self.cwd:
+                with contextlib.suppress(OSError):  # gone: a spare's build fails there
+                    os.chdir(self.cwd)
+            if self.forked_generation != self.generation:
                 os.environ.clear()
-                os.environ.update(environ)
-                self.environ = environ
-            self.spare = self._fork_spare()
+                os.environ.update(self.environ)
+                self.forked_generation = self.generation
+            self.spares.append(self._fork_spare())
 
-        return pid, prepare_next
+    def _hand_over(self, payload: bytes, fds: list[int]) -> int:
+        """Give the build to a spare (forked now if none is ready); its pid."""
+        while True:
+            fresh = not self.spares
+            # forked for this build, a spare starts on it at once (no rehearsal)
+            pid, conn, generation = self._fork_spare(rehearse=False) if fresh \
+                else self.spares.popleft()
+            # a spare forked before the environment last changed gets it from here
+            environ = b"" if generation == self.generation else pickle.dumps(
+                self.environ, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                # one message: a spare runs nothing unless it received all of it, so a
+                # failed send leaves nothing started
+                _send_raw(conn, _HEADER.pack(len(environ)) + environ + payload, fds)
+                return pid
+            except OSError:  # that spare died (killed by someone): the next one
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                if fresh:
+                    raise
+            finally:
+                conn.close()
 
-    def _fork_spare(self) -> tuple[int, socket.socket]:
+    def _fork_spare(self, rehearse: bool = True) -> tuple[int, socket.socket, int]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # what the server holds is never collected in a child: a collection there would
         # touch (and copy) every page of it
@@ -316,14 +396,27 @@ class _Server:
         if pid == 0:  # pragma: no cover - the child (coverage cannot follow os._exit)
             ours.close()
             self.sock.close()
-            _spare(theirs, self.functions, self.pid, self.environ)
+            for _, other, _ in self.spares:
+                other.close()
+            _spare(theirs, self.functions, self.pid, self.rehearsal if rehearse else None,
+                   self.capture)
         theirs.close()
-        return pid, ours
+        return pid, ours, self.forked_generation
+
+
+#: True in a spare that rehearsed its build (see :func:`_spare`; tests look at it)
+_rehearsed = False
 
 
 def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
-           server_pid: int, known_environ: dict[str, str]) -> None:
-    """A spare's life: wait for its build, run it like a forked child; never returns."""
+           server_pid: int, rehearsal: bytes | None, capture: _ChildCapture | None) -> None:
+    """A spare's life: wait for its build, run it like a forked child; never returns.
+
+    While it waits, it does what does not depend on the build (see
+    :class:`jobcontrol.runner._ChildCapture`) and rehearses with ``rehearsal`` (the child's
+    part of the previous request), unless its build has come already: the build then
+    starts sooner, with fewer page faults on its way.
+    """
     from jobcontrol import runner
 
     code = 0
@@ -331,27 +424,77 @@ def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
         runner._die_with_parent()
         if os.getppid() != server_pid:  # the server died before prctl took effect
             os._exit(0)
+        capture = capture or runner._ChildCapture()
+        capture.isolate()
+        if rehearsal is not None and not select.select([conn], [], [], 0)[0]:
+            _rehearse(capture, rehearsal)
         try:
-            payload, fds = _recv_raw(conn)
-        except EOFError:  # the server is closing: no build for this one
+            message, fds = _recv_raw(conn)
+        except EOFError:  # the server is closing (or died while sending): no build
             os._exit(0)
         conn.close()
-        _, function, args, kwargs, child_args, cwd, environ = pickle.loads(payload)
+        (size,) = _HEADER.unpack_from(message)
+        environ = message[_HEADER.size:_HEADER.size + size]
+        payload = memoryview(message)[_HEADER.size + size:]
+        _, _, job, child, cwd, _ = pickle.loads(payload)
+        function, args, kwargs = pickle.loads(job)
+        build, result_mode, masker = pickle.loads(child)
         if os.getcwd() != cwd:
             os.chdir(cwd)
-        if environ != known_environ:  # ``os.environ`` is ``known_environ``
+        if environ:  # the environment changed since this spare was forked
             os.environ.clear()
-            os.environ.update(environ)
+            os.environ.update(pickle.loads(environ))
         func = functions.get(function)
         if func is None:  # forked before the server imported it (the first build)
             from jobcontrol.importing import import_callable
 
             func = import_callable(function)
         frame_w, out_w, err_w = fds
-        build, result_mode, masker = child_args
-        runner._child_main(frame_w, out_w, err_w, func, args, kwargs, build, result_mode,
-                           masker, server_pid)
+        capture.run(frame_w, out_w, err_w, func, args, kwargs, build, result_mode, masker)
     except BaseException:
         code = 70  # the capture itself broke: the runner reports the exit code
     finally:
         os._exit(code)
+
+
+#: how many times the server rehearses before its first spares: Python specializes the
+#: code of a function after a few calls (measured: 10 took the faults of a spare's own
+#: rehearsal from ~380 to ~285; 1, to ~305; 30, to ~275)
+_SERVER_REHEARSALS = 10
+
+
+def _rehearsed_capture(rehearsal: bytes | None) -> _ChildCapture | None:
+    """A capture for the spares, made and rehearsed here: they inherit its writers, the
+    capture handler its rehearsals left idle, and code that ran here (specialized, with
+    its type lookups cached), so that their own rehearsals write fewer pages. Like theirs,
+    a rehearsal here runs no code of a job's and sends nothing (see :func:`_rehearse`)."""
+    from jobcontrol import runner
+
+    if rehearsal is None:  # pragma: no cover - made after a spawn request
+        return None
+    capture = runner._ChildCapture()
+    root = logging.getLogger()
+    handlers = root.handlers[:]  # the server's own (a job module's basicConfig, say): kept
+    root.handlers[:] = []        # out of the rehearsals
+    try:
+        for _ in range(_SERVER_REHEARSALS):
+            build, result_mode, masker = pickle.loads(rehearsal)
+            capture.rehearse(build, result_mode, masker)
+    except Exception:  # pragma: no cover - the spares make their own
+        return None
+    finally:
+        root.handlers[:] = handlers
+    return capture
+
+
+def _rehearse(capture: _ChildCapture, rehearsal: bytes) -> None:
+    """Rehearse a build with the child's part of a previous request: it holds jobcontrol's
+    own values only (a build, a result mode, a masker), never a job's arguments, so loading
+    it runs no code of a job's."""
+    global _rehearsed
+    try:
+        build, result_mode, masker = pickle.loads(rehearsal)
+        capture.rehearse(build, result_mode, masker)
+    except Exception:  # pragma: no cover - a rehearsal is no build: the build runs anyway
+        return
+    _rehearsed = True

@@ -203,3 +203,65 @@ def states_seen(database: str) -> list:
         return [list(row) for row in conn.execute("SELECT id, state FROM builds ORDER BY id")]
     finally:
         conn.close()
+
+
+#: calls of :func:`traced` in this process: a process that ran a build before shows 2
+_traced_calls = 0
+
+
+class Traced:
+    """An argument that notes each process that loads it (unpickles it) in a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return _load_traced, (self.path,)
+
+    def note(self, what: str) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(f"{what} {os.getpid()}\n")
+
+
+def _load_traced(path: str) -> Traced:
+    traced = Traced(path)
+    traced.note("load")
+    return traced
+
+
+def traced(note: Traced, tag: str = "") -> dict:
+    """Notes its call in ``note``'s file; returns where it ran (like :func:`whoami`) and
+    how many times this process ran it."""
+    global _traced_calls
+    _traced_calls += 1
+    note.note("call")
+    print(f"printed {tag}")
+    log.info("logged %s", tag)
+    build = current_build()
+    return {"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+            "env": os.environ.get("JC_TEST_VALUE"), "build": build.id if build else None,
+            "calls": _traced_calls,
+            # whether a fork server's spare rehearsed before this build came
+            "rehearsed": getattr(sys.modules.get("jobcontrol.forkserver"), "_rehearsed", None)}
+
+
+def unwinds(marker: str, seconds: float = 30) -> None:
+    """Sleeps; notes in ``marker`` (beside this module) that its ``finally`` ran, as it
+    does when SIGTERM unwinds the job (a timeout, a cancel)."""
+    try:
+        log.info("sleeping")
+        time.sleep(seconds)
+    finally:
+        (HERE / marker).write_text(f"unwound {os.getpid()}")
+
+
+def forks(tag: str = "") -> dict:
+    """Forks a process of its own that prints a line, and waits for it."""
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:  # the job's child: fd 1 is the build's stdout pipe
+        os.write(1, f"from the job's child {tag}\n".encode())
+        os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    print(f"child exited {os.waitstatus_to_exitcode(status)}")
+    return {"pid": os.getpid(), "ppid": os.getppid(), "child": pid}

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from jobcontrol import BuildState, JobControl
 from jobcontrol.errors import ConfigError
 from jobcontrol.executors.local import LocalExecutor
-from jobcontrol.forkserver import ForkServer, ForkServerError, available
+from jobcontrol.forkserver import ForkServer, ForkServerError, _Server, available
 from jobcontrol.storage import open_storage
 from tests.support import make_project
 from tests.test_processes import alive, run, wait_for
@@ -134,13 +137,17 @@ def test_kill_9_of_the_runner_takes_server_and_job_down(tmp_path: Path) -> None:
     job_pid = int(wait_for(config.parent / "napper.pid"))
     server_pid = int(Path(f"/proc/{job_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert server_pid != runner.pid
+    spares = wait_for_idle_spares(server_pid, {job_pid})
+    assert spares
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     deadline = time.monotonic() + 5
-    while (alive(job_pid) or alive(server_pid)) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in {job_pid, server_pid, *spares}) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(server_pid)
     assert not alive(job_pid)
+    assert not any(alive(pid) for pid in spares)
 
 
 def test_sigterm_to_the_runners_process_group_cancels_the_build(tmp_path: Path) -> None:
@@ -226,3 +233,310 @@ def test_a_run_leaves_no_thread_or_server_behind(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert not left, left
+
+
+# -- the server's spares, seen through an executor that forks from a server ------------------
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
+    """An executor with a fork server; ``build(function, *args, **kwargs)`` runs a function
+    of jobfuncs there and returns the recorded build (``build_from(path, func, args,
+    kwargs)``: the function at ``path``, ``func`` in this process). ``notes`` is a file
+    :class:`Traced` arguments write to (``Traced`` is jobfuncs' class)."""
+    make_project(tmp_path, "jobs: []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import jobfuncs  # type: ignore[import-not-found]
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
+    executor = LocalExecutor(storage)
+
+    def build_from(path: str, func: Any, args: tuple, kwargs: dict,
+                   timeout: float | None = None) -> Any:
+        claimed = storage.claim_build("job", concurrency=1, definition={},
+                                      definition_hash="h", dependency_builds={},
+                                      host="here", pid=os.getpid())
+        executor.start(claimed, func, args, kwargs, function_path=path, timeout=timeout)
+        [done] = executor.wait(timeout=30)
+        return done
+
+    def build(function: str, *args: Any, **kwargs: Any) -> Any:
+        return build_from(f"jobfuncs.{function}", getattr(jobfuncs, function), args, kwargs)
+
+    try:
+        assert executor.use_fork_server()
+        yield SimpleNamespace(build=build, build_from=build_from,
+                              server=executor._fork_server, jobfuncs=jobfuncs,
+                              notes=tmp_path / "notes.txt", storage=storage,
+                              close=executor.close)
+    finally:
+        executor.close()
+        storage.close()
+
+
+def notes(path: Path) -> list[tuple[str, int]]:
+    """What :class:`Traced` arguments wrote: (``load`` or ``call``, pid)."""
+    if not path.exists():
+        return []
+    return [(what, int(pid)) for what, pid in
+            (line.split() for line in path.read_text().splitlines())]
+
+
+def children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    if not path.exists():  # pragma: no cover - a kernel without CONFIG_PROC_CHILDREN
+        pytest.skip("/proc/PID/task/TID/children is needed to find the spares")
+    return {int(child) for child in path.read_text().split()}
+
+
+def wait_for_idle_spares(server_pid: int, but: set[int]) -> set[int]:
+    """Wait until the server has its spares (its children but ``but``, and but those that
+    exited), all asleep: they finished rehearsing and wait for a build; their pids."""
+    time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while True:
+        states = {}
+        for pid in children(server_pid) - but:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:  # pragma: no cover - gone meanwhile
+                continue
+            states[pid] = stat.rsplit(")", 1)[1].split()[0]
+        spares = {pid for pid, state in states.items() if state not in "ZX"}
+        if (len(spares) >= _Server.SPARES and all(states[pid] == "S" for pid in spares)) \
+                or time.monotonic() > deadline:
+            return spares
+        time.sleep(0.02)
+
+
+def test_each_build_gets_the_folder_and_environment_of_its_request(
+        served: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changes between builds reach the next build, whichever spare takes it (one forked
+    before the change too); an unchanged environment is not sent again."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    steps = [(first, "one"), (first, "one"), (second, "two"), (second, None), (first, None),
+             (first, "three"), (first, "three")]
+    pids = []
+    for n, (folder, value) in enumerate(steps):
+        monkeypatch.chdir(folder)
+        if value is None:
+            monkeypatch.delenv("JC_TEST_VALUE", raising=False)
+        else:
+            monkeypatch.setenv("JC_TEST_VALUE", value)
+        build = served.build("traced", served.jobfuncs.Traced(str(served.notes)), tag=f"t{n}")
+        assert build.state is BuildState.SUCCESS, build.reason
+        seen = build.retval
+        assert (seen["cwd"], seen["env"]) == (str(folder), value), n
+        assert seen["ppid"] == served.server.pid
+        assert seen["calls"] == 1  # a process of its own
+        assert seen["build"] == build.id
+        pids.append(seen["pid"])
+    assert len(set(pids)) == len(steps)
+    assert [pid for what, pid in notes(served.notes) if what == "call"] == pids
+
+
+def test_environment_changes_are_seen_without_cpythons_environ_data(
+        served: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``os.environ`` has no ``_data`` (CPython's encoded copy), the runner compares
+    decoded copies."""
+    from jobcontrol import forkserver
+
+    class Os:  # os, with an environ that is a plain dict
+        def __init__(self) -> None:
+            self.environ = dict(os.environ)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+    fake = Os()
+    monkeypatch.setattr(forkserver, "os", fake)
+    seen = []
+    for value in ["plain", "plain", "changed"]:
+        fake.environ["JC_TEST_VALUE"] = value
+        build = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+        assert build.state is BuildState.SUCCESS, build.reason
+        seen.append(build.retval["env"])
+    assert seen == ["plain", "plain", "changed"]
+
+
+def test_a_spare_that_died_is_replaced_and_the_build_runs_once(
+        served: SimpleNamespace) -> None:
+    first = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+    assert first.state is BuildState.SUCCESS, first.reason
+    spares = wait_for_idle_spares(served.server.pid, {first.retval["pid"]})
+    assert spares
+    for pid in spares:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in spares) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+    assert second.state is BuildState.SUCCESS, second.reason
+    assert second.retval["pid"] not in spares
+    assert second.retval["ppid"] == served.server.pid  # forked by the server all the same
+    calls = [pid for what, pid in notes(served.notes) if what == "call"]
+    assert calls == [first.retval["pid"], second.retval["pid"]]
+
+
+def test_a_rehearsed_spare_runs_its_build_afresh_and_no_job_code_before(
+        served: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spares rehearse while they wait (see jobcontrol.forkserver._spare). Each build still
+    runs in a process of its own forked by the server, in the folder and environment of its
+    request, with its own logs only; nothing of a job runs, loads or logs in a spare before
+    its build comes."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+    monkeypatch.setenv("JC_TEST_VALUE", "before")
+    first = served.build("traced", served.jobfuncs.Traced(str(served.notes)), tag="first")
+    assert first.state is BuildState.SUCCESS, first.reason
+    builds = [first.retval["pid"]]
+    for n in range(4):
+        wait_for_idle_spares(served.server.pid, set(builds))  # rehearsed, waiting
+        monkeypatch.chdir(folders[n % 2])
+        monkeypatch.setenv("JC_TEST_VALUE", f"value {n // 2}")  # every other build
+        build = served.build("traced", served.jobfuncs.Traced(str(served.notes)), tag=f"t{n}")
+        assert build.state is BuildState.SUCCESS, build.reason
+        seen = build.retval
+        assert seen["rehearsed"] is True
+        assert seen["calls"] == 1  # a process that ran no build (nor this job) before
+        assert seen["ppid"] == served.server.pid and seen["pid"] not in builds
+        assert (seen["cwd"], seen["env"]) == (str(folders[n % 2]), f"value {n // 2}")
+        assert seen["build"] == build.id
+        logs = [r.message for r in served.storage.get_logs(build.id)]
+        assert logs == [f"printed t{n}", f"logged t{n}"]
+        assert served.storage.get_progress(build.id) == []
+        builds.append(seen["pid"])
+    spares = wait_for_idle_spares(served.server.pid, set(builds))
+    assert spares  # rehearsed, and waiting for builds that will not come
+    # the job's argument was loaded by the server (which checks it) and by each build's
+    # process, and the job called in the builds' processes only, once each
+    noted = notes(served.notes)
+    assert [pid for what, pid in noted if what == "call"] == builds
+    assert sorted(pid for what, pid in noted if what == "load") == sorted(
+        [served.server.pid] * len(builds) + builds)
+
+
+def test_spares_wait_for_builds_and_go_with_the_server(served: SimpleNamespace) -> None:
+    """The server keeps two spares; it collects the builds' processes the runner is done
+    with (told with the next request: the last one is left to the system)."""
+    builds = [served.build("traced", served.jobfuncs.Traced(str(served.notes)))
+              for _ in range(4)]
+    assert [b.state for b in builds] == [BuildState.SUCCESS] * 4
+    pids = {b.retval["pid"] for b in builds}
+    spares = wait_for_idle_spares(served.server.pid, pids)
+    assert len(spares) == _Server.SPARES == 2
+    assert children(served.server.pid) & pids <= {builds[-1].retval["pid"]}
+    server = served.server.pid
+    served.close()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in {server, *spares}) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(alive(pid) for pid in {server, *spares})
+
+
+@pytest.mark.parametrize("taken", [0, 2, 4, 9])
+def test_a_message_is_sent_whole_when_the_socket_takes_part_of_it(taken: int) -> None:
+    """One sendmsg per message (header, payload, descriptors); what it did not take is
+    sent after."""
+    from jobcontrol.forkserver import _HEADER, _send_raw
+
+    class Socket:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def sendmsg(self, buffers: list[bytes], ancdata: list) -> int:
+            self.data += b"".join(buffers)[:taken]
+            return taken
+
+        def sendall(self, data: bytes) -> None:
+            self.data += bytes(data)
+
+    sock = Socket()
+    _send_raw(sock, b"payload")  # type: ignore[arg-type]
+    assert sock.data == _HEADER.pack(7) + b"payload"
+
+
+def test_rehearsals_leave_the_servers_log_handlers_alone(
+        served: SimpleNamespace, tmp_path: Path) -> None:
+    """A job module that configures logging when imported gives the server (which imports
+    it) a root handler: the rehearsals, the server's and the spares', write nothing to it,
+    and the builds log to their capture as ever."""
+    log_file = tmp_path / "configured.log"
+    (tmp_path / "configured_logging.py").write_text(
+        "import logging, os\n"
+        "logging.basicConfig(filename=os.path.join(os.path.dirname(__file__), "
+        "'configured.log'), level=logging.DEBUG)\n"
+        "def job(tag):\n"
+        "    logging.getLogger('configured').info('job %s', tag)\n"
+        "    return tag\n")
+
+    def not_here(tag: str) -> None:  # the module is imported by the server only
+        raise AssertionError("forked by the runner")
+
+    for n in range(3):
+        build = served.build_from("configured_logging.job", not_here, (f"t{n}",), {})
+        assert build.state is BuildState.SUCCESS, build.reason
+        assert [r.message for r in served.storage.get_logs(build.id)] == [f"job t{n}"]
+        wait_for_idle_spares(served.server.pid, set())
+    assert log_file.read_text() == ""  # created by basicConfig, in the server
+
+
+def warmed_up(served: SimpleNamespace) -> None:
+    """A first build, then its replacements rehearsed: the next build comes to a spare
+    that rehearsed."""
+    first = served.build("noop", "first")
+    assert first.state is BuildState.SUCCESS, first.reason
+    wait_for_idle_spares(served.server.pid, set())
+
+
+def test_a_timeout_unwinds_a_build_of_a_rehearsed_spare(served: SimpleNamespace) -> None:
+    """The SIGTERM handler a spare sets while it waits unwinds the job (its finally runs),
+    and the build is recorded as timed out."""
+    warmed_up(served)
+    build = served.build_from("jobfuncs.unwinds", served.jobfuncs.unwinds,
+                              ("unwound.txt",), {}, timeout=0.5)
+    assert build.state is BuildState.FAILED
+    assert build.reason == "timed out after 500ms"
+    note = (Path(served.jobfuncs.__file__).parent / "unwound.txt").read_text()
+    assert note.startswith("unwound ") and int(note.split()[1]) != served.server.pid
+    assert [r.message for r in served.storage.get_logs(build.id)] == ["sleeping"]
+
+
+def test_a_rehearsed_spare_killed_by_a_signal_keeps_its_log(served: SimpleNamespace) -> None:
+    warmed_up(served)
+    build = served.build("kill_self")
+    assert build.state is BuildState.FAILED
+    assert build.reason == "killed by signal SIGKILL (9)"
+    assert [r.message for r in served.storage.get_logs(build.id)] == [
+        "line before the kill", "second line before the kill"]
+
+
+def test_rehearsed_spares_take_a_module_new_to_them_and_a_job_that_forks(
+        served: SimpleNamespace, tmp_path: Path) -> None:
+    """A function of a module the server imports at its first build (the spares ready
+    then were forked before: they import it themselves), and a job that forks."""
+    warmed_up(served)
+    (tmp_path / "newcomer.py").write_text(
+        "import os\n"
+        "def job(tag):\n"
+        "    print('newcomer', tag)\n"
+        "    return os.getpid()\n")
+
+    def not_here(tag: str) -> None:  # pragma: no cover - the server imports it
+        raise AssertionError("forked by the runner")
+
+    pids = set()
+    for n in range(3):  # the spares forked before the import, then one forked after
+        build = served.build_from("newcomer.job", not_here, (f"t{n}",), {})
+        assert build.state is BuildState.SUCCESS, build.reason
+        assert [r.message for r in served.storage.get_logs(build.id)] == [f"newcomer t{n}"]
+        pids.add(build.retval)
+    assert len(pids) == 3 and served.server.pid not in pids
+    build = served.build("forks", "t")
+    assert build.state is BuildState.SUCCESS, build.reason
+    assert build.retval["ppid"] == served.server.pid
+    assert sorted(r.message for r in served.storage.get_logs(build.id)) == [
+        "child exited 3", "from the job's child t"]
