@@ -354,10 +354,13 @@ class JobControl:
             )
             assert build is not None  # only a retry can be refused
             queued[job_id] = build
+        from jobcontrol.executors.remote import ready_job
+
         builds = list(queued.values())
         for number, build in enumerate(builds):
             try:
-                send(build.id, self.config.queue_of(self.job(build.job_id)))
+                send(build.id, self.config.queue_of(self.job(build.job_id)),
+                     job=ready_job(build))
             except BrokerError as error:
                 for unsent in builds[number:]:  # a record never lies: these never start
                     self.storage.finish_build(unsent.id, BuildState.CANCELLED,

@@ -54,15 +54,15 @@ jobs:
 
 @dataclass
 class Broker:
-    """Messages as a list: ``(build_id, queue, delay, waited)``."""
+    """Messages as a list: ``(build_id, queue, delay, waited, job)``."""
 
-    sent: list[tuple[int, str, float, int]] = field(default_factory=list)
+    sent: list[tuple[int, str, float, int, str | None]] = field(default_factory=list)
 
     def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
-                 waited: int = 0) -> None:
-        self.sent.append((build_id, queue, delay, waited))
+                 waited: int = 0, job: str | None = None) -> None:
+        self.sent.append((build_id, queue, delay, waited, job))
 
-    def take(self) -> tuple[int, str, float, int]:
+    def take(self) -> tuple[int, str, float, int, str | None]:
         return self.sent.pop(0)
 
 
@@ -86,8 +86,8 @@ def drain(jc: JobControl, broker: Broker, limit: int = 100) -> list[str]:
     worker = RemoteWorker(jc, broker, BuildObserver())
     done = []
     while broker.sent and len(done) < limit:
-        build_id, _queue, _delay, waited = broker.take()
-        done.append(worker.handle(build_id, waited))
+        build_id, _queue, _delay, waited, job = broker.take()
+        done.append(worker.handle(build_id, waited, job))
     return done
 
 
@@ -97,8 +97,9 @@ def test_submit_queues_the_plan_and_sends_every_build(jc: JobControl, broker: Br
         ("a", S.QUEUED, "main"), ("b", S.QUEUED, "other"), ("c", S.QUEUED, "main")]
     a, b, c = builds
     assert b.dependency_builds == {"a": a.id} and c.dependency_builds == {"b": b.id}
-    assert broker.sent == [(a.id, "main", 0.0, 0), (b.id, "other", 0.0, 0),
-                           (c.id, "main", 0.0, 0)]
+    # a build that waits for no other goes with its job: the worker starts it at once
+    assert broker.sent == [(a.id, "main", 0.0, 0, "a"), (b.id, "other", 0.0, 0, None),
+                           (c.id, "main", 0.0, 0, None)]
 
 
 def test_a_chain_runs_in_order_with_retvals(jc: JobControl, broker: Broker) -> None:
@@ -106,8 +107,9 @@ def test_a_chain_runs_in_order_with_retvals(jc: JobControl, broker: Broker) -> N
     broker.sent.reverse()  # delivered out of order: c, b, then a
     # c and b wait for their dependencies, a little longer each time they are looked at
     assert drain(jc, broker, limit=2) == ["waiting for dependencies"] * 2
-    assert broker.sent == [(a.id, "main", 0.0, 0), (c.id, "main", wait_before(0), 1),
-                           (b.id, "other", 0.5, 1)]
+    assert broker.sent == [(a.id, "main", 0.0, 0, "a"),
+                           (c.id, "main", wait_before(0), 1, None),
+                           (b.id, "other", 0.5, 1, None)]
     assert wait_before(1) == 1.0 and wait_before(50) == 10.0
     assert drain(jc, broker) == ["success", "waiting for dependencies", "success", "success"]
     got = jc.get_build(b.id)
@@ -148,7 +150,7 @@ def test_a_failure_is_retried_by_its_worker(jc: JobControl, broker: Broker,
     assert drain(jc, broker, limit=1) == ["failed"]
     retry = jc.storage.get_retry(first.id)
     assert retry is not None and retry.state is S.QUEUED and retry.queue == "main"
-    assert broker.sent == [(retry.id, "main", 5.0, 0)]  # after the delay
+    assert broker.sent == [(retry.id, "main", 5.0, 0, "flaky")]  # after the delay
     assert drain(jc, broker) == ["success"]
     assert jc.get_build(retry.id).retry_of == first.id
 
@@ -213,8 +215,47 @@ def test_a_busy_job_waits_its_turn(jc: JobControl, broker: Broker) -> None:
     broker.sent.clear()
     broker(builds[2].id, "main")
     assert drain(jc, broker, limit=1) == ["job busy"]
-    assert broker.sent == [(builds[2].id, "main", 0.5, 1)]
+    assert broker.sent == [(builds[2].id, "main", 0.5, 1, "wide")]
     assert jc.get_build(builds[2].id).state is S.QUEUED
+
+
+def test_a_build_that_waits_for_none_starts_without_being_read(
+        jc: JobControl, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its message names its job: the worker claims it straight away (the claim is the
+    one look at the storage it needs); a redelivery, found not queued, is looked at."""
+    [build] = jc.submit("a")
+    reads: list[int] = []
+    get_build = jc.storage.get_build
+
+    def counting(build_id: int) -> Build:
+        reads.append(build_id)
+        return get_build(build_id)
+
+    monkeypatch.setattr(jc.storage, "get_build", counting)
+    broker.sent.append(broker.sent[0])  # delivered twice
+    assert drain(jc, broker) == ["success", "already success"]
+    assert reads == [build.id]  # by the redelivery only
+    assert jc.get_build(build.id).state is S.SUCCESS
+
+
+def test_a_ready_build_of_a_busy_job_waits_its_turn(jc: JobControl, broker: Broker) -> None:
+    first, second, third = (jc.submit("wide")[0] for _ in range(3))
+    for build in (first, second):
+        jc.storage.start_queued_build(build.id, concurrency=2, host="elsewhere", pid=1)
+    broker.sent[:] = [m for m in broker.sent if m[0] == third.id]
+    assert drain(jc, broker, limit=1) == ["job busy"]
+    assert broker.sent == [(third.id, "main", 0.5, 1, "wide")]  # still ready
+    assert jc.get_build(third.id).state is S.QUEUED
+
+
+def test_a_ready_build_of_a_job_this_worker_lacks_is_refused(
+        jc: JobControl, broker: Broker) -> None:
+    [build] = jc.submit("a")
+    del jc.config.jobs["a"]  # type: ignore[attr-defined]
+    assert drain(jc, broker) == ["failed"]
+    refused = jc.get_build(build.id)
+    assert refused.state is S.FAILED and "is not in this worker's config" in (
+        refused.reason or "")
 
 
 def test_a_worker_with_another_definition_refuses(jc: JobControl, broker: Broker) -> None:

@@ -71,10 +71,11 @@ class CelerySender:
         self.app = app if app is not None else make_app(settings)
 
     def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
-                 waited: int = 0) -> None:
+                 waited: int = 0, job: str | None = None) -> None:
         try:
             self.app.send_task(
-                TASK_NAME, args=(build_id, waited), queue=queue,
+                TASK_NAME, args=(build_id, waited) if job is None else (build_id, waited, job),
+                queue=queue,
                 countdown=delay if delay > 0 else None,
                 retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
                                           "interval_step": 0.5, "interval_max": 2},
@@ -143,8 +144,8 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
     celery.signals.worker_process_shutdown.connect(process_shutdown, weak=False)
 
     @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-    def build(build_id: int, waited: int = 0) -> str:
-        return here().handle(build_id, waited)
+    def build(build_id: int, waited: int = 0, job: str | None = None) -> str:
+        return here().handle(build_id, waited, job)
 
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,

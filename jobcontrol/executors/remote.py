@@ -64,11 +64,19 @@ FOLLOW_POLL = 0.3
 class Sender(Protocol):
     """Sends "look at build ``build_id``" to a worker of ``queue``, after ``delay`` seconds.
 
-    ``waited`` counts the times the build already waited (it sets the next wait).
+    ``waited`` counts the times the build already waited (it sets the next wait). ``job``
+    names the build's job when the build waits for no other build: the worker then starts
+    it without reading it first (see :meth:`RemoteWorker.handle`).
     """
 
     def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
-                 waited: int = 0) -> None: ...
+                 waited: int = 0, job: str | None = None) -> None: ...
+
+
+def ready_job(build: Build) -> str | None:
+    """What a message about ``build`` says of its job (see :class:`Sender`): the job's id
+    when the build waits for no other build, else None."""
+    return None if build.dependency_builds else build.job_id
 
 
 def wait_before(waited: int) -> float:
@@ -154,8 +162,15 @@ class RemoteWorker:
 
     # -- one message -----------------------------------------------------------------------
 
-    def handle(self, build_id: int, waited: int = 0) -> str:
-        """Act on a delivery of ``build_id``; returns what happened, in a few words."""
+    def handle(self, build_id: int, waited: int = 0, job_id: str | None = None) -> str:
+        """Act on a delivery of ``build_id``; returns what happened, in a few words.
+
+        ``job_id`` comes with a build that waits for no other build: it is started at once
+        (one round trip to the storage), and looked at first only where that is refused."""
+        if job_id is not None:
+            done = self._start_ready(build_id, job_id)
+            if done is not None:
+                return done
         try:
             build = self.storage.get_build(build_id)
         except BuildNotFoundError:
@@ -167,9 +182,7 @@ class RemoteWorker:
             return self._refuse(build, f"job {build.job_id!r} is not in this worker's config "
                                        f"({self.config.path})")
         if job.definition_hash != build.definition_hash:
-            return self._refuse(build, f"this worker's config ({self.config.path}) defines "
-                                       f"job {job.id!r} differently from the one that queued "
-                                       f"the build: deploy the same config everywhere")
+            return self._refuse(build, self._other_definition(job.id))
         state = self.dependencies(build)
         if isinstance(state, Waiting):
             return self._later(build, waited, "waiting for dependencies")
@@ -190,6 +203,38 @@ class RemoteWorker:
             return self._later(build, waited, "job busy")
         if started is None:
             return "taken"  # cancelled, or started by another worker, since we looked
+        return self._run(started, job, func, args, kwargs)
+
+    def _start_ready(self, build_id: int, job_id: str) -> str | None:
+        """Start and run a build that waits for no other, without reading it first; None
+        where :meth:`handle` must look at it (an unknown job, arguments it cannot make,
+        a job busy, a build deleted or not queued any more): it says what happened."""
+        job = self.config.jobs.get(job_id)
+        if job is None or job.dependencies:
+            return None
+        try:
+            func = self.jc.import_function(job.id)
+            args, kwargs, consumed = self.arguments(job, {})
+            started = self.storage.start_queued_build(
+                build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
+                dependency_builds=consumed,
+            )
+        except (JobControlError, BuildNotFoundError, JobAlreadyRunningError):
+            return None
+        if started is None:
+            return None
+        if started.job_id != job.id or started.definition_hash != job.definition_hash:
+            return self._refuse(started, self._other_definition(started.job_id))
+        return self._run(started, job, func, args, kwargs)
+
+    def _other_definition(self, job_id: str) -> str:
+        return (f"this worker's config ({self.config.path}) defines job {job_id!r} "
+                f"differently from the one that queued the build: deploy the same config "
+                f"everywhere")
+
+    def _run(self, started: Build, job: JobDefinition, func: Callable[..., Any],
+             args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Run a started build to its end (a failed one is retried if its job says so)."""
         if job.isolation == "process":
             self._fork_server()
         self.executor.start(started, func, args, kwargs, timeout=job.timeout,
@@ -223,7 +268,8 @@ class RemoteWorker:
 
     def _later(self, build: Build, waited: int, why: str) -> str:
         assert build.queue is not None
-        self.send(build.id, build.queue, delay=wait_before(waited), waited=waited + 1)
+        self.send(build.id, build.queue, delay=wait_before(waited), waited=waited + 1,
+                  job=ready_job(build))
         return why
 
     # -- dependencies ----------------------------------------------------------------------
@@ -306,7 +352,7 @@ class RemoteWorker:
         logger.info("build #%s %s: %s, retry %d of %d is build #%s in %s", build.id,
                     build.job_id, build.state, attempt, job.retries.count, retry.id,
                     format_duration(delay))
-        self.send(retry.id, build.queue, delay=delay)
+        self.send(retry.id, build.queue, delay=delay, job=ready_job(retry))
         return retry
 
     def sweep(self) -> list[Build]:
