@@ -931,10 +931,16 @@ class SqlStorage(Storage):
             if wanted is not None and last.job_id not in wanted:
                 continue
             running = sorted(int(i) for i in str(running_ids).split(",")) if running_ids else []
+            if ok_row[0] is None:
+                last_ok = None
+            elif ok_row[0] == last.id:  # most often the newest build is the newest success
+                last_ok = last
+            else:
+                last_ok = self._build_from_row(ok_row)
             summaries[last.job_id] = JobSummary(
                 job_id=last.job_id,
                 last_build=last,
-                last_ok=None if ok_row[0] is None else self._build_from_row(ok_row),
+                last_ok=last_ok,
                 last_output_id=output_id,
                 running=tuple(running),
             )
