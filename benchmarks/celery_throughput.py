@@ -26,6 +26,12 @@ vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 r
     isolation inline:  celery 3.11 s, jobcontrol 4.73 s: 1.52x (after the merge with
                        outcomes committed with the next claim, 2026-12-02)
     isolation process: celery 2.81 s, jobcontrol 8.57 s: 3.05x (the same day)
+    isolation inline:  celery 1.11 s, jobcontrol 1.82 s: 1.64x (2026-12-04: a build that
+                       waits for no other is claimed without a read first; a quieter
+                       machine, Celery alone twice as fast as before)
+    isolation inline:  celery 1.13 s, jobcontrol 1.94 s: 1.72x; 1.07 s, 1.93 s: 1.80x
+    inline, RabbitMQ:  celery 1.25 s, jobcontrol 1.84 s: 1.48x
+    isolation process: celery 1.08 s, jobcontrol 4.38 s: 4.07x; 1.06 s, 3.78 s: 3.56x
 
 The submitting loop is the critical path: per build, a durable INSERT (its commit waits
 for the WAL flush) and the send, against the send alone for Celery. With ``process``, a
