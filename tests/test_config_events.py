@@ -311,12 +311,18 @@ def test_fallbacks(text: str) -> None:
     assert assert_equivalent(text) == "fallback"
 
 
-def test_duplicate_key_message_and_line() -> None:
-    error, path = fast("jobs:\n  - id: a\n    function: m.f\n    id: b\n")
+@pytest.mark.parametrize(("text", "message", "line", "column"), [
+    pytest.param("jobs:\n  - id: a\n    function: m.f\n    id: b\n",
+                 "duplicate key 'id' (first at line 2)", 4, 5, id="duplicate key"),
+    pytest.param("a: 1\nb: !env JC_EVENTS_UNSET\n",
+                 "environment variable JC_EVENTS_UNSET is not set", 2, 4, id="unset !env"),
+])
+def test_errors_keep_their_message_and_place(text: str, message: str, line: int,
+                                             column: int) -> None:
+    error, path = fast(text)
     assert path == "fallback"
     assert isinstance(error, ConfigError)
-    assert (error.message, error.line, error.column) == (
-        "duplicate key 'id' (first at line 2)", 4, 5)
+    assert (error.message, error.line, error.column) == (message, line, column)
 
 
 def test_non_string_keys_load_as_before() -> None:
@@ -331,14 +337,6 @@ def test_deep_nesting_is_a_config_error() -> None:
     error, path = fast("jobs:\n" + "- " * 5_000 + "x\n")
     assert path == "fallback"
     assert isinstance(error, ConfigError) and "nested more than 200" in error.message
-
-
-def test_unset_env_variable_message() -> None:
-    error, path = fast("a: 1\nb: !env JC_EVENTS_UNSET\n")
-    assert path == "fallback"
-    assert isinstance(error, ConfigError)
-    assert (error.message, error.line, error.column) == (
-        "environment variable JC_EVENTS_UNSET is not set", 2, 4)
 
 
 def test_tab_message() -> None:
