@@ -82,6 +82,7 @@ MAX_CLAIMED_KEPT = 1000
 #: the states a build is deleted in, and its logs trimmed in, never: it is still being written
 _UNFINISHED = (BuildState.QUEUED.value, BuildState.RUNNING.value)
 
+
 class _Claim:
     """What a storage object knows of a build it claimed and has not finished yet: the
     build as inserted and its JSON columns as stored (its finish reads back only what
