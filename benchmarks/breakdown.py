@@ -3,6 +3,7 @@ each beside the least that part could cost.
 
     python -m benchmarks.breakdown                 # 1000 jobs, 7 runs, medians
     python -m benchmarks.breakdown --jobs 300 --runs 3
+    python -m benchmarks.breakdown --isolation process
 
 Each run is a new process. In it, jobcontrol builds the 1000 independent no-op jobs of
 workload 1 through its Python API, with a clock around each part of a build (the clocks
@@ -25,6 +26,22 @@ run). Beside each part, a floor measured in the same process:
 ``orchestration``
     the rest: deciding the step, its arguments, the snapshot and hash of its definition,
     starting and recording it; no floor.
+
+Below the parts, the *least recorder*: the whole of workload 1 as one loop of the least
+Python that stores what jobcontrol stores (the config read by PyYAML's C loader, each job's
+definition snapshot and hash, the claim and finish statements above with one commit a
+build, the job's log lines and return value captured), and nothing else: no validation,
+no concurrency or cancel handling beyond the SQL, no timeouts or signals, no secrets
+masking, no records returned. It is what the floors cost together with the least glue
+between them.
+
+With ``--isolation process``, the same jobs are built each in a process of its own (from the
+fork server), and the table shows the CPU time and page faults a build costs in each process
+taking part: the runner, the fork server, and the build processes (as the server collected
+them). Beside them, the floor: ``fork()`` + ``waitpid()`` of a child that runs the job and
+exits at once, from a new interpreter that imported what the fork server imports (so the
+same size), in a loop. On a machine with 2 cores, the wall time of a build cannot be less
+than half of all the CPU time the three kinds of process spend on it.
 """
 
 from __future__ import annotations
@@ -34,6 +51,7 @@ import functools
 import json
 import logging
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -137,7 +155,103 @@ def measure_floors(workdir: Path, jobs: int) -> dict[str, float]:
     floors["job"] = time.perf_counter() - started
     root.removeHandler(handler)
     root.setLevel(level)
+
+    least = workdir / "least"
+    least.mkdir()
+    with open_storage(f"sqlite:///{least / 'least.db'}") as storage:
+        storage.install()
+    floors["least"] = _least_recorder(write_config(least, [
+        {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
+        for n in range(jobs)], "inline"), least / "least.db")
     return floors
+
+
+_LOG_SQL = ("INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_FINISH_SQL = ("UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
+               "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
+               "WHERE id = ? AND state IN (?, ?) "
+               "RETURNING heartbeat, cancel_requested, cancel_reason")
+_CLAIM_SQL = ("INSERT INTO builds (job_id, state, definition, definition_hash, "
+              "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
+              "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+              "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?")
+
+
+def _least_recorder(config_path: Path, db_path: Path) -> float:
+    """Seconds for workload 1 built by the least Python that records what jobcontrol does
+    (see the module docstring): per build, the previous build's log lines and outcome and
+    this build's claim in one commit, then the job with its log and output captured."""
+    import hashlib
+    import importlib
+    import io
+    from datetime import datetime, timezone
+
+    import yaml
+
+    from benchmarks.baselines import Collect
+
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    cur = conn.cursor()
+    root = logging.getLogger()
+    handler = Collect()
+    hash_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    functions: dict[str, Callable[..., Any]] = {}
+    started = time.perf_counter()
+    config = yaml.load(config_path.read_text(), Loader=yaml.CSafeLoader)
+    defaults = config.get("defaults") or {}
+    previous: tuple[int, list[tuple[Any, ...]], str] | None = None
+    for spec in [*config["jobs"], None]:  # the last round writes the last outcome
+        now = datetime.now(timezone.utc).isoformat()
+        cur.execute("BEGIN IMMEDIATE")
+        if previous is not None:
+            build_id, logs, result = previous
+            cur.executemany(_LOG_SQL, logs)
+            cur.execute(_FINISH_SQL, ("success", None, now, "json", result, None, None, None,
+                                      build_id, "queued", "running"))
+            cur.fetchone()
+        if spec is None:
+            cur.execute("COMMIT")
+            break
+        job = {**defaults, **spec}
+        path, args, kwargs = job["function"], job.get("args", []), job.get("kwargs", {})
+        snapshot = json.dumps({
+            "id": job["id"], "function": path, "title": job.get("title", job["id"]),
+            "args": args, "kwargs": kwargs, "dependencies": [], "tags": [], "timeout": None,
+            "cleanup_function": None, "concurrency": 1, "isolation": job["isolation"],
+            "result": "json", "retries": None, "retention": None, "schedule": None,
+            "max_age": None, "notify": None, "queue": None}, ensure_ascii=False)
+        digest = hashlib.sha256(hash_encoder.encode(
+            {"function": path, "args": args, "kwargs": kwargs}).encode()).hexdigest()
+        cur.execute(_CLAIM_SQL, (job["id"], "running", snapshot, digest, "{}", now, now, now,
+                                 "bench", os.getpid(), None, job["id"], "running", 1))
+        build_id = cur.lastrowid
+        cur.execute("COMMIT")
+        func = functions.get(path)
+        if func is None:
+            module, _, name = path.rpartition(".")
+            func = functions[path] = getattr(importlib.import_module(module), name)
+        handler.records = []
+        level, stdout = root.level, sys.stdout
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        sys.stdout = io.StringIO()
+        try:
+            value = func(*args, **kwargs)
+        finally:
+            sys.stdout = stdout
+            root.removeHandler(handler)
+            root.setLevel(level)
+        previous = (build_id, [
+            (build_id, seq, datetime.fromtimestamp(r.created, timezone.utc).isoformat(),
+             r.levelno, r.name, r.getMessage(), None)
+            for seq, r in enumerate(handler.records, 1)], json.dumps(value))
+    seconds = time.perf_counter() - started
+    conn.close()
+    return seconds
 
 
 def _bare_sql_loop(path: Path, jobs: int) -> float:
@@ -185,6 +299,98 @@ def _bare_sql_loop(path: Path, jobs: int) -> float:
     return seconds
 
 
+def _proc_times(pid: int) -> dict[str, float]:
+    """CPU seconds and page faults of process ``pid``, and of its children it collected, from
+    ``/proc/PID/stat`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"cpu": (int(fields[11]) + int(fields[12])) / tick, "faults": int(fields[7]),
+            "children_cpu": (int(fields[13]) + int(fields[14])) / tick,
+            "children_faults": int(fields[8])}
+
+
+def _rusage(who: int) -> tuple[float, int]:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime, usage.ru_minflt
+
+
+def measure_process(workdir: Path, jobs: int) -> dict[str, float]:
+    """Wall seconds, and CPU seconds and page faults by process, of building ``jobs``
+    process-isolated no-op jobs through the fork server on SQLite."""
+    from benchmarks.jc_cases import write_config
+    from jobcontrol import JobControl
+    from jobcontrol.executors import local
+
+    config = write_config(workdir, [
+        {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
+        for n in range(jobs)], "process", fork_server=True)
+    server: dict[str, float] = {}
+    drop = local.LocalExecutor._drop_fork_server
+
+    def read_then_drop(executor: local.LocalExecutor) -> None:
+        if executor._fork_server is not None:  # before it exits: its counts so far
+            server.update(_proc_times(executor._fork_server.pid))
+        drop(executor)
+
+    local.LocalExecutor._drop_fork_server = read_then_drop  # type: ignore[method-assign]
+    try:
+        jc = JobControl.from_config(config, storage=f"sqlite:///{workdir / 'jobcontrol.db'}")
+        jc.storage.install()
+        cpu, faults = _rusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        with jc:
+            builds = jc.build(list(jc.config.jobs))
+        wall = time.perf_counter() - started
+        cpu_after, faults_after = _rusage(resource.RUSAGE_SELF)
+    finally:
+        local.LocalExecutor._drop_fork_server = drop  # type: ignore[method-assign]
+    assert len(builds) == jobs and server, "every job built, through the fork server"
+    return {"wall": wall, "runner_cpu": cpu_after - cpu, "runner_faults": faults_after - faults,
+            "server_cpu": server["cpu"], "server_faults": server["faults"],
+            "builds_cpu": server["children_cpu"], "builds_faults": server["children_faults"]}
+
+
+def fork_floor(jobs: int) -> None:
+    """Print (JSON) the floor of a process-isolated build: ``fork()`` + ``waitpid()`` of a
+    child that runs the job and leaves, ``jobs`` times, from this process (started with the
+    fork server's imports)."""
+    from benchmarks import tasks
+
+    cpu, faults = _rusage(resource.RUSAGE_SELF)
+    child_cpu, child_faults = _rusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    for n in range(jobs):
+        pid = os.fork()
+        if pid == 0:  # the child: run the job, leave at once
+            try:
+                tasks.noop(n)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    wall = time.perf_counter() - started
+    cpu_after, faults_after = _rusage(resource.RUSAGE_SELF)
+    child_cpu_after, child_faults_after = _rusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"wall": wall, "parent_cpu": cpu_after - cpu,
+                      "parent_faults": faults_after - faults,
+                      "child_cpu": child_cpu_after - child_cpu,
+                      "child_faults": child_faults_after - child_faults}))
+
+
+def child_process(jobs: int) -> None:
+    """One run of ``--isolation process``: print its counts and the floor's, per job, as
+    JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spent = measure_process(Path(tmp), jobs)
+    # the floor forks from a process of the fork server's size: what it imports, no more
+    code = ("import sys; sys.path[:] = sys.argv[2:]; import jobcontrol.runner; "
+            "from benchmarks.breakdown import fork_floor; fork_floor(int(sys.argv[1]))")
+    done = subprocess.run([sys.executable, "-c", code, str(jobs), *sys.path],
+                          capture_output=True, text=True, check=True)
+    floor = json.loads(done.stdout)
+    print(json.dumps({"spent": {k: v / jobs for k, v in spent.items()},
+                      "floors": {k: v / jobs for k, v in floor.items()}}))
+
+
 def child(jobs: int) -> None:
     """One run: print the parts and the floors, per job, as JSON."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,21 +407,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--isolation", choices=("inline", "process"), default="inline",
+                        help="the jobs' isolation (default: inline)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.jobs)
+        (child if args.isolation == "inline" else child_process)(args.jobs)
         return
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = []
     for number in range(args.runs):
         done = subprocess.run([sys.executable, "-m", "benchmarks.breakdown", "--child",
-                               "--jobs", str(args.jobs)], env=env, capture_output=True,
-                              text=True, check=True)
+                               "--jobs", str(args.jobs), "--isolation", args.isolation],
+                              env=env, capture_output=True, text=True, check=True)
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"run {number + 1} of {args.runs}", file=sys.stderr)
+    if args.isolation == "process":
+        print_process_table(runs, args.jobs)
+        return
     print(f"workload 1, inline, SQLite, {args.jobs} jobs: microseconds a build, "
-          f"medians of {args.runs} runs")
+          f"{_medians_of(args.runs)}")
     print(f"{'part':<15}{'jobcontrol':>12}{'floor':>9}{'above floor':>13}")
     total = floor_total = 0.0
     for part in PARTS:
@@ -226,7 +437,46 @@ def main() -> None:
         shown = f"{floor:9.0f}{spent - floor:13.0f}" if floor else f"{'-':>9}{'':>13}"
         print(f"{part:<15}{spent:12.0f}{shown}")
     print(f"{'total':<15}{total:12.0f}{floor_total:9.0f}{total - floor_total:13.0f}")
-    print("(the SQL floor of claim and finish together is shown on the claim line)")
+    least = statistics.median(run["floors"]["least"] for run in runs) * 1e6
+    print(f"{'least recorder':<15}{'':>12}{least:9.0f}{total - least:13.0f}")
+    print("(the SQL floor of claim and finish together is shown on the claim line; the least "
+          "recorder is\nthe whole loop: these floors and the least Python between them)")
+
+
+def _medians_of(runs: int) -> str:
+    return f"medians of {runs} runs" if runs > 1 else "one run"
+
+
+def print_process_table(runs: list[dict[str, dict[str, float]]], jobs: int) -> None:
+    """The table of ``--isolation process``: µs of CPU and page faults a build, by process."""
+
+    def median(side: str, key: str) -> float:
+        return statistics.median(run[side][key] for run in runs)
+
+    print(f"workload 1, process isolation, SQLite, {jobs} jobs: a build's CPU time and page "
+          f"faults by process, {_medians_of(len(runs))}")
+    print(f"{'process':<17}{'CPU µs':>9}{'faults':>9}")
+    total_cpu = total_faults = 0.0
+    for name, key in (("runner", "runner"), ("fork server", "server"),
+                      ("build processes", "builds")):
+        cpu, faults = median("spent", f"{key}_cpu") * 1e6, median("spent", f"{key}_faults")
+        total_cpu += cpu
+        total_faults += faults
+        print(f"{name:<17}{cpu:9.0f}{faults:9.0f}")
+    print(f"{'all':<17}{total_cpu:9.0f}{total_faults:9.0f}")
+    cores = os.cpu_count() or 1
+    print(f"{'wall':<17}{median('spent', 'wall') * 1e6:9.0f}"
+          f"   (all the CPU over {cores} cores: {total_cpu / cores:.0f})")
+    print("floor: fork + wait of a child that runs the job, from a process the fork "
+          "server's size")
+    floor_cpu = floor_faults = 0.0
+    for name in ("parent", "child"):
+        cpu, faults = median("floors", f"{name}_cpu") * 1e6, median("floors", f"{name}_faults")
+        floor_cpu += cpu
+        floor_faults += faults
+        print(f"{name:<17}{cpu:9.0f}{faults:9.0f}")
+    print(f"{'all':<17}{floor_cpu:9.0f}{floor_faults:9.0f}")
+    print(f"{'wall':<17}{median('floors', 'wall') * 1e6:9.0f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +58,25 @@ def test_breakdown_prints_every_part_beside_its_floor() -> None:
         assert part in rows, done.stdout
         assert float(rows[part][0]) > 0, done.stdout  # a time was measured for each part
     assert float(rows["claim"][1]) > 0 and float(rows["config"][1]) > 0  # floors measured
+    least = next(line for line in lines if line.startswith("least recorder"))
+    assert float(least.split()[2]) > 0, done.stdout  # the least recorder was timed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_breakdown_of_process_isolation_counts_each_process() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.breakdown", "--isolation", "process",
+         "--jobs", "20", "--runs", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("workload 1, process isolation, SQLite, 20 jobs")
+    rows = [line.split() for line in lines[2:]]
+    names = [" ".join(row[:-2]) for row in rows if len(row) >= 3 and row[-1].isdigit()]
+    assert names[:4] == ["runner", "fork server", "build processes", "all"], done.stdout
+    assert "parent" in names and "child" in names, done.stdout  # the fork floor's processes
+    # the build processes ran: the server collected them, with their page faults
+    build_processes = next(row for row in rows if row[:2] == ["build", "processes"])
+    assert int(build_processes[-1]) > 0, done.stdout
