@@ -11,8 +11,9 @@ cost about a microsecond a build, so the parts add up to a little more than the 
 run). Beside each part, a floor measured in the same process:
 
 ``config``
-    the config loaded and validated, per job; floor: libyaml producing the file's events
-    (parsing only, nothing built).
+    the config loaded and validated, per job (jobcontrol's modules imported before, as in
+    the benchmarks); floor: libyaml producing the file's events (parsing only, nothing
+    built).
 ``claim`` + ``finish``
     the storage's two writes a build (the claim commits the build ``running`` together with
     the previous build's outcome: one commit a build); floor: a bare loop of the same SQL
@@ -86,11 +87,12 @@ def _timed(owner: Any, name: str, into: dict[str, float], part: str) -> Callable
 def measure_jobcontrol(workdir: Path, jobs: int) -> dict[str, float]:
     """Seconds per part of building ``jobs`` no-op jobs inline on SQLite."""
     from benchmarks import tasks
-    from benchmarks.jc_cases import write_config
+    from benchmarks.jc_cases import import_jobcontrol, write_config
     from jobcontrol import JobControl
     from jobcontrol.executors import local
     from jobcontrol.storage import sql
 
+    import_jobcontrol("sqlite")  # before the clocks, as in the benchmarks
     config = write_config(workdir, [
         {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
         for n in range(jobs)], "inline")
@@ -317,10 +319,11 @@ def _rusage(who: int) -> tuple[float, int]:
 def measure_process(workdir: Path, jobs: int) -> dict[str, float]:
     """Wall seconds, and CPU seconds and page faults by process, of building ``jobs``
     process-isolated no-op jobs through the fork server on SQLite."""
-    from benchmarks.jc_cases import write_config
+    from benchmarks.jc_cases import import_jobcontrol, write_config
     from jobcontrol import JobControl
     from jobcontrol.executors import local
 
+    import_jobcontrol("sqlite")
     config = write_config(workdir, [
         {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
         for n in range(jobs)], "process", fork_server=True)

@@ -42,7 +42,7 @@ def write_config(workdir: Path, jobs: list[dict[str, Any]], isolation: str,
     return path
 
 
-def _import_jobcontrol(backend: str) -> None:
+def import_jobcontrol(backend: str) -> None:
     """Import the modules jobcontrol's build path loads, before the clock starts: every
     tool's imports are outside its time, as start-up is workload 5's. (jobcontrol loads its
     config validation, PyYAML, the orchestrator and a storage backend on first use.)"""
@@ -67,7 +67,7 @@ def independent(workdir: Path, jobs: int, isolation: str, backend: str,
     """Workload 1 (and 6): ``jobs`` independent no-op jobs, each built once."""
     from jobcontrol import BuildState, JobControl
 
-    _import_jobcontrol(backend)
+    import_jobcontrol(backend)
     url = storage_url(backend, workdir)
     config = write_config(workdir, [
         {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
@@ -88,7 +88,7 @@ def chain(workdir: Path, jobs: int, isolation: str, backend: str) -> dict[str, A
     (``!retval``); ``build LAST --deps`` builds them all."""
     from jobcontrol import BuildState, JobControl
 
-    _import_jobcontrol(backend)
+    import_jobcontrol(backend)
     url = storage_url(backend, workdir)
     specs: list[dict[str, Any]] = [{"id": "step_0", "function": "benchmarks.tasks.step"}]
     for n in range(1, jobs):
@@ -109,7 +109,7 @@ def long_log(workdir: Path, lines: int, isolation: str, backend: str) -> dict[st
     """Workload 3: one job logging ``lines`` lines; all of them must be stored."""
     from jobcontrol import BuildState, JobControl
 
-    _import_jobcontrol(backend)
+    import_jobcontrol(backend)
     url = storage_url(backend, workdir)
     config = write_config(workdir, [{"id": "chatty", "function": "benchmarks.tasks.many_lines",
                                      "kwargs": f"{{count: {lines}}}"}], isolation)
