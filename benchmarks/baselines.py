@@ -3,6 +3,7 @@ a bare fork per job, and a plain ``logging.FileHandler``."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -26,46 +27,106 @@ class Collect(logging.Handler):
         self.records.append(record)
 
 
+#: a job's definition snapshot as jobcontrol stores it with each build (its size matters)
+SNAPSHOT = json.dumps({
+    "id": "noop_0", "function": "benchmarks.tasks.noop", "title": "noop_0", "args": [],
+    "kwargs": {"n": 0}, "dependencies": [], "tags": [], "timeout": None,
+    "cleanup_function": None, "concurrency": 1, "isolation": "inline", "result": "json",
+    "retries": None, "retention": None, "schedule": None, "max_age": None, "notify": None,
+    "queue": None}, ensure_ascii=False)
+
+LOGS_SQL = "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) VALUES "
+FINISH_SQL = ("UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
+           "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
+           "WHERE id = ? AND state IN (?, ?) "
+           "RETURNING heartbeat, cancel_requested, cancel_reason")
+CLAIM_SQL = ("INSERT INTO builds (job_id, state, definition, definition_hash, "
+          "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
+          "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+          "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _loop(cur: Any, commit: Any, jobs: int, ph: str, begin: str | None) -> None:
-    """Per job: commit the build as running; run it; commit its 2 log lines and outcome.
-    Two commits a build is the least a tracker can do and still show a running build."""
+def build_loop(cur: Any, commit: Any, jobs: int, ph: str = "?", begin: str | None = None,
+               run_jobs: bool = True) -> None:
+    """jobcontrol's writes for ``jobs`` builds, from a bare loop: per build one transaction
+    with the previous build's log rows and outcome and this build's claim (jobcontrol's own
+    statements), then one commit, as jobcontrol commits a run's builds; the job runs between
+    (``run_jobs``), its 2 log lines kept in a list. On PostgreSQL (``ph`` ``%s``) the
+    statements go as one query, then ``COMMIT``: two round trips a build."""
     root = logging.getLogger()
-    handler = Collect()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    insert_build = (f"INSERT INTO builds (job_id, state, created, started, heartbeat, host, pid)"
-                    f" VALUES ({ph}, 'running', {ph}, {ph}, {ph}, 'bench', {ph})")
-    insert_log = (f"INSERT INTO logs (build_id, seq, time, level, logger, message) "
-                  f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})")
-    finish = (f"UPDATE builds SET state = 'success', finished = {ph}, result_kind = 'json', "
-              f"result_data = {ph} WHERE id = {ph}")
-    returning = " RETURNING id"
-    for n in range(jobs):
-        now = _now()
-        if begin:
-            cur.execute(begin)
-        cur.execute(insert_build + returning, (f"noop_{n}", now, now, now, os.getpid()))
-        build_id = cur.fetchone()[0]
-        commit()
-        handler.records.clear()
-        value = tasks.noop(n)
-        if begin:
-            cur.execute(begin)
-        cur.executemany(insert_log, [
-            (build_id, seq, _now(), r.levelno, r.name, r.getMessage())
-            for seq, r in enumerate(handler.records, 1)])
-        cur.execute(finish, (_now(), str(value), build_id))
-        commit()
-    root.removeHandler(handler)
+    handler, level = Collect(), root.level
+    if run_jobs:
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+    two_logs = LOGS_SQL + ", ".join([f"({', '.join([ph] * 7)})"] * 2)
+    finish, claim = FINISH_SQL.replace("?", ph), CLAIM_SQL.replace("?", ph)
+    pid = os.getpid()
+    previous: tuple[Any, ...] | None = None  # the last build's 2 log rows, outcome and id
+    try:
+        for n in range(jobs + 1):  # the last round writes the last outcome
+            now = _now()
+            job = f"noop_{n}"
+            claimed = (job, "running", SNAPSHOT, "0" * 64, "{}", now, now, now, "bench", pid,
+                       None, job, "running", 1)
+            if begin:
+                cur.execute(begin)
+            if ph == "?":  # sqlite3: a statement a call (no round trips to save)
+                if previous is not None:
+                    cur.execute(two_logs, previous[:14])
+                    cur.execute(finish, ("success", None, now, "json", previous[15], None, None,
+                                         None, previous[14], "queued", "running"))
+                    cur.fetchall()
+                if n < jobs:
+                    cur.execute(claim, claimed)
+                build_id = cur.lastrowid
+            else:
+                sql: list[str] = []
+                params: list[Any] = []
+                if previous is not None:
+                    sql += [two_logs, finish]
+                    params += [*previous[:14], "success", None, now, "json", previous[15],
+                               None, None, None, previous[14], "queued", "running"]
+                if n < jobs:
+                    sql.append(claim + " RETURNING id")
+                    params += claimed
+                cur.execute("; ".join(sql), params)
+                build_id = cur.fetchone()[0] if n < jobs else 0
+            commit()
+            if n == jobs:
+                break
+            if run_jobs:
+                handler.records.clear()
+                value = tasks.noop(n)
+                first, second = handler.records
+                previous = (build_id, 1, _now(), first.levelno, first.name, first.getMessage(),
+                            None, build_id, 2, _now(), second.levelno, second.name,
+                            second.getMessage(), None, build_id, str(value))
+            else:  # the SQL alone: the rows the job would have logged
+                previous = (build_id, 1, now, 20, "bench", f"job {n} started", None,
+                            build_id, 2, now, 20, "bench", f"job {n} done", None,
+                            build_id, str(n))
+    finally:
+        if run_jobs:
+            root.removeHandler(handler)
+            root.setLevel(level)
+
+
+def sqlite_connect(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` with jobcontrol's pragmas (WAL, ``synchronous=NORMAL``)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
 
 
 def sqlite_loop(workdir: Path, jobs: int) -> dict[str, Any]:
-    """Workload 1's floor on SQLite: the same rows in jobcontrol's schema, same pragmas
-    (WAL, ``synchronous=NORMAL``), from a bare loop."""
+    """Workload 1's floor on SQLite: jobcontrol's writes in its schema, with its pragmas,
+    from a bare loop (:func:`build_loop`)."""
     from jobcontrol.storage import open_storage
 
     path = workdir / "bare.db"
@@ -73,17 +134,16 @@ def sqlite_loop(workdir: Path, jobs: int) -> dict[str, Any]:
         storage.install()
     timer = Timer()
     with timer():
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = sqlite_connect(path)
         cur = conn.cursor()
-        _loop(cur, lambda: cur.execute("COMMIT"), jobs, "?", "BEGIN IMMEDIATE")
+        build_loop(cur, lambda: cur.execute("COMMIT"), jobs, "?", "BEGIN IMMEDIATE")
         conn.close()
     return result(timer.seconds, jobs)
 
 
 def postgresql_loop(workdir: Path, jobs: int) -> dict[str, Any]:
-    """Workload 1's floor on PostgreSQL: the same two commits a build, psycopg2."""
+    """Workload 1's floor on PostgreSQL: jobcontrol's writes and commits, psycopg2, two
+    round trips a build (:func:`build_loop`)."""
     psycopg2 = require("psycopg2", "psycopg2-binary")
     from jobcontrol.storage import open_storage
 
@@ -93,7 +153,7 @@ def postgresql_loop(workdir: Path, jobs: int) -> dict[str, Any]:
     timer = Timer()
     with timer():
         conn = psycopg2.connect(url)
-        _loop(conn.cursor(), conn.commit, jobs, "%s", None)  # psycopg2 begins by itself
+        build_loop(conn.cursor(), conn.commit, jobs, "%s")  # psycopg2 begins by itself
         conn.close()
     return result(timer.seconds, jobs)
 

@@ -53,7 +53,6 @@ import json
 import logging
 import os
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -168,18 +167,6 @@ def measure_floors(workdir: Path, jobs: int) -> dict[str, float]:
     return floors
 
 
-_LOG_SQL = ("INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)")
-_FINISH_SQL = ("UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
-               "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
-               "WHERE id = ? AND state IN (?, ?) "
-               "RETURNING heartbeat, cancel_requested, cancel_reason")
-_CLAIM_SQL = ("INSERT INTO builds (job_id, state, definition, definition_hash, "
-              "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
-              "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-              "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?")
-
-
 def _least_recorder(config_path: Path, db_path: Path) -> float:
     """Seconds for workload 1 built by the least Python that records what jobcontrol does
     (see the module docstring): per build, the previous build's log lines and outcome and
@@ -191,12 +178,9 @@ def _least_recorder(config_path: Path, db_path: Path) -> float:
 
     import yaml
 
-    from benchmarks.baselines import Collect
+    from benchmarks.baselines import CLAIM_SQL, FINISH_SQL, LOGS_SQL, Collect, sqlite_connect
 
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
+    conn = sqlite_connect(db_path)
     cur = conn.cursor()
     root = logging.getLogger()
     handler = Collect()
@@ -211,8 +195,8 @@ def _least_recorder(config_path: Path, db_path: Path) -> float:
         cur.execute("BEGIN IMMEDIATE")
         if previous is not None:
             build_id, logs, result = previous
-            cur.executemany(_LOG_SQL, logs)
-            cur.execute(_FINISH_SQL, ("success", None, now, "json", result, None, None, None,
+            cur.executemany(LOGS_SQL + "(?, ?, ?, ?, ?, ?, ?)", logs)
+            cur.execute(FINISH_SQL, ("success", None, now, "json", result, None, None, None,
                                       build_id, "queued", "running"))
             cur.fetchone()
         if spec is None:
@@ -228,7 +212,7 @@ def _least_recorder(config_path: Path, db_path: Path) -> float:
             "max_age": None, "notify": None, "queue": None}, ensure_ascii=False)
         digest = hashlib.sha256(hash_encoder.encode(
             {"function": path, "args": args, "kwargs": kwargs}).encode()).hexdigest()
-        cur.execute(_CLAIM_SQL, (job["id"], "running", snapshot, digest, "{}", now, now, now,
+        cur.execute(CLAIM_SQL, (job["id"], "running", snapshot, digest, "{}", now, now, now,
                                  "bench", os.getpid(), None, job["id"], "running", 1))
         build_id = cur.lastrowid
         cur.execute("COMMIT")
@@ -258,44 +242,15 @@ def _least_recorder(config_path: Path, db_path: Path) -> float:
 
 def _bare_sql_loop(path: Path, jobs: int) -> float:
     """jobcontrol's statements for ``jobs`` builds, from a bare loop: per build the
-    previous build's 2 log rows and outcome and this build's claim, one commit."""
-    snapshot = json.dumps({"id": "noop_0", "function": "benchmarks.tasks.noop",
-                           "kwargs": {"n": 0}, "isolation": "inline", "title": "noop_0"})
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
+    previous build's 2 log rows and outcome and this build's claim, one commit (the
+    benchmarks' SQLite floor, :func:`benchmarks.baselines.build_loop`, without the job)."""
+    from benchmarks.baselines import build_loop, sqlite_connect
+
+    conn = sqlite_connect(path)
     cur = conn.cursor()
-    previous: int | None = None
     started = time.perf_counter()
-    for n in range(jobs + 1):  # the last round writes the last outcome
-        cur.execute("BEGIN IMMEDIATE")
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
-        if previous is not None:
-            cur.executemany(
-                "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(previous, 1, now, 20, "bench", f"job {n} started", None),
-                 (previous, 2, now, 20, "bench", f"job {n} done", None)])
-            cur.execute(
-                "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
-                "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
-                "WHERE id = ? AND state IN (?, ?) "
-                "RETURNING heartbeat, cancel_requested, cancel_reason",
-                ("success", None, now, "json", str(n), None, None, None, previous,
-                 "queued", "running"))
-            cur.fetchone()
-        if n < jobs:
-            job = f"noop_{n}"
-            cur.execute(
-                "INSERT INTO builds (job_id, state, definition, definition_hash, "
-                "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
-                "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-                "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?",
-                (job, "running", snapshot, "0" * 64, "{}", now, now, now, "bench",
-                 os.getpid(), None, job, "running", 1))
-            previous = cur.lastrowid
-        cur.execute("COMMIT")
+    build_loop(cur, lambda: cur.execute("COMMIT"), jobs, "?", "BEGIN IMMEDIATE",
+               run_jobs=False)
     seconds = time.perf_counter() - started
     conn.close()
     return seconds
