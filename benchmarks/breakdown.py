@@ -41,8 +41,10 @@ fork server), and the table shows the CPU time and page faults a build costs in 
 taking part: the runner, the fork server, and the build processes (as the server collected
 them). Beside them, the floor: ``fork()`` + ``waitpid()`` of a child that runs the job and
 exits at once, from a new interpreter that imported what the fork server imports (so the
-same size), in a loop. On a machine with 2 cores, the wall time of a build cannot be less
-than half of all the CPU time the three kinds of process spend on it.
+same size), in a loop; and the least recorder with a fork a build: the job runs in a child
+forked from the recorder itself, which sends its log records and return value back over a
+pipe. On a machine with 2 cores, the wall time of a build cannot be less than half of all
+the CPU time the three kinds of process spend on it.
 """
 
 from __future__ import annotations
@@ -167,10 +169,11 @@ def measure_floors(workdir: Path, jobs: int) -> dict[str, float]:
     return floors
 
 
-def _least_recorder(config_path: Path, db_path: Path) -> float:
+def _least_recorder(config_path: Path, db_path: Path, fork: bool = False) -> float:
     """Seconds for workload 1 built by the least Python that records what jobcontrol does
     (see the module docstring): per build, the previous build's log lines and outcome and
-    this build's claim in one commit, then the job with its log and output captured."""
+    this build's claim in one commit, then the job with its log and output captured, in
+    this process or (``fork``) in a child forked for it (:func:`_run_forked`)."""
     import hashlib
     import importlib
     import io
@@ -220,24 +223,78 @@ def _least_recorder(config_path: Path, db_path: Path) -> float:
         if func is None:
             module, _, name = path.rpartition(".")
             func = functions[path] = getattr(importlib.import_module(module), name)
-        handler.records = []
-        level, stdout = root.level, sys.stdout
-        root.addHandler(handler)
-        root.setLevel(logging.DEBUG)
-        sys.stdout = io.StringIO()
-        try:
-            value = func(*args, **kwargs)
-        finally:
-            sys.stdout = stdout
-            root.removeHandler(handler)
-            root.setLevel(level)
+        if fork:
+            result, records = _run_forked(func, args, kwargs)
+        else:
+            handler.records = []
+            level, stdout = root.level, sys.stdout
+            root.addHandler(handler)
+            root.setLevel(logging.DEBUG)
+            sys.stdout = io.StringIO()
+            try:
+                result = json.dumps(func(*args, **kwargs))
+            finally:
+                sys.stdout = stdout
+                root.removeHandler(handler)
+                root.setLevel(level)
+            records = [(r.created, r.levelno, r.name, r.getMessage())
+                       for r in handler.records]
         previous = (build_id, [
-            (build_id, seq, datetime.fromtimestamp(r.created, timezone.utc).isoformat(),
-             r.levelno, r.name, r.getMessage(), None)
-            for seq, r in enumerate(handler.records, 1)], json.dumps(value))
+            (build_id, seq, datetime.fromtimestamp(created, timezone.utc).isoformat(),
+             level, name, message, None)
+            for seq, (created, level, name, message) in enumerate(records, 1)], result)
     seconds = time.perf_counter() - started
     conn.close()
     return seconds
+
+
+def _run_forked(func: Callable[..., Any], args: Any, kwargs: Any
+                ) -> tuple[str, list[tuple[Any, ...]]]:
+    """Run a job in a child forked for it, which sends its JSON return value and its log
+    records back over a pipe (``marshal``) and leaves: a process-isolated build with
+    nothing else (no process group, signals, output capture, timeout or heartbeat)."""
+    import marshal
+
+    from benchmarks.baselines import Collect
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 70
+        try:
+            os.close(read_end)
+            root, handler = logging.getLogger(), Collect()
+            root.addHandler(handler)
+            root.setLevel(logging.DEBUG)
+            result = json.dumps(func(*args, **kwargs))
+            view = memoryview(marshal.dumps((result, [
+                (r.created, r.levelno, r.name, r.getMessage()) for r in handler.records])))
+            while view:
+                view = view[os.write(write_end, view):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 1 << 16):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    if status:
+        raise RuntimeError(f"the least recorder's child exited with status {status}")
+    return marshal.loads(b"".join(chunks))
+
+
+def least_process_recorder(config_path: str, db_path: str) -> None:
+    """Print (JSON) the wall and CPU seconds of the least recorder with a fork a build,
+    run in this process (started with only what it needs: a process smaller than the
+    fork server)."""
+    cpu, _ = _rusage(resource.RUSAGE_SELF)
+    child_cpu, _ = _rusage(resource.RUSAGE_CHILDREN)
+    wall = _least_recorder(Path(config_path), Path(db_path), fork=True)
+    print(json.dumps({"least_wall": wall,
+                      "least_cpu": _rusage(resource.RUSAGE_SELF)[0] - cpu
+                      + _rusage(resource.RUSAGE_CHILDREN)[0] - child_cpu}))
 
 
 def _bare_sql_loop(path: Path, jobs: int) -> float:
@@ -345,6 +402,22 @@ def child_process(jobs: int) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(jobs), *sys.path],
                           capture_output=True, text=True, check=True)
     floor = json.loads(done.stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        from benchmarks.jc_cases import write_config
+        from jobcontrol.storage import open_storage
+
+        db = Path(tmp) / "least.db"
+        with open_storage(f"sqlite:///{db}") as storage:
+            storage.install()
+        config = write_config(Path(tmp), [
+            {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
+            for n in range(jobs)], "process")
+        code = ("import sys; sys.path[:] = sys.argv[3:]; "
+                "from benchmarks.breakdown import least_process_recorder; "
+                "least_process_recorder(sys.argv[1], sys.argv[2])")
+        done = subprocess.run([sys.executable, "-c", code, str(config), str(db), *sys.path],
+                              capture_output=True, text=True, check=True)
+        floor.update(json.loads(done.stdout))
     print(json.dumps({"spent": {k: v / jobs for k, v in spent.items()},
                       "floors": {k: v / jobs for k, v in floor.items()}}))
 
@@ -435,6 +508,10 @@ def print_process_table(runs: list[dict[str, dict[str, float]]], jobs: int) -> N
         print(f"{name:<17}{cpu:9.0f}{faults:9.0f}")
     print(f"{'all':<17}{floor_cpu:9.0f}{floor_faults:9.0f}")
     print(f"{'wall':<17}{median('floors', 'wall') * 1e6:9.0f}")
+    print("least recorder, a fork a build (the same rows; the job's records sent back over a "
+          "pipe)")
+    print(f"{'all':<17}{median('floors', 'least_cpu') * 1e6:9.0f}")
+    print(f"{'wall':<17}{median('floors', 'least_wall') * 1e6:9.0f}")
 
 
 if __name__ == "__main__":
