@@ -509,6 +509,38 @@ def test_a_pending_outcome_in_a_commit_in_doubt_is_recorded_once(
     assert logged(pg_url) == [(first, 1, "one"), (first, 2, "two")]
 
 
+def test_a_claimed_builds_last_records_follow_the_servers_numbers(pg: PostgreSQLStorage,
+                                                                  pg_url: str) -> None:
+    """A batch written while the build runs is numbered by the server, which says where
+    the log ends; the finish of a build this object claimed numbers its last records from
+    there itself (no row lock, no look at the log's end), in a run as on its own."""
+    first, second = claim(pg, "a"), claim(pg, "b")
+    pg.append_logs(first, [record("one"), record("two")])
+    assert pg._claimed[first].next_seq == 3
+    finish_later(pg, first, "three", "four")
+    pg.finish_build_with_logs(second, BuildState.SUCCESS, logs=[record("alone")])
+    assert logged(pg_url) == [(first, 1, "one"), (first, 2, "two"), (first, 3, "three"),
+                              (first, 4, "four"), (second, 1, "alone")]
+    assert seen(pg_url) == [(first, "success"), (second, "success")]
+
+
+def test_a_record_someone_else_wrote_is_kept(pg: PostgreSQLStorage, pg_url: str) -> None:
+    """Only its runner writes a running build's log; should another writer add a record
+    all the same, the finish that numbered its records here fails without storing
+    anything, and the next attempt (the runner retries a finish) is numbered by the
+    server."""
+    build = claim(pg, "a")
+    with open_storage(pg_url) as other:
+        other.append_logs(build, [record("theirs")])
+    with pytest.raises(StorageError, match="duplicate key"):
+        pg.finish_build_with_logs(build, BuildState.SUCCESS, logs=[record("ours")])
+    assert pg._claimed[build].next_seq is None  # where its log ends is asked again
+    assert seen(pg_url) == [(build, "running")]
+    pg.finish_build_with_logs(build, BuildState.SUCCESS, logs=[record("ours")])
+    assert logged(pg_url) == [(build, 1, "theirs"), (build, 2, "ours")]
+    assert seen(pg_url) == [(build, "success")]
+
+
 # -- LISTEN/NOTIFY -----------------------------------------------------------------------------
 
 

@@ -15,11 +15,14 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   statement. Statements whose result nobody reads (``BEGIN``, the claim's lock, NOTIFY) ride
   along with the next one (:meth:`_Cursor.defer`): a claim is ``BEGIN``, the lock and one
   conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
-  records is the row lock, their ``INSERT``, the NOTIFY and the ``UPDATE`` sent as one query
-  outside ``BEGIN ... COMMIT``, which the server runs as one implicit transaction: a build
-  is 3 round trips. In a run of builds a finish instead leaves its transaction open for the
-  next claim to commit (one COMMIT, one WAL flush, a build instead of two); should that
-  transaction fail, the outcome is written again on its own. A remote build's writes are
+  records is their ``INSERT``, the NOTIFY and the ``UPDATE`` sent as one query outside
+  ``BEGIN ... COMMIT``, which the server runs as one implicit transaction: a build is 3
+  round trips. The last records of a build this object claimed are numbered here (only its
+  runner writes a running build's log); other batches are numbered by the server, under
+  the build row's lock, and say where the log ends. In a run of builds a finish instead
+  leaves its transaction open for the next claim to commit (one COMMIT, one WAL flush, a
+  build instead of two); should that transaction fail, the outcome is written again on
+  its own. A remote build's writes are
   one round trip each too: its INSERT when queued, then on the worker the job's lock and
   one conditional ``UPDATE``, then the finish. Where the connection breaks during such a
   query, the retry reads the rows to find out whether it committed.
@@ -239,8 +242,10 @@ class PostgreSQLStorage(SqlStorage):
 
     # -- connections -------------------------------------------------------------------------
 
-    #: log records are numbered by the server (COPY, an INSERT ... SELECT of the log's end)
-    numbers_logs_locally = False
+    #: the last records of a build this object claimed are numbered here (only its runner
+    #: writes a running build's log); other batches by the server, which then says where
+    #: the log ends (COPY, an INSERT ... SELECT of the log's end, under the row's lock)
+    numbers_logs_locally = True
     #: text with NUL characters is stored with U+FFFD instead: a finish reads its row back
     stores_verbatim = False
 
@@ -609,15 +614,19 @@ class PostgreSQLStorage(SqlStorage):
     def _finish_small(self, build_id: int, state: BuildState, records: Sequence[LogRecord],
                       reason: str | None, result: StoredValue | None,
                       exception: ExceptionInfo | None) -> Build:
-        """A finish with at most :data:`SMALL_BATCH` last records in one round trip: the
-        row lock, their INSERT, the NOTIFY and the UPDATE sent together outside BEGIN ...
-        COMMIT, which the server runs as one implicit transaction."""
+        """A finish with at most :data:`SMALL_BATCH` last records in one round trip: their
+        INSERT (see :meth:`_defer_small_batch`), the NOTIFY and the UPDATE sent together
+        outside BEGIN ... COMMIT, which the server runs as one implicit transaction."""
         with self._implicit_transaction() as cur:
-            if records:
-                self._defer_small_batch(cur, build_id, records)  # NOTIFYs too
-            else:
-                self._notify_logs(cur, build_id)  # a follower stops at the outcome
-            row = self._finish_update(cur, build_id, state, reason, result, exception)
+            try:
+                if records:
+                    self._defer_small_batch(cur, build_id, records)  # NOTIFYs too
+                else:
+                    self._notify_logs(cur, build_id)  # a follower stops at the outcome
+                row = self._finish_update(cur, build_id, state, reason, result, exception)
+            except BaseException:
+                self._forget_log_ends()  # whatever went wrong, ask the server next time
+                raise
             cur.discard_deferred()  # the NOTIFY it leaves for a COMMIT: sent already
             if row is not None:
                 return self._build_from_row(row, self._claimed.pop(build_id, None))
@@ -642,11 +651,30 @@ class PostgreSQLStorage(SqlStorage):
             self._claimed.pop(build_id, None)
             return self._fetch_build(cur, build_id)
 
+    def _forget_log_ends(self) -> None:
+        """Where the logs of the builds this object claimed end is unknown from now on (a
+        write failed, or was rolled back): their next records are numbered by the server."""
+        for claim in self._claimed.values():
+            claim.next_seq = None
+
     def _defer_small_batch(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
-        """Store a few records with the transaction's next statement, numbered on from
-        the end of the build's log by the server: the build's row locked first (one
-        writer at a time), then an INSERT that numbers the rows (its own statement, so it
-        sees what the writer before committed). Nothing for a build that does not exist."""
+        """Store a few records with the transaction's next statement. For a build this
+        object claimed, whose log end it knows, numbered here: only its runner writes a
+        running build's log, and the finish that sends them ends it (an attempt sent
+        again numbers them alike). Otherwise numbered on from the end of the build's log
+        by the server: the build's row locked first (one writer at a time), then an INSERT
+        that numbers the rows (its own statement, so it sees what the writer before
+        committed). Nothing for a build that does not exist."""
+        claim = self._claimed.get(build_id)
+        if claim is not None and claim.next_seq is not None:
+            start = claim.next_seq
+            rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
+                build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
+                r.exception)) for n, r in enumerate(records))
+            cur.defer("INSERT INTO logs (build_id, seq, time, level, logger, message, "
+                      "exception) VALUES " + rows.decode())
+            self._notify_logs(cur, build_id)
+            return
         cur.defer("SELECT 1 FROM builds WHERE id = %s FOR UPDATE", (build_id,))
         rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s)", (
             n, as_utc(r.time), r.level, r.logger, r.message, r.exception))
@@ -746,6 +774,9 @@ class PostgreSQLStorage(SqlStorage):
             return  # the attempt whose COMMIT was cut off did commit
         start = int(row[0]) + 1
         first_seq[:] = [start]
+        claim = self._claimed.get(build_id)
+        if claim is not None:  # the end of its log from here on (forgotten on a rollback)
+            claim.next_seq = start + len(records)
         if len(records) <= SMALL_BATCH:
             # an INSERT sent with the transaction's next statement: no round trip of its own
             rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
