@@ -27,23 +27,30 @@ class Collect(logging.Handler):
         self.records.append(record)
 
 
-#: a job's definition snapshot as jobcontrol stores it with each build (its size matters)
-SNAPSHOT = json.dumps({
-    "id": "noop_0", "function": "benchmarks.tasks.noop", "title": "noop_0", "args": [],
-    "kwargs": {"n": 0}, "dependencies": [], "tags": [], "timeout": None,
-    "cleanup_function": None, "concurrency": 1, "isolation": "inline", "result": "json",
-    "retries": None, "retention": None, "schedule": None, "max_age": None, "notify": None,
-    "queue": None}, ensure_ascii=False)
+def snapshot(job_id: str, function: str, args: list[Any], kwargs: dict[str, Any],
+             isolation: str) -> str:
+    """A job's definition snapshot as jobcontrol stores it with each of its builds (with
+    the defaults of everything workload 1 leaves out: its size matters to the writes)."""
+    return json.dumps({
+        "id": job_id, "function": function, "title": job_id, "args": args, "kwargs": kwargs,
+        "dependencies": [], "tags": [], "timeout": None, "cleanup_function": None,
+        "concurrency": 1, "isolation": isolation, "result": "json", "retries": None,
+        "retention": None, "schedule": None, "max_age": None, "notify": None, "queue": None,
+    }, ensure_ascii=False)
+
+
+#: the snapshot the bare loops store with every build
+SNAPSHOT = snapshot("noop_0", "benchmarks.tasks.noop", [], {"n": 0}, "inline")
 
 LOGS_SQL = "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) VALUES "
 FINISH_SQL = ("UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
-           "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
-           "WHERE id = ? AND state IN (?, ?) "
-           "RETURNING heartbeat, cancel_requested, cancel_reason")
+              "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
+              "WHERE id = ? AND state IN (?, ?) "
+              "RETURNING heartbeat, cancel_requested, cancel_reason")
 CLAIM_SQL = ("INSERT INTO builds (job_id, state, definition, definition_hash, "
-          "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
-          "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-          "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?")
+             "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
+             "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+             "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?")
 
 
 def _now() -> str:
@@ -158,18 +165,23 @@ def postgresql_loop(workdir: Path, jobs: int) -> dict[str, Any]:
     return result(timer.seconds, jobs)
 
 
+def fork_and_wait(jobs: int) -> None:
+    """``jobs`` times: ``os.fork()`` a child that runs the job and leaves, wait for it."""
+    for n in range(jobs):
+        pid = os.fork()
+        if pid == 0:  # the child: run the job, leave at once
+            try:
+                tasks.noop(n)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+
 def fork_loop(workdir: Path, jobs: int) -> dict[str, Any]:
     """Process isolation's floor: ``os.fork()`` a child that runs the job, wait for it."""
     timer = Timer()
     with timer():
-        for n in range(jobs):
-            pid = os.fork()
-            if pid == 0:  # the child: run the job, leave at once
-                try:
-                    tasks.noop(n)
-                finally:
-                    os._exit(0)
-            os.waitpid(pid, 0)
+        fork_and_wait(jobs)
     return result(timer.seconds, jobs)
 
 

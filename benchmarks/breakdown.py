@@ -88,15 +88,13 @@ def _timed(owner: Any, name: str, into: dict[str, float], part: str) -> Callable
 def measure_jobcontrol(workdir: Path, jobs: int) -> dict[str, float]:
     """Seconds per part of building ``jobs`` no-op jobs inline on SQLite."""
     from benchmarks import tasks
-    from benchmarks.jc_cases import import_jobcontrol, write_config
+    from benchmarks.jc_cases import import_jobcontrol, noop_jobs, write_config
     from jobcontrol import JobControl
     from jobcontrol.executors import local
     from jobcontrol.storage import sql
 
     import_jobcontrol("sqlite")  # before the clocks, as in the benchmarks
-    config = write_config(workdir, [
-        {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
-        for n in range(jobs)], "inline")
+    config = write_config(workdir, noop_jobs(jobs), "inline")
     url = f"sqlite:///{workdir / 'jobcontrol.db'}"
     spent = dict.fromkeys(PARTS, 0.0)
     undo = [
@@ -123,19 +121,29 @@ def measure_jobcontrol(workdir: Path, jobs: int) -> dict[str, float]:
     return spent
 
 
+def _fresh_store(folder: Path, jobs: int, isolation: str) -> tuple[Path, Path]:
+    """Workload 1's config for ``jobs`` jobs and an empty SQLite store with jobcontrol's
+    schema, in ``folder``: their paths."""
+    from benchmarks.jc_cases import noop_jobs, write_config
+    from jobcontrol.storage import open_storage
+
+    folder.mkdir(exist_ok=True)
+    db = folder / "jobcontrol.db"
+    with open_storage(f"sqlite:///{db}") as storage:
+        storage.install()
+    return write_config(folder, noop_jobs(jobs), isolation), db
+
+
 def measure_floors(workdir: Path, jobs: int) -> dict[str, float]:
     """Seconds for the least each part could cost, for ``jobs`` jobs."""
     import yaml.cyaml
 
     from benchmarks import tasks
     from benchmarks.baselines import Collect
-    from benchmarks.jc_cases import write_config
-    from jobcontrol.storage import open_storage
 
     floors = dict.fromkeys(PARTS, 0.0)
-    text = write_config(workdir, [
-        {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
-        for n in range(jobs)], "inline").read_text()
+    config, path = _fresh_store(workdir, jobs, "inline")
+    text = config.read_text()
     started = time.perf_counter()
     parser = yaml.cyaml.CParser(text)
     while parser.get_event() is not None:
@@ -143,9 +151,6 @@ def measure_floors(workdir: Path, jobs: int) -> dict[str, float]:
     parser.dispose()
     floors["config"] = time.perf_counter() - started
 
-    path = workdir / "bare.db"
-    with open_storage(f"sqlite:///{path}") as storage:
-        storage.install()
     floors["claim"] = _bare_sql_loop(path, jobs)
 
     root = logging.getLogger()
@@ -159,13 +164,7 @@ def measure_floors(workdir: Path, jobs: int) -> dict[str, float]:
     root.removeHandler(handler)
     root.setLevel(level)
 
-    least = workdir / "least"
-    least.mkdir()
-    with open_storage(f"sqlite:///{least / 'least.db'}") as storage:
-        storage.install()
-    floors["least"] = _least_recorder(write_config(least, [
-        {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
-        for n in range(jobs)], "inline"), least / "least.db")
+    floors["least"] = _least_recorder(*_fresh_store(workdir / "least", jobs, "inline"))
     return floors
 
 
@@ -181,7 +180,14 @@ def _least_recorder(config_path: Path, db_path: Path, fork: bool = False) -> flo
 
     import yaml
 
-    from benchmarks.baselines import CLAIM_SQL, FINISH_SQL, LOGS_SQL, Collect, sqlite_connect
+    from benchmarks.baselines import (
+        CLAIM_SQL,
+        FINISH_SQL,
+        LOGS_SQL,
+        Collect,
+        snapshot,
+        sqlite_connect,
+    )
 
     conn = sqlite_connect(db_path)
     cur = conn.cursor()
@@ -207,15 +213,10 @@ def _least_recorder(config_path: Path, db_path: Path, fork: bool = False) -> flo
             break
         job = {**defaults, **spec}
         path, args, kwargs = job["function"], job.get("args", []), job.get("kwargs", {})
-        snapshot = json.dumps({
-            "id": job["id"], "function": path, "title": job.get("title", job["id"]),
-            "args": args, "kwargs": kwargs, "dependencies": [], "tags": [], "timeout": None,
-            "cleanup_function": None, "concurrency": 1, "isolation": job["isolation"],
-            "result": "json", "retries": None, "retention": None, "schedule": None,
-            "max_age": None, "notify": None, "queue": None}, ensure_ascii=False)
+        definition = snapshot(job["id"], path, args, kwargs, job["isolation"])
         digest = hashlib.sha256(hash_encoder.encode(
             {"function": path, "args": args, "kwargs": kwargs}).encode()).hexdigest()
-        cur.execute(CLAIM_SQL, (job["id"], "running", snapshot, digest, "{}", now, now, now,
+        cur.execute(CLAIM_SQL, (job["id"], "running", definition, digest, "{}", now, now, now,
                                  "bench", os.getpid(), None, job["id"], "running", 1))
         build_id = cur.lastrowid
         cur.execute("COMMIT")
@@ -331,14 +332,12 @@ def _rusage(who: int) -> tuple[float, int]:
 def measure_process(workdir: Path, jobs: int) -> dict[str, float]:
     """Wall seconds, and CPU seconds and page faults by process, of building ``jobs``
     process-isolated no-op jobs through the fork server on SQLite."""
-    from benchmarks.jc_cases import import_jobcontrol, write_config
+    from benchmarks.jc_cases import import_jobcontrol, noop_jobs, write_config
     from jobcontrol import JobControl
     from jobcontrol.executors import local
 
     import_jobcontrol("sqlite")
-    config = write_config(workdir, [
-        {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
-        for n in range(jobs)], "process", fork_server=True)
+    config = write_config(workdir, noop_jobs(jobs), "process", fork_server=True)
     server: dict[str, float] = {}
     drop = local.LocalExecutor._drop_fork_server
 
@@ -369,19 +368,12 @@ def fork_floor(jobs: int) -> None:
     """Print (JSON) the floor of a process-isolated build: ``fork()`` + ``waitpid()`` of a
     child that runs the job and leaves, ``jobs`` times, from this process (started with the
     fork server's imports)."""
-    from benchmarks import tasks
+    from benchmarks.baselines import fork_and_wait
 
     cpu, faults = _rusage(resource.RUSAGE_SELF)
     child_cpu, child_faults = _rusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    for n in range(jobs):
-        pid = os.fork()
-        if pid == 0:  # the child: run the job, leave at once
-            try:
-                tasks.noop(n)
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
+    fork_and_wait(jobs)
     wall = time.perf_counter() - started
     cpu_after, faults_after = _rusage(resource.RUSAGE_SELF)
     child_cpu_after, child_faults_after = _rusage(resource.RUSAGE_CHILDREN)
@@ -403,15 +395,7 @@ def child_process(jobs: int) -> None:
                           capture_output=True, text=True, check=True)
     floor = json.loads(done.stdout)
     with tempfile.TemporaryDirectory() as tmp:
-        from benchmarks.jc_cases import write_config
-        from jobcontrol.storage import open_storage
-
-        db = Path(tmp) / "least.db"
-        with open_storage(f"sqlite:///{db}") as storage:
-            storage.install()
-        config = write_config(Path(tmp), [
-            {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
-            for n in range(jobs)], "process")
+        config, db = _fresh_store(Path(tmp), jobs, "process")
         code = ("import sys; sys.path[:] = sys.argv[3:]; "
                 "from benchmarks.breakdown import least_process_recorder; "
                 "least_process_recorder(sys.argv[1], sys.argv[2])")

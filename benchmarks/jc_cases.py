@@ -23,6 +23,12 @@ def storage_url(backend: str, workdir: Path) -> str:
     return fresh_postgresql_db(BENCH_DB)
 
 
+def noop_jobs(count: int) -> list[dict[str, Any]]:
+    """Workload 1's jobs for :func:`write_config`: ``count`` independent no-op jobs."""
+    return [{"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
+            for n in range(count)]
+
+
 def write_config(workdir: Path, jobs: list[dict[str, Any]], isolation: str,
                  fork_server: bool | None = None) -> Path:
     """A jobs.yaml with the given jobs (``id``, ``function``, optional ``kwargs`` text and
@@ -69,9 +75,7 @@ def independent(workdir: Path, jobs: int, isolation: str, backend: str,
 
     import_jobcontrol(backend)
     url = storage_url(backend, workdir)
-    config = write_config(workdir, [
-        {"id": f"noop_{n}", "function": "benchmarks.tasks.noop", "kwargs": f"{{n: {n}}}"}
-        for n in range(jobs)], isolation, fork_server)
+    config = write_config(workdir, noop_jobs(jobs), isolation, fork_server)
     timer = Timer()
     with timer():
         with JobControl.from_config(config, storage=url) as jc:
