@@ -389,17 +389,23 @@ class _ChildCapture:
         os.close(out_fd)
         os.close(err_fd)
         self.emit._fd = frame_fd
-        sys.stdout, sys.stderr = self.stdout, self.stderr  # type: ignore[assignment]
-        outcome = execute_job(func, args, kwargs, build, self.emit, result_mode, masker)
-        self.stdout.finish()
-        self.stderr.finish()
-        self.emit(outcome.to_frame())
+        self._execute(func, args, kwargs, build, result_mode, masker)
         # the runner sees the end of the pipes now, not after the kernel has torn down this
         # process's memory (exit closes files last): recording the outcome and starting the
         # next build overlap with that teardown
         for fd in (frame_fd, 1, 2):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _execute(self, func: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any], build: Build, result_mode: str,
+                 masker: Masker | None) -> None:
+        """Call the job with print() going to the writers, then send its outcome."""
+        sys.stdout, sys.stderr = self.stdout, self.stderr  # type: ignore[assignment]
+        outcome = execute_job(func, args, kwargs, build, self.emit, result_mode, masker)
+        self.stdout.finish()
+        self.stderr.finish()
+        self.emit(outcome.to_frame())
 
     def rehearse(self, build: Build, result_mode: str, masker: Masker | None) -> None:
         """Go through what :meth:`run` does, with a job of jobcontrol's own
@@ -413,12 +419,8 @@ class _ChildCapture:
         sink = os.open(os.devnull, os.O_WRONLY)
         saved = sys.stdout, sys.stderr
         self.emit._fd = sink
-        sys.stdout, sys.stderr = self.stdout, self.stderr  # type: ignore[assignment]
         try:
-            outcome = execute_job(_rehearsal, (), {}, build, self.emit, result_mode, masker)
-            self.stdout.finish()
-            self.stderr.finish()
-            self.emit(outcome.to_frame())
+            self._execute(_rehearsal, (), {}, build, result_mode, masker)
         finally:
             sys.stdout, sys.stderr = saved
             self.emit._fd = -1

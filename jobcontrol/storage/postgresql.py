@@ -651,12 +651,6 @@ class PostgreSQLStorage(SqlStorage):
             self._claimed.pop(build_id, None)
             return self._fetch_build(cur, build_id)
 
-    def _forget_log_ends(self) -> None:
-        """Where the logs of the builds this object claimed end is unknown from now on (a
-        write failed, or was rolled back): their next records are numbered by the server."""
-        for claim in self._claimed.values():
-            claim.next_seq = None
-
     def _defer_small_batch(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """Store a few records with the transaction's next statement. For a build this
         object claimed, whose log end it knows, numbered here: only its runner writes a
@@ -667,12 +661,7 @@ class PostgreSQLStorage(SqlStorage):
         committed). Nothing for a build that does not exist."""
         claim = self._claimed.get(build_id)
         if claim is not None and claim.next_seq is not None:
-            start = claim.next_seq
-            rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
-                build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
-                r.exception)) for n, r in enumerate(records))
-            cur.defer("INSERT INTO logs (build_id, seq, time, level, logger, message, "
-                      "exception) VALUES " + rows.decode())
+            self._defer_numbered(cur, build_id, claim.next_seq, records)
             self._notify_logs(cur, build_id)
             return
         cur.defer("SELECT 1 FROM builds WHERE id = %s FOR UPDATE", (build_id,))
@@ -778,17 +767,23 @@ class PostgreSQLStorage(SqlStorage):
         if claim is not None:  # the end of its log from here on (forgotten on a rollback)
             claim.next_seq = start + len(records)
         if len(records) <= SMALL_BATCH:
-            # an INSERT sent with the transaction's next statement: no round trip of its own
-            rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
-                build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
-                r.exception)) for n, r in enumerate(records))
-            cur.defer("INSERT INTO logs (build_id, seq, time, level, logger, message, "
-                      "exception) VALUES " + rows.decode())
+            self._defer_numbered(cur, build_id, start, records)
         else:
             cur.copy_expert(
                 "COPY logs (build_id, seq, time, level, logger, message, exception) "
                 "FROM STDIN", _copy_rows(build_id, start, records))
         self._notify_logs(cur, build_id)
+
+    @staticmethod
+    def _defer_numbered(cur: Any, build_id: int, start: int,
+                        records: Sequence[LogRecord]) -> None:
+        """An INSERT of ``records`` numbered from ``start``, sent with the transaction's
+        next statement (no round trip of its own)."""
+        rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
+            build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
+            r.exception)) for n, r in enumerate(records))
+        cur.defer("INSERT INTO logs (build_id, seq, time, level, logger, message, "
+                  "exception) VALUES " + rows.decode())
 
     @staticmethod
     def _batch_stored(cur: Any, build_id: int, first: int, records: Sequence[LogRecord]) -> bool:

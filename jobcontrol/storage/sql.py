@@ -307,8 +307,7 @@ class SqlStorage(Storage):
                         self._hold_open(cur)
                 except BaseException:
                     # also after a failed COMMIT, which can leave the transaction open
-                    for claim in self._claimed.values():  # the rollback may undo records
-                        claim.next_seq = None
+                    self._forget_log_ends()  # the rollback may undo records
                     with contextlib.suppress(*self.driver_errors):
                         self._rollback(conn, cur)
                     if self._pending:
@@ -318,6 +317,13 @@ class SqlStorage(Storage):
                     cur.close()
             except self.driver_errors as exc:
                 raise self._driver_error(exc) from exc
+
+    def _forget_log_ends(self) -> None:
+        """Where the logs of the builds this object claimed end is unknown from now on (a
+        write failed, or was rolled back): their next records are numbered from what the
+        table holds."""
+        for claim in self._claimed.values():
+            claim.next_seq = None
 
     def _replay_pending(self) -> None:
         """The transaction holding pending outcomes was rolled back: write them again, each
