@@ -358,11 +358,36 @@ def test_logs_committed_before_the_connection_broke_are_not_doubled(
         (1, "one"), (2, "two"), (3, "three")]
 
 
-def test_a_claim_in_doubt_says_so(pg: PostgreSQLStorage,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    cut_off_after_commit(pg, monkeypatch)
-    with pytest.raises(StorageError, match="may or may not have been recorded"):
-        claim(pg)
+def cut_off_claims(monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
+    """The next claim's query loses its connection, "after the claim" committed (its
+    answer is lost with the connection) or "before it" reached the server."""
+    real_execute = postgresql._Cursor.execute
+
+    def execute_then_lose(cur: Any, query: Any, vars: Any = None) -> Any:
+        if not (isinstance(query, str) and query.startswith("INSERT INTO builds (job_id")):
+            return real_execute(cur, query, vars)
+        monkeypatch.setattr(postgresql._Cursor, "execute", real_execute)
+        if lost == "after the claim":
+            real_execute(cur, query, vars)
+        cur.connection.close()
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(postgresql._Cursor, "execute", execute_then_lose)
+
+
+@pytest.mark.parametrize("lost", ["after the claim", "before it"])
+def test_a_claim_cut_off_finds_out_whether_it_happened(
+        pg: PostgreSQLStorage, pg_url: str, monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
+    cut_off_claims(monkeypatch, lost)
+    build = pg.claim_build("job", concurrency=1, definition={"x": 1}, definition_hash="h",
+                           dependency_builds={}, host="h", pid=7)
+    assert seen(pg_url) == [(build.id, "running")]  # one build, whichever way it went
+    assert (build.job_id, build.state, build.host, build.pid, build.definition) == (
+        "job", BuildState.RUNNING, "h", 7, {"x": 1})
+    pg.append_logs(build.id, [record("one")])
+    done = pg.finish_build_with_logs(build.id, BuildState.SUCCESS, logs=[record("two")])
+    assert done.state is BuildState.SUCCESS
+    assert logged(pg_url) == [(build.id, 1, "one"), (build.id, 2, "two")]
 
 
 def queued(storage: PostgreSQLStorage, job_id: str = "job") -> int:
@@ -495,18 +520,30 @@ def test_a_pending_outcome_survives_a_lost_connection(pg: PostgreSQLStorage,
     assert seen(pg_url) == [(first, "success"), (second, "success")]
 
 
-def test_a_pending_outcome_in_a_commit_in_doubt_is_recorded_once(
-    pg: PostgreSQLStorage, pg_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("lost", ["after the claim", "before it"])
+def test_a_pending_outcome_in_a_claim_cut_off_is_recorded_once(
+    pg: PostgreSQLStorage, pg_url: str, monkeypatch: pytest.MonkeyPatch, lost: str
 ) -> None:
-    """The COMMIT that carried it (with a claim) was cut off after it happened: the claim
-    says so, as ever, and the outcome, written again, is neither lost nor doubled."""
+    """The claim that carried it (with its COMMIT) lost its connection: the outcome is
+    neither lost nor doubled, and the claim finds out whether it happened."""
     first = claim(pg, "a")
     finish_later(pg, first, "one", "two")
-    cut_off_after_commit(pg, monkeypatch)
-    with pytest.raises(StorageError, match="may or may not have been recorded"):
-        claim(pg, "b")
-    assert [row for row in seen(pg_url) if row[0] == first] == [(first, "success")]
+    cut_off_claims(monkeypatch, lost)
+    second = claim(pg, "b")
+    assert seen(pg_url) == [(first, "success"), (second, "running")]
     assert logged(pg_url) == [(first, 1, "one"), (first, 2, "two")]
+    assert our_states(pg_url) == ["idle"]
+
+
+def test_claims_in_one_microsecond_start_apart(pg: PostgreSQLStorage,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim is found again by its job, host, pid and start: a process never starts
+    two builds in the same microsecond, even where the clock says so."""
+    frozen = pg.now()
+    monkeypatch.setattr(pg, "now", lambda: frozen)
+    builds = [pg.claim_build("job", concurrency=3, definition={}, definition_hash="",
+                             dependency_builds={}, host="h", pid=1) for _ in range(3)]
+    assert len({b.started for b in builds}) == 3
 
 
 def test_a_claimed_builds_last_records_follow_the_servers_numbers(pg: PostgreSQLStorage,

@@ -13,20 +13,21 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
 - Logs go in with ``COPY``, one transaction a batch (3x faster than ``execute_values``,
   which upserts progress); a small batch as an ``INSERT`` sent along with the next
   statement. Statements whose result nobody reads (``BEGIN``, the claim's lock, NOTIFY) ride
-  along with the next one (:meth:`_Cursor.defer`): a claim is ``BEGIN``, the lock and one
-  conditional ``INSERT`` in one round trip, then ``COMMIT``; a finish with its last few
-  records is their ``INSERT``, the NOTIFY and the ``UPDATE`` sent as one query outside
-  ``BEGIN ... COMMIT``, which the server runs as one implicit transaction: a build is 3
-  round trips. The last records of a build this object claimed are numbered here (only its
-  runner writes a running build's log); other batches are numbered by the server, under
-  the build row's lock, and say where the log ends. In a run of builds a finish instead
-  leaves its transaction open for the next claim to commit (one COMMIT, one WAL flush, a
-  build instead of two); should that transaction fail, the outcome is written again on
-  its own. A remote build's writes are
-  one round trip each too: its INSERT when queued, then on the worker the job's lock and
-  one conditional ``UPDATE``, then the finish. Where the connection breaks during such a
-  query, the retry reads the rows to find out whether it committed.
-  Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``;
+  along with the next one (:meth:`_Cursor.defer`), and each write is one round trip. A
+  claim is the lock and one conditional ``INSERT ... RETURNING`` sent as one query outside
+  ``BEGIN ... COMMIT``, which the server runs as one implicit transaction; a finish with
+  its last few records is their ``INSERT``, the NOTIFY and the ``UPDATE``, sent likewise:
+  a build is 2 round trips and 2 commits. The last records of a build this object claimed
+  are numbered here (only its runner writes a running build's log); other batches are
+  numbered by the server, under the build row's lock, and say where the log ends. In a
+  run of builds a finish instead leaves its transaction open, and the next claim sends
+  its lock and ``INSERT`` with ``COMMIT`` and a look for the row it inserted: 2 round
+  trips and one COMMIT (one WAL flush) a build. Should that transaction fail, the outcome
+  is written again on its own. A remote build's writes are one round trip each too: its
+  INSERT when queued, then on the worker the job's lock and one conditional ``UPDATE``,
+  then the finish. Where the connection breaks during such a query, the retry reads the
+  rows to find out whether it committed (a claim looks for its job, host, pid and start).
+  Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``, once a transaction;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
 - A lost connection (server restart, failover, a killed backend) is reopened and the
@@ -145,12 +146,22 @@ class _Cursor(_CursorBase):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deferred: list[bytes] = []
+        #: the transaction was committed by a statement sent with its work (a claim's)
+        self.committed = False
 
     def defer(self, query: str, vars: Any = None) -> None:
         """Run ``query`` just before the next statement, in the same round trip to the
         server (``BEGIN``, a lock, a NOTIFY: statements whose result nobody reads). A
         transaction costs a round trip a statement; most of a build's were these."""
         self._deferred.append(self.mogrify(query, vars))
+
+    def drop_begin(self) -> bool:
+        """Take back a deferred ``BEGIN`` (the next statement is then its own implicit
+        transaction): whether there was one, else a transaction is open already."""
+        if self._deferred[:1] == [b"BEGIN"]:
+            del self._deferred[0]
+            return True
+        return False
 
     def discard_deferred(self) -> None:
         """Forget the deferred statements (the transaction is being rolled back)."""
@@ -187,6 +198,16 @@ class _ConnectFailed(StorageError):
 
 class _CommitInDoubt(StorageError):
     """The connection broke during COMMIT: the transaction may or may not have happened."""
+
+
+class _ClaimInDoubt(StorageError):
+    """The connection broke while a claim, sent with its COMMIT, waited for its answer: the
+    build may or may not have been claimed (the next attempt looks for it first)."""
+
+
+#: the last time a claim in this process started its build (see _claim_time)
+_last_claim_time: datetime | None = None
+_claim_time_lock = threading.Lock()
 
 
 class PostgreSQLStorage(SqlStorage):
@@ -229,6 +250,8 @@ class PostgreSQLStorage(SqlStorage):
         self._clock_offset = timedelta()
         #: statements of a transaction left open (see _hold_open), sent with its next one
         self._held_statements: list[bytes] = []
+        #: what finds the row of a claim whose answer a lost connection cut off, by thread
+        self._claims_in_doubt: dict[int, tuple[str, Any, str, int]] = {}
 
     @classmethod
     def from_url(cls, url: str, base_dir: str | os.PathLike[str] | None = None
@@ -246,8 +269,14 @@ class PostgreSQLStorage(SqlStorage):
     #: writes a running build's log); other batches by the server, which then says where
     #: the log ends (COPY, an INSERT ... SELECT of the log's end, under the row's lock)
     numbers_logs_locally = True
-    #: text with NUL characters is stored with U+FFFD instead: a finish reads its row back
-    stores_verbatim = False
+
+    def _stored_as_given(self, reason: str | None, result: StoredValue | None,
+                         exception: ExceptionInfo | None) -> bool:
+        # text with NUL characters is stored with U+FFFD instead: such a finish reads its
+        # row back
+        texts = (reason, result.data if result else None, *(
+            (exception.type, exception.message, exception.traceback) if exception else ()))
+        return not any(isinstance(text, str) and "\x00" in text for text in texts)
 
     def _connect(self) -> Any:
         try:
@@ -305,9 +334,9 @@ class PostgreSQLStorage(SqlStorage):
                         raise  # down at first contact: say so at once
                 else:
                     broken = self._broken_connection(exc)
-                    # a COMMIT in doubt lost its connection, even where it was replaced
-                    # since (by a pending outcome written again): say so all the same
-                    if broken is None and not isinstance(exc, _CommitInDoubt):
+                    # a COMMIT (or claim) in doubt lost its connection, even where it was
+                    # replaced since (by a pending outcome written again)
+                    if broken is None and not isinstance(exc, (_CommitInDoubt, _ClaimInDoubt)):
                         raise
                     if broken is not None:
                         self._drop_connection(broken)
@@ -337,6 +366,8 @@ class PostgreSQLStorage(SqlStorage):
 
     def _commit(self, conn: Any, cur: Any) -> None:
         # not conn.commit(): psycopg2 ignores it in autocommit mode, even after our BEGIN
+        if cur.committed:  # by the claim sent with it
+            return
         try:
             cur.execute("COMMIT")
         except psycopg2.Error as exc:
@@ -377,17 +408,68 @@ class PostgreSQLStorage(SqlStorage):
                 cur.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
 
     def _notify_logs(self, cur: Any, build_id: int) -> None:
-        # delivered at COMMIT anyway (and once however often sent): with the next statement
-        cur.defer("SELECT pg_notify(%s, '')", (_channel(build_id),))
+        # delivered at COMMIT anyway, and once however often sent: with the next statement,
+        # and not twice (a finish's last records and its outcome both say so)
+        notify = cur.mogrify("SELECT pg_notify(%s, '')", (_channel(build_id),))
+        if notify not in cur._deferred:
+            cur._deferred.append(notify)
 
     def _insert_id(self, cur: Any, sql: str, params: Sequence[Any]) -> int:
         cur.execute(self._q(sql) + " RETURNING id", params)
         return int(cur.fetchone()[0])
 
-    def _insert_if(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
-        cur.execute(self._q(sql) + " RETURNING id", params)
+    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any], *, job_id: str,
+                      started: Any, host: str, pid: int) -> int | None:
+        """The claim and its COMMIT in one round trip: the build must be seen running
+        before its job starts. On its own, the lock and the ``INSERT ... RETURNING`` are
+        sent outside ``BEGIN ... COMMIT`` (the server runs them as one implicit
+        transaction). Continuing a transaction a ``commit_later`` finish left open, they
+        are sent with ``COMMIT`` and a look for the row inserted (the last statement's
+        result is the one a query string returns; the look, after the COMMIT, sees it).
+        Where the connection breaks meanwhile, the next attempt looks for the row first."""
+        key = (job_id, started, host, pid)
+        if cur.drop_begin():
+            query, values = self._q(sql) + " RETURNING id", tuple(params)
+        else:
+            query = (self._q(sql) + "; COMMIT; SELECT id FROM builds WHERE job_id = %s "
+                     "AND state = %s AND started = %s AND host = %s AND pid = %s")
+            values = (*params, job_id, BuildState.RUNNING.value, started, host, pid)
+        try:
+            cur.execute(query, values)
+        except psycopg2.Error as exc:
+            if cur.connection.closed:
+                self._claims_in_doubt[threading.get_ident()] = key
+                raise _ClaimInDoubt(f"{self.label}: connection lost while claiming a build "
+                                    f"of {job_id!r}: {_one_line(exc)}") from exc
+            raise
+        cur.committed = True
+        self._pending.clear()  # committed with it, even should the claim be refused
         row = cur.fetchone()
         return None if row is None else int(row[0])
+
+    def _claim_landed(self) -> Build | None:
+        """The build a claim cut off by a lost connection made, if its COMMIT happened."""
+        key = self._claims_in_doubt.pop(threading.get_ident(), None)
+        if key is None:
+            return None
+        job_id, started, host, pid = key
+        with self._cursor() as cur:
+            cur.execute("SELECT id FROM builds WHERE job_id = %s AND started = %s "
+                        "AND host = %s AND pid = %s", (job_id, started, host, pid))
+            row = cur.fetchone()
+            return None if row is None else self._fetch_build(cur, int(row[0]))
+
+    def _claim_time(self) -> datetime:
+        # a claim is found again by its job, host, pid and start (_claim_landed): no two
+        # claims of this process start in the same microsecond, unless the clock went back
+        global _last_claim_time
+        now = self.now()
+        with _claim_time_lock:
+            last = _last_claim_time
+            if last is not None and last - timedelta(seconds=1) < now <= last:
+                now = last + timedelta(microseconds=1)
+            _last_claim_time = now
+        return now
 
     def _insert_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         # "VALUES (?, ?)" → "VALUES %s" with a row template: one statement for every row
@@ -437,9 +519,17 @@ class PostgreSQLStorage(SqlStorage):
     # -- builds: every operation survives a lost connection ----------------------------------
 
     def claim_build(self, job_id: str, **kwargs: Any) -> Build:
-        # twice is not harmless: a second claim would be refused by the first one's build
-        return self._retry(functools.partial(super().claim_build, job_id, **kwargs),
-                           f"claiming a build of {job_id!r}", in_doubt_ok=False)
+        # twice is not harmless (a second claim would be refused by the first one's build):
+        # a claim cut off by a lost connection looks for the build it made before trying
+        # again; the finish of such a build reads its row back (it is not in _claimed)
+        self._claims_in_doubt.pop(threading.get_ident(), None)  # another claim's, given up
+
+        def attempt() -> Build:
+            landed = self._claim_landed()
+            return landed if landed is not None else super(
+                PostgreSQLStorage, self).claim_build(job_id, **kwargs)
+
+        return self._retry(attempt, f"claiming a build of {job_id!r}", in_doubt_ok=False)
 
     def enqueue_build(self, job_id: str, *, definition: Mapping[str, Any],
                       definition_hash: str, dependency_builds: Mapping[str, int], queue: str,
@@ -568,6 +658,14 @@ class PostgreSQLStorage(SqlStorage):
                 # COPY is a round trip of its own anyway; a retry checks its batch first
                 self._copy_batch(cur, build_id, records, first_seq)
                 return self._finish(cur, build_id, state, reason, result, exception)
+            claim = self._claimed.get(build_id)
+            if claim is not None and claim.next_seq is not None:
+                # the records numbered here, from where the log is known to end (a retry
+                # looks there for them); the UPDATE returns only what others may change
+                if records:
+                    first_seq[:] = [claim.next_seq]
+                    self._defer_small_batch(cur, build_id, records)
+                return self._finish(cur, build_id, state, reason, result, exception)
             if records:
                 self._defer_small_batch(cur, build_id, records)
             # BEGIN, the lock, the INSERT of the records and the UPDATE: one round trip;
@@ -620,14 +718,11 @@ class PostgreSQLStorage(SqlStorage):
         with self._implicit_transaction() as cur:
             try:
                 if records:
-                    self._defer_small_batch(cur, build_id, records)  # NOTIFYs too
-                else:
-                    self._notify_logs(cur, build_id)  # a follower stops at the outcome
+                    self._defer_small_batch(cur, build_id, records)
                 row = self._finish_update(cur, build_id, state, reason, result, exception)
             except BaseException:
                 self._forget_log_ends()  # whatever went wrong, ask the server next time
                 raise
-            cur.discard_deferred()  # the NOTIFY it leaves for a COMMIT: sent already
             if row is not None:
                 return self._build_from_row(row, self._claimed.pop(build_id, None))
             # fenced off (or gone: BuildNotFoundError), the records stored all the same

@@ -139,9 +139,6 @@ class SqlStorage(Storage):
     lock_rows_sql: ClassVar[str] = ""
     #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
     update_returning: ClassVar[bool] = True
-    #: whether values are stored exactly as given (so a finish need not read back what it
-    #: wrote; PostgreSQL text cannot hold NUL and gets U+FFFD instead)
-    stores_verbatim: ClassVar[bool] = True
     #: whether this object numbers the log records of the builds it claimed itself (only
     #: it writes a running build's log): no query for where a log ends, per batch
     numbers_logs_locally: ClassVar[bool] = True
@@ -185,9 +182,12 @@ class SqlStorage(Storage):
         """Run an ``INSERT`` of one row and return its generated ``id``."""
 
     @abc.abstractmethod
-    def _insert_if(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
-        """Run an ``INSERT ... SELECT ... WHERE`` of at most one row: its generated ``id``,
-        or None when the condition let no row in."""
+    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any], *, job_id: str,
+                      started: Any, host: str, pid: int) -> int | None:
+        """Run the claim's ``INSERT ... SELECT ... WHERE`` of at most one row: its generated
+        ``id``, or None when the condition let no row in. A dialect may commit the
+        transaction with it (then its :meth:`_commit` does nothing); ``job_id``, ``started``
+        (as a parameter), ``host`` and ``pid`` find the row again."""
 
     @abc.abstractmethod
     def _run_script(self, cur: Any, script: str) -> None:
@@ -214,6 +214,16 @@ class SqlStorage(Storage):
 
     def _lock_schema(self, cur: Any) -> None:
         """Serialise migrations until the transaction ends (none needed by default)."""
+
+    def _stored_as_given(self, reason: str | None, result: StoredValue | None,
+                         exception: ExceptionInfo | None) -> bool:
+        """Whether a finish's values are stored exactly as given (so it need not read back
+        what it wrote): by default, always."""
+        return True
+
+    def _claim_time(self) -> datetime:
+        """When a claim starts its build: the database's clock (:meth:`now`)."""
+        return self.now()
 
     def _notify_logs(self, cur: Any, build_id: int) -> None:
         """Tell readers waiting in :meth:`wait_for_logs` that the build has news, once the
@@ -532,11 +542,11 @@ class SqlStorage(Storage):
         deps_json = self._dumps(deps)
         with self._transaction() as cur:
             self._lock_job(cur, job_id)
-            now = self.now()  # after connecting: the server's clock
+            now = self._claim_time()  # after connecting: the server's clock
             stamp = self._time_param(now)
             # one conditional statement (with the lock, one round trip to a server): the
             # row goes in only while fewer than ``concurrency`` builds of the job run
-            build_id = self._insert_if(
+            build_id = self._insert_claim(
                 cur,
                 "INSERT INTO builds (job_id, state, definition, definition_hash, "
                 "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
@@ -545,6 +555,7 @@ class SqlStorage(Storage):
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
                  stamp, stamp, stamp, host, pid, retry_of,
                  job_id, BuildState.RUNNING.value, concurrency),
+                job_id=job_id, started=stamp, host=host, pid=pid,
             )
             if build_id is None:
                 cur.execute(
@@ -689,7 +700,8 @@ class SqlStorage(Storage):
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
         claimed = self._claimed.pop(build_id, None)
-        if claimed is not None and self.update_returning and self.stores_verbatim:
+        if (claimed is not None and self.update_returning
+                and self._stored_as_given(reason, result, exception)):
             return self._finish_claimed(cur, claimed, state, reason, result, exception)
         row = self._finish_update(cur, build_id, state, reason, result, exception)
         if row is not None:
@@ -704,6 +716,7 @@ class SqlStorage(Storage):
         state = check_finished_state(state)
         build = claim.build
         finished = self.now()
+        self._notify_logs(cur, build.id)  # a follower stops at the outcome (or looks again)
         cur.execute(_FINISH_CLAIMED_SQL if self.placeholder == "?" else self._q(
             _FINISH_CLAIMED_SQL), (
             state.value, reason, self._time_param(finished),
@@ -716,7 +729,6 @@ class SqlStorage(Storage):
         row = cur.fetchone()
         if row is None:  # fenced off (or gone: BuildNotFoundError): as it stands
             return self._fetch_build(cur, build.id)
-        self._notify_logs(cur, build.id)  # a follower stops at the outcome
         heartbeat, cancel_requested, cancel_reason = row
         return Build(
             id=build.id, job_id=build.job_id, state=state, reason=reason,
@@ -739,6 +751,9 @@ class SqlStorage(Storage):
         returning = ""
         if self.update_returning:
             returning = f" RETURNING {', '.join(BUILD_COLUMNS)}{also_return}"
+        # sent with the UPDATE (a NOTIFY is delivered at COMMIT, and once however often
+        # sent): a follower stops at the outcome, or looks again where it was fenced off
+        self._notify_logs(cur, build_id)
         cur.execute(
             self._q(
                 "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
@@ -754,10 +769,7 @@ class SqlStorage(Storage):
                 build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
             ),
         )
-        row = cur.fetchone() if returning else None
-        if row is not None or (not returning and cur.rowcount):
-            self._notify_logs(cur, build_id)  # a follower stops at the outcome
-        return row
+        return cur.fetchone() if returning else None
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         ids = list(dict.fromkeys(build_ids))
