@@ -127,11 +127,19 @@ def parse_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
+#: parameter types that hold no text
+_PLAIN = frozenset({int, float, bool, type(None), datetime})
+
+
 def _no_nul(value: Any) -> Any:
     """``value`` with NUL characters in its strings replaced: PostgreSQL text cannot hold
     them (the replacement character is what undecodable output becomes too)."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if type(value) is tuple and not any(  # the common case, a row of plain values: as is
+            type(item) is not str or "\x00" in item for item in value
+            if type(item) not in _PLAIN):
+        return value
     if isinstance(value, (tuple, list)):
         return type(value)(_no_nul(item) for item in value)
     if isinstance(value, dict):
@@ -383,7 +391,7 @@ class PostgreSQLStorage(SqlStorage):
             cur.execute("ROLLBACK")
 
     def _begin_write(self, cur: Any) -> None:
-        cur.defer("BEGIN")  # sent with the transaction's first statement
+        cur._deferred.append(b"BEGIN")  # sent with the transaction's first statement
 
     def _hold_open(self, cur: Any) -> None:
         # the NOTIFY of the outcome left open rides along with the next transaction's work
@@ -877,8 +885,8 @@ class PostgreSQLStorage(SqlStorage):
         rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
             build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
             r.exception)) for n, r in enumerate(records))
-        cur.defer("INSERT INTO logs (build_id, seq, time, level, logger, message, "
-                  "exception) VALUES " + rows.decode())
+        cur._deferred.append(b"INSERT INTO logs (build_id, seq, time, level, logger, "
+                             b"message, exception) VALUES " + rows)
 
     @staticmethod
     def _batch_stored(cur: Any, build_id: int, first: int, records: Sequence[LogRecord]) -> bool:
