@@ -62,8 +62,9 @@ def build_loop(cur: Any, commit: Any, jobs: int, ph: str = "?", begin: str | Non
     """jobcontrol's writes for ``jobs`` builds, from a bare loop: per build one transaction
     with the previous build's log rows and outcome and this build's claim (jobcontrol's own
     statements), then one commit, as jobcontrol commits a run's builds; the job runs between
-    (``run_jobs``), its 2 log lines kept in a list. On PostgreSQL (``ph`` ``%s``) the
-    statements go as one query, then ``COMMIT``: two round trips a build."""
+    (``run_jobs``), its 2 log lines kept in a list. On PostgreSQL (``ph`` ``%s``, a
+    connection in autocommit mode) ``BEGIN`` and the statements go as one query, then
+    ``COMMIT``: two round trips a build, as jobcontrol's."""
     root = logging.getLogger()
     handler, level = Collect(), root.level
     if run_jobs:
@@ -100,7 +101,7 @@ def build_loop(cur: Any, commit: Any, jobs: int, ph: str = "?", begin: str | Non
                 if n < jobs:
                     sql.append(claim + " RETURNING id")
                     params += claimed
-                cur.execute("; ".join(sql), params)
+                cur.execute("; ".join(["BEGIN", *sql]), params)
                 build_id = cur.fetchone()[0] if n < jobs else 0
             commit()
             if n == jobs:
@@ -160,7 +161,9 @@ def postgresql_loop(workdir: Path, jobs: int) -> dict[str, Any]:
     timer = Timer()
     with timer():
         conn = psycopg2.connect(url)
-        build_loop(conn.cursor(), conn.commit, jobs, "%s")  # psycopg2 begins by itself
+        conn.autocommit = True  # else psycopg2 sends BEGIN on its own: a round trip more
+        cur = conn.cursor()
+        build_loop(cur, lambda: cur.execute("COMMIT"), jobs, "%s")
         conn.close()
     return result(timer.seconds, jobs)
 

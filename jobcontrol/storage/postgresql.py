@@ -127,6 +127,8 @@ def parse_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
+#: the JSON escape of NUL (not an escaped backslash before "u0000"), which jsonb refuses
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 #: parameter types that hold no text
 _PLAIN = frozenset({int, float, bool, type(None), datetime})
 
@@ -500,8 +502,12 @@ class PostgreSQLStorage(SqlStorage):
 
     @staticmethod
     def _dumps(value: Mapping[str, Any]) -> str:
-        # jsonb refuses the escape \u0000 (an escaped backslash before "u0000" is kept)
-        return re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", r"\1\\ufffd", SqlStorage._dumps(value))
+        # jsonb refuses the escape \u0000 (an escaped backslash before "u0000" is kept);
+        # the text is looked at first, as most has none (the pattern costs more than that)
+        text = SqlStorage._dumps(value)
+        if "\\u0000" not in text:
+            return text
+        return _NUL_ESCAPE.sub(r"\1\\ufffd", text)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
