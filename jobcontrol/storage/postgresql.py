@@ -72,6 +72,7 @@ from jobcontrol.timeutil import utcnow
 
 try:
     import psycopg2
+    import psycopg2.errorcodes
     import psycopg2.extensions
     import psycopg2.extras
     from psycopg2 import sql as pgsql
@@ -138,8 +139,9 @@ def _no_nul(value: Any) -> Any:
     them (the replacement character is what undecodable output becomes too)."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
-    if type(value) is tuple and not any(  # the common case, a row of plain values: as is
-            type(item) is not str or "\x00" in item for item in value
+    items = value if type(value) is tuple else value.values() if type(value) is dict else ()
+    if items and not any(  # the common case, parameters of plain values: as they are
+            type(item) is not str or "\x00" in item for item in items
             if type(item) not in _PLAIN):
         return value
     if isinstance(value, (tuple, list)):
@@ -208,6 +210,23 @@ class _ConnectFailed(StorageError):
 
 class _CommitInDoubt(StorageError):
     """The connection broke during COMMIT: the transaction may or may not have happened."""
+
+
+class _ClaimRefused(Exception):
+    """A claim sent with the COMMIT of a transaction a finish left open was refused (the
+    job runs ``concurrency`` builds already): the transaction was rolled back, and its
+    outcome written again on its own; the claim is made again on its own."""
+
+
+#: a claim that fails rather than insert nothing when refused: its state is NULL then,
+#: which ``NOT NULL`` refuses. Named parameters: each value is quoted once
+_CLAIM_OR_FAIL_SQL = (
+    "INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, "
+    "created, started, heartbeat, host, pid, retry_of) "
+    "SELECT %(job)s, CASE WHEN (SELECT count(*) FROM builds WHERE job_id = %(job)s "
+    "AND state = %(state)s) < %(concurrency)s THEN %(state)s END, %(definition)s, "
+    "%(hash)s, %(deps)s, %(now)s, %(now)s, %(now)s, %(host)s, %(pid)s, %(retry_of)s"
+)
 
 
 class _ClaimInDoubt(StorageError):
@@ -434,19 +453,27 @@ class PostgreSQLStorage(SqlStorage):
         before its job starts. On its own, the lock and the ``INSERT ... RETURNING`` are
         sent outside ``BEGIN ... COMMIT`` (the server runs them as one implicit
         transaction). Continuing a transaction a ``commit_later`` finish left open, they
-        are sent with ``COMMIT`` and a look for the row inserted (the last statement's
-        result is the one a query string returns; the look, after the COMMIT, sees it).
-        Where the connection breaks meanwhile, the next attempt looks for the row first."""
+        are sent with ``COMMIT`` and ``SELECT lastval()`` (the last statement's result is
+        the one a query string returns, and the session's last id taken is the row's): a
+        claim refused then fails instead (see :data:`_CLAIM_OR_FAIL_SQL`), and is made
+        again on its own. Where the connection breaks meanwhile, the next attempt looks
+        for the row first."""
         key = (job_id, started, host, pid)
         if cur.drop_begin():
             query, values = self._q(sql) + " RETURNING id", tuple(params)
         else:
-            query = (self._q(sql) + "; COMMIT; SELECT id FROM builds WHERE job_id = %s "
-                     "AND state = %s AND started = %s AND host = %s AND pid = %s")
-            values = (*params, job_id, BuildState.RUNNING.value, started, host, pid)
+            query = _CLAIM_OR_FAIL_SQL + "; COMMIT; SELECT lastval()"
+            (job, state, definition, hash_, deps, now, _, _, host_, pid_, retry_of, _, _,
+             concurrency) = params
+            values = {"job": job, "state": state, "definition": definition, "hash": hash_,
+                      "deps": deps, "now": now, "host": host_, "pid": pid_,
+                      "retry_of": retry_of, "concurrency": concurrency}
         try:
             cur.execute(query, values)
         except psycopg2.Error as exc:
+            if (exc.pgcode == psycopg2.errorcodes.NOT_NULL_VIOLATION
+                    and exc.diag.column_name == "state"):
+                raise _ClaimRefused(job_id) from exc
             if cur.connection.closed:
                 self._claims_in_doubt[threading.get_ident()] = key
                 raise _ClaimInDoubt(f"{self.label}: connection lost while claiming a build "
@@ -540,8 +567,12 @@ class PostgreSQLStorage(SqlStorage):
 
         def attempt() -> Build:
             landed = self._claim_landed()
-            return landed if landed is not None else super(
-                PostgreSQLStorage, self).claim_build(job_id, **kwargs)
+            if landed is not None:
+                return landed
+            try:
+                return super(PostgreSQLStorage, self).claim_build(job_id, **kwargs)
+            except _ClaimRefused:  # nothing is pending now: on its own, it says by whom
+                return super(PostgreSQLStorage, self).claim_build(job_id, **kwargs)
 
         return self._retry(attempt, f"claiming a build of {job_id!r}", in_doubt_ok=False)
 

@@ -185,9 +185,11 @@ class SqlStorage(Storage):
     def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any], *, job_id: str,
                       started: Any, host: str, pid: int) -> int | None:
         """Run the claim's ``INSERT ... SELECT ... WHERE`` of at most one row: its generated
-        ``id``, or None when the condition let no row in. A dialect may commit the
-        transaction with it (then its :meth:`_commit` does nothing); ``job_id``, ``started``
-        (as a parameter), ``host`` and ``pid`` find the row again."""
+        ``id``, or None when the condition let no row in. ``params`` are the row's 11
+        values in the statement's column order, then the condition's job, state and
+        concurrency. A dialect may commit the transaction with it (then its
+        :meth:`_commit` does nothing); ``job_id``, ``started`` (as a parameter), ``host``
+        and ``pid`` find the row again."""
 
     @abc.abstractmethod
     def _run_script(self, cur: Any, script: str) -> None:
