@@ -280,6 +280,12 @@ def test_nul_characters_are_stored_as_replacement_characters(pg: PostgreSQLStora
     assert pg.get_logs(build.id)[0].message == "binary \ufffd output"
     done = pg.finish_build(build.id, BuildState.FAILED, reason="bad \x00 byte")
     assert done.reason == "bad \ufffd byte"
+    later = claim(pg, "other")  # a finish left for the next claim to commit reads back too
+    done = pg.finish_build_with_logs(later, BuildState.FAILED, logs=[], commit_later=True,
+                                     reason="late \x00 byte")
+    assert done.reason == "late \ufffd byte"
+    pg.commit_pending()
+    assert pg.get_build(later).reason == "late \ufffd byte"
 
 
 def our_states(url: str, application: str = "jobcontrol") -> list[str]:

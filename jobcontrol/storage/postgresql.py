@@ -21,8 +21,8 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   are numbered here (only its runner writes a running build's log); other batches are
   numbered by the server, under the build row's lock, and say where the log ends. In a
   run of builds a finish instead leaves its transaction open, and the next claim sends
-  its lock and ``INSERT`` with ``COMMIT`` and a look for the row it inserted: 2 round
-  trips and one COMMIT (one WAL flush) a build. Should that transaction fail, the outcome
+  its lock and ``INSERT`` with ``COMMIT`` and ``lastval()``: 2 round trips and one COMMIT
+  (one WAL flush) a build. Should that transaction fail, the outcome
   is written again on its own. A remote build's writes are one round trip each too: its
   INSERT when queued, then on the worker the job's lock and one conditional ``UPDATE``,
   then the finish. Where the connection breaks during such a query, the retry reads the
@@ -415,7 +415,8 @@ class PostgreSQLStorage(SqlStorage):
         cur._deferred.append(b"BEGIN")  # sent with the transaction's first statement
 
     def _hold_open(self, cur: Any) -> None:
-        # the NOTIFY of the outcome left open rides along with the next transaction's work
+        # whatever the finish left deferred rides along with the next transaction's work
+        # (nothing as it stands: its NOTIFY goes with its UPDATE)
         self._held_statements, cur._deferred = cur._deferred, []
 
     def _resume_open(self, cur: Any) -> None:
@@ -463,11 +464,10 @@ class PostgreSQLStorage(SqlStorage):
             query, values = self._q(sql) + " RETURNING id", tuple(params)
         else:
             query = _CLAIM_OR_FAIL_SQL + "; COMMIT; SELECT lastval()"
-            (job, state, definition, hash_, deps, now, _, _, host_, pid_, retry_of, _, _,
-             concurrency) = params
-            values = {"job": job, "state": state, "definition": definition, "hash": hash_,
-                      "deps": deps, "now": now, "host": host_, "pid": pid_,
-                      "retry_of": retry_of, "concurrency": concurrency}
+            _, state, definition, definition_hash, deps, *_, retry_of, _, _, concurrency = params
+            values = {"job": job_id, "state": state, "definition": definition,
+                      "hash": definition_hash, "deps": deps, "now": started, "host": host,
+                      "pid": pid, "retry_of": retry_of, "concurrency": concurrency}
         try:
             cur.execute(query, values)
         except psycopg2.Error as exc:
@@ -480,7 +480,7 @@ class PostgreSQLStorage(SqlStorage):
                                     f"of {job_id!r}: {_one_line(exc)}") from exc
             raise
         cur.committed = True
-        self._pending.clear()  # committed with it, even should the claim be refused
+        self._pending.clear()  # what a finish left open was committed with it
         row = cur.fetchone()
         return None if row is None else int(row[0])
 
@@ -764,14 +764,11 @@ class PostgreSQLStorage(SqlStorage):
             try:
                 if records:
                     self._defer_small_batch(cur, build_id, records)
-                row = self._finish_update(cur, build_id, state, reason, result, exception)
+                # fenced off (or gone: BuildNotFoundError), the records stored all the same
+                return self._finish(cur, build_id, state, reason, result, exception)
             except BaseException:
                 self._forget_log_ends()  # whatever went wrong, ask the server next time
                 raise
-            if row is not None:
-                return self._build_from_row(row, self._claimed.pop(build_id, None))
-            # fenced off (or gone: BuildNotFoundError), the records stored all the same
-            return self._fetch_build(cur, build_id)
 
     def _finish_landed(self, build_id: int, records: Sequence[LogRecord]) -> Build | None:
         """The build, if the finish whose answer a lost connection cut off did commit

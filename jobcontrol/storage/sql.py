@@ -701,14 +701,17 @@ class SqlStorage(Storage):
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
-        claimed = self._claimed.pop(build_id, None)
+        claimed = self._claimed.get(build_id)  # forgotten once finished: a failure keeps it
         if (claimed is not None and self.update_returning
                 and self._stored_as_given(reason, result, exception)):
-            return self._finish_claimed(cur, claimed, state, reason, result, exception)
-        row = self._finish_update(cur, build_id, state, reason, result, exception)
-        if row is not None:
-            return self._build_from_row(row, claimed)
-        return self._fetch_build(cur, build_id)  # fenced off (or no RETURNING): as it stands
+            build = self._finish_claimed(cur, claimed, state, reason, result, exception)
+        else:
+            row = self._finish_update(cur, build_id, state, reason, result, exception)
+            # fenced off (or no RETURNING): as it stands
+            build = (self._fetch_build(cur, build_id) if row is None
+                     else self._build_from_row(row, claimed))
+        self._claimed.pop(build_id, None)
+        return build
 
     def _finish_claimed(self, cur: Any, claim: _Claim, state: BuildState, reason: str | None,
                         result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
