@@ -193,12 +193,12 @@ class JobControl:
             result.append(JobStatus(
                 job=job,
                 last_build=summary.last_build if summary else None,
-                last_success=summary.last_ok if summary else None,
+                last_success=summary.last_success if summary else None,
                 outdated=outdated[job_id],
                 running=summary.running if summary else (),
                 next_run=job.schedule.next_after(now) if job.schedule else None,
                 last_scheduled=last_runs.get(job_id),
-                stale=stale_reason(job, summary.last_ok if summary else None, now),
+                stale=stale_reason(job, summary.last_success if summary else None, now),
             ))
         return result
 
@@ -334,7 +334,7 @@ class JobControl:
             self._check_dependencies_met(targets, summaries)
         for job_id in planned:  # all refusals before anything is queued
             missing = [dep for dep in self.config.dependencies[job_id] if dep not in planned
-                       and (dep not in summaries or summaries[dep].last_ok is None)]
+                       and (dep not in summaries or summaries[dep].last_success is None)]
             if missing:
                 raise DependencyError(job_id, missing)
         queued: dict[str, Build] = {}
@@ -345,9 +345,9 @@ class JobControl:
                 if dep in queued:
                     waits[dep] = queued[dep].id
                 else:
-                    summary = summaries[dep]
-                    assert summary.last_ok is not None
-                    waits[dep] = summary.last_output_id or summary.last_ok.id
+                    last_success = summaries[dep].last_success
+                    assert last_success is not None
+                    waits[dep] = last_success.id
             build = self.storage.enqueue_build(
                 job_id, definition=job.stored_snapshot, definition_hash=job.definition_hash,
                 dependency_builds=waits, queue=self.config.queue_of(job),
@@ -391,7 +391,8 @@ class JobControl:
         for target in targets:
             missing = [
                 dep for dep in deps[target]
-                if dep not in targets and (dep not in summaries or summaries[dep].last_ok is None)
+                if dep not in targets
+                and (dep not in summaries or summaries[dep].last_success is None)
             ]
             if missing:
                 raise DependencyError(target, missing)
@@ -521,14 +522,15 @@ def _who() -> str:
     return f"{user}@{HOSTNAME}"
 
 
-def stale_reason(job: JobDefinition, last_ok: Build | None, now: datetime) -> str | None:
-    """Why ``job`` is stale by its ``max_age``, or None (fresh, or no ``max_age``)."""
+def stale_reason(job: JobDefinition, last_success: Build | None, now: datetime) -> str | None:
+    """Why ``job`` is stale by its ``max_age``, or None (fresh, or no ``max_age``): by its
+    latest ``success`` alone, however many builds were skipped since."""
     if job.max_age is None:
         return None
     limit = format_duration(job.max_age)
-    if last_ok is None or last_ok.finished is None:
+    if last_success is None or last_success.finished is None:
         return f"never built successfully (max_age {limit})"
-    age = (now - last_ok.finished).total_seconds()
+    age = (now - last_success.finished).total_seconds()
     if age <= job.max_age:
         return None
     return f"last success {format_duration(age)} ago, more than max_age {limit}"

@@ -131,13 +131,14 @@ def outdated_jobs(
 ) -> dict[str, Outdated]:
     """Apply the four outdated rules to every job, with a human reason for each hit.
 
-    1. never built successfully (no ``success`` or ``skipped`` build);
-    2. a dependency has a newer ``success`` build than the one its latest run consumed;
+    1. never built successfully (no ``success`` build);
+    2. a dependency has a newer ``success`` build than the one its latest success consumed;
     3. a dependency is itself outdated (upstream);
-    4. its definition (function, args, kwargs) changed since its latest run.
+    4. its definition (function, args, kwargs) changed since its latest success.
 
-    A ``skipped`` build counts as a run of the job itself, but dependents never consume it,
-    so it never makes them outdated.
+    Only ``success`` is a success: a ``skipped`` build is neither the job's latest success
+    nor consumed by dependents, so it never makes the job up to date or its dependents
+    outdated.
     """
     result: dict[str, Outdated] = {}
     for job in topological_order(deps):
@@ -157,12 +158,12 @@ def outdated_job(
     dependencies (``verdicts``) and the summaries of the job and of those dependencies: a
     caller that keeps verdicts judges a job in a chain at a constant cost, not its depth."""
     summary = summaries.get(job)
-    last_ok = summary.last_ok if summary else None
+    last_success = summary.last_success if summary else None
     reasons: list[str] = []
-    if last_ok is None:
+    if last_success is None:
         reasons.append(NEVER_BUILT)
     else:
-        consumed = last_ok.dependency_builds
+        consumed = last_success.dependency_builds
         for dep in job_deps:
             dep_summary = summaries.get(dep)
             newest = dep_summary.last_output_id if dep_summary else None
@@ -172,8 +173,8 @@ def outdated_job(
                 reasons.append(
                     f"dependency {dep} has a newer build ({newest}; this job used {was})"
                 )
-        if definition_hash is not None and last_ok.definition_hash != definition_hash:
-            reasons.append(f"definition changed since build {last_ok.id}")
+        if definition_hash is not None and last_success.definition_hash != definition_hash:
+            reasons.append(f"definition changed since build {last_success.id}")
     for dep in job_deps:
         if verdicts[dep].outdated:
             reasons.append(f"dependency {dep} is outdated")

@@ -36,7 +36,9 @@ class BuildState(str, Enum):
 
     @property
     def ok(self) -> bool:
-        """True when the job ran to its end without an error (success or skipped)."""
+        """True when the run did not fail (success or skipped): what a command's exit status
+        and a run's "stop here" decisions read. Not whether the job has a success: only
+        ``SUCCESS`` is one (see :attr:`JobSummary.last_success`)."""
         return self in (BuildState.SUCCESS, BuildState.SKIPPED)
 
     def __str__(self) -> str:
@@ -200,15 +202,21 @@ class ScheduledRun:
 class JobSummary:
     """What the storage knows of one job's builds; the status of all jobs is one query.
 
-    ``last_ok`` is the latest build that ran to its end (success or skipped); ``last_output_id``
-    the latest ``success`` (its return value is what dependents consume and compare against).
+    ``last_success`` is the job's latest ``success``, the one rule of what a success is that
+    status, freshness, the outdated rules and dependencies all read. A ``skipped`` build (the
+    job raised ``SkipBuild``, or a schedule recorded an instant whose job was still running)
+    did not fail, but is never a success.
     """
 
     job_id: str
     last_build: Build | None = None
-    last_ok: Build | None = None
-    last_output_id: int | None = None
+    last_success: Build | None = None
     running: tuple[int, ...] = ()
+
+    @property
+    def last_output_id(self) -> int | None:
+        """The id of :attr:`last_success`: the build dependents consume."""
+        return self.last_success.id if self.last_success is not None else None
 
 
 #: ``json.dumps(value, ensure_ascii=False)``, its encoder made once (``dumps`` with options

@@ -207,7 +207,7 @@ class BuildRun:
             return self._not_built(step.job_id, decision.reason)
         try:
             missing = [d for d in self.deps[step.job_id]
-                       if summaries.get(d) is None or summaries[d].last_ok is None]
+                       if summaries.get(d) is None or summaries[d].last_success is None]
             if missing:
                 raise DependencyError(step.job_id, missing)
             self._arguments_of[job.id] = self._arguments(job, summaries)
@@ -312,9 +312,9 @@ class BuildRun:
     ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]:
         consumed: dict[str, int] = {}
         for dep in self.deps[job.id]:
-            summary = summaries[dep]
-            assert summary.last_ok is not None
-            consumed[dep] = summary.last_output_id or summary.last_ok.id
+            last_success = summaries[dep].last_success
+            assert last_success is not None
+            consumed[dep] = last_success.id
         retvals: dict[str, Any] = {}
         for dep in sorted(job.retval_jobs()):
             output_id = summaries[dep].last_output_id

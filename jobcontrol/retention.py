@@ -7,20 +7,19 @@ the cutoffs the storage deletes log records by. :mod:`jobcontrol.pruner` acts on
 The rules, in order (the first that applies decides):
 
 1. A ``queued`` or ``running`` build stays: it is still being written.
-2. The job's latest build that ended well (``success`` or ``skipped``) stays: status shows it,
-   and the outdated rules read its definition hash and the dependency builds it consumed.
-3. The job's latest ``success`` stays (when a ``skipped`` build came after it, both stay):
-   dependents' ``!retval`` reads its return value, and their outdated rule compares its id
-   with the ids they consumed.
-4. With neither ``keep_last`` nor ``keep_for`` set, every build stays.
-5. A build stays when it satisfies ANY keep rule that is set: it is one of the job's last
+2. The job's latest ``success`` stays (``skipped`` builds after it do not replace it: a skip
+   is never a success): status and freshness show it, the outdated rules read its definition
+   hash and the dependency builds it consumed, dependents' ``!retval`` reads its return
+   value and their outdated rule compares its id with the ids they consumed.
+3. With neither ``keep_last`` nor ``keep_for`` set, every build stays.
+4. A build stays when it satisfies ANY keep rule that is set: it is one of the job's last
    ``keep_last`` builds (counting builds of every state, the running ones too), OR it ended
    less than ``keep_for`` ago (its finish time; its start or creation time if it has none).
-6. Every other build goes.
+5. Every other build goes.
 
 Builds an older build *consumed* (``dependency_builds``) are not kept for that: consumed
 builds are recorded by id only, and the outdated rules compare those ids with the
-dependency's latest ``success`` (kept by rule 3), never reading the consumed build itself.
+dependency's latest ``success`` (kept by rule 2), never reading the consumed build itself.
 So a pruned consumed build changes no outdated verdict; ``show`` still names its id.
 
 Log records: ``logs: {DEBUG: 7d, INFO: 30d}`` — an entry applies to records of its level and
@@ -59,14 +58,13 @@ def judge_builds(
 
     Lazy: a job with a million builds is judged page by page.
     """
-    seen_ok = seen_success = False
+    seen_success = False
     previous: int | None = None
     for rank, build in enumerate(builds, start=1):
         if previous is not None and build.id >= previous:
             raise ValueError(f"builds must come newest first: {build.id} after {previous}")
         previous = build.id
-        reason = _keep_reason(policy, build, rank, now, seen_ok, seen_success)
-        seen_ok = seen_ok or build.state.ok
+        reason = _keep_reason(policy, build, rank, now, seen_success)
         seen_success = seen_success or build.state is BuildState.SUCCESS
         if reason is not None:
             yield Verdict(build, True, reason)
@@ -75,14 +73,12 @@ def judge_builds(
 
 
 def _keep_reason(policy: RetentionPolicy, build: BuildStub, rank: int, now: datetime,
-                 seen_ok: bool, seen_success: bool) -> str | None:
+                 seen_success: bool) -> str | None:
     """Why ``build`` stays, or None when no rule keeps it (see the module's rules)."""
     if not build.state.finished:
         return f"{build.state.value}"
-    if build.state.ok and not seen_ok:
-        return f"latest {build.state.value} build (status and outdated checks use it)"
     if build.state is BuildState.SUCCESS and not seen_success:
-        return "latest success (dependents' !retval and outdated checks use it)"
+        return "latest success (status, freshness, outdated checks and !retval use it)"
     if policy.keep_last is None and policy.keep_for is None:
         return "no keep_last or keep_for"
     if policy.keep_last is not None and rank <= policy.keep_last:

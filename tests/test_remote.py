@@ -339,3 +339,14 @@ def test_nothing_imports_celery_unless_the_config_asks(tmp_path: Path) -> None:
                          cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
                          check=True).stdout
     assert out.split()[-2:] == ["False", "False"]
+
+
+def test_a_dependency_that_only_ever_skipped_is_not_met(jc: JobControl, broker: Broker,
+                                                        tmp_path: Path) -> None:
+    # a skip is never a success: with none to hand on, the dependent is refused as a local
+    # build is ("dependencies not met"), whether or not it reads a !retval
+    (tmp_path / "project" / "skip.flag").write_text("")
+    _, after = jc.submit(["skipper", "after_skip"])
+    assert drain(jc, broker) == ["skipped", "failed"]
+    after = jc.get_build(after.id)
+    assert after.reason == str(DependencyError("after_skip", ["skipper"]))

@@ -48,16 +48,15 @@ def test_the_latest_success_stays_however_old() -> None:
     assert kept(RetentionPolicy(keep_last=2, keep_for=5 * DAY), builds) == [2, 8, 9]
 
 
-def test_a_skip_after_the_latest_success_keeps_both() -> None:
-    # the skip is what status and the outdated rules read; the success is the job's output
+def test_a_skip_after_the_latest_success_is_not_kept_for_it() -> None:
+    # a skip is never a success: status, freshness and the outdated rules read the success
     builds = [stub(1, S.SUCCESS, 40), stub(2, S.SUCCESS, 30), stub(3, S.SKIPPED, 20),
               stub(4, S.SKIPPED, 10), stub(5, S.FAILED, 5)]
-    assert kept(RetentionPolicy(keep_last=1), builds) == [2, 4, 5]
+    assert kept(RetentionPolicy(keep_last=1), builds) == [2, 5]
     reasons = [v.reason for v in judge_builds(
         RetentionPolicy(keep_last=1), sorted(builds, key=lambda b: -b.id), NOW) if v.keep]
     assert reasons == ["one of the last 1",
-                       "latest skipped build (status and outdated checks use it)",
-                       "latest success (dependents' !retval and outdated checks use it)"]
+                       "latest success (status, freshness, outdated checks and !retval use it)"]
 
 
 # ids 1..10 of failed builds, ended 10, 9, ... 1 days ago: only the count and age rules act

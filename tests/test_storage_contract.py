@@ -332,12 +332,10 @@ def test_job_summaries(storage: Storage, history: list[Build]) -> None:
     a, b = summaries["a"], summaries["b"]
     assert a.job_id == "a"
     assert a.last_build == storage.get_build(history[7].id)  # running
-    assert a.last_ok == storage.get_build(history[4].id)  # skipped counts as ok...
-    assert a.last_output_id == history[0].id  # ...but only success has output
+    assert a.last_success == storage.get_build(history[0].id)  # a skip is never a success
     assert a.running == (history[7].id,)
     assert b.last_build == storage.get_build(history[5].id)
-    assert b.last_ok == storage.get_build(history[3].id)
-    assert b.last_output_id == history[3].id
+    assert b.last_success == storage.get_build(history[3].id)
     assert b.running == ()
 
 
@@ -345,7 +343,7 @@ def test_job_summaries_of_jobs_never_ok(storage: Storage) -> None:
     failed = built(storage, "f", S.FAILED)
     summary = storage.job_summaries()["f"]
     assert summary.last_build == failed
-    assert (summary.last_ok, summary.last_output_id, summary.running) == (None, None, ())
+    assert (summary.last_success, summary.last_output_id, summary.running) == (None, None, ())
 
 
 def test_job_summaries_filter(storage: Storage, history: list[Build]) -> None:
@@ -363,13 +361,14 @@ def test_job_summaries_with_many_running(storage: Storage) -> None:
     assert summary.last_build is not None and summary.last_build.id == running[-1]
 
 
-def test_job_summaries_pick_the_newest_ok_of_either_kind(storage: Storage) -> None:
+def test_job_summaries_pick_the_newest_success_never_a_skip(storage: Storage) -> None:
     only_skips = [built(storage, "skips", S.SKIPPED) for _ in range(2)]
     skip_then_success = [built(storage, "mixed", s) for s in (S.SKIPPED, S.SUCCESS, S.FAILED)]
     summaries = storage.job_summaries()
-    assert summaries["skips"].last_ok == only_skips[-1]
+    assert summaries["skips"].last_build == only_skips[-1]
+    assert summaries["skips"].last_success is None
     assert summaries["skips"].last_output_id is None
-    assert summaries["mixed"].last_ok == skip_then_success[1]
+    assert summaries["mixed"].last_success == skip_then_success[1]
     assert summaries["mixed"].last_output_id == skip_then_success[1].id
     assert summaries["mixed"].last_build == skip_then_success[2]
 
@@ -774,7 +773,7 @@ def test_enqueue_creates_a_queued_build(storage: Storage) -> None:
     assert storage.get_build(build.id) == build
     assert [b.id for b in storage.list_builds(states=[S.QUEUED])] == [build.id]
     summary = storage.job_summaries()["fetch"]
-    assert summary.last_build == build and summary.running == () and summary.last_ok is None
+    assert summary.last_build == build and summary.running == () and summary.last_success is None
     # a claimed build is not a queued one
     assert claim(storage, "local").queue is None
 

@@ -645,7 +645,7 @@ def test_after_install_plain_dml_privileges_are_enough(pg_url: str, plain_role: 
         storage.append_logs(build, [record("line")])
         storage.wait_for_logs(build, 0, 1)
         storage.finish_build(build, BuildState.SUCCESS)
-        assert storage.job_summaries()["job"].last_ok is not None
+        assert storage.job_summaries()["job"].last_success is not None
         storage.delete_build(build)
 
 

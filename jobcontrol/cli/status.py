@@ -19,14 +19,14 @@ from jobcontrol.timeutil import isoformat
 
 def status_json(status: Any) -> dict[str, Any]:
     """The JSON shape of one job's status (see README, "Machine-readable output")."""
-    last_ok = status.last_success
+    last_success = status.last_success
     return {
         "job": status.job.id,
         "title": status.job.title,
         "last_build": status.last_build.id if status.last_build else None,
         "last_state": status.last_state,
-        "last_success": last_ok.id if last_ok else None,
-        "last_success_time": isoformat(last_ok.finished) if last_ok else None,
+        "last_success": last_success.id if last_success else None,
+        "last_success_time": isoformat(last_success.finished) if last_success else None,
         "outdated": status.outdated.outdated,
         "outdated_reasons": list(status.outdated.reasons),
         "running": list(status.running),
@@ -62,7 +62,7 @@ def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str)
     watched = any(s.job.max_age for s in statuses)
     rows = []
     for s in statuses:
-        last_ok = s.last_success
+        last_success = s.last_success
         if s.outdated.outdated:
             outdated = "; ".join(s.outdated.reasons) if why else f"yes: {s.outdated.reasons[0]}"
             if not why and len(s.outdated.reasons) > 1:
@@ -73,8 +73,7 @@ def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str)
             s.job.id,
             f"#{s.last_build.id}" if s.last_build else "",
             styled_state(s.last_state),
-            last_ok.finished.strftime("%Y-%m-%d %H:%M:%S") if last_ok and last_ok.finished
-            else "",
+            _time(last_success.finished) if last_success else "",
             outdated,
             ", ".join(f"#{i}" for i in s.running),
         ])

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jobcontrol.errors import (
     BuildNotFoundError,
+    DependencyError,
     JobAlreadyRunningError,
     JobControlError,
     RetvalError,
@@ -304,20 +305,21 @@ class RemoteWorker:
         """The job's args and kwargs with ``!retval`` filled in, and the builds consumed.
 
         As in a local build, a dependency whose build was skipped hands on its latest
-        successful build (a skip changed nothing).
+        successful build (a skip changed nothing), and one that never succeeded is not met.
         """
         consumed = dict(waited_for)
-        outputs: dict[str, int | None] = {}
         skipped = [dep for dep, build_id in consumed.items()
                    if self.storage.get_build(build_id).state is BuildState.SKIPPED]
         if skipped:
             summaries = self.storage.job_summaries(skipped)
-            for dep in skipped:
-                outputs[dep] = summaries[dep].last_output_id
-                consumed[dep] = outputs[dep] or consumed[dep]
+            successes = {dep: summaries[dep].last_success for dep in skipped}
+            never = [dep for dep, success in successes.items() if success is None]
+            if never:
+                raise DependencyError(job.id, never)
+            consumed.update({dep: success.id for dep, success in successes.items() if success})
         retvals: dict[str, Any] = {}
         for dep in sorted(job.retval_jobs()):
-            output_id = outputs[dep] if dep in outputs else consumed.get(dep)
+            output_id = consumed.get(dep)
             if output_id is None:
                 raise RetvalError(
                     f"job {job.id!r}: !retval {dep}: {dep} has no successful build with a "

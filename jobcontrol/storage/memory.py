@@ -356,8 +356,7 @@ class MemoryStorage(Storage):
     def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
         wanted = None if job_ids is None else set(job_ids)
         last: dict[str, Build] = {}
-        last_ok: dict[str, Build] = {}
-        last_output: dict[str, int] = {}
+        last_success: dict[str, Build] = {}
         running: dict[str, list[int]] = {}
         with self._lock:
             self._check_open()
@@ -367,18 +366,15 @@ class MemoryStorage(Storage):
                 if wanted is not None and build.job_id not in wanted:
                     continue
                 last[build.job_id] = build
-                if build.state.ok:
-                    last_ok[build.job_id] = build
                 if build.state is BuildState.SUCCESS:
-                    last_output[build.job_id] = build_id
+                    last_success[build.job_id] = build
                 if build.state is BuildState.RUNNING:
                     running.setdefault(build.job_id, []).append(build_id)
             return {
                 job: JobSummary(
                     job_id=job,
                     last_build=_copy(build),
-                    last_ok=_copy(last_ok[job]) if job in last_ok else None,
-                    last_output_id=last_output.get(job),
+                    last_success=_copy(last_success[job]) if job in last_success else None,
                     running=tuple(running.get(job, ())),
                 )
                 for job, build in last.items()

@@ -32,8 +32,9 @@ def in_params(values: Sequence[Any]) -> str:
 
 @functools.lru_cache(maxsize=64)  # a run asks for the same few shapes step after step
 def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
-    """The status query: per job, its newest build, newest success or skip, newest success
-    id and running build ids. ``job_count`` jobs given as parameters, or None for all.
+    """The status query: per job, its newest build, its newest ``success`` (only that state
+    is a success) and its running build ids. ``job_count`` jobs given as parameters, or None
+    for all.
 
     One statement whose cost grows with the number of jobs, not of builds: each job's ids
     are one descent of the ``(job_id, id)`` or ``(job_id, state, id)`` index, then the two
@@ -52,24 +53,21 @@ def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
             FROM job_ids WHERE job_ids.job_id IS NOT NULL
         )"""
     last_cols = ", ".join(f"lb.{c}" for c in BUILD_COLUMNS)
-    ok_cols = ", ".join(f"ob.{c}" for c in BUILD_COLUMNS)
+    success_cols = ", ".join(f"sb.{c}" for c in BUILD_COLUMNS)
     newest = "SELECT max(b.id) FROM builds b WHERE b.job_id = j.job_id"
     return f"""
         WITH RECURSIVE {job_ids},
         per_job AS (
             SELECT j.job_id,
                    ({newest}) AS last_id,
-                   ({newest} AND b.state = 'success') AS output_id,
-                   ({newest} AND b.state = 'skipped') AS skipped_id,
+                   ({newest} AND b.state = 'success') AS success_id,
                    (SELECT {id_list_sql} FROM builds b
                     WHERE b.job_id = j.job_id AND b.state = 'running') AS running_ids
             FROM job_ids j
             WHERE j.job_id IS NOT NULL
         )
-        SELECT per_job.output_id, per_job.running_ids, {last_cols}, {ok_cols}
+        SELECT per_job.running_ids, {last_cols}, {success_cols}
         FROM per_job
         JOIN builds lb ON lb.id = per_job.last_id
-        LEFT JOIN builds ob ON ob.id = CASE
-            WHEN per_job.skipped_id IS NULL OR per_job.output_id > per_job.skipped_id
-            THEN per_job.output_id ELSE per_job.skipped_id END
+        LEFT JOIN builds sb ON sb.id = per_job.success_id
     """

@@ -949,23 +949,22 @@ class SqlStorage(Storage):
         width = len(BUILD_COLUMNS)
         summaries: dict[str, JobSummary] = {}
         for row in rows:
-            output_id, running_ids = row[0], row[1]
-            last = self._build_from_row(row[2:2 + width])
-            ok_row = row[2 + width:]
+            running_ids = row[0]
+            last = self._build_from_row(row[1:1 + width])
+            success_row = row[1 + width:]
             if wanted is not None and last.job_id not in wanted:
                 continue
             running = sorted(int(i) for i in str(running_ids).split(",")) if running_ids else []
-            if ok_row[0] is None:
-                last_ok = None
-            elif ok_row[0] == last.id:  # most often the newest build is the newest success
-                last_ok = last
+            if success_row[0] is None:
+                last_success = None
+            elif success_row[0] == last.id:  # most often the newest build is the newest success
+                last_success = last
             else:
-                last_ok = self._build_from_row(ok_row)
+                last_success = self._build_from_row(success_row)
             summaries[last.job_id] = JobSummary(
                 job_id=last.job_id,
                 last_build=last,
-                last_ok=last_ok,
-                last_output_id=output_id,
+                last_success=last_success,
                 running=tuple(running),
             )
         return summaries
