@@ -1,6 +1,8 @@
 """The dependency graph of jobs: order, closures, cycles, and why a job is outdated.
 
-Pure functions over ``{job_id: dependencies}``; no storage, no config parsing.
+Pure functions over ``{job_id: dependencies}``; no storage, no config parsing. Every walk is
+iterative, with a stack of its own: a chain of jobs may be far deeper than Python's
+recursion limit.
 """
 
 from __future__ import annotations
@@ -20,29 +22,26 @@ def find_cycle(deps: Dependencies) -> list[str] | None:
     """
     white, grey, black = 0, 1, 2
     color = dict.fromkeys(deps, white)
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        color[node] = grey
-        stack.append(node)
-        for dep in deps[node]:
-            if dep not in color:
-                continue
-            if color[dep] == grey:
-                return [*stack[stack.index(dep):], dep]
-            if color[dep] == white:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        color[node] = black
-        return None
-
-    for node in deps:
-        if color[node] == white:
-            found = visit(node)
-            if found:
-                return found
+    for root in deps:
+        if color[root] != white:
+            continue
+        # depth first: ``path`` the grey jobs from root, ``todo`` the dependencies each
+        # has left to look at
+        color[root] = grey
+        path = [root]
+        todo = [iter(deps[root])]
+        while todo:
+            for dep in todo[-1]:
+                if color.get(dep) == grey:
+                    return [*path[path.index(dep):], dep]
+                if color.get(dep) == white:
+                    color[dep] = grey
+                    path.append(dep)
+                    todo.append(iter(deps[dep]))
+                    break
+            else:  # every dependency done
+                color[path.pop()] = black
+                todo.pop()
     return None
 
 
@@ -54,17 +53,22 @@ def topological_order(deps: Dependencies, only: Iterable[str] | None = None) -> 
     """
     order: list[str] = []
     seen: set[str] = set()
-
-    def visit(node: str) -> None:
-        if node in seen:
-            return
-        seen.add(node)
-        for dep in deps.get(node, ()):
-            visit(dep)
-        order.append(node)
-
-    for node in deps:
-        visit(node)
+    for root in deps:
+        if root in seen:
+            continue
+        seen.add(root)
+        # depth first, post-order: a job goes in once every dependency has
+        todo = [(root, iter(deps.get(root, ())))]
+        while todo:
+            node, pending = todo[-1]
+            for dep in pending:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append((dep, iter(deps.get(dep, ()))))
+                    break
+            else:
+                todo.pop()
+                order.append(node)
     if only is None:
         return order
     wanted = set(only)
