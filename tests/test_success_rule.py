@@ -130,6 +130,20 @@ def test_a_skip_does_not_keep_an_old_success_fresh(tmp_path: Path, storage: Stor
     Cli(config, storage)("check", "--freshness", code=1)
 
 
+def test_a_dependency_skipped_in_the_same_run_is_not_met(tmp_path: Path,
+                                                         storage: Storage) -> None:
+    config = make_project(tmp_path / "project", """\
+jobs:
+  - {id: nothing, function: jobfuncs.maybe_skip, args: [skip.flag], isolation: inline}
+  - {id: after, function: jobfuncs.noop, isolation: inline, dependencies: [nothing]}
+""")
+    (config.parent / "skip.flag").write_text("")
+    jc = JobControl.from_config(config, storage)
+    result = Cli(config, storage)("build", "after", "--deps", code=3)
+    assert "dependencies not met for 'after': nothing never built successfully" in result.output
+    assert [b.state for b in jc.builds()] == [S.SKIPPED]
+
+
 HUNG = """\
 jobs:
   - id: hung
