@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from jobcontrol.errors import JobControlError
 from jobcontrol.timeutil import format_duration
 from jobcontrol.web import api, auth, pages
-from jobcontrol.web.helpers import EXTENSION, error_response, http_status
+from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_status
 from jobcontrol.web.security import init_security, secret_key
 from jobcontrol.web.text import clean_text
 
@@ -39,6 +39,7 @@ def create_app(jobcontrol: Any, *, insecure_no_auth: bool = False) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = jobcontrol
+    app.url_map.converters["int"] = IdConverter  # before the routes that use it
     init_security(app, settings, insecure_no_auth=insecure_no_auth)
     _init_templates(app)
     app.register_blueprint(pages.bp)

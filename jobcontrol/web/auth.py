@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -21,14 +21,16 @@ from jobcontrol.web.security import check_credentials
 bp = Blueprint("auth", __name__)
 
 
+#: a path on this site: "/" not followed by "/" (another site), then printable ASCII but
+#: a backslash (browsers read "/\" as "//") and nothing to split the Location header (CR, LF)
+SAME_SITE_PATH = re.compile(r"/(?!/)[!-\[\]-~]*")
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: a login link must not send anyone elsewhere."""
-    if not target:
-        return url_for("pages.jobs")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("pages.jobs")
-    return target
+    if target and SAME_SITE_PATH.fullmatch(target):
+        return target
+    return url_for("pages.jobs")
 
 
 @bp.route("/login", methods=["GET", "POST"])
