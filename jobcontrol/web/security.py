@@ -4,7 +4,10 @@
   cookie), ``Authorization: Bearer TOKEN`` for API clients.
 - Without authentication the app answers only requests from this machine (loopback), unless
   told ``insecure_no_auth``: whatever server runs it, a remote client meets a login-less UI
-  only by explicit choice.
+  only by explicit choice. And only under a loopback ``Host`` name or one the config lists
+  (``web: allowed_hosts``): a page on another site whose name is made to resolve to this
+  machine (DNS rebinding) reaches nothing. With authentication, when names are listed, only
+  those and the loopback ones.
 - CSRF: every POST carries the session's token (a form field, or the ``X-CSRFToken`` header
   for the API). A request with a bearer token needs none: no browser adds that header on
   its own, so a forged request cannot carry it.
@@ -32,6 +35,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 #: views anyone may reach: the login form and the stylesheet/script it needs
 OPEN_ENDPOINTS = {"auth.login", "static"}
+#: the ``Host`` names of this machine, served always
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 csrf = CSRFProtect()
 
@@ -54,6 +59,19 @@ def is_loopback(address: str | None) -> bool:
         return False
     mapped = getattr(ip, "ipv4_mapped", None)
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def served_hosts(settings: WebSettings) -> frozenset[str] | None:
+    """The ``Host`` names (without port) the app answers; None: any."""
+    if settings.auth and not settings.allowed_hosts:
+        return None
+    return LOOPBACK_HOSTS | set(settings.allowed_hosts)
+
+
+def host_name(host: str) -> str:
+    """A ``Host`` header's name in lower case, without its port."""
+    host = host.lower()
+    return host if host.endswith("]") else host.rpartition(":")[0] or host
 
 
 def check_credentials(settings: WebSettings, user: str, password: str) -> str | None:
@@ -86,9 +104,14 @@ def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) 
         SESSION_COOKIE_SAMESITE="Lax",
     )
     csrf.init_app(app)
+    hosts = served_hosts(settings)
 
     @app.before_request
     def authenticate() -> Any:
+        if hosts is not None and host_name(request.host) not in hosts:
+            return error_response(400, f"this jobcontrol web does not answer to the Host "
+                                  f"{request.host!r}: only to {', '.join(sorted(hosts))} (see "
+                                  f"web: allowed_hosts in the README)")
         g.user = None
         g.bearer = False
         if not settings.auth:
