@@ -493,7 +493,9 @@ def _host_names(value: Any, at: Field) -> tuple[str, ...]:
 
 def _proxy(value: Any, at: Field) -> dict[str, int]:
     sub_mapping(value, at, WEB_PROXY_KEYS, "{x_for: 1, x_proto: 1}")
-    return {key: whole_number(count, at.inner(value, key), 0) for key, count in value.items()}
+    # every key, 0 unless given: ProxyFix's own defaults would trust X-Forwarded-For
+    return {key: whole_number(value[key], at.inner(value, key), 0) if key in value else 0
+            for key in WEB_PROXY_KEYS}
 
 
 def _secret_text(value: Any, at: Field) -> str:

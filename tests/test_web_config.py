@@ -28,7 +28,8 @@ def test_web_hosts_proxy_and_session_lifetime() -> None:
                        "  proxy: {x_for: 1, x_proto: 1}\n  session_lifetime: 2h\njobs: []\n",
                        "jobs.yaml").web
     assert web.allowed_hosts == ("jobs.example.com", "192.0.2.7", "[::1]")
-    assert web.proxy == {"x_for": 1, "x_proto": 1} and web.session_lifetime == 7200
+    assert web.proxy == {"x_for": 1, "x_proto": 1, "x_host": 0, "x_port": 0, "x_prefix": 0}
+    assert web.session_lifetime == 7200
     default = parse_config("jobs: []\n", "jobs.yaml").web
     assert (default.allowed_hosts, default.proxy, default.session_lifetime) == ((), {}, 43200)
 

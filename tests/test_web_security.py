@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from jobcontrol import JobControl
 from jobcontrol.storage import open_storage
@@ -97,3 +98,37 @@ def test_with_auth_any_host_is_served_unless_hosts_are_listed(tmp_path: Path) ->
             expected
         assert client.get("/api/v1/jobs", headers={**bearer, "Host": "jobs.example.com"}
                           ).status_code == 200
+
+
+# -- 8. cookies over HTTPS, behind a proxy ---------------------------------------------------
+
+
+def session_cookie(response: Any) -> str:
+    [cookie] = [v for k, v in response.headers.items()
+                if k == "Set-Cookie" and v.startswith("session=")]
+    return str(cookie)
+
+
+def test_the_session_cookie_is_secure_over_https_and_behind_a_configured_proxy(
+        tmp_path: Path) -> None:
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"}
+    plain = make_project(tmp_path / "plain", JOBS)
+    app = create_app(JobControl.from_config(plain, "memory://"))
+    assert "Secure" not in session_cookie(app.test_client().get("/"))
+    https = app.test_client().get("/", base_url="https://localhost")
+    assert "Secure" in session_cookie(https) and "HttpOnly" in session_cookie(https)
+    ignored = app.test_client().get("/", headers=forwarded)  # no proxy configured
+    assert ignored.status_code == 200 and "Secure" not in session_cookie(ignored)
+
+    proxied = make_project(tmp_path / "proxied", "web: {proxy: {x_for: 1, x_proto: 1}}\n" + JOBS)
+    app = create_app(JobControl.from_config(proxied, "memory://"))
+    through = app.test_client().get("/", headers={"X-Forwarded-Proto": "https"})
+    assert through.status_code == 200 and "Secure" in session_cookie(through)
+    assert "Secure" not in session_cookie(app.test_client().get("/"))
+    # the proxy's client is the one the loopback rule sees: a remote one is refused
+    assert app.test_client().get("/", headers=forwarded).status_code == 403
+    # a header no proxy count is given for stays ignored (ProxyFix's own default trusts one)
+    proto_only = make_project(tmp_path / "proto", "web: {proxy: {x_proto: 1}}\n" + JOBS)
+    app = create_app(JobControl.from_config(proto_only, "memory://"))
+    response = app.test_client().get("/", headers=forwarded)
+    assert response.status_code == 200 and "Secure" in session_cookie(response)

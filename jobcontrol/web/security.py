@@ -11,6 +11,9 @@
 - CSRF: every POST carries the session's token (a form field, or the ``X-CSRFToken`` header
   for the API). A request with a bearer token needs none: no browser adds that header on
   its own, so a forged request cannot carry it.
+- Cookies: the session cookie is ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` whenever the
+  request came over HTTPS, also as told by a reverse proxy the config trusts (``web:
+  proxy``, Werkzeug's ``ProxyFix``; without it the ``X-Forwarded-*`` headers are ignored).
 - Headers: a strict Content-Security-Policy (no inline script or style), no sniffing, no
   framing.
 """
@@ -23,7 +26,9 @@ import secrets
 from typing import Any
 
 from flask import Flask, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.security import check_password_hash
 
 from jobcontrol.config import WebSettings
@@ -94,8 +99,18 @@ def _bearer_user(settings: WebSettings) -> str | None:
     return "token" if hmac.compare_digest(token.strip().encode(), settings.token.encode()) else None
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, ``Secure`` when the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or super().get_cookie_secure(app)
+
+
 def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) -> None:
     """Install authentication, CSRF protection and the security headers on ``app``."""
+    if settings.proxy:  # what the proxies in front say of the client, scheme, host...
+        app.wsgi_app = ProxyFix(app.wsgi_app, **settings.proxy)  # type: ignore[method-assign]
+    app.session_interface = SessionInterface()
     app.config.update(
         WTF_CSRF_CHECK_DEFAULT=False,  # checked below, where a bearer token can waive it
         WTF_CSRF_TIME_LIMIT=None,  # a tab left open all day can still press Cancel
