@@ -8,19 +8,32 @@ and PostgreSQL where the storage keeps the state.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
+import logging
 import re
+import sqlite3
+import stat
+import statistics
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.security import generate_password_hash
+
 from jobcontrol import JobControl
-from jobcontrol.storage import open_storage
+from jobcontrol.storage import Storage, open_storage
 from jobcontrol.web import create_app
+from tests.conftest import make_storage
 from tests.support import make_project
 from tests.test_processes import jobcontrol
+from tests.web_support import csrf_from
 
 JOBS = """\
 jobs:
@@ -132,3 +145,162 @@ def test_the_session_cookie_is_secure_over_https_and_behind_a_configured_proxy(
     app = create_app(JobControl.from_config(proto_only, "memory://"))
     response = app.test_client().get("/", headers=forwarded)
     assert response.status_code == 200 and "Secure" in session_cookie(response)
+
+
+# -- 2. sessions end with their credential, their time, their logout ------------------------
+
+TOKEN, PASSWORD = "api-token-0123456789", "correct horse"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    opened = make_storage(request.param, tmp_path, request)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a generated secret key goes: this test's own folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def auth_app(folder: Path, storage: Storage, *, token: str | None = TOKEN,
+             password: str = PASSWORD, lifetime: str = "12h", rounds: int = 1000) -> Flask:
+    """The app of a config with user alice and the API token; no secret_key: generated."""
+    hashed = password_hash(password, rounds)
+    token_line = f"    token: {token}\n" if token else ""
+    config = make_project(folder, f"web:\n  session_lifetime: {lifetime}\n  auth:\n"
+                                  f"    users: {{alice: '{hashed}'}}\n{token_line}" + JOBS)
+    return create_app(JobControl.from_config(config, storage))
+
+
+@functools.lru_cache
+def password_hash(password: str, rounds: int) -> str:
+    """One hash a password: configs that keep a user's password keep its hash line."""
+    return generate_password_hash(password, method=f"pbkdf2:sha256:{rounds}")
+
+
+def log_in(client: Any, user: str, password: str, address: str = "127.0.0.1") -> Any:
+    remote = {"REMOTE_ADDR": address}
+    token = csrf_from(client.get("/login", environ_base=remote).get_data(as_text=True))
+    return client.post("/login", environ_base=remote,
+                       data={"csrf_token": token, "user": user, "password": password})
+
+
+def replay(app: Flask, cookie: str) -> int:
+    """The status of an API read by a new client presenting ``cookie`` as its session."""
+    client = app.test_client()
+    client.set_cookie("session", cookie)
+    return int(client.get("/api/v1/jobs").status_code)
+
+
+def test_a_session_ends_when_its_credential_changes(tmp_path: Path,
+                                                     shared_storage: Storage) -> None:
+    first = auth_app(tmp_path / "first", shared_storage)
+    cookies = {}
+    for user, password in (("", TOKEN), ("alice", PASSWORD)):
+        client = first.test_client()
+        assert log_in(client, user, password).status_code == 302
+        cookies[user or "token"] = client.get_cookie("session").value
+        assert replay(first, cookies[user or "token"]) == 200
+    rotated = auth_app(tmp_path / "rotated", shared_storage, token="api-token-rotated-0123")
+    assert replay(rotated, cookies["token"]) == 401
+    assert replay(rotated, cookies["alice"]) == 200
+    removed = auth_app(tmp_path / "removed", shared_storage, token=None)
+    assert replay(removed, cookies["token"]) == 401
+    changed = auth_app(tmp_path / "changed", shared_storage, password="new password")
+    assert replay(changed, cookies["alice"]) == 401
+    assert replay(first, cookies["alice"]) == 200  # the old credential: still good
+
+
+def test_logout_ends_the_session_on_the_server(tmp_path: Path, shared_storage: Storage) -> None:
+    app = auth_app(tmp_path / "p", shared_storage)
+    client = app.test_client()
+    assert log_in(client, "alice", PASSWORD).status_code == 302
+    cookie = client.get_cookie("session").value  # a copy kept by whoever could read it
+    page = client.get("/").get_data(as_text=True)
+    assert client.post("/logout", data={"csrf_token": csrf_from(page)}).status_code == 302
+    assert replay(app, cookie) == 401
+
+
+def test_a_session_expires_however_busy(tmp_path: Path, shared_storage: Storage) -> None:
+    app = auth_app(tmp_path / "p", shared_storage, lifetime="2s")
+    client = app.test_client()
+    started = time.monotonic()
+    assert log_in(client, "alice", PASSWORD).status_code == 302
+    assert client.get_cookie("session").expires is not None  # the browser forgets it too
+    assert client.get("/api/v1/jobs").status_code == 200
+    while client.get("/api/v1/jobs").status_code == 200:  # in use all along
+        assert time.monotonic() - started < 15, "the session never expired"
+        time.sleep(0.1)
+    assert time.monotonic() - started >= 2
+    assert client.get("/api/v1/jobs").status_code == 401
+
+
+def test_reading_the_database_signs_no_session(tmp_path: Path, state_home: Path) -> None:
+    """Whoever reads the SQLite file tries every value in it as the signing key."""
+    storage = open_storage("sqlite:///jobs.db", base_dir=tmp_path)
+    app = auth_app(tmp_path / "p", storage)
+    client = app.test_client()
+    assert log_in(client, "", TOKEN).status_code == 302  # a session row exists
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        values = {str(v) for t in tables for row in db.execute(f"SELECT * FROM {t}")
+                  for v in row if v is not None}
+        sids = [r[0] for r in db.execute("SELECT id FROM web_sessions")] if (
+            "web_sessions" in tables) else []
+    assert len(values) > 10
+    for key in sorted(values):
+        forger = Flask("forger")
+        forger.secret_key = key
+        signer = SecureCookieSessionInterface().get_signing_serializer(forger)
+        assert signer is not None
+        for sid in sids or ["none"]:
+            forged = signer.dumps({"user": "token", "sid": sid, "cred": key})
+            assert replay(app, forged) == 401, key
+    [key_file] = (state_home / "jobcontrol").iterdir()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() == app.secret_key and app.secret_key not in values
+    # another process (a gunicorn worker) signs with the same key
+    assert auth_app(tmp_path / "q", storage).secret_key == app.secret_key
+    storage.close()
+
+
+# -- 3. logins: the same work for any user name, throttled failures --------------------------
+
+
+def test_unknown_and_known_users_take_the_same_time(tmp_path: Path) -> None:
+    app = auth_app(tmp_path / "p", open_storage("memory://"), rounds=100_000)
+    client = app.test_client()
+    known: list[float] = []
+    unknown: list[float] = []
+    for n in range(5):  # interleaved: the machine's load falls on both alike
+        for user, times in (("alice", known), (f"nobody{n}", unknown)):
+            started = time.perf_counter()
+            assert log_in(client, user, "wrong", f"192.0.2.{n}").status_code == 401
+            times.append(time.perf_counter() - started)
+    assert statistics.median(unknown) > statistics.median(known) / 2, (known, unknown)
+
+
+def test_failed_logins_are_throttled_per_user_and_address(
+        tmp_path: Path, shared_storage: Storage, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    workers = [auth_app(tmp_path / f"w{n}", shared_storage).test_client() for n in range(2)]
+    statuses = []
+    for attempt in range(30):  # two WSGI workers share the count
+        response = log_in(workers[attempt % 2], "alice", f"guess {attempt}", "192.0.2.7")
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+    assert statuses == [401] * 10 + [429] * 20
+    assert log_in(workers[0], "alice", PASSWORD, "192.0.2.7").status_code == 429
+    assert log_in(workers[1], "alice", PASSWORD, "198.51.100.1").status_code == 429  # per user
+    assert log_in(workers[0], "", TOKEN, "192.0.2.7").status_code == 429  # per address
+    assert log_in(workers[1], "", TOKEN, "198.51.100.2").status_code == 302
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("failed login" in m and "'alice'" in m and "192.0.2.7" in m for m in messages)
+    assert any("throttled" in m for m in messages)

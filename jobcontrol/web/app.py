@@ -15,7 +15,8 @@ from jobcontrol.errors import JobControlError
 from jobcontrol.timeutil import format_duration
 from jobcontrol.web import api, auth, pages
 from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_status
-from jobcontrol.web.security import init_security, secret_key
+from jobcontrol.web.security import init_security
+from jobcontrol.web.sessions import secret_key
 from jobcontrol.web.text import clean_text
 
 #: ``create_app_from_env`` reads these, besides ``$JOBCONTROL_CONFIG`` and ``$JOBCONTROL_STORAGE``
@@ -26,13 +27,13 @@ def create_app(jobcontrol: Any, *, insecure_no_auth: bool = False) -> Flask:
     """A Flask app serving the web UI and the JSON API of ``jobcontrol`` (a JobControl).
 
     Without ``web: auth:`` in the config the app answers only loopback clients, unless
-    ``insecure_no_auth``. The secret key comes from the config or is generated once and
-    kept in the storage.
+    ``insecure_no_auth``. The secret key comes from the config or is generated once into
+    a file of the user's (see :func:`jobcontrol.web.sessions.secret_key`).
     """
     app = Flask(__name__)
     settings = jobcontrol.config.web
     app.config.update(
-        SECRET_KEY=secret_key(settings, jobcontrol.storage),
+        SECRET_KEY=secret_key(settings),
         JOBCONTROL_WEB=settings,
         MAX_CONTENT_LENGTH=64 * 1024,
         JSON_SORT_KEYS=False,

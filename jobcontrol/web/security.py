@@ -1,7 +1,8 @@
 """Who may use the web UI, and the protections every response gets.
 
 - Authentication (when ``web: auth:`` is configured): a login form for people (a session
-  cookie), ``Authorization: Bearer TOKEN`` for API clients.
+  cookie, see :mod:`jobcontrol.web.sessions`), ``Authorization: Bearer TOKEN`` for API
+  clients.
 - Without authentication the app answers only requests from this machine (loopback), unless
   told ``insecure_no_auth``: whatever server runs it, a remote client meets a login-less UI
   only by explicit choice. And only under a loopback ``Host`` name or one the config lists
@@ -22,20 +23,18 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import secrets
+from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, redirect, request, session, url_for
+from flask import Flask, g, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.security import check_password_hash
 
 from jobcontrol.config import WebSettings
 from jobcontrol.web.helpers import error_response
+from jobcontrol.web.sessions import TOKEN_USER, dummy_hash, hash_method, session_user
 
-#: the storage setting holding the generated secret key when the config gives none
-SECRET_KEY_SETTING = "web.secret_key"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 #: views anyone may reach: the login form and the stylesheet/script it needs
@@ -44,14 +43,6 @@ OPEN_ENDPOINTS = {"auth.login", "static"}
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 csrf = CSRFProtect()
-
-
-def secret_key(settings: WebSettings, storage: Any) -> str:
-    """The config's ``web.secret_key``, else one generated once and kept in the storage, so
-    every process serving the UI (gunicorn workers, restarts) signs sessions alike."""
-    if settings.secret_key:
-        return settings.secret_key
-    return str(storage.set_setting(SECRET_KEY_SETTING, secrets.token_hex(32)))
 
 
 def is_loopback(address: str | None) -> bool:
@@ -79,24 +70,14 @@ def host_name(host: str) -> str:
     return host if host.endswith("]") else host.rpartition(":")[0] or host
 
 
-def check_credentials(settings: WebSettings, user: str, password: str) -> str | None:
-    """The name to log in as, when ``user``/``password`` (or the token) are right."""
-    if user and user in settings.users:
-        if check_password_hash(settings.users[user], password):
-            return user
-        return None
-    if not user and settings.token and hmac.compare_digest(password.encode(),
-                                                           settings.token.encode()):
-        return "token"
-    return None
-
-
 def _bearer_user(settings: WebSettings) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not settings.token:
         return None
-    return "token" if hmac.compare_digest(token.strip().encode(), settings.token.encode()) else None
+    if hmac.compare_digest(token.strip().encode(), settings.token.encode()):
+        return TOKEN_USER
+    return None
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -117,8 +98,13 @@ def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) 
         WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # a login's cookie expires with its session, which no use prolongs
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime),
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     csrf.init_app(app)
+    if settings.auth:
+        dummy_hash(hash_method(settings))  # made now, not in the first login's time
     hosts = served_hosts(settings)
 
     @app.before_request
@@ -139,8 +125,8 @@ def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) 
             bearer = _bearer_user(settings)
             if bearer is not None:
                 g.user, g.bearer = bearer, True
-            elif session.get("user") in (*settings.users, "token"):
-                g.user = session["user"]
+            else:
+                g.user = session_user(settings)
         if g.user is None and request.endpoint not in OPEN_ENDPOINTS:
             if request.path.startswith("/api/"):
                 return error_response(401, "log in, or send Authorization: Bearer TOKEN")
