@@ -1,7 +1,8 @@
 """Property: no request yields a 500. Every route of the app's url_map (so a new route is
 covered without touching this file), with hypothesis-made path arguments, methods, query
 strings, bodies and headers, through Flask's test client on a real SQLite storage holding a
-couple of builds; with and without ``web: auth:``. Deterministic and bounded (seconds).
+couple of builds; with and without ``web: auth:`` (and a proxy in front). Deterministic and
+bounded (seconds).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ TOKEN = "fuzz-token-0123456789"
 PASSWORD = "fuzz password"
 AUTH = f"""\
 web:
+  proxy: {{x_for: 1, x_proto: 1, x_host: 1, x_port: 1, x_prefix: 1}}
   auth:
     users: {{alice: "{generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")}"}}
     token: {TOKEN}
@@ -42,7 +44,7 @@ jobs:
   - {id: report, function: jobfuncs.make, args: [report], dependencies: [fetch]}
 """
 #: examples a route gets, per app: bounded, so the whole test takes seconds
-EXAMPLES = 12
+EXAMPLES = 16
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 print_blob=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -50,7 +52,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 PARAMS = ["next", "limit", "before", "after", "state", "level", "tag", "job", "then"]
 FIELDS = ["user", "password", "csrf_token", "reason", "deps", "depending", "if_outdated"]
 HEADERS = ["Authorization", "X-CSRFToken", "Cookie", "Content-Type", "Host", "Accept",
-           "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Referer", "Origin"]
+           "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port",
+           "X-Forwarded-Prefix", "Referer", "Origin"]
 HUGE = [2**63 - 1, 2**63, 2**64, 99999999999999999999999, 10**40]
 
 #: what a header can carry: latin-1 without control characters

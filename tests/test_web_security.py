@@ -12,6 +12,7 @@ import functools
 import http.client
 import json
 import logging
+import os
 import re
 import sqlite3
 import stat
@@ -35,6 +36,7 @@ from tests.support import make_project
 from tests.test_processes import jobcontrol
 from tests.web_support import csrf_from
 
+ROOT = Path(__file__).parent.parent
 JOBS = """\
 jobs:
   - {id: fetch, function: jobfuncs.make, args: [fetch]}
@@ -304,3 +306,49 @@ def test_failed_logins_are_throttled_per_user_and_address(
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("failed login" in m and "'alice'" in m and "192.0.2.7" in m for m in messages)
     assert any("throttled" in m for m in messages)
+
+
+def test_gunicorn_workers_share_the_key_and_the_sessions(tmp_path: Path) -> None:
+    """Three real workers, each generating the key at start: one key, one session table."""
+    import socket
+    import subprocess
+    import sys
+
+    config = make_project(tmp_path / "project", f"web:\n  auth:\n    users: {{alice: '"
+                          f"{password_hash(PASSWORD, 1000)}'}}\n" + JOBS)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBCONTROL_CONFIG": str(config)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "3", "-b", f"127.0.0.1:{port}",
+         "jobcontrol.web:create_app_from_env()"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, headers, body = send(port, "GET", "/login", host)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "no gunicorn"
+                time.sleep(0.1)
+        cookie = headers["Set-Cookie"].split(";")[0]
+        form = f"csrf_token={csrf_from(body)}&user=alice&password=correct+horse"
+        status, headers, body = send(port, "POST", "/login", host, {
+            "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}, form)
+        assert status == 302, body
+        cookie = headers["Set-Cookie"].split(";")[0]
+        statuses = [send(port, "GET", "/", host, {"Cookie": cookie}) for _ in range(12)]
+        assert [s[0] for s in statuses] == [200] * 12
+        with_csrf = statuses[0][1]["Set-Cookie"].split(";")[0]  # the page's token added
+        form = f"csrf_token={csrf_from(statuses[0][2])}"
+        assert send(port, "POST", "/logout", host, {
+            "Cookie": with_csrf, "Content-Type": "application/x-www-form-urlencoded"},
+            form)[0] == 302
+        assert [send(port, "GET", "/api/v1/jobs", host, {"Cookie": cookie})[0]
+                for _ in range(12)] == [401] * 12
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
