@@ -108,7 +108,7 @@ def level_arg() -> int:
     raw = (request.args.get("level") or "").strip().upper()
     if not raw:
         return 0
-    if raw.isascii() and raw.isdigit():
+    if raw.isdigit():
         return whole_number("level", raw, 0, MAX_INT)
     raw = "WARNING" if raw == "WARN" else raw
     if raw not in LOG_LEVELS:

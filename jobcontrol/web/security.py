@@ -98,12 +98,13 @@ def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) 
         WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        # a login's cookie expires with its session, which no use prolongs
-        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime),
         SESSION_REFRESH_EACH_REQUEST=False,
     )
     csrf.init_app(app)
     if settings.auth:
+        # a login's cookie expires with its session, which no use prolongs (without auth
+        # the cookie holds only the CSRF token, kept Flask's 31 days for tabs left open)
+        app.permanent_session_lifetime = timedelta(seconds=settings.session_lifetime)
         dummy_hash(hash_method(settings))  # made now, not in the first login's time
     hosts = served_hosts(settings)
 
