@@ -82,7 +82,7 @@ def _placeholder(match: re.Match[str], rule: Rule, draw: Any) -> str:
 
 
 def request_for(rule: Rule, draw: Any, secrets: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """The keywords of one test-client request aimed at ``rule``."""
+    """The path and the test-client keywords of one request aimed at ``rule``."""
     path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: _placeholder(m, rule, draw), rule.rule)
     query = draw(st.lists(st.tuples(st.sampled_from(PARAMS) | any_text, values), max_size=3))
     if query:
