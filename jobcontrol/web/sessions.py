@@ -13,15 +13,14 @@
   made like the configured ones), so the answer takes as long either way. Failed logins
   are counted in the storage per user name and per client address:
   :data:`MAX_LOGIN_FAILURES` within :data:`LOGIN_WINDOW` under either, and the next try is
-  answered 429 with ``Retry-After`` until the oldest of them is out of the window. Each
-  failure and each refusal is logged (a warning on this module's logger).
+  answered 429 with ``Retry-After`` until the oldest of them is out of the window (the
+  login view logs each failure and each refusal as a warning).
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
-import logging
 import math
 import os
 import secrets
@@ -36,8 +35,6 @@ from jobcontrol.config import WebSettings
 from jobcontrol.errors import JobControlError
 from jobcontrol.timeutil import utcnow
 from jobcontrol.web.helpers import current_jc
-
-log = logging.getLogger(__name__)
 
 #: the user a login with the API token is
 TOKEN_USER = "token"
