@@ -24,8 +24,13 @@ RESULTS = ("json", "pickle")
 RETRY_KEYS = ("count", "delay", "backoff", "max_delay")
 RETENTION_KEYS = ("keep_last", "keep_for", "logs")
 RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "fork_server")
-WEB_KEYS = ("secret_key", "auth")
+WEB_KEYS = ("secret_key", "auth", "allowed_hosts", "proxy", "session_lifetime")
 WEB_AUTH_KEYS = ("users", "token")
+#: ``web: proxy:`` keys: how many proxies in front set each ``X-Forwarded-*`` header
+#: (Werkzeug's ``ProxyFix`` arguments)
+WEB_PROXY_KEYS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
+#: a host name as a ``Host`` header names it, without the port: a name, IPv4, or [IPv6]
+HOST_NAME = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
 #: shortest ``secret_key`` and ``token`` accepted: a short one is guessable
 MIN_SECRET_LENGTH = 16
 #: the methods Werkzeug's ``generate_password_hash`` writes (``method$salt$hash``)
@@ -444,7 +449,8 @@ def secret_list(value: Any, at: Field) -> set[str]:
 
 
 def web_settings(value: Any, at: Field) -> dict[str, Any]:
-    """``web: {secret_key, auth: {users: {name: hash}, token}}`` → WebSettings keywords.
+    """``web: {secret_key, allowed_hosts, proxy, session_lifetime, auth: {users: {name:
+    hash}, token}}`` → WebSettings keywords.
 
     Messages never quote a key, token or hash: they are secrets.
     """
@@ -454,6 +460,14 @@ def web_settings(value: Any, at: Field) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if value.get("secret_key") is not None:
         settings["secret_key"] = _secret_text(value["secret_key"], at.inner(value, "secret_key"))
+    if value.get("allowed_hosts") is not None:
+        settings["allowed_hosts"] = _host_names(value["allowed_hosts"],
+                                                at.inner(value, "allowed_hosts"))
+    if value.get("proxy") is not None:
+        settings["proxy"] = _proxy(value["proxy"], at.inner(value, "proxy"))
+    if value.get("session_lifetime") is not None:
+        settings["session_lifetime"] = duration(value["session_lifetime"],
+                                                at.inner(value, "session_lifetime"), zero=False)
     auth = value.get("auth")
     if auth is None:
         return settings
@@ -465,6 +479,23 @@ def web_settings(value: Any, at: Field) -> dict[str, Any]:
     if users is not None:
         settings["users"] = _password_hashes(users, at.inner(auth, "users"))
     return settings
+
+
+def _host_names(value: Any, at: Field) -> tuple[str, ...]:
+    names, positions = _string_list("host name")(value, at)
+    for name in names:
+        if not HOST_NAME.fullmatch(name):
+            raise at.error(f"each of {at.key} must be a host name as browsers send it (lower "
+                           f"case, no scheme or port, e.g. jobs.example.com or 192.0.2.7), "
+                           f"got {name!r}", positions[name])
+    return names
+
+
+def _proxy(value: Any, at: Field) -> dict[str, int]:
+    sub_mapping(value, at, WEB_PROXY_KEYS, "{x_for: 1, x_proto: 1}")
+    # every key, 0 unless given: ProxyFix's own defaults would trust X-Forwarded-For
+    return {key: whole_number(value[key], at.inner(value, key), 0) if key in value else 0
+            for key in WEB_PROXY_KEYS}
 
 
 def _secret_text(value: Any, at: Field) -> str:

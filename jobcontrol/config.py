@@ -236,6 +236,14 @@ class WebSettings:
     secret_key: str | None = field(default=None, repr=False)
     users: Mapping[str, str] = field(default_factory=dict, repr=False)
     token: str | None = field(default=None, repr=False)
+    #: ``Host`` names served besides the loopback ones (``localhost``, ``127.0.0.1``,
+    #: ``[::1]``); without auth no other name is, with auth only these when given
+    allowed_hosts: tuple[str, ...] = ()
+    #: Werkzeug ``ProxyFix`` arguments: how many proxies set each ``X-Forwarded-*`` header
+    #: (empty: the headers are ignored)
+    proxy: Mapping[str, int] = field(default_factory=dict)
+    #: seconds a login lasts, however busy the session (12 hours)
+    session_lifetime: float = 12 * 3600.0
 
     @property
     def auth(self) -> bool:

@@ -493,12 +493,16 @@ def test_bearer_token_for_api_clients(auth_client: Any) -> None:
 # -- the secret key and the app factories ----------------------------------------------------
 
 
-def test_generated_secret_key_is_kept_in_the_storage(config: Path,
-                                                     shared_storage: Storage) -> None:
+def test_generated_secret_key_is_kept_in_a_file_not_the_storage(
+        config: Path, shared_storage: Storage, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     first = create_app(JobControl.from_config(config, shared_storage))
     second = create_app(JobControl.from_config(config, shared_storage))
     assert len(first.secret_key) >= 32 and first.secret_key == second.secret_key
-    assert shared_storage.get_setting("web.secret_key") == first.secret_key
+    key_file = tmp_path / "state" / "jobcontrol" / "web-secret-key"
+    assert key_file.read_text() == first.secret_key and key_file.stat().st_mode & 0o077 == 0
+    assert shared_storage.get_setting("web.secret_key") is None
 
 
 def test_create_app_from_env(config: Path, shared_storage: Storage,

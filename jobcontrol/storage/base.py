@@ -376,6 +376,34 @@ class Storage(abc.ABC):
         with the one that was stored first.
         """
 
+    # -- web sessions and failed logins: what every process serving the web UI must agree on -
+
+    @abc.abstractmethod
+    def start_web_session(self, session_id: str, user: str, now: datetime,
+                          expires: datetime) -> None:
+        """Record the web UI login ``session_id`` of ``user``, valid until ``expires``.
+        Sessions expired at ``now`` are forgotten."""
+
+    @abc.abstractmethod
+    def web_session_user(self, session_id: str, now: datetime) -> str | None:
+        """The user of session ``session_id`` while it is recorded and not expired at
+        ``now``; else None."""
+
+    @abc.abstractmethod
+    def end_web_session(self, session_id: str) -> None:
+        """Forget session ``session_id`` (a logout); nothing happens if it is unknown."""
+
+    @abc.abstractmethod
+    def record_login_failure(self, keys: Sequence[str], at: datetime,
+                             forget_before: datetime) -> None:
+        """Record a failed login at ``at`` under each of ``keys`` (a user name, a client
+        address...). Failures before ``forget_before`` are forgotten."""
+
+    @abc.abstractmethod
+    def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        """The times of the failed logins recorded under ``key`` at or after ``since``,
+        oldest first."""
+
 
 # -- argument checks every backend shares, so all of them accept and refuse alike ------------
 

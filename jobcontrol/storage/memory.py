@@ -61,6 +61,8 @@ class MemoryStorage(Storage):
         self._logs: dict[int, list[LogRecord]] = {}
         self._progress: dict[int, dict[tuple[str, ...], ProgressItem]] = {}
         self._settings: dict[str, str] = {}
+        self._web_sessions: dict[str, tuple[str, datetime]] = {}
+        self._login_failures: list[tuple[str, datetime]] = []
         self._schedule_runs: dict[tuple[str, datetime], ScheduledRun] = {}
 
     @classmethod
@@ -88,6 +90,8 @@ class MemoryStorage(Storage):
             self._logs.clear()
             self._progress.clear()
             self._settings.clear()
+            self._web_sessions.clear()
+            self._login_failures.clear()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -466,6 +470,40 @@ class MemoryStorage(Storage):
             if replace or key not in self._settings:
                 self._settings[key] = str(value)
             return self._settings[key]
+
+    # -- web sessions and failed logins ------------------------------------------------------
+
+    def start_web_session(self, session_id: str, user: str, now: datetime,
+                          expires: datetime) -> None:
+        with self._lock:
+            self._check_open()
+            self._web_sessions = {sid: kept for sid, kept in self._web_sessions.items()
+                                  if kept[1] > now}
+            self._web_sessions.setdefault(session_id, (user, expires))
+
+    def web_session_user(self, session_id: str, now: datetime) -> str | None:
+        with self._lock:
+            self._check_open()
+            user, expires = self._web_sessions.get(session_id, (None, now))
+            return user if expires > now else None
+
+    def end_web_session(self, session_id: str) -> None:
+        with self._lock:
+            self._check_open()
+            self._web_sessions.pop(session_id, None)
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime,
+                             forget_before: datetime) -> None:
+        with self._lock:
+            self._check_open()
+            self._login_failures = [(key, when) for key, when in self._login_failures
+                                    if when >= forget_before]
+            self._login_failures.extend((key, at) for key in keys)
+
+    def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        with self._lock:
+            self._check_open()
+            return sorted(when for k, when in self._login_failures if k == key and when >= since)
 
 
     # -- housekeeping ------------------------------------------------------------------------

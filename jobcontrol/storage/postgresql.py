@@ -973,6 +973,31 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(functools.partial(super().set_setting, key, value, replace=replace),
                            f"storing setting {key!r}")
 
+    # -- web sessions and failed logins: each harmless to repeat (a failure recorded twice
+    # -- only throttles sooner) -----------------------------------------------------------
+
+    def start_web_session(self, session_id: str, user: str, now: datetime,
+                          expires: datetime) -> None:
+        self._retry(functools.partial(super().start_web_session, session_id, user, now,
+                                      expires), "starting a web session")
+
+    def web_session_user(self, session_id: str, now: datetime) -> str | None:
+        return self._retry(functools.partial(super().web_session_user, session_id, now),
+                           "reading a web session")
+
+    def end_web_session(self, session_id: str) -> None:
+        self._retry(functools.partial(super().end_web_session, session_id),
+                    "ending a web session")
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime,
+                             forget_before: datetime) -> None:
+        self._retry(functools.partial(super().record_login_failure, keys, at, forget_before),
+                    "recording a failed login")
+
+    def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        return self._retry(functools.partial(super().login_failures, key, since),
+                           "reading failed logins")
+
     # -- LISTEN/NOTIFY -----------------------------------------------------------------------
 
     def wait_for_logs(

@@ -1173,3 +1173,39 @@ class SqlStorage(Storage):
                                 f"ON CONFLICT (key) {on_conflict}"), (key, value))
             cur.execute(self._q("SELECT value FROM settings WHERE key = ?"), (key,))
             return str(cur.fetchone()[0])
+
+    # -- web sessions and failed logins ------------------------------------------------------
+
+    def start_web_session(self, session_id: str, user: str, now: datetime,
+                          expires: datetime) -> None:
+        with self._transaction() as cur:
+            cur.execute(self._q("DELETE FROM web_sessions WHERE expires <= ?"),
+                        (self._time_param(now),))
+            cur.execute(self._q("INSERT INTO web_sessions (id, user_name, expires) "
+                                "VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"),
+                        (session_id, user, self._time_param(expires)))
+
+    def web_session_user(self, session_id: str, now: datetime) -> str | None:
+        with self._cursor() as cur:
+            cur.execute(self._q("SELECT user_name FROM web_sessions WHERE id = ? "
+                                "AND expires > ?"), (session_id, self._time_param(now)))
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def end_web_session(self, session_id: str) -> None:
+        with self._transaction() as cur:
+            cur.execute(self._q("DELETE FROM web_sessions WHERE id = ?"), (session_id,))
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime,
+                             forget_before: datetime) -> None:
+        with self._transaction() as cur:
+            cur.execute(self._q("DELETE FROM login_failures WHERE at < ?"),
+                        (self._time_param(forget_before),))
+            self._insert_many(cur, "INSERT INTO login_failures (key, at) VALUES (?, ?)",
+                              [(key, self._time_param(at)) for key in keys])
+
+    def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        with self._cursor() as cur:
+            cur.execute(self._q("SELECT at FROM login_failures WHERE key = ? AND at >= ? "
+                                "ORDER BY at"), (key, self._time_param(since)))
+            return [self._time(row[0]) for row in cur.fetchall()]  # type: ignore[misc]

@@ -14,8 +14,9 @@ from werkzeug.exceptions import HTTPException
 from jobcontrol.errors import JobControlError
 from jobcontrol.timeutil import format_duration
 from jobcontrol.web import api, auth, pages
-from jobcontrol.web.helpers import EXTENSION, error_response, http_status
-from jobcontrol.web.security import init_security, secret_key
+from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_status
+from jobcontrol.web.security import init_security
+from jobcontrol.web.sessions import secret_key
 from jobcontrol.web.text import clean_text
 
 #: ``create_app_from_env`` reads these, besides ``$JOBCONTROL_CONFIG`` and ``$JOBCONTROL_STORAGE``
@@ -26,19 +27,20 @@ def create_app(jobcontrol: Any, *, insecure_no_auth: bool = False) -> Flask:
     """A Flask app serving the web UI and the JSON API of ``jobcontrol`` (a JobControl).
 
     Without ``web: auth:`` in the config the app answers only loopback clients, unless
-    ``insecure_no_auth``. The secret key comes from the config or is generated once and
-    kept in the storage.
+    ``insecure_no_auth``. The secret key comes from the config or is generated once into
+    a file of the user's (see :func:`jobcontrol.web.sessions.secret_key`).
     """
     app = Flask(__name__)
     settings = jobcontrol.config.web
     app.config.update(
-        SECRET_KEY=secret_key(settings, jobcontrol.storage),
+        SECRET_KEY=secret_key(settings),
         JOBCONTROL_WEB=settings,
         MAX_CONTENT_LENGTH=64 * 1024,
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = jobcontrol
+    app.url_map.converters["int"] = IdConverter  # before the routes that use it
     init_security(app, settings, insecure_no_auth=insecure_no_auth)
     _init_templates(app)
     app.register_blueprint(pages.bp)

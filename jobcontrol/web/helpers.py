@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, current_app, jsonify, make_response, render_template, request
+from werkzeug.routing import IntegerConverter
 
 from jobcontrol.config import LOG_LEVELS
 from jobcontrol.errors import (
@@ -22,6 +24,18 @@ from jobcontrol.models import BuildState
 EXTENSION = "jobcontrol"
 #: builds a page or API call lists at most
 MAX_LIMIT = 500
+#: the largest whole number a parameter may be: what the databases store (64-bit signed)
+MAX_INT = 2**63 - 1
+#: a whole number as a parameter may give it (longer ones are no number jobcontrol stores)
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,100}")
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in a route: at most :data:`MAX_INT` (a larger id is no build: 404)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_INT)
+        super().__init__(map, *args, **kwargs)
 
 
 class BadParameter(JobControlError):
@@ -57,17 +71,21 @@ def http_status(error: JobControlError) -> int:
 
 
 def int_arg(name: str, default: int | None = None, *, low: int = 0,
-            high: int | None = None) -> int | None:
+            high: int = MAX_INT) -> int | None:
     """A whole-number query parameter within ``low..high``; BadParameter otherwise."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(f"{name} must be a whole number, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
-        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+    return whole_number(name, raw, low, high)
+
+
+def whole_number(name: str, raw: str, low: int, high: int) -> int:
+    """``raw`` as a number within ``low..high`` (ASCII digits only); BadParameter otherwise."""
+    if not WHOLE_NUMBER.fullmatch(raw):
+        raise BadParameter(f"{name} must be a whole number, got {raw!r}")
+    value = int(raw)
+    if value < low or value > high:
+        bounds = f"from {low} to {high}" if high != MAX_INT else f"at least {low}"
         raise BadParameter(f"{name} must be {bounds}, got {value}")
     return value
 
@@ -91,7 +109,7 @@ def level_arg() -> int:
     if not raw:
         return 0
     if raw.isdigit():
-        return int(raw)
+        return whole_number("level", raw, 0, MAX_INT)
     raw = "WARNING" if raw == "WARN" else raw
     if raw not in LOG_LEVELS:
         raise BadParameter(f"level must be one of {', '.join(LOG_LEVELS)} or a number, "

@@ -1,13 +1,20 @@
 """Who may use the web UI, and the protections every response gets.
 
 - Authentication (when ``web: auth:`` is configured): a login form for people (a session
-  cookie), ``Authorization: Bearer TOKEN`` for API clients.
+  cookie, see :mod:`jobcontrol.web.sessions`), ``Authorization: Bearer TOKEN`` for API
+  clients.
 - Without authentication the app answers only requests from this machine (loopback), unless
   told ``insecure_no_auth``: whatever server runs it, a remote client meets a login-less UI
-  only by explicit choice.
+  only by explicit choice. And only under a loopback ``Host`` name or one the config lists
+  (``web: allowed_hosts``): a page on another site whose name is made to resolve to this
+  machine (DNS rebinding) reaches nothing. With authentication, when names are listed, only
+  those and the loopback ones.
 - CSRF: every POST carries the session's token (a form field, or the ``X-CSRFToken`` header
   for the API). A request with a bearer token needs none: no browser adds that header on
   its own, so a forged request cannot carry it.
+- Cookies: the session cookie is ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` whenever the
+  request came over HTTPS, also as told by a reverse proxy the config trusts (``web:
+  proxy``, Werkzeug's ``ProxyFix``; without it the ``X-Forwarded-*`` headers are ignored).
 - Headers: a strict Content-Security-Policy (no inline script or style), no sniffing, no
   framing.
 """
@@ -16,32 +23,26 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import secrets
+from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, redirect, request, session, url_for
+from flask import Flask, g, redirect, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.security import check_password_hash
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jobcontrol.config import WebSettings
 from jobcontrol.web.helpers import error_response
+from jobcontrol.web.sessions import TOKEN_USER, dummy_hash, hash_method, session_user
 
-#: the storage setting holding the generated secret key when the config gives none
-SECRET_KEY_SETTING = "web.secret_key"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 #: views anyone may reach: the login form and the stylesheet/script it needs
 OPEN_ENDPOINTS = {"auth.login", "static"}
+#: the ``Host`` names of this machine, served always
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 csrf = CSRFProtect()
-
-
-def secret_key(settings: WebSettings, storage: Any) -> str:
-    """The config's ``web.secret_key``, else one generated once and kept in the storage, so
-    every process serving the UI (gunicorn workers, restarts) signs sessions alike."""
-    if settings.secret_key:
-        return settings.secret_key
-    return str(storage.set_setting(SECRET_KEY_SETTING, secrets.token_hex(32)))
 
 
 def is_loopback(address: str | None) -> bool:
@@ -56,16 +57,17 @@ def is_loopback(address: str | None) -> bool:
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def check_credentials(settings: WebSettings, user: str, password: str) -> str | None:
-    """The name to log in as, when ``user``/``password`` (or the token) are right."""
-    if user and user in settings.users:
-        if check_password_hash(settings.users[user], password):
-            return user
+def served_hosts(settings: WebSettings) -> frozenset[str] | None:
+    """The ``Host`` names (without port) the app answers; None: any."""
+    if settings.auth and not settings.allowed_hosts:
         return None
-    if not user and settings.token and hmac.compare_digest(password.encode(),
-                                                           settings.token.encode()):
-        return "token"
-    return None
+    return LOOPBACK_HOSTS | set(settings.allowed_hosts)
+
+
+def host_name(host: str) -> str:
+    """A ``Host`` header's name in lower case, without its port."""
+    host = host.lower()
+    return host if host.endswith("]") else host.rpartition(":")[0] or host
 
 
 def _bearer_user(settings: WebSettings) -> str | None:
@@ -73,22 +75,45 @@ def _bearer_user(settings: WebSettings) -> str | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not settings.token:
         return None
-    return "token" if hmac.compare_digest(token.strip().encode(), settings.token.encode()) else None
+    if hmac.compare_digest(token.strip().encode(), settings.token.encode()):
+        return TOKEN_USER
+    return None
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, ``Secure`` when the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or super().get_cookie_secure(app)
 
 
 def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) -> None:
     """Install authentication, CSRF protection and the security headers on ``app``."""
+    if settings.proxy:  # what the proxies in front say of the client, scheme, host...
+        app.wsgi_app = ProxyFix(app.wsgi_app, **settings.proxy)  # type: ignore[method-assign]
+    app.session_interface = SessionInterface()
     app.config.update(
         WTF_CSRF_CHECK_DEFAULT=False,  # checked below, where a bearer token can waive it
         WTF_CSRF_TIME_LIMIT=None,  # a tab left open all day can still press Cancel
         WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     csrf.init_app(app)
+    if settings.auth:
+        # a login's cookie expires with its session, which no use prolongs (without auth
+        # the cookie holds only the CSRF token, kept Flask's 31 days for tabs left open)
+        app.permanent_session_lifetime = timedelta(seconds=settings.session_lifetime)
+        dummy_hash(hash_method(settings))  # made now, not in the first login's time
+    hosts = served_hosts(settings)
 
     @app.before_request
     def authenticate() -> Any:
+        if hosts is not None and host_name(request.host) not in hosts:
+            return error_response(400, f"this jobcontrol web does not answer to the Host "
+                                  f"{request.host!r}: only to {', '.join(sorted(hosts))} (see "
+                                  f"web: allowed_hosts in the README)")
         g.user = None
         g.bearer = False
         if not settings.auth:
@@ -101,8 +126,8 @@ def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) 
             bearer = _bearer_user(settings)
             if bearer is not None:
                 g.user, g.bearer = bearer, True
-            elif session.get("user") in (*settings.users, "token"):
-                g.user = session["user"]
+            else:
+                g.user = session_user(settings)
         if g.user is None and request.endpoint not in OPEN_ENDPOINTS:
             if request.path.startswith("/api/"):
                 return error_response(401, "log in, or send Authorization: Bearer TOKEN")
