@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
-from jobcontrol.errors import BrokerError, BuildStateError, DependencyError, JobControlError
+from jobcontrol.errors import (
+    BrokerError,
+    BuildStateError,
+    CleanupError,
+    DependencyError,
+    JobControlError,
+)
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
@@ -474,7 +480,7 @@ class JobControl:
 
     def _run_cleanup(self, build: Build) -> None:
         """Call the job's ``cleanup_function(build)``, if it has one. JobImportError if it
-        does not import; JobControlError (saying the build was kept) if it raises."""
+        does not import; CleanupError (saying the build was kept) if it raises."""
         job = self.config.jobs.get(build.job_id)
         if job is None or not job.cleanup_function:
             return
@@ -482,7 +488,7 @@ class JobControl:
         try:
             cleanup(build)
         except Exception as exc:
-            raise JobControlError(
+            raise CleanupError(
                 f"cleanup of build {build.id} ({job.cleanup_function}) failed: "
                 f"{type(exc).__name__}: {exc}; the build was kept"
             ) from exc
