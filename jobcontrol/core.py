@@ -23,6 +23,7 @@ from jobcontrol.errors import (
     CleanupError,
     DependencyError,
     JobControlError,
+    StorageError,
 )
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
@@ -126,7 +127,12 @@ class JobControl:
         if isinstance(storage, Storage):
             return cls(config, storage)
         url, base = resolve_storage_url(config, storage)
-        return cls(config, open_storage(url, base_dir=base))
+        try:
+            return cls(config, open_storage(url, base_dir=base))
+        except StorageError as error:
+            if config.storage_location is None or url != config.storage:
+                raise
+            raise config.storage_location.error(f"storage: {error}") from None
 
     def close(self) -> None:
         """Close the storage."""

@@ -34,7 +34,8 @@ def plural(count: int, noun: str) -> str:
 
 @click.command()
 @click.argument("jobs", nargs=-1, shell_complete=complete_job_ids)
-@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--dry-run", "-n", is_flag=True,
+              help="Show what would be deleted; delete nothing.")
 @format_option
 @pass_jc
 def prune(jc: Any, jobs: tuple[str, ...], dry_run: bool, fmt: str) -> None:

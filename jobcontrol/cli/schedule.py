@@ -135,7 +135,10 @@ def scheduler(jc: Any) -> None:
 @pass_jc
 def crontab(jc: Any, per_job: bool, log_file: str | None) -> None:
     """Print crontab entries for the scheduled jobs, with absolute paths, ready to paste
-    into `crontab -e`."""
+    into `crontab -e`. Exit 2, printing nothing, if no job has a schedule."""
+    if not any(job.schedule for job in jc.config.jobs.values()):
+        raise JobControlError(f"{jc.config.path}: no job has a schedule, so there is nothing "
+                              f"for cron to run")
     config = jc.config.path.resolve()
     log = Path(log_file).resolve() if log_file else config.parent / "jobcontrol-cron.log"
     command = _command_prefix(config)
