@@ -59,7 +59,11 @@ def check(jc: Any, freshness: bool) -> None:
                 type=click.IntRange(1))
 @pass_jc
 def delete(jc: Any, build_ids: tuple[int, ...]) -> None:
-    """Delete builds with their logs, after running the job's cleanup_function."""
+    """Delete builds with their logs, after running the job's cleanup_function.
+
+    Stops at the first build it cannot delete: exit 1 if its cleanup_function failed (the
+    build is kept), 5 if it is running.
+    """
     for build_id in build_ids:
         build = jc.delete_build(build_id)
         click.echo(f"deleted build #{build.id} ({build.job_id}, {build.state})")

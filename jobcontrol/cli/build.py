@@ -29,8 +29,8 @@ class TextObserver(BuildObserver):
     def __init__(self, live: bool) -> None:
         self.live = live
         self.refusals: list[JobControlError] = []
-        # the stream as it is now: an inline job's print() is redirected into its log
-        self.out = sys.stdout
+        # the streams as they are now: an inline job's print() is redirected into its log
+        self.out, self.err = sys.stdout, sys.stderr
         self.progress: dict[int, tuple[Build, ProgressItem]] = {}
         self._status_shown = False
         self._last_draw = 0.0
@@ -38,7 +38,7 @@ class TextObserver(BuildObserver):
     def _print(self, text: str, err: bool = False, **style: Any) -> None:
         self._clear_status()
         click.echo(click.style(text, **style) if style else text,
-                   file=sys.stderr if err else self.out)
+                   file=self.err if err else self.out)
         self._draw_status(force=True)
 
     def build_started(self, build: Build) -> None:
