@@ -138,9 +138,10 @@ def due_runs(schedule: Schedule, last: datetime | None, now: datetime) -> DueRun
 
 
 #: the fields of a cron expression in order (seconds last, as croniter reads 6 fields), each
-#: with the range of its numbers
-CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
-               ("weekday", 0, 7), ("second", 0, 59))
+#: with the range of its numbers and the names it also takes
+CRON_FIELDS = (("minute", 0, 59, ""), ("hour", 0, 23, ""), ("day", 1, 31, ""),
+               ("month", 1, 12, ", jan-dec"), ("weekday", 0, 7, ", sun-sat"),
+               ("second", 0, 59, ""))
 
 
 def cron_problem(expression: Any) -> str | None:
@@ -163,12 +164,12 @@ def cron_problem(expression: Any) -> str | None:
         alone[index] = value
         if croniter.is_valid(" ".join(alone)):
             continue
-        name, low, high = CRON_FIELDS[index]
+        name, low, high, names = CRON_FIELDS[index]
         # the numbers of values and range ends (not steps): the ones outside the range
         numbers = [int(n) for n in re.findall(r"(?<![/\d])\d+", value)]
         outside = [n for n in numbers if not low <= n <= high]
         why = (f"is out of range {low}-{high}" if outside
-               else f"is not valid (use numbers {low}-{high}, *, a-b, */n or a,b)")
+               else f"is not valid (use {low}-{high}{names}, *, a-b, */n or a,b)")
         return f"bad cron expression {expression!r}: the {name} field {value!r} {why}"
     return f"bad cron expression {expression!r}: expected {shape}"
 

@@ -69,7 +69,9 @@ def test_sqlite_path_through_a_file_says_it_is_not_a_folder(tmp_path: Path) -> N
     ("0 0 * 13 *", "the month field '13' is out of range 1-12"),
     ("0 0 * * 1-9", "the weekday field '1-9' is out of range 0-7"),
     ("* * * * * 60", "the second field '60' is out of range 0-59"),
-    ("x * * * *", "the minute field 'x' is not valid"),
+    ("x * * * *", "the minute field 'x' is not valid (use 0-59, *, a-b, */n or a,b)"),
+    ("0 0 * * mon-xyz", "the weekday field 'mon-xyz' is not valid (use 0-7, sun-sat, *, a-b, "
+                        "*/n or a,b)"),
     ("* * * *", "4 fields, expected 5 fields"),
 ])
 def test_bad_cron_field_is_named_with_its_range(tmp_path: Path, expression: str,
