@@ -224,6 +224,7 @@ class _Validator:
             path=path,
             jobs=definitions,
             storage=storage,
+            storage_location=self.location(root.value_marks.get("storage")) if storage else None,
             rendered=rendered,
             runner=runner,
             web=web,

@@ -413,6 +413,8 @@ class Config:
     path: Path
     jobs: Mapping[str, JobDefinition]
     storage: str | None = None
+    #: where ``storage:`` is written (its errors point there)
+    storage_location: Location | None = field(default=None, compare=False, repr=False)
     rendered: str = field(default="", repr=False)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     web: WebSettings = field(default_factory=WebSettings)

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
-from jobcontrol.errors import BrokerError, BuildStateError, DependencyError, JobControlError
+from jobcontrol.errors import (
+    BrokerError,
+    BuildStateError,
+    CleanupError,
+    DependencyError,
+    JobControlError,
+    StorageError,
+)
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
@@ -120,7 +127,12 @@ class JobControl:
         if isinstance(storage, Storage):
             return cls(config, storage)
         url, base = resolve_storage_url(config, storage)
-        return cls(config, open_storage(url, base_dir=base))
+        try:
+            return cls(config, open_storage(url, base_dir=base))
+        except StorageError as error:
+            if config.storage_location is None or url != config.storage:
+                raise
+            raise config.storage_location.error(f"storage: {error}") from None
 
     def close(self) -> None:
         """Close the storage."""
@@ -475,7 +487,7 @@ class JobControl:
 
     def _run_cleanup(self, build: Build) -> None:
         """Call the job's ``cleanup_function(build)``, if it has one. JobImportError if it
-        does not import; JobControlError (saying the build was kept) if it raises."""
+        does not import; CleanupError (saying the build was kept) if it raises."""
         job = self.config.jobs.get(build.job_id)
         if job is None or not job.cleanup_function:
             return
@@ -483,7 +495,7 @@ class JobControl:
         try:
             cleanup(build)
         except Exception as exc:
-            raise JobControlError(
+            raise CleanupError(
                 f"cleanup of build {build.id} ({job.cleanup_function}) failed: "
                 f"{type(exc).__name__}: {exc}; the build was kept"
             ) from exc

@@ -1,19 +1,44 @@
-"""One exception hierarchy for everything jobcontrol refuses to do.
+"""One exception hierarchy for everything jobcontrol refuses to do, and the exit codes.
 
-Every error carries an ``exit_code`` (the CLI's contract, see README "Exit codes") and a
-message that says what is wrong and, where it can, how to fix it.
+Every error carries an ``exit_code`` (the CLI's contract: :class:`ExitCode`, the README
+"Exit codes" table) and a message that says what is wrong and, where it can, how to fix it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit code of the ``jobcontrol`` command, each defined here once with its meaning
+    (the README "Exit codes" table says the same; a test holds them together)."""
+
+    meaning: str
+
+    def __new__(cls, value: int, meaning: str) -> ExitCode:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        return member
+
+    OK = 0, "success (every build succeeded or was skipped; or nothing needed building)"
+    FAILED = 1, ("a build failed, timed out, was killed or was cancelled; a cleanup_function "
+                 "failed (delete, prune); check --freshness: a job is stale")
+    USAGE = 2, ("usage or config error (bad option, bad YAML, unknown job, import error, "
+                "storage or broker that cannot be opened, ...)")
+    DEPENDENCIES = 3, ("dependencies not met: a dependency never built successfully (use "
+                       "--deps), or has no successful build whose return value !retval can pass")
+    RUNNING = 4, "not started: the job is already running as many builds as its concurrency"
+    STATE = 5, ("the build's state does not allow it, nothing changed: cancel of a finished "
+                "build, delete of a running one")
 
 
 class JobControlError(Exception):
     """Base class of every error jobcontrol raises on purpose."""
 
     #: process exit code the CLI uses for this error
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
 
 class ConfigError(JobControlError):
@@ -79,7 +104,7 @@ class BuildNotFoundError(JobControlError):
 class DependencyError(JobControlError):
     """A build cannot start because a dependency has never built successfully."""
 
-    exit_code = 3
+    exit_code = ExitCode.DEPENDENCIES
 
     def __init__(self, job_id: str, missing: Sequence[str]) -> None:
         self.job_id = job_id
@@ -94,7 +119,7 @@ class DependencyError(JobControlError):
 class JobAlreadyRunningError(JobControlError):
     """The job already has as many running builds as its ``concurrency`` allows."""
 
-    exit_code = 4
+    exit_code = ExitCode.RUNNING
 
     def __init__(self, job_id: str, running: Sequence[int]) -> None:
         self.job_id = job_id
@@ -106,6 +131,27 @@ class JobAlreadyRunningError(JobControlError):
 
 class RetvalError(JobControlError):
     """A ``!retval`` argument cannot be given the dependency's return value."""
+
+
+class RetvalMissingError(RetvalError):
+    """The dependency a ``!retval`` names has no successful build with a return value (its
+    builds were skipped): a dependency not met."""
+
+    exit_code = ExitCode.DEPENDENCIES
+
+    def __init__(self, job_id: str, dependency: str) -> None:
+        self.job_id = job_id
+        self.dependency = dependency
+        super().__init__(
+            f"job {job_id!r}: !retval {dependency}: {dependency} has no successful build with "
+            f"a return value (its builds were skipped)"
+        )
+
+
+class CleanupError(JobControlError):
+    """A job's ``cleanup_function`` raised: the build was kept."""
+
+    exit_code = ExitCode.FAILED
 
 
 class StorageError(JobControlError):
@@ -120,7 +166,7 @@ class BuildStateError(JobControlError):
     """The operation does not fit the build's state (deleting a running build, cancelling a
     finished one): nothing was changed."""
 
-    exit_code = 5
+    exit_code = ExitCode.STATE
 
 
 class CycleError(ConfigError):

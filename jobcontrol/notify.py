@@ -10,14 +10,11 @@ that raises, refuses or times out is logged and the next target is tried.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jobcontrol.models import Build, BuildState
-
-log = logging.getLogger(__name__)
 
 #: the changes a job can be notified of
 NOTIFY_EVENTS = ("failure", "recovery")
@@ -96,7 +93,7 @@ def event_payload(event: str, build: Build, previous: Build | None) -> dict[str,
 def send(policy: NotifyPolicy, event: str, payload: Mapping[str, Any],
          import_function: Callable[[str], Callable[..., Any]]) -> list[str]:
     """Send ``payload`` to every target of ``policy`` if it wants ``event``; returns the
-    problems met (also logged), one line each. Never raises."""
+    problems met, one line each (the caller shows or logs them). Never raises."""
     if event not in policy.on:
         return []
     problems = []
@@ -106,7 +103,6 @@ def send(policy: NotifyPolicy, event: str, payload: Mapping[str, Any],
         except Exception as exc:  # a notification must never fail the build
             problem = (f"notification {event} of {payload['job']!r} to {target.kind} "
                        f"{_describe(target)} failed: {type(exc).__name__}: {exc}")
-            log.warning("%s", problem)
             problems.append(problem)
     return problems
 

@@ -24,6 +24,7 @@ from jobcontrol.errors import (
     JobAlreadyRunningError,
     JobControlError,
     RetvalError,
+    RetvalMissingError,
 )
 from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
 from jobcontrol.models import Build, BuildState, JobSummary
@@ -305,7 +306,9 @@ class BuildRun:
         if self.result.error is None:
             self.result.error = exc
         self._halt = not self.keep_going
-        return self._not_built(job_id, str(exc), failed=True)
+        self._settle(job_id, failed=True)
+        self.observer.job_refused(job_id, exc)
+        return False
 
     def _arguments(
         self, job: JobDefinition, summaries: Mapping[str, JobSummary]
@@ -319,10 +322,7 @@ class BuildRun:
         for dep in sorted(job.retval_jobs()):
             output_id = summaries[dep].last_output_id
             if output_id is None:
-                raise RetvalError(
-                    f"job {job.id!r}: !retval {dep}: {dep} has no successful build with a "
-                    f"return value (its builds were skipped)"
-                )
+                raise RetvalMissingError(job.id, dep)
             made = self._made.get(output_id)  # this run's build: its result is at hand
             build = made if made is not None else self.storage.get_build(output_id)
             retvals[dep] = load_for_dependency(build.result, dep, output_id)
@@ -331,12 +331,16 @@ class BuildRun:
         return args, kwargs, consumed
 
     def _not_built(self, job_id: str, reason: str, failed: bool = False) -> bool:
+        self._settle(job_id, failed)
+        self.observer.job_not_built(job_id, reason)
+        return False
+
+    def _settle(self, job_id: str, failed: bool) -> None:
+        """The job is done with in this run, without a build."""
         if failed:
             self._failed.add(job_id)
         self._finished[job_id] = BuildState.FAILED if failed else BuildState.SKIPPED
         self._finished_order.append(job_id)
-        self.observer.job_not_built(job_id, reason)
-        return False
 
     def _abandon(self, pending: list[Step]) -> None:
         """The run stopped: say why each step left will not be built."""

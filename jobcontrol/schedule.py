@@ -10,6 +10,7 @@ each offset. Everything here is pure: the caller gives "now" (a test gives any c
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -136,20 +137,41 @@ def due_runs(schedule: Schedule, last: datetime | None, now: datetime) -> DueRun
     return DueRuns([newest], [])
 
 
+#: the fields of a cron expression in order (seconds last, as croniter reads 6 fields), each
+#: with the range of its numbers and the names it also takes
+CRON_FIELDS = (("minute", 0, 59, ""), ("hour", 0, 23, ""), ("day", 1, 31, ""),
+               ("month", 1, 12, ", jan-dec"), ("weekday", 0, 7, ", sun-sat"),
+               ("second", 0, 59, ""))
+
+
 def cron_problem(expression: Any) -> str | None:
-    """Why ``expression`` is not a cron schedule croniter takes, or None."""
+    """Why ``expression`` is not a cron schedule croniter takes, or None: the field at
+    fault, when one is."""
     from croniter import croniter
 
     if not isinstance(expression, str) or not expression.strip():
         return "a schedule is a cron expression such as '0 * * * *' or '@daily'"
-    if not croniter.is_valid(expression):
-        fields = len(expression.split())
-        shape = ("5 fields (minute hour day month weekday), 6 with seconds last, or an alias "
-                 "such as @hourly")
-        if not expression.startswith("@") and fields not in (5, 6):
-            return f"bad cron expression {expression!r}: {fields} fields, expected {shape}"
-        return f"bad cron expression {expression!r}: expected {shape}"
-    return None
+    if croniter.is_valid(expression):
+        return None
+    fields = expression.split()
+    shape = ("5 fields (minute hour day month weekday), 6 with seconds last, or an alias "
+             "such as @hourly")
+    if expression.startswith("@") or len(fields) not in (5, 6):
+        count = "" if expression.startswith("@") else f"{len(fields)} fields, "
+        return f"bad cron expression {expression!r}: {count}expected {shape}"
+    for index, value in enumerate(fields):
+        alone = ["*"] * len(fields)
+        alone[index] = value
+        if croniter.is_valid(" ".join(alone)):
+            continue
+        name, low, high, names = CRON_FIELDS[index]
+        # the numbers of values and range ends (not steps): the ones outside the range
+        numbers = [int(n) for n in re.findall(r"(?<![/\d])\d+", value)]
+        outside = [n for n in numbers if not low <= n <= high]
+        why = (f"is out of range {low}-{high}" if outside
+               else f"is not valid (use {low}-{high}{names}, *, a-b, */n or a,b)")
+        return f"bad cron expression {expression!r}: the {name} field {value!r} {why}"
+    return f"bad cron expression {expression!r}: expected {shape}"
 
 
 def timezone_problem(name: Any) -> str | None:

@@ -62,13 +62,17 @@ class _Recorder(BuildObserver):
         self.not_built: dict[str, str] = {}
 
     def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
-        if name in ("inner", "not_built", "job_not_built") or name.startswith("__"):
+        if name in ("inner", "not_built", "job_not_built", "job_refused") or name.startswith("__"):
             return object.__getattribute__(self, name)
         return getattr(object.__getattribute__(self, "inner"), name)
 
     def job_not_built(self, job_id: str, reason: str) -> None:
         self.not_built[job_id] = reason
         self.inner.job_not_built(job_id, reason)
+
+    def job_refused(self, job_id: str, error: JobControlError) -> None:
+        self.not_built[job_id] = str(error)
+        self.inner.job_refused(job_id, error)
 
 
 def run_due(jc: JobControl, *, now: datetime | None = None,

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from jobcontrol.cli.helpers import pass_jc
-from jobcontrol.errors import JobControlError
+from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.storage import redact_url
 
 
@@ -41,7 +41,7 @@ def check(jc: Any, freshness: bool) -> None:
     for problem in problems:
         click.echo(f"Error: {problem}", err=True)
     if problems:
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(ExitCode.USAGE)
     count = len(jc.config.jobs)
     click.echo(f"{jc.config.path}: {count} job{'s' if count != 1 else ''}, all functions import")
     if freshness:
@@ -50,7 +50,7 @@ def check(jc: Any, freshness: bool) -> None:
             click.echo(f"STALE {job_id}: {reason}")
         watched = sum(1 for job in jc.config.jobs.values() if job.max_age)
         if stale:
-            raise click.exceptions.Exit(1)
+            raise click.exceptions.Exit(ExitCode.FAILED)
         click.echo(f"fresh: {watched} job{'s' if watched != 1 else ''} with a max_age")
 
 
@@ -59,7 +59,11 @@ def check(jc: Any, freshness: bool) -> None:
                 type=click.IntRange(1))
 @pass_jc
 def delete(jc: Any, build_ids: tuple[int, ...]) -> None:
-    """Delete builds with their logs, after running the job's cleanup_function."""
+    """Delete builds with their logs, after running the job's cleanup_function.
+
+    Stops at the first build it cannot delete: exit 1 if its cleanup_function failed (the
+    build is kept), 5 if it is running.
+    """
     for build_id in build_ids:
         build = jc.delete_build(build_id)
         click.echo(f"deleted build #{build.id} ({build.job_id}, {build.state})")

@@ -13,7 +13,7 @@ import click
 
 from jobcontrol.cli.helpers import complete_job_ids, echo_json, format_option, pass_jc
 from jobcontrol.cli.render import build_json, log_line
-from jobcontrol.errors import JobControlError
+from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.executors.local import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
 from jobcontrol.timeutil import format_duration
@@ -23,19 +23,22 @@ _BAR_WIDTH = 24
 
 class TextObserver(BuildObserver):
     """Prints each build's start, log lines and end; on a terminal, also a live progress
-    line under the log, redrawn in place."""
+    line under the log, redrawn in place. Refusals and warnings go to stderr, once: a
+    refusal the run raises at its end is in :attr:`refusals` (not to be printed again)."""
 
     def __init__(self, live: bool) -> None:
         self.live = live
-        # the stream as it is now: an inline job's print() is redirected into its log
-        self.out = sys.stdout
+        self.refusals: list[JobControlError] = []
+        # the streams as they are now: an inline job's print() is redirected into its log
+        self.out, self.err = sys.stdout, sys.stderr
         self.progress: dict[int, tuple[Build, ProgressItem]] = {}
         self._status_shown = False
         self._last_draw = 0.0
 
-    def _print(self, text: str, **style: Any) -> None:
+    def _print(self, text: str, err: bool = False, **style: Any) -> None:
         self._clear_status()
-        click.echo(click.style(text, **style) if style else text, file=self.out)
+        click.echo(click.style(text, **style) if style else text,
+                   file=self.err if err else self.out)
         self._draw_status(force=True)
 
     def build_started(self, build: Build) -> None:
@@ -67,10 +70,14 @@ class TextObserver(BuildObserver):
                     f"in {format_duration(delay)}", fg="yellow")
 
     def notification_failed(self, build: Build, problem: str) -> None:
-        click.echo(click.style(f"warning: {problem}", fg="yellow"), err=True)
+        self._print(f"warning: {problem}", err=True, fg="yellow")
 
     def job_not_built(self, job_id: str, reason: str) -> None:
         self._print(f"{job_id}: not built ({reason})", dim=True)
+
+    def job_refused(self, job_id: str, error: JobControlError) -> None:
+        self.refusals.append(error)
+        self._print(f"Error: {error}", err=True)
 
     # -- the live line (terminal only) -----------------------------------------------------
 
@@ -133,8 +140,14 @@ class AnnounceObserver(BuildObserver):
     def build_retrying(self, build: Build, delay: float, attempt: int, attempts: int) -> None:
         self.inner.build_retrying(build, delay, attempt, attempts)
 
+    def notification_failed(self, build: Build, problem: str) -> None:
+        self.inner.notification_failed(build, problem)
+
     def job_not_built(self, job_id: str, reason: str) -> None:
         self.inner.job_not_built(job_id, reason)
+
+    def job_refused(self, job_id: str, error: JobControlError) -> None:
+        self.inner.job_refused(job_id, error)
 
 
 @click.command()
@@ -179,18 +192,19 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
                 verb = "build" if step.build else "skip "
                 click.echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
         return
-    observer = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
+    text = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
     if remote:
-        _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, observer, fmt)
+        _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, text, fmt)
         return
-    if announce_fd is not None:
-        observer = AnnounceObserver(announce_fd, observer)
+    observer = AnnounceObserver(announce_fd, text) if announce_fd is not None else text
     try:
         builds = jc.build(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated,
                           keep_going=keep_going, parallel=parallel, observer=observer)
     except JobControlError as error:
         if fmt == "json":
             echo_json([build_json(b) for b in getattr(error, "builds", [])])
+        if text is not None and error in text.refusals:  # said on stderr as it happened
+            sys.exit(error.exit_code)
         raise
     if fmt == "json":
         echo_json([build_json(b) for b in builds])
@@ -220,7 +234,7 @@ def _exit_for(builds: list[Build]) -> None:
     """Exit 1 when a build failed or was cancelled (a failure retried successfully is not)."""
     retried = {b.retry_of for b in builds}
     if any(not b.state.ok for b in builds if b.id not in retried):
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 COMMANDS = [build]

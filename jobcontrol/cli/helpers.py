@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import click
-
-from jobcontrol.errors import JobControlError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,12 +53,6 @@ def pass_jc(func: F) -> F:
         return func(state.jc, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def fail(error: JobControlError) -> None:
-    """Print a library error as one line on stderr and exit with its code."""
-    click.echo(f"Error: {error}", err=True)
-    sys.exit(error.exit_code)
 
 
 def echo_json(value: Any) -> None:

@@ -28,7 +28,7 @@ STATE_CHOICE = click.Choice([s.value for s in BuildState])
 @click.argument("job", required=False, shell_complete=complete_job_ids)
 @click.option("--state", "states", multiple=True, type=STATE_CHOICE,
               help="Only builds in this state (repeatable).")
-@click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True,
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True,
               help="How many builds, newest first.")
 @click.option("--before", type=click.IntRange(1), help="Only builds older than this id.")
 @format_option

@@ -87,7 +87,7 @@ def _dot_id(job_id: str) -> str:
               show_default=True, help="text (an indented tree), Graphviz dot, or JSON.")
 @pass_jc
 def graph(jc: Any, fmt: str) -> None:
-    """Print the dependency graph (``--format dot | dot -Tsvg > graph.svg``)."""
+    """Print the dependency graph (`--format dot | dot -Tsvg > graph.svg`)."""
     deps = jc.config.dependencies
     order = graphs.topological_order(deps)
     if fmt == "json":

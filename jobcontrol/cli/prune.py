@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from jobcontrol.cli.helpers import complete_job_ids, echo_json, echo_table, format_option, pass_jc
+from jobcontrol.errors import ExitCode
 
 #: ranges of build ids shown in a row; JSON lists every id
 MAX_RANGES = 6
@@ -33,7 +34,8 @@ def plural(count: int, noun: str) -> str:
 
 @click.command()
 @click.argument("jobs", nargs=-1, shell_complete=complete_job_ids)
-@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--dry-run", "-n", is_flag=True,
+              help="Show what would be deleted; delete nothing.")
 @format_option
 @pass_jc
 def prune(jc: Any, jobs: tuple[str, ...], dry_run: bool, fmt: str) -> None:
@@ -60,7 +62,7 @@ def prune(jc: Any, jobs: tuple[str, ...], dry_run: bool, fmt: str) -> None:
         if job.error:
             click.echo(f"Error: {job.error}", err=True)
     if not report.ok:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(ExitCode.FAILED)
 
 
 COMMANDS = [prune]

@@ -15,7 +15,7 @@ import click
 from jobcontrol.cli.build import TextObserver
 from jobcontrol.cli.helpers import echo_json, format_option, pass_jc
 from jobcontrol.cli.render import build_json
-from jobcontrol.errors import JobControlError
+from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.timeutil import isoformat
 
 
@@ -52,17 +52,33 @@ def report_json(report: Any) -> dict[str, Any]:
     }
 
 
+class DueObserver(TextObserver):
+    """Builds as ``build`` shows them; what was not built is said once, with its instant, by
+    :func:`print_report`."""
+
+    def job_not_built(self, job_id: str, reason: str) -> None:
+        pass
+
+    def job_refused(self, job_id: str, error: JobControlError) -> None:
+        pass
+
+
 def print_report(report: Any) -> None:
-    """The lines cron mails: nothing at all when nothing was due."""
+    """The lines cron mails: nothing at all when nothing was due. An error that kept an
+    instant from being built is said once, with the instant, on stderr."""
+    errors = {str(error) for error in report.errors}
     for job, when, build in report.overlaps:
         click.echo(f"{job}: run due at {isoformat(when)} skipped, still running "
                    f"(recorded as build #{build.id})")
     for job, when, reason in report.not_built:
-        click.echo(f"{job}: run due at {isoformat(when)} not built ({reason})")
+        line = f"{job}: run due at {isoformat(when)} not built ({reason})"
+        click.echo(f"Error: {line}" if reason in errors else line, err=reason in errors)
     for job, when in report.missed:
         click.echo(f"{job}: run due at {isoformat(when)} missed (too late for catchup: none)")
-    for error in report.errors:
-        click.echo(f"Error: {error}", err=True)
+    said = {reason for _, _, reason in report.not_built}
+    for message in dict.fromkeys(str(error) for error in report.errors):
+        if message not in said:
+            click.echo(f"Error: {message}", err=True)
 
 
 @click.command("run-due")
@@ -77,14 +93,14 @@ def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
 
     Exit status: 0 nothing failed, 1 a build it started failed.
     """
-    observer = TextObserver(live=False) if fmt == "table" else None
+    observer = DueObserver(live=False) if fmt == "table" else None
     report = jc.run_due(now=now, observer=observer)
     if fmt == "json":
         echo_json(report_json(report))
     else:
         print_report(report)
     if report.failed:
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 @click.command()
@@ -105,7 +121,7 @@ def scheduler(jc: Any) -> None:
 
     click.echo(f"scheduler: {len(scheduled)} scheduled job"
                f"{'s' if len(scheduled) != 1 else ''}; stop with SIGTERM or Ctrl-C")
-    Loop(jc, TextObserver(live=False)).serve()
+    Loop(jc, DueObserver(live=False)).serve()
     click.echo("scheduler: stopped")
 
 
@@ -119,7 +135,10 @@ def scheduler(jc: Any) -> None:
 @pass_jc
 def crontab(jc: Any, per_job: bool, log_file: str | None) -> None:
     """Print crontab entries for the scheduled jobs, with absolute paths, ready to paste
-    into `crontab -e`."""
+    into `crontab -e`. Exit 2, printing nothing, if no job has a schedule."""
+    if not any(job.schedule for job in jc.config.jobs.values()):
+        raise JobControlError(f"{jc.config.path}: no job has a schedule, so there is nothing "
+                              f"for cron to run")
     config = jc.config.path.resolve()
     log = Path(log_file).resolve() if log_file else config.parent / "jobcontrol-cron.log"
     command = _command_prefix(config)

@@ -23,11 +23,11 @@ from jobcontrol.errors import BrokerError
 @pass_jc
 def worker(jc: Any, concurrency: int, queues: tuple[str, ...], single_host: bool,
            celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker for the builds queued by ``build --async``: it claims each build
-    once, runs it in a child process as ``build`` does, and records it in the storage.
+    """Run a Celery worker for the builds queued by `build --async`: it claims each build
+    once, runs it in a child process as `build` does, and records it in the storage.
 
-    Needs ``executor: {type: celery, broker: ...}`` in the config and a storage the other
-    machines share (PostgreSQL). Arguments after the options go to ``celery worker``.
+    Needs `executor: {type: celery, broker: ...}` in the config and a storage the other
+    machines share (PostgreSQL). Arguments after the options go to `celery worker`.
     """
     if not jc.config.executor.remote:
         raise BrokerError(f"the worker needs the Celery executor: add `executor: {{type: "

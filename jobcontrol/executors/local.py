@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol.errors import StorageError
+from jobcontrol.errors import JobControlError, StorageError
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.runner import (
     BuildInterrupted,
@@ -73,10 +73,17 @@ class BuildObserver:
         ``attempts``)."""
 
     def notification_failed(self, build: Build, problem: str) -> None:
-        """A notification of the build's job could not be sent (the build is not affected)."""
+        """A notification of the build's job could not be sent (the build is not affected);
+        logged as a warning unless the observer says it otherwise."""
+        logger.warning("%s", problem)
 
     def job_not_built(self, job_id: str, reason: str) -> None:
         """A job of the plan was not built (up to date, or blocked by a failure)."""
+
+    def job_refused(self, job_id: str, error: JobControlError) -> None:
+        """A job of the plan was refused (already running, dependencies not met): the run
+        raises the first such error when it ends. By default, a job not built."""
+        self.job_not_built(job_id, str(error))
 
 
 def _utc(timestamp: float) -> datetime:

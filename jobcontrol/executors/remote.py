@@ -35,7 +35,7 @@ from jobcontrol.errors import (
     DependencyError,
     JobAlreadyRunningError,
     JobControlError,
-    RetvalError,
+    RetvalMissingError,
 )
 from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
 from jobcontrol.models import Build, BuildState
@@ -321,10 +321,7 @@ class RemoteWorker:
         for dep in sorted(job.retval_jobs()):
             output_id = consumed.get(dep)
             if output_id is None:
-                raise RetvalError(
-                    f"job {job.id!r}: !retval {dep}: {dep} has no successful build with a "
-                    f"return value (its builds were skipped)"
-                )
+                raise RetvalMissingError(job.id, dep)
             retvals[dep] = load_for_dependency(self.storage.get_build(output_id).result,
                                                dep, output_id)
         args = tuple(substitute_retvals(list(job.args), retvals))

@@ -74,11 +74,13 @@ class SQLiteStorage(SqlStorage):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(os.path.abspath(path))
-        if not self.path.parent.is_dir():
-            raise StorageError(
-                f"cannot open SQLite database {self.path}: "
-                f"folder {self.path.parent} does not exist"
-            )
+        folder = self.path.parent
+        if not folder.is_dir():
+            # the nearest existing ancestor says what is wrong: missing, or a file
+            found = next(p for p in (folder, *folder.parents) if p.exists())
+            problem = (f"{found} is not a folder" if not found.is_dir()
+                       else f"folder {folder} does not exist")
+            raise StorageError(f"cannot open SQLite database {self.path}: {problem}")
         super().__init__(f"sqlite:///{self.path}")
 
     @classmethod

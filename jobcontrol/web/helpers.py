@@ -13,6 +13,7 @@ from jobcontrol.errors import (
     BuildNotFoundError,
     BuildStateError,
     DependencyError,
+    ExitCode,
     JobAlreadyRunningError,
     JobControlError,
     StorageError,
@@ -67,7 +68,8 @@ def http_status(error: JobControlError) -> int:
     if isinstance(error, StorageError):
         return 503
     # the web's own launch errors carry the build command's exit code
-    return {3: 409, 4: 409}.get(getattr(error, "exit_code", 2), 400)
+    conflicts = (ExitCode.DEPENDENCIES, ExitCode.RUNNING)
+    return 409 if getattr(error, "exit_code", None) in conflicts else 400
 
 
 def int_arg(name: str, default: int | None = None, *, low: int = 0,

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from jobcontrol.errors import JobControlError
+from jobcontrol.errors import ExitCode, JobControlError
 
 #: seconds the request waits for the child's first build to start
 START_TIMEOUT = 30.0
@@ -77,7 +77,7 @@ def launch(config_path: str, storage_url: str, job_id: str, options: LaunchOptio
     """Start ``jobcontrol build JOB`` in a new session and return its first build."""
     if storage_url.startswith("memory:"):
         raise LaunchError("cannot launch builds on memory:// storage: another process would "
-                          "not see them (use SQLite or PostgreSQL)", 2)
+                          "not see them (use SQLite or PostgreSQL)", ExitCode.USAGE)
     read_fd, write_fd = os.pipe()
     # the child's stderr, read only if it fails before starting a build; a file, not a
     # pipe, so a child that writes a lot later never blocks on a reader that is gone
