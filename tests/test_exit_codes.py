@@ -128,8 +128,9 @@ def test_retval_of_a_dependency_that_only_skipped_exits_3(project: Project) -> N
     assert "skipped" in out
     code, out, err = project.run("build", "consumer")
     assert code == ExitCode.DEPENDENCIES
-    once_on_stderr(out, err, "job 'consumer': !retval skipper: skipper has no successful "
-                             "build with a return value (its builds were skipped)")
+    # a skip is never a success: the dependency is not met, before its !retval is read
+    once_on_stderr(out, err, "dependencies not met for 'consumer': skipper never built "
+                             "successfully (use --deps to build them first)")
     code, out, err = project.run("build", "consumer", "--format", "json")
     assert code == ExitCode.DEPENDENCIES
     assert out == "[]\n"
@@ -192,6 +193,6 @@ def test_run_due_says_each_instant_not_built_once(project: Project) -> None:
     code, out, err = project.run("run-due")
     assert code == ExitCode.FAILED
     assert re.fullmatch(r"up: run due at \S+ not built \(up to date\)\n", out)
-    assert re.fullmatch(r"Error: waiting: run due at \S+ not built \(job 'waiting': !retval "
-                        r"skipper: skipper has no successful build with a return value "
-                        r"\(its builds were skipped\)\)\n", err)
+    assert re.fullmatch(r"Error: waiting: run due at \S+ not built \(dependencies not met "
+                        r"for 'waiting': skipper never built successfully \(use --deps to "
+                        r"build them first\)\)\n", err)
