@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -625,8 +626,7 @@ def test_wait_for_logs_survives_a_lost_listener(pg_url: str) -> None:
 @pytest.fixture
 def plain_role(pg_url: str) -> Iterator[str]:
     """A login role with no privileges of its own (the server trusts local connections)."""
-    role = f"jctest_{os.getpid()}_plain"
-    query(pg_url, f'DROP ROLE IF EXISTS "{role}"')
+    role = f"jctest_{os.getpid()}_{uuid.uuid4().hex[:8]}_plain"  # a role of its own
     query(pg_url, f'CREATE ROLE "{role}" LOGIN')
     try:
         yield role
