@@ -32,7 +32,7 @@ ROOT = Path(__file__).parent.parent
 
 #: jobs in the config each run builds, and runs of it while connections are terminated
 JOBS = 20
-RUNS = int(os.environ.get("RUNS", 15))
+RUNS = 15
 #: seconds between two rounds of terminating every connection to the database
 EVERY = 0.05
 
