@@ -140,3 +140,40 @@ def test_a_claim_cut_off_twice_is_found_once(pg_url: str, monkeypatch: pytest.Mo
             (first.id, "a", "success"), (build.id, "job", "running")]
         done = storage.finish_build(build.id, BuildState.SUCCESS)
         assert done.state is BuildState.SUCCESS
+
+
+
+def commit_late(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """The next claim loses its connection before its answer, and the server, unaware, runs
+    it only later (as a backend that outlives its connection would): after the retry has
+    looked for its row and found none, and before it claims again."""
+    real_execute = postgresql._Cursor.execute
+    claims: list[str] = []  # the claim, as sent, until it is committed
+
+    def execute(cur: Any, sql: Any, vars: Any = None) -> Any:
+        text = sql if isinstance(sql, str) else ""
+        if text.startswith("INSERT INTO builds (job_id") and not claims:
+            claims.append(cur.mogrify(sql, vars).decode())
+            cur.connection.close()
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        result = real_execute(cur, sql, vars)
+        if "claim_token = " in text and claims and claims[-1]:
+            query(url, claims[-1])  # looked for it and found none: now it commits
+            claims.append("")
+        return result
+
+    monkeypatch.setattr(postgresql._Cursor, "execute", execute)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_claim_committed_after_its_retry_looked_is_found(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, concurrency: int) -> None:
+    """The retry is refused by the late build (concurrency 1), or the unique index refuses
+    its second row (concurrency 2): either way it looks again, and finds it."""
+    with PostgreSQLStorage(pg_url) as storage:
+        storage.install()
+        commit_late(monkeypatch, pg_url)
+        build = storage.claim_build("job", concurrency=concurrency, definition={},
+                                    definition_hash="", dependency_builds={}, host="h", pid=7)
+        assert query(pg_url, "SELECT id, state FROM builds") == [(build.id, "running")]
+        assert storage.finish_build(build.id, BuildState.SUCCESS).state is BuildState.SUCCESS

@@ -474,8 +474,8 @@ class PostgreSQLStorage(SqlStorage):
             if cur.connection.closed or (
                     exc.pgcode == psycopg2.errorcodes.UNIQUE_VIOLATION
                     and exc.diag.constraint_name == "builds_claim_token"):
-                raise _ClaimInDoubt(f"{self.label}: connection lost while claiming a build "
-                                    f"of {params[0]!r}: {_one_line(exc)}") from exc
+                raise _ClaimInDoubt(f"{self.label}: a claim of {params[0]!r} may have been "
+                                    f"made already: {_one_line(exc)}") from exc
             raise
         cur.committed = True
         self._pending.clear()  # what a finish left open was committed with it
@@ -555,18 +555,20 @@ class PostgreSQLStorage(SqlStorage):
         def attempt() -> Build:
             nonlocal attempts
             attempts += 1
-            if attempts > 1 and (landed := self._claim_landed(token)):
-                return landed
+            found = self._claim_landed(token) if attempts > 1 else None
+            if found is not None:
+                return found
             try:
                 try:
                     return claim()
                 except _ClaimRefused:  # nothing is pending now: on its own, it says by whom
                     return claim()
             except JobAlreadyRunningError:
-                # by this claim's own build, committed late by an earlier attempt?
-                if attempts > 1 and (landed := self._claim_landed(token)):
-                    return landed
-                raise
+                # refused by this claim's own build, committed late by an earlier attempt?
+                found = self._claim_landed(token) if attempts > 1 else None
+                if found is None:
+                    raise
+                return found
 
         return self._retry(attempt, f"claiming a build of {job_id!r}", in_doubt_ok=False)
 
