@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sqlite3
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,8 @@ FINISH_SQL = ("UPDATE builds SET state = ?, reason = ?, finished = ?, result_kin
               "WHERE id = ? AND state IN (?, ?) "
               "RETURNING heartbeat, cancel_requested, cancel_reason")
 CLAIM_SQL = ("INSERT INTO builds (job_id, state, definition, definition_hash, "
-             "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
-             "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+             "dependency_builds, created, started, heartbeat, host, pid, retry_of, "
+             "claim_token) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
              "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?")
 
 
@@ -78,8 +79,11 @@ def build_loop(cur: Any, commit: Any, jobs: int, ph: str = "?", begin: str | Non
         for n in range(jobs + 1):  # the last round writes the last outcome
             now = _now()
             job = f"noop_{n}"
+            # a claim's token: written on PostgreSQL (to find a claim a lost connection
+            # cut off), not on SQLite
+            token = None if ph == "?" else uuid.uuid4().hex
             claimed = (job, "running", SNAPSHOT, "0" * 64, "{}", now, now, now, "bench", pid,
-                       None, job, "running", 1)
+                       None, token, job, "running", 1)
             if begin:
                 cur.execute(begin)
             if ph == "?":  # sqlite3: a statement a call (no round trips to save)

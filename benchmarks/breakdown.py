@@ -217,7 +217,7 @@ def _least_recorder(config_path: Path, db_path: Path, fork: bool = False) -> flo
         digest = hashlib.sha256(hash_encoder.encode(
             {"function": path, "args": args, "kwargs": kwargs}).encode()).hexdigest()
         cur.execute(CLAIM_SQL, (job["id"], "running", definition, digest, "{}", now, now, now,
-                                 "bench", os.getpid(), None, job["id"], "running", 1))
+                                 "bench", os.getpid(), None, None, job["id"], "running", 1))
         build_id = cur.lastrowid
         cur.execute("COMMIT")
         func = functions.get(path)

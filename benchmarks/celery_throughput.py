@@ -38,7 +38,9 @@ for the WAL flush) and the send, against the send alone for Celery. With ``proce
 build's process (forked by the worker's fork server, run, exited) costs a few ms of CPU.
 
 Needs ``pip install 'jobcontrol[celery,postgresql]'``, a broker, and a PostgreSQL server:
-the database ``jobcontrol_celery_bench`` on it is made afresh for each run and dropped after.
+each run makes a database of its own on it (``jobcontrol_celery_bench_<pid>_<random>``) and
+drops it after; its queues have names of their own too, and nothing is flushed, so runs
+sharing the servers do not disturb each other.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg2  # noqa: E402
 
+from benchmarks.common import unique_name  # noqa: E402
 from jobcontrol import BuildState, JobControl  # noqa: E402
 
 BENCH_DB = "jobcontrol_celery_bench"
@@ -94,17 +97,17 @@ def with_database(url: str, name: str) -> str:
 
 @contextmanager
 def fresh_database(server: str) -> Iterator[str]:
-    """A new, empty database on ``server``, dropped afterwards."""
+    """A new, empty database of this run's own on ``server``, dropped afterwards."""
+    name = unique_name(BENCH_DB)
     admin = psycopg2.connect(server)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield with_database(server, BENCH_DB)
+        yield with_database(server, name)
     finally:
         with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,8 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 #: a server the benchmarks create their own databases on (never its own database)
 POSTGRESQL = os.environ.get("JOBCONTROL_BENCH_POSTGRESQL",
                             "postgresql://postgres@127.0.0.1:5432/test")
-#: a Redis server; each peer uses its own database number on it
+#: a Redis server; each peer uses its own database number on it (never flushed: a run's
+#: queues have names of their own)
 REDIS = os.environ.get("JOBCONTROL_BENCH_REDIS", "redis://127.0.0.1:6379")
+
+#: the databases :func:`fresh_postgresql_db` made in this process, dropped when it exits
+_MADE: list[str] = []
 
 
 class Skipped(Exception):
@@ -53,9 +59,16 @@ def result(seconds: float, count: int, note: str = "") -> dict[str, Any]:
     return {"seconds": seconds, "count": count, "note": note}
 
 
-def fresh_postgresql_db(name: str) -> str:
-    """Drop and create database ``name`` on the benchmark server; its URL. Skips when the
-    driver or the server is missing."""
+def unique_name(prefix: str) -> str:
+    """A name no other run uses, for a database or a queue: ``prefix``, this process's pid
+    and a random suffix (two runs on one server, from one machine or many, never share
+    one)."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def postgresql_admin() -> Any:
+    """An autocommit connection to the benchmark server; skips when the driver or the server
+    is missing."""
     psycopg2 = require("psycopg2", "psycopg2-binary")
     try:
         admin = psycopg2.connect(POSTGRESQL, connect_timeout=3)
@@ -63,20 +76,43 @@ def fresh_postgresql_db(name: str) -> str:
         raise Skipped(f"PostgreSQL unreachable at {POSTGRESQL}: "
                       f"{' '.join(str(exc).split())}") from exc
     admin.autocommit = True
+    return admin
+
+
+def fresh_postgresql_db(prefix: str) -> str:
+    """Create a database of this run's own on the benchmark server (named by
+    :func:`unique_name`), dropped when this process exits; its URL. Skips when the driver
+    or the server is missing."""
+    name = unique_name(prefix)
+    admin = postgresql_admin()
     with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
+    if not _MADE:
+        atexit.register(_drop_made)
+    _MADE.append(name)
     return urlunsplit(urlsplit(POSTGRESQL)._replace(path=f"/{name}"))
 
 
+def _drop_made() -> None:
+    """Drop the databases this process made (the connections to them first: a worker may
+    still hold one)."""
+    admin = postgresql_admin()
+    with admin.cursor() as cur:
+        while _MADE:
+            cur.execute(f'DROP DATABASE IF EXISTS "{_MADE.pop()}" WITH (FORCE)')
+    admin.close()
+
+
 def redis_url(db: int) -> str:
-    """A flushed Redis database's URL; skips when the client or the server is missing."""
+    """Redis database ``db``'s URL, shared with other runs: nothing is flushed, so a run
+    names its queues with :func:`unique_name`. Skips when the client or the server is
+    missing."""
     redis = require("redis")
     url = f"{REDIS}/{db}"
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.flushdb()
+        client.ping()
         client.close()
     except redis.RedisError as exc:
         raise Skipped(f"Redis unreachable at {REDIS}: {exc}") from exc

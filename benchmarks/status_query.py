@@ -15,8 +15,9 @@ Run from a checkout (the target for PostgreSQL is under 100 ms of query time)::
     python benchmarks/status_query.py --backend sqlite --builds 100000
     python benchmarks/status_query.py --postgresql postgresql://postgres@127.0.0.1:5432/test
 
-The PostgreSQL database ``jobcontrol_bench`` (on the server the URL names) and the SQLite file
-live only as long as the run, unless ``--keep``.
+The PostgreSQL database (on the server the URL names, ``jobcontrol_bench_<pid>_<random>``: a
+run's own, so runs sharing a server never touch each other's) and the SQLite file live only
+as long as the run, unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import unique_name  # noqa: E402
 from jobcontrol.storage import open_storage  # noqa: E402
 from jobcontrol.storage.sql import SqlStorage  # noqa: E402
 
@@ -108,16 +110,17 @@ def time_status_command(config: Path, url: str, repeat: int) -> tuple[float, lis
 
 
 def fill_postgresql(server_url: str, jobs: int, builds: int) -> str:
+    """A new database of this run's own on ``server_url``, filled; its URL (drop it with
+    :func:`drop_postgresql`)."""
     import psycopg2
 
-    parts = urlsplit(server_url)
+    name = unique_name(BENCH_DB)
     admin = psycopg2.connect(server_url)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {BENCH_DB}")
+        cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
-    url = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
+    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     with open_storage(url) as storage:
         storage.install()
     conn = psycopg2.connect(url)
@@ -131,6 +134,17 @@ def fill_postgresql(server_url: str, jobs: int, builds: int) -> str:
         print(f"  builds table with indexes: {cur.fetchone()[0]}")
     conn.close()
     return url
+
+
+def drop_postgresql(server_url: str, url: str) -> None:
+    """Drop the database :func:`fill_postgresql` made at ``url``."""
+    import psycopg2
+
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    admin.close()
 
 
 def fill_sqlite(folder: Path, jobs: int, builds: int) -> str:
@@ -187,7 +201,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9, help="timed runs (median reported)")
     parser.add_argument("--postgresql", default=os.environ.get(
         "JOBCONTROL_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"),
-        help="a server to create the database jobcontrol_bench on")
+        help="a server to create a database of this run's own on")
     parser.add_argument("--keep", action="store_true", help="keep the filled stores")
     args = parser.parse_args()
     if args.jobs > 1000:
@@ -208,16 +222,12 @@ def main() -> None:
                 bench(dialect, url, config, args.jobs, args.repeat)
             finally:
                 if dialect == "postgresql" and not args.keep:
-                    import psycopg2
-
-                    admin = psycopg2.connect(args.postgresql)
-                    admin.autocommit = True
-                    with admin.cursor() as cur:
-                        cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-                    admin.close()
+                    drop_postgresql(args.postgresql, url)
+                elif dialect == "postgresql":
+                    print(f"kept: the PostgreSQL database {urlsplit(url).path.lstrip('/')}")
             print()
         if args.keep:
-            print(f"kept: {folder} and the PostgreSQL database {BENCH_DB}")
+            print(f"kept: {folder}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from status_query import (  # noqa: E402  (the 1M-build fill is shared, not copied)
-    BENCH_DB,
+    drop_postgresql,
     fill_postgresql,
     fill_sqlite,
     median_ms,
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="timed runs (median reported)")
     parser.add_argument("--postgresql", default=os.environ.get(
         "JOBCONTROL_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"),
-        help="a server to create the database jobcontrol_bench on (dropped after)")
+        help="a server to create a database of this run's own on (dropped after)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jobcontrol-web-bench-") as tmp:
         folder = Path(tmp)
@@ -100,13 +100,7 @@ def main() -> None:
             try:
                 bench(url, config, args.repeat)
             finally:
-                import psycopg2
-
-                admin = psycopg2.connect(args.postgresql)
-                admin.autocommit = True
-                with admin.cursor() as cur:
-                    cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-                admin.close()
+                drop_postgresql(args.postgresql, url)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,21 @@
 
 Each test gets a database of its own, cloned from a template made once per session with the
 schema installed (``CREATE DATABASE x TEMPLATE tpl``, some 30 ms). Background threads clone
-a few ahead and drop used ones, so a test waits for neither. A session that died leaves
-databases named after its pid, which the next session drops.
+a few ahead and drop used ones, so a test waits for neither. Every name holds this machine's
+tag and the session's pid: sessions sharing a server, from one machine or several, never
+touch each other's databases. A session that died leaves databases named after its pid,
+which the next session on the same machine drops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import queue
 import re
+import socket
 import threading
 import time
 from typing import Any
@@ -30,6 +34,8 @@ RESTART_ENV = "JOBCONTROL_TEST_POSTGRESQL_RESTART"
 SKIP_REASON = (f"PostgreSQL tests need ${ENV}, e.g. "
                f"{ENV}=postgresql://postgres@127.0.0.1:5432/test (.ci/run sets it)")
 PREFIX = "jctest_"
+#: this machine's part of the names (a pid alone is no one's on another machine)
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
 def with_database(url: str, name: str) -> str:
@@ -86,7 +92,7 @@ class TestDatabases:
         self.server_url = server_url
         self._admin = Admin(server_url)
         self._names = itertools.count(1)
-        self._prefix = f"{PREFIX}{os.getpid()}_"
+        self._prefix = f"{PREFIX}{HOST_TAG}_{os.getpid()}_"
         version = int(self._admin.execute("SHOW server_version_num")[0][0])
         # PostgreSQL 15 copies a template block by block through the WAL by default: 5x
         # slower than copying its files for a small database like ours
@@ -107,12 +113,13 @@ class TestDatabases:
             worker.start()
 
     def _stale_names(self) -> list[str]:
-        """What sessions that died left behind (the pid in the name is gone)."""
+        """What sessions on this machine that died left behind (the pid in the name is
+        gone)."""
         rows = self._admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
                                    (PREFIX.replace("_", r"\_") + "%",))
         stale = []
         for (name,) in rows:
-            match = re.match(rf"{PREFIX}(\d+)_", name)
+            match = re.match(rf"{PREFIX}{HOST_TAG}_(\d+)_", name)
             if match and not process_alive(int(match.group(1))):
                 stale.append(name)
         return stale

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Timer, Worker, redis_url, require, result
+from benchmarks.common import Timer, Worker, redis_url, require, result, unique_name
 
 DB = 14
 
@@ -16,13 +16,15 @@ def _worker(workdir: Path, url: str) -> Worker:
     return Worker(workdir, "celery", [
         "-m", "celery", "-A", "benchmarks.peers.celery_app", "worker", "-c", "1",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
-        "--logfile", log], env={"BENCH_CELERY_URL": url})
+        "--logfile", log], env={"BENCH_CELERY_URL": url,
+                                "BENCH_CELERY_QUEUE": os.environ["BENCH_CELERY_QUEUE"]})
 
 
 def _app(url: str) -> Any:
     require("celery")
     require("redis")
     os.environ["BENCH_CELERY_URL"] = url
+    os.environ["BENCH_CELERY_QUEUE"] = unique_name("bench")  # this run's queue alone
     from benchmarks.peers import celery_app
 
     return celery_app

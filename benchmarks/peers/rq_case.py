@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import tasks
-from benchmarks.common import Timer, Worker, redis_url, require, result, wait_until
+from benchmarks.common import Timer, Worker, redis_url, require, result, unique_name, wait_until
 
 DB = 13
 
@@ -17,9 +17,9 @@ def independent(workdir: Path, jobs: int) -> dict[str, Any]:
     redis = require("redis")
     url = redis_url(DB)
     connection = redis.Redis.from_url(url)
-    queue = rq.Queue("bench", connection=connection)
+    queue = rq.Queue(unique_name("bench"), connection=connection)  # this run's alone
     with Worker(workdir, "rq", ["-m", "rq.cli", "worker", "-u", url, "--logging_level",
-                                "WARNING", "bench"]) as worker:
+                                "WARNING", queue.name]) as worker:
         warm = queue.enqueue(tasks.noop, -1)
         wait_until(lambda: worker.check() or warm.get_status() == "finished", 60, "rq warm-up",
                    pause=0.01)

@@ -26,7 +26,8 @@ as they do in ``psql``; jobcontrol adds ``?schema=NAME`` to keep its tables in t
   is written again on its own. A remote build's writes are one round trip each too: its
   INSERT when queued, then on the worker the job's lock and one conditional ``UPDATE``,
   then the finish. Where the connection breaks during such a query, the retry reads the
-  rows to find out whether it committed (a claim looks for its job, host, pid and start).
+  rows to find out whether it committed (a claim looks for the token all its attempts write,
+  which a unique index lets into one row only).
   Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>``, once a transaction;
   :meth:`wait_for_logs` LISTENs on a second connection, so ``logs --follow`` wakes when a
   line is committed instead of polling.
@@ -47,6 +48,7 @@ import re
 import select
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -222,21 +224,18 @@ class _ClaimRefused(Exception):
 #: which ``NOT NULL`` refuses. Named parameters: each value is quoted once
 _CLAIM_OR_FAIL_SQL = (
     "INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, "
-    "created, started, heartbeat, host, pid, retry_of) "
+    "created, started, heartbeat, host, pid, retry_of, claim_token) "
     "SELECT %(job)s, CASE WHEN (SELECT count(*) FROM builds WHERE job_id = %(job)s "
     "AND state = %(state)s) < %(concurrency)s THEN %(state)s END, %(definition)s, "
-    "%(hash)s, %(deps)s, %(now)s, %(now)s, %(now)s, %(host)s, %(pid)s, %(retry_of)s"
+    "%(hash)s, %(deps)s, %(now)s, %(now)s, %(now)s, %(host)s, %(pid)s, %(retry_of)s, "
+    "%(token)s"
 )
 
 
 class _ClaimInDoubt(StorageError):
-    """The connection broke while a claim, sent with its COMMIT, waited for its answer: the
-    build may or may not have been claimed (the next attempt looks for it first)."""
-
-
-#: the last time a claim in this process started its build (see _claim_time)
-_last_claim_time: datetime | None = None
-_claim_time_lock = threading.Lock()
+    """The connection broke while a claim waited for its answer, or the claim's token is in
+    a row already (an earlier attempt's, committed after its connection broke): the build
+    may or may not have been claimed (the next attempt looks for it first)."""
 
 
 class PostgreSQLStorage(SqlStorage):
@@ -279,8 +278,6 @@ class PostgreSQLStorage(SqlStorage):
         self._clock_offset = timedelta()
         #: statements of a transaction left open (see _hold_open), sent with its next one
         self._held_statements: list[bytes] = []
-        #: what finds the row of a claim whose answer a lost connection cut off, by thread
-        self._claims_in_doubt: dict[int, tuple[str, Any, str, int]] = {}
 
     @classmethod
     def from_url(cls, url: str, base_dir: str | os.PathLike[str] | None = None
@@ -448,8 +445,7 @@ class PostgreSQLStorage(SqlStorage):
         cur.execute(self._q(sql) + " RETURNING id", params)
         return int(cur.fetchone()[0])
 
-    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any], *, job_id: str,
-                      started: Any, host: str, pid: int) -> int | None:
+    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
         """The claim and its COMMIT in one round trip: the build must be seen running
         before its job starts. On its own, the lock and the ``INSERT ... RETURNING`` are
         sent outside ``BEGIN ... COMMIT`` (the server runs them as one implicit
@@ -457,56 +453,41 @@ class PostgreSQLStorage(SqlStorage):
         are sent with ``COMMIT`` and ``SELECT lastval()`` (the last statement's result is
         the one a query string returns, and the session's last id taken is the row's): a
         claim refused then fails instead (see :data:`_CLAIM_OR_FAIL_SQL`), and is made
-        again on its own. Where the connection breaks meanwhile, the next attempt looks
-        for the row first."""
-        key = (job_id, started, host, pid)
+        again on its own. Where the connection breaks meanwhile, or the claim's token is in
+        a row already, the next attempt looks for the row first (:meth:`claim_build`)."""
         if cur.drop_begin():
             query, values = self._q(sql) + " RETURNING id", tuple(params)
         else:
             query = _CLAIM_OR_FAIL_SQL + "; COMMIT; SELECT lastval()"
-            _, state, definition, definition_hash, deps, *_, retry_of, _, _, concurrency = params
+            (job_id, state, definition, definition_hash, deps, now, _, _, host, pid, retry_of,
+             token, _, _, concurrency) = params
             values = {"job": job_id, "state": state, "definition": definition,
-                      "hash": definition_hash, "deps": deps, "now": started, "host": host,
-                      "pid": pid, "retry_of": retry_of, "concurrency": concurrency}
+                      "hash": definition_hash, "deps": deps, "now": now, "host": host,
+                      "pid": pid, "retry_of": retry_of, "token": token,
+                      "concurrency": concurrency}
         try:
             cur.execute(query, values)
         except psycopg2.Error as exc:
             if (exc.pgcode == psycopg2.errorcodes.NOT_NULL_VIOLATION
                     and exc.diag.column_name == "state"):
-                raise _ClaimRefused(job_id) from exc
-            if cur.connection.closed:
-                self._claims_in_doubt[threading.get_ident()] = key
-                raise _ClaimInDoubt(f"{self.label}: connection lost while claiming a build "
-                                    f"of {job_id!r}: {_one_line(exc)}") from exc
+                raise _ClaimRefused(params[0]) from exc
+            if cur.connection.closed or (
+                    exc.pgcode == psycopg2.errorcodes.UNIQUE_VIOLATION
+                    and exc.diag.constraint_name == "builds_claim_token"):
+                raise _ClaimInDoubt(f"{self.label}: a claim of {params[0]!r} may have been "
+                                    f"made already: {_one_line(exc)}") from exc
             raise
         cur.committed = True
         self._pending.clear()  # what a finish left open was committed with it
         row = cur.fetchone()
         return None if row is None else int(row[0])
 
-    def _claim_landed(self) -> Build | None:
-        """The build a claim cut off by a lost connection made, if its COMMIT happened."""
-        key = self._claims_in_doubt.pop(threading.get_ident(), None)
-        if key is None:
-            return None
-        job_id, started, host, pid = key
+    def _claim_landed(self, token: str) -> Build | None:
+        """The build the claim with ``token`` made, if one of its attempts committed."""
         with self._cursor() as cur:
-            cur.execute("SELECT id FROM builds WHERE job_id = %s AND started = %s "
-                        "AND host = %s AND pid = %s", (job_id, started, host, pid))
+            cur.execute(f"{SELECT_BUILD} WHERE claim_token = %s", (token,))
             row = cur.fetchone()
-            return None if row is None else self._fetch_build(cur, int(row[0]))
-
-    def _claim_time(self) -> datetime:
-        # a claim is found again by its job, host, pid and start (_claim_landed): no two
-        # claims of this process start in the same microsecond, unless the clock went back
-        global _last_claim_time
-        now = self.now()
-        with _claim_time_lock:
-            last = _last_claim_time
-            if last is not None and last - timedelta(seconds=1) < now <= last:
-                now = last + timedelta(microseconds=1)
-            _last_claim_time = now
-        return now
+        return None if row is None else self._build_from_row(row)
 
     def _insert_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         # "VALUES (?, ?)" → "VALUES %s" with a row template: one statement for every row
@@ -561,18 +542,33 @@ class PostgreSQLStorage(SqlStorage):
 
     def claim_build(self, job_id: str, **kwargs: Any) -> Build:
         # twice is not harmless (a second claim would be refused by the first one's build):
-        # a claim cut off by a lost connection looks for the build it made before trying
-        # again; the finish of such a build reads its row back (it is not in _claimed)
-        self._claims_in_doubt.pop(threading.get_ident(), None)  # another claim's, given up
+        # every attempt writes the same token, and one after an attempt that may have
+        # committed (its answer cut off by a lost connection) looks for the token's row
+        # before claiming again, however often that happens; the unique index lets a late
+        # commit of an earlier attempt (its backend outliving its connection) and a new
+        # attempt make one row between them. The finish of a build found so reads its row
+        # back (it is not in _claimed)
+        token = uuid.uuid4().hex
+        claim = functools.partial(super().claim_build, job_id, claim_token=token, **kwargs)
+        attempts = 0
 
         def attempt() -> Build:
-            landed = self._claim_landed()
-            if landed is not None:
-                return landed
+            nonlocal attempts
+            attempts += 1
+            found = self._claim_landed(token) if attempts > 1 else None
+            if found is not None:
+                return found
             try:
-                return super(PostgreSQLStorage, self).claim_build(job_id, **kwargs)
-            except _ClaimRefused:  # nothing is pending now: on its own, it says by whom
-                return super(PostgreSQLStorage, self).claim_build(job_id, **kwargs)
+                try:
+                    return claim()
+                except _ClaimRefused:  # nothing is pending now: on its own, it says by whom
+                    return claim()
+            except JobAlreadyRunningError:
+                # refused by this claim's own build, committed late by an earlier attempt?
+                found = self._claim_landed(token) if attempts > 1 else None
+                if found is None:
+                    raise
+                return found
 
         return self._retry(attempt, f"claiming a build of {job_id!r}", in_doubt_ok=False)
 

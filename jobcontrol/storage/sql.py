@@ -182,14 +182,12 @@ class SqlStorage(Storage):
         """Run an ``INSERT`` of one row and return its generated ``id``."""
 
     @abc.abstractmethod
-    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any], *, job_id: str,
-                      started: Any, host: str, pid: int) -> int | None:
+    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
         """Run the claim's ``INSERT ... SELECT ... WHERE`` of at most one row: its generated
-        ``id``, or None when the condition let no row in. ``params`` are the row's 11
+        ``id``, or None when the condition let no row in. ``params`` are the row's 12
         values in the statement's column order, then the condition's job, state and
         concurrency. A dialect may commit the transaction with it (then its
-        :meth:`_commit` does nothing); ``job_id``, ``started`` (as a parameter), ``host``
-        and ``pid`` find the row again."""
+        :meth:`_commit` does nothing)."""
 
     @abc.abstractmethod
     def _run_script(self, cur: Any, script: str) -> None:
@@ -222,10 +220,6 @@ class SqlStorage(Storage):
         """Whether a finish's values are stored exactly as given (so it need not read back
         what it wrote): by default, always."""
         return True
-
-    def _claim_time(self) -> datetime:
-        """When a claim starts its build: the database's clock (:meth:`now`)."""
-        return self.now()
 
     def _notify_logs(self, cur: Any, build_id: int) -> None:
         """Tell readers waiting in :meth:`wait_for_logs` that the build has news, once the
@@ -537,27 +531,29 @@ class SqlStorage(Storage):
         host: str,
         pid: int,
         retry_of: int | None = None,
+        claim_token: str | None = None,
     ) -> Build:
+        """See :meth:`Storage.claim_build`. ``claim_token``: a value unique to this claim,
+        written in its row (a claim whose answer was lost finds its row by it)."""
         check_concurrency(concurrency)
         definition_json = self._dumps(definition)
         deps = {str(k): int(v) for k, v in dependency_builds.items()}
         deps_json = self._dumps(deps)
         with self._transaction() as cur:
             self._lock_job(cur, job_id)
-            now = self._claim_time()  # after connecting: the server's clock
+            now = self.now()  # after connecting: the server's clock
             stamp = self._time_param(now)
             # one conditional statement (with the lock, one round trip to a server): the
             # row goes in only while fewer than ``concurrency`` builds of the job run
             build_id = self._insert_claim(
                 cur,
                 "INSERT INTO builds (job_id, state, definition, definition_hash, "
-                "dependency_builds, created, started, heartbeat, host, pid, retry_of) "
-                "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "dependency_builds, created, started, heartbeat, host, pid, retry_of, "
+                "claim_token) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
                 "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?",
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
-                 stamp, stamp, stamp, host, pid, retry_of,
+                 stamp, stamp, stamp, host, pid, retry_of, claim_token,
                  job_id, BuildState.RUNNING.value, concurrency),
-                job_id=job_id, started=stamp, host=host, pid=pid,
             )
             if build_id is None:
                 cur.execute(

@@ -118,8 +118,7 @@ class SQLiteStorage(SqlStorage):
         cur.execute(self._q(sql), params)
         return int(cur.lastrowid)
 
-    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any], *, job_id: str,
-                      started: Any, host: str, pid: int) -> int | None:
+    def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
         cur.execute(self._q(sql), params)
         return int(cur.lastrowid) if cur.rowcount == 1 else None
 
