@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -420,6 +420,14 @@ class JobControl:
         self.storage.get_build(build_id)
         return self.storage.get_logs(build_id, min_level=min_level, after_seq=after_seq,
                                      limit=limit)
+
+    def iter_logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0
+                  ) -> Iterator[LogRecord]:
+        """A build's log records, in order, read a page at a time: what ``logs`` prints
+        with, in bounded memory however long the log. BuildNotFoundError at once if there
+        is no such build."""
+        self.storage.get_build(build_id)
+        return self.storage.iter_logs(build_id, min_level=min_level, after_seq=after_seq)
 
     def wait_for_logs(self, build_id: int, after_seq: int, timeout: float, *,
                       min_level: int = 0, poll_interval: float = 0.5) -> None:

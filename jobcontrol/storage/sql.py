@@ -1022,10 +1022,14 @@ class SqlStorage(Storage):
         min_level: int = 0,
         after_seq: int = 0,
         limit: int | None = None,
+        until_seq: int | None = None,
     ) -> list[LogRecord]:
-        sql = (f"SELECT {LOG_COLUMNS} FROM logs "
-               f"WHERE build_id = ? AND seq > ? AND level >= ? ORDER BY seq")
+        sql = f"SELECT {LOG_COLUMNS} FROM logs WHERE build_id = ? AND seq > ? AND level >= ?"
         params: list[Any] = [build_id, after_seq, min_level]
+        if until_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(until_seq)
+        sql += " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(limit, 0))
