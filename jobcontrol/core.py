@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
 from jobcontrol.errors import BrokerError, BuildStateError, DependencyError, JobControlError
-from jobcontrol.importing import import_callable
+from jobcontrol.importing import bind_problem, import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.reaper import abandon_reason, reap
@@ -161,6 +161,41 @@ class JobControl:
                                     location=job.location_of(key))
             self._imported[dotted] = found
         return found
+
+    def check_jobs(self) -> list[str]:
+        """What ``check`` finds wrong with the jobs, one line each with its file:line: a
+        function or cleanup function that does not import, args and kwargs that do not fit
+        the function's signature (a ``!retval`` counts as given), a cleanup function that
+        cannot take the build."""
+        problems = []
+        for job in self.config.jobs.values():
+            calls = [("function", job.args, job.kwargs)]
+            if job.cleanup_function:
+                calls.append(("cleanup_function", (None,), {}))  # cleanup(build)
+            for key, args, kwargs in calls:
+                try:
+                    func = self.import_function(job.id, key)
+                except JobControlError as error:
+                    problems.append(str(error))
+                    continue
+                problem = bind_problem(func, args, kwargs)
+                if problem is not None:
+                    # where the arguments are written (the job, when it has none)
+                    where = (job.location_of(key) if key == "cleanup_function" else
+                             next((job.location_of(name) for name in ("kwargs", "args")
+                                   if getattr(job, name)), job.location))
+                    given = "its args and kwargs" if key == "function" else "the build"
+                    problems.append(f"{where}: job {job.id!r}: {key} "
+                                    f"{getattr(job, key)!r} cannot take {given}: {problem}")
+        return problems
+
+    def check_storage(self) -> int:
+        """Open the storage as a build would (creating or migrating its schema) and make
+        one write, rolled back; returns the schema version. StorageError says why not
+        (unreachable, not a database, read-only...)."""
+        version = self.storage.install()
+        self.storage.check_writable()
+        return version
 
     # -- status ------------------------------------------------------------------------------
 

@@ -111,6 +111,8 @@ class RetvalError(JobControlError):
 class StorageError(JobControlError):
     """The storage cannot be opened, migrated or written."""
 
+    exit_code = 6
+
 
 class BrokerError(JobControlError):
     """The Celery broker cannot be reached, or the executor is not Celery's."""

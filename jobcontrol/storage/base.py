@@ -61,6 +61,10 @@ class Storage(abc.ABC):
     def schema_version(self) -> int:
         """The schema version in place (0 when nothing is installed)."""
 
+    def check_writable(self) -> None:  # noqa: B027 - memory is always writable
+        """Make one write and roll it back: :class:`~jobcontrol.errors.StorageError` when
+        the storage cannot be written (a read-only file or server, no privilege)."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections. The object must not be used afterwards."""
