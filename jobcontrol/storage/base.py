@@ -34,7 +34,8 @@ _T = TypeVar("_T")
 #: most builds :meth:`Storage.delete_builds` and :meth:`Storage.delete_logs` touch in one
 #: transaction: a prune of a million builds is many short transactions, not one long lock
 DELETE_BATCH = 500
-#: log records :meth:`Storage.iter_logs` reads with one query
+#: log numbers (``seq``) a page of :meth:`Storage.iter_logs` spans: at most that many
+#: records a query
 LOG_PAGE = 1000
 
 
