@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from jobcontrol.errors import (
     JobControlError,
     StorageError,
 )
-from jobcontrol.importing import import_callable
+from jobcontrol.importing import bind_problem, import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.reaper import abandon_reason, reap
@@ -173,6 +173,41 @@ class JobControl:
                                     location=job.location_of(key))
             self._imported[dotted] = found
         return found
+
+    def check_jobs(self) -> list[str]:
+        """What ``check`` finds wrong with the jobs, one line each with its file:line: a
+        function or cleanup function that does not import, args and kwargs that do not fit
+        the function's signature (a ``!retval`` counts as given), a cleanup function that
+        cannot take the build."""
+        problems = []
+        for job in self.config.jobs.values():
+            calls = [("function", job.args, job.kwargs)]
+            if job.cleanup_function:
+                calls.append(("cleanup_function", (None,), {}))  # cleanup(build)
+            for key, args, kwargs in calls:
+                try:
+                    func = self.import_function(job.id, key)
+                except JobControlError as error:
+                    problems.append(str(error))
+                    continue
+                problem = bind_problem(func, args, kwargs)
+                if problem is not None:
+                    # where the arguments are written (the job, when it has none)
+                    where = (job.location_of(key) if key == "cleanup_function" else
+                             next((job.location_of(name) for name in ("kwargs", "args")
+                                   if getattr(job, name)), job.location))
+                    given = "its args and kwargs" if key == "function" else "the build"
+                    problems.append(f"{where}: job {job.id!r}: {key} "
+                                    f"{getattr(job, key)!r} cannot take {given}: {problem}")
+        return problems
+
+    def check_storage(self) -> int:
+        """Open the storage as a build would (creating or migrating its schema) and make
+        one write, rolled back; returns the schema version. StorageError says why not
+        (unreachable, not a database, read-only...)."""
+        version = self.storage.install()
+        self.storage.check_writable()
+        return version
 
     # -- status ------------------------------------------------------------------------------
 
@@ -433,6 +468,14 @@ class JobControl:
         self.storage.get_build(build_id)
         return self.storage.get_logs(build_id, min_level=min_level, after_seq=after_seq,
                                      limit=limit)
+
+    def iter_logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0
+                  ) -> Iterator[LogRecord]:
+        """A build's log records, in order, read a page at a time: what ``logs`` prints
+        with, in bounded memory however long the log. BuildNotFoundError at once if there
+        is no such build."""
+        self.storage.get_build(build_id)
+        return self.storage.iter_logs(build_id, min_level=min_level, after_seq=after_seq)
 
     def wait_for_logs(self, build_id: int, after_seq: int, timeout: float, *,
                       min_level: int = 0, poll_interval: float = 0.5) -> None:

@@ -26,12 +26,13 @@ class ExitCode(IntEnum):
     FAILED = 1, ("a build failed, timed out, was killed or was cancelled; a cleanup_function "
                  "failed (delete, prune); check --freshness: a job is stale")
     USAGE = 2, ("usage or config error (bad option, bad YAML, unknown job, import error, "
-                "storage or broker that cannot be opened, ...)")
+                "broker that cannot be reached, ...)")
     DEPENDENCIES = 3, ("dependencies not met: a dependency never built successfully (use "
                        "--deps), or has no successful build whose return value !retval can pass")
     RUNNING = 4, "not started: the job is already running as many builds as its concurrency"
     STATE = 5, ("the build's state does not allow it, nothing changed: cancel of a finished "
                 "build, delete of a running one")
+    STORAGE = 6, "the storage cannot be reached, opened or written (check tries it)"
 
 
 class JobControlError(Exception):
@@ -156,6 +157,8 @@ class CleanupError(JobControlError):
 
 class StorageError(JobControlError):
     """The storage cannot be opened, migrated or written."""
+
+    exit_code = ExitCode.STORAGE
 
 
 class BrokerError(JobControlError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from jobcontrol.errors import JobImportError
 if TYPE_CHECKING:
     from jobcontrol.config import Location
 
-__all__ = ["describe_callable", "import_callable", "parse_function_path"]
+__all__ = ["bind_problem", "describe_callable", "import_callable", "parse_function_path"]
 
 FUNCTION_SYNTAX = "'package.module.function' or 'package.module:function'"
 
@@ -126,3 +126,18 @@ def describe_callable(func: Callable[..., Any]) -> tuple[str, str]:
     except (TypeError, ValueError):
         signature = "(...)"
     return signature, inspect.getdoc(func) or ""
+
+
+def bind_problem(func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+                 ) -> str | None:
+    """Why ``func(*args, **kwargs)`` would fail before it runs (its signature refuses
+    them), or None: they fit, or Python cannot tell the signature."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        return f"{exc} (the signature is {signature})"
+    return None

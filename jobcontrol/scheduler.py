@@ -45,6 +45,11 @@ class DueReport:
     taken_elsewhere: int = 0
     #: errors met building (the rest went on)
     errors: list[JobControlError] = field(default_factory=list)
+    #: True when asked about a time later than the storage's clock: nothing was claimed or
+    #: built, ``due`` and ``missed`` say what a run at that time would take on
+    dry_run: bool = False
+    #: (job, instant) of each instant a dry run found due
+    due: list[tuple[str, datetime]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -82,20 +87,31 @@ def run_due(jc: JobControl, *, now: datetime | None = None,
 
     Builds of one round (the next due instant of each job) run side by side; with
     ``catchup: all`` a job's later instants follow in later rounds.
+
+    A ``now`` later than the storage's clock is a dry run: an instant is never claimed
+    before it comes (it would be lost to the real run when it does); the report says what
+    would be due (``dry_run``, ``due``, ``missed``).
     """
     report = DueReport()
     scheduled = {job_id: job for job_id, job in jc.config.jobs.items() if job.schedule}
     if not scheduled:
         return report
     storage = jc.storage
-    now = now or storage.now()
-    jc.reap()  # a dead runner must not make its job look busy
+    clock = storage.now()
+    report.dry_run = now is not None and now > clock
+    now = now or clock
+    if not report.dry_run:
+        jc.reap()  # a dead runner must not make its job look busy
     last = storage.last_scheduled_runs(scheduled)
     rounds: list[list[tuple[str, datetime]]] = []
     for job_id, job in scheduled.items():
         assert job.schedule is not None
         previous = last.get(job_id)
         due = due_runs(job.schedule, previous.scheduled_for if previous else None, now)
+        if report.dry_run:
+            report.due += [(job_id, instant) for instant in due.run]
+            report.missed += [(job_id, instant) for instant in due.missed]
+            continue
         if previous is None and not due.run and not due.missed:
             # first seen between instants: remember the last one passed, so that the next
             # instant is due however late the next call comes

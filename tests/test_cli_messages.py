@@ -52,12 +52,12 @@ def test_sqlite_path_through_a_file_says_it_is_not_a_folder(tmp_path: Path) -> N
     message = one_error_line(Cli(config)("status", code=ExitCode.USAGE))
     assert message == (f"{config}:1:10: storage: cannot open SQLite database "
                        f"{tmp_path}/jobfuncs.py/x.db: {tmp_path}/jobfuncs.py is not a folder")
-    # from --storage: no place in the config to point at
+    # from --storage: no place in the config to point at, a storage error (exit 6)
     cli = Cli(config)
-    result = cli("--storage", "sqlite:////etc/passwd/deeper/x.db", "status", code=2)
+    result = cli("--storage", "sqlite:////etc/passwd/deeper/x.db", "status", code=ExitCode.STORAGE)
     assert one_error_line(result) == ("cannot open SQLite database /etc/passwd/deeper/x.db: "
                                       "/etc/passwd is not a folder")
-    result = cli("--storage", f"sqlite:///{tmp_path}/none/x.db", "status", code=2)
+    result = cli("--storage", f"sqlite:///{tmp_path}/none/x.db", "status", code=ExitCode.STORAGE)
     assert one_error_line(result) == (f"cannot open SQLite database {tmp_path}/none/x.db: "
                                       f"folder {tmp_path}/none does not exist")
 

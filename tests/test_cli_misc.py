@@ -111,8 +111,10 @@ def test_jobs_job_graph(tmp_path: Path) -> None:
 def test_check_config_install(tmp_path: Path) -> None:
     config = make_project(tmp_path, GOOD)
     cli = Cli(config)
-    assert cli("check").output == f"{config}: 2 jobs, all functions import\n"
-    assert not (tmp_path / "jobcontrol.db").exists()  # check needs no storage
+    assert cli("check", "--no-storage").output == (
+        f"{config}: 2 jobs, all functions import and take their arguments\n"
+        f"storage not checked (--no-storage)\n")
+    assert not (tmp_path / "jobcontrol.db").exists()  # --no-storage: not opened
     rendered = cli("config").output
     assert "!retval a" in rendered and "title: Job A" in rendered
     assert json.loads(cli("config", "--format", "json").output)["jobs"][0]["id"] == "a"

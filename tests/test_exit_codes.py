@@ -55,6 +55,7 @@ REACHED_BY = {
     ExitCode.DEPENDENCIES: "test_retval_of_a_dependency_that_only_skipped_exits_3",
     ExitCode.RUNNING: "test_refusal_is_printed_once_on_stderr",
     ExitCode.STATE: "test_refusal_is_printed_once_on_stderr",
+    ExitCode.STORAGE: "test_storage_that_cannot_be_opened_exits_6",
 }
 
 
@@ -109,6 +110,13 @@ def test_usage_and_config_errors(project: Project) -> None:
     code, out, err = project.run("builds", "--limit", "0")
     assert code == ExitCode.USAGE
     assert "Invalid value for '--limit'" in err and out == ""
+
+
+def test_storage_that_cannot_be_opened_exits_6(project: Project) -> None:
+    # /proc takes no new file: a path no user can create a database at
+    code, out, err = project.run("--storage", "sqlite:////proc/jobcontrol.db", "build", "hello")
+    assert code == ExitCode.STORAGE
+    once_on_stderr(out, err, "SQLite database /proc/jobcontrol.db: unable to open database file")
 
 
 def test_delete_whose_cleanup_fails_exits_1(project: Project) -> None:

@@ -86,4 +86,4 @@ def test_the_storage_password_is_masked(tmp_path: Path) -> None:
         code, out, err = project.run(*args)
         assert "pg-pass-77" not in out + err
         assert "ann:***@127.0.0.1:1" in out + err
-    assert code == 2  # status cannot connect, and says so without the password
+    assert code == 6  # status cannot connect, and says so without the password

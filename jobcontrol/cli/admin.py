@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from jobcontrol.cli.helpers import pass_jc
-from jobcontrol.errors import ExitCode, JobControlError
+from jobcontrol.errors import ExitCode
 from jobcontrol.storage import redact_url
 
 
@@ -23,27 +23,32 @@ def install(jc: Any) -> None:
 @click.option("--freshness", is_flag=True,
               help="Also check that every job with a max_age succeeded recently enough; "
                    "exit 1 naming the stale ones.")
+@click.option("--no-storage", is_flag=True,
+              help="Do not open the storage (to check a config away from its database).")
 @pass_jc
-def check(jc: Any, freshness: bool) -> None:
-    """Validate the config and import every job's functions; exit 2 on a problem.
+def check(jc: Any, freshness: bool, no_storage: bool) -> None:
+    """Validate the config, import every job's functions and bind their arguments; exit 2
+    on a problem. Then open the storage and make a write (rolled back); exit 6 if it
+    cannot be reached or written.
 
     With --freshness (for monitoring), exit 1 if a job's last success is older than its
     max_age.
     """
-    problems = []
-    for job in jc.config.jobs.values():
-        keys = ["function"] + (["cleanup_function"] if job.cleanup_function else [])
-        for key in keys:
-            try:
-                jc.import_function(job.id, key)
-            except JobControlError as error:
-                problems.append(str(error))
+    if freshness and no_storage:
+        raise click.UsageError("--freshness reads the storage: it cannot go with --no-storage")
+    problems = jc.check_jobs()
     for problem in problems:
         click.echo(f"Error: {problem}", err=True)
     if problems:
         raise click.exceptions.Exit(ExitCode.USAGE)
     count = len(jc.config.jobs)
-    click.echo(f"{jc.config.path}: {count} job{'s' if count != 1 else ''}, all functions import")
+    click.echo(f"{jc.config.path}: {count} job{'s' if count != 1 else ''}, all functions "
+               f"import and take their arguments")
+    if no_storage:
+        click.echo("storage not checked (--no-storage)")
+    else:
+        version = jc.check_storage()
+        click.echo(f"storage {redact_url(jc.storage.url)}: writable (schema version {version})")
     if freshness:
         stale = jc.stale_jobs()
         for job_id, reason in stale.items():

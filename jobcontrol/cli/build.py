@@ -16,6 +16,7 @@ from jobcontrol.cli.render import build_json, log_line
 from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.executors.local import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
+from jobcontrol.progress_report import progress_tree
 from jobcontrol.timeutil import format_duration
 
 _BAR_WIDTH = 24
@@ -31,7 +32,9 @@ class TextObserver(BuildObserver):
         self.refusals: list[JobControlError] = []
         # the streams as they are now: an inline job's print() is redirected into its log
         self.out, self.err = sys.stdout, sys.stderr
-        self.progress: dict[int, tuple[Build, ProgressItem]] = {}
+        #: each running build's latest report of each group, and the latest report of all
+        self.progress: dict[int, tuple[Build, dict[tuple[str, ...], ProgressItem],
+                                       ProgressItem]] = {}
         self._status_shown = False
         self._last_draw = 0.0
 
@@ -49,10 +52,9 @@ class TextObserver(BuildObserver):
         self._print(log_line(record, build.id), **({"fg": colour} if colour else {}))
 
     def build_progress(self, build: Build, item: ProgressItem) -> None:
-        if not item.group:
-            self.progress[build.id] = (build, item)
-        elif build.id not in self.progress:
-            self.progress[build.id] = (build, item)
+        groups = self.progress[build.id][1] if build.id in self.progress else {}
+        groups[item.group] = item
+        self.progress[build.id] = (build, groups, item)
         self._draw_status()
 
     def build_finished(self, build: Build) -> None:
@@ -94,14 +96,16 @@ class TextObserver(BuildObserver):
             return
         self._last_draw = now
         parts = []
-        for build, item in self.progress.values():
-            fraction = item.current / item.total if item.total else 0.0
-            fraction = max(0.0, min(1.0, fraction))
+        for build, groups, latest in self.progress.values():
+            # the whole build: its own report, or the sum of its groups (the tree's root)
+            root = progress_tree(groups.values())
+            fraction = root.fraction or 0.0
             filled = int(fraction * _BAR_WIDTH)
             bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
             label = f"#{build.id} {build.job_id} [{bar}] {fraction:4.0%}"
-            if item.message:
-                label += f" {item.message}"
+            message = root.message if () in groups else latest.message
+            if message:
+                label += f" {message}"
             parts.append(label)
         self._clear_status()
         width = shutil.get_terminal_size().columns

@@ -48,16 +48,18 @@ def logs(jc: Any, build_id: int, follow: bool, level: int, fmt: str, interval: f
     jc.get_build(build_id)
     after = 0
     while True:
-        records = jc.logs(build_id, min_level=level, after_seq=after)
-        for record in records:
+        printed = 0
+        # a page at a time: a log of a million lines is printed in bounded memory
+        for record in jc.iter_logs(build_id, min_level=level, after_seq=after):
             if fmt == "json":
                 click.echo(json.dumps(log_json(record), ensure_ascii=False))
             else:
                 click.echo(log_line(record))
             after = record.seq
+            printed += 1
         if not follow:
             return
-        if not records:
+        if not printed:
             if jc.get_build(build_id).state.finished:
                 # one more read: lines flushed just before the outcome was written
                 if not jc.logs(build_id, min_level=level, after_seq=after):

@@ -37,8 +37,11 @@ class _When(click.ParamType):
 
 
 def report_json(report: Any) -> dict[str, Any]:
-    """``run-due --format json``: every instant it took on, and what became of it."""
+    """``run-due --format json``: every instant it took on, and what became of it (a dry
+    run: ``due`` and ``missed`` it would take on; the rest empty)."""
     return {
+        "dry_run": report.dry_run,
+        "due": [{"job": job, "scheduled_for": isoformat(when)} for job, when in report.due],
         "started": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
                     for job, when, build in report.started],
         "overlaps": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
@@ -67,6 +70,15 @@ def print_report(report: Any) -> None:
     """The lines cron mails: nothing at all when nothing was due. An error that kept an
     instant from being built is said once, with the instant, on stderr."""
     errors = {str(error) for error in report.errors}
+    if report.dry_run:
+        click.echo("dry run: that time has not come on the storage's clock; nothing claimed "
+                   "or built")
+        for job, when in report.due:
+            click.echo(f"{job}: run due at {isoformat(when)} would start")
+        for job, when in report.missed:
+            click.echo(f"{job}: run due at {isoformat(when)} would be missed "
+                       f"(too late for catchup: none)")
+        return
     for job, when, build in report.overlaps:
         click.echo(f"{job}: run due at {isoformat(when)} skipped, still running "
                    f"(recorded as build #{build.id})")
@@ -84,7 +96,8 @@ def print_report(report: Any) -> None:
 @click.command("run-due")
 @click.option("--at", "now", type=_When(),
               help="Act as if it were this time (ISO 8601, UTC unless it says): to replay "
-                   "or test a schedule. Default: the storage's clock.")
+                   "or test a schedule. A time to come is a dry run: it prints what would be "
+                   "due and claims nothing. Default: the storage's clock.")
 @format_option
 @pass_jc
 def run_due(jc: Any, now: datetime | None, fmt: str) -> None:

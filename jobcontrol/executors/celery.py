@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobcontrol.config import ExecutorSettings
-from jobcontrol.errors import BrokerError, StorageError
+from jobcontrol.errors import BrokerError, JobControlError
 from jobcontrol.storage import open_storage, redact_url
 
 try:
@@ -87,19 +87,20 @@ class CelerySender:
 
 def check_shared_storage(url: str, label: str, single_host: bool) -> None:
     """Refuse a storage that workers on other machines cannot share, unless
-    ``single_host`` says every worker runs on this machine (SQLite)."""
+    ``single_host`` says every worker runs on this machine (SQLite): a usage error (exit
+    2), the storage itself being fine."""
     scheme = url.partition("://")[0]
     if scheme in SHARED_SCHEMES:
         return
     if scheme == "sqlite" and single_host:
         return
     if scheme == "sqlite":
-        raise StorageError(
+        raise JobControlError(
             f"{label} cannot be shared with workers on other machines: use PostgreSQL "
             f"(storage: postgresql://user@host/db), or pass --single-host if every worker "
             f"and every build command runs on this machine"
         )
-    raise StorageError(f"{label} lives in one process: workers need a storage they share "
+    raise JobControlError(f"{label} lives in one process: workers need a storage they share "
                        f"(PostgreSQL, or SQLite with --single-host)")
 
 

@@ -34,6 +34,9 @@ _T = TypeVar("_T")
 #: most builds :meth:`Storage.delete_builds` and :meth:`Storage.delete_logs` touch in one
 #: transaction: a prune of a million builds is many short transactions, not one long lock
 DELETE_BATCH = 500
+#: log numbers (``seq``) a page of :meth:`Storage.iter_logs` spans: at most that many
+#: records a query
+LOG_PAGE = 1000
 
 
 class Storage(abc.ABC):
@@ -58,6 +61,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def schema_version(self) -> int:
         """The schema version in place (0 when nothing is installed)."""
+
+    def check_writable(self) -> None:  # noqa: B027 - memory is always writable
+        """Make one write and roll it back: :class:`~jobcontrol.errors.StorageError` when
+        the storage cannot be written (a read-only file or server, no privilege)."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -282,8 +289,29 @@ class Storage(abc.ABC):
         min_level: int = 0,
         after_seq: int = 0,
         limit: int | None = None,
+        until_seq: int | None = None,
     ) -> list[LogRecord]:
-        """A build's log records in order, with ``seq > after_seq`` and ``level >= min_level``."""
+        """A build's log records in order, with ``seq > after_seq`` (and ``<= until_seq``)
+        and ``level >= min_level``."""
+
+    def iter_logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,
+                  page: int = LOG_PAGE) -> Iterator[LogRecord]:
+        """:meth:`get_logs` read a page at a time: a log of any length in bounded memory.
+
+        A page is the records among the next ``page`` numbers from the next record there
+        is (found by a query of its own): both bounds on ``seq``, so a query reads at most
+        ``page`` records of the index whatever the database's planner believes (a page with
+        only a lower bound and a LIMIT can sort every record left, each page, when a big log
+        is new to PostgreSQL's statistics). Records appended while it reads are read too.
+        """
+        while True:
+            following = self.get_logs(build_id, after_seq=after_seq, limit=1)
+            if not following:
+                return
+            start = following[0].seq - 1
+            after_seq = start + page
+            yield from self.get_logs(build_id, min_level=min_level, after_seq=start,
+                                     until_seq=after_seq)
 
     def wait_for_logs(
         self,

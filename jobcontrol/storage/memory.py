@@ -419,14 +419,17 @@ class MemoryStorage(Storage):
         min_level: int = 0,
         after_seq: int = 0,
         limit: int | None = None,
+        until_seq: int | None = None,
     ) -> list[LogRecord]:
         with self._lock:
             self._check_open()
             log = self._logs.get(build_id, [])
             # ordered by seq, with holes where records were pruned
             start = bisect.bisect_right(log, after_seq, key=lambda r: r.seq)
+            end = None if until_seq is None else bisect.bisect_right(log, until_seq,
+                                                                     key=lambda r: r.seq)
             selected: Iterable[LogRecord] = (
-                r for r in itertools.islice(log, start, None) if r.level >= min_level
+                r for r in itertools.islice(log, start, end) if r.level >= min_level
             )
             if limit is not None:
                 selected = itertools.islice(selected, max(limit, 0))

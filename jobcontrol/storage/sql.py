@@ -33,7 +33,9 @@ import abc
 import contextlib
 import functools
 import json
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -113,6 +115,10 @@ _FINISH_CLAIMED_SQL = (
     "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
     "WHERE id = ? AND state IN (?, ?) RETURNING heartbeat, cancel_requested, cancel_reason"
 )
+
+
+class _WriteProbed(Exception):
+    """Ends :meth:`SqlStorage.check_writable`'s transaction with a rollback."""
 
 
 class _PendingLost(StorageError):
@@ -498,6 +504,19 @@ class SqlStorage(Storage):
             version = self._migrate()
             self._ready = True
             return version
+
+    def check_writable(self) -> None:
+        try:
+            with self._transaction() as cur:
+                # a key no one uses: a real insert, whatever the table holds
+                cur.execute(self._q("INSERT INTO settings (key, value) VALUES (?, ?)"),
+                            (f"jobcontrol.check.{os.getpid()}.{time.time_ns()}", ""))
+                raise _WriteProbed  # rolled back: nothing stays
+        except _WriteProbed:
+            pass
+        except StorageError as exc:
+            raise StorageError(f"{self.label} cannot be written: "
+                               f"{str(exc).removeprefix(self.label + ': ')}") from exc
 
     def schema_version(self) -> int:
         with self._lock:
@@ -1017,10 +1036,14 @@ class SqlStorage(Storage):
         min_level: int = 0,
         after_seq: int = 0,
         limit: int | None = None,
+        until_seq: int | None = None,
     ) -> list[LogRecord]:
-        sql = (f"SELECT {LOG_COLUMNS} FROM logs "
-               f"WHERE build_id = ? AND seq > ? AND level >= ? ORDER BY seq")
+        sql = f"SELECT {LOG_COLUMNS} FROM logs WHERE build_id = ? AND seq > ? AND level >= ?"
         params: list[Any] = [build_id, after_seq, min_level]
+        if until_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(until_seq)
+        sql += " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(limit, 0))
