@@ -254,8 +254,10 @@ class Scheduler:
         self._lock = threading.Lock()
         #: claimed, waiting for room
         self._waiting: list[DueGroup] = []
-        #: given room: the main thread's (inline) not started yet
-        self._inline: list[DueGroup] = []
+        #: a group with an inline job handed to the main thread, not started yet
+        self._inline: DueGroup | None = None
+        #: whether the main thread has such a group (until it is built)
+        self._main_busy = False
         #: the builds the groups given room may run at once, together
         self._room_taken = 0
         self._builders: list[threading.Thread] = []
@@ -267,11 +269,17 @@ class Scheduler:
             loop = threading.Thread(target=self._loop, name="jobcontrol-scheduler",
                                     daemon=True)
             loop.start()
-            while not self.stop.is_set():
-                self._wake_main.wait()
-                self._wake_main.clear()
-                while (group := self._next_inline()) is not None:
-                    self._build(group)
+            while True:  # the main thread builds the groups with an inline job
+                group = self._next_inline()
+                if group is not None:
+                    self._build(group, inline=True)  # recorded not built once stopped
+                elif self.stop.is_set():
+                    break
+                else:
+                    self._wake_main.wait()
+                    self._wake_main.clear()
+            if (group := self._next_inline()) is not None:  # handed over as it stopped
+                self._build(group, inline=True)
             loop.join()
             self._shut_down()
         if self._failure is not None:
@@ -299,6 +307,7 @@ class Scheduler:
                 # rescheduled by a clock change, and a long sleep notices nothing)
                 wait = 60.0 if upcoming is None else (upcoming - now).total_seconds()
                 self._wake_loop.wait(min(max(wait, 0.0), 60.0))
+            self._cancel_running()
         except BaseException as exc:  # the main thread raises it, once all is recorded
             self._failure = exc
             self.stop.set()
@@ -331,15 +340,21 @@ class Scheduler:
         return min(len(group.instants), self.max_builds)
 
     def _dispatch(self) -> None:
-        """Start the waiting groups there is room for, oldest first."""
+        """Start the waiting groups there is room for, oldest first (one with an inline
+        job once the main thread is free)."""
         with self._lock:
             self._builders = [thread for thread in self._builders if thread.is_alive()]
-            while self._waiting and not self.stop.is_set() \
-                    and self._room_taken + self._room(self._waiting[0]) <= self.max_builds:
-                group = self._waiting.pop(0)
+            for group in list(self._waiting):
+                if self.stop.is_set() \
+                        or self._room_taken + self._room(group) > self.max_builds:
+                    break
+                inline = self._inline_in(group)
+                if inline and self._main_busy:
+                    continue
+                self._waiting.remove(group)
                 self._room_taken += self._room(group)
-                if self._inline_in(group):
-                    self._inline.append(group)
+                if inline:
+                    self._inline, self._main_busy = group, True
                     self._wake_main.set()
                     continue
                 builder = threading.Thread(target=self._build, args=(group,),
@@ -357,11 +372,10 @@ class Scheduler:
 
     def _next_inline(self) -> DueGroup | None:
         with self._lock:
-            if self.stop.is_set() or not self._inline:
-                return None
-            return self._inline.pop(0)
+            group, self._inline = self._inline, None
+            return group
 
-    def _build(self, group: DueGroup) -> None:
+    def _build(self, group: DueGroup, inline: bool = False) -> None:
         report = DueReport()
         try:
             if self.stop.is_set():
@@ -387,30 +401,40 @@ class Scheduler:
             self.report(report)
             with self._lock:
                 self._room_taken -= self._room(group)
+                self._main_busy = self._main_busy and not inline
             self._dispatch()
             self._wake_loop.set()  # its jobs' next instants (catchup: all) may be due now
 
     # -- stopping ------------------------------------------------------------------------
 
-    def _shut_down(self) -> None:
-        """Record the groups not started, and cancel the builds running until none is."""
-        report = DueReport()
-        with self._lock:
-            unstarted, self._waiting, self._inline = self._waiting + self._inline, [], []
-        for group in unstarted:
-            self._not_started(group, report)
+    def _cancel_running(self) -> None:
+        """Once stopped (in the loop's thread): cancel the builds of this process, those
+        that start after too, until no group is being built. The runs find the request as
+        they find a ``jobcontrol cancel`` (an inline build's too, in the main thread)."""
         asked: set[int] = set()
         while True:
             with self._lock:
-                builders = [thread for thread in self._builders if thread.is_alive()]
-            if not builders:
-                break
+                self._builders = [thread for thread in self._builders if thread.is_alive()]
+                if not self._builders and not self._main_busy:
+                    return
             for build in self.jc.storage.list_builds(states=[BuildState.RUNNING]):
                 if build.host == HOSTNAME and build.pid == os.getpid() \
-                        and build.id not in asked:  # builds started by this process
+                        and build.id not in asked:
                     self.jc.storage.request_cancel(build.id, self.stop_reason)
                     asked.add(build.id)
-            builders[0].join(CANCEL_POLL_INTERVAL)  # a build may start until its run sees it
+            self._wake_loop.wait(CANCEL_POLL_INTERVAL)  # set as each group ends
+            self._wake_loop.clear()
+
+    def _shut_down(self) -> None:
+        """Record the groups that were not started."""
+        report = DueReport()
+        with self._lock:
+            unstarted, self._waiting = self._waiting, []
+            if self._inline is not None:
+                unstarted.append(self._inline)
+                self._inline = None
+        for group in unstarted:
+            self._not_started(group, report)
         self.report(report)
 
     def _not_started(self, group: DueGroup, report: DueReport) -> None:
