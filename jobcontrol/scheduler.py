@@ -104,9 +104,9 @@ class DueGroup:
 
 def claim_due(jc: JobControl, report: DueReport, *, now: datetime) -> list[DueGroup] | None:
     """Take on one round: the next due instant of each scheduled job, by its catch-up
-    policy. Instants too late are recorded ``missed``, those
-    whose job is still running ``overlap``; the rest are returned, claimed, in the groups
-    to build (empty when other processes took them all). None: nothing was due."""
+    policy. Instants too late are recorded ``missed``, those whose job is still running
+    ``overlap``; the rest are returned, claimed, in the groups to build (empty when other
+    processes took them all). None: nothing was due."""
     scheduled = {job_id: job for job_id, job in jc.config.jobs.items() if job.schedule}
     if not scheduled:
         return None
@@ -324,10 +324,10 @@ class Scheduler:
                 assert schedule is not None
                 if schedule.options.catchup == "all":
                     continue
-                for group in self._waiting:  # its next instant replaces it, by the policy
-                    superseded += [entry for entry in group.instants if entry[0] == job_id]
-                    group.instants[:] = [entry for entry in group.instants
-                                         if entry[0] != job_id]
+                for waiting in self._waiting:  # its next instant replaces it, by the policy
+                    superseded += [entry for entry in waiting.instants if entry[0] == job_id]
+                    waiting.instants[:] = [entry for entry in waiting.instants
+                                           if entry[0] != job_id]
             self._waiting = [group for group in self._waiting if group.instants] + groups
         for job_id, instant in superseded:
             self.jc.storage.set_scheduled_run(job_id, instant, outcome="missed")

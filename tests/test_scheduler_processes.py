@@ -201,32 +201,40 @@ jobs:
     function: jobfuncs.noop
     schedule: "* * * * * */2"
     schedule_options: {catchup: all, misfire_grace: 1s}
+  - id: newest
+    function: jobfuncs.noop
+    schedule: "* * * * * *"
+    schedule_options: {catchup: latest, deps: false}
 """
 
 
 def test_j_bounds_the_builds_and_every_instant_waiting_is_recorded(
         storage_kind: pytest.FixtureRequest, tmp_path: Path) -> None:
     """``-j 1``: one build at a time. An instant due while ``slow`` runs waits: with
-    ``catchup: all`` each is built late, in turn; with ``catchup: none`` one replaced by
-    the job's next instant, or too late when room came, is recorded missed."""
+    ``catchup: all`` each is built late, in turn; with ``latest`` one replaced by the
+    job's next instant is recorded missed, with ``none`` too, and one too late when room
+    came."""
     project = Project.on(storage_kind, tmp_path, J1)
     with scheduler(project, "-j", "1") as (process, storage):
         wait_until("slow to run twice, punctual to miss and patient to catch up", lambda: (
             outcomes(storage, "slow").count("started") >= 2
             and "missed" in outcomes(storage, "punctual")
+            and "missed" in outcomes(storage, "newest")
             and outcomes(storage, "patient").count("started") >= 4))
         out = stop(process)
-        assert out.startswith("scheduler: 3 scheduled jobs, at most 1 build at once;")
+        assert out.startswith("scheduler: 4 scheduled jobs, at most 1 build at once;")
         builds = assert_nothing_running(storage)
         slow = assert_all_recorded(storage, "slow", 4.0)
         punctual = assert_all_recorded(storage, "punctual", 1.0)
         patient = assert_all_recorded(storage, "patient", 2.0)
+        newest = assert_all_recorded(storage, "newest", 1.0)
     ran = sorted((build for build in builds if build.state is not BuildState.SKIPPED),
                  key=lambda build: build.started)
     for earlier, later in itertools.pairwise(ran):  # one at a time
         assert earlier.finished is not None and earlier.finished <= later.started
     assert {run.outcome for run in slow} <= {"started", "overlap"}
     assert {run.outcome for run in punctual} == {"started", "missed"}
+    assert {run.outcome for run in newest} == {"started", "missed"}
     # catchup: all: every instant built, some late (they waited for slow)
     assert {run.outcome for run in patient} == {"started"}
     by_id = {build.id: build for build in builds}
