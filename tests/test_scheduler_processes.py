@@ -22,6 +22,7 @@ import pytest
 
 from jobcontrol.models import Build, BuildState, ScheduledRun
 from jobcontrol.storage import Storage, open_storage
+from tests.support import make_project
 from tests.test_processes import Project, alive
 
 
@@ -242,3 +243,35 @@ def test_j_bounds_the_builds_and_every_instant_waiting_is_recorded(
     by_id = {build.id: build for build in builds}
     lateness = [by_id[run.build_id].started - run.scheduled_for for run in patient]
     assert max(lateness) > timedelta(seconds=1)
+
+
+INLINE = """\
+jobs:
+  - id: inline_slow
+    function: jobfuncs.sleeper
+    kwargs: {seconds: 3}
+    isolation: inline
+    schedule: "* * * * * *"
+  - id: beside
+    function: jobfuncs.noop
+    schedule: "* * * * * *"
+    schedule_options: {catchup: all, misfire_grace: 1s, deps: false}
+"""
+
+
+def test_an_inline_build_logs_its_own_lines_only(tmp_path: Path) -> None:
+    """An inline build runs in the scheduler's main thread with its print() captured: what
+    the scheduler prints meanwhile (overlaps, other builds) goes to the scheduler's output,
+    never into the inline build's log."""
+    project = Project(make_project(tmp_path / "project", INLINE), None)
+    with scheduler(project) as (process, storage):
+        wait_until("overlaps of the inline job, the other job built beside it",
+                   lambda: outcomes(storage, "inline_slow").count("overlap") >= 2
+                   and outcomes(storage, "beside").count("started") >= 3)
+        out = stop(process)
+        inline = [build for build in storage.list_builds("inline_slow")
+                  if build.state is not BuildState.SKIPPED]
+        logs = {build.id: [record.message for record in storage.get_logs(build.id)]
+                for build in inline}
+    assert "inline_slow: run due at " in out and "build #" in out
+    assert all(lines == ["sleeping 3"] for lines in logs.values()), logs
