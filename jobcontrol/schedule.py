@@ -45,6 +45,11 @@ class ScheduleOptions:
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def too_late(self, instant: datetime, now: datetime) -> bool:
+        """Whether a run of ``instant`` starting at ``now`` is to be recorded missed:
+        ``catchup: none`` and later than ``misfire_grace``."""
+        return self.catchup == "none" and (now - instant).total_seconds() > self.misfire_grace
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -132,7 +137,7 @@ def due_runs(schedule: Schedule, last: datetime | None, now: datetime) -> DueRun
     newest = schedule.latest_at(now)
     if newest <= since:
         return DueRuns([], [])
-    if policy == "none" and (now - newest).total_seconds() > grace:
+    if schedule.options.too_late(newest, now):
         return DueRuns([], [newest])
     return DueRuns([newest], [])
 

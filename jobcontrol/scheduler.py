@@ -20,8 +20,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobcontrol.errors import JobAlreadyRunningError, JobControlError
-from jobcontrol.executors.local import HOSTNAME, BuildObserver
+from jobcontrol.executors.local import CANCEL_POLL_INTERVAL, HOSTNAME, BuildObserver
 from jobcontrol.models import Build, BuildState
+from jobcontrol.plan import make_plan
 from jobcontrol.schedule import due_runs
 from jobcontrol.timeutil import isoformat
 
@@ -93,25 +94,59 @@ def run_due(jc: JobControl, *, now: datetime | None = None,
     would be due (``dry_run``, ``due``, ``missed``).
     """
     report = DueReport()
-    scheduled = {job_id: job for job_id, job in jc.config.jobs.items() if job.schedule}
-    if not scheduled:
+    if not any(job.schedule for job in jc.config.jobs.values()):
         return report
-    storage = jc.storage
-    clock = storage.now()
-    report.dry_run = now is not None and now > clock
+    clock = jc.storage.now()
+    if now is not None and now > clock:
+        return _dry_run(jc, report, now)
     now = now or clock
-    if not report.dry_run:
-        jc.reap()  # a dead runner must not make its job look busy
-    last = storage.last_scheduled_runs(scheduled)
-    rounds: list[list[tuple[str, datetime]]] = []
+    jc.reap()  # a dead runner must not make its job look busy
+    while (groups := claim_due(jc, report, now=now)) is not None:
+        for group in groups:
+            _build_group(jc, group.instants, deps=group.deps, if_outdated=group.if_outdated,
+                         report=report, observer=observer)
+    return report
+
+
+def _dry_run(jc: JobControl, report: DueReport, now: datetime) -> DueReport:
+    """What a run at ``now`` would take on, claiming and building nothing."""
+    report.dry_run = True
+    scheduled = {job_id: job for job_id, job in jc.config.jobs.items() if job.schedule}
+    last = jc.storage.last_scheduled_runs(scheduled)
     for job_id, job in scheduled.items():
         assert job.schedule is not None
         previous = last.get(job_id)
         due = due_runs(job.schedule, previous.scheduled_for if previous else None, now)
-        if report.dry_run:
-            report.due += [(job_id, instant) for instant in due.run]
-            report.missed += [(job_id, instant) for instant in due.missed]
-            continue
+        report.due += [(job_id, instant) for instant in due.run]
+        report.missed += [(job_id, instant) for instant in due.missed]
+    return report
+
+
+@dataclass(frozen=True)
+class DueGroup:
+    """Instants claimed to be built together (one ``build`` of their jobs): those of one
+    round whose jobs share their ``deps`` and ``if_outdated`` options."""
+
+    instants: list[tuple[str, datetime]]
+    deps: bool
+    if_outdated: bool
+
+
+def claim_due(jc: JobControl, report: DueReport, *, now: datetime) -> list[DueGroup] | None:
+    """Take on one round: the next due instant of each scheduled job, by its catch-up
+    policy. Instants too late are recorded ``missed``, those whose job is still running
+    ``overlap``; the rest are returned, claimed, in the groups to build (empty when other
+    processes took them all). None: nothing was due."""
+    scheduled = {job_id: job for job_id, job in jc.config.jobs.items() if job.schedule}
+    if not scheduled:
+        return None
+    storage = jc.storage
+    last = storage.last_scheduled_runs(scheduled)
+    round_: list[tuple[str, datetime]] = []
+    for job_id, job in scheduled.items():
+        assert job.schedule is not None
+        previous = last.get(job_id)
+        due = due_runs(job.schedule, previous.scheduled_for if previous else None, now)
         if previous is None and not due.run and not due.missed:
             # first seen between instants: remember the last one passed, so that the next
             # instant is due however late the next call comes
@@ -121,17 +156,15 @@ def run_due(jc: JobControl, *, now: datetime | None = None,
             if storage.claim_scheduled_run(job_id, instant, host=HOSTNAME, pid=os.getpid(),
                                            outcome="missed"):
                 report.missed.append((job_id, instant))
-        for index, instant in enumerate(due.run):
-            while len(rounds) <= index:
-                rounds.append([])
-            rounds[index].append((job_id, instant))
-    for round_ in rounds:
-        _run_round(jc, round_, report, observer)
-    return report
+        if due.run:  # the later ones (catchup: all) are the next rounds' first
+            round_.append((job_id, due.run[0]))
+    if not round_:
+        return None
+    return _claim_round(jc, round_, report)
 
 
-def _run_round(jc: JobControl, round_: list[tuple[str, datetime]], report: DueReport,
-               observer: BuildObserver | None) -> None:
+def _claim_round(jc: JobControl, round_: list[tuple[str, datetime]],
+                 report: DueReport) -> list[DueGroup]:
     storage = jc.storage
     claimed = []
     for job_id, instant in round_:
@@ -140,7 +173,7 @@ def _run_round(jc: JobControl, round_: list[tuple[str, datetime]], report: DueRe
         else:
             report.taken_elsewhere += 1
     if not claimed:
-        return
+        return []
     summaries = storage.job_summaries([job_id for job_id, _ in claimed])
     groups: dict[tuple[bool, bool], list[tuple[str, datetime]]] = {}
     for job_id, instant in claimed:
@@ -156,13 +189,13 @@ def _run_round(jc: JobControl, round_: list[tuple[str, datetime]], report: DueRe
         assert job.schedule is not None
         options = job.schedule.options
         groups.setdefault((options.deps, options.if_outdated), []).append((job_id, instant))
-    for (deps, if_outdated), group in groups.items():
-        _build_group(jc, group, deps=deps, if_outdated=if_outdated, report=report,
-                     observer=observer)
+    return [DueGroup(instants, deps, if_outdated)
+            for (deps, if_outdated), instants in groups.items()]
 
 
 def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: bool,
-                 if_outdated: bool, report: DueReport, observer: BuildObserver | None) -> None:
+                 if_outdated: bool, report: DueReport, observer: BuildObserver | None,
+                 parallel: int | None = None) -> None:
     recorder = _Recorder(observer)
     error: JobControlError | None = None
     targets = [job_id for job_id, _ in group]
@@ -171,7 +204,7 @@ def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: boo
             builds = jc.submit(targets, deps=deps, if_outdated=if_outdated)
         else:
             builds = jc.build(targets, deps=deps, if_outdated=if_outdated, keep_going=True,
-                              parallel=len(group), observer=recorder)
+                              parallel=parallel or len(group), observer=recorder)
     except JobControlError as exc:
         error = exc
         builds = list(getattr(exc, "builds", []))
@@ -213,37 +246,231 @@ def next_instant(jc: JobControl, after: datetime) -> datetime | None:
     return min(instants, default=None)
 
 
-class Scheduler:
-    """``jobcontrol scheduler``: run-due in a loop, asleep until the next instant.
+#: how many builds ``scheduler`` runs at once unless told (``-j``)
+DEFAULT_MAX_BUILDS = 4
 
-    SIGTERM or SIGINT while asleep ends the loop at once; during builds, they are
-    cancelled as ``build`` cancels them (SIGTERM to the jobs, recorded ``cancelled``), and
-    the loop ends after.
+
+class Scheduler:
+    """``jobcontrol scheduler``: run-due's rules in a loop that never waits for a build.
+
+    A thread wakes at each instant (and when a run ends), claims what is due as
+    :func:`run_due` claims it (:func:`claim_due`: the same claim rows, ``missed`` and
+    ``overlap`` records) and hands each group of instants to a builder, which builds it by
+    :func:`run_due`'s own build path: at most ``max_builds`` builds run at once (a group of
+    n jobs takes n of them, or all). A group waiting for room starts late, by its jobs'
+    catch-up policy: with ``all`` each instant is built, in turn; with ``latest`` and
+    ``none`` an instant waiting when the job's next one is claimed is recorded ``missed``,
+    and with ``none`` one that starts later than its ``misfire_grace`` too. A group with an
+    inline job is built in the main thread (where a timeout and a cancel can interrupt it),
+    one at a time; the others each in a thread of their own.
+
+    SIGTERM or SIGINT stops it: nothing more is claimed, the builds running are cancelled
+    (recorded ``cancelled``, as ``build`` records them), groups not started are recorded
+    ``not_built``, and :meth:`serve` returns once every build has ended.
     """
 
-    def __init__(self, jc: JobControl, observer: BuildObserver | None = None) -> None:
+    def __init__(self, jc: JobControl, observer: BuildObserver | None = None, *,
+                 max_builds: int = DEFAULT_MAX_BUILDS) -> None:
+        if max_builds < 1:
+            raise ValueError(f"max_builds must be at least 1, got {max_builds}")
         self.jc = jc
         self.observer = observer
+        self.max_builds = max_builds
         self.stop = threading.Event()
+        #: why it stopped, as the cancelled builds' reason says
+        self.stop_reason = "the scheduler stopped"
+        self._wake_loop = threading.Event()
+        self._wake_main = threading.Event()
+        self._lock = threading.Lock()
+        #: claimed, waiting for room
+        self._waiting: list[DueGroup] = []
+        #: a group with an inline job handed to the main thread, not started yet
+        self._inline: DueGroup | None = None
+        #: whether the main thread has such a group (until it is built)
+        self._main_busy = False
+        #: the builds the groups given room may run at once, together
+        self._room_taken = 0
+        self._builders: list[threading.Thread] = []
+        self._failure: BaseException | None = None
 
-    def serve(self, *, max_rounds: int | None = None) -> None:
-        rounds = 0
+    def serve(self) -> None:
+        """Run until stopped (SIGTERM, SIGINT, or :attr:`stop` set and :meth:`wake`)."""
         with self._stop_on_signals():
+            loop = threading.Thread(target=self._loop, name="jobcontrol-scheduler",
+                                    daemon=True)
+            loop.start()
+            while True:  # the main thread builds the groups with an inline job
+                group = self._next_inline()
+                if group is not None:
+                    self._build(group, inline=True)  # recorded not built once stopped
+                elif self.stop.is_set():
+                    break
+                else:
+                    self._wake_main.wait()
+                    self._wake_main.clear()
+            if (group := self._next_inline()) is not None:  # handed over as it stopped
+                self._build(group, inline=True)
+            loop.join()
+            self._shut_down()
+        if self._failure is not None:
+            raise self._failure
+
+    def wake(self) -> None:
+        """Have the loop and the main thread look at their work (and at :attr:`stop`)."""
+        self._wake_loop.set()
+        self._wake_main.set()
+
+    def report(self, report: DueReport) -> None:
+        """Called with what each claim, each group built and the stop did (the CLI prints
+        it); from any of the scheduler's threads."""
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
             while not self.stop.is_set():
-                report = run_due(self.jc, observer=self.observer)
-                self.report(report)
-                rounds += 1
-                if max_rounds is not None and rounds >= max_rounds:
-                    return
+                self._wake_loop.clear()  # a wake from now on is not missed
+                self._claim()
                 now = self.jc.storage.now()
                 upcoming = next_instant(self.jc, now)
                 # wake at the next instant (a minute at most: the config's jobs may be
                 # rescheduled by a clock change, and a long sleep notices nothing)
                 wait = 60.0 if upcoming is None else (upcoming - now).total_seconds()
-                self.stop.wait(min(max(wait, 0.0), 60.0))
+                self._wake_loop.wait(min(max(wait, 0.0), 60.0))
+            self._cancel_running()
+        except BaseException as exc:  # the main thread raises it, once all is recorded
+            self._failure = exc
+            self.stop.set()
+            self.wake()
 
-    def report(self, report: DueReport) -> None:
-        """Called after each round (the CLI prints it)."""
+    def _claim(self) -> None:
+        report = DueReport()
+        self.jc.reap()  # a dead runner must not make its job look busy
+        groups = claim_due(self.jc, report, now=self.jc.storage.now()) or []
+        superseded = []
+        with self._lock:
+            for job_id, _ in (entry for group in groups for entry in group.instants):
+                schedule = self.jc.config.jobs[job_id].schedule
+                assert schedule is not None
+                if schedule.options.catchup == "all":
+                    continue
+                for waiting in self._waiting:  # its next instant replaces it, by the policy
+                    superseded += [entry for entry in waiting.instants if entry[0] == job_id]
+                    waiting.instants[:] = [entry for entry in waiting.instants
+                                           if entry[0] != job_id]
+            self._waiting = [group for group in self._waiting if group.instants] + groups
+        for job_id, instant in superseded:
+            self.jc.storage.set_scheduled_run(job_id, instant, outcome="missed")
+            report.missed.append((job_id, instant))
+        self.report(report)
+        self._dispatch()
+
+    def _room(self, group: DueGroup) -> int:
+        """How many builds of the group run at once: one a job, at most all there are."""
+        return min(len(group.instants), self.max_builds)
+
+    def _dispatch(self) -> None:
+        """Start the waiting groups there is room for, oldest first (one with an inline
+        job once the main thread is free)."""
+        with self._lock:
+            self._builders = [thread for thread in self._builders if thread.is_alive()]
+            for group in list(self._waiting):
+                if self.stop.is_set() \
+                        or self._room_taken + self._room(group) > self.max_builds:
+                    break
+                inline = self._inline_in(group)
+                if inline and self._main_busy:
+                    continue
+                self._waiting.remove(group)
+                self._room_taken += self._room(group)
+                if inline:
+                    self._inline, self._main_busy = group, True
+                    self._wake_main.set()
+                    continue
+                builder = threading.Thread(target=self._build, args=(group,),
+                                           name="jobcontrol-scheduler-build", daemon=True)
+                builder.start()
+                self._builders.append(builder)
+
+    def _inline_in(self, group: DueGroup) -> bool:
+        """Whether a build of the group may run inline (then it runs in the main thread)."""
+        if self.jc.config.executor.remote:
+            return False
+        steps = make_plan(self.jc.config.dependencies, [job_id for job_id, _ in group.instants],
+                          with_deps=group.deps)
+        return any(self.jc.config.jobs[step.job_id].isolation == "inline" for step in steps)
+
+    def _next_inline(self) -> DueGroup | None:
+        with self._lock:
+            group, self._inline = self._inline, None
+            return group
+
+    def _build(self, group: DueGroup, inline: bool = False) -> None:
+        report = DueReport()
+        try:
+            if self.stop.is_set():
+                self._not_started(group, report)
+                return
+            now = self.jc.storage.now()
+            on_time = []
+            for job_id, instant in group.instants:
+                schedule = self.jc.config.jobs[job_id].schedule
+                assert schedule is not None
+                if schedule.options.too_late(instant, now):  # it waited for room
+                    self.jc.storage.set_scheduled_run(job_id, instant, outcome="missed")
+                    report.missed.append((job_id, instant))
+                else:
+                    on_time.append((job_id, instant))
+            if on_time:
+                _build_group(self.jc, on_time, deps=group.deps, if_outdated=group.if_outdated,
+                             report=report, observer=self.observer,
+                             parallel=self._room(group))
+        except JobControlError as exc:  # the storage failed: the next claims go on
+            report.errors.append(exc)
+        finally:
+            self.report(report)
+            with self._lock:
+                self._room_taken -= self._room(group)
+                self._main_busy = self._main_busy and not inline
+            self._dispatch()
+            self._wake_loop.set()  # its jobs' next instants (catchup: all) may be due now
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def _cancel_running(self) -> None:
+        """Once stopped (in the loop's thread): cancel the builds of this process, those
+        that start after too, until no group is being built. The runs find the request as
+        they find a ``jobcontrol cancel`` (an inline build's too, in the main thread)."""
+        asked: set[int] = set()
+        while True:
+            with self._lock:
+                self._builders = [thread for thread in self._builders if thread.is_alive()]
+                if not self._builders and not self._main_busy:
+                    return
+            for build in self.jc.storage.list_builds(states=[BuildState.RUNNING]):
+                if build.host == HOSTNAME and build.pid == os.getpid() \
+                        and build.id not in asked:
+                    self.jc.storage.request_cancel(build.id, self.stop_reason)
+                    asked.add(build.id)
+            self._wake_loop.wait(CANCEL_POLL_INTERVAL)  # set as each group ends
+            self._wake_loop.clear()
+
+    def _shut_down(self) -> None:
+        """Record the groups that were not started."""
+        report = DueReport()
+        with self._lock:
+            unstarted, self._waiting = self._waiting, []
+            if self._inline is not None:
+                unstarted.append(self._inline)
+                self._inline = None
+        for group in unstarted:
+            self._not_started(group, report)
+        self.report(report)
+
+    def _not_started(self, group: DueGroup, report: DueReport) -> None:
+        for job_id, instant in group.instants:
+            self.jc.storage.set_scheduled_run(job_id, instant, outcome="not_built")
+            report.not_built.append((job_id, instant, "the scheduler stopped before it started"))
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
@@ -252,7 +479,10 @@ class Scheduler:
             return
 
         def on_signal(signum: int, frame: object) -> None:
+            # only flags: the storage may be mid-statement in this very thread
+            self.stop_reason = f"interrupted by {signal.Signals(signum).name}"
             self.stop.set()
+            self.wake()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:

@@ -48,9 +48,9 @@ def hang_under_cron(jc: JobControl) -> list[Any]:
     running = jc.storage.claim_build("hung", concurrency=1, definition={}, definition_hash="",
                                      dependency_builds={}, host="elsewhere", pid=1)
     jc.storage.heartbeat([running.id])
-    now = jc.storage.now()
-    skips = [skipped for _, _, skipped in jc.run_due(now=now).overlaps]
-    skips += [skipped for _, _, skipped in jc.run_due(now=now + timedelta(minutes=1)).overlaps]
+    now = jc.storage.now()  # (a time to come would be a dry run: the two instants are past)
+    skips = [skipped for _, _, skipped in jc.run_due(now=now - timedelta(minutes=1)).overlaps]
+    skips += [skipped for _, _, skipped in jc.run_due(now=now).overlaps]
     assert [b.state for b in skips] == [S.SKIPPED, S.SKIPPED]
     return skips
 

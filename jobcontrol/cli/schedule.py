@@ -6,9 +6,10 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -16,6 +17,7 @@ from jobcontrol.cli.build import TextObserver
 from jobcontrol.cli.helpers import echo_json, format_option, pass_jc
 from jobcontrol.cli.render import build_json
 from jobcontrol.errors import ExitCode, JobControlError
+from jobcontrol.scheduler import DEFAULT_MAX_BUILDS
 from jobcontrol.timeutil import isoformat
 
 
@@ -66,31 +68,35 @@ class DueObserver(TextObserver):
         pass
 
 
-def print_report(report: Any) -> None:
+def print_report(report: Any, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
     """The lines cron mails: nothing at all when nothing was due. An error that kept an
     instant from being built is said once, with the instant, on stderr."""
-    errors = {str(error) for error in report.errors}
     if report.dry_run:
         click.echo("dry run: that time has not come on the storage's clock; nothing claimed "
-                   "or built")
+                   "or built", file=out)
         for job, when in report.due:
-            click.echo(f"{job}: run due at {isoformat(when)} would start")
+            click.echo(f"{job}: run due at {isoformat(when)} would start", file=out)
         for job, when in report.missed:
-            click.echo(f"{job}: run due at {isoformat(when)} would be missed "
-                       f"(too late for catchup: none)")
+            click.echo(f"{job}: run due at {isoformat(when)} would be missed (too late for "
+                       f"its catchup policy)", file=out)
         return
+    errors = {str(error) for error in report.errors}
     for job, when, build in report.overlaps:
         click.echo(f"{job}: run due at {isoformat(when)} skipped, still running "
-                   f"(recorded as build #{build.id})")
+                   f"(recorded as build #{build.id})", file=out)
     for job, when, reason in report.not_built:
         line = f"{job}: run due at {isoformat(when)} not built ({reason})"
-        click.echo(f"Error: {line}" if reason in errors else line, err=reason in errors)
+        if reason in errors:
+            click.echo(f"Error: {line}", file=err, err=True)
+        else:
+            click.echo(line, file=out)
     for job, when in report.missed:
-        click.echo(f"{job}: run due at {isoformat(when)} missed (too late for catchup: none)")
+        click.echo(f"{job}: run due at {isoformat(when)} missed (too late for its catchup "
+                   f"policy)", file=out)
     said = {reason for _, _, reason in report.not_built}
     for message in dict.fromkeys(str(error) for error in report.errors):
         if message not in said:
-            click.echo(f"Error: {message}", err=True)
+            click.echo(f"Error: {message}", file=err, err=True)
 
 
 @click.command("run-due")
@@ -117,24 +123,34 @@ def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
 
 
 @click.command()
+@click.option("-j", "--jobs", "max_builds", type=click.IntRange(1, 256),
+              default=DEFAULT_MAX_BUILDS, show_default=True,
+              help="Most builds at once. An instant due when there is no room waits for "
+                   "some (see Schedules in the README).")
 @pass_jc
-def scheduler(jc: Any) -> None:
-    """Run scheduled builds as they come due, in a loop (for systems without cron). Safe to
-    run on several hosts against one PostgreSQL storage. SIGTERM or Ctrl-C stops it,
-    cancelling the builds it is running."""
+def scheduler(jc: Any, max_builds: int) -> None:
+    """Run scheduled builds as they come due, in a loop (for systems without cron): each
+    due instant is started without waiting for the builds running, or recorded (overlap,
+    missed) as run-due records it. Safe to run on several hosts against one PostgreSQL
+    storage. SIGTERM or Ctrl-C stops it, cancelling the builds it is running."""
     from jobcontrol.scheduler import Scheduler
 
     scheduled = [job.id for job in jc.config.jobs.values() if job.schedule]
     if not scheduled:
         raise JobControlError(f"{jc.config.path}: no job has a schedule")
+    # the streams as they are now: an inline job's print() is redirected into its log
+    out, err = sys.stdout, sys.stderr
+    printing = threading.Lock()
 
     class Loop(Scheduler):
         def report(self, report: Any) -> None:
-            print_report(report)
+            with printing:
+                print_report(report, out, err)
 
     click.echo(f"scheduler: {len(scheduled)} scheduled job"
-               f"{'s' if len(scheduled) != 1 else ''}; stop with SIGTERM or Ctrl-C")
-    Loop(jc, DueObserver(live=False)).serve()
+               f"{'s' if len(scheduled) != 1 else ''}, at most {max_builds} "
+               f"build{'s' if max_builds != 1 else ''} at once; stop with SIGTERM or Ctrl-C")
+    Loop(jc, DueObserver(live=False), max_builds=max_builds).serve()
     click.echo("scheduler: stopped")
 
 
