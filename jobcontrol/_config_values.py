@@ -23,7 +23,7 @@ ISOLATIONS = ("process", "inline")
 RESULTS = ("json", "pickle")
 RETRY_KEYS = ("count", "delay", "backoff", "max_delay")
 RETENTION_KEYS = ("keep_last", "keep_for", "logs")
-RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "fork_server")
+RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "outcome_retry", "fork_server")
 WEB_KEYS = ("secret_key", "auth")
 WEB_AUTH_KEYS = ("users", "token")
 #: shortest ``secret_key`` and ``token`` accepted: a short one is guessable
@@ -350,7 +350,7 @@ def runner_settings(value: Any, at: Field) -> dict[str, Any]:
         return {}
     sub_mapping(value, at, RUNNER_KEYS, "{heartbeat: 5s, heartbeat_timeout: 60s}")
     settings: dict[str, Any] = {
-        key: duration(value[key], at.inner(value, key), zero=key == "kill_grace")
+        key: duration(value[key], at.inner(value, key), zero=key in ("kill_grace", "outcome_retry"))
         for key in RUNNER_KEYS
         if key in value and key != "fork_server"
     }

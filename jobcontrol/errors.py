@@ -112,6 +112,18 @@ class StorageError(JobControlError):
     """The storage cannot be opened, migrated or written."""
 
 
+class OutcomeNotRecordedError(StorageError):
+    """A build ended, but the storage would not take its outcome (a full disk, a read-only
+    or unreachable database), retried for ``runner.outcome_retry``: its record is
+    incomplete until the next command that can write marks it abandoned."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, build_id: int | None = None) -> None:
+        self.build_id = build_id
+        super().__init__(message)
+
+
 class BrokerError(JobControlError):
     """The Celery broker cannot be reached, or the executor is not Celery's."""
 
