@@ -658,8 +658,9 @@ class LocalExecutor:
 
     def _keep_trying(self, write: Callable[[], _T], outcome: str | None) -> _T:
         """``write()``, tried again for ``outcome_retry`` seconds while the storage refuses
-        it; then :class:`OutcomeNotRecordedError` about ``outcome`` (what it was, see
-        :func:`_ended`; None: the one the storage names, of those left to commit later)."""
+        it (not once a stop was requested: the runner is asked to end); then
+        :class:`OutcomeNotRecordedError` about ``outcome`` (what it was, see :func:`_ended`;
+        None: the one the storage names, of those left to commit later)."""
         deadline = time.monotonic() + self.outcome_retry
         pause = self.flush_interval
         while True:
@@ -667,8 +668,10 @@ class LocalExecutor:
                 result = write()
             except StorageError as exc:
                 now = time.monotonic()
-                if now >= deadline:
-                    raise self._not_recorded(exc, outcome) from exc
+                if now >= deadline or self._stop_request is not None:
+                    tried = (f"for {format_duration(self.outcome_retry)}" if now >= deadline
+                             else "until the runner was asked to stop")
+                    raise self._not_recorded(exc, outcome, tried) from exc
                 self._write_refused(exc)
                 time.sleep(min(pause, deadline - now))
                 pause = min(pause * 2, MAX_WRITE_PAUSE)
@@ -676,7 +679,7 @@ class LocalExecutor:
             self._write_taken()
             return result
 
-    def _not_recorded(self, exc: StorageError, outcome: str | None
+    def _not_recorded(self, exc: StorageError, outcome: str | None, tried: str
                       ) -> OutcomeNotRecordedError:
         """The error that gives up on ``outcome`` (and on every outcome the storage kept
         to write again: they are reported here, once)."""
@@ -689,9 +692,9 @@ class LocalExecutor:
             else exc
         also = f" (nor those of {', '.join(others)})" if others else ""
         return OutcomeNotRecordedError(
-            f"{outcome}, but the storage refused its outcome{also} for "
-            f"{format_duration(self.outcome_retry)}: {cause}. The record is incomplete: the "
-            f"next command that can write marks the build abandoned", build_id)
+            f"{outcome}, but the storage refused its outcome{also} {tried}: {cause}. The "
+            f"record is incomplete: the next command that can write marks the build "
+            f"abandoned", build_id)
 
 
 def _ended(build: Build, outcome: Outcome) -> str:
