@@ -560,6 +560,8 @@ class LocalExecutor:
     def _flush(self, entry: _Running) -> bool:
         """Write what the build produced; False if the storage refused it (or is in its
         pause after refusing): it is kept for the next try."""
+        if not (entry.logs or entry.progress):
+            return True
         if self._write_fault is not None and time.monotonic() < self._write_retry_at:
             return False
         try:
