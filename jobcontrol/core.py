@@ -159,6 +159,8 @@ class JobControl:
         try:
             self.reap()
         except StorageError as exc:
+            # a storage that cannot even be read says so once, through the read that follows
+            self.storage.list_builds(states=[BuildState.RUNNING], limit=1)
             logger.warning("builds whose runner is gone not marked abandoned: %s", exc)
 
     # -- jobs ------------------------------------------------------------------------------
