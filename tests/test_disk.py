@@ -335,3 +335,48 @@ def test_outcome_retry_is_a_runner_setting(tmp_path: Path) -> None:
     path.write_text("runner:\n  outcome_retry: soon\njobs: []\n")
     with pytest.raises(ConfigError, match=r"jobs.yaml:2:\d+: .*outcome_retry"):
         load_config(path)
+
+
+def test_a_pending_outcome_the_storage_refuses_is_kept_until_written_or_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outcome left to commit later, whose transaction fails (here the claim it waits
+    for) and which cannot be written on its own either, is not lost: the claim fails with
+    its own error, and every :meth:`commit_pending` tries the outcome again, naming it,
+    until it is written (or the runner gives up on it, and reports it)."""
+    from jobcontrol.errors import OutcomeNotRecordedError, StorageError
+    from jobcontrol.storage.sqlite import SQLiteStorage
+    from tests.test_storage_sqlite import claim, finish_later, query, states
+
+    path = tmp_path / "jobs.db"
+    storage = SQLiteStorage(path)
+    first, second = claim(storage, "a"), claim(storage, "b")
+    finish_later(storage, first)
+
+    def full(conn: object, cur: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(storage, "_commit", full)
+    with pytest.raises(StorageError, match="disk is full") as refused:
+        claim(storage, "c")
+    assert not isinstance(refused.value, OutcomeNotRecordedError)
+    for _ in range(2):
+        with pytest.raises(OutcomeNotRecordedError,
+                           match=r"disk is full \(recording the outcome of build 1\)") as lost:
+            storage.commit_pending()
+        assert lost.value.build_id == first
+    assert states(path) == [(first, "running"), (second, "running")]
+    monkeypatch.undo()
+    storage.commit_pending()
+    assert states(path) == [(first, "success"), (second, "running")]
+    assert query(path, "SELECT build_id, message FROM logs") == [(first, "done")]
+
+    finish_later(storage, second)
+    monkeypatch.setattr(storage, "_commit", full)
+    with pytest.raises(OutcomeNotRecordedError):
+        storage.commit_pending()
+    assert storage.give_up_pending() == [second]
+    storage.commit_pending()  # nothing left to try
+    monkeypatch.undo()
+    storage.close()
+    assert states(path) == [(first, "success"), (second, "running")]
