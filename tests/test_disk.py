@@ -119,6 +119,43 @@ def test_an_outcome_the_full_disk_refuses_ends_the_command_saying_so(
 
 
 @NEEDS_ROOT
+def test_the_other_builds_are_served_while_an_outcome_is_retried(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """Two builds at once: ``fill`` fills the disk and ends, its outcome refused; while it
+    is tried again, the runner still watches ``nap``, whose timeout ends it on time."""
+    marker = tmp_path / "nap.pid"  # off the full disk
+    config = make_project(small_fs, f"""\
+runner: {{outcome_retry: 8s}}
+jobs:
+  - id: nap
+    function: jobfuncs.sleeper
+    kwargs: {{seconds: 30, marker: {marker}}}
+    timeout: 1s
+  - id: fill
+    function: jobfuncs.fill_disk
+    kwargs: {{filler: filler, count: 0}}
+""")
+    project = Project(config, None)
+    assert project.run("install")[0] == 0
+    runner = project.start("build", "nap", "fill", "-j", "2")
+    try:
+        nap_pid = int(wait_for(marker))
+        deadline = time.monotonic() + 5  # its timeout is 1s; the outcome is tried for 8s
+        while alive(nap_pid):
+            assert time.monotonic() < deadline, "the timeout was not enforced"
+            time.sleep(0.02)
+        assert runner.poll() is None  # still trying the outcome of fill
+        _, err = runner.communicate(timeout=30)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert runner.returncode == 6, err
+    assert "Error: build 2 (fill) ended success, but the storage refused its outcome " \
+           "for 8s" in err
+
+
+@NEEDS_ROOT
 def test_log_records_past_the_memory_bound_are_dropped_and_counted(
     small_fs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import OutcomeNotRecordedError, StorageError
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
@@ -56,7 +56,6 @@ WARN_AGAIN_AFTER = 300.0
 CANCEL_POLL_INTERVAL = 1.0
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 class BuildObserver:
@@ -110,6 +109,10 @@ class _Running:
     held_bytes: int = 0
     #: records dropped because the storage refused them too long
     lost_records: int = 0
+    #: while the storage refuses the outcome: until when it is tried (``time.monotonic()``),
+    #: and when next (the loop serves the other builds meanwhile)
+    record_by: float | None = None
+    record_at: float = 0.0
 
 
 class LocalExecutor:
@@ -123,8 +126,8 @@ class LocalExecutor:
     warned about once, and tried again after a pause that doubles up to
     :data:`MAX_WRITE_PAUSE`: the jobs go on meanwhile, their log records held in memory (up
     to :data:`MAX_HELD_BYTES` a build, the oldest dropped past it and counted in the
-    record). An outcome is tried again for ``outcome_retry`` seconds; then
-    :class:`OutcomeNotRecordedError`.
+    record). An outcome is tried again for ``outcome_retry`` seconds, the other builds
+    served meanwhile; then :class:`OutcomeNotRecordedError`.
     """
 
     def __init__(
@@ -153,6 +156,9 @@ class LocalExecutor:
         #: outcomes left for the storage to commit later until it did: what each was, by
         #: build id ("build 7 (report) ended success")
         self._uncommitted: dict[int, str] = {}
+        #: while the storage refuses to commit them: until when that is tried, and when next
+        self._commit_by: float | None = None
+        self._commit_at = 0.0
         #: outcomes may be left for the storage to commit with its next write (the caller's
         #: claim of the next build): see ``Storage.finish_build_with_logs(commit_later)``.
         #: :meth:`wait` commits them before it blocks; the caller, before anything else
@@ -295,8 +301,8 @@ class LocalExecutor:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            if self.defer_commits:  # about to block: nothing may stay uncommitted
-                self.commit_pending()
+            if self.defer_commits and self._uncommitted:  # about to block: commit them
+                self._commit_or_retry(now)
             self._poll(self._next_wakeup(now, deadline))
         finished, self._finished = self._finished, []
         return finished
@@ -393,7 +399,11 @@ class LocalExecutor:
             wake = min(wake, self._last_flush + self.flush_interval)
         wake = min(wake, self._last_heartbeat + self.heartbeat_interval)
         wake = min(wake, self._last_cancel_poll + self.cancel_poll_interval)
+        if self._commit_by is not None:
+            wake = min(wake, self._commit_at)
         for entry in self._running.values():
+            if entry.record_by is not None:
+                wake = min(wake, entry.record_at)
             if entry.child and entry.child.pidfd is None:
                 wake = min(wake, now + 0.05)  # no pidfd: poll for exits
             if entry.kill_at is not None:
@@ -426,6 +436,8 @@ class LocalExecutor:
             child = entry.child
             if child is not None and (not entry.open_fds or child.exited()):
                 self._collect(entry)
+            elif entry.record_by is not None and now >= entry.record_at:
+                self._record(entry)
         if now - self._last_flush >= self.flush_interval:
             self._flush_all()
         if now - self._last_heartbeat >= self.heartbeat_interval:
@@ -549,6 +561,8 @@ class LocalExecutor:
             self._output_line(entry, fd, entry.partial.pop(fd), final=True)
         # the exit status only matters when the child sent no outcome
         status = child.reap(need_status=entry.stop is None and entry.outcome is None)
+        entry.child = None  # collected, its pipes closed
+        entry.open_fds.clear()
         if entry.stop is not None:
             entry.outcome = entry.stop
         elif entry.outcome is None:
@@ -602,9 +616,13 @@ class LocalExecutor:
 
     def commit_pending(self) -> None:
         """Commit the outcomes left for the storage to commit later (``defer_commits``),
-        trying again for ``outcome_retry`` seconds an outcome it refuses."""
-        self._keep_trying(self.storage.commit_pending, None)
-        self._uncommitted.clear()
+        trying again for ``outcome_retry`` seconds an outcome it refuses (this waits: call
+        it where no build runs, or before something that will)."""
+        while self._uncommitted:
+            now = time.monotonic()
+            self._commit_or_retry(now)
+            if self._uncommitted:
+                time.sleep(max(0.0, self._commit_at - now))
 
     def _flush_all(self) -> None:
         self._last_flush = time.monotonic()
@@ -612,16 +630,36 @@ class LocalExecutor:
             self._flush(entry)
 
     def _finish(self, entry: _Running) -> None:
-        outcome = entry.outcome
-        assert outcome is not None
-        outcome = outcome.cleaned(self.masker)
+        assert entry.outcome is not None
+        entry.outcome = entry.outcome.cleaned(self.masker)
         if entry.lost_records:
             entry.logs.insert(0, LogRecord(
                 utcnow(), logging.ERROR, "jobcontrol",
                 f"{entry.lost_records} log records were lost while the storage refused "
                 f"writes",
             ))
-        build = self._write_outcome(entry, outcome)
+        self._record(entry)
+
+    def _record(self, entry: _Running) -> None:
+        """Record the build's outcome. Where the storage refuses it, the build stays in
+        :attr:`_running`, and the loop tries again after a pause (serving the other builds
+        meanwhile) for ``outcome_retry`` seconds; then :class:`OutcomeNotRecordedError`
+        (at once where a stop was requested: the runner is asked to end)."""
+        outcome = entry.outcome
+        assert outcome is not None
+        try:
+            build = self._write_outcome(entry, outcome)
+        except StorageError as exc:
+            now = time.monotonic()
+            if entry.record_by is None:
+                entry.record_by = now + self.outcome_retry
+            if now >= entry.record_by or self._stop_request is not None:
+                raise self._not_recorded(exc, _ended(entry.build, outcome),
+                                         self._tried(now, entry.record_by)) from exc
+            self._write_refused(exc)
+            entry.record_at = min(self._write_retry_at, entry.record_by)  # a last try then
+            return
+        self._write_taken()
         if self.defer_commits:
             self._uncommitted[build.id] = _ended(entry.build, outcome)
         if build.state is not outcome.state or build.reason != outcome.reason:
@@ -639,47 +677,45 @@ class LocalExecutor:
         self.observer.build_finished(build)
 
     def _write_outcome(self, entry: _Running, outcome: Outcome) -> Build:
-        """Flush the last records and record the outcome, retrying a storage that refuses
-        it for ``outcome_retry`` seconds (the job is over; only the record is at stake)."""
+        """Flush the last records and record the outcome."""
+        if entry.progress:
+            self.storage.set_progress(entry.build.id, list(entry.progress.values()))
+            entry.progress = {}
+        # the last records and the outcome in one transaction where the storage can; left
+        # to commit later only while the storage takes writes
+        build = self.storage.finish_build_with_logs(
+            entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
+            result=outcome.result, exception=outcome.exception,
+            commit_later=self.defer_commits and self._write_fault is None,
+        )
+        entry.logs = []
+        return build
 
-        def write() -> Build:
-            if entry.progress:
-                self.storage.set_progress(entry.build.id, list(entry.progress.values()))
-                entry.progress = {}
-            # the last records and the outcome in one transaction where the storage can;
-            # left to commit later only while the storage takes writes
-            build = self.storage.finish_build_with_logs(
-                entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
-                result=outcome.result, exception=outcome.exception,
-                commit_later=self.defer_commits and self._write_fault is None,
-            )
-            entry.logs = []
-            return build
+    def _commit_or_retry(self, now: float) -> None:
+        """In the loop, before it waits: commit the outcomes left to commit later. Where
+        the storage refuses one, try again at a later pass (the builds running are served
+        meanwhile), as :meth:`_record` does."""
+        if self._commit_by is not None and now < self._commit_at:
+            return
+        try:
+            self.storage.commit_pending()
+        except StorageError as exc:
+            if self._commit_by is None:
+                self._commit_by = now + self.outcome_retry
+            if now >= self._commit_by or self._stop_request is not None:
+                raise self._not_recorded(exc, None, self._tried(now, self._commit_by)
+                                         ) from exc
+            self._write_refused(exc)
+            self._commit_at = min(self._write_retry_at, self._commit_by)
+            return
+        self._commit_by = None
+        self._uncommitted.clear()
 
-        return self._keep_trying(write, _ended(entry.build, outcome))
-
-    def _keep_trying(self, write: Callable[[], _T], outcome: str | None) -> _T:
-        """``write()``, tried again for ``outcome_retry`` seconds while the storage refuses
-        it (not once a stop was requested: the runner is asked to end); then
-        :class:`OutcomeNotRecordedError` about ``outcome`` (what it was, see :func:`_ended`;
-        None: the one the storage names, of those left to commit later)."""
-        deadline = time.monotonic() + self.outcome_retry
-        pause = self.flush_interval
-        while True:
-            try:
-                result = write()
-            except StorageError as exc:
-                now = time.monotonic()
-                if now >= deadline or self._stop_request is not None:
-                    tried = (f"for {format_duration(self.outcome_retry)}" if now >= deadline
-                             else "until the runner was asked to stop")
-                    raise self._not_recorded(exc, outcome, tried) from exc
-                self._write_refused(exc)
-                time.sleep(min(pause, deadline - now))
-                pause = min(pause * 2, MAX_WRITE_PAUSE)
-                continue
-            self._write_taken()
-            return result
+    def _tried(self, now: float, deadline: float) -> str:
+        """How long an outcome was tried, for :meth:`_not_recorded`."""
+        if now >= deadline:
+            return f"for {format_duration(self.outcome_retry)}"
+        return "until the runner was asked to stop"
 
     def _not_recorded(self, exc: StorageError, outcome: str | None, tried: str
                       ) -> OutcomeNotRecordedError:
