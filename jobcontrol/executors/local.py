@@ -721,13 +721,13 @@ class LocalExecutor:
                       ) -> OutcomeNotRecordedError:
         """The error that gives up on ``outcome`` (and on every outcome the storage kept
         to write again: they are reported here, once)."""
-        build_id = getattr(exc, "build_id", None)
+        build_id, cause = None, exc
+        if isinstance(exc, OutcomeNotRecordedError):  # one the storage kept: its error
+            build_id, cause = exc.build_id, exc.__cause__ or exc
         if outcome is None:
-            outcome = (self._uncommitted.get(build_id, f"build {build_id}")
-                       if isinstance(build_id, int) else "a build")
+            outcome = ("a build" if build_id is None
+                       else self._uncommitted.get(build_id, f"build {build_id}"))
         others = [f"build {i}" for i in self.storage.give_up_pending() if i != build_id]
-        cause = exc.__cause__ if isinstance(exc, OutcomeNotRecordedError) and exc.__cause__ \
-            else exc
         also = f" (nor those of {', '.join(others)})" if others else ""
         return OutcomeNotRecordedError(
             f"{outcome}, but the storage refused its outcome{also} {tried}: {cause}. The "
