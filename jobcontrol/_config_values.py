@@ -23,7 +23,7 @@ ISOLATIONS = ("process", "inline")
 RESULTS = ("json", "pickle")
 RETRY_KEYS = ("count", "delay", "backoff", "max_delay")
 RETENTION_KEYS = ("keep_last", "keep_for", "logs")
-RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "fork_server")
+RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "outcome_retry", "fork_server")
 WEB_KEYS = ("secret_key", "auth", "allowed_hosts", "proxy", "session_lifetime")
 WEB_AUTH_KEYS = ("users", "token")
 #: ``web: proxy:`` keys: how many proxies in front set each ``X-Forwarded-*`` header
@@ -355,7 +355,7 @@ def runner_settings(value: Any, at: Field) -> dict[str, Any]:
         return {}
     sub_mapping(value, at, RUNNER_KEYS, "{heartbeat: 5s, heartbeat_timeout: 60s}")
     settings: dict[str, Any] = {
-        key: duration(value[key], at.inner(value, key), zero=key == "kill_grace")
+        key: duration(value[key], at.inner(value, key), zero=key in ("kill_grace", "outcome_retry"))
         for key in RUNNER_KEYS
         if key in value and key != "fork_server"
     }

@@ -197,14 +197,16 @@ class RunnerSettings:
 
     The runner beats a build's heartbeat every ``heartbeat``; a running build whose heartbeat
     is older than ``heartbeat_timeout`` is abandoned; a job told to stop (timeout, cancel) gets
-    SIGTERM, then SIGKILL ``kill_grace`` later. ``fork_server``: whether process-isolated
-    builds are forked by a fork server (:mod:`jobcontrol.forkserver`): True, False, or None
-    for a run that starts at least :data:`FORK_SERVER_MIN_BUILDS` of them.
+    SIGTERM, then SIGKILL ``kill_grace`` later. A build's outcome the storage refuses (a
+    full disk, say) is tried again for ``outcome_retry``. ``fork_server``: whether
+    process-isolated builds are forked by a fork server (:mod:`jobcontrol.forkserver`): True,
+    False, or None for a run that starts at least :data:`FORK_SERVER_MIN_BUILDS` of them.
     """
 
     heartbeat: float = 5.0
     heartbeat_timeout: float = 60.0
     kill_grace: float = 5.0
+    outcome_retry: float = 300.0
     fork_server: bool | None = None
 
     def __post_init__(self) -> None:
@@ -215,6 +217,8 @@ class RunnerSettings:
                f"got {self.heartbeat_timeout!r}")
         _check(_is_duration(self.kill_grace),
                f"kill_grace must be seconds >= 0, got {self.kill_grace!r}")
+        _check(_is_duration(self.outcome_retry),
+               f"outcome_retry must be seconds >= 0, got {self.outcome_retry!r}")
         _check(self.fork_server in (None, True, False),
                f"fork_server must be true, false or auto (None), got {self.fork_server!r}")
 

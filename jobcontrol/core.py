@@ -5,6 +5,7 @@ The CLI and (later) the web UI are thin layers over this class.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -46,6 +47,8 @@ DEFAULT_STORAGE_NAME = "jobcontrol.db"
 HOSTNAME = socket.gethostname()
 #: seconds between the reaps of one JobControl's :meth:`JobControl.submit` calls
 SUBMIT_REAP_INTERVAL = 1.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,16 @@ class JobControl:
         """
         return reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout)
 
+    def _reap_before_reading(self) -> None:
+        """:meth:`reap`, where the storage takes the writes: one that refuses them (a
+        read-only database, a full disk) is read as it stands."""
+        try:
+            self.reap()
+        except StorageError as exc:
+            # a storage that cannot even be read says so once, through the read that follows
+            self.storage.list_builds(states=[BuildState.RUNNING], limit=1)
+            logger.warning("builds whose runner is gone not marked abandoned: %s", exc)
+
     # -- jobs ------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobDefinition:
@@ -224,7 +237,7 @@ class JobControl:
         """The status of the given jobs (all by default), in definition order."""
         for job_id in job_ids or ():
             self.job(job_id)
-        self.reap()
+        self._reap_before_reading()
         summaries = self.storage.job_summaries()
         outdated = self._outdated(summaries)
         now = self.storage.now()
@@ -449,7 +462,7 @@ class JobControl:
     def builds(self, job_id: str | None = None, *, states: Sequence[BuildState] | None = None,
                limit: int | None = None, before_id: int | None = None) -> list[Build]:
         """Build history, newest first."""
-        self.reap()
+        self._reap_before_reading()
         return self.storage.list_builds(job_id, states=states, limit=limit, before_id=before_id)
 
     def get_build(self, build_id: int) -> Build:
@@ -459,7 +472,12 @@ class JobControl:
             reason = abandon_reason(build, host=HOSTNAME, now=self.storage.now(),
                                     heartbeat_timeout=self.heartbeat_timeout)
             if reason is not None:
-                build = self.storage.finish_build(build_id, BuildState.ABANDONED, reason=reason)
+                try:
+                    build = self.storage.finish_build(build_id, BuildState.ABANDONED,
+                                                      reason=reason)
+                except StorageError as exc:  # read-only: shown as it stands
+                    logger.warning("build %s not marked abandoned (%s): %s", build_id,
+                                   reason, exc)
         return build
 
     def logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,

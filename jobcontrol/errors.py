@@ -32,7 +32,10 @@ class ExitCode(IntEnum):
     RUNNING = 4, "not started: the job is already running as many builds as its concurrency"
     STATE = 5, ("the build's state does not allow it, nothing changed: cancel of a finished "
                 "build, delete of a running one")
-    STORAGE = 6, "the storage cannot be reached, opened or written (check tries it)"
+    STORAGE = 6, ("the storage cannot be reached, opened or written (check tries it); a build "
+                  "ended but the storage refused its outcome for runner.outcome_retry: its "
+                  "record is incomplete until the next command that can write marks it "
+                  "abandoned")
 
 
 class JobControlError(Exception):
@@ -159,6 +162,16 @@ class StorageError(JobControlError):
     """The storage cannot be opened, migrated or written."""
 
     exit_code = ExitCode.STORAGE
+
+
+class OutcomeNotRecordedError(StorageError):
+    """A build ended, but the storage would not take its outcome (a full disk, a read-only
+    or unreachable database), retried for ``runner.outcome_retry``: its record is
+    incomplete until the next command that can write marks it abandoned."""
+
+    def __init__(self, message: str, build_id: int | None = None) -> None:
+        self.build_id = build_id
+        super().__init__(message)
 
 
 class BrokerError(JobControlError):

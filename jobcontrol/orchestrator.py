@@ -87,6 +87,7 @@ class BuildRun:
         self.executor = executor or LocalExecutor(
             storage, self.observer, heartbeat_interval=config.runner.heartbeat,
             kill_grace=config.runner.kill_grace, masker=config.masker, defer_commits=True,
+            outcome_retry=config.runner.outcome_retry,
         )
         self.deps = config.dependencies
         self.result = RunResult()
@@ -136,7 +137,7 @@ class BuildRun:
                 for build in finished:
                     self._record(build)
                 if not self.executor.running and self._retries and not finished:
-                    self.storage.commit_pending()
+                    self.executor.commit_pending()
                     time.sleep(min(0.2, self._retry_wait() or 0.0))
                 elif not finished and len(pending) == before and pending \
                         and not self.executor.running:  # pragma: no cover - plan is acyclic
@@ -160,7 +161,7 @@ class BuildRun:
         try:
             yield
         finally:
-            self.storage.commit_pending()
+            self.executor.commit_pending()
 
     @contextlib.contextmanager
     def _closing_executor(self, close: bool) -> Iterator[None]:
@@ -363,7 +364,7 @@ class BuildRun:
             return  # the last attempt is the one that may be news
         if self.notifier is not None:
             if build.job_id in self.notifier.policies:
-                self.storage.commit_pending()  # sending may take a while
+                self.executor.commit_pending()  # sending may take a while
             for problem in self.notifier.build_finished(build):
                 self.observer.notification_failed(build, problem)
         self._finished[job_id] = build.state

@@ -68,12 +68,14 @@ def abandon_reason(build: Build, *, host: str, now: datetime,
                    heartbeat_timeout: float) -> str | None:
     """Why this running build is abandoned, or None if its runner may still be alive."""
     if build.host == host and build.pid:
+        # killed, or it gave up on a storage that refused the outcome: its output says which
+        gone = f"process {build.pid}@{host} ended without recording an outcome"
         if not process_alive(build.pid):
-            return f"process {build.pid}@{host} died without a result"
+            return gone
         started = process_start_time(build.pid)
         if started is not None and build.started is not None \
                 and started > build.started + _START_SLACK:
-            return f"process {build.pid}@{host} died without a result (its pid was reused)"
+            return f"{gone} (its pid was reused)"
         return None  # alive here: a slow heartbeat is not a death
     beat = build.heartbeat or build.started
     if beat is None:

@@ -265,3 +265,33 @@ def forks(tag: str = "") -> dict:
     _, status = os.waitpid(pid, 0)
     print(f"child exited {os.waitstatus_to_exitcode(status)}")
     return {"pid": os.getpid(), "ppid": os.getppid(), "child": pid}
+
+
+def fill_disk(filler: str, count: int = 1000, free: bool = False) -> dict:
+    """Fills the file system ``filler`` (a path beside this module) is on until it is full
+    (ENOSPC), then logs ``count`` lines; with ``free``, deletes ``filler`` before returning.
+    Returns how long the logging took."""
+    path = HERE / filler
+    try:
+        with open(path, "wb") as handle:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+    except OSError as exc:
+        log.warning("filled: %s", exc)
+    started = time.monotonic()
+    for i in range(count):
+        log.info("line %d", i)
+    took = time.monotonic() - started
+    if free:
+        path.unlink()
+    return {"logging_took": took}
+
+
+def waits_for(started: str, go: str) -> str:
+    """Writes ``started`` (beside this module), waits for ``go`` to appear, logs, returns."""
+    (HERE / started).write_text(str(os.getpid()))
+    while not (HERE / go).exists():
+        time.sleep(0.02)
+    log.info("going")
+    return "went"

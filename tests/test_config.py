@@ -990,7 +990,8 @@ def test_runner_settings(tmp_path: Path) -> None:
                             "jobs: []\n")
     assert config.runner == RunnerSettings(120.0, 600.0, 0.0)
     assert config.runner.as_json() == {
-        "heartbeat": 120.0, "heartbeat_timeout": 600.0, "kill_grace": 0.0, "fork_server": "auto"
+        "heartbeat": 120.0, "heartbeat_timeout": 600.0, "kill_grace": 0.0,
+        "outcome_retry": 300.0, "fork_server": "auto"
     }
 
 

@@ -63,7 +63,7 @@ def test_kill_9_of_runner_and_job_leaves_an_abandoned_build(project: Project) ->
     assert row["running"] == []
     detail = project.show(1)
     assert detail["reason"].startswith(f"process {runner.pid}@")
-    assert detail["reason"].endswith("died without a result")
+    assert detail["reason"].endswith("ended without recording an outcome")
     code, out, _ = project.run("logs", "1")
     assert "sleeping 60" in out
     # the job is free at once on this host
@@ -245,6 +245,7 @@ def test_reap_command_records_a_dead_runner(project: Project) -> None:
     assert code == 0, err
     [build] = json.loads(out)
     assert build["state"] == "abandoned"
-    assert build["reason"] == f"process {runner.pid}@{socket.gethostname()} died without a result"
+    assert build["reason"] == (f"process {runner.pid}@{socket.gethostname()} ended without "
+                               f"recording an outcome")
     code, out, err = project.run("reap")
     assert (code, out) == (0, "no abandoned builds\n")

@@ -156,6 +156,7 @@ class RemoteWorker:
         self.executor = LocalExecutor(
             jc.storage, observer or LoggingObserver(), heartbeat_interval=runner.heartbeat,
             kill_grace=runner.kill_grace, masker=jc.config.masker,
+            outcome_retry=runner.outcome_retry,
         )
         #: whether process-isolated builds fork from a fork server (see :meth:`_fork_server`):
         #: for a long-lived worker process, which :meth:`close` at its end

@@ -184,7 +184,14 @@ class Storage(abc.ABC):
 
     def commit_pending(self) -> None:  # noqa: B027 - a no-op is right for most backends
         """Commit what ``finish_build_with_logs(commit_later=True)`` left pending (nothing
-        by default). :meth:`close` does it too."""
+        by default). :meth:`close` does it too. An outcome that cannot be written raises
+        :class:`~jobcontrol.errors.OutcomeNotRecordedError` naming its build, and is kept:
+        the next call tries it again."""
+
+    def give_up_pending(self) -> list[int]:
+        """Forget the outcomes :meth:`commit_pending` could not write (their writer reports
+        them); returns their build ids (none by default)."""
+        return []
 
     @abc.abstractmethod
     def heartbeat(self, build_ids: Sequence[int]) -> None:

@@ -40,7 +40,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
+from jobcontrol.errors import (
+    BuildNotFoundError,
+    JobAlreadyRunningError,
+    OutcomeNotRecordedError,
+    StorageError,
+)
 from jobcontrol.models import (
     Build,
     BuildState,
@@ -121,9 +126,9 @@ class _WriteProbed(Exception):
     """Ends :meth:`SqlStorage.check_writable`'s transaction with a rollback."""
 
 
-class _PendingLost(StorageError):
+class _PendingLost(OutcomeNotRecordedError):
     """An outcome left pending (``commit_later``) could not be written again after the
-    transaction it waited in failed."""
+    transaction it waited in failed (:meth:`SqlStorage.commit_pending` tries again)."""
 
 
 class SqlStorage(Storage):
@@ -166,6 +171,9 @@ class SqlStorage(Storage):
         #: the writes of outcomes left uncommitted (``commit_later``), in order: the open
         #: transaction holds them, and each is run again should that transaction fail
         self._pending: list[tuple[int, Callable[[], Any]]] = []
+        #: such writes whose transaction failed, and which could not be written on their own
+        #: either: :meth:`commit_pending` tries them again
+        self._unwritten: list[tuple[int, Callable[[], Any]]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"
@@ -339,25 +347,38 @@ class SqlStorage(Storage):
 
     def _replay_pending(self) -> None:
         """The transaction holding pending outcomes was rolled back: write them again, each
-        committed on its own. A failure here loses an outcome: it is raised as such."""
-        pending, self._pending = self._pending, []
-        for build_id, write_alone in pending:
+        committed on its own. One that cannot be written now is kept for
+        :meth:`commit_pending` (the caller gets the error of its own write)."""
+        self._unwritten += self._pending
+        self._pending = []
+        with contextlib.suppress(StorageError):
+            self._write_unwritten()
+
+    def _write_unwritten(self) -> None:
+        """Write the outcomes a failed transaction took with it, each on its own, in order;
+        :class:`_PendingLost` naming the first that cannot be written (it is kept)."""
+        while self._unwritten:
+            build_id, write_alone = self._unwritten.pop(0)  # not again from within itself
             try:
                 write_alone()
             except StorageError as exc:
-                raise _PendingLost(f"{exc} (recording the outcome of build {build_id})"
-                                   ) from exc
+                self._unwritten.insert(0, (build_id, write_alone))
+                raise _PendingLost(f"{exc} (recording the outcome of build {build_id})",
+                                   build_id) from exc
 
     def commit_pending(self) -> None:
-        if not self._pending:
-            return
-        try:
-            with self._transaction(ready=False):
-                pass
-        except _PendingLost:
-            raise
-        except StorageError:  # the COMMIT failed; the outcomes were then written on their own
-            pass
+        with self._lock:
+            if self._pending:
+                # a failed COMMIT writes the outcomes again on their own, or keeps them
+                with contextlib.suppress(StorageError), self._transaction(ready=False):
+                    pass
+            self._write_unwritten()
+
+    def give_up_pending(self) -> list[int]:
+        with self._lock:
+            lost = [build_id for build_id, _ in self._unwritten]
+            self._unwritten = []
+            return lost
 
     def _hold_open(self, cur: Any) -> None:
         """The transaction stays open after ``cur`` (a ``commit_later`` finish): keep what
@@ -528,7 +549,7 @@ class SqlStorage(Storage):
     def close(self) -> None:
         with self._lock:
             try:
-                if self._pending and not self._closed:
+                if (self._pending or self._unwritten) and not self._closed:
                     self.commit_pending()  # an outcome it cannot write is raised, after
             finally:
                 self._closed = True

@@ -3,6 +3,10 @@
 WAL mode lets readers (``status``, the web UI) run while a build writes; the busy timeout
 makes concurrent writers wait for each other instead of failing; ``BEGIN IMMEDIATE`` takes
 the write lock up front, so a claim's check and insert are one atomic step across processes.
+
+A database in a folder no one can write (a read-only mount) cannot have the ``-shm`` file
+WAL mode reads through: it is opened read-only and *immutable* instead, provided no ``-wal``
+file holds writes not yet in it. Every read works then; every write fails, saying so.
 """
 
 from __future__ import annotations
@@ -95,19 +99,35 @@ class SQLiteStorage(SqlStorage):
     # -- dialect hooks -----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._open(self.path)
+        except sqlite3.OperationalError:
+            if not self._read_only_folder():
+                raise
+        # immutable: no -shm file, no locks; nothing can write it here (see module docstring)
+        return self._open(f"{self.path.as_uri()}?mode=ro&immutable=1", read_only=True)
+
+    def _open(self, where: str | Path, read_only: bool = False) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; _transaction() says BEGIN itself
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(where, timeout=BUSY_TIMEOUT, isolation_level=None,
+                               check_same_thread=False, uri=read_only)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT * 1000}")
-            _use_wal(conn)
+            if not read_only:
+                _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _read_only_folder(self) -> bool:
+        """Whether the database is there to read, in a folder no one can write (so no
+        ``-shm`` file can be made), with nothing left in its ``-wal`` file."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return (self.path.is_file() and not os.access(self.path.parent, os.W_OK)
+                and (not wal.exists() or wal.stat().st_size == 0))
 
     def _begin_write(self, cur: Any) -> None:
         # take the write lock now: a deferred transaction that reads and then writes can
