@@ -214,6 +214,7 @@ class MemoryStorage(Storage):
         reason: str | None = None,
         result: StoredValue | None = None,
         exception: ExceptionInfo | None = None,
+        finished: datetime | None = None,
     ) -> Build:
         state = check_finished_state(state)
         with self._lock:
@@ -223,7 +224,7 @@ class MemoryStorage(Storage):
                     build,
                     state=state,
                     reason=reason,
-                    finished=utcnow(),
+                    finished=utcnow() if finished is None else as_utc(finished),
                     result=result,
                     exception=exception,
                 )
@@ -238,6 +239,13 @@ class MemoryStorage(Storage):
                 build = self._builds.get(build_id)
                 if build is not None and build.state is BuildState.RUNNING:
                     self._builds[build_id] = dataclasses.replace(build, heartbeat=now)
+
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        with self._lock:
+            self._check_open()
+            build = self._builds.get(build_id)
+            if build is not None and build.state is BuildState.RUNNING:
+                self._builds[build_id] = dataclasses.replace(build, pgid=pgid)
 
     def record_build(
         self,

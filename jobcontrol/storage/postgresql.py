@@ -681,11 +681,12 @@ class PostgreSQLStorage(SqlStorage):
 
     def finish_build(self, build_id: int, state: BuildState, *, reason: str | None = None,
                      result: StoredValue | None = None,
-                     exception: ExceptionInfo | None = None) -> Build:
+                     exception: ExceptionInfo | None = None,
+                     finished: datetime | None = None) -> Build:
         # a repeated finish leaves the recorded outcome alone and returns it
         return self._retry(
             functools.partial(super().finish_build, build_id, state, reason=reason,
-                              result=result, exception=exception),
+                              result=result, exception=exception, finished=finished),
             f"finishing build {build_id}",
         )
 
@@ -816,6 +817,10 @@ class PostgreSQLStorage(SqlStorage):
 
     def heartbeat(self, build_ids: Sequence[int]) -> None:
         self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
+
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        self._retry(functools.partial(super().set_process_group, build_id, pgid),
+                    f"recording the process group of build {build_id}")
 
     def request_cancel(self, build_id: int, reason: str) -> Build:
         # repeating it is harmless: the first request stands

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import functools
 import json
 import threading
@@ -398,7 +399,7 @@ class SqlStorage(Storage):
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
          result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
-         cancel_requested, cancel_reason, queue) = row
+         cancel_requested, cancel_reason, queue, pgid) = row
         if claimed is not None and claimed.definition_json == definition:
             definition = claimed.definition
         else:
@@ -430,6 +431,7 @@ class SqlStorage(Storage):
             cancel_requested=self._time(cancel_requested),
             cancel_reason=cancel_reason,
             queue=queue,
+            pgid=pgid,
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:
@@ -669,9 +671,10 @@ class SqlStorage(Storage):
         reason: str | None = None,
         result: StoredValue | None = None,
         exception: ExceptionInfo | None = None,
+        finished: datetime | None = None,
     ) -> Build:
         with self._transaction() as cur:
-            return self._finish(cur, build_id, state, reason, result, exception)
+            return self._finish(cur, build_id, state, reason, result, exception, finished)
 
     def finish_build_with_logs(
         self,
@@ -700,13 +703,15 @@ class SqlStorage(Storage):
             write(cur)
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
-                result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+                result: StoredValue | None, exception: ExceptionInfo | None,
+                finished: datetime | None = None) -> Build:
         claimed = self._claimed.get(build_id)  # forgotten once finished: a failure keeps it
-        if (claimed is not None and self.update_returning
+        if (claimed is not None and self.update_returning and finished is None
                 and self._stored_as_given(reason, result, exception)):
             build = self._finish_claimed(cur, claimed, state, reason, result, exception)
         else:
-            row = self._finish_update(cur, build_id, state, reason, result, exception)
+            row = self._finish_update(cur, build_id, state, reason, result, exception,
+                                      finished=finished)
             # fenced off (or no RETURNING): as it stands
             build = (self._fetch_build(cur, build_id) if row is None
                      else self._build_from_row(row, claimed))
@@ -742,12 +747,13 @@ class SqlStorage(Storage):
             started=build.started, finished=as_utc(finished), heartbeat=self._time(heartbeat),
             host=build.host, pid=build.pid, result=result, exception=exception,
             retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
-            cancel_reason=cancel_reason, queue=build.queue,
+            cancel_reason=cancel_reason, queue=build.queue, pgid=build.pgid,
         )
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                        result: StoredValue | None, exception: ExceptionInfo | None,
-                       also_return: str = "") -> Sequence[Any] | None:
+                       also_return: str = "", finished: datetime | None = None
+                       ) -> Sequence[Any] | None:
         """The finishing UPDATE: the row it changed (its :data:`BUILD_COLUMNS`, then
         ``also_return`` if given) where the database can return it, else None."""
         state = check_finished_state(state)
@@ -766,7 +772,7 @@ class SqlStorage(Storage):
                 "WHERE id = ? AND state IN (?, ?)" + returning
             ),
             (
-                state.value, reason, self._time_param(self.now()),
+                state.value, reason, self._time_param(finished or self.now()),
                 result.kind if result else None, result.data if result else None,
                 exception.type if exception else None,
                 exception.message if exception else None,
@@ -789,6 +795,14 @@ class SqlStorage(Storage):
                             f"WHERE state = ? AND id IN ({in_params(chunk)})"),
                     (now, BuildState.RUNNING.value, *chunk),
                 )
+
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        with self._transaction() as cur:
+            cur.execute(self._q("UPDATE builds SET pgid = ? WHERE id = ? AND state = ?"),
+                        (pgid, build_id, BuildState.RUNNING.value))
+        claim = self._claimed.get(build_id)
+        if claim is not None:  # its finish returns the build as claimed, with this
+            claim.build = dataclasses.replace(claim.build, pgid=pgid)
 
     def request_cancel(self, build_id: int, reason: str) -> Build:
         with self._transaction() as cur:
