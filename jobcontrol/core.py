@@ -21,7 +21,7 @@ from jobcontrol.errors import BrokerError, BuildStateError, DependencyError, Job
 from jobcontrol.importing import import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
-from jobcontrol.reaper import abandon_reason, reap
+from jobcontrol.reaper import abandon, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -408,10 +408,8 @@ class JobControl:
         """One build; BuildNotFoundError if there is none."""
         build = self.storage.get_build(build_id)
         if build.state is BuildState.RUNNING:
-            reason = abandon_reason(build, host=HOSTNAME, now=self.storage.now(),
-                                    heartbeat_timeout=self.heartbeat_timeout)
-            if reason is not None:
-                build = self.storage.finish_build(build_id, BuildState.ABANDONED, reason=reason)
+            build = abandon(self.storage, build, host=HOSTNAME, now=self.storage.now(),
+                            heartbeat_timeout=self.heartbeat_timeout) or build
         return build
 
     def logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,

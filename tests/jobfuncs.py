@@ -265,3 +265,15 @@ def forks(tag: str = "") -> dict:
     _, status = os.waitpid(pid, 0)
     print(f"child exited {os.waitstatus_to_exitcode(status)}")
     return {"pid": os.getpid(), "ppid": os.getppid(), "child": pid}
+
+
+def spawner(seconds: float = 60, marker: str = "spawner.pids") -> str:
+    """Starts ``sleep 600`` (a subprocess of the job's), writes its own pid and the
+    subprocess's to ``marker`` (beside this module), then sleeps ``seconds``."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "600"])
+    (HERE / marker).write_text(f"{os.getpid()} {child.pid}")
+    log.info("spawned %s", child.pid)
+    time.sleep(seconds)
+    return "spawned"

@@ -204,6 +204,12 @@ class LocalExecutor:
         entry.child = child
         entry.reader = FrameReader()
         entry.open_fds = {child.frame_fd, child.out_fd, child.err_fd}
+        try:
+            # the child leads its own process group: recorded, so that should this runner
+            # die, the command that marks the build abandoned here kills what the job started
+            self.storage.set_process_group(build.id, child.pid)
+        except StorageError as exc:  # the build runs on; only that cleanup is at stake
+            logger.warning("build %s: process group not recorded: %s", build.id, exc)
 
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                build: Build, result_mode: str, function_path: str | None) -> ChildProcess:
