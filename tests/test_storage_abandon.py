@@ -4,11 +4,16 @@ finish is given, the job's process group, and a runner fenced off once its build
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
-from jobcontrol.models import BuildState
-from jobcontrol.storage import Storage
-from tests.test_storage_contract import assert_utc, claim
+import pytest
+
+from jobcontrol.models import BuildState, ProgressItem
+from jobcontrol.storage import Storage, open_storage
+from tests.conftest import make_storage
+from tests.test_storage_contract import assert_utc, claim, record
 
 S = BuildState
 
@@ -53,3 +58,39 @@ def test_an_abandoned_build_fences_its_runner_off(storage: Storage) -> None:
     assert late == abandoned
     assert storage.get_build(build.id) == abandoned
     assert abandoned.heartbeat == ended and abandoned.pgid == 4321
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Storage, Storage]]:
+    """Two processes' views of one storage: a runner's and another command's."""
+    runner = make_storage(request.param, tmp_path, request)
+    other = open_storage(runner.url)
+    try:
+        yield runner, other
+    finally:
+        runner.close()
+        other.close()
+
+
+@pytest.mark.parametrize("batch", [1, 500])  # a few records, and a batch sent as such
+def test_a_runner_whose_build_was_abandoned_writes_nothing_more(
+        shared: tuple[Storage, Storage], batch: int) -> None:
+    runner, other = shared
+    build = claim(runner)
+    runner.append_logs(build.id, [record("before")])
+    runner.set_progress(build.id, [ProgressItem((), 1, 10)])
+    abandoned = other.finish_build(build.id, S.ABANDONED, reason="no heartbeat since",
+                                   finished=build.heartbeat)
+    # the runner resumes: its log records, progress, heartbeat and outcome are dropped
+    runner.append_logs(build.id, [record(f"late {n}") for n in range(batch)])
+    runner.set_progress(build.id, [ProgressItem((), 10, 10)])
+    runner.heartbeat([build.id])
+    late = runner.finish_build_with_logs(build.id, S.SUCCESS,
+                                         logs=[record(f"last {n}") for n in range(batch)])
+    assert late == abandoned
+    assert other.get_build(build.id) == abandoned
+    assert [r.message for r in other.get_logs(build.id)] == ["before"]
+    assert [p.current for p in other.get_progress(build.id)] == [1]
+    # anyone else may still add to its log (an operator's note, an import)
+    other.append_logs(build.id, [record("note")])
+    assert [r.message for r in other.get_logs(build.id)] == ["before", "note"]

@@ -571,15 +571,11 @@ class LocalExecutor:
             ))
         build = self._write_outcome(entry, outcome)
         if build.state is not outcome.state or build.reason != outcome.reason:
-            # fenced off: someone else decided this build's fate first (abandoned, say)
-            note = (f"runner finished with {outcome.state} but the build was already "
-                    f"{build.state}; its result was not recorded")
-            logger.warning("build %s: %s", build.id, note)
-            try:
-                self.storage.append_logs(build.id, [
-                    LogRecord(utcnow(), logging.WARNING, "jobcontrol", note)])
-            except StorageError:
-                pass
+            # fenced off: someone else decided this build's fate first (abandoned, say);
+            # the record stays as they left it (nothing of this runner's is written to it)
+            logger.warning("build %s: runner finished with %s but the build was already "
+                           "%s; its result was not recorded", build.id, outcome.state,
+                           build.state)
         del self._running[entry.build.id]
         self._finished.append(build)
         self.observer.build_finished(build)

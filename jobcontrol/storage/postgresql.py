@@ -67,7 +67,7 @@ from jobcontrol.models import (
 )
 from jobcontrol.storage.base import as_utc, check_concurrency
 from jobcontrol.storage.queries import BUILD_COLUMNS, SELECT_BUILD
-from jobcontrol.storage.sql import SqlStorage
+from jobcontrol.storage.sql import _UNFINISHED, SqlStorage
 from jobcontrol.timeutil import utcnow
 
 try:
@@ -799,7 +799,7 @@ class PostgreSQLStorage(SqlStorage):
         committed). Nothing for a build that does not exist."""
         claim = self._claimed.get(build_id)
         if claim is not None and claim.next_seq is not None:
-            self._defer_numbered(cur, build_id, claim.next_seq, records)
+            self._defer_numbered(cur, build_id, claim.next_seq, records, fenced=True)
             self._notify_logs(cur, build_id)
             return
         cur.defer("SELECT 1 FROM builds WHERE id = %s FOR UPDATE", (build_id,))
@@ -896,16 +896,18 @@ class PostgreSQLStorage(SqlStorage):
         """Store a batch in the caller's transaction, unless an earlier attempt (whose first
         seq is in ``first_seq``) did commit it; sets ``first_seq`` for the next attempt."""
         # locks the build row (one writer at a time) and finds where its log ends
-        cur.execute("SELECT (SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = b.id) "
-                    "FROM builds b WHERE b.id = %s FOR UPDATE", (build_id,))
+        cur.execute("SELECT (SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = b.id), "
+                    "b.state FROM builds b WHERE b.id = %s FOR UPDATE", (build_id,))
         row = cur.fetchone()
         if row is None:
             raise BuildNotFoundError(build_id)
+        claim = self._claimed.get(build_id)
+        if claim is not None and row[1] not in _UNFINISHED:
+            return  # its runner is fenced off: someone else ended the build (see _fenced)
         if first_seq and self._batch_stored(cur, build_id, first_seq[0], records):
             return  # the attempt whose COMMIT was cut off did commit
         start = int(row[0]) + 1
         first_seq[:] = [start]
-        claim = self._claimed.get(build_id)
         if claim is not None:  # the end of its log from here on (forgotten on a rollback)
             claim.next_seq = start + len(records)
         if len(records) <= SMALL_BATCH:
@@ -918,14 +920,20 @@ class PostgreSQLStorage(SqlStorage):
 
     @staticmethod
     def _defer_numbered(cur: Any, build_id: int, start: int,
-                        records: Sequence[LogRecord]) -> None:
+                        records: Sequence[LogRecord], *, fenced: bool = False) -> None:
         """An INSERT of ``records`` numbered from ``start``, sent with the transaction's
-        next statement (no round trip of its own)."""
-        rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
-            build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
+        next statement (no round trip of its own). ``fenced``: made only while the build
+        is unfinished (its row locked until the transaction ends), for its runner, which
+        someone else may have fenced off by ending the build (see ``SqlStorage._fenced``)."""
+        rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s)", (
+            start + n, as_utc(r.time), r.level, r.logger, r.message,
             r.exception)) for n, r in enumerate(records))
-        cur._deferred.append(b"INSERT INTO logs (build_id, seq, time, level, logger, "
-                             b"message, exception) VALUES " + rows)
+        insert = (b"INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
+                  b"SELECT %d, v.* FROM (VALUES " % build_id + rows + b") AS v")
+        if fenced:
+            insert += (b" WHERE EXISTS (SELECT 1 FROM builds WHERE id = %d "
+                       b"AND state IN ('queued', 'running') FOR UPDATE)" % build_id)
+        cur._deferred.append(insert)
 
     @staticmethod
     def _batch_stored(cur: Any, build_id: int, first: int, records: Sequence[LogRecord]) -> bool:

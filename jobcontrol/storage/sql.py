@@ -441,6 +441,16 @@ class SqlStorage(Storage):
             raise BuildNotFoundError(build_id)
         return self._build_from_row(row)
 
+    def _fenced(self, cur: Any, build_id: int) -> bool:
+        """True when this object claimed the build (it is the build's runner) and the build
+        is no longer running: someone else ended it (abandoned it, say), and the runner's
+        late writes (log records, progress) are dropped, as its outcome is. Locks the row
+        where it can, so that it stays running until the caller's transaction ends."""
+        cur.execute(self._q(f"SELECT state FROM builds WHERE id = ?{self.lock_rows_sql}"),
+                    (build_id,))
+        row = cur.fetchone()
+        return row is not None and row[0] not in _UNFINISHED
+
     def _check_build(self, cur: Any, build_id: int) -> None:
         """:class:`BuildNotFoundError` unless the build exists; locks its row where it can."""
         cur.execute(self._q(f"SELECT id FROM builds WHERE id = ?{self.lock_rows_sql}"),
@@ -1002,6 +1012,8 @@ class SqlStorage(Storage):
     def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """The body of :meth:`append_logs`, inside the caller's transaction."""
         claim = self._claimed.get(build_id)
+        if claim is not None and self._fenced(cur, build_id):
+            return
         if claim is not None and claim.next_seq is not None:
             last_seq = claim.next_seq - 1  # a build this object claimed: it writes its log
         else:
@@ -1071,6 +1083,8 @@ class SqlStorage(Storage):
         ]
         with self._transaction() as cur:
             self._check_build(cur, build_id)
+            if build_id in self._claimed and self._fenced(cur, build_id):
+                return
             self._insert_many(
                 cur,
                 "INSERT INTO progress (build_id, group_path, current, total, message, updated) "
