@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from jobcontrol.models import Build, BuildState
 from jobcontrol.reaper import reap
 from jobcontrol.storage import Storage, open_storage
-from tests.test_processes import PROJECT_PARAMS, Project, alive, wait_for
+from tests.test_processes import PROJECT_PARAMS, Project, alive, until, wait_for
 
 CONFIG = """\
 runner:
@@ -69,14 +68,6 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return members
-
-
-def until(condition: Callable[[], object], what: str, seconds: float = 15) -> None:
-    """Wait for ``condition()`` to be true; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def started_job(project: Project, storage: Storage) -> tuple[int, int, Build]:

@@ -16,7 +16,7 @@ import pytest
 from jobcontrol.models import BuildState
 from jobcontrol.reaper import reap
 from jobcontrol.storage import open_storage
-from tests.test_processes import PROJECT_PARAMS, Project, alive, wait_for
+from tests.test_processes import PROJECT_PARAMS, Project, alive, until, wait_for
 
 CONFIG = """\
 runner:
@@ -51,7 +51,8 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
 def test_kill_9_of_runner_and_job_leaves_an_abandoned_build(project: Project) -> None:
     runner = project.start("build", "napper")
     job_pid = int(wait_for(project.config.parent / "napper.pid"))
-    time.sleep(0.3)  # let the first log line be stored
+    with open_storage(project.storage_url) as storage:  # the first log line stored
+        until(lambda: storage.get_logs(1), "the first log line to be stored")
     os.kill(runner.pid, signal.SIGKILL)
     os.kill(job_pid, signal.SIGKILL)
     runner.communicate(timeout=10)
@@ -89,12 +90,13 @@ def test_heartbeat_limit_abandons_a_build_of_another_host(project: Project) -> N
         storage = open_storage(project.storage_url)
         try:
             first = storage.get_build(1).heartbeat
-            time.sleep(0.6)
-            assert storage.get_build(1).heartbeat > first  # it beats every 0.2 s
+            # it beats every 0.2 s
+            until(lambda: storage.get_build(1).heartbeat > first, "a heartbeat")
             # seen from another host, the beating build is alive...
             assert reap(storage, host="elsewhere", heartbeat_timeout=1) == []
             os.kill(runner.pid, signal.SIGSTOP)  # a runner that hangs stops beating
-            time.sleep(1.5)
+            until(lambda: (storage.now() - storage.get_build(1).heartbeat).total_seconds()
+                  > 1, "the heartbeat to be older than 1 s")
             [build] = reap(storage, host="elsewhere", heartbeat_timeout=1)
             assert build.state is BuildState.ABANDONED
             assert build.reason.startswith("no heartbeat since ")
@@ -184,8 +186,8 @@ def test_cancel_of_a_running_build_from_another_process(project: Project) -> Non
 def test_cancel_kills_a_job_that_ignores_sigterm_after_the_grace(project: Project) -> None:
     runner = project.start("build", "stubborn")
     try:
+        # it ignores SIGTERM from before it writes its pid
         job_pid = int(wait_for(project.config.parent / "stubborn.pid"))
-        time.sleep(0.2)  # let it settle into ignoring SIGTERM
         code, out, err = project.run("cancel", "1")
         assert code == 0, err
         assert "cancel requested" in out
