@@ -132,6 +132,7 @@ def test_reap_kills_the_subprocesses_of_a_runner_killed_with_kill_9(
     assert code == 0, err
     [reaped] = json.loads(out)
     assert reaped["state"] == "abandoned"
+    assert project.show(1)["pgid"] == job_pid
     assert reaped["reason"].startswith(f"process {runner.pid}@")
     until(lambda: not alive(sleep_pid), "the job's subprocess to be killed", seconds=5)
     assert group_members(job_pid) == []
