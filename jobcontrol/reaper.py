@@ -138,17 +138,35 @@ def end_processes(build: Build) -> None:
     group (the job's subprocesses, which outlive a runner killed with ``kill -9``), and
     its runner if that still runs (stopped or hung: SIGKILL, which a stopped process
     cannot hold off). Never a process that is not the build's: a runner whose pid now
-    belongs to a later process is left alone, and so is a group whose leader's pid does."""
-    if build.pgid and build.started is not None:
-        leader = process_start_time(build.pgid) if process_alive(build.pgid) else None
-        # the group's number is not reused while any member of it lives; its leader (the
-        # job's process) started after the build, or the number is someone else's now
-        if leader is None or leader >= build.started - _START_SLACK:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(build.pgid, signal.SIGKILL)
+    belongs to a later process is left alone, and so is a group whose number now leads
+    another process's group (see :func:`_group_is_the_builds`)."""
+    if build.pgid and _group_is_the_builds(build):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(build.pgid, signal.SIGKILL)
     if build.pid and build.pid != os.getpid() and _runner_here(build):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(build.pid, signal.SIGKILL)
+
+
+def _group_is_the_builds(build: Build) -> bool:
+    """Whether the process group ``build.pgid`` is still the build's job's. A number that
+    leads a group is not given to a new process while any member of the group lives, so
+    with no process of that pid the group (if any) is the job's subprocesses; a process of
+    that pid is the job's only while it is the child of the runner (or of its fork server)."""
+    assert build.pgid
+    if not process_alive(build.pgid):
+        return True
+    parent = _parent(build.pgid)
+    return parent is not None and build.pid in (parent, _parent(parent))
+
+
+def _parent(pid: int) -> int | None:
+    """The parent of process ``pid`` (Linux ``/proc``), or None where that is unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def reap(storage: Storage, *, host: str, heartbeat_timeout: float,

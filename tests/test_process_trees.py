@@ -33,6 +33,12 @@ jobs:
     function: jobfuncs.spawner
     kwargs: {seconds: {{ env.get("NAP", "60") }}}
     timeout: {{ env.get("TIMEOUT", "1h") }}
+  - id: quick
+    function: jobfuncs.sleeper
+    kwargs: {seconds: 1.5}
+  - id: spawner_after
+    function: jobfuncs.spawner
+    dependencies: [quick]
 """
 
 HEARTBEAT_TIMEOUT = 1.0
@@ -70,19 +76,23 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def started_job(project: Project, storage: Storage) -> tuple[int, int, Build]:
-    """The job's pid, its ``sleep``'s pid, and build 1 once its process group is recorded."""
+def started_job(project: Project, storage: Storage, build_id: int = 1
+                ) -> tuple[int, int, Build]:
+    """The job's pid, its ``sleep``'s pid, and the build once its process group is
+    recorded."""
     job_pid, sleep_pid = map(int, wait_for(project.config.parent / "spawner.pids").split())
-    until(lambda: storage.get_build(1).pgid is not None, "the process group to be recorded")
-    build = storage.get_build(1)
+    until(lambda: storage.get_build(build_id).pgid is not None,
+          "the process group to be recorded")
+    build = storage.get_build(build_id)
     assert build.pgid == job_pid  # the job's process leads its group
     assert sleep_pid in group_members(job_pid)
     return job_pid, sleep_pid, build
 
 
-def heartbeat_older_than(storage: Storage, seconds: float) -> Callable[[], bool]:
+def heartbeat_older_than(storage: Storage, seconds: float, build_id: int = 1
+                         ) -> Callable[[], bool]:
     def stale() -> bool:
-        beat = storage.get_build(1).heartbeat
+        beat = storage.get_build(build_id).heartbeat
         assert beat is not None
         return (storage.now() - beat).total_seconds() > seconds
     return stale
@@ -116,6 +126,29 @@ def test_a_stopped_runner_is_abandoned_killed_and_the_job_runs_again(
         rf"no heartbeat since {clock(detail['heartbeat'])} \(noticed \d\d:\d\d:\d\d, "
         rf"1\.\d+s later\); runner {runner.pid}@{re.escape(socket.gethostname())} killed",
         detail["reason"]), detail["reason"]
+    until(lambda: not alive(job_pid) and not alive(sleep_pid), "the job's processes to go")
+    assert group_members(job_pid) == []
+
+
+def test_a_stopped_runner_of_a_run_is_killed_with_its_jobs_processes(
+        project: Project, storage: Storage) -> None:
+    """The second build of a run: with a fork server, its process was forked ahead, while
+    the first build ran (seconds before the build was claimed)."""
+    runner = project.start("build", "spawner_after", "--deps")
+    try:
+        job_pid, sleep_pid, _ = started_job(project, storage, build_id=2)
+        assert storage.get_build(1).state is BuildState.SUCCESS
+        os.kill(runner.pid, signal.SIGSTOP)
+        until(heartbeat_older_than(storage, HEARTBEAT_TIMEOUT, build_id=2),
+              "the heartbeat to go stale")
+        code, out, err = project.run("reap", "--format", "json")
+        assert code == 0, err
+        assert [b["id"] for b in json.loads(out)] == [2]
+        assert runner.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.communicate()
     until(lambda: not alive(job_pid) and not alive(sleep_pid), "the job's processes to go")
     assert group_members(job_pid) == []
 
