@@ -73,14 +73,25 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sto
 
 
 @pytest.mark.parametrize("batch", [1, 500])  # a few records, and a batch sent as such
+@pytest.mark.parametrize("how", ["claimed", "log end unknown", "started from the queue"])
 def test_a_runner_whose_build_was_abandoned_writes_nothing_more(
-        shared: tuple[Storage, Storage], batch: int) -> None:
+        shared: tuple[Storage, Storage], batch: int, how: str) -> None:
     runner, other = shared
-    build = claim(runner)
+    if how == "started from the queue":  # a worker's build
+        queued = other.enqueue_build("job", definition={}, definition_hash="h",
+                                     dependency_builds={}, queue="q")
+        assert queued is not None
+        started = runner.start_queued_build(queued.id, concurrency=1, host="h", pid=1)
+        assert started is not None
+        build = started
+    else:
+        build = claim(runner)
     runner.append_logs(build.id, [record("before")])
     runner.set_progress(build.id, [ProgressItem((), 1, 10)])
     abandoned = other.finish_build(build.id, S.ABANDONED, reason="no heartbeat since",
                                    finished=build.heartbeat)
+    if how == "log end unknown":  # as after a failed write: numbered from the table
+        runner._forget_log_ends()  # type: ignore[attr-defined]
     # the runner resumes: its log records, progress, heartbeat and outcome are dropped
     runner.append_logs(build.id, [record(f"late {n}") for n in range(batch)])
     runner.set_progress(build.id, [ProgressItem((), 10, 10)])

@@ -67,7 +67,7 @@ from jobcontrol.models import (
 )
 from jobcontrol.storage.base import as_utc, check_concurrency
 from jobcontrol.storage.queries import BUILD_COLUMNS, SELECT_BUILD
-from jobcontrol.storage.sql import _UNFINISHED, SqlStorage
+from jobcontrol.storage.sql import _UNFINISHED, SqlStorage, _Claim
 from jobcontrol.timeutil import utcnow
 
 try:
@@ -644,7 +644,11 @@ class PostgreSQLStorage(SqlStorage):
                 if row[0] != BuildState.QUEUED.value:
                     ours = (row[0] == BuildState.RUNNING.value and row[1] == host
                             and row[2] == pid and as_utc(row[3]) == stamp[0])
-                    return self.get_build(build_id) if ours else None
+                    if not ours:
+                        return None
+                    build = self.get_build(build_id)
+                    self._remember_claim(_Claim(build, "", "", None))
+                    return build
             stamp[:] = [self._time_param(self.now())]
             return self._start_queued(build_id, concurrency, host, pid, deps_json, stamp[0])
 
@@ -666,7 +670,10 @@ class PostgreSQLStorage(SqlStorage):
             )
             row = cur.fetchone()
             if row is not None:
-                return self._build_from_row(row)
+                build = self._build_from_row(row)
+                # its runner from now on (see SqlStorage.start_queued_build)
+                self._remember_claim(_Claim(build, "", "", None))
+                return build
             # not started: gone, not queued any more, or its job busy
             cur.execute("SELECT job_id, state FROM builds WHERE id = %s", (build_id,))
             job_id = self._queued_job(cur.fetchone(), build_id)
@@ -796,7 +803,8 @@ class PostgreSQLStorage(SqlStorage):
         again numbers them alike). Otherwise numbered on from the end of the build's log
         by the server: the build's row locked first (one writer at a time), then an INSERT
         that numbers the rows (its own statement, so it sees what the writer before
-        committed). Nothing for a build that does not exist."""
+        committed). Nothing for a build that does not exist, nor, for its runner, for a
+        build someone else ended (see ``SqlStorage._fenced``)."""
         claim = self._claimed.get(build_id)
         if claim is not None and claim.next_seq is not None:
             self._defer_numbered(cur, build_id, claim.next_seq, records, fenced=True)
@@ -810,8 +818,9 @@ class PostgreSQLStorage(SqlStorage):
             "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
             "SELECT b.id, b.last + v.n, v.time, v.level, v.logger, v.message, v.exception "
             "FROM (SELECT builds.id, (SELECT coalesce(max(seq), 0) FROM logs "
-            f"WHERE build_id = builds.id) AS last FROM builds WHERE builds.id = {int(build_id)}) "
-            "AS b, (VALUES " + rows.decode() + ") "
+            f"WHERE build_id = builds.id) AS last FROM builds WHERE builds.id = {int(build_id)}"
+            + (" AND builds.state IN ('queued', 'running')" if claim is not None else "")
+            + ") AS b, (VALUES " + rows.decode() + ") "
             "AS v (n, time, level, logger, message, exception)")
         self._notify_logs(cur, build_id)
 

@@ -586,11 +586,16 @@ class SqlStorage(Storage):
             dependency_builds=deps, created=started, started=started,
             heartbeat=started, host=host, pid=pid, retry_of=retry_of,
         )
+        self._remember_claim(_Claim(build, definition_json, deps_json,
+                                    1 if self.numbers_logs_locally else None))
+        return build
+
+    def _remember_claim(self, claim: _Claim) -> None:
+        """This object runs ``claim.build`` (it claimed it, or started it from the queue):
+        its writes to the build land only while the build runs (see :meth:`_fenced`)."""
         if len(self._claimed) >= MAX_CLAIMED_KEPT:  # builds finished elsewhere: forget
             self._claimed.clear()
-        self._claimed[build_id] = _Claim(build, definition_json, deps_json,
-                                         1 if self.numbers_logs_locally else None)
-        return build
+        self._claimed[claim.build.id] = claim
 
     def enqueue_build(
         self,
@@ -656,7 +661,10 @@ class SqlStorage(Storage):
                 (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
                  BuildState.QUEUED.value),
             )
-            return self._fetch_build(cur, build_id)
+            build = self._fetch_build(cur, build_id)
+        # its JSON columns as stored are not at hand: its finish decodes them again
+        self._remember_claim(_Claim(build, "", "", None))
+        return build
 
     @staticmethod
     def _queued_job(row: Sequence[Any] | None, build_id: int) -> str | None:
