@@ -39,6 +39,10 @@ jobs:
   - id: spawner_after
     function: jobfuncs.spawner
     dependencies: [quick]
+  - id: inline_napper
+    function: jobfuncs.sleeper
+    kwargs: {seconds: 60, marker: inline.pid}
+    isolation: inline
 """
 
 HEARTBEAT_TIMEOUT = 1.0
@@ -207,17 +211,39 @@ def test_a_cancel_kills_the_jobs_subprocesses(project: Project, storage: Storage
 def test_a_runner_that_resumes_after_its_build_was_abandoned_changes_nothing(
         project: Project, storage: Storage) -> None:
     """Abandoned from another host (which cannot kill it), a stopped runner that resumes
-    is fenced off: its heartbeat and its outcome leave the record as it was."""
-    runner = project.start("build", "spawner", env={"NAP": "1"})
+    is fenced off: its heartbeat and its outcome leave the record as it was, and its next
+    heartbeat tells it to stop the job (which must not run on beside a new build)."""
+    runner = project.start("build", "spawner")
     try:
-        started_job(project, storage)
+        job_pid, sleep_pid, _ = started_job(project, storage)
         os.kill(runner.pid, signal.SIGSTOP)
         until(heartbeat_older_than(storage, HEARTBEAT_TIMEOUT), "the heartbeat to go stale")
         [abandoned] = reap(storage, host="elsewhere", heartbeat_timeout=HEARTBEAT_TIMEOUT)
         assert abandoned.state is BuildState.ABANDONED
         assert abandoned.finished == abandoned.heartbeat
         os.kill(runner.pid, signal.SIGCONT)
-        _out, err = runner.communicate(timeout=20)
+        _out, err = runner.communicate(timeout=20)  # not the job's 60 s
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 1, err
+    assert "build 1 was ended elsewhere: stopping its job" in err
+    assert storage.get_build(1) == abandoned
+    assert not alive(job_pid) and not alive(sleep_pid)
+    assert group_members(job_pid) == []
+
+
+def test_an_inline_build_ended_elsewhere_is_stopped_when_its_runner_resumes(
+        project: Project, storage: Storage) -> None:
+    runner = project.start("build", "inline_napper")
+    try:
+        wait_for(project.config.parent / "inline.pid")
+        os.kill(runner.pid, signal.SIGSTOP)
+        until(heartbeat_older_than(storage, HEARTBEAT_TIMEOUT), "the heartbeat to go stale")
+        [abandoned] = reap(storage, host="elsewhere", heartbeat_timeout=HEARTBEAT_TIMEOUT)
+        os.kill(runner.pid, signal.SIGCONT)
+        _out, err = runner.communicate(timeout=20)  # not the job's 60 s
     finally:
         if runner.poll() is None:
             runner.kill()

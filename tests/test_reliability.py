@@ -121,8 +121,10 @@ def test_late_success_does_not_overwrite_abandoned(project: Project) -> None:
     assert detail["state"] == "abandoned"
     assert detail["reason"] == "no heartbeat for 61s (test)"
     assert detail["retval"] is None
-    # fenced off: the runner says so, and adds nothing to the record (its log included)
-    assert "runner finished with success but the build was already abandoned" in err
+    # fenced off: its next heartbeat stops the job; the runner says so, and adds nothing
+    # to the record (its log included)
+    assert "build 1 was ended elsewhere: stopping its job" in err
+    assert "but the build was already abandoned; its result was not recorded" in err
     _code, out, _ = project.run("logs", "1")
     assert "runner finished" not in out
 

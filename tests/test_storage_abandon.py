@@ -42,6 +42,15 @@ def test_the_process_group_of_a_running_build_is_recorded(storage: Storage) -> N
     assert [b.pgid for b in storage.list_builds()] == [4321]
 
 
+def test_a_heartbeat_names_the_builds_that_are_not_running(storage: Storage) -> None:
+    running = claim(storage, "a")
+    ended = claim(storage, "b")
+    storage.finish_build(ended.id, S.ABANDONED, reason="no heartbeat since")
+    assert storage.heartbeat([running.id, ended.id, 999]) == {ended.id, 999}
+    assert storage.heartbeat([running.id]) == set()
+    assert storage.heartbeat([]) == set()
+
+
 def test_an_abandoned_build_fences_its_runner_off(storage: Storage) -> None:
     """A runner that resumes after its build was abandoned changes nothing of the record:
     neither its heartbeat, nor its process group, nor its outcome."""
@@ -95,7 +104,7 @@ def test_a_runner_whose_build_was_abandoned_writes_nothing_more(
     # the runner resumes: its log records, progress, heartbeat and outcome are dropped
     runner.append_logs(build.id, [record(f"late {n}") for n in range(batch)])
     runner.set_progress(build.id, [ProgressItem((), 10, 10)])
-    runner.heartbeat([build.id])
+    assert runner.heartbeat([build.id]) == {build.id}  # told: it stops the job
     late = runner.finish_build_with_logs(build.id, S.SUCCESS,
                                          logs=[record(f"last {n}") for n in range(batch)])
     assert late == abandoned

@@ -412,12 +412,26 @@ class LocalExecutor:
             ids = [build_id for build_id, e in self._running.items() if e.child]
             if ids:
                 try:
-                    self.storage.heartbeat(ids)
+                    ended = self.storage.heartbeat(ids)
                 except StorageError as exc:  # the next beat tries again
                     logger.warning("heartbeat not recorded: %s", exc)
+                else:
+                    for build_id in ended:
+                        self._stop_ended(build_id, now)
         if now - self._last_cancel_poll >= self.cancel_poll_interval:
             self._last_cancel_poll = now
             self._stop_cancelled(now)
+
+    def _stop_ended(self, build_id: int, now: float) -> None:
+        """Someone else ended this build (marked it abandoned while this runner was stopped
+        or cut off, say): its record is theirs, and its job must not run on beside a new
+        build of the job. Stop it as a timeout does; its outcome is not recorded."""
+        entry = self._running.get(build_id)
+        if entry is None or entry.child is None or entry.stop is not None \
+                or entry.outcome is not None:
+            return
+        logger.warning("build %s was ended elsewhere: stopping its job", build_id)
+        self._terminate(entry, Outcome(BuildState.FAILED, "stopped: ended elsewhere"), now)
 
     def _stop_cancelled(self, now: float) -> None:
         """Terminate the builds someone asked to stop (through the storage)."""
@@ -625,10 +639,13 @@ class _InlineWatcher(threading.Thread):
                 continue
             build_id = entry.build.id
             try:
+                reason = None
                 if time.monotonic() - last_beat >= executor.heartbeat_interval:
                     last_beat = time.monotonic()
-                    executor.storage.heartbeat([build_id])
-                reason = executor.storage.cancel_requests([build_id]).get(build_id)
+                    if executor.storage.heartbeat([build_id]):  # ended elsewhere: stop
+                        reason = "stopped: ended elsewhere"
+                if reason is None:
+                    reason = executor.storage.cancel_requests([build_id]).get(build_id)
             except StorageError as exc:  # the next tick tries again
                 logger.warning("inline build %s not watched: %s", build_id, exc)
                 continue

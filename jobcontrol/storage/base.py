@@ -182,8 +182,10 @@ class Storage(abc.ABC):
         by default). :meth:`close` does it too."""
 
     @abc.abstractmethod
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
-        """Set the heartbeat of these running builds to now."""
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
+        """Set the heartbeat of these running builds to now; returns those of them that
+        are not running (any more): someone else ended them (abandoned, say), and their
+        runner, fenced off, stops them."""
 
     @abc.abstractmethod
     def set_process_group(self, build_id: int, pgid: int) -> None:

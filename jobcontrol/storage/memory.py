@@ -231,7 +231,8 @@ class MemoryStorage(Storage):
                 self._builds[build_id] = build
             return _copy(build)
 
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
+        ended = set()
         with self._lock:
             self._check_open()
             now = utcnow()
@@ -239,6 +240,9 @@ class MemoryStorage(Storage):
                 build = self._builds.get(build_id)
                 if build is not None and build.state is BuildState.RUNNING:
                     self._builds[build_id] = dataclasses.replace(build, heartbeat=now)
+                else:
+                    ended.add(build_id)
+        return ended
 
     def set_process_group(self, build_id: int, pgid: int) -> None:
         with self._lock:

@@ -824,8 +824,8 @@ class PostgreSQLStorage(SqlStorage):
             "AS v (n, time, level, logger, message, exception)")
         self._notify_logs(cur, build_id)
 
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
-        self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
+        return self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
 
     def set_process_group(self, build_id: int, pgid: int) -> None:
         self._retry(functools.partial(super().set_process_group, build_id, pgid),

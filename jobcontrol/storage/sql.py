@@ -800,10 +800,11 @@ class SqlStorage(Storage):
         )
         return cur.fetchone() if returning else None
 
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
         ids = list(dict.fromkeys(build_ids))
         if not ids:
-            return
+            return set()
+        beating: set[int] = set()
         with self._transaction() as cur:
             now = self._time_param(self.now())
             for start in range(0, len(ids), MAX_IN_PARAMS):
@@ -813,6 +814,16 @@ class SqlStorage(Storage):
                             f"WHERE state = ? AND id IN ({in_params(chunk)})"),
                     (now, BuildState.RUNNING.value, *chunk),
                 )
+                if cur.rowcount != len(chunk):  # some ended: which (rarely asked)
+                    cur.execute(
+                        self._q(f"SELECT id FROM builds "
+                                f"WHERE state = ? AND id IN ({in_params(chunk)})"),
+                        (BuildState.RUNNING.value, *chunk),
+                    )
+                    beating.update(row[0] for row in cur.fetchall())
+                else:
+                    beating.update(chunk)
+        return set(ids) - beating
 
     def set_process_group(self, build_id: int, pgid: int) -> None:
         with self._transaction() as cur:
