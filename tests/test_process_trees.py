@@ -43,6 +43,10 @@ jobs:
     function: jobfuncs.sleeper
     kwargs: {seconds: 60, marker: inline.pid}
     isolation: inline
+  - id: inline_short
+    function: jobfuncs.sleeper
+    kwargs: {seconds: 3, marker: inline.pid}
+    isolation: inline
 """
 
 HEARTBEAT_TIMEOUT = 1.0
@@ -250,3 +254,25 @@ def test_an_inline_build_ended_elsewhere_is_stopped_when_its_runner_resumes(
             runner.communicate()
     assert runner.returncode == 1, err
     assert storage.get_build(1) == abandoned
+
+
+def test_forked_builds_beat_while_an_inline_build_runs(
+        project: Project, storage: Storage) -> None:
+    """An inline build holds the runner's loop; the builds it forked before are beaten
+    all the same, so the runner is not taken for hung (and killed) meanwhile."""
+    runner = project.start("build", "spawner", "inline_short", "-j", "2", env={"NAP": "4"})
+    try:
+        started_job(project, storage)
+        wait_for(project.config.parent / "inline.pid")
+        inline = storage.list_builds("inline_short")[0]
+        assert inline.started is not None
+        until(lambda: (storage.get_build(1).heartbeat - inline.started).total_seconds()
+              > HEARTBEAT_TIMEOUT + 0.2, "a heartbeat of build 1 past the limit", seconds=2.5)
+        code, out, err = project.run("reap")
+        assert (code, out) == (0, "no abandoned builds\n"), err
+        _out, err = runner.communicate(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 0, err

@@ -622,7 +622,8 @@ class LocalExecutor:
 
 class _InlineWatcher(threading.Thread):
     """Beside inline builds (which run in the caller's thread): beats the heartbeat of the
-    one running and looks for a request to cancel it."""
+    one running (and of the builds forked before it, whose loop it holds up) and looks for
+    a request to cancel it."""
 
     def __init__(self, executor: LocalExecutor) -> None:
         super().__init__(name="jobcontrol-inline-watcher", daemon=True)
@@ -642,7 +643,10 @@ class _InlineWatcher(threading.Thread):
                 reason = None
                 if time.monotonic() - last_beat >= executor.heartbeat_interval:
                     last_beat = time.monotonic()
-                    if executor.storage.heartbeat([build_id]):  # ended elsewhere: stop
+                    # the executor's forked builds too: the loop that beats them waits
+                    # for the inline build to end (a stale heartbeat is a hung runner)
+                    ended = executor.storage.heartbeat(list(executor._running))
+                    if build_id in ended:  # ended elsewhere: stop it
                         reason = "stopped: ended elsewhere"
                 if reason is None:
                     reason = executor.storage.cancel_requests([build_id]).get(build_id)
