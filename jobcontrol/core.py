@@ -29,7 +29,7 @@ from jobcontrol.errors import (
 from jobcontrol.importing import bind_problem, import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
-from jobcontrol.reaper import abandon_reason, reap
+from jobcontrol.reaper import abandon, reap
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -469,15 +469,11 @@ class JobControl:
         """One build; BuildNotFoundError if there is none."""
         build = self.storage.get_build(build_id)
         if build.state is BuildState.RUNNING:
-            reason = abandon_reason(build, host=HOSTNAME, now=self.storage.now(),
-                                    heartbeat_timeout=self.heartbeat_timeout)
-            if reason is not None:
-                try:
-                    build = self.storage.finish_build(build_id, BuildState.ABANDONED,
-                                                      reason=reason)
-                except StorageError as exc:  # read-only: shown as it stands
-                    logger.warning("build %s not marked abandoned (%s): %s", build_id,
-                                   reason, exc)
+            try:
+                build = abandon(self.storage, build, host=HOSTNAME, now=self.storage.now(),
+                                heartbeat_timeout=self.heartbeat_timeout) or build
+            except StorageError as exc:  # read-only: shown as it stands
+                logger.warning("build %s not marked abandoned: %s", build_id, exc)
         return build
 
     def logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,

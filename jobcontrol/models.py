@@ -102,6 +102,9 @@ class Build:
     cancel_reason: str | None = None
     #: the Celery queue a remote build was sent to; None for a build run where it was made
     queue: str | None = None
+    #: the process group of the job's process on ``host`` (killed with the build); None for
+    #: an inline build or before its process started
+    pgid: int | None = None
 
     @property
     def duration(self) -> float | None:

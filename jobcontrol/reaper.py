@@ -1,14 +1,19 @@
-"""Finding builds whose runner vanished, and marking them ``abandoned`` with a reason.
+"""Finding builds whose runner vanished or hung, and marking them ``abandoned`` with a reason.
 
 A ``running`` build is abandoned when, on this host, its runner's process is gone (or its
 pid now belongs to a process started after the build: pids are reused), or, from any host,
-its heartbeat is older than the limit. Any command that reads or claims builds calls
-:func:`reap` first, so a crashed runner never holds its job forever.
+its heartbeat is older than the limit, whether its runner is alive or not. Its ``finished``
+is its last heartbeat (when it was last known alive). On the runner's host, what is left of
+the build is then killed: a hung runner, and the job's process group. Any command that reads
+or claims builds calls :func:`reap` first, so a crashed or hung runner never holds its job
+forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cache
@@ -64,39 +69,119 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def _runner_here(build: Build) -> bool | None:
+    """Whether this running build's runner (its pid, on this host) is still the process
+    that claimed it: False when the process is gone or its pid now belongs to a process
+    started after the build (pids are reused), None where that cannot be told."""
+    assert build.pid
+    if not process_alive(build.pid):
+        return False
+    started = process_start_time(build.pid)
+    if started is None or build.started is None:
+        return None
+    return started <= build.started + _START_SLACK
+
+
 def abandon_reason(build: Build, *, host: str, now: datetime,
                    heartbeat_timeout: float) -> str | None:
-    """Why this running build is abandoned, or None if its runner may still be alive."""
-    if build.host == host and build.pid:
-        # killed, or it gave up on a storage that refused the outcome: its output says which
-        gone = f"process {build.pid}@{host} ended without recording an outcome"
-        if not process_alive(build.pid):
-            return gone
-        started = process_start_time(build.pid)
-        if started is not None and build.started is not None \
-                and started > build.started + _START_SLACK:
-            return f"{gone} (its pid was reused)"
-        return None  # alive here: a slow heartbeat is not a death
+    """Why this running build is abandoned, or None if its runner may still be alive.
+
+    On its own host a runner that is gone is found at once; from any host (its own too)
+    a build whose heartbeat is older than ``heartbeat_timeout`` is abandoned: a stopped or
+    deadlocked runner is as dead as a killed one (on its host, :func:`abandon` kills it).
+    A process never abandons its own builds: it knows it is alive."""
+    here = build.host == host and bool(build.pid)
+    if here and build.pid == os.getpid():
+        return None
     beat = build.heartbeat or build.started
+    since = "" if beat is None else (
+        f" (last heartbeat {_clock(beat)}, noticed {_clock(now)})")
+    # killed, or it gave up on a storage that refused the outcome: its output says which
+    gone = f"process {build.pid}@{host} ended without recording an outcome"
+    if here and not process_alive(build.pid):  # type: ignore[arg-type]
+        return f"{gone}{since}"
+    if here and _runner_here(build) is False:
+        return f"{gone} (its pid was reused)"
     if beat is None:
         return None
     age = (now - beat).total_seconds()
-    if age > heartbeat_timeout:
-        return f"no heartbeat for {format_duration(age)} (runner {build.pid}@{build.host})"
-    return None
+    if age <= heartbeat_timeout:
+        return None
+    reason = (f"no heartbeat since {_clock(beat)} (noticed {_clock(now)}, "
+              f"{format_duration(age)} later)")
+    if here and _runner_here(build):
+        return f"{reason}; runner {build.pid}@{host} killed"
+    return f"{reason} (runner {build.pid}@{build.host})"
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%H:%M:%S")
+
+
+def abandon(storage: Storage, build: Build, *, host: str, now: datetime,
+            heartbeat_timeout: float) -> Build | None:
+    """Mark ``build`` (read as running) abandoned if :func:`abandon_reason` says so, with
+    its last heartbeat as its end; on this host, kill what is left of it (see
+    :func:`end_processes`). Returns the build as recorded (its runner may have finished it
+    meanwhile: that outcome stands), or None while its runner may be alive."""
+    reason = abandon_reason(build, host=host, now=now, heartbeat_timeout=heartbeat_timeout)
+    if reason is None:
+        return None
+    ended = build.heartbeat or build.started or now
+    record = storage.finish_build(build.id, BuildState.ABANDONED, reason=reason,
+                                  finished=ended)
+    if record.state is BuildState.ABANDONED and build.host == host:
+        end_processes(build)
+    return record
+
+
+def end_processes(build: Build) -> None:
+    """SIGKILL what is left on this host of a build marked abandoned: its job's process
+    group (the job's subprocesses, which outlive a runner killed with ``kill -9``), and
+    its runner if that still runs (stopped or hung: SIGKILL, which a stopped process
+    cannot hold off). Never a process that is not the build's: a runner whose pid now
+    belongs to a later process is left alone, and so is a group whose number now leads
+    another process's group (see :func:`_group_is_the_builds`)."""
+    if build.pgid and _group_is_the_builds(build):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(build.pgid, signal.SIGKILL)
+    if build.pid and build.pid != os.getpid() and _runner_here(build):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(build.pid, signal.SIGKILL)
+
+
+def _group_is_the_builds(build: Build) -> bool:
+    """Whether the process group ``build.pgid`` is still the build's job's. A number that
+    leads a group is not given to a new process while any member of the group lives, so
+    with no process of that pid the group (if any) is the job's subprocesses; a process of
+    that pid is the job's only while it is the child of the runner (or of its fork server)."""
+    assert build.pgid
+    if not process_alive(build.pgid):
+        return True
+    parent = _parent(build.pgid)
+    return parent is not None and build.pid in (parent, _parent(parent))
+
+
+def _parent(pid: int) -> int | None:
+    """The parent of process ``pid`` (Linux ``/proc``), or None where that is unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def reap(storage: Storage, *, host: str, heartbeat_timeout: float,
          now: datetime | None = None) -> list[Build]:
-    """Mark every abandoned running build; returns them as recorded."""
+    """Mark every abandoned running build (see :func:`abandon`); returns them as recorded."""
     running: Sequence[Build] = storage.list_builds(states=[BuildState.RUNNING])
     if not running:
         return []
     now = now or storage.now()
     reaped = []
     for build in running:
-        reason = abandon_reason(build, host=host, now=now, heartbeat_timeout=heartbeat_timeout)
-        if reason is not None:
-            # conditional: if the runner finished meanwhile, its outcome stands
-            reaped.append(storage.finish_build(build.id, BuildState.ABANDONED, reason=reason))
-    return [build for build in reaped if build.state is BuildState.ABANDONED]
+        record = abandon(storage, build, host=host, now=now,
+                         heartbeat_timeout=heartbeat_timeout)
+        if record is not None and record.state is BuildState.ABANDONED:
+            reaped.append(record)
+    return reaped

@@ -295,3 +295,15 @@ def waits_for(started: str, go: str) -> str:
         time.sleep(0.02)
     log.info("going")
     return "went"
+
+
+def spawner(seconds: float = 60, marker: str = "spawner.pids") -> str:
+    """Starts ``sleep 600`` (a subprocess of the job's), writes its own pid and the
+    subprocess's to ``marker`` (beside this module), then sleeps ``seconds``."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "600"])
+    (HERE / marker).write_text(f"{os.getpid()} {child.pid}")
+    log.info("spawned %s", child.pid)
+    time.sleep(seconds)
+    return "spawned"

@@ -123,7 +123,8 @@ def test_an_outcome_the_full_disk_refuses_ends_the_command_saying_so(
     assert code == 0, err
     [build] = json.loads(out)
     assert build["state"] == "abandoned"
-    assert re.fullmatch(r"process \d+@\S+ ended without recording an outcome", build["reason"])
+    assert re.fullmatch(r"process \d+@\S+ ended without recording an outcome \(last heartbeat "
+                        r"\d\d:\d\d:\d\d, noticed \d\d:\d\d:\d\d\)", build["reason"])
 
 
 @NEEDS_ROOT
@@ -231,7 +232,7 @@ def read_commands_work(project: Project) -> None:
     code, out, err = project.run("show", "2")
     assert code == 0, err
     assert "running" in out
-    assert "build 2 not marked abandoned (process " in err
+    assert "build 2 not marked abandoned: " in err
     code, out, err = project.run("logs", "1")
     assert (code, err) == (0, "")
     assert "making hello" in out
@@ -331,8 +332,8 @@ def test_an_outcome_a_read_only_postgresql_refuses_ends_the_command_saying_so(
     assert code == 0, err
     [build] = json.loads(out)
     assert build["state"] == "abandoned"
-    assert build["reason"] == (f"process {runner.pid}@{socket.gethostname()} ended without "
-                               f"recording an outcome")
+    assert build["reason"].startswith(f"process {runner.pid}@{socket.gethostname()} ended "
+                                      f"without recording an outcome (last heartbeat ")
 
 
 def test_an_outcome_is_recorded_once_the_database_takes_writes_again(

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,3 +258,11 @@ def test_config_mistake_via_real_process_is_one_line(tmp_path: Path) -> None:
     assert code == 2
     assert out == ""
     assert err == f"Error: {config}:4:20: job 'a': unknown dependency 'nope'\n"
+
+
+def until(condition: Callable[[], object], what: str, seconds: float = 15) -> None:
+    """Wait for ``condition()`` to be true; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

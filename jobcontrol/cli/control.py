@@ -68,7 +68,8 @@ def _wait_until_finished(jc: Any, build_id: int) -> Any:
 @pass_jc
 def reap(jc: Any, fmt: str) -> None:
     """Mark running builds whose runner is gone as abandoned: on this host, a runner
-    process that died; from any host, no heartbeat for runner.heartbeat_timeout.
+    process that died; from any host, no heartbeat for runner.heartbeat_timeout (on this
+    host, a hung runner and its job's processes are then killed).
 
     Every command that reads builds does this too; this one is for cron or monitoring.
     """

@@ -35,6 +35,7 @@ def build_detail_json(build: Build, progress: list[ProgressItem]) -> dict[str, A
         "dependency_builds": dict(build.dependency_builds),
         "host": build.host,
         "pid": build.pid,
+        "pgid": build.pgid,
         "heartbeat": isoformat(build.heartbeat),
         "definition": build.definition,
         "cancel_requested": isoformat(build.cancel_requested),

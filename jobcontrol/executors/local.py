@@ -244,6 +244,12 @@ class LocalExecutor:
         entry.child = child
         entry.reader = FrameReader()
         entry.open_fds = {child.frame_fd, child.out_fd, child.err_fd}
+        try:
+            # the child leads its own process group: recorded, so that should this runner
+            # die, the command that marks the build abandoned here kills what the job started
+            self.storage.set_process_group(build.id, child.pid)
+        except StorageError as exc:  # the build runs on; only that cleanup is at stake
+            logger.warning("build %s: process group not recorded: %s", build.id, exc)
 
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                build: Build, result_mode: str, function_path: str | None) -> ChildProcess:
@@ -452,12 +458,26 @@ class LocalExecutor:
             ids = [build_id for build_id, e in self._running.items() if e.child]
             if ids:
                 try:
-                    self.storage.heartbeat(ids)
+                    ended = self.storage.heartbeat(ids)
                 except StorageError as exc:  # the next beat tries again
                     self._write_refused(exc)
+                else:
+                    for build_id in ended:
+                        self._stop_ended(build_id, now)
         if now - self._last_cancel_poll >= self.cancel_poll_interval:
             self._last_cancel_poll = now
             self._stop_cancelled(now)
+
+    def _stop_ended(self, build_id: int, now: float) -> None:
+        """Someone else ended this build (marked it abandoned while this runner was stopped
+        or cut off, say): its record is theirs, and its job must not run on beside a new
+        build of the job. Stop it as a timeout does; its outcome is not recorded."""
+        entry = self._running.get(build_id)
+        if entry is None or entry.child is None or entry.stop is not None \
+                or entry.outcome is not None:
+            return
+        logger.warning("build %s was ended elsewhere: stopping its job", build_id)
+        self._terminate(entry, Outcome(BuildState.FAILED, "stopped: ended elsewhere"), now)
 
     def _stop_cancelled(self, now: float) -> None:
         """Terminate the builds someone asked to stop (through the storage)."""
@@ -670,15 +690,11 @@ class LocalExecutor:
         if self.defer_commits:
             self._uncommitted[build.id] = _ended(entry.build, outcome)
         if build.state is not outcome.state or build.reason != outcome.reason:
-            # fenced off: someone else decided this build's fate first (abandoned, say)
-            note = (f"runner finished with {outcome.state} but the build was already "
-                    f"{build.state}; its result was not recorded")
-            logger.warning("build %s: %s", build.id, note)
-            try:
-                self.storage.append_logs(build.id, [
-                    LogRecord(utcnow(), logging.WARNING, "jobcontrol", note)])
-            except StorageError:
-                pass
+            # fenced off: someone else decided this build's fate first (abandoned, say);
+            # the record stays as they left it (nothing of this runner's is written to it)
+            logger.warning("build %s: runner finished with %s but the build was already "
+                           "%s; its result was not recorded", build.id, outcome.state,
+                           build.state)
         del self._running[entry.build.id]
         self._finished.append(build)
         self.observer.build_finished(build)
@@ -770,7 +786,8 @@ def _shed(entry: _Running) -> None:
 
 class _InlineWatcher(threading.Thread):
     """Beside inline builds (which run in the caller's thread): beats the heartbeat of the
-    one running and looks for a request to cancel it."""
+    one running (and of the builds forked before it, whose loop it holds up) and looks for
+    a request to cancel it."""
 
     def __init__(self, executor: LocalExecutor) -> None:
         super().__init__(name="jobcontrol-inline-watcher", daemon=True)
@@ -787,10 +804,16 @@ class _InlineWatcher(threading.Thread):
                 continue
             build_id = entry.build.id
             try:
+                reason = None
                 if time.monotonic() - last_beat >= executor.heartbeat_interval:
                     last_beat = time.monotonic()
-                    executor.storage.heartbeat([build_id])
-                reason = executor.storage.cancel_requests([build_id]).get(build_id)
+                    # the executor's forked builds too: the loop that beats them waits
+                    # for the inline build to end (a stale heartbeat is a hung runner)
+                    ended = executor.storage.heartbeat(list(executor._running))
+                    if build_id in ended:  # ended elsewhere: stop it
+                        reason = "stopped: ended elsewhere"
+                if reason is None:
+                    reason = executor.storage.cancel_requests([build_id]).get(build_id)
             except StorageError as exc:  # the next tick tries again
                 executor._write_refused(exc)
                 continue

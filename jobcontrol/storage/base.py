@@ -150,8 +150,10 @@ class Storage(abc.ABC):
         reason: str | None = None,
         result: StoredValue | None = None,
         exception: ExceptionInfo | None = None,
+        finished: datetime | None = None,
     ) -> Build:
-        """Record the outcome of a running build and return it.
+        """Record the outcome of a running build and return it; ``finished``: when it
+        ended, if not now (an abandoned build ended at its last heartbeat).
 
         Only a build that is still ``running`` (or ``queued``) is changed; a build already
         finished is returned as it is, unchanged (a late writer never overwrites an outcome).
@@ -194,8 +196,15 @@ class Storage(abc.ABC):
         return []
 
     @abc.abstractmethod
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
-        """Set the heartbeat of these running builds to now."""
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
+        """Set the heartbeat of these running builds to now; returns those of them that
+        are not running (any more): someone else ended them (abandoned, say), and their
+        runner, fenced off, stops them."""
+
+    @abc.abstractmethod
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        """Record the process group of a running build's job process (see ``Build.pgid``);
+        a build no longer running is left as it is."""
 
     @abc.abstractmethod
     def request_cancel(self, build_id: int, reason: str) -> Build:

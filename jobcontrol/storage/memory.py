@@ -218,6 +218,7 @@ class MemoryStorage(Storage):
         reason: str | None = None,
         result: StoredValue | None = None,
         exception: ExceptionInfo | None = None,
+        finished: datetime | None = None,
     ) -> Build:
         state = check_finished_state(state)
         with self._lock:
@@ -227,14 +228,15 @@ class MemoryStorage(Storage):
                     build,
                     state=state,
                     reason=reason,
-                    finished=utcnow(),
+                    finished=utcnow() if finished is None else as_utc(finished),
                     result=result,
                     exception=exception,
                 )
                 self._builds[build_id] = build
             return _copy(build)
 
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
+        ended = set()
         with self._lock:
             self._check_open()
             now = utcnow()
@@ -242,6 +244,16 @@ class MemoryStorage(Storage):
                 build = self._builds.get(build_id)
                 if build is not None and build.state is BuildState.RUNNING:
                     self._builds[build_id] = dataclasses.replace(build, heartbeat=now)
+                else:
+                    ended.add(build_id)
+        return ended
+
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        with self._lock:
+            self._check_open()
+            build = self._builds.get(build_id)
+            if build is not None and build.state is BuildState.RUNNING:
+                self._builds[build_id] = dataclasses.replace(build, pgid=pgid)
 
     def record_build(
         self,

@@ -69,7 +69,7 @@ from jobcontrol.models import (
 )
 from jobcontrol.storage.base import as_utc, check_concurrency
 from jobcontrol.storage.queries import BUILD_COLUMNS, SELECT_BUILD
-from jobcontrol.storage.sql import SqlStorage
+from jobcontrol.storage.sql import _UNFINISHED, SqlStorage, _Claim
 from jobcontrol.timeutil import utcnow
 
 try:
@@ -640,7 +640,11 @@ class PostgreSQLStorage(SqlStorage):
                 if row[0] != BuildState.QUEUED.value:
                     ours = (row[0] == BuildState.RUNNING.value and row[1] == host
                             and row[2] == pid and as_utc(row[3]) == stamp[0])
-                    return self.get_build(build_id) if ours else None
+                    if not ours:
+                        return None
+                    build = self.get_build(build_id)
+                    self._remember_claim(_Claim(build, "", "", None))
+                    return build
             stamp[:] = [self._time_param(self.now())]
             return self._start_queued(build_id, concurrency, host, pid, deps_json, stamp[0])
 
@@ -662,7 +666,10 @@ class PostgreSQLStorage(SqlStorage):
             )
             row = cur.fetchone()
             if row is not None:
-                return self._build_from_row(row)
+                build = self._build_from_row(row)
+                # its runner from now on (see SqlStorage.start_queued_build)
+                self._remember_claim(_Claim(build, "", "", None))
+                return build
             # not started: gone, not queued any more, or its job busy
             cur.execute("SELECT job_id, state FROM builds WHERE id = %s", (build_id,))
             job_id = self._queued_job(cur.fetchone(), build_id)
@@ -677,11 +684,12 @@ class PostgreSQLStorage(SqlStorage):
 
     def finish_build(self, build_id: int, state: BuildState, *, reason: str | None = None,
                      result: StoredValue | None = None,
-                     exception: ExceptionInfo | None = None) -> Build:
+                     exception: ExceptionInfo | None = None,
+                     finished: datetime | None = None) -> Build:
         # a repeated finish leaves the recorded outcome alone and returns it
         return self._retry(
             functools.partial(super().finish_build, build_id, state, reason=reason,
-                              result=result, exception=exception),
+                              result=result, exception=exception, finished=finished),
             f"finishing build {build_id}",
         )
 
@@ -791,10 +799,11 @@ class PostgreSQLStorage(SqlStorage):
         again numbers them alike). Otherwise numbered on from the end of the build's log
         by the server: the build's row locked first (one writer at a time), then an INSERT
         that numbers the rows (its own statement, so it sees what the writer before
-        committed). Nothing for a build that does not exist."""
+        committed). Nothing for a build that does not exist, nor, for its runner, for a
+        build someone else ended (see ``SqlStorage._fenced``)."""
         claim = self._claimed.get(build_id)
         if claim is not None and claim.next_seq is not None:
-            self._defer_numbered(cur, build_id, claim.next_seq, records)
+            self._defer_numbered(cur, build_id, claim.next_seq, records, fenced=True)
             self._notify_logs(cur, build_id)
             return
         cur.defer("SELECT 1 FROM builds WHERE id = %s FOR UPDATE", (build_id,))
@@ -805,13 +814,18 @@ class PostgreSQLStorage(SqlStorage):
             "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
             "SELECT b.id, b.last + v.n, v.time, v.level, v.logger, v.message, v.exception "
             "FROM (SELECT builds.id, (SELECT coalesce(max(seq), 0) FROM logs "
-            f"WHERE build_id = builds.id) AS last FROM builds WHERE builds.id = {int(build_id)}) "
-            "AS b, (VALUES " + rows.decode() + ") "
+            f"WHERE build_id = builds.id) AS last FROM builds WHERE builds.id = {int(build_id)}"
+            + (" AND builds.state IN ('queued', 'running')" if claim is not None else "")
+            + ") AS b, (VALUES " + rows.decode() + ") "
             "AS v (n, time, level, logger, message, exception)")
         self._notify_logs(cur, build_id)
 
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
-        self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
+        return self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
+
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        self._retry(functools.partial(super().set_process_group, build_id, pgid),
+                    f"recording the process group of build {build_id}")
 
     def request_cancel(self, build_id: int, reason: str) -> Build:
         # repeating it is harmless: the first request stands
@@ -887,16 +901,18 @@ class PostgreSQLStorage(SqlStorage):
         """Store a batch in the caller's transaction, unless an earlier attempt (whose first
         seq is in ``first_seq``) did commit it; sets ``first_seq`` for the next attempt."""
         # locks the build row (one writer at a time) and finds where its log ends
-        cur.execute("SELECT (SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = b.id) "
-                    "FROM builds b WHERE b.id = %s FOR UPDATE", (build_id,))
+        cur.execute("SELECT (SELECT coalesce(max(seq), 0) FROM logs WHERE build_id = b.id), "
+                    "b.state FROM builds b WHERE b.id = %s FOR UPDATE", (build_id,))
         row = cur.fetchone()
         if row is None:
             raise BuildNotFoundError(build_id)
+        claim = self._claimed.get(build_id)
+        if claim is not None and row[1] not in _UNFINISHED:
+            return  # its runner is fenced off: someone else ended the build (see _fenced)
         if first_seq and self._batch_stored(cur, build_id, first_seq[0], records):
             return  # the attempt whose COMMIT was cut off did commit
         start = int(row[0]) + 1
         first_seq[:] = [start]
-        claim = self._claimed.get(build_id)
         if claim is not None:  # the end of its log from here on (forgotten on a rollback)
             claim.next_seq = start + len(records)
         if len(records) <= SMALL_BATCH:
@@ -909,14 +925,20 @@ class PostgreSQLStorage(SqlStorage):
 
     @staticmethod
     def _defer_numbered(cur: Any, build_id: int, start: int,
-                        records: Sequence[LogRecord]) -> None:
+                        records: Sequence[LogRecord], *, fenced: bool = False) -> None:
         """An INSERT of ``records`` numbered from ``start``, sent with the transaction's
-        next statement (no round trip of its own)."""
-        rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s, %s)", (
-            build_id, start + n, as_utc(r.time), r.level, r.logger, r.message,
+        next statement (no round trip of its own). ``fenced``: made only while the build
+        is unfinished (its row locked until the transaction ends), for its runner, which
+        someone else may have fenced off by ending the build (see ``SqlStorage._fenced``)."""
+        rows = b",".join(cur.mogrify("(%s, %s, %s, %s, %s, %s)", (
+            start + n, as_utc(r.time), r.level, r.logger, r.message,
             r.exception)) for n, r in enumerate(records))
-        cur._deferred.append(b"INSERT INTO logs (build_id, seq, time, level, logger, "
-                             b"message, exception) VALUES " + rows)
+        insert = (b"INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
+                  b"SELECT %d, v.* FROM (VALUES " % build_id + rows + b") AS v")
+        if fenced:
+            insert += (b" WHERE EXISTS (SELECT 1 FROM builds WHERE id = %d "
+                       b"AND state IN ('queued', 'running') FOR UPDATE)" % build_id)
+        cur._deferred.append(insert)
 
     @staticmethod
     def _batch_stored(cur: Any, build_id: int, first: int, records: Sequence[LogRecord]) -> bool:

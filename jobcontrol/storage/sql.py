@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -419,7 +420,7 @@ class SqlStorage(Storage):
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
          result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
-         cancel_requested, cancel_reason, queue) = row
+         cancel_requested, cancel_reason, queue, pgid) = row
         if claimed is not None and claimed.definition_json == definition:
             definition = claimed.definition
         else:
@@ -451,6 +452,7 @@ class SqlStorage(Storage):
             cancel_requested=self._time(cancel_requested),
             cancel_reason=cancel_reason,
             queue=queue,
+            pgid=pgid,
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:
@@ -459,6 +461,16 @@ class SqlStorage(Storage):
         if row is None:
             raise BuildNotFoundError(build_id)
         return self._build_from_row(row)
+
+    def _fenced(self, cur: Any, build_id: int) -> bool:
+        """True when this object claimed the build (it is the build's runner) and the build
+        is no longer running: someone else ended it (abandoned it, say), and the runner's
+        late writes (log records, progress) are dropped, as its outcome is. Locks the row
+        where it can, so that it stays running until the caller's transaction ends."""
+        cur.execute(self._q(f"SELECT state FROM builds WHERE id = ?{self.lock_rows_sql}"),
+                    (build_id,))
+        row = cur.fetchone()
+        return row is not None and row[0] not in _UNFINISHED
 
     def _check_build(self, cur: Any, build_id: int) -> None:
         """:class:`BuildNotFoundError` unless the build exists; locks its row where it can."""
@@ -610,11 +622,16 @@ class SqlStorage(Storage):
             dependency_builds=deps, created=started, started=started,
             heartbeat=started, host=host, pid=pid, retry_of=retry_of,
         )
+        self._remember_claim(_Claim(build, definition_json, deps_json,
+                                    1 if self.numbers_logs_locally else None))
+        return build
+
+    def _remember_claim(self, claim: _Claim) -> None:
+        """This object runs ``claim.build`` (it claimed it, or started it from the queue):
+        its writes to the build land only while the build runs (see :meth:`_fenced`)."""
         if len(self._claimed) >= MAX_CLAIMED_KEPT:  # builds finished elsewhere: forget
             self._claimed.clear()
-        self._claimed[build_id] = _Claim(build, definition_json, deps_json,
-                                         1 if self.numbers_logs_locally else None)
-        return build
+        self._claimed[claim.build.id] = claim
 
     def enqueue_build(
         self,
@@ -680,7 +697,10 @@ class SqlStorage(Storage):
                 (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
                  BuildState.QUEUED.value),
             )
-            return self._fetch_build(cur, build_id)
+            build = self._fetch_build(cur, build_id)
+        # its JSON columns as stored are not at hand: its finish decodes them again
+        self._remember_claim(_Claim(build, "", "", None))
+        return build
 
     @staticmethod
     def _queued_job(row: Sequence[Any] | None, build_id: int) -> str | None:
@@ -705,9 +725,10 @@ class SqlStorage(Storage):
         reason: str | None = None,
         result: StoredValue | None = None,
         exception: ExceptionInfo | None = None,
+        finished: datetime | None = None,
     ) -> Build:
         with self._transaction() as cur:
-            return self._finish(cur, build_id, state, reason, result, exception)
+            return self._finish(cur, build_id, state, reason, result, exception, finished)
 
     def finish_build_with_logs(
         self,
@@ -736,13 +757,15 @@ class SqlStorage(Storage):
             write(cur)
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
-                result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+                result: StoredValue | None, exception: ExceptionInfo | None,
+                finished: datetime | None = None) -> Build:
         claimed = self._claimed.get(build_id)  # forgotten once finished: a failure keeps it
-        if (claimed is not None and self.update_returning
+        if (claimed is not None and self.update_returning and finished is None
                 and self._stored_as_given(reason, result, exception)):
             build = self._finish_claimed(cur, claimed, state, reason, result, exception)
         else:
-            row = self._finish_update(cur, build_id, state, reason, result, exception)
+            row = self._finish_update(cur, build_id, state, reason, result, exception,
+                                      finished=finished)
             # fenced off (or no RETURNING): as it stands
             build = (self._fetch_build(cur, build_id) if row is None
                      else self._build_from_row(row, claimed))
@@ -778,12 +801,13 @@ class SqlStorage(Storage):
             started=build.started, finished=as_utc(finished), heartbeat=self._time(heartbeat),
             host=build.host, pid=build.pid, result=result, exception=exception,
             retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
-            cancel_reason=cancel_reason, queue=build.queue,
+            cancel_reason=cancel_reason, queue=build.queue, pgid=build.pgid,
         )
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                        result: StoredValue | None, exception: ExceptionInfo | None,
-                       also_return: str = "") -> Sequence[Any] | None:
+                       also_return: str = "", finished: datetime | None = None
+                       ) -> Sequence[Any] | None:
         """The finishing UPDATE: the row it changed (its :data:`BUILD_COLUMNS`, then
         ``also_return`` if given) where the database can return it, else None."""
         state = check_finished_state(state)
@@ -802,7 +826,7 @@ class SqlStorage(Storage):
                 "WHERE id = ? AND state IN (?, ?)" + returning
             ),
             (
-                state.value, reason, self._time_param(self.now()),
+                state.value, reason, self._time_param(finished or self.now()),
                 result.kind if result else None, result.data if result else None,
                 exception.type if exception else None,
                 exception.message if exception else None,
@@ -812,10 +836,11 @@ class SqlStorage(Storage):
         )
         return cur.fetchone() if returning else None
 
-    def heartbeat(self, build_ids: Sequence[int]) -> None:
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
         ids = list(dict.fromkeys(build_ids))
         if not ids:
-            return
+            return set()
+        beating: set[int] = set()
         with self._transaction() as cur:
             now = self._time_param(self.now())
             for start in range(0, len(ids), MAX_IN_PARAMS):
@@ -825,6 +850,24 @@ class SqlStorage(Storage):
                             f"WHERE state = ? AND id IN ({in_params(chunk)})"),
                     (now, BuildState.RUNNING.value, *chunk),
                 )
+                if cur.rowcount != len(chunk):  # some ended: which (rarely asked)
+                    cur.execute(
+                        self._q(f"SELECT id FROM builds "
+                                f"WHERE state = ? AND id IN ({in_params(chunk)})"),
+                        (BuildState.RUNNING.value, *chunk),
+                    )
+                    beating.update(row[0] for row in cur.fetchall())
+                else:
+                    beating.update(chunk)
+        return set(ids) - beating
+
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        with self._transaction() as cur:
+            cur.execute(self._q("UPDATE builds SET pgid = ? WHERE id = ? AND state = ?"),
+                        (pgid, build_id, BuildState.RUNNING.value))
+        claim = self._claimed.get(build_id)
+        if claim is not None:  # its finish returns the build as claimed, with this
+            claim.build = dataclasses.replace(claim.build, pgid=pgid)
 
     def request_cancel(self, build_id: int, reason: str) -> Build:
         with self._transaction() as cur:
@@ -1023,6 +1066,8 @@ class SqlStorage(Storage):
     def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
         """The body of :meth:`append_logs`, inside the caller's transaction."""
         claim = self._claimed.get(build_id)
+        if claim is not None and self._fenced(cur, build_id):
+            return
         if claim is not None and claim.next_seq is not None:
             last_seq = claim.next_seq - 1  # a build this object claimed: it writes its log
         else:
@@ -1096,6 +1141,8 @@ class SqlStorage(Storage):
         ]
         with self._transaction() as cur:
             self._check_build(cur, build_id)
+            if build_id in self._claimed and self._fenced(cur, build_id):
+                return
             self._insert_many(
                 cur,
                 "INSERT INTO progress (build_id, group_path, current, total, message, updated) "
