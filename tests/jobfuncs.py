@@ -265,3 +265,20 @@ def forks(tag: str = "") -> dict:
     _, status = os.waitpid(pid, 0)
     print(f"child exited {os.waitstatus_to_exitcode(status)}")
     return {"pid": os.getpid(), "ppid": os.getppid(), "child": pid}
+
+
+#: what a hostile job writes to take over a terminal: OSC 52 (clipboard), OSC 0 (window
+#: title), clear screen, hidden text, an 8-bit CSI, a bidi override, a carriage return
+TERMINAL_ATTACK = ("clip\x1b]52;c;cHduZWQ=\x07 title\x1b]0;pwned\x07 clear\x1b[2J "
+                   "hide\x1b[8mhidden\x1b[0m csi\x9b31m bidi\u202eevil\u202c cr\rover")
+
+
+def terminal_attack(fail: bool = False) -> dict:
+    """Job text with escape sequences everywhere: \x1b]0;docstring\x07 too."""
+    log.warning("log %s", TERMINAL_ATTACK)
+    print(f"print {TERMINAL_ATTACK}")
+    progress(1, 2, f"progress {TERMINAL_ATTACK}")
+    log.info("after progress")
+    if fail:
+        raise RuntimeError(f"raise {TERMINAL_ATTACK}")
+    return {"text": TERMINAL_ATTACK}

@@ -11,11 +11,12 @@ from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import complete_job_ids, echo_json, format_option, pass_jc
+from jobcontrol.cli.helpers import complete_job_ids, echo, echo_json, format_option, pass_jc
 from jobcontrol.cli.render import build_json, log_line
 from jobcontrol.errors import JobControlError
 from jobcontrol.executors.local import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
+from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
 
 _BAR_WIDTH = 24
@@ -35,7 +36,7 @@ class TextObserver(BuildObserver):
 
     def _print(self, text: str, **style: Any) -> None:
         self._clear_status()
-        click.echo(click.style(text, **style) if style else text, file=self.out)
+        echo(text, file=self.out, **style)
         self._draw_status(force=True)
 
     def build_started(self, build: Build) -> None:
@@ -67,7 +68,7 @@ class TextObserver(BuildObserver):
                     f"in {format_duration(delay)}", fg="yellow")
 
     def notification_failed(self, build: Build, problem: str) -> None:
-        click.echo(click.style(f"warning: {problem}", fg="yellow"), err=True)
+        echo(f"warning: {problem}", err=True, fg="yellow")
 
     def job_not_built(self, job_id: str, reason: str) -> None:
         self._print(f"{job_id}: not built ({reason})", dim=True)
@@ -98,7 +99,7 @@ class TextObserver(BuildObserver):
             parts.append(label)
         self._clear_status()
         width = shutil.get_terminal_size().columns
-        self.out.write(" | ".join(parts)[: width - 1])
+        self.out.write(visible(" | ".join(parts))[: width - 1])
         self.out.flush()
         self._status_shown = True
 
@@ -177,7 +178,7 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
         else:
             for step in steps:
                 verb = "build" if step.build else "skip "
-                click.echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
+                echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
         return
     observer = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
     if remote:
@@ -203,9 +204,9 @@ def _build_remote(jc: Any, jobs: list[str], deps: bool, depending: bool, if_outd
     builds = jc.submit(jobs, deps=deps, depending=depending, if_outdated=if_outdated)
     if fmt == "table":
         for queued in builds:
-            click.echo(f"build #{queued.id} {queued.job_id}: queued on {queued.queue}")
+            echo(f"build #{queued.id} {queued.job_id}: queued on {queued.queue}")
         if not builds:
-            click.echo("nothing to build")
+            echo("nothing to build")
     if not wait:
         if fmt == "json":
             echo_json([build_json(b) for b in builds])

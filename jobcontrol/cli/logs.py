@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import pass_jc
+from jobcontrol.cli.helpers import echo, pass_jc
 from jobcontrol.cli.render import log_json, log_line
+from jobcontrol.text import json_text
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 #: seconds ``--follow`` waits for news before looking at the build again regardless
@@ -51,9 +51,9 @@ def logs(jc: Any, build_id: int, follow: bool, level: int, fmt: str, interval: f
         records = jc.logs(build_id, min_level=level, after_seq=after)
         for record in records:
             if fmt == "json":
-                click.echo(json.dumps(log_json(record), ensure_ascii=False))
+                click.echo(json_text(log_json(record)))
             else:
-                click.echo(log_line(record))
+                echo(log_line(record))
             after = record.seq
         if not follow:
             return

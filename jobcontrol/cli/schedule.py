@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from jobcontrol.cli.build import TextObserver
-from jobcontrol.cli.helpers import echo_json, format_option, pass_jc
+from jobcontrol.cli.helpers import echo, echo_json, format_option, pass_jc
 from jobcontrol.cli.render import build_json
 from jobcontrol.errors import JobControlError
 from jobcontrol.timeutil import isoformat
@@ -58,11 +58,11 @@ def print_report(report: Any) -> None:
         click.echo(f"{job}: run due at {isoformat(when)} skipped, still running "
                    f"(recorded as build #{build.id})")
     for job, when, reason in report.not_built:
-        click.echo(f"{job}: run due at {isoformat(when)} not built ({reason})")
+        echo(f"{job}: run due at {isoformat(when)} not built ({reason})")
     for job, when in report.missed:
         click.echo(f"{job}: run due at {isoformat(when)} missed (too late for catchup: none)")
     for error in report.errors:
-        click.echo(f"Error: {error}", err=True)
+        echo(f"Error: {error}", err=True)
 
 
 @click.command("run-due")
