@@ -282,3 +282,44 @@ def terminal_attack(fail: bool = False) -> dict:
     if fail:
         raise RuntimeError(f"raise {TERMINAL_ATTACK}")
     return {"text": TERMINAL_ATTACK}
+
+
+class Holder:
+    """Not JSON: a return value kept as its repr."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Holder({self.value!r})"
+
+
+def leaks_forms(value: str, fail: bool = False) -> object:
+    """Writes a secret in the forms it takes in practice: repr, JSON, bytes, base64 (whole
+    and inside longer bytes), URL-encoded, hex; logs, prints, reports, returns or raises."""
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    data = value.encode()
+    log.info("connecting with %r", value)
+    log.info("config %r", {"dsn": value})  # the repr of a dict: quotes chosen for the dict
+    print(json.dumps({"value": value}))
+    print(f"bytes {data!r}")
+    progress(1, 2, f"using {value!r}")
+    forms = {
+        "repr": repr(value), "json": json.dumps(value), "bytes": data,
+        "b64": base64.b64encode(data).decode(), "b64url": base64.urlsafe_b64encode(data).decode(),
+        "b64_bare": base64.b64encode(data).decode().rstrip("="),
+        "inside": [base64.b64encode(b"x" * n + data + b"yz").decode() for n in range(3)],
+        "inside_bytes": [b"x" * n + data + b"yz" for n in range(3)],
+        "quote": quote(value, safe=""), "quote_plus": quote_plus(value), "hex": data.hex(),
+    }
+    if fail:
+        raise ConnectionError(f"refused {value!r} {forms['b64']} {forms['quote']}")
+    return forms
+
+
+def leaks_repr(value: str) -> object:
+    """Returns a value that is not JSON: stored as its repr."""
+    return Holder(value)

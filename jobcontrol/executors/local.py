@@ -468,7 +468,7 @@ class LocalExecutor:
             _, created, level, name, message, exc_text = frame
             mask = self.masker.text
             record = LogRecord(
-                _utc(created), level, clean_text(name, 200),
+                _utc(created), level, mask(clean_text(name, 200)),
                 mask(clean_text(message, MAX_MESSAGE)),
                 None if exc_text is None else mask(clean_text(exc_text, MAX_TRACEBACK)),
             )
@@ -480,8 +480,8 @@ class LocalExecutor:
             _, group, current, total, message, created = frame
             if message is not None:
                 message = self.masker.text(clean_text(message, 1000))
-            item = ProgressItem(tuple(clean_text(g, 200) for g in group), current, total,
-                                message, _utc(created))
+            item = ProgressItem(tuple(self.masker.text(clean_text(g, 200)) for g in group),
+                                current, total, message, _utc(created))
             entry.progress[item.group] = item
             self.observer.build_progress(entry.build, item)
         elif kind == "done":
