@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import pty
 import re
@@ -126,3 +127,15 @@ def test_json_output_keeps_the_exact_text(project: Project) -> None:
             assert data["exception"]["message"] == f"raise {TERMINAL_ATTACK}"
         if args == ["jobs"]:
             assert data[0]["title"] == "evil \x1b]0;pwned title\x07 \x1b[2J"
+
+
+def test_a_workers_log_line_shows_a_failure_reason_visibly(caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    from jobcontrol.executors.remote import LoggingObserver
+    from jobcontrol.models import Build, BuildState
+
+    caplog.set_level(logging.INFO, logger="jobcontrol")
+    reason = f"RuntimeError: raise {TERMINAL_ATTACK}"
+    LoggingObserver().build_finished(Build(7, "attack_fails", BuildState.FAILED, reason))
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert not RAW.findall(line) and "\\x1b]52;" in line
