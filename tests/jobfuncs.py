@@ -323,3 +323,16 @@ def leaks_forms(value: str, fail: bool = False) -> object:
 def leaks_repr(value: str) -> object:
     """Returns a value that is not JSON: stored as its repr."""
     return Holder(value)
+
+
+def leaks_at_cut(value: str) -> None:
+    """Logs and raises a message too long to keep whole, with the secret across each of
+    the places where it is cut (the middle of the stored text is left out)."""
+    from jobcontrol.serialize import MAX_MESSAGE
+
+    half = MAX_MESSAGE // 2
+    # the head kept ends 5 characters into the first, the tail kept starts 5 before the
+    # end of the second
+    message = "x" * (half - 5) + value + "y" * MAX_MESSAGE + value + "z" * (half - len(value) + 5)
+    log.info("%s", message)
+    raise ValueError(message)
