@@ -336,3 +336,14 @@ def leaks_at_cut(value: str) -> None:
     message = "x" * (half - 5) + value + "y" * MAX_MESSAGE + value + "z" * (half - len(value) + 5)
     log.info("%s", message)
     raise ValueError(message)
+
+
+class RawRepr:
+    """Not JSON, with a repr that is not escaped: the job's text, as it wrote it."""
+
+    def __repr__(self) -> str:
+        return f"RawRepr({TERMINAL_ATTACK})"
+
+
+def returns_raw_repr() -> object:
+    return RawRepr()

@@ -28,6 +28,12 @@ jobs:
   - id: attack_fails
     function: jobfuncs.terminal_attack
     kwargs: {fail: true}
+  - id: raw_repr
+    function: jobfuncs.returns_raw_repr
+  - id: consumer
+    function: jobfuncs.noop
+    kwargs: {tag: !retval raw_repr}
+    dependencies: [raw_repr]
 """
 
 #: what the CLI itself writes on a terminal: colours, and wiping the live progress line
@@ -139,3 +145,12 @@ def test_a_workers_log_line_shows_a_failure_reason_visibly(caplog: pytest.LogCap
     LoggingObserver().build_finished(Build(7, "attack_fails", BuildState.FAILED, reason))
     (line,) = [record.getMessage() for record in caplog.records]
     assert not RAW.findall(line) and "\\x1b]52;" in line
+
+
+def test_an_error_quoting_job_text_is_shown_visibly(project: Project) -> None:
+    code, out, err = project.run("build", "raw_repr")
+    assert code == 0, err
+    code, out, err = project.run("build", "consumer")  # its !retval cannot be loaded
+    assert code != 0, err
+    assert "RawRepr(clip\\x1b]52;" in err and err.startswith("Error: !retval raw_repr")
+    assert_inert(out + err)
