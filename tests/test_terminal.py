@@ -154,3 +154,21 @@ def test_an_error_quoting_job_text_is_shown_visibly(project: Project) -> None:
     assert code != 0, err
     assert "RawRepr(clip\\x1b]52;" in err and err.startswith("Error: !retval raw_repr")
     assert_inert(out + err)
+
+
+def test_the_web_ui_shows_job_text_with_the_same_cleaner(project: Project) -> None:
+    from jobcontrol.core import JobControl
+    from jobcontrol.web import create_app
+
+    for job, expected in (("attack", 0), ("attack_fails", 1)):
+        code, _, err = project.run("build", job)
+        assert code == expected, err
+    jc = JobControl.from_config(project.config, project.storage_url)
+    try:
+        client = create_app(jc).test_client()
+        for url in ("/", "/jobs/attack", "/builds/1", "/builds/2"):
+            page = client.get(url).get_data(as_text=True)
+            assert not RAW.findall(page), url  # bidi overrides and C1 too
+        assert "clip\\x1b]52;c;cHduZWQ=\\x07" in page and "bidi\\u202eevil" in page
+    finally:
+        jc.close()
