@@ -33,6 +33,12 @@ ENV_NAME_RE = re.compile(r"[^\s=\x00]+\Z")
 #: deepest nesting of collections allowed (libyaml's composer recurses in C: far deeper
 #: nesting overflows its stack and kills the process)
 MAX_DEPTH = 200
+#: most values the aliases of a document may stand for, counted expanded (an alias of a
+#: list of 10 values counts 11): aliases are shared when loaded, but validation, the
+#: stored definition and its JSON expand them, so nested ones ("billion laughs") could
+#: make a small file take gigabytes. Generous: 10,000 jobs each merging 20 defaults
+#: (``<<: *defaults``) stand for 210,000
+MAX_ALIAS_VALUES = 250_000
 _BLOCK_PREFIX = re.compile(r"^[ \t?-]*", re.MULTILINE)
 #: a flow collection holding nothing that could hide or fake a bracket (no brackets, quotes,
 #: comment, tag or line break): a real one is a whole collection (see _flow_depth_bound)
@@ -273,6 +279,7 @@ def _load_nodes(loader_cls: type[Any], text: str, file: str) -> Document:
         loader = loader_cls(text)  # the pure-Python reader checks characters right here
         loader.jc_file = file
         _check_depth(text, file)
+        _check_aliases(text, file)
         node = loader.get_single_node()
         if node is None:
             return Document(None, None)
@@ -318,6 +325,47 @@ def _check_depth(text: str, file: str) -> None:
                     )
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
+    finally:
+        scanner.dispose()
+
+
+def _check_aliases(text: str, file: str) -> None:
+    """A ConfigError, at the alias that crosses it, when the document's aliases stand for
+    more than MAX_ALIAS_VALUES values, expanded. One pass over the parser's events, before
+    anything is built: each anchored value's expanded size is known when it ends, and an
+    alias adds its anchor's size (an alias inside its own anchor counts 1: the validator
+    refuses it as recursive)."""
+    if "&" not in text or "*" not in text:  # no anchor or no alias: nothing to expand
+        return
+    scanner = loader_class()(text)
+    try:
+        sizes: dict[str, int] = {}  # anchor -> the values it stands for, expanded
+        count = 0  # values so far, aliases expanded
+        through_aliases = 0
+        open_anchors: list[tuple[str | None, int]] = []  # collections open: anchor, count
+        while (event := scanner.get_event()) is not None:
+            if isinstance(event, yaml.AliasEvent):
+                size = sizes.get(event.anchor, 1)  # unknown: the composer says why
+                count += size
+                through_aliases += size
+                if through_aliases > MAX_ALIAS_VALUES:
+                    raise ConfigError(
+                        f"invalid YAML: aliases stand for more than {MAX_ALIAS_VALUES:,} "
+                        f"values (nested aliases expand exponentially)",
+                        file,
+                        *_pos(event.start_mark),
+                    )
+            elif isinstance(event, yaml.ScalarEvent):
+                count += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                open_anchors.append((event.anchor, count))
+                count += 1
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, before = open_anchors.pop()
+                if anchor is not None:
+                    sizes[anchor] = count - before
     finally:
         scanner.dispose()
 

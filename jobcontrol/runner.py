@@ -83,10 +83,10 @@ class Outcome:
         if exc is not None:
             exc = ExceptionInfo(
                 clean_text(exc.type, 1000),
-                masker.text(clean_text(exc.message, MAX_MESSAGE)),
-                masker.text(clean_text(exc.traceback, MAX_TRACEBACK)),
+                clean_text(exc.message, MAX_MESSAGE, masker.text),
+                clean_text(exc.traceback, MAX_TRACEBACK, masker.text),
             )
-        reason = None if self.reason is None else masker.text(clean_text(self.reason, 1000))
+        reason = None if self.reason is None else clean_text(self.reason, 1000, masker.text)
         result = self.result
         if result is not None and result.kind == "repr":
             result = StoredValue("repr", masker.text(result.data))

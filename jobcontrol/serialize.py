@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from jobcontrol.errors import RetvalError
@@ -33,9 +34,11 @@ MAX_MESSAGE = 65_536
 MAX_TRACEBACK = 262_144
 
 
-def clean_text(text: object, limit: int | None = None) -> str:
+def clean_text(text: object, limit: int | None = None,
+               mask: Callable[[str], str] | None = None) -> str:
     """Text fit to store: always valid UTF-8 (lone surrogates and undecodable bytes become
-    escapes), and cut in the middle with a note when longer than ``limit``."""
+    escapes), masked by ``mask`` (before any cut: a secret across it is masked whole), and
+    cut in the middle with a note when longer than ``limit``."""
     if not isinstance(text, str):
         text = safe_repr(text, limit or MAX_REPR)
     if not text.isascii():  # ASCII is UTF-8 already: no copy to find out
@@ -45,6 +48,8 @@ def clean_text(text: object, limit: int | None = None) -> str:
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if "\x00" in text:  # PostgreSQL text cannot hold NUL
         text = text.replace("\x00", "\\x00")
+    if mask is not None:
+        text = mask(text)
     if limit is not None and len(text) > limit:
         half = limit // 2
         cut = len(text) - 2 * half

@@ -307,3 +307,85 @@ def spawner(seconds: float = 60, marker: str = "spawner.pids") -> str:
     log.info("spawned %s", child.pid)
     time.sleep(seconds)
     return "spawned"
+
+
+#: what a hostile job writes to take over a terminal: OSC 52 (clipboard), OSC 0 (window
+#: title), clear screen, hidden text, an 8-bit CSI, a bidi override, a carriage return
+TERMINAL_ATTACK = ("clip\x1b]52;c;cHduZWQ=\x07 title\x1b]0;pwned\x07 clear\x1b[2J "
+                   "hide\x1b[8mhidden\x1b[0m csi\x9b31m bidi\u202eevil\u202c cr\rover")
+
+
+def terminal_attack(fail: bool = False) -> dict:
+    """Job text with escape sequences everywhere: \x1b]0;docstring\x07 too."""
+    log.warning("log %s", TERMINAL_ATTACK)
+    print(f"print {TERMINAL_ATTACK}")
+    progress(1, 2, f"progress {TERMINAL_ATTACK}")
+    log.info("after progress")
+    if fail:
+        raise RuntimeError(f"raise {TERMINAL_ATTACK}")
+    return {"text": TERMINAL_ATTACK}
+
+
+class Holder:
+    """Not JSON: a return value kept as its repr."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Holder({self.value!r})"
+
+
+def leaks_forms(value: str, fail: bool = False) -> object:
+    """Writes a secret in the forms it takes in practice: repr, JSON, bytes, base64 (whole
+    and inside longer bytes), URL-encoded, hex; logs, prints, reports, returns or raises."""
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    data = value.encode()
+    log.info("connecting with %r", value)
+    log.info("config %r", {"dsn": value})  # the repr of a dict: quotes chosen for the dict
+    print(json.dumps({"value": value}))
+    print(f"bytes {data!r}")
+    progress(1, 2, f"using {value!r}")
+    forms = {
+        "repr": repr(value), "json": json.dumps(value), "bytes": data,
+        "b64": base64.b64encode(data).decode(), "b64url": base64.urlsafe_b64encode(data).decode(),
+        "b64_bare": base64.b64encode(data).decode().rstrip("="),
+        "inside": [base64.b64encode(b"x" * n + data + b"yz").decode() for n in range(3)],
+        "inside_bytes": [b"x" * n + data + b"yz" for n in range(3)],
+        "quote": quote(value, safe=""), "quote_plus": quote_plus(value), "hex": data.hex(),
+    }
+    if fail:
+        raise ConnectionError(f"refused {value!r} {forms['b64']} {forms['quote']}")
+    return forms
+
+
+def leaks_repr(value: str) -> object:
+    """Returns a value that is not JSON: stored as its repr."""
+    return Holder(value)
+
+
+def leaks_at_cut(value: str) -> None:
+    """Logs and raises a message too long to keep whole, with the secret across each of
+    the places where it is cut (the middle of the stored text is left out)."""
+    from jobcontrol.serialize import MAX_MESSAGE
+
+    half = MAX_MESSAGE // 2
+    # the head kept ends 5 characters into the first, the tail kept starts 5 before the
+    # end of the second
+    message = "x" * (half - 5) + value + "y" * MAX_MESSAGE + value + "z" * (half - len(value) + 5)
+    log.info("%s", message)
+    raise ValueError(message)
+
+
+class RawRepr:
+    """Not JSON, with a repr that is not escaped: the job's text, as it wrote it."""
+
+    def __repr__(self) -> str:
+        return f"RawRepr({TERMINAL_ATTACK})"
+
+
+def returns_raw_repr() -> object:
+    return RawRepr()

@@ -147,8 +147,9 @@ def test_build_page_shows_everything_escaped(client: Any, jc: JobControl) -> Non
     response = client.get(f"/builds/{build_id}")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "hello &lt;script&gt;" in html and "red alert and bell" in html
-    assert "Trace &lt;script&gt;" in html and "tb red alert" in html
+    shown = "\\x1b[31mred alert\\x1b[0m and \\x1b]0;title\\x07bell"  # visible, not acted on
+    assert "hello &lt;script&gt;" in html and shown in html
+    assert "Trace &lt;script&gt;" in html and f"tb {shown}" in html
     assert "&#34;html&#34;: &#34;&lt;script&gt;" in html  # the return value
     assert "reason &lt;script&gt;" in html and "ValueError" in html
     assert 'max="100" value="50"' in html  # the progress bar

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import CliState
+from jobcontrol.cli.helpers import CliState, echo
 from jobcontrol.errors import JobControlError
 from jobcontrol.version import __version__
 
@@ -59,7 +59,7 @@ class JobControlGroup(click.Group):
             state = ctx.find_object(CliState)
             if state is not None and state.debug:
                 raise
-            click.echo(f"Error: {error}", err=True)
+            echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import pass_jc
+from jobcontrol.cli.helpers import echo, pass_jc
 from jobcontrol.errors import ExitCode
 from jobcontrol.storage import redact_url
 
@@ -38,7 +38,7 @@ def check(jc: Any, freshness: bool, no_storage: bool) -> None:
         raise click.UsageError("--freshness reads the storage: it cannot go with --no-storage")
     problems = jc.check_jobs()
     for problem in problems:
-        click.echo(f"Error: {problem}", err=True)
+        echo(f"Error: {problem}", err=True)
     if problems:
         raise click.exceptions.Exit(ExitCode.USAGE)
     count = len(jc.config.jobs)
@@ -52,7 +52,7 @@ def check(jc: Any, freshness: bool, no_storage: bool) -> None:
     if freshness:
         stale = jc.stale_jobs()
         for job_id, reason in stale.items():
-            click.echo(f"STALE {job_id}: {reason}")
+            echo(f"STALE {job_id}: {reason}")
         watched = sum(1 for job in jc.config.jobs.values() if job.max_age)
         if stale:
             raise click.exceptions.Exit(ExitCode.FAILED)

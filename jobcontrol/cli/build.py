@@ -11,12 +11,13 @@ from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import complete_job_ids, echo_json, format_option, pass_jc
+from jobcontrol.cli.helpers import complete_job_ids, echo, echo_json, format_option, pass_jc
 from jobcontrol.cli.render import build_json, log_line
 from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.executors.local import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
 from jobcontrol.progress_report import progress_tree
+from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
 
 _BAR_WIDTH = 24
@@ -40,8 +41,7 @@ class TextObserver(BuildObserver):
 
     def _print(self, text: str, err: bool = False, **style: Any) -> None:
         self._clear_status()
-        click.echo(click.style(text, **style) if style else text,
-                   file=self.err if err else self.out)
+        echo(text, file=self.err if err else self.out, **style)
         self._draw_status(force=True)
 
     def build_started(self, build: Build) -> None:
@@ -109,7 +109,7 @@ class TextObserver(BuildObserver):
             parts.append(label)
         self._clear_status()
         width = shutil.get_terminal_size().columns
-        self.out.write(" | ".join(parts)[: width - 1])
+        self.out.write(visible(" | ".join(parts))[: width - 1])
         self.out.flush()
         self._status_shown = True
 
@@ -194,7 +194,7 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
         else:
             for step in steps:
                 verb = "build" if step.build else "skip "
-                click.echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
+                echo(f"{verb} {step.job_id} ({step.role}): {step.reason}")
         return
     text = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
     if remote:
@@ -221,9 +221,9 @@ def _build_remote(jc: Any, jobs: list[str], deps: bool, depending: bool, if_outd
     builds = jc.submit(jobs, deps=deps, depending=depending, if_outdated=if_outdated)
     if fmt == "table":
         for queued in builds:
-            click.echo(f"build #{queued.id} {queued.job_id}: queued on {queued.queue}")
+            echo(f"build #{queued.id} {queued.job_id}: queued on {queued.queue}")
         if not builds:
-            click.echo("nothing to build")
+            echo("nothing to build")
     if not wait:
         if fmt == "json":
             echo_json([build_json(b) for b in builds])

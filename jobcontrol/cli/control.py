@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import echo_json, echo_table, format_option, pass_jc
+from jobcontrol.cli.helpers import echo, echo_json, echo_table, format_option, pass_jc
 from jobcontrol.cli.render import BUILD_HEADERS, build_json, build_row
 from jobcontrol.errors import JobControlError
 
@@ -38,14 +38,14 @@ def cancel(jc: Any, build_ids: tuple[int, ...], reason: str | None, wait: bool,
             build = jc.cancel(build_id, reason=reason)
         except JobControlError as error:
             errors.append(error)
-            click.echo(f"Error: {error}", err=True)
+            echo(f"Error: {error}", err=True)
             continue
         if wait and not build.state.finished:
             build = _wait_until_finished(jc, build.id)
         builds.append(build)
         if fmt == "table":
             if build.state.finished:
-                click.echo(f"build #{build.id} {build.job_id}: {build.state} ({build.reason})")
+                echo(f"build #{build.id} {build.job_id}: {build.state} ({build.reason})")
             else:
                 click.echo(f"build #{build.id} {build.job_id}: cancel requested; its runner "
                            f"stops it within seconds")

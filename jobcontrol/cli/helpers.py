@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import click
+
+from jobcontrol.text import json_text, visible
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,14 +56,32 @@ def pass_jc(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class Styled(str):
+    """Text the CLI styled itself: the only text printed with its escape sequences."""
+
+
+def styled(text: str, **style: Any) -> Styled:
+    return Styled(click.style(text, **style))
+
+
+def echo(text: str, err: bool = False, file: Any = None, **style: Any) -> None:
+    """Print text whose control characters are shown, not acted on (job output, titles and
+    errors quoting them cannot drive the terminal), then styled as asked."""
+    if not isinstance(text, Styled):
+        text = visible(text, multiline=True)
+        if style:
+            text = click.style(text, **style)
+    click.echo(text, err=err, file=file)
+
+
 def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    click.echo(json_text(value, indent=2))
 
 
 def echo_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
     from tabulate import tabulate
 
-    rows = list(rows)
+    rows = [[cell if isinstance(cell, Styled) else visible(cell) for cell in row] for row in rows]
     if not rows:
         click.echo("(none)")
         return
@@ -85,8 +104,8 @@ def complete_job_ids(ctx: click.Context, param: click.Parameter, incomplete: str
             for job_id, job in config.jobs.items() if job_id.startswith(incomplete)]
 
 
-def styled_state(state: str) -> str:
+def styled_state(state: str) -> Styled:
     """A build state coloured for a terminal (click strips colour when piped)."""
     colours = {"success": "green", "skipped": "cyan", "failed": "red", "cancelled": "yellow",
                "abandoned": "magenta", "running": "blue", "queued": "blue"}
-    return click.style(state, fg=colours.get(state))
+    return styled(state, fg=colours.get(state))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from jobcontrol.cli.helpers import (
+    Styled,
     complete_job_ids,
+    echo,
     echo_json,
     echo_table,
     format_option,
@@ -19,6 +20,7 @@ from jobcontrol.cli.render import BUILD_HEADERS, build_detail_json, build_json, 
 from jobcontrol.models import BuildState
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.serialize import Opaque, to_jsonable
+from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration, isoformat
 
 STATE_CHOICE = click.Choice([s.value for s in BuildState])
@@ -77,28 +79,27 @@ def show(jc: Any, build_id: int, fmt: str) -> None:
         lines.append(("consumed", ", ".join(f"{job} #{bid}"
                                             for job, bid in build.dependency_builds.items())))
     width = max(len(label) for label, _ in lines)
-    for label, value in lines:
-        click.echo(f"{label:<{width}}  {value}")
+    for label, value in lines:  # one line each: a newline in a reason shows as \n
+        click.echo(f"{label:<{width}}  {value if isinstance(value, Styled) else visible(value)}")
     if build.result is not None:
         value = build.retval
-        text = value.text if isinstance(value, Opaque) else json.dumps(
-            to_jsonable(value), indent=2, ensure_ascii=False)
+        text = value.text if isinstance(value, Opaque) else json_text(to_jsonable(value), 2)
         note = {"repr": " (not JSON: kept as its repr)", "pickle": " (pickled)"}.get(
             build.result.kind, "")
-        click.echo(f"\nreturn value{note}:\n{text}")
+        echo(f"\nreturn value{note}:\n{text}")
     if progress:
-        click.echo("\nprogress:")
+        echo("\nprogress:")
         for depth, node in progress_tree(progress).walk():
             if not node.group and not node.children and node.total is None:
                 continue
             total = f"/{node.total:g}" if node.total is not None else ""
             percent = f" {node.fraction:.0%}" if node.fraction is not None else ""
-            name = node.name or "(build)"
-            message = f"  {node.message}" if node.message else ""
-            click.echo(f"  {'  ' * depth}{name}: {node.current:g}{total}{percent}{message}")
+            name = visible(node.name) or "(build)"
+            message = f"  {visible(node.message)}" if node.message else ""
+            echo(f"  {'  ' * depth}{name}: {node.current:g}{total}{percent}{message}")
     if build.exception is not None:
-        click.echo(f"\nexception: {build.exception.type}: {build.exception.message}")
-        click.echo(build.exception.traceback.rstrip())
+        echo(f"\nexception: {build.exception.type}: {build.exception.message}")
+        echo(build.exception.traceback.rstrip())
 
 
 COMMANDS = [builds, show]

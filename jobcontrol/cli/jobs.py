@@ -9,9 +9,17 @@ import click
 import yaml
 
 from jobcontrol import graph as graphs
-from jobcontrol.cli.helpers import complete_job_ids, echo_json, echo_table, format_option, pass_jc
+from jobcontrol.cli.helpers import (
+    complete_job_ids,
+    echo,
+    echo_json,
+    echo_table,
+    format_option,
+    pass_jc,
+)
 from jobcontrol.importing import describe_callable
 from jobcontrol.storage import redact_url
+from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration
 
 
@@ -55,27 +63,27 @@ def job(jc: Any, job_id: str, fmt: str) -> None:
         echo_json(data)
         return
     name = definition.function.replace(":", ".").rsplit(".", 1)[-1]
-    click.echo(click.style(f"{definition.id}: {definition.title}", bold=True))
-    click.echo(f"defined at {definition.location}")
-    click.echo(f"\n  {definition.function}  ->  def {name}{signature}")
+    echo(f"{definition.id}: {visible(definition.title)}", bold=True)
+    echo(f"defined at {definition.location}")
+    echo(f"\n  {definition.function}  ->  def {name}{signature}")
     if doc:
-        click.echo("\n" + "\n".join(f"    {line}" for line in doc.splitlines()))
-    click.echo("")
+        echo("\n" + "\n".join(f"    {line}" for line in doc.splitlines()))
+    echo("")
     snapshot = definition.snapshot()
     for key in ("args", "kwargs"):
         if snapshot.get(key):
-            click.echo(f"{key}: {json.dumps(snapshot[key], ensure_ascii=False)}")
-    click.echo(f"dependencies: {', '.join(definition.dependencies) or '(none)'}")
-    click.echo(f"dependents: {', '.join(dependents) or '(none)'}")
+            echo(f"{key}: {json_text(snapshot[key])}")
+    echo(f"dependencies: {', '.join(definition.dependencies) or '(none)'}")
+    echo(f"dependents: {', '.join(dependents) or '(none)'}")
     if definition.tags:
-        click.echo(f"tags: {', '.join(definition.tags)}")
+        echo(f"tags: {', '.join(definition.tags)}")
     options = [f"isolation={definition.isolation}", f"concurrency={definition.concurrency}",
                f"result={definition.result}"]
     if definition.timeout is not None:
         options.append(f"timeout={format_duration(definition.timeout)}")
     if definition.cleanup_function:
         options.append(f"cleanup={definition.cleanup_function}")
-    click.echo("options: " + ", ".join(options))
+    echo("options: " + ", ".join(options))
 
 
 def _dot_id(job_id: str) -> str:
@@ -93,20 +101,20 @@ def graph(jc: Any, fmt: str) -> None:
     if fmt == "json":
         echo_json({job_id: list(deps[job_id]) for job_id in order})
     elif fmt == "dot":
-        click.echo("digraph jobcontrol {")
-        click.echo("  rankdir=LR;")
-        click.echo("  node [shape=box, style=rounded];")
+        echo("digraph jobcontrol {")
+        echo("  rankdir=LR;")
+        echo("  node [shape=box, style=rounded];")
         for job_id in order:
             label = jc.config.jobs[job_id].title
-            click.echo(f"  {_dot_id(job_id)} [label={json.dumps(label)}];")
+            echo(f"  {_dot_id(job_id)} [label={json.dumps(label)}];")
         for job_id in order:
             for dep in deps[job_id]:
-                click.echo(f"  {_dot_id(dep)} -> {_dot_id(job_id)};")
-        click.echo("}")
+                echo(f"  {_dot_id(dep)} -> {_dot_id(job_id)};")
+        echo("}")
     else:
         for job_id in order:
             after = f"  <- {', '.join(deps[job_id])}" if deps[job_id] else ""
-            click.echo(f"{job_id}{after}")
+            echo(f"{job_id}{after}")
 
 
 @click.command("config")
@@ -120,10 +128,10 @@ def config_command(jc: Any, fmt: str) -> None:
         echo_json({"path": str(config.path), "storage": redact_url(jc.storage.url),
                    "jobs": [job_json(j) for j in config.jobs.values()]})
         return
-    click.echo(f"# {config.path} (rendered)")
-    click.echo(config.masker.text(config.rendered).rstrip("\n"))
-    click.echo("\n# as loaded, with defaults applied:")
-    click.echo(yaml.safe_dump({"jobs": [j.snapshot() for j in config.jobs.values()]},
+    echo(f"# {config.path} (rendered)")
+    echo(config.masker.text(config.rendered).rstrip("\n"))
+    echo("\n# as loaded, with defaults applied:")
+    echo(yaml.safe_dump({"jobs": [j.snapshot() for j in config.jobs.values()]},
                               sort_keys=False, allow_unicode=True).rstrip("\n"))
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import pass_jc
+from jobcontrol.cli.helpers import echo, pass_jc
 from jobcontrol.cli.render import log_json, log_line
+from jobcontrol.text import json_text
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 #: seconds ``--follow`` waits for news before looking at the build again regardless
@@ -52,9 +52,9 @@ def logs(jc: Any, build_id: int, follow: bool, level: int, fmt: str, interval: f
         # a page at a time: a log of a million lines is printed in bounded memory
         for record in jc.iter_logs(build_id, min_level=level, after_seq=after):
             if fmt == "json":
-                click.echo(json.dumps(log_json(record), ensure_ascii=False))
+                click.echo(json_text(log_json(record)))
             else:
-                click.echo(log_line(record))
+                echo(log_line(record))
             after = record.seq
             printed += 1
         if not follow:

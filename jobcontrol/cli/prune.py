@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from jobcontrol.cli.helpers import complete_job_ids, echo_json, echo_table, format_option, pass_jc
+from jobcontrol.cli.helpers import (
+    complete_job_ids,
+    echo,
+    echo_json,
+    echo_table,
+    format_option,
+    pass_jc,
+)
 from jobcontrol.errors import ExitCode
 
 #: ranges of build ids shown in a row; JSON lists every id
@@ -58,9 +65,9 @@ def prune(jc: Any, jobs: tuple[str, ...], dry_run: bool, fmt: str) -> None:
                    + (" (dry run: nothing was deleted)" if dry_run else ""))
     for job in report.jobs:
         for failure in job.failures:
-            click.echo(f"Error: {failure.message}", err=True)
+            echo(f"Error: {failure.message}", err=True)
         if job.error:
-            click.echo(f"Error: {job.error}", err=True)
+            echo(f"Error: {job.error}", err=True)
     if not report.ok:
         raise click.exceptions.Exit(ExitCode.FAILED)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from jobcontrol.models import Build, LogRecord, ProgressItem
 from jobcontrol.serialize import to_jsonable
+from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration, isoformat
 
 
@@ -59,7 +60,7 @@ def log_line(record: LogRecord, build_id: int | None = None) -> str:
     """A log record as one (or, with an exception, several) lines of text."""
     stamp = record.time.strftime("%Y-%m-%d %H:%M:%S")
     prefix = f"#{build_id} " if build_id is not None else ""
-    text = f"{prefix}{stamp} {record.level_name:<7} {record.logger}: {record.message}"
+    text = f"{prefix}{stamp} {record.level_name:<7} {visible(record.logger)}: {record.message}"
     if record.exception:
         text += "\n" + record.exception.rstrip()
     return text

@@ -14,7 +14,7 @@ from typing import IO, Any
 import click
 
 from jobcontrol.cli.build import TextObserver
-from jobcontrol.cli.helpers import echo_json, format_option, pass_jc
+from jobcontrol.cli.helpers import echo, echo_json, format_option, pass_jc
 from jobcontrol.cli.render import build_json
 from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.scheduler import DEFAULT_MAX_BUILDS
@@ -87,16 +87,16 @@ def print_report(report: Any, out: IO[str] | None = None, err: IO[str] | None = 
     for job, when, reason in report.not_built:
         line = f"{job}: run due at {isoformat(when)} not built ({reason})"
         if reason in errors:
-            click.echo(f"Error: {line}", file=err, err=True)
+            echo(f"Error: {line}", file=err, err=True)
         else:
-            click.echo(line, file=out)
+            echo(line, file=out)
     for job, when in report.missed:
         click.echo(f"{job}: run due at {isoformat(when)} missed (too late for its catchup "
                    f"policy)", file=out)
     said = {reason for _, _, reason in report.not_built}
     for message in dict.fromkeys(str(error) for error in report.errors):
         if message not in said:
-            click.echo(f"Error: {message}", file=err, err=True)
+            echo(f"Error: {message}", file=err, err=True)
 
 
 @click.command("run-due")

@@ -534,9 +534,9 @@ class LocalExecutor:
             _, created, level, name, message, exc_text = frame
             mask = self.masker.text
             record = LogRecord(
-                _utc(created), level, clean_text(name, 200),
-                mask(clean_text(message, MAX_MESSAGE)),
-                None if exc_text is None else mask(clean_text(exc_text, MAX_TRACEBACK)),
+                _utc(created), level, clean_text(name, 200, mask),
+                clean_text(message, MAX_MESSAGE, mask),
+                None if exc_text is None else clean_text(exc_text, MAX_TRACEBACK, mask),
             )
             entry.logs.append(record)
             entry.held_bytes += _held_size(record)
@@ -547,9 +547,9 @@ class LocalExecutor:
         elif kind == "progress":
             _, group, current, total, message, created = frame
             if message is not None:
-                message = self.masker.text(clean_text(message, 1000))
-            item = ProgressItem(tuple(clean_text(g, 200) for g in group), current, total,
-                                message, _utc(created))
+                message = clean_text(message, 1000, self.masker.text)
+            item = ProgressItem(tuple(clean_text(g, 200, self.masker.text) for g in group),
+                                current, total, message, _utc(created))
             entry.progress[item.group] = item
             self.observer.build_progress(entry.build, item)
         elif kind == "done":

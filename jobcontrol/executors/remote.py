@@ -42,6 +42,7 @@ from jobcontrol.models import Build, BuildState
 from jobcontrol.orchestrator import substitute_retvals
 from jobcontrol.serialize import load_for_dependency
 from jobcontrol.storage.base import Storage
+from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class LoggingObserver(BuildObserver):
         logger.info("build #%s %s: started", build.id, build.job_id)
 
     def build_finished(self, build: Build) -> None:
-        reason = f" ({build.reason})" if build.reason else ""
+        reason = f" ({visible(build.reason)})" if build.reason else ""  # the worker's terminal
         logger.info("build #%s %s: %s%s", build.id, build.job_id, build.state, reason)
 
 

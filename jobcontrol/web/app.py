@@ -12,12 +12,12 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from jobcontrol.errors import JobControlError
+from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
 from jobcontrol.web import api, auth, pages
 from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_status
 from jobcontrol.web.security import init_security
 from jobcontrol.web.sessions import secret_key
-from jobcontrol.web.text import clean_text
 
 #: ``create_app_from_env`` reads these, besides ``$JOBCONTROL_CONFIG`` and ``$JOBCONTROL_STORAGE``
 INSECURE_ENV = "JOBCONTROL_WEB_INSECURE_NO_AUTH"
@@ -64,12 +64,12 @@ def create_app_from_env() -> Flask:
 
 
 def _finalize(value: Any) -> Any:
-    """Every ``{{ value }}``: None shows as nothing, text loses terminal escapes (HTML
-    escaping follows, by autoescape); markup the templates made is left alone."""
+    """Every ``{{ value }}``: None shows as nothing, control characters in text are shown
+    visibly (HTML escaping follows, by autoescape); markup the templates made is left alone."""
     if value is None:
         return ""
     if isinstance(value, str) and not isinstance(value, Markup):
-        return clean_text(value)
+        return visible(value, multiline=True)
     return value
 
 
