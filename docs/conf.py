@@ -29,6 +29,8 @@ extensions = [
 html_theme = "furo"
 html_title = f"jobcontrol {release}"
 exclude_patterns = ["_build"]
+# "--deps" stays two hyphens, "..." three dots: the docs quote commands and messages
+smartquotes = False
 templates_path: list[str] = []
 
 autodoc_member_order = "bysource"
