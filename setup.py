@@ -33,12 +33,16 @@ setup(
         "web": ["Flask>=3.0", "Flask-WTF>=1.2"],
         # builds on Celery workers (executor: {type: celery}); RabbitMQ needs nothing more
         "celery": ["celery>=5.3", "redis>=4.5"],
+        # the documentation: sphinx-build -W -n -b html docs docs/_build/html (offline)
+        "docs": ["Sphinx>=7.2", "furo>=2024.1", "sphinx-click>=5.1", "docutils>=0.20"],
         # every test runs: PostgreSQL (skips without $JOBCONTROL_TEST_POSTGRESQL), Celery
         # (without $JOBCONTROL_TEST_REDIS / _AMQP), the browser test (drives Debian's
         # chromium with playwright, no browser download)
         "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100",
                  "Flask>=3.0", "Flask-WTF>=1.2", "playwright>=1.40", "gunicorn>=21",
-                 "celery>=5.3", "redis>=4.5"],
+                 "celery>=5.3", "redis>=4.5",
+                 # tests/test_docs.py builds the docs
+                 "Sphinx>=7.2", "furo>=2024.1", "sphinx-click>=5.1", "docutils>=0.20"],
     },
     entry_points={"console_scripts": ["jobcontrol = jobcontrol.cli:main"]},
     classifiers=[

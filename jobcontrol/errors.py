@@ -1,6 +1,6 @@
 """One exception hierarchy for everything jobcontrol refuses to do, and the exit codes.
 
-Every error carries an ``exit_code`` (the CLI's contract: :class:`ExitCode`, the README
+Every error carries an ``exit_code`` (the CLI's contract: :class:`ExitCode`, the docs'
 "Exit codes" table) and a message that says what is wrong and, where it can, how to fix it.
 """
 
@@ -12,7 +12,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     """Every exit code of the ``jobcontrol`` command, each defined here once with its meaning
-    (the README "Exit codes" table says the same; a test holds them together)."""
+    (the docs' "Exit codes" table is generated from it)."""
 
     meaning: str
 

@@ -1,5 +1,6 @@
 """Every exit code of the ``jobcontrol`` command, reached by a real process; every message
-printed once (errors on stderr only); the README "Exit codes" table is the one in errors.py.
+printed once (errors on stderr only); the docs' "Exit codes" table is generated from
+errors.py (tests/test_docs.py).
 
 The commands run as cron or a shell would run them (``python -m jobcontrol``), on SQLite
 (the file beside the config) and on PostgreSQL (the test's own database).
@@ -75,23 +76,6 @@ def test_every_exit_code_is_reached_by_a_test() -> None:
     for names in REACHED_BY.values():
         for name in names.split(", "):
             assert callable(globals()[name])
-
-
-def test_readme_exit_codes_are_the_table_in_errors_py() -> None:
-    text = (ROOT / "README.rst").read_text()
-    section = text.split("\nExit codes\n==========\n", 1)[1]
-    table = section.strip().split("\n\n", 1)[0]
-    rows: list[tuple[int, str]] = []
-    for line in table.splitlines():
-        if line.startswith("===="):
-            continue
-        code, meaning = line[:6].strip(), line[6:].strip()
-        if code:
-            rows.append((int(code), meaning))
-        else:  # a meaning continued on the next line
-            rows[-1] = (rows[-1][0], f"{rows[-1][1]} {meaning}")
-    plain = [(code, meaning.replace("``", "")) for code, meaning in rows]
-    assert plain == [(code.value, code.meaning) for code in ExitCode]
 
 
 def test_ok_and_failed(project: Project) -> None:

@@ -126,7 +126,7 @@ def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
 @click.option("-j", "--jobs", "max_builds", type=click.IntRange(1, 256),
               default=DEFAULT_MAX_BUILDS, show_default=True,
               help="Most builds at once. An instant due when there is no room waits for "
-                   "some (see Schedules in the README).")
+                   "some (see Schedules in the docs).")
 @pass_jc
 def scheduler(jc: Any, max_builds: int) -> None:
     """Run scheduled builds as they come due, in a loop (for systems without cron): each

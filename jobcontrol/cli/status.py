@@ -18,7 +18,7 @@ from jobcontrol.timeutil import isoformat
 
 
 def status_json(status: Any) -> dict[str, Any]:
-    """The JSON shape of one job's status (see README, "Machine-readable output")."""
+    """The JSON shape of one job's status (see the docs, "JSON shapes")."""
     last_success = status.last_success
     return {
         "job": status.job.id,

@@ -113,14 +113,14 @@ def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) 
         if hosts is not None and host_name(request.host) not in hosts:
             return error_response(400, f"this jobcontrol web does not answer to the Host "
                                   f"{request.host!r}: only to {', '.join(sorted(hosts))} (see "
-                                  f"web: allowed_hosts in the README)")
+                                  f"web: allowed_hosts in the docs)")
         g.user = None
         g.bearer = False
         if not settings.auth:
             if not insecure_no_auth and not is_loopback(request.remote_addr):
                 return error_response(403, "this jobcontrol web has no authentication configured, "
                                     "so it answers only this machine (see web: auth: in the "
-                                    "README)")
+                                    "docs)")
             g.user = "local"
         else:
             bearer = _bearer_user(settings)
