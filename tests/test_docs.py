@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import pytest
 
-from jobcontrol._config_validate import DEFAULT_KEYS, JOB_KEYS, TOP_KEYS
 from jobcontrol.cli import main
+from jobcontrol.config.validation import DEFAULT_KEYS, JOB_KEYS, TOP_KEYS
 
 README = (Path(__file__).parent.parent / "README.rst").read_text()
 
