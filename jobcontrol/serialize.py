@@ -246,7 +246,8 @@ def load_for_dependency(stored: StoredValue | None, job_id: str, build_id: int) 
     )
 
 
-#: the exact types :func:`to_jsonable` returns as they are, without a walk or an ABC check
+#: exact types :func:`to_jsonable` returns as they are (and floats, but for a non-finite one
+#: in output), without a walk or an ABC check: most values
 _PLAIN = frozenset({str, int, bool, type(None)})
 
 
@@ -265,7 +266,8 @@ def to_jsonable(value: Any, masker: Masker | None = None, *, definition: bool = 
     With a ``masker``, values under secret-looking keys become ``***`` and the masker's
     secrets inside strings are masked.
     """
-    if type(value) in _PLAIN:  # most values
+    kind = type(value)
+    if kind in _PLAIN or (kind is float and (definition or math.isfinite(value))):
         return value if masker is None else masker.value(value, _secret)
     if isinstance(value, Mapping):
         result = {}
