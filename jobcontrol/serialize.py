@@ -14,11 +14,15 @@ import datetime as dt
 import json
 import math
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import RetvalError
 from jobcontrol.models import StoredValue
+from jobcontrol.secrets import is_secret_key
+
+if TYPE_CHECKING:
+    from jobcontrol.secrets import Masker
 
 TAG = "__jc__"
 #: encodes return values (made once: ``json.dumps`` with options makes one each call);
@@ -65,6 +69,10 @@ class Opaque:
         self.text = text
 
     def __repr__(self) -> str:
+        return self.text
+
+    def __json__(self) -> str:
+        """Its text (see :func:`to_jsonable`)."""
         return self.text
 
     def __eq__(self, other: object) -> bool:
@@ -238,23 +246,58 @@ def load_for_dependency(stored: StoredValue | None, job_id: str, build_id: int) 
     )
 
 
-def to_jsonable(value: Any) -> Any:
-    """A plain JSON structure for output (CLI ``--format json``, the web API).
+#: exact types :func:`to_jsonable` returns as they are (and floats, but for a non-finite one
+#: in output), without a walk or an ABC check: most values
+_PLAIN = frozenset({str, int, bool, type(None)})
 
-    Tagged types become their natural text: datetimes ISO 8601, sets and tuples lists,
-    bytes base64, decimals and UUIDs strings; an :class:`Opaque` its text.
+
+def to_jsonable(value: Any, masker: Masker | None = None, *, definition: bool = False,
+                _secret: bool = False) -> Any:
+    """A plain JSON structure of ``value``: mappings as dicts with string keys, sequences and
+    sets as lists, a value with a ``__json__()`` method as what that returns (an
+    :class:`Opaque` its text), any other value as a JSON scalar.
+
+    For output (CLI ``--format json``, the web API), the default: datetimes ISO 8601, bytes
+    base64, timedeltas seconds, a float that is not finite its repr, decimals and UUIDs
+    their text. ``definition=True`` gives the form job definitions are hashed and stored in,
+    which never changes (a change would make every job outdated): floats as they are, any
+    other scalar ``str(value)``, a set's items sorted (its hash is the same in every run).
+
+    With a ``masker``, values under secret-looking keys become ``***`` and the masker's
+    secrets inside strings are masked.
     """
-    if isinstance(value, Opaque):
-        return value.text
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, dict):
-        return {str(key) if not isinstance(key, str) else key: to_jsonable(item)
-                for key, item in value.items()}
+    kind = type(value)
+    if kind in _PLAIN or (kind is float and (definition or math.isfinite(value))):
+        return value if masker is None else masker.value(value, _secret)
+    if isinstance(value, Mapping):
+        result = {}
+        for key, item in value.items():
+            text = key if isinstance(key, str) else str(key)
+            secret = _secret or (masker is not None and is_secret_key(key))
+            result[masker.text(text) if masker else text] = to_jsonable(
+                item, masker, definition=definition, _secret=secret)
+        return result
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(item) for item in value]
+        items = [to_jsonable(item, masker, definition=definition, _secret=_secret)
+                 for item in value]
+        if definition and isinstance(value, (set, frozenset)):  # a set has no order
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+        return items
+    as_json = getattr(value, "__json__", None)
+    if as_json is not None:
+        return as_json()
+    value = _json_scalar(value, definition)
+    return value if masker is None else masker.value(value, _secret)
+
+
+def _json_scalar(value: Any, definition: bool) -> Any:
+    """A value that holds no others, as a JSON scalar (see :func:`to_jsonable`)."""
+    if isinstance(value, float):
+        return value if definition or math.isfinite(value) else repr(value)
+    if isinstance(value, (bool, int, str)):
+        return value
+    if definition:
+        return str(value)  # dates and timestamps from YAML, bytes from !!binary
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, (dt.datetime, dt.date, dt.time)):

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import yaml
 
-from jobcontrol._config_yaml import loader_class
 from jobcontrol.config import (
     RENDERED_NOTE,
     Config,
@@ -32,6 +31,7 @@ from jobcontrol.config import (
     load_config,
     parse_config,
 )
+from jobcontrol.config.yaml_loader import loader_class
 from jobcontrol.errors import ConfigError, CycleError, UnknownJobError
 
 
@@ -754,7 +754,7 @@ def test_many_flow_mappings_load_without_the_depth_scan(
 ) -> None:
     """300 one-line ``{...}`` (more brackets than the depth limit) are plainly shallow: the
     cheap bound says so, and the file is not parsed a second time."""
-    from jobcontrol import _config_yaml
+    from jobcontrol.config import yaml_loader
 
     made: list[int] = []
 
@@ -762,11 +762,11 @@ def test_many_flow_mappings_load_without_the_depth_scan(
         made.append(1)
         return loader_class()
 
-    monkeypatch.setattr(_config_yaml, "loader_class", counting_loader_class)
+    monkeypatch.setattr(yaml_loader, "loader_class", counting_loader_class)
     text = "defaults: {isolation: inline}\njobs:\n" + "".join(
         f"  - {{id: j{n}, function: m.f, kwargs: {{n: [{n}, {{x: []}}]}}}}\n"
         for n in range(300))
-    assert _config_yaml._flow_depth_bound(text, 200) == 5  # exact here
+    assert yaml_loader._flow_depth_bound(text, 200) == 5  # exact here
     assert len(load(tmp_path, text).jobs) == 300
     assert len(made) == 1  # the loader; no second parse for the depth
 

@@ -1,4 +1,4 @@
-"""The fast path of load_yaml (libyaml's events, jobcontrol._config_events) against the slow
+"""The fast path of load_yaml (libyaml's events, jobcontrol.config.events) against the slow
 one (PyYAML's composer and constructors): for any text, the same data, types, marks and
 ``!env`` values, or the same ConfigError; and each thing the fast path leaves to the slow one
 really is left to it.
@@ -16,10 +16,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobcontrol import _config_events
-from jobcontrol._config_validate import JOB_KEYS
-from jobcontrol._config_yaml import Document, MarkedDict, MarkedList, load_yaml, loader_class
-from jobcontrol.config import RetvalRef, parse_config
+from jobcontrol.config import RetvalRef, events, parse_config
+from jobcontrol.config.loading import load_yaml
+from jobcontrol.config.validation import JOB_KEYS
+from jobcontrol.config.yaml_loader import Document, MarkedDict, MarkedList, loader_class
 from jobcontrol.errors import ConfigError
 from tests.test_config_fuzz import FUZZ, SPECIALS, VALID, config_shaped, mutated, values
 
@@ -70,12 +70,12 @@ def environment() -> Iterator[None]:
 
 def slow(text: str) -> Document | ConfigError:
     """load_yaml with the fast path turned off."""
-    saved = _config_events.ENABLED
-    _config_events.ENABLED = False
+    saved = events.ENABLED
+    events.ENABLED = False
     try:
         return outcome(text)
     finally:
-        _config_events.ENABLED = saved
+        events.ENABLED = saved
 
 
 def outcome(text: str) -> Document | ConfigError:
@@ -87,9 +87,9 @@ def outcome(text: str) -> Document | ConfigError:
 
 def fast(text: str) -> tuple[Document | ConfigError, str]:
     """load_yaml as it runs, and which path served it ("events" or "fallback")."""
-    before = dict(_config_events.taken)
+    before = dict(events.taken)
     result = outcome(text)
-    paths = [path for path, count in _config_events.taken.items() if count != before[path]]
+    paths = [path for path, count in events.taken.items() if count != before[path]]
     assert len(paths) == 1, paths
     return result, paths[0]
 
@@ -173,14 +173,14 @@ def test_random_text_loads_alike(text: str) -> None:
 
 def parsed(text: str, enabled: bool) -> Any:
     """parse_config's Config (with every job's locations) or error, either path."""
-    saved = _config_events.ENABLED
-    _config_events.ENABLED = enabled
+    saved = events.ENABLED
+    events.ENABLED = enabled
     try:
         config = parse_config(text, NAME)
     except ConfigError as error:
         return str(error)
     finally:
-        _config_events.ENABLED = saved
+        events.ENABLED = saved
     places = [(job.location, [job.location_of(key) for key in JOB_KEYS])
               for job in config.jobs.values()]
     return config, places
@@ -208,20 +208,20 @@ def test_an_ordinary_config_takes_the_fast_path() -> None:
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["events", "nodes"])
 def test_a_document_tells_whether_it_holds_a_retval(enabled: bool) -> None:
-    saved = _config_events.ENABLED
-    _config_events.ENABLED = enabled
+    saved = events.ENABLED
+    events.ENABLED = enabled
     try:
         assert load_yaml("a: [1, {b: !retval x}]\n", NAME).retvals
         assert load_yaml("a: &r !retval x\nb: *r\n", NAME).retvals
         assert not load_yaml("a: [1, {b: '!retval x'}]\n", NAME).retvals
     finally:
-        _config_events.ENABLED = saved
+        events.ENABLED = saved
 
 
 def test_parse_config_takes_the_fast_path() -> None:
-    before = _config_events.taken["events"]
+    before = events.taken["events"]
     config = parse_config(ORDINARY, NAME)
-    assert _config_events.taken["events"] == before + 1
+    assert events.taken["events"] == before + 1
     assert "s3cr3t-value" in config.secrets
     assert config.jobs["report"].location_of("args").line == 11
 
@@ -243,7 +243,7 @@ def test_fast_path_cases(text: str) -> None:
 
 
 def test_deepest_allowed_nesting_takes_the_fast_path() -> None:
-    from jobcontrol._config_yaml import MAX_DEPTH
+    from jobcontrol.config.yaml_loader import MAX_DEPTH
 
     assert assert_equivalent("[" * MAX_DEPTH + "]" * MAX_DEPTH) == "events"
 
@@ -349,9 +349,9 @@ def test_pure_python_loader_takes_the_slow_path(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delattr(yaml, "CSafeLoader")
     loader_class.cache_clear()
     try:
-        before = dict(_config_events.taken)
+        before = dict(events.taken)
         document = load_yaml(ORDINARY, NAME)
-        assert _config_events.taken == before  # neither path of this module
+        assert events.taken == before  # neither path of this module
     finally:
         monkeypatch.undo()
         loader_class.cache_clear()

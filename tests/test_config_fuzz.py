@@ -19,10 +19,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobcontrol._config_validate import DEFAULT_KEYS, JOB_KEYS, TOP_KEYS
-from jobcontrol._config_values import RETENTION_KEYS, RETRY_KEYS, RUNNER_KEYS
-from jobcontrol._config_yaml import loader_class
 from jobcontrol.config import Config, parse_config
+from jobcontrol.config.validation import DEFAULT_KEYS, JOB_KEYS, TOP_KEYS
+from jobcontrol.config.values import RETENTION_KEYS, RETRY_KEYS, RUNNER_KEYS
+from jobcontrol.config.yaml_loader import loader_class
 from jobcontrol.errors import ConfigError
 
 # hypothesis formats a failure's report with black, whose mypy_extensions import warns:

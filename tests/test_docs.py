@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 import pytest
 
-from jobcontrol._config_validate import DEFAULT_KEYS, JOB_KEYS, TOP_KEYS
 from jobcontrol.cli import main
+from jobcontrol.config.validation import DEFAULT_KEYS, JOB_KEYS, TOP_KEYS
 from jobcontrol.errors import ExitCode
 from jobcontrol.storage import BACKENDS
 

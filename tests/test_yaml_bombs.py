@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobcontrol._config_yaml import MAX_ALIAS_VALUES, load_yaml, loader_class
 from jobcontrol.config import load_config
+from jobcontrol.config.loading import load_yaml
+from jobcontrol.config.yaml_loader import MAX_ALIAS_VALUES, loader_class
 from jobcontrol.errors import ConfigError
 from tests.support import make_project
 from tests.test_processes import ROOT

@@ -1,12 +1,9 @@
-"""Job definitions: a YAML file (rendered by Jinja2 first) → validated, frozen objects.
+"""The frozen definitions a config file becomes: :class:`Config`, :class:`JobDefinition`,
+the policies and settings they hold, and :class:`Location`, the place in the file that a
+:class:`~jobcontrol.errors.ConfigError` names.
 
-``load_config(path)`` is the entry point. Every mistake in the file is a
-:class:`~jobcontrol.errors.ConfigError` that names the file, line and column of the offending
-key or value; the YAML loader lives in :mod:`jobcontrol._config_yaml` (its fast path for
-plain documents in :mod:`jobcontrol._config_events`), the checks in
-:mod:`jobcontrol._config_validate` and :mod:`jobcontrol._config_values`.
-
-Nothing is imported here: ``function`` is only checked for syntax (see
+Values are checked again here (``__post_init__``), so a definition made in Python is as
+sound as a loaded one. Nothing is imported: ``function`` is only a dotted path (see
 :mod:`jobcontrol.importing`, used when a build needs the callable).
 """
 
@@ -17,23 +14,22 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jobcontrol.errors import ConfigError, UnknownJobError
 from jobcontrol.models import EncodedJSON
 from jobcontrol.notify import NotifyPolicy
 from jobcontrol.schedule import Schedule
-from jobcontrol.secrets import Masker, is_secret_key
-
-if TYPE_CHECKING:
-    from types import TracebackType
+from jobcontrol.secrets import Masker
+from jobcontrol.serialize import to_jsonable
 
 __all__ = [
+    "FORK_SERVER_MIN_BUILDS",
+    "LOG_LEVELS",
     "Config",
     "ExecutorSettings",
     "JobDefinition",
@@ -43,15 +39,9 @@ __all__ = [
     "RetvalRef",
     "RunnerSettings",
     "WebSettings",
-    "find_config_path",
-    "load_config",
-    "parse_config",
+    "iter_retvals",
 ]
 
-DEFAULT_CONFIG_NAME = "jobcontrol.yaml"
-CONFIG_ENV_VAR = "JOBCONTROL_CONFIG"
-RENDERED_NOTE = " (line of the rendered config; see `jobcontrol config`)"
-_TEMPLATE_MARKERS = ("{{", "{%", "{#")
 #: the log levels ``retention: {logs: ...}`` takes, by name
 LOG_LEVELS = {
     "DEBUG": logging.DEBUG,
@@ -89,6 +79,10 @@ class RetvalRef:
 
     job_id: str
     location: Location | None = field(default=None, compare=False, repr=False)
+
+    def __json__(self) -> dict[str, str]:
+        """``{"!retval": job_id}``: how a definition's hash and snapshot hold it."""
+        return {"!retval": self.job_id}
 
 
 def _check(ok: bool, message: str) -> None:
@@ -359,7 +353,8 @@ class JobDefinition:
     @cached_property  # for the hash and the snapshot alike
     def _masked_arguments(self) -> tuple[Any, Any]:
         masker = self.masker
-        return to_jsonable(self.args, masker), to_jsonable(self.kwargs, masker)
+        return (to_jsonable(self.args, masker, definition=True),
+                to_jsonable(self.kwargs, masker, definition=True))
 
     def snapshot(self) -> dict[str, Any]:
         """The definition as a JSON-able dict, secrets masked (stored with each build)."""
@@ -454,42 +449,11 @@ class Config:
             raise UnknownJobError(job_id, list(self.jobs)) from None
 
 
-# --------------------------------------------------------------------------- JSON helpers
-
 #: the canonical JSON a definition is hashed in (made once: ``json.dumps`` with options
 #: makes a new encoder each call)
 _HASH_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 #: scalar types that hold nothing to walk into (exact types: a subclass takes the long way)
 _JSON_SCALARS = frozenset({str, int, float, bool})
-
-
-def to_jsonable(value: Any, masker: Masker | None = None, _secret: bool = False) -> Any:
-    """``value`` with RetvalRef as ``{"!retval": id}``, tuples as lists, other scalars as str.
-
-    With a ``masker``, values under secret-looking keys become ``***`` and the masker's
-    secrets inside strings are masked.
-    """
-    kind = type(value)
-    if kind in _JSON_SCALARS or value is None:  # most values: no walk, no ABC check
-        return value if masker is None else masker.value(value, _secret)
-    if kind is RetvalRef:
-        return {"!retval": value.job_id}
-    if isinstance(value, Mapping):
-        result = {}
-        for key, item in value.items():
-            text = key if isinstance(key, str) else str(key)
-            secret = _secret or (masker is not None and is_secret_key(key))
-            result[masker.text(text) if masker else text] = to_jsonable(item, masker, secret)
-        return result
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v, masker, _secret) for v in value]
-    if isinstance(value, (set, frozenset)):
-        # sets (YAML !!set) have no order: sort so the hash is stable across runs
-        items = [to_jsonable(v, masker, _secret) for v in value]
-        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-    if not (value is None or isinstance(value, (bool, int, float, str))):
-        value = str(value)  # dates and timestamps from YAML, bytes from !!binary
-    return value if masker is None else masker.value(value, _secret)
 
 
 def iter_retvals(value: Any) -> Iterator[RetvalRef]:
@@ -512,131 +476,3 @@ def _collect_retvals(value: Any, found: list[RetvalRef]) -> None:
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
             _collect_retvals(item, found)
-
-
-# --------------------------------------------------------------------------- finding, loading
-
-
-def find_config_path(explicit: str | None = None) -> Path:
-    """The config file to use: ``explicit`` (``--config``), ``$JOBCONTROL_CONFIG``, then
-    ``./jobcontrol.yaml``. The path is returned as given, so messages show it that way.
-    """
-    if explicit:
-        return _existing_file(explicit, "config file")
-    from_env = os.environ.get(CONFIG_ENV_VAR)
-    if from_env:
-        return _existing_file(from_env, f"config file (from ${CONFIG_ENV_VAR})")
-    default = Path(DEFAULT_CONFIG_NAME)
-    if default.is_file():
-        return default
-    raise ConfigError(
-        f"no config file: pass -c FILE, set {CONFIG_ENV_VAR}, or create ./{DEFAULT_CONFIG_NAME}",
-        str(default),
-    )
-
-
-def _existing_file(given: str, what: str) -> Path:
-    path = Path(given)
-    if path.is_dir():
-        raise ConfigError(f"{what} is a directory, not a file", given)
-    if not path.exists():
-        raise ConfigError(f"{what} does not exist", given)
-    return path
-
-
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, render, parse and validate the config file at ``path``."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("config file does not exist", name) from None
-    except IsADirectoryError:
-        raise ConfigError("config file is a directory, not a file", name) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file is not UTF-8 text ({exc.reason})", name) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", name) from None
-    return parse_config(text, path)
-
-
-def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
-    """Like :func:`load_config`, from ``text``; ``path`` names it in messages and places it."""
-    # validation and the loader need the classes above
-    from jobcontrol._config_validate import build_config
-    from jobcontrol._config_yaml import load_yaml
-
-    name = str(path)
-    resolved = Path(path).resolve()  # once: it asks the file system about every folder
-    rendered = render_template(text, name, resolved.parent)
-    env_values: set[str] = set()
-    try:
-        document = load_yaml(rendered, name)
-        env_values = document.env_values
-        return build_config(document, file=name, path=resolved, rendered=rendered)
-    except RecursionError:
-        raise ConfigError("the config is nested too deeply", name) from None
-    except ConfigError as exc:
-        # a message may quote a value !env read (a secret): never show one
-        exc.message = Masker(env_values).text(exc.message)
-        if rendered != text and exc.line is not None:
-            # the lines counted are those of the rendered text, not of the file on disk
-            exc.message += RENDERED_NOTE
-        exc.args = (str(exc),)
-        raise
-
-
-# --------------------------------------------------------------------------- Jinja
-
-
-def render_template(text: str, name: str, directory: Path) -> str:
-    """``text`` rendered by Jinja2 with ``env`` (the environment variables) available.
-
-    Templates may ``{% include %}``/``{% import %}`` files beside the config. Text without
-    template syntax is returned as is, without importing Jinja (CLI start-up stays fast).
-    """
-    if not any(marker in text for marker in _TEMPLATE_MARKERS):
-        return text
-    import jinja2
-
-    def main_source(template: str) -> tuple[str, str, Any] | None:
-        return (text, name, lambda: True) if template == name else None
-
-    environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        loader=jinja2.ChoiceLoader(
-            [jinja2.FunctionLoader(main_source), jinja2.FileSystemLoader(str(directory))]
-        ),
-    )
-    try:
-        return environment.get_template(name).render(env=dict(os.environ))
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(
-            f"template syntax error: {_one_line(exc.message or str(exc))}",
-            exc.filename or name,
-            exc.lineno,
-        ) from None
-    except Exception as exc:  # a template is code: any error in it is the config's mistake
-        file, line = _template_frame(exc.__traceback__, name)
-        detail = _one_line(str(exc))
-        if not isinstance(exc, jinja2.TemplateError):
-            detail = f"{type(exc).__name__}: {detail}"
-        elif isinstance(exc, jinja2.TemplateNotFound):
-            detail = f"template not found: {detail}"
-        raise ConfigError(f"template error: {detail}", file, line) from None
-
-
-def _template_frame(tb: TracebackType | None, default: str) -> tuple[str, int | None]:
-    """File and line of the innermost template frame (Jinja rewrites tracebacks so that
-    its frames carry the template's file name and line)."""
-    found: tuple[str, int | None] = (default, None)
-    while tb is not None:
-        if "__jinja_exception__" in tb.tb_frame.f_globals:
-            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-        tb = tb.tb_next
-    return found
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

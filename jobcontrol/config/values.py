@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
-from jobcontrol._config_yaml import MarkedDict, MarkedList, Pos
-from jobcontrol.config import LOG_LEVELS, RetentionPolicy, RetryPolicy, RetvalRef
+from jobcontrol.config.model import LOG_LEVELS, RetentionPolicy, RetryPolicy, RetvalRef
+from jobcontrol.config.yaml_loader import MarkedDict, MarkedList, Pos
 from jobcontrol.errors import ConfigError
 from jobcontrol.importing import FUNCTION_SYNTAX, parse_function_path
 from jobcontrol.timeutil import format_duration, parse_duration

@@ -1,15 +1,15 @@
 """The config's YAML: a safe loader with ``!retval`` and ``!env``, marks on every container.
 
-:func:`load_yaml` turns rendered text into plain data whose mappings and sequences remember
+:func:`load_nodes` turns rendered text into plain data whose mappings and sequences remember
 where each key, value and item is written (:class:`MarkedDict`, :class:`MarkedList`), so the
 validator can point at the offending place. Every way the text can be wrong, including the
 values PyYAML's own constructors choke on (``!!int abc``, ``2024-13-45``), is a
 :class:`ConfigError` at the node at fault; nothing else escapes.
 
 With libyaml, a document of plain mappings, sequences, scalars, ``!retval`` and ``!env`` is
-built straight from the parser's events (:mod:`jobcontrol._config_events`, several times
-faster); anything else, every error included, is loaded here by PyYAML's composer and the
-constructors below.
+built straight from the parser's events (:mod:`jobcontrol.config.events`, several times
+faster, tried first by :func:`jobcontrol.config.loading.load_yaml`); anything else, every
+error included, is loaded here by PyYAML's composer and the constructors below.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from jobcontrol.config import Location, RetvalRef
+from jobcontrol.config.model import Location, RetvalRef
 from jobcontrol.errors import ConfigError
 
 YAML_TAG_PREFIX = "tag:yaml.org,2002:"
@@ -258,22 +258,9 @@ def _construct_env(loader: Any, node: yaml.Node) -> str:
     return value
 
 
-def load_yaml(text: str, file: str) -> Document:
-    """The document's data, the position of its root node (None for an empty file) and the
-    values ``!env`` read."""
-    from jobcontrol import _config_events  # it builds on this module's classes
-
-    loader_cls = loader_class()
-    if _config_events.usable(loader_cls):  # libyaml: most configs load from its events
-        document = _config_events.load_events(loader_cls, text, file)
-        if document is not None:
-            return document
-    return _load_nodes(loader_cls, text, file)
-
-
-def _load_nodes(loader_cls: type[Any], text: str, file: str) -> Document:
-    """:func:`load_yaml` by PyYAML's composer and constructors: every YAML feature, every
-    error located."""
+def load_nodes(loader_cls: type[Any], text: str, file: str) -> Document:
+    """The document in ``text`` (see :func:`jobcontrol.config.loading.load_yaml`), by PyYAML's
+    composer and constructors: every YAML feature, every error located."""
     loader = None
     try:
         loader = loader_cls(text)  # the pure-Python reader checks characters right here

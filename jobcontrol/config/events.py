@@ -1,4 +1,4 @@
-"""The fast path of :func:`jobcontrol._config_yaml.load_yaml`: data straight from libyaml's events.
+"""The fast path of :func:`jobcontrol.config.loading.load_yaml`: data from libyaml's events.
 
 PyYAML's loader composes a node for every value, resolves its tag, then runs a generator per
 collection to construct it; for a config of many jobs that is most of the cost of loading.
@@ -33,14 +33,12 @@ from yaml.events import (
     StreamStartEvent,
 )
 
-from jobcontrol._config_yaml import (
+from jobcontrol.config.yaml_loader import (
     MAX_DEPTH,
     YAML_TAG_PREFIX,
     Document,
     MarkedDict,
     MarkedList,
-    _construct_env,
-    _construct_retval,
 )
 
 #: False: every load takes the slow path (tests compare the two paths with it)
@@ -55,12 +53,10 @@ _INT_TAG = YAML_TAG_PREFIX + "int"
 _SCALAR_TAGS = tuple(
     YAML_TAG_PREFIX + name for name in ("null", "bool", "int", "float", "timestamp")
 )
-#: the tagged scalars built here, by the constructors the slow path uses
-_TAGGED: dict[str, Callable[[Any, yaml.Node], Any]] = {
-    "!env": _construct_env,
-    "!retval": _construct_retval,
-}
+#: the tagged scalars built here, by the loader's own constructors (as the slow path does)
+_TAGS = ("!env", "!retval")
 _NO_KEY = object()  # a mapping waiting for its next key
+Constructor = Callable[[Any, yaml.Node], Any]
 
 
 class _Resolver:
@@ -73,7 +69,10 @@ class _Resolver:
         self.table: dict[Any, list[tuple[str, Any]]] = loader_cls.yaml_implicit_resolvers
         self.wildcard = self.table.get(None, [])
         constructors = loader_cls.yaml_constructors
-        self.constructors = {tag: constructors[tag] for tag in _SCALAR_TAGS}
+        self.constructors: dict[str, Constructor] = {tag: constructors[tag]
+                                                     for tag in _SCALAR_TAGS}
+        #: ``!env`` and ``!retval``: the constructors the slow path calls
+        self.tagged: dict[str, Constructor] = {tag: constructors[tag] for tag in _TAGS}
         # when the loader's !!int is PyYAML's (guarded) constructor, a plain decimal such as
         # 42 is int(text): made here without building a node for it
         self.plain_ints = (
@@ -137,6 +136,7 @@ def _build(loader: Any, resolver: _Resolver) -> Document | None:
 
     resolve_tag = resolver.tag
     constructors = resolver.constructors
+    tagged = resolver.tagged
     plain_ints = resolver.plain_ints
     # plain scalars by text, resolved and constructed: each value is immutable
     plain: dict[str, Any] = {}
@@ -178,7 +178,7 @@ def _build(loader: Any, resolver: _Resolver) -> Document | None:
                             value = construct(loader, node)
                         plain[text] = value
             else:
-                construct = _TAGGED.get(tag)
+                construct = tagged.get(tag)
                 if construct is None or (in_map and key is _NO_KEY):
                     return None
                 node = yaml.ScalarNode(tag, text, mark, event.end_mark, event.style)

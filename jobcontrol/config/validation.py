@@ -2,7 +2,8 @@
 
 Each check raises a :class:`ConfigError` at the key or value at fault, naming the job. The
 checks run in file order, so the first mistake in the file is the one reported. The parsers
-of single values live in :mod:`jobcontrol._config_values`.
+of single values live in :mod:`jobcontrol.config.values`, of the scheduling keys in
+:mod:`jobcontrol.config.schedules`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from jobcontrol import _config_schedule
-from jobcontrol._config_values import (
+from jobcontrol.config import schedules
+from jobcontrol.config.model import (
+    Config,
+    ExecutorSettings,
+    JobDefinition,
+    Location,
+    RetvalRef,
+    RunnerSettings,
+    WebSettings,
+    iter_retvals,
+)
+from jobcontrol.config.values import (
     EXECUTOR_KEYS,
     RETENTION_KEYS,
     RETRY_KEYS,
@@ -28,18 +39,8 @@ from jobcontrol._config_values import (
     type_name,
     web_settings,
 )
-from jobcontrol._config_values import PARSERS as VALUE_PARSERS
-from jobcontrol._config_yaml import Document, MarkedDict, MarkedList, Pos
-from jobcontrol.config import (
-    Config,
-    ExecutorSettings,
-    JobDefinition,
-    Location,
-    RetvalRef,
-    RunnerSettings,
-    WebSettings,
-    iter_retvals,
-)
+from jobcontrol.config.values import PARSERS as VALUE_PARSERS
+from jobcontrol.config.yaml_loader import Document, MarkedDict, MarkedList, Pos
 from jobcontrol.errors import ConfigError, CycleError
 from jobcontrol.graph import find_cycle
 from jobcontrol.schedule import Schedule, ScheduleOptions
@@ -87,11 +88,11 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 }
 PARSERS = {
     **VALUE_PARSERS,
-    "schedule": _config_schedule.schedule,
-    "timezone": _config_schedule.timezone_name,
-    "schedule_options": _config_schedule.schedule_options,
-    "max_age": _config_schedule.max_age,
-    "notify": _config_schedule.notify,
+    "schedule": schedules.schedule,
+    "timezone": schedules.timezone_name,
+    "schedule_options": schedules.schedule_options,
+    "max_age": schedules.max_age,
+    "notify": schedules.notify,
 }
 #: the mapping each sub-key belongs in, to point a misplaced one there
 SUB_KEY_PARENTS = {

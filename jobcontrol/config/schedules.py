@@ -1,13 +1,13 @@
 """Parsers of the scheduling keys of a job: ``schedule``, ``timezone``,
-``schedule_options``, ``max_age`` and ``notify`` (see :mod:`jobcontrol._config_values`)."""
+``schedule_options``, ``max_age`` and ``notify`` (see :mod:`jobcontrol.config.values`)."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobcontrol._config_values import Field, duration, sub_mapping, type_name
-from jobcontrol._config_yaml import MarkedDict, MarkedList
+from jobcontrol.config.values import Field, duration, sub_mapping, type_name
+from jobcontrol.config.yaml_loader import MarkedDict, MarkedList
 from jobcontrol.importing import FUNCTION_SYNTAX, parse_function_path
 from jobcontrol.notify import NOTIFY_EVENTS, TARGET_KINDS, NotifyPolicy, NotifyTarget
 from jobcontrol.schedule import CATCHUP_POLICIES, ScheduleOptions, cron_problem, timezone_problem
