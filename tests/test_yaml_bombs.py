@@ -15,8 +15,8 @@ import yaml
 from jobcontrol._config_yaml import MAX_ALIAS_VALUES, load_yaml, loader_class
 from jobcontrol.config import load_config
 from jobcontrol.errors import ConfigError
+from tests.processes import ROOT
 from tests.support import make_project
-from tests.test_processes import ROOT
 
 
 def laughs(levels: int = 9, width: int = 10) -> str:
