@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from jobcontrol.cli.helpers import complete_job_ids, echo, echo_json, format_option, pass_jc
-from jobcontrol.cli.render import build_json, log_line
 from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.executors.local import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
+from jobcontrol.present import build_json, log_line
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration

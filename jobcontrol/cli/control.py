@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from jobcontrol.cli.helpers import echo, echo_json, echo_table, format_option, pass_jc
-from jobcontrol.cli.render import BUILD_HEADERS, build_json, build_row
 from jobcontrol.errors import JobControlError
+from jobcontrol.present import BUILD_HEADERS, build_json, build_row
 
 #: how often ``cancel --wait`` looks at the build again, in seconds
 _WAIT_POLL = 0.2

@@ -16,8 +16,8 @@ from jobcontrol.cli.helpers import (
     pass_jc,
     styled_state,
 )
-from jobcontrol.cli.render import BUILD_HEADERS, build_detail_json, build_json, build_row
 from jobcontrol.models import BuildState
+from jobcontrol.present import BUILD_HEADERS, build_detail_json, build_json, build_row
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.serialize import Opaque, to_jsonable
 from jobcontrol.text import json_text, visible

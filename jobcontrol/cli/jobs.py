@@ -18,16 +18,10 @@ from jobcontrol.cli.helpers import (
     pass_jc,
 )
 from jobcontrol.importing import describe_callable
+from jobcontrol.present import job_detail_json, job_json
 from jobcontrol.storage import redact_url
 from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration
-
-
-def job_json(job: Any) -> dict[str, Any]:
-    """A job's definition as JSON (``!retval`` shown as ``{"!retval": job}``)."""
-    data = job.snapshot()
-    data["location"] = str(job.location)
-    return data
 
 
 @click.command()
@@ -53,15 +47,12 @@ def jobs(jc: Any, tag: str | None, fmt: str) -> None:
 @pass_jc
 def job(jc: Any, job_id: str, fmt: str) -> None:
     """Show one job: its definition, the function's signature and docstring."""
-    definition = jc.job(job_id)
-    func = jc.import_function(job_id)
-    signature, doc = describe_callable(func)
-    dependents = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
     if fmt == "json":
-        data = job_json(definition)
-        data.update({"signature": signature, "docstring": doc, "dependents": dependents})
-        echo_json(data)
+        echo_json(job_detail_json(jc, job_id))
         return
+    definition = jc.job(job_id)
+    signature, doc = describe_callable(jc.import_function(job_id))
+    dependents = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
     name = definition.function.replace(":", ".").rsplit(".", 1)[-1]
     echo(f"{definition.id}: {visible(definition.title)}", bold=True)
     echo(f"defined at {definition.location}")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from jobcontrol.cli.helpers import echo, pass_jc
-from jobcontrol.cli.render import log_json, log_line
+from jobcontrol.present import log_json, log_line
 from jobcontrol.text import json_text
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]

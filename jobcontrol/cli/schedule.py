@@ -15,8 +15,8 @@ import click
 
 from jobcontrol.cli.build import TextObserver
 from jobcontrol.cli.helpers import echo, echo_json, format_option, pass_jc
-from jobcontrol.cli.render import build_json
 from jobcontrol.errors import ExitCode, JobControlError
+from jobcontrol.present import build_json
 from jobcontrol.scheduler import DEFAULT_MAX_BUILDS
 from jobcontrol.timeutil import isoformat
 

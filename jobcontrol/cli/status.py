@@ -14,35 +14,7 @@ from jobcontrol.cli.helpers import (
     pass_jc,
     styled_state,
 )
-from jobcontrol.timeutil import isoformat
-
-
-def status_json(status: Any) -> dict[str, Any]:
-    """The JSON shape of one job's status (see README, "Machine-readable output")."""
-    last_success = status.last_success
-    return {
-        "job": status.job.id,
-        "title": status.job.title,
-        "last_build": status.last_build.id if status.last_build else None,
-        "last_state": status.last_state,
-        "last_success": last_success.id if last_success else None,
-        "last_success_time": isoformat(last_success.finished) if last_success else None,
-        "outdated": status.outdated.outdated,
-        "outdated_reasons": list(status.outdated.reasons),
-        "running": list(status.running),
-        "next_run": isoformat(status.next_run),
-        "last_scheduled": scheduled_run_json(status.last_scheduled),
-        "stale": status.stale,
-        "tags": list(status.job.tags),
-    }
-
-
-def scheduled_run_json(run: Any) -> dict[str, Any] | None:
-    """A scheduled instant taken on: when, what became of it, its build."""
-    if run is None:
-        return None
-    return {"scheduled_for": isoformat(run.scheduled_for), "outcome": run.outcome,
-            "build": run.build_id, "host": run.host}
+from jobcontrol.present import status_json
 
 
 @click.command()

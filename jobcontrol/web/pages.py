@@ -8,11 +8,11 @@ import yaml
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from jobcontrol.models import BuildState
+from jobcontrol.present import job_detail_json
 from jobcontrol.web.api import launch_options, who
 from jobcontrol.web.helpers import MAX_LIMIT, current_jc, int_arg, level_arg, states_arg
 from jobcontrol.web.launch import start
 from jobcontrol.web.present import (
-    job_detail,
     layered_layout,
     neighbourhood,
     overall_percent,
@@ -50,7 +50,7 @@ def jobs() -> Any:
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> Any:
     jc = current_jc()
-    detail = job_detail(jc, job_id)
+    detail = job_detail_json(jc, job_id, import_error=True)
     states = states_arg()
     limit = int_arg("limit", 20, low=1, high=MAX_LIMIT) or 20
     before = int_arg("before", low=1)

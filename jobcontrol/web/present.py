@@ -133,24 +133,6 @@ def neighbourhood(dependencies: Mapping[str, Sequence[str]], job_id: str
     return {j: tuple(d for d in deps[j] if d in wanted) for j in deps if j in wanted}
 
 
-def job_detail(jc: Any, job_id: str) -> dict[str, Any]:
-    """``job JOB --format json``: the definition, the function's signature and docstring
-    (``import_error`` instead when it does not import), and the dependents."""
-    from jobcontrol.cli.jobs import job_json
-    from jobcontrol.errors import JobImportError
-    from jobcontrol.importing import describe_callable
-
-    definition = jc.job(job_id)
-    data = job_json(definition)
-    try:
-        signature, doc = describe_callable(jc.import_function(job_id))
-        data.update({"signature": signature, "docstring": doc, "import_error": None})
-    except JobImportError as error:
-        data.update({"signature": None, "docstring": None, "import_error": str(error)})
-    data["dependents"] = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
-    return data
-
-
 def retry_chain(jc: Any, build: Any, *, look_ahead: int = 50) -> tuple[list[int], list[int]]:
     """The builds this one retries (oldest first) and those that retry it, as ids.
 
