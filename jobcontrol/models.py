@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
+
+#: this machine: the ``host`` of the builds and scheduled runs its processes claim
+HOSTNAME = socket.gethostname()
 
 
 class BuildState(str, Enum):
