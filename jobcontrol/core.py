@@ -26,14 +26,7 @@ from jobcontrol.errors import (
     StorageError,
 )
 from jobcontrol.importing import bind_problem, import_callable
-from jobcontrol.models import (
-    HOSTNAME,
-    Build,
-    BuildState,
-    LogRecord,
-    ProgressItem,
-    ScheduledRun,
-)
+from jobcontrol.models import HOSTNAME, Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.reaper import abandon, reap
 from jobcontrol.storage import open_storage

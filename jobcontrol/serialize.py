@@ -15,10 +15,24 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from jobcontrol.errors import RetvalError
-from jobcontrol.models import StoredValue
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """A return value in its stored form.
+
+    ``kind`` is ``"json"`` (tagged JSON text, see :mod:`jobcontrol.serialize`), ``"repr"`` (the
+    value could not be stored as JSON; ``data`` is its ``repr``) or ``"pickle"`` (base64 of a
+    pickle, for jobs that opted in with ``result: pickle``).
+    """
+
+    kind: str
+    data: str
+
 
 TAG = "__jc__"
 #: encodes return values (made once: ``json.dumps`` with options makes one each call);
