@@ -35,10 +35,10 @@ setup(
         "celery": ["celery>=5.3", "redis>=4.5"],
         # every test runs: PostgreSQL (skips without $JOBCONTROL_TEST_POSTGRESQL), Celery
         # (without $JOBCONTROL_TEST_REDIS / _AMQP), the browser test (drives Debian's
-        # chromium with playwright, no browser download)
-        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100",
-                 "Flask>=3.0", "Flask-WTF>=1.2", "playwright>=1.40", "gunicorn>=21",
-                 "celery>=5.3", "redis>=4.5"],
+        # chromium with playwright, no browser download); ruff and mypy check the code
+        "test": ["pytest>=7.4", "ruff>=0.5", "mypy>=1.10", "types-PyYAML",
+                 "psycopg2-binary>=2.9", "hypothesis>=6.100", "Flask>=3.0", "Flask-WTF>=1.2",
+                 "playwright>=1.40", "gunicorn>=21", "celery>=5.3", "redis>=4.5"],
     },
     entry_points={"console_scripts": ["jobcontrol = jobcontrol.cli:main"]},
     classifiers=[

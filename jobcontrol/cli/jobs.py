@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 import yaml
@@ -23,12 +23,15 @@ from jobcontrol.storage import redact_url
 from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration
 
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
+
 
 @click.command()
 @click.option("--tag", help="Only jobs with this tag.")
 @format_option
 @pass_jc
-def jobs(jc: Any, tag: str | None, fmt: str) -> None:
+def jobs(jc: JobControl, tag: str | None, fmt: str) -> None:
     """List the jobs the config defines."""
     selected = [job for job in jc.config.jobs.values() if tag is None or tag in job.tags]
     if fmt == "json":
@@ -45,7 +48,7 @@ def jobs(jc: Any, tag: str | None, fmt: str) -> None:
 @click.argument("job_id", metavar="JOB", shell_complete=complete_job_ids)
 @format_option
 @pass_jc
-def job(jc: Any, job_id: str, fmt: str) -> None:
+def job(jc: JobControl, job_id: str, fmt: str) -> None:
     """Show one job: its definition, the function's signature and docstring."""
     if fmt == "json":
         echo_json(job_detail_json(jc, job_id))
@@ -85,7 +88,7 @@ def _dot_id(job_id: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "json"]), default="text",
               show_default=True, help="text (an indented tree), Graphviz dot, or JSON.")
 @pass_jc
-def graph(jc: Any, fmt: str) -> None:
+def graph(jc: JobControl, fmt: str) -> None:
     """Print the dependency graph (`--format dot | dot -Tsvg > graph.svg`)."""
     deps = jc.config.dependencies
     order = graphs.topological_order(deps)
@@ -112,7 +115,7 @@ def graph(jc: Any, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml",
               show_default=True)
 @pass_jc
-def config_command(jc: Any, fmt: str) -> None:
+def config_command(jc: JobControl, fmt: str) -> None:
     """Print the config as loaded: rendered by Jinja2, with defaults applied."""
     config = jc.config
     if fmt == "json":

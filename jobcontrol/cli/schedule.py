@@ -9,7 +9,7 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.present import build_json
 from jobcontrol.scheduler import DEFAULT_MAX_BUILDS
 from jobcontrol.timeutil import isoformat
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 
 class _When(click.ParamType):
@@ -106,7 +109,7 @@ def print_report(report: Any, out: IO[str] | None = None, err: IO[str] | None = 
                    "due and claims nothing. Default: the storage's clock.")
 @format_option
 @pass_jc
-def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
+def run_due(jc: JobControl, now: datetime | None, fmt: str) -> None:
     """Start every scheduled build due now, each scheduled instant exactly once however
     many run-due processes race. For a crontab: * * * * * jobcontrol -c FILE run-due
 
@@ -128,7 +131,7 @@ def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
               help="Most builds at once. An instant due when there is no room waits for "
                    "some (see Schedules in the README).")
 @pass_jc
-def scheduler(jc: Any, max_builds: int) -> None:
+def scheduler(jc: JobControl, max_builds: int) -> None:
     """Run scheduled builds as they come due, in a loop (for systems without cron): each
     due instant is started without waiting for the builds running, or recorded (overlap,
     missed) as run-due records it. Safe to run on several hosts against one PostgreSQL
@@ -162,7 +165,7 @@ def scheduler(jc: Any, max_builds: int) -> None:
               help="Where the entries append their output (default: jobcontrol-cron.log "
                    "beside the config).")
 @pass_jc
-def crontab(jc: Any, per_job: bool, log_file: str | None) -> None:
+def crontab(jc: JobControl, per_job: bool, log_file: str | None) -> None:
     """Print crontab entries for the scheduled jobs, with absolute paths, ready to paste
     into `crontab -e`. Exit 2, printing nothing, if no job has a schedule."""
     if not any(job.schedule for job in jc.config.jobs.values()):

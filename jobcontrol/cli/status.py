@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from jobcontrol.cli.helpers import (
 )
 from jobcontrol.present import status_json
 
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
+
 
 @click.command()
 @click.argument("jobs", nargs=-1, shell_complete=complete_job_ids)
@@ -23,7 +26,7 @@ from jobcontrol.present import status_json
 @click.option("--why", is_flag=True, help="Show every reason a job is outdated.")
 @format_option
 @pass_jc
-def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str) -> None:
+def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str) -> None:
     """Show each job's last build, last success, and whether it is outdated."""
     statuses = jc.status(list(jobs) or None, tag=tag)
     if fmt == "json":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
@@ -20,6 +20,9 @@ from jobcontrol.web.present import (
     retry_chain,
     retval_text,
 )
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 bp = Blueprint("pages", __name__)
 
@@ -103,7 +106,7 @@ def build(build_id: int) -> Any:
     )
 
 
-def _then_job(jc: Any) -> str | None:
+def _then_job(jc: JobControl) -> str | None:
     """``?then=JOB``: the launch's target, shown once this (dependency) build is done."""
     then = request.args.get("then") or None
     return then if then in jc.config.jobs else None

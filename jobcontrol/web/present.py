@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol import graph as graphs
 from jobcontrol.models import ProgressItem
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.serialize import Opaque, to_jsonable
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def neighbourhood(dependencies: Mapping[str, Sequence[str]], job_id: str
     return {j: tuple(d for d in deps[j] if d in wanted) for j in deps if j in wanted}
 
 
-def retry_chain(jc: Any, build: Any, *, look_ahead: int = 50) -> tuple[list[int], list[int]]:
+def retry_chain(jc: JobControl, build: Any, *, look_ahead: int = 50) -> tuple[list[int], list[int]]:
     """The builds this one retries (oldest first) and those that retry it, as ids.
 
     Backwards follows ``retry_of``; forwards looks among the job's ``look_ahead`` newest
