@@ -91,7 +91,7 @@ def import_callable(
         owner = repr(f"{module_name}:{'.'.join(names[: index + 1])}")
     if not callable(target):
         raise fail(f"not a callable (type {type(target).__name__})")
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 def _is_prefix(missing: str, module_name: str) -> bool:

@@ -18,6 +18,7 @@ from jobcontrol.timeutil import format_duration, isoformat
 if TYPE_CHECKING:
     from jobcontrol.config import JobDefinition
     from jobcontrol.core import JobControl, JobStatus
+    from jobcontrol.scheduler import DueReport
 
 
 def build_json(build: Build) -> dict[str, Any]:
@@ -145,3 +146,22 @@ def job_detail_json(jc: JobControl, job_id: str, *, import_error: bool = False
         data["import_error"] = failure
     data["dependents"] = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
     return data
+
+
+def report_json(report: DueReport) -> dict[str, Any]:
+    """``run-due --format json``: every instant it took on, and what became of it (a dry
+    run: ``due`` and ``missed`` it would take on; the rest empty)."""
+    return {
+        "dry_run": report.dry_run,
+        "due": [{"job": job, "scheduled_for": isoformat(when)} for job, when in report.due],
+        "started": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
+                    for job, when, build in report.started],
+        "overlaps": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
+                     for job, when, build in report.overlaps],
+        "not_built": [{"job": job, "scheduled_for": isoformat(when), "reason": reason}
+                      for job, when, reason in report.not_built],
+        "missed": [{"job": job, "scheduled_for": isoformat(when)}
+                   for job, when in report.missed],
+        "taken_elsewhere": report.taken_elsewhere,
+        "errors": [str(error) for error in report.errors],
+    }

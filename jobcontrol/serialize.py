@@ -150,7 +150,7 @@ def _uuid(text: str) -> Any:
     return UUID(text)
 
 
-_UNTAG = {
+_UNTAG: dict[str, Callable[[Any], Any]] = {
     "float": float,
     "tuple": lambda v: tuple(_untag(item) for item in v),
     "dict": lambda v: {_untag(k): _untag(item) for k, item in v},

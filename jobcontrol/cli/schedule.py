@@ -16,12 +16,13 @@ import click
 from jobcontrol.cli.build import TextObserver
 from jobcontrol.cli.helpers import echo, echo_json, format_option, pass_jc
 from jobcontrol.errors import ExitCode, JobControlError
-from jobcontrol.present import build_json
+from jobcontrol.present import report_json
 from jobcontrol.scheduler import DEFAULT_MAX_BUILDS
 from jobcontrol.timeutil import isoformat
 
 if TYPE_CHECKING:
     from jobcontrol.core import JobControl
+    from jobcontrol.scheduler import DueReport
 
 
 class _When(click.ParamType):
@@ -41,25 +42,6 @@ class _When(click.ParamType):
         return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def report_json(report: Any) -> dict[str, Any]:
-    """``run-due --format json``: every instant it took on, and what became of it (a dry
-    run: ``due`` and ``missed`` it would take on; the rest empty)."""
-    return {
-        "dry_run": report.dry_run,
-        "due": [{"job": job, "scheduled_for": isoformat(when)} for job, when in report.due],
-        "started": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
-                    for job, when, build in report.started],
-        "overlaps": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
-                     for job, when, build in report.overlaps],
-        "not_built": [{"job": job, "scheduled_for": isoformat(when), "reason": reason}
-                      for job, when, reason in report.not_built],
-        "missed": [{"job": job, "scheduled_for": isoformat(when)}
-                   for job, when in report.missed],
-        "taken_elsewhere": report.taken_elsewhere,
-        "errors": [str(error) for error in report.errors],
-    }
-
-
 class DueObserver(TextObserver):
     """Builds as ``build`` shows them; what was not built is said once, with its instant, by
     :func:`print_report`."""
@@ -71,7 +53,7 @@ class DueObserver(TextObserver):
         pass
 
 
-def print_report(report: Any, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+def print_report(report: DueReport, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
     """The lines cron mails: nothing at all when nothing was due. An error that kept an
     instant from being built is said once, with the instant, on stderr."""
     if report.dry_run:
@@ -146,7 +128,7 @@ def scheduler(jc: JobControl, max_builds: int) -> None:
     printing = threading.Lock()
 
     class Loop(Scheduler):
-        def report(self, report: Any) -> None:
+        def report(self, report: DueReport) -> None:
             with printing:
                 print_report(report, out, err)
 

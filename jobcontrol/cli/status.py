@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +17,8 @@ from jobcontrol.cli.helpers import (
 from jobcontrol.present import status_json
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from jobcontrol.core import JobControl
 
 
@@ -67,7 +69,7 @@ def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fm
     echo_table(rows, headers)
 
 
-def _time(value: Any) -> str:
+def _time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 

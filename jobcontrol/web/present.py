@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jobcontrol import graph as graphs
-from jobcontrol.models import ProgressItem
+from jobcontrol.models import Build, ProgressItem
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.serialize import Opaque, to_jsonable
 
@@ -55,7 +55,7 @@ def overall_percent(items: Sequence[ProgressItem]) -> int | None:
     return None if fraction is None else round(fraction * 100)
 
 
-def retval_text(build: Any) -> tuple[str | None, str | None]:
+def retval_text(build: Build) -> tuple[str | None, str | None]:
     """The return value as text to show, and a note on its kind (None, "repr", "pickle")."""
     if build.result is None:
         return None, None
@@ -136,7 +136,8 @@ def neighbourhood(dependencies: Mapping[str, Sequence[str]], job_id: str
     return {j: tuple(d for d in deps[j] if d in wanted) for j in deps if j in wanted}
 
 
-def retry_chain(jc: JobControl, build: Any, *, look_ahead: int = 50) -> tuple[list[int], list[int]]:
+def retry_chain(jc: JobControl, build: Build, *, look_ahead: int = 50
+                ) -> tuple[list[int], list[int]]:
     """The builds this one retries (oldest first) and those that retry it, as ids.
 
     Backwards follows ``retry_of``; forwards looks among the job's ``look_ahead`` newest
