@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol import graph as graphs
+from jobcontrol.errors import JobImportError
 from jobcontrol.models import Build, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.serialize import to_jsonable
 from jobcontrol.text import visible
@@ -130,7 +131,6 @@ def job_detail_json(jc: JobControl, job_id: str, *, import_error: bool = False
     """``job JOB --format json``: the definition, the function's signature and docstring,
     and the dependents. A function that does not import raises :class:`JobImportError`;
     with ``import_error`` (the web's shape) it is reported under that key instead."""
-    from jobcontrol.errors import JobImportError
     from jobcontrol.importing import describe_callable
 
     data = job_json(jc.job(job_id))
