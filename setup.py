@@ -37,10 +37,10 @@ setup(
         "docs": ["Sphinx>=7.2", "furo>=2024.1", "sphinx-click>=5.1", "docutils>=0.20"],
         # every test runs: PostgreSQL (skips without $JOBCONTROL_TEST_POSTGRESQL), Celery
         # (without $JOBCONTROL_TEST_REDIS / _AMQP), the browser test (drives Debian's
-        # chromium with playwright, no browser download)
-        "test": ["pytest>=7.4", "ruff>=0.5", "psycopg2-binary>=2.9", "hypothesis>=6.100",
-                 "Flask>=3.0", "Flask-WTF>=1.2", "playwright>=1.40", "gunicorn>=21",
-                 "celery>=5.3", "redis>=4.5",
+        # chromium with playwright, no browser download); ruff and mypy check the code
+        "test": ["pytest>=7.4", "ruff>=0.5", "mypy>=1.10", "types-PyYAML",
+                 "psycopg2-binary>=2.9", "hypothesis>=6.100", "Flask>=3.0", "Flask-WTF>=1.2",
+                 "playwright>=1.40", "gunicorn>=21", "celery>=5.3", "redis>=4.5",
                  # tests/test_docs.py builds the docs
                  "Sphinx>=7.2", "furo>=2024.1", "sphinx-click>=5.1", "docutils>=0.20"],
     },

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +26,7 @@ from jobcontrol.errors import (
     StorageError,
 )
 from jobcontrol.importing import bind_problem, import_callable
-from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.models import HOSTNAME, Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.reaper import abandon, reap
 from jobcontrol.storage import open_storage
@@ -42,9 +41,6 @@ if TYPE_CHECKING:
     from jobcontrol.scheduler import DueReport
 
 DEFAULT_STORAGE_NAME = "jobcontrol.db"
-#: this machine, as the local executor records it on the builds it claims (the runner
-#: itself is imported only by ``build``: ``status`` and the rest start faster without it)
-HOSTNAME = socket.gethostname()
 #: seconds between the reaps of one JobControl's :meth:`JobControl.submit` calls
 SUBMIT_REAP_INTERVAL = 1.0
 

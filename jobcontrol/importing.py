@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobImportError
+from jobcontrol.text import one_line
 
 if TYPE_CHECKING:
     from jobcontrol.config import Location
@@ -90,7 +91,7 @@ def import_callable(
         owner = repr(f"{module_name}:{'.'.join(names[: index + 1])}")
     if not callable(target):
         raise fail(f"not a callable (type {type(target).__name__})")
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 def _is_prefix(missing: str, module_name: str) -> bool:
@@ -113,7 +114,7 @@ def _class_hint(dotted: str, module_name: str, names: tuple[str, ...]) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
+
+from jobcontrol.serialize import StoredValue, decode_for_display
+
+#: this machine: the ``host`` of the builds and scheduled runs its processes claim
+HOSTNAME = socket.gethostname()
 
 
 class BuildState(str, Enum):
@@ -61,19 +67,6 @@ class ExceptionInfo:
 
 
 @dataclass(frozen=True)
-class StoredValue:
-    """A return value in its stored form.
-
-    ``kind`` is ``"json"`` (tagged JSON text, see :mod:`jobcontrol.serialize`), ``"repr"`` (the
-    value could not be stored as JSON; ``data`` is its ``repr``) or ``"pickle"`` (base64 of a
-    pickle, for jobs that opted in with ``result: pickle``).
-    """
-
-    kind: str
-    data: str
-
-
-@dataclass(frozen=True)
 class Build:
     """One run of a job, as recorded in the storage."""
 
@@ -120,8 +113,6 @@ class Build:
     def retval(self) -> Any:
         """The return value for display: decoded JSON, or a :class:`~jobcontrol.serialize.Opaque`
         marker for a repr or pickle (a pickle is never loaded here)."""
-        from jobcontrol.serialize import decode_for_display
-
         return decode_for_display(self.result)
 
 

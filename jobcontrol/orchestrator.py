@@ -26,8 +26,8 @@ from jobcontrol.errors import (
     RetvalError,
     RetvalMissingError,
 )
-from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
-from jobcontrol.models import Build, BuildState, JobSummary
+from jobcontrol.executors.local import BuildObserver, LocalExecutor
+from jobcontrol.models import HOSTNAME, Build, BuildState, JobSummary
 from jobcontrol.notify import Notifier
 from jobcontrol.plan import Role, Step, blocked_by, decide
 from jobcontrol.serialize import load_for_dependency

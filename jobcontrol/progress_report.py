@@ -60,7 +60,8 @@ def progress_tree(items: Iterable[ProgressItem]) -> ProgressNode:
         elif node.children:
             node.current = sum(child.current for child in node.children)
             totals = [child.total for child in node.children]
-            node.total = None if any(t is None for t in totals) else sum(totals)  # type: ignore[misc]
+            known = [t for t in totals if t is not None]
+            node.total = sum(known) if len(known) == len(totals) else None
 
     settle(nodes[()])
     return nodes[()]

@@ -177,7 +177,7 @@ class _JobPruner:
 
     def _cleaned(self, build_ids: list[int]) -> list[int]:
         """The builds whose cleanup ran without error (the others are kept and reported)."""
-        cleaned = []
+        cleaned: list[int] = []
         for index, build_id in enumerate(build_ids):
             try:
                 build = self.storage.get_build(build_id)

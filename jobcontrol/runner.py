@@ -35,6 +35,7 @@ from jobcontrol.context import SkipBuild
 from jobcontrol.models import Build, BuildState, ExceptionInfo, StoredValue
 from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text, encode_result, safe_repr
+from jobcontrol.text import one_line
 
 if TYPE_CHECKING:
     from jobcontrol.forkserver import ForkServer
@@ -198,11 +199,6 @@ class LineWriter(io.TextIOBase):
             self.write("\n")
 
 
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
-
-
 def _exception_name(exc: BaseException) -> str:
     cls = type(exc)
     if cls.__module__ == "builtins":
@@ -240,7 +236,7 @@ def execute_job(
         try:
             value = func(*args, **kwargs)
         except SkipBuild as exc:
-            return Outcome(BuildState.SKIPPED, _one_line(exc.reason or "skipped"))
+            return Outcome(BuildState.SKIPPED, one_line(exc.reason or "skipped", _MAX_REASON))
         except BuildInterrupted as exc:
             return Outcome(exc.state, exc.reason)
         except BaseException as exc:  # the job's failure is the build's outcome
@@ -248,7 +244,7 @@ def execute_job(
             info = _describe_exception(exc, exc.__traceback__.tb_next
                                        if exc.__traceback__ else None)
             reason = info.type if not info.message else f"{info.type}: {info.message}"
-            return Outcome(BuildState.FAILED, _one_line(reason), exception=info)
+            return Outcome(BuildState.FAILED, one_line(reason, _MAX_REASON), exception=info)
         if masker and result_mode == "json":
             value = masker.value(value)
         return Outcome(BuildState.SUCCESS, result=encode_result(value, result_mode))

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobAlreadyRunningError, JobControlError
-from jobcontrol.executors.local import CANCEL_POLL_INTERVAL, HOSTNAME, BuildObserver
-from jobcontrol.models import Build, BuildState
+from jobcontrol.executors.local import CANCEL_POLL_INTERVAL, BuildObserver
+from jobcontrol.models import HOSTNAME, Build, BuildState
 from jobcontrol.plan import make_plan
 from jobcontrol.schedule import due_runs
 from jobcontrol.timeutil import isoformat
@@ -67,7 +67,7 @@ class _Recorder(BuildObserver):
         self.inner = inner or BuildObserver()
         self.not_built: dict[str, str] = {}
 
-    def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattribute__(self, name: str) -> Any:
         if name in ("inner", "not_built", "job_not_built", "job_refused") or name.startswith("__"):
             return object.__getattribute__(self, name)
         return getattr(object.__getattribute__(self, "inner"), name)

@@ -15,14 +15,28 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import RetvalError
-from jobcontrol.models import StoredValue
 from jobcontrol.secrets import is_secret_key
 
 if TYPE_CHECKING:
     from jobcontrol.secrets import Masker
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """A return value in its stored form.
+
+    ``kind`` is ``"json"`` (tagged JSON text, see :mod:`jobcontrol.serialize`), ``"repr"`` (the
+    value could not be stored as JSON; ``data`` is its ``repr``) or ``"pickle"`` (base64 of a
+    pickle, for jobs that opted in with ``result: pickle``).
+    """
+
+    kind: str
+    data: str
+
 
 TAG = "__jc__"
 #: encodes return values (made once: ``json.dumps`` with options makes one each call);
@@ -144,7 +158,7 @@ def _uuid(text: str) -> Any:
     return UUID(text)
 
 
-_UNTAG = {
+_UNTAG: dict[str, Callable[[Any], Any]] = {
     "float": float,
     "tuple": lambda v: tuple(_untag(item) for item in v),
     "dict": lambda v: {_untag(k): _untag(item) for k, item in v},

@@ -53,3 +53,12 @@ def json_text(value: Any, indent: int | None = None) -> str:
     bidi overrides written as ``\\uXXXX`` (``json.dumps`` escapes C0 itself)."""
     text = json.dumps(value, indent=indent, ensure_ascii=False)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def one_line(text: object, limit: int | None = None) -> str:
+    """``text`` (or an error's message) on one line: runs of whitespace, newlines included,
+    become one space; cut with ``...`` to ``limit`` characters when longer."""
+    line = " ".join(str(text).split())
+    if limit is not None and len(line) > limit:
+        return line[: limit - 3] + "..."
+    return line

@@ -31,8 +31,8 @@ import pytest
 
 from jobcontrol import BuildState, JobControl
 from jobcontrol.models import Build
+from tests.processes import ROOT, alive, wait_for
 from tests.support import make_project
-from tests.test_processes import ROOT, alive, wait_for
 
 S = BuildState
 BROKERS = {

@@ -10,8 +10,8 @@ import psycopg2
 import pytest
 
 from jobcontrol.storage.sql import load_migrations
+from tests.processes import run
 from tests.support import make_project
-from tests.test_processes import run
 
 CONFIG = """\
 jobs:

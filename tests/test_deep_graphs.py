@@ -13,8 +13,8 @@ import pytest
 
 from jobcontrol import graph
 from jobcontrol.models import BuildState, JobSummary
+from tests.processes import Project
 from tests.support import make_project
-from tests.test_processes import Project
 
 #: deeper than Python's recursion limit, many times over
 DEPTH = 10_000

@@ -27,8 +27,8 @@ import pytest
 from jobcontrol import BuildState, JobControl
 from jobcontrol.errors import ExitCode
 from jobcontrol.executors import local
+from tests.processes import ROOT, Project, alive, wait_for
 from tests.support import make_project
-from tests.test_processes import ROOT, Project, alive, wait_for
 
 NEEDS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jobcontrol.errors import ExitCode
-from tests.test_processes import Project, wait_for
+from tests.processes import Project, wait_for
 
 ROOT = Path(__file__).parent.parent
 

@@ -22,8 +22,8 @@ from jobcontrol.errors import ConfigError
 from jobcontrol.executors.local import LocalExecutor
 from jobcontrol.forkserver import ForkServer, ForkServerError, _Server, available
 from jobcontrol.storage import open_storage
+from tests.processes import alive, run, wait_for
 from tests.support import make_project
-from tests.test_processes import alive, run, wait_for
 
 pytestmark = pytest.mark.skipif(not available(), reason="a fork server needs Linux pidfds")
 
@@ -131,7 +131,7 @@ def test_kill_9_of_the_runner_takes_server_and_job_down(tmp_path: Path) -> None:
     config = make_project(tmp_path / "project", "runner: {fork_server: true}\njobs:\n"
                           "  - id: napper\n    function: jobfuncs.sleeper\n"
                           "    kwargs: {seconds: 60, marker: napper.pid}\n")
-    from tests.test_processes import jobcontrol
+    from tests.processes import jobcontrol
 
     runner = jobcontrol("-c", str(config), "build", "napper")
     job_pid = int(wait_for(config.parent / "napper.pid"))
@@ -155,7 +155,7 @@ def test_sigterm_to_the_runners_process_group_cancels_the_build(tmp_path: Path) 
     config = make_project(tmp_path / "project", "runner: {fork_server: true}\njobs:\n"
                           "  - id: napper\n    function: jobfuncs.sleeper\n"
                           "    kwargs: {seconds: 60, marker: napper.pid}\n")
-    from tests.test_processes import jobcontrol
+    from tests.processes import jobcontrol
 
     runner = jobcontrol("-c", str(config), "build", "napper", start_new_session=True)
     job_pid = int(wait_for(config.parent / "napper.pid"))

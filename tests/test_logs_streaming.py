@@ -19,8 +19,8 @@ import pytest
 from jobcontrol.models import Build, BuildState, LogCutoff, LogRecord
 from jobcontrol.storage import Storage, open_storage
 from jobcontrol.timeutil import utcnow
+from tests.processes import ROOT, Project
 from tests.support import Cli, make_project
-from tests.test_processes import ROOT, Project
 
 CONFIG = """\
 jobs:

@@ -21,7 +21,7 @@ import pytest
 from jobcontrol.models import Build, BuildState
 from jobcontrol.reaper import reap
 from jobcontrol.storage import Storage, open_storage
-from tests.test_processes import PROJECT_PARAMS, Project, alive, until, wait_for
+from tests.processes import PROJECT_PARAMS, Project, alive, until, wait_for
 
 CONFIG = """\
 runner:

@@ -8,20 +8,14 @@ several processes share.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.processes import PROJECT_PARAMS, Project, alive, run, wait_for
 from tests.support import make_project
-
-ROOT = Path(__file__).parent.parent
 
 CONFIG = """\
 jobs:
@@ -39,93 +33,6 @@ jobs:
     args: [hello]
 """
 
-
-def jobcontrol(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-               **popen: object) -> subprocess.Popen[str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("JOBCONTROL_")}
-    full_env = {**inherited, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "jobcontrol", *args], cwd=cwd, env=full_env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen,  # type: ignore[arg-type]
-    )
-
-
-def run(*args: str, **kwargs: object) -> tuple[int, str, str]:
-    process = jobcontrol(*args, **kwargs)  # type: ignore[arg-type]
-    out, err = process.communicate(timeout=60)
-    return process.returncode, out, err
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purpose
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return True
-    return state != "Z"
-
-
-def wait_for(path: Path, seconds: float = 20) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} did not appear")
-
-
-@dataclass
-class Project:
-    """A config and the storage URL its commands get (None: SQLite beside the config)."""
-
-    config: Path
-    storage: str | None
-
-    def args(self, *args: str) -> list[str]:
-        storage = ["--storage", self.storage] if self.storage else []
-        return ["-c", str(self.config), *storage, *args]
-
-    def run(self, *args: str, **kwargs: object) -> tuple[int, str, str]:
-        return run(*self.args(*args), **kwargs)
-
-    def start(self, *args: str, **kwargs: object) -> subprocess.Popen[str]:
-        return jobcontrol(*self.args(*args), **kwargs)  # type: ignore[arg-type]
-
-    @property
-    def storage_url(self) -> str:
-        """The URL that reaches what the commands write (for a Storage opened in the test)."""
-        return self.storage or f"sqlite:///{self.config.parent / 'jobcontrol.db'}"
-
-    @classmethod
-    def on(cls, request: pytest.FixtureRequest, tmp_path: Path, config: str) -> Project:
-        """A project with ``config`` on the storage ``request.param`` names (sqlite or
-        postgresql: the ``pg_url`` fixture's own database); ``sqlite+forkserver``: on
-        SQLite, with every process-isolated build forked by a fork server."""
-        storage, _, variant = request.param.partition("+")
-        url = request.getfixturevalue("pg_url") if storage == "postgresql" else None
-        if variant == "forkserver":
-            config = with_fork_server(config)
-        return cls(make_project(tmp_path / "project", config), url)
-
-    def show(self, build_id: int) -> dict:
-        code, out, err = self.run("show", str(build_id), "--format", "json")
-        assert code == 0, err
-        return json.loads(out)
-
-
-def with_fork_server(config: str) -> str:
-    """``config`` with ``runner.fork_server: true`` (added to its ``runner:`` block)."""
-    if config.startswith("runner:\n"):
-        return config.replace("runner:\n", "runner:\n  fork_server: true\n", 1)
-    return "runner: {fork_server: true}\n" + config
-
-
-#: the storages several processes can share, and SQLite again with a fork server
-PROJECT_PARAMS = ["sqlite", "postgresql", "sqlite+forkserver"]
 
 
 @pytest.fixture(params=PROJECT_PARAMS)
@@ -260,9 +167,3 @@ def test_config_mistake_via_real_process_is_one_line(tmp_path: Path) -> None:
     assert err == f"Error: {config}:4:20: job 'a': unknown dependency 'nope'\n"
 
 
-def until(condition: Callable[[], object], what: str, seconds: float = 15) -> None:
-    """Wait for ``condition()`` to be true; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)

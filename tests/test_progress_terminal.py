@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import ROOT, Project
 from tests.support import make_project
-from tests.test_processes import ROOT, Project
 
 CONFIG = """\
 jobs:

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from jobcontrol.storage import open_storage
-from tests.test_processes import Project
+from tests.processes import Project
 
 CONFIG = """\
 jobs:

@@ -17,7 +17,7 @@ from typing import ClassVar
 import pytest
 
 from jobcontrol.storage import open_storage
-from tests.test_processes import Project
+from tests.processes import Project
 
 RACE_CONFIG = """\
 jobs:

@@ -22,8 +22,8 @@ import pytest
 
 from jobcontrol.models import Build, BuildState, ScheduledRun
 from jobcontrol.storage import Storage, open_storage
+from tests.processes import Project, alive
 from tests.support import make_project
-from tests.test_processes import Project, alive
 
 
 def wait_until(what: str, check: Callable[[], Any], seconds: float = 40) -> Any:

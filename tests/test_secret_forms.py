@@ -17,7 +17,7 @@ import pytest
 from jobcontrol.core import JobControl
 from jobcontrol.secrets import Masker
 from jobcontrol.web import create_app
-from tests.test_processes import Project
+from tests.processes import Project
 from tests.test_storage_postgresql import query
 
 SECRET = "p@ss'w\"o\\rd/+="

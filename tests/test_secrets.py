@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import Project
 from tests.support import make_project
-from tests.test_processes import Project
 
 SECRET = "hunter2"
 TOKEN = "tok-5f1e9a"  # read with !env: a secret wherever it goes

@@ -18,8 +18,8 @@ from jobcontrol import BuildState, JobControl
 from jobcontrol.graph import NEVER_BUILT
 from jobcontrol.storage import Storage
 from jobcontrol.web import create_app
+from tests.processes import Project, wait_for
 from tests.support import Cli, make_project
-from tests.test_processes import Project, wait_for
 
 S = BuildState
 

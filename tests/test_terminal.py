@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobfuncs import TERMINAL_ATTACK
-from tests.test_processes import ROOT, Project
+from tests.processes import ROOT, Project
 
 CONFIG = """\
 jobs:

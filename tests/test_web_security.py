@@ -32,8 +32,8 @@ from jobcontrol import JobControl
 from jobcontrol.storage import Storage, open_storage
 from jobcontrol.web import create_app
 from tests.conftest import make_storage
+from tests.processes import jobcontrol
 from tests.support import make_project
-from tests.test_processes import jobcontrol
 from tests.web_support import csrf_from
 
 ROOT = Path(__file__).parent.parent

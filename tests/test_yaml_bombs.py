@@ -16,8 +16,8 @@ from jobcontrol.config import load_config
 from jobcontrol.config.loading import load_yaml
 from jobcontrol.config.yaml_loader import MAX_ALIAS_VALUES, loader_class
 from jobcontrol.errors import ConfigError
+from tests.processes import ROOT
 from tests.support import make_project
-from tests.test_processes import ROOT
 
 
 def laughs(levels: int = 9, width: int = 10) -> str:

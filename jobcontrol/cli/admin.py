@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,10 +10,13 @@ from jobcontrol.cli.helpers import echo, pass_jc
 from jobcontrol.errors import ExitCode
 from jobcontrol.storage import redact_url
 
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
+
 
 @click.command()
 @pass_jc
-def install(jc: Any) -> None:
+def install(jc: JobControl) -> None:
     """Create the storage schema, or migrate it to this version."""
     version = jc.install()
     click.echo(f"storage {redact_url(jc.storage.url)} ready (schema version {version})")
@@ -26,7 +29,7 @@ def install(jc: Any) -> None:
 @click.option("--no-storage", is_flag=True,
               help="Do not open the storage (to check a config away from its database).")
 @pass_jc
-def check(jc: Any, freshness: bool, no_storage: bool) -> None:
+def check(jc: JobControl, freshness: bool, no_storage: bool) -> None:
     """Validate the config, import every job's functions and bind their arguments; exit 2
     on a problem. Then open the storage and make a write (rolled back); exit 6 if it
     cannot be reached or written.
@@ -63,7 +66,7 @@ def check(jc: Any, freshness: bool, no_storage: bool) -> None:
 @click.argument("build_ids", metavar="BUILD...", nargs=-1, required=True,
                 type=click.IntRange(1))
 @pass_jc
-def delete(jc: Any, build_ids: tuple[int, ...]) -> None:
+def delete(jc: JobControl, build_ids: tuple[int, ...]) -> None:
     """Delete builds with their logs, after running the job's cleanup_function.
 
     Stops at the first build it cannot delete: exit 1 if its cleanup_function failed (the

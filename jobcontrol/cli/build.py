@@ -7,18 +7,21 @@ import os
 import shutil
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobcontrol.cli.helpers import complete_job_ids, echo, echo_json, format_option, pass_jc
-from jobcontrol.cli.render import build_json, log_line
 from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.executors.local import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
+from jobcontrol.present import build_json, log_line
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 _BAR_WIDTH = 24
 
@@ -49,7 +52,8 @@ class TextObserver(BuildObserver):
 
     def build_log(self, build: Build, record: LogRecord) -> None:
         colour = "red" if record.level >= 40 else "yellow" if record.level >= 30 else None
-        self._print(log_line(record, build.id), **({"fg": colour} if colour else {}))
+        style: dict[str, Any] = {"fg": colour} if colour else {}
+        self._print(log_line(record, build.id), **style)
 
     def build_progress(self, build: Build, item: ProgressItem) -> None:
         groups = self.progress[build.id][1] if build.id in self.progress else {}
@@ -175,7 +179,7 @@ class AnnounceObserver(BuildObserver):
               help="Write each started build's id as a JSON line to this descriptor.")
 @format_option
 @pass_jc
-def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdated: bool,
+def build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdated: bool,
           dry_run: bool, keep_going: bool, parallel: int, remote: bool, wait: bool,
           announce_fd: int | None,
           fmt: str) -> None:
@@ -215,7 +219,7 @@ def build(jc: Any, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdat
     _exit_for(builds)
 
 
-def _build_remote(jc: Any, jobs: list[str], deps: bool, depending: bool, if_outdated: bool,
+def _build_remote(jc: JobControl, jobs: list[str], deps: bool, depending: bool, if_outdated: bool,
                   wait: bool, observer: TextObserver | None, fmt: str) -> None:
     """``--async``: queue the builds; with ``--wait``, follow them to their end."""
     builds = jc.submit(jobs, deps=deps, depending=depending, if_outdated=if_outdated)

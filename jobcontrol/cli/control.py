@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobcontrol.cli.helpers import echo, echo_json, echo_table, format_option, pass_jc
-from jobcontrol.cli.render import BUILD_HEADERS, build_json, build_row
 from jobcontrol.errors import JobControlError
+from jobcontrol.present import BUILD_HEADERS, build_json, build_row
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 #: how often ``cancel --wait`` looks at the build again, in seconds
 _WAIT_POLL = 0.2
@@ -25,7 +28,7 @@ _WAIT_POLL = 0.2
               help="Wait until each build has stopped, and show how it ended.")
 @format_option
 @pass_jc
-def cancel(jc: Any, build_ids: tuple[int, ...], reason: str | None, wait: bool,
+def cancel(jc: JobControl, build_ids: tuple[int, ...], reason: str | None, wait: bool,
            fmt: str) -> None:
     """Cancel builds: a queued one never starts, a running one is stopped by its runner
     (SIGTERM, then SIGKILL after runner.kill_grace), from any shell or host.
@@ -55,7 +58,7 @@ def cancel(jc: Any, build_ids: tuple[int, ...], reason: str | None, wait: bool,
         sys.exit(max(error.exit_code for error in errors))
 
 
-def _wait_until_finished(jc: Any, build_id: int) -> Any:
+def _wait_until_finished(jc: JobControl, build_id: int) -> Any:
     while True:
         build = jc.get_build(build_id)  # reaps it too, if its runner died meanwhile
         if build.state.finished:
@@ -66,7 +69,7 @@ def _wait_until_finished(jc: Any, build_id: int) -> Any:
 @click.command()
 @format_option
 @pass_jc
-def reap(jc: Any, fmt: str) -> None:
+def reap(jc: JobControl, fmt: str) -> None:
     """Mark running builds whose runner is gone as abandoned: on this host, a runner
     process that died; from any host, no heartbeat for runner.heartbeat_timeout (on this
     host, a hung runner and its job's processes are then killed).

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from jobcontrol.text import json_text, visible
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,10 +30,10 @@ class CliState:
         #: a URL, or a Storage object handed in by a program embedding the CLI (kept open)
         self.storage = storage
         self.debug = debug
-        self._jc: Any = None
+        self._jc: JobControl | None = None
 
     @property
-    def jc(self) -> Any:
+    def jc(self) -> JobControl:
         """The :class:`~jobcontrol.core.JobControl` (imported lazily: ``--help`` stays fast)."""
         if self._jc is None:
             from jobcontrol.core import JobControl

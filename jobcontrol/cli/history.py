@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,12 +16,15 @@ from jobcontrol.cli.helpers import (
     pass_jc,
     styled_state,
 )
-from jobcontrol.cli.render import BUILD_HEADERS, build_detail_json, build_json, build_row
 from jobcontrol.models import BuildState
+from jobcontrol.present import BUILD_HEADERS, build_detail_json, build_json, build_row
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.serialize import Opaque, to_jsonable
 from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration, isoformat
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 STATE_CHOICE = click.Choice([s.value for s in BuildState])
 
@@ -35,7 +38,7 @@ STATE_CHOICE = click.Choice([s.value for s in BuildState])
 @click.option("--before", type=click.IntRange(1), help="Only builds older than this id.")
 @format_option
 @pass_jc
-def builds(jc: Any, job: str | None, states: tuple[str, ...], limit: int,
+def builds(jc: JobControl, job: str | None, states: tuple[str, ...], limit: int,
            before: int | None, fmt: str) -> None:
     """List builds, newest first (of JOB, or of every job)."""
     if job is not None:
@@ -52,7 +55,7 @@ def builds(jc: Any, job: str | None, states: tuple[str, ...], limit: int,
 @click.argument("build_id", metavar="BUILD", type=click.IntRange(1))
 @format_option
 @pass_jc
-def show(jc: Any, build_id: int, fmt: str) -> None:
+def show(jc: JobControl, build_id: int, fmt: str) -> None:
     """Show one build: times, state, reason, return value, exception, progress."""
     build = jc.get_build(build_id)
     progress = jc.progress(build_id)

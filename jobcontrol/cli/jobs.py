@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 import yaml
@@ -18,23 +18,20 @@ from jobcontrol.cli.helpers import (
     pass_jc,
 )
 from jobcontrol.importing import describe_callable
+from jobcontrol.present import job_detail_json, job_json
 from jobcontrol.storage import redact_url
 from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration
 
-
-def job_json(job: Any) -> dict[str, Any]:
-    """A job's definition as JSON (``!retval`` shown as ``{"!retval": job}``)."""
-    data = job.snapshot()
-    data["location"] = str(job.location)
-    return data
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 
 @click.command()
 @click.option("--tag", help="Only jobs with this tag.")
 @format_option
 @pass_jc
-def jobs(jc: Any, tag: str | None, fmt: str) -> None:
+def jobs(jc: JobControl, tag: str | None, fmt: str) -> None:
     """List the jobs the config defines."""
     selected = [job for job in jc.config.jobs.values() if tag is None or tag in job.tags]
     if fmt == "json":
@@ -51,17 +48,14 @@ def jobs(jc: Any, tag: str | None, fmt: str) -> None:
 @click.argument("job_id", metavar="JOB", shell_complete=complete_job_ids)
 @format_option
 @pass_jc
-def job(jc: Any, job_id: str, fmt: str) -> None:
+def job(jc: JobControl, job_id: str, fmt: str) -> None:
     """Show one job: its definition, the function's signature and docstring."""
-    definition = jc.job(job_id)
-    func = jc.import_function(job_id)
-    signature, doc = describe_callable(func)
-    dependents = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
     if fmt == "json":
-        data = job_json(definition)
-        data.update({"signature": signature, "docstring": doc, "dependents": dependents})
-        echo_json(data)
+        echo_json(job_detail_json(jc, job_id))
         return
+    definition = jc.job(job_id)
+    signature, doc = describe_callable(jc.import_function(job_id))
+    dependents = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
     name = definition.function.replace(":", ".").rsplit(".", 1)[-1]
     echo(f"{definition.id}: {visible(definition.title)}", bold=True)
     echo(f"defined at {definition.location}")
@@ -94,7 +88,7 @@ def _dot_id(job_id: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "json"]), default="text",
               show_default=True, help="text (an indented tree), Graphviz dot, or JSON.")
 @pass_jc
-def graph(jc: Any, fmt: str) -> None:
+def graph(jc: JobControl, fmt: str) -> None:
     """Print the dependency graph (`--format dot | dot -Tsvg > graph.svg`)."""
     deps = jc.config.dependencies
     order = graphs.topological_order(deps)
@@ -121,7 +115,7 @@ def graph(jc: Any, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml",
               show_default=True)
 @pass_jc
-def config_command(jc: Any, fmt: str) -> None:
+def config_command(jc: JobControl, fmt: str) -> None:
     """Print the config as loaded: rendered by Jinja2, with defaults applied."""
     config = jc.config
     if fmt == "json":

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobcontrol.cli.helpers import echo, pass_jc
-from jobcontrol.cli.render import log_json, log_line
+from jobcontrol.present import log_json, log_line
 from jobcontrol.text import json_text
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 #: seconds ``--follow`` waits for news before looking at the build again regardless
@@ -43,7 +46,8 @@ class LevelType(click.ParamType):
               show_default=True, help="text, or JSON Lines (one record a line).")
 @click.option("--interval", type=click.FloatRange(0.05), default=0.5, hidden=True)
 @pass_jc
-def logs(jc: Any, build_id: int, follow: bool, level: int, fmt: str, interval: float) -> None:
+def logs(jc: JobControl, build_id: int, follow: bool, level: int, fmt: str,
+         interval: float) -> None:
     """Print a build's log."""
     jc.get_build(build_id)
     after = 0

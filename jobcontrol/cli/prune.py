@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +16,9 @@ from jobcontrol.cli.helpers import (
     pass_jc,
 )
 from jobcontrol.errors import ExitCode
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 #: ranges of build ids shown in a row; JSON lists every id
 MAX_RANGES = 6
@@ -45,7 +48,7 @@ def plural(count: int, noun: str) -> str:
               help="Show what would be deleted; delete nothing.")
 @format_option
 @pass_jc
-def prune(jc: Any, jobs: tuple[str, ...], dry_run: bool, fmt: str) -> None:
+def prune(jc: JobControl, jobs: tuple[str, ...], dry_run: bool, fmt: str) -> None:
     """Delete old builds (after their cleanup_function) and old log records, as each job's
     retention: says; of JOB..., or of every job. Exit 1 if a cleanup failed."""
     report = jc.prune(dry_run=dry_run, job_ids=list(jobs) or None)

@@ -9,16 +9,20 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from jobcontrol.cli.build import TextObserver
 from jobcontrol.cli.helpers import echo, echo_json, format_option, pass_jc
-from jobcontrol.cli.render import build_json
 from jobcontrol.errors import ExitCode, JobControlError
+from jobcontrol.present import report_json
 from jobcontrol.scheduler import DEFAULT_MAX_BUILDS
 from jobcontrol.timeutil import isoformat
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
+    from jobcontrol.scheduler import DueReport
 
 
 class _When(click.ParamType):
@@ -38,25 +42,6 @@ class _When(click.ParamType):
         return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def report_json(report: Any) -> dict[str, Any]:
-    """``run-due --format json``: every instant it took on, and what became of it (a dry
-    run: ``due`` and ``missed`` it would take on; the rest empty)."""
-    return {
-        "dry_run": report.dry_run,
-        "due": [{"job": job, "scheduled_for": isoformat(when)} for job, when in report.due],
-        "started": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
-                    for job, when, build in report.started],
-        "overlaps": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
-                     for job, when, build in report.overlaps],
-        "not_built": [{"job": job, "scheduled_for": isoformat(when), "reason": reason}
-                      for job, when, reason in report.not_built],
-        "missed": [{"job": job, "scheduled_for": isoformat(when)}
-                   for job, when in report.missed],
-        "taken_elsewhere": report.taken_elsewhere,
-        "errors": [str(error) for error in report.errors],
-    }
-
-
 class DueObserver(TextObserver):
     """Builds as ``build`` shows them; what was not built is said once, with its instant, by
     :func:`print_report`."""
@@ -68,7 +53,7 @@ class DueObserver(TextObserver):
         pass
 
 
-def print_report(report: Any, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+def print_report(report: DueReport, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
     """The lines cron mails: nothing at all when nothing was due. An error that kept an
     instant from being built is said once, with the instant, on stderr."""
     if report.dry_run:
@@ -106,7 +91,7 @@ def print_report(report: Any, out: IO[str] | None = None, err: IO[str] | None = 
                    "due and claims nothing. Default: the storage's clock.")
 @format_option
 @pass_jc
-def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
+def run_due(jc: JobControl, now: datetime | None, fmt: str) -> None:
     """Start every scheduled build due now, each scheduled instant exactly once however
     many run-due processes race. For a crontab: * * * * * jobcontrol -c FILE run-due
 
@@ -128,7 +113,7 @@ def run_due(jc: Any, now: datetime | None, fmt: str) -> None:
               help="Most builds at once. An instant due when there is no room waits for "
                    "some (see Schedules in the docs).")
 @pass_jc
-def scheduler(jc: Any, max_builds: int) -> None:
+def scheduler(jc: JobControl, max_builds: int) -> None:
     """Run scheduled builds as they come due, in a loop (for systems without cron): each
     due instant is started without waiting for the builds running, or recorded (overlap,
     missed) as run-due records it. Safe to run on several hosts against one PostgreSQL
@@ -143,7 +128,7 @@ def scheduler(jc: Any, max_builds: int) -> None:
     printing = threading.Lock()
 
     class Loop(Scheduler):
-        def report(self, report: Any) -> None:
+        def report(self, report: DueReport) -> None:
             with printing:
                 print_report(report, out, err)
 
@@ -162,7 +147,7 @@ def scheduler(jc: Any, max_builds: int) -> None:
               help="Where the entries append their output (default: jobcontrol-cron.log "
                    "beside the config).")
 @pass_jc
-def crontab(jc: Any, per_job: bool, log_file: str | None) -> None:
+def crontab(jc: JobControl, per_job: bool, log_file: str | None) -> None:
     """Print crontab entries for the scheduled jobs, with absolute paths, ready to paste
     into `crontab -e`. Exit 2, printing nothing, if no job has a schedule."""
     if not any(job.schedule for job in jc.config.jobs.values()):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,35 +14,12 @@ from jobcontrol.cli.helpers import (
     pass_jc,
     styled_state,
 )
-from jobcontrol.timeutil import isoformat
+from jobcontrol.present import status_json
 
+if TYPE_CHECKING:
+    from datetime import datetime
 
-def status_json(status: Any) -> dict[str, Any]:
-    """The JSON shape of one job's status (see the docs, "JSON shapes")."""
-    last_success = status.last_success
-    return {
-        "job": status.job.id,
-        "title": status.job.title,
-        "last_build": status.last_build.id if status.last_build else None,
-        "last_state": status.last_state,
-        "last_success": last_success.id if last_success else None,
-        "last_success_time": isoformat(last_success.finished) if last_success else None,
-        "outdated": status.outdated.outdated,
-        "outdated_reasons": list(status.outdated.reasons),
-        "running": list(status.running),
-        "next_run": isoformat(status.next_run),
-        "last_scheduled": scheduled_run_json(status.last_scheduled),
-        "stale": status.stale,
-        "tags": list(status.job.tags),
-    }
-
-
-def scheduled_run_json(run: Any) -> dict[str, Any] | None:
-    """A scheduled instant taken on: when, what became of it, its build."""
-    if run is None:
-        return None
-    return {"scheduled_for": isoformat(run.scheduled_for), "outcome": run.outcome,
-            "build": run.build_id, "host": run.host}
+    from jobcontrol.core import JobControl
 
 
 @click.command()
@@ -51,7 +28,7 @@ def scheduled_run_json(run: Any) -> dict[str, Any] | None:
 @click.option("--why", is_flag=True, help="Show every reason a job is outdated.")
 @format_option
 @pass_jc
-def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str) -> None:
+def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str) -> None:
     """Show each job's last build, last success, and whether it is outdated."""
     statuses = jc.status(list(jobs) or None, tag=tag)
     if fmt == "json":
@@ -92,7 +69,7 @@ def status(jc: Any, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str)
     echo_table(rows, headers)
 
 
-def _time(value: Any) -> str:
+def _time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from jobcontrol.cli.helpers import pass_jc
 from jobcontrol.errors import JobControlError
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 
 @click.command()
@@ -19,7 +22,7 @@ from jobcontrol.errors import JobControlError
               help="Serve other machines without a login (anyone who reaches the port can "
                    "run and delete builds).")
 @pass_jc
-def web(jc: Any, host: str, port: int, insecure_no_auth: bool) -> None:
+def web(jc: JobControl, host: str, port: int, insecure_no_auth: bool) -> None:
     """Serve the web UI and the JSON API (needs the web extra: pip install 'jobcontrol[web]')."""
     try:
         from werkzeug.serving import make_server

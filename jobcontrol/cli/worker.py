@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from jobcontrol.cli.helpers import pass_jc
 from jobcontrol.errors import BrokerError
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -21,7 +24,7 @@ from jobcontrol.errors import BrokerError
                    "machine.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED, metavar="[CELERY ARGS]...")
 @pass_jc
-def worker(jc: Any, concurrency: int, queues: tuple[str, ...], single_host: bool,
+def worker(jc: JobControl, concurrency: int, queues: tuple[str, ...], single_host: bool,
            celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for the builds queued by `build --async`: it claims each build
     once, runs it in a child process as `build` does, and records it in the storage.

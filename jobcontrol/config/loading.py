@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from jobcontrol.config.model import Config
 from jobcontrol.errors import ConfigError
 from jobcontrol.secrets import Masker
+from jobcontrol.text import one_line
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -136,13 +137,13 @@ def render_template(text: str, name: str, directory: Path) -> str:
         return environment.get_template(name).render(env=dict(os.environ))
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(
-            f"template syntax error: {_one_line(exc.message or str(exc))}",
+            f"template syntax error: {one_line(exc.message or str(exc))}",
             exc.filename or name,
             exc.lineno,
         ) from None
     except Exception as exc:  # a template is code: any error in it is the config's mistake
         file, line = _template_frame(exc.__traceback__, name)
-        detail = _one_line(str(exc))
+        detail = one_line(str(exc))
         if not isinstance(exc, jinja2.TemplateError):
             detail = f"{type(exc).__name__}: {detail}"
         elif isinstance(exc, jinja2.TemplateNotFound):
@@ -159,7 +160,3 @@ def _template_frame(tb: TracebackType | None, default: str) -> tuple[str, int | 
             found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
     return found
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -25,6 +25,7 @@ import yaml
 
 from jobcontrol.config.model import Location, RetvalRef
 from jobcontrol.errors import ConfigError
+from jobcontrol.text import one_line
 
 YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _MERGE_TAG = YAML_TAG_PREFIX + "merge"
@@ -88,10 +89,6 @@ class Document:
     root: Pos | None
     env_values: set[str] = field(default_factory=set)
     retvals: bool = True
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _pos(mark: Any) -> Pos:

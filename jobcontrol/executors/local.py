@@ -11,7 +11,6 @@ import logging
 import os
 import select
 import signal
-import socket
 import sys
 import threading
 import time
@@ -40,7 +39,6 @@ from jobcontrol.timeutil import format_duration, utcnow
 if TYPE_CHECKING:
     from jobcontrol.forkserver import ForkServer
 
-HOSTNAME = socket.gethostname()
 _READ_SIZE = 1 << 16
 #: bytes of log records (roughly) kept in memory for a build while the storage refuses
 #: them; past this the oldest are dropped, and counted: an outage must not eat the memory

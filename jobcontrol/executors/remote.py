@@ -37,8 +37,8 @@ from jobcontrol.errors import (
     JobControlError,
     RetvalMissingError,
 )
-from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
-from jobcontrol.models import Build, BuildState
+from jobcontrol.executors.local import BuildObserver, LocalExecutor
+from jobcontrol.models import HOSTNAME, Build, BuildState
 from jobcontrol.orchestrator import substitute_retvals
 from jobcontrol.serialize import load_for_dependency
 from jobcontrol.storage.base import Storage

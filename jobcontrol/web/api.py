@@ -11,8 +11,14 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask_wtf.csrf import generate_csrf
 
-from jobcontrol.cli.render import build_detail_json, build_json, log_json, progress_json
-from jobcontrol.cli.status import status_json
+from jobcontrol.present import (
+    build_detail_json,
+    build_json,
+    job_detail_json,
+    log_json,
+    progress_json,
+    status_json,
+)
 from jobcontrol.web.helpers import (
     MAX_LIMIT,
     BadParameter,
@@ -23,7 +29,7 @@ from jobcontrol.web.helpers import (
     states_arg,
 )
 from jobcontrol.web.launch import LaunchOptions, start
-from jobcontrol.web.present import job_detail, overall_percent
+from jobcontrol.web.present import overall_percent
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -64,7 +70,7 @@ def jobs() -> Any:
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> Any:
     jc = current_jc()
-    data = job_detail(jc, job_id)
+    data = job_detail_json(jc, job_id, import_error=True)
     [status] = jc.status([job_id])
     data["status"] = status_json(status)
     return jsonify(data)

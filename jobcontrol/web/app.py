@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from markupsafe import Markup
@@ -19,11 +19,14 @@ from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_
 from jobcontrol.web.security import init_security
 from jobcontrol.web.sessions import secret_key
 
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
+
 #: ``create_app_from_env`` reads these, besides ``$JOBCONTROL_CONFIG`` and ``$JOBCONTROL_STORAGE``
 INSECURE_ENV = "JOBCONTROL_WEB_INSECURE_NO_AUTH"
 
 
-def create_app(jobcontrol: Any, *, insecure_no_auth: bool = False) -> Flask:
+def create_app(jobcontrol: JobControl, *, insecure_no_auth: bool = False) -> Flask:
     """A Flask app serving the web UI and the JSON API of ``jobcontrol`` (a JobControl).
 
     Without ``web: auth:`` in the config the app answers only loopback clients, unless

@@ -18,9 +18,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from jobcontrol.errors import ExitCode, JobControlError
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 #: seconds the request waits for the child's first build to start
 START_TIMEOUT = 30.0
@@ -58,7 +61,7 @@ class LaunchOptions:
                                       ("--if-outdated", self.if_outdated)) if on]
 
 
-def start(jc: Any, job_id: str, options: LaunchOptions) -> Launched:
+def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
     """Build ``job_id`` as the config says: queued for Celery workers when its executor is
     ``celery`` (as ``build --async``), else in a background ``jobcontrol build`` process."""
     if not jc.config.executor.remote:

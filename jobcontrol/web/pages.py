@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from jobcontrol.models import BuildState
+from jobcontrol.present import job_detail_json
 from jobcontrol.web.api import launch_options, who
 from jobcontrol.web.helpers import MAX_LIMIT, current_jc, int_arg, level_arg, states_arg
 from jobcontrol.web.launch import start
 from jobcontrol.web.present import (
-    job_detail,
     layered_layout,
     neighbourhood,
     overall_percent,
@@ -20,6 +20,9 @@ from jobcontrol.web.present import (
     retry_chain,
     retval_text,
 )
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 bp = Blueprint("pages", __name__)
 
@@ -50,7 +53,7 @@ def jobs() -> Any:
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> Any:
     jc = current_jc()
-    detail = job_detail(jc, job_id)
+    detail = job_detail_json(jc, job_id, import_error=True)
     states = states_arg()
     limit = int_arg("limit", 20, low=1, high=MAX_LIMIT) or 20
     before = int_arg("before", low=1)
@@ -103,7 +106,7 @@ def build(build_id: int) -> Any:
     )
 
 
-def _then_job(jc: Any) -> str | None:
+def _then_job(jc: JobControl) -> str | None:
     """``?then=JOB``: the launch's target, shown once this (dependency) build is done."""
     then = request.args.get("then") or None
     return then if then in jc.config.jobs else None

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jobcontrol import graph as graphs
-from jobcontrol.models import ProgressItem
+from jobcontrol.models import Build, ProgressItem
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.serialize import Opaque, to_jsonable
+
+if TYPE_CHECKING:
+    from jobcontrol.core import JobControl
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def overall_percent(items: Sequence[ProgressItem]) -> int | None:
     return None if fraction is None else round(fraction * 100)
 
 
-def retval_text(build: Any) -> tuple[str | None, str | None]:
+def retval_text(build: Build) -> tuple[str | None, str | None]:
     """The return value as text to show, and a note on its kind (None, "repr", "pickle")."""
     if build.result is None:
         return None, None
@@ -133,25 +136,8 @@ def neighbourhood(dependencies: Mapping[str, Sequence[str]], job_id: str
     return {j: tuple(d for d in deps[j] if d in wanted) for j in deps if j in wanted}
 
 
-def job_detail(jc: Any, job_id: str) -> dict[str, Any]:
-    """``job JOB --format json``: the definition, the function's signature and docstring
-    (``import_error`` instead when it does not import), and the dependents."""
-    from jobcontrol.cli.jobs import job_json
-    from jobcontrol.errors import JobImportError
-    from jobcontrol.importing import describe_callable
-
-    definition = jc.job(job_id)
-    data = job_json(definition)
-    try:
-        signature, doc = describe_callable(jc.import_function(job_id))
-        data.update({"signature": signature, "docstring": doc, "import_error": None})
-    except JobImportError as error:
-        data.update({"signature": None, "docstring": None, "import_error": str(error)})
-    data["dependents"] = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
-    return data
-
-
-def retry_chain(jc: Any, build: Any, *, look_ahead: int = 50) -> tuple[list[int], list[int]]:
+def retry_chain(jc: JobControl, build: Build, *, look_ahead: int = 50
+                ) -> tuple[list[int], list[int]]:
     """The builds this one retries (oldest first) and those that retry it, as ids.
 
     Backwards follows ``retry_of``; forwards looks among the job's ``look_ahead`` newest

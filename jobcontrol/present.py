@@ -1,0 +1,167 @@
+"""What the CLI and the web show: builds, logs, statuses and jobs as the JSON shapes of the
+machine-readable contract, and the text lines and table rows of the CLI.
+
+Each shape is written once, here; ``jobcontrol.cli`` and ``jobcontrol.web`` both render
+through it. The JSON keys and their order are a promise (``--format json`` and ``/api/v1/``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobcontrol import graph as graphs
+from jobcontrol.errors import JobImportError
+from jobcontrol.models import Build, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.serialize import to_jsonable
+from jobcontrol.text import visible
+from jobcontrol.timeutil import format_duration, isoformat
+
+if TYPE_CHECKING:
+    from jobcontrol.config import JobDefinition
+    from jobcontrol.core import JobControl, JobStatus
+    from jobcontrol.scheduler import DueReport
+
+
+def build_json(build: Build) -> dict[str, Any]:
+    """``builds --format json``: one build's summary."""
+    return {
+        "id": build.id,
+        "job": build.job_id,
+        "state": build.state.value,
+        "reason": build.reason,
+        "created": isoformat(build.created),
+        "started": isoformat(build.started),
+        "finished": isoformat(build.finished),
+        "duration": build.duration,
+        "retry_of": build.retry_of,
+    }
+
+
+def build_detail_json(build: Build, progress: list[ProgressItem]) -> dict[str, Any]:
+    """``show --format json``: the summary plus the return value, exception and the rest."""
+    data = build_json(build)
+    data.update({
+        "retval": to_jsonable(build.retval),
+        "retval_kind": build.result.kind if build.result else None,
+        "exception": build.exception.to_dict() if build.exception else None,
+        "progress": [progress_json(item) for item in progress],
+        "dependency_builds": dict(build.dependency_builds),
+        "host": build.host,
+        "pid": build.pid,
+        "pgid": build.pgid,
+        "heartbeat": isoformat(build.heartbeat),
+        "definition": build.definition,
+        "cancel_requested": isoformat(build.cancel_requested),
+        "cancel_reason": build.cancel_reason,
+    })
+    return data
+
+
+def progress_json(item: ProgressItem) -> dict[str, Any]:
+    return {"group": list(item.group), "current": item.current, "total": item.total,
+            "message": item.message, "updated": isoformat(item.updated)}
+
+
+def log_json(record: LogRecord) -> dict[str, Any]:
+    """``logs --format json``: one JSON Lines record."""
+    return {"seq": record.seq, "time": isoformat(record.time), "level": record.level_name,
+            "logger": record.logger, "message": record.message, "exception": record.exception}
+
+
+def log_line(record: LogRecord, build_id: int | None = None) -> str:
+    """A log record as one (or, with an exception, several) lines of text."""
+    stamp = record.time.strftime("%Y-%m-%d %H:%M:%S")
+    prefix = f"#{build_id} " if build_id is not None else ""
+    text = f"{prefix}{stamp} {record.level_name:<7} {visible(record.logger)}: {record.message}"
+    if record.exception:
+        text += "\n" + record.exception.rstrip()
+    return text
+
+
+def build_row(build: Build) -> list[Any]:
+    """A row of the ``builds`` table."""
+    return [
+        build.id, build.job_id, build.state.value,
+        build.started.strftime("%Y-%m-%d %H:%M:%S") if build.started else "",
+        format_duration(build.duration), f"#{build.retry_of}" if build.retry_of else "",
+        build.reason or "",
+    ]
+
+
+BUILD_HEADERS = ["id", "job", "state", "started (UTC)", "duration", "retry of", "reason"]
+
+
+def status_json(status: JobStatus) -> dict[str, Any]:
+    """``status --format json``: one job's status."""
+    last_success = status.last_success
+    return {
+        "job": status.job.id,
+        "title": status.job.title,
+        "last_build": status.last_build.id if status.last_build else None,
+        "last_state": status.last_state,
+        "last_success": last_success.id if last_success else None,
+        "last_success_time": isoformat(last_success.finished) if last_success else None,
+        "outdated": status.outdated.outdated,
+        "outdated_reasons": list(status.outdated.reasons),
+        "running": list(status.running),
+        "next_run": isoformat(status.next_run),
+        "last_scheduled": scheduled_run_json(status.last_scheduled),
+        "stale": status.stale,
+        "tags": list(status.job.tags),
+    }
+
+
+def scheduled_run_json(run: ScheduledRun | None) -> dict[str, Any] | None:
+    """A scheduled instant taken on: when, what became of it, its build."""
+    if run is None:
+        return None
+    return {"scheduled_for": isoformat(run.scheduled_for), "outcome": run.outcome,
+            "build": run.build_id, "host": run.host}
+
+
+def job_json(job: JobDefinition) -> dict[str, Any]:
+    """``jobs --format json``: a job's definition (``!retval`` shown as ``{"!retval": job}``)."""
+    data = job.snapshot()
+    data["location"] = str(job.location)
+    return data
+
+
+def job_detail_json(jc: JobControl, job_id: str, *, import_error: bool = False
+                    ) -> dict[str, Any]:
+    """``job JOB --format json``: the definition, the function's signature and docstring,
+    and the dependents. A function that does not import raises :class:`JobImportError`;
+    with ``import_error`` (the web's shape) it is reported under that key instead."""
+    from jobcontrol.importing import describe_callable
+
+    data = job_json(jc.job(job_id))
+    try:
+        signature, doc = describe_callable(jc.import_function(job_id))
+        failure = None
+    except JobImportError as error:
+        if not import_error:
+            raise
+        signature, doc, failure = None, None, str(error)
+    data.update({"signature": signature, "docstring": doc})
+    if import_error:
+        data["import_error"] = failure
+    data["dependents"] = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
+    return data
+
+
+def report_json(report: DueReport) -> dict[str, Any]:
+    """``run-due --format json``: every instant it took on, and what became of it (a dry
+    run: ``due`` and ``missed`` it would take on; the rest empty)."""
+    return {
+        "dry_run": report.dry_run,
+        "due": [{"job": job, "scheduled_for": isoformat(when)} for job, when in report.due],
+        "started": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
+                    for job, when, build in report.started],
+        "overlaps": [{"job": job, "scheduled_for": isoformat(when), "build": build_json(build)}
+                     for job, when, build in report.overlaps],
+        "not_built": [{"job": job, "scheduled_for": isoformat(when), "reason": reason}
+                      for job, when, reason in report.not_built],
+        "missed": [{"job": job, "scheduled_for": isoformat(when)}
+                   for job, when in report.missed],
+        "taken_elsewhere": report.taken_elsewhere,
+        "errors": [str(error) for error in report.errors],
+    }

@@ -1,0 +1,210 @@
+"""The shape of the house: no import cycles in ``jobcontrol/``, layers that point down,
+modules small enough to read.
+
+The imports are read from the source (``ast``), every one a module runs: at the top and
+inside functions, relative ones resolved. Imports under ``if TYPE_CHECKING:`` never run and
+are left out: a lower layer may name a higher one's type in an annotation.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "jobcontrol"
+
+#: the layers, top first: a module imports only from its own layer and the ones below it.
+#: An entry is a module or a package (everything under it); the longest entry that names a
+#: module places it. Every module is placed, and every entry names a module that exists.
+LAYERS: list[tuple[str, list[str]]] = [
+    ("entry points", ["jobcontrol", "jobcontrol.__main__", "jobcontrol.cli", "jobcontrol.web"]),
+    ("presentation", ["jobcontrol.present"]),
+    ("core", ["jobcontrol.core"]),
+    ("execution", ["jobcontrol.orchestrator", "jobcontrol.plan", "jobcontrol.runner",
+                   "jobcontrol.forkserver", "jobcontrol.executors", "jobcontrol.scheduler",
+                   "jobcontrol.reaper", "jobcontrol.pruner", "jobcontrol.retention"]),
+    ("rules and config", ["jobcontrol.graph", "jobcontrol.config", "jobcontrol.schedule",
+                          "jobcontrol.notify"]),
+    ("storage and models", ["jobcontrol.storage", "jobcontrol.models",
+                            "jobcontrol.progress_report"]),
+    ("foundation", ["jobcontrol.errors", "jobcontrol.text", "jobcontrol.timeutil",
+                    "jobcontrol.serialize", "jobcontrol.secrets", "jobcontrol.context",
+                    "jobcontrol.importing", "jobcontrol.version"]),
+]
+
+#: cycles that are there today, each with what removes it; the test fails when one is gone,
+#: so this list only shrinks
+KNOWN_CYCLES: dict[frozenset[str], str] = {
+    frozenset({"jobcontrol.runner", "jobcontrol.forkserver"}):
+        "issue 18 point 3: forkserver stops importing runner's private names",
+    frozenset({"jobcontrol.core", "jobcontrol.executors.celery"}):
+        "issue 18 point 3: the execution package (the Celery worker makes a JobControl)",
+}
+
+#: imports that point up today, each with what removes it (this list only shrinks too)
+KNOWN_UPWARD: dict[tuple[str, str], str] = {
+    ("jobcontrol.executors.celery", "jobcontrol.core"):
+        "issue 18 point 3: the execution package (the Celery worker makes a JobControl)",
+}
+
+#: a module longer than this is asking to be split
+MAX_LINES = 600
+#: modules longer today, each with what shortens it (this list only shrinks)
+KNOWN_LONG: dict[str, str] = {
+    "jobcontrol/storage/sql.py": "issue 18 point 2: the PostgreSQL backend on the SQL base",
+    "jobcontrol/storage/postgresql.py": "issue 18 point 2: the PostgreSQL backend on the SQL base",
+    "jobcontrol/executors/local.py": "issue 18 point 3: the execution package",
+    "jobcontrol/core.py": "issue 18 point 1: the build rules in one module",
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _import_nodes(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import under ``node`` that runs: in any function or class, not type-only."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Import | ast.ImportFrom):
+            yield child
+        elif _is_type_checking(child):
+            assert isinstance(child, ast.If)
+            for branch in child.orelse:
+                yield from _import_nodes(branch)
+        else:
+            yield from _import_nodes(child)
+
+
+def imports_of(name: str) -> set[str]:
+    """The modules of ``jobcontrol`` that module ``name`` imports (not itself)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+            continue
+        base = node.module or ""
+        if node.level:
+            parents = package.split(".")[: len(package.split(".")) - node.level + 1]
+            base = ".".join([*parents, *([node.module] if node.module else [])])
+        for alias in node.names:  # ``from package import module`` imports the module
+            submodule = f"{base}.{alias.name}"
+            found.add(submodule if submodule in MODULES else base)
+    return {module for module in found if module in MODULES and module != name}
+
+
+GRAPH: dict[str, set[str]] = {name: imports_of(name) for name in MODULES}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(frozenset(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _covers(entry: str, module: str) -> bool:
+    """Whether a LAYERS entry names ``module`` (the facade ``jobcontrol``: only itself)."""
+    return module == entry or (entry != "jobcontrol" and module.startswith(entry + "."))
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of the longest entry naming ``module``."""
+    matches = [(len(entry), number) for number, (_, entries) in enumerate(LAYERS)
+               for entry in entries if _covers(entry, module)]
+    assert matches, f"{module} is in no layer: add it to LAYERS"
+    return max(matches)[1]
+
+
+def test_the_import_reader_sees_every_kind_of_import() -> None:
+    assert "jobcontrol.core" in GRAPH["jobcontrol.cli.helpers"]  # inside a function
+    assert "jobcontrol.storage.base" in GRAPH["jobcontrol.storage"]  # relative or absolute
+    assert "jobcontrol.graph" in GRAPH["jobcontrol.present"]  # ``from jobcontrol import graph``
+    assert "jobcontrol.core" not in GRAPH["jobcontrol.present"]  # type-only
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
+        frozenset({"a", "b", "c"})]
+
+
+def test_no_import_cycles() -> None:
+    found = cycles(GRAPH)
+    new = [sorted(group) for group in found if group not in KNOWN_CYCLES]
+    assert not new, f"import cycles: {new}"
+    gone = [sorted(group) for group in KNOWN_CYCLES if group not in found]
+    assert not gone, f"no longer cycles, take them out of KNOWN_CYCLES: {gone}"
+
+
+def test_every_module_is_in_a_layer_and_every_entry_names_a_module() -> None:
+    for module in MODULES:
+        layer_of(module)
+    for _, entries in LAYERS:
+        for entry in entries:
+            assert entry in MODULES, f"LAYERS names {entry}, which is no module"
+
+
+def test_layers_point_down() -> None:
+    upward = {(module, target) for module, targets in GRAPH.items() for target in targets
+              if layer_of(target) < layer_of(module)}
+    new = sorted(upward - set(KNOWN_UPWARD))
+    assert not new, "imports pointing up the layers: " + ", ".join(f"{a} -> {b}" for a, b in new)
+    gone = sorted(set(KNOWN_UPWARD) - upward)
+    assert not gone, f"no longer pointing up, take them out of KNOWN_UPWARD: {gone}"
+
+
+def test_the_web_never_imports_the_cli() -> None:
+    for module, targets in GRAPH.items():
+        if module.startswith("jobcontrol.web"):
+            assert not {t for t in targets if t.startswith("jobcontrol.cli")}, module
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_modules_are_short(path: Path) -> None:
+    name = str(path.relative_to(PACKAGE.parent))
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    if name in KNOWN_LONG:
+        assert lines > MAX_LINES, f"{name} is {lines} lines now: take it out of KNOWN_LONG"
+    else:
+        assert lines <= MAX_LINES, f"{name} is {lines} lines (at most {MAX_LINES}): split it"
