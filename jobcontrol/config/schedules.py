@@ -72,7 +72,7 @@ def notify(value: Any, at: Field) -> NotifyPolicy | None:
         return None
     value = _on_key(value)
     sub_mapping(value, at, NOTIFY_KEYS, "{on: [failure], targets: [{webhook: URL}]}")
-    on = NOTIFY_EVENTS
+    on: tuple[str, ...] = NOTIFY_EVENTS
     if "on" in value:
         on = _events(value["on"], at.inner(value, "on"))
     if not value.get("targets"):

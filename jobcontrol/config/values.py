@@ -224,7 +224,7 @@ def _kwargs(value: Any, at: Field) -> dict[str, Any]:
         if not isinstance(key, str):
             pos = value.key_marks.get(key) if isinstance(value, MarkedDict) else None
             raise at.error(f"kwargs keys must be strings, got {type_name(key)} {key!r}", pos)
-    return _plain(value, at, set())  # type: ignore[no-any-return]
+    return _plain(value, at, set())
 
 
 def _plain(value: Any, at: Field, active: set[int]) -> Any:

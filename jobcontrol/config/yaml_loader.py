@@ -60,7 +60,7 @@ _SCALAR_KINDS = {
 Pos = tuple[int, int]  # (line, column), 1-based
 
 
-class MarkedDict(dict):  # type: ignore[type-arg]
+class MarkedDict(dict):
     """A YAML mapping that remembers where its keys and values are written."""
 
     start: Pos = (1, 1)
@@ -70,7 +70,7 @@ class MarkedDict(dict):  # type: ignore[type-arg]
         self.value_marks: dict[Any, Pos] = {}
 
 
-class MarkedList(list):  # type: ignore[type-arg]
+class MarkedList(list):
     """A YAML sequence that remembers where its items are written."""
 
     start: Pos = (1, 1)
@@ -123,7 +123,7 @@ def loader_class() -> type[Any]:
         finally:
             probe.dispose()
 
-    class Loader(base):  # type: ignore[misc, valid-type]
+    class Loader(base):
         jc_file = "<config>"
 
         def __init__(self, stream: str) -> None:
@@ -172,11 +172,16 @@ def _guarded(construct: Callable[[Any, Any], Any], kind: str) -> Callable[[Any, 
     return guarded
 
 
+def _kind(node: yaml.Node) -> str:
+    """What a node is, as PyYAML names it (``scalar``, ``sequence``, ``mapping``)."""
+    return str(getattr(node, "id", "node"))
+
+
 def _construct_map(loader: Any, node: yaml.Node) -> Iterator[MarkedDict]:
     data = MarkedDict()
     data.start = _pos(node.start_mark)
     if not isinstance(node, yaml.MappingNode):  # `!!map text`
-        raise loader.at(node).error(f"tag !!map needs a mapping, got a {node.id}")
+        raise loader.at(node).error(f"tag !!map needs a mapping, got a {_kind(node)}")
     yield data  # filled afterwards, so recursive (anchored) structures work
     if any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
         _check_keys(loader, [(k, v) for k, v in node.value if k.tag != _MERGE_TAG])
@@ -218,7 +223,7 @@ def _construct_seq(loader: Any, node: yaml.Node) -> Iterator[MarkedList]:
     data = MarkedList()
     data.start = _pos(node.start_mark)
     if not isinstance(node, yaml.SequenceNode):  # `!!seq text`
-        raise loader.at(node).error(f"tag !!seq needs a sequence, got a {node.id}")
+        raise loader.at(node).error(f"tag !!seq needs a sequence, got a {_kind(node)}")
     yield data
     for child in node.value:
         data.append(loader.construct_object(child, deep=False))
@@ -228,7 +233,7 @@ def _construct_seq(loader: Any, node: yaml.Node) -> Iterator[MarkedList]:
 def _construct_retval(loader: Any, node: yaml.Node) -> RetvalRef:
     value = node.value.strip() if isinstance(node, yaml.ScalarNode) else ""
     if not value:
-        got = "an empty value" if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+        got = "an empty value" if isinstance(node, yaml.ScalarNode) else f"a {_kind(node)}"
         raise loader.at(node).error(
             f"!retval takes the id of a dependency (e.g. `!retval fetch_prices`), got {got}"
         )
@@ -241,7 +246,7 @@ def _construct_env(loader: Any, node: yaml.Node) -> str:
     name = node.value.strip() if isinstance(node, yaml.ScalarNode) else ""
     if not ENV_NAME_RE.match(name):
         if not isinstance(node, yaml.ScalarNode):
-            got = f"a {node.id}"
+            got = f"a {_kind(node)}"
         else:
             got = _shown(name) if name else "an empty value"
         raise loader.at(node).error(
@@ -329,7 +334,7 @@ def _check_aliases(text: str, file: str) -> None:
         open_anchors: list[tuple[str | None, int]] = []  # collections open: anchor, count
         while (event := scanner.get_event()) is not None:
             if isinstance(event, yaml.AliasEvent):
-                size = sizes.get(event.anchor, 1)  # unknown: the composer says why
+                size = sizes.get(event.anchor or "", 1)  # unknown: the composer says why
                 count += size
                 through_aliases += size
                 if through_aliases > MAX_ALIAS_VALUES:
