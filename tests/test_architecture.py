@@ -1,18 +1,19 @@
 """The shape of the house: no import cycles in ``jobcontrol/``, layers that point down,
 modules small enough to read.
 
-The imports are read from the source (``ast``), every one a module runs: at the top and
-inside functions, relative ones resolved. Imports under ``if TYPE_CHECKING:`` never run and
-are left out: a lower layer may name a higher one's type in an annotation.
+The imports are read from the source by :mod:`tests.imports`: every one a module runs, at
+the top and inside functions; those under ``if TYPE_CHECKING:`` never run and are left out
+(a lower layer may name a higher one's type in an annotation).
 """
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.imports import cycles as import_cycles
+from tests.imports import import_graph, package_modules
 
 PACKAGE = Path(__file__).parent.parent / "jobcontrol"
 
@@ -61,89 +62,13 @@ KNOWN_LONG: dict[str, str] = {
 }
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _is_type_checking(node: ast.AST) -> bool:
-    if not isinstance(node, ast.If):
-        return False
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _import_nodes(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Every import under ``node`` that runs: in any function or class, not type-only."""
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.Import | ast.ImportFrom):
-            yield child
-        elif _is_type_checking(child):
-            assert isinstance(child, ast.If)
-            for branch in child.orelse:
-                yield from _import_nodes(branch)
-        else:
-            yield from _import_nodes(child)
-
-
-def imports_of(name: str) -> set[str]:
-    """The modules of ``jobcontrol`` that module ``name`` imports (not itself)."""
-    path = MODULES[name]
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-            continue
-        base = node.module or ""
-        if node.level:
-            parents = package.split(".")[: len(package.split(".")) - node.level + 1]
-            base = ".".join([*parents, *([node.module] if node.module else [])])
-        for alias in node.names:  # ``from package import module`` imports the module
-            submodule = f"{base}.{alias.name}"
-            found.add(submodule if submodule in MODULES else base)
-    return {module for module in found if module in MODULES and module != name}
-
-
-GRAPH: dict[str, set[str]] = {name: imports_of(name) for name in MODULES}
+MODULES: dict[str, Path] = package_modules("jobcontrol")
+GRAPH: dict[str, set[str]] = import_graph("jobcontrol")
 
 
 def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
-    """The strongly connected groups of more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[frozenset[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for target in sorted(graph[node]):
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            group = []
-            while True:
-                member = stack.pop()
-                group.append(member)
-                if member == node:
-                    break
-            if len(group) > 1:
-                found.append(frozenset(group))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
+    """The import circles of ``graph`` (see :func:`tests.imports.cycles`), as sets."""
+    return [frozenset(group) for group in import_cycles(graph)]
 
 
 def _covers(entry: str, module: str) -> bool:
