@@ -140,8 +140,8 @@ class BuildRun:
                     self.executor.commit_pending()
                     time.sleep(min(0.2, self._retry_wait() or 0.0))
                 elif not finished and len(pending) == before and pending \
-                        and not self.executor.running:  # pragma: no cover - plan is acyclic
-                    raise RuntimeError(f"plan cannot progress: {[s.job_id for s in pending]}")
+                        and not self.executor.running:  # the plan is acyclic: never
+                    raise RuntimeError(f"plan cannot progress: {list(pending)}")
         self.result.builds.sort(key=lambda build: build.id)
         return self.result
 
