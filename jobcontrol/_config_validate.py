@@ -41,7 +41,7 @@ from jobcontrol.config import (
     iter_retvals,
 )
 from jobcontrol.errors import ConfigError, CycleError
-from jobcontrol.graph import find_cycle
+from jobcontrol.rules.graph import find_cycle
 from jobcontrol.schedule import Schedule, ScheduleOptions
 from jobcontrol.secrets import secret_values
 

@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
 from jobcontrol.errors import (
     BrokerError,
@@ -28,15 +27,16 @@ from jobcontrol.errors import (
 )
 from jobcontrol.importing import bind_problem, import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
-from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.reaper import abandon, reap
+from jobcontrol.rules.outdated import Outdated, outdated_jobs
+from jobcontrol.rules.plan import Role, decide, make_plan
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
-    from jobcontrol.executors.local import BuildObserver
-    from jobcontrol.executors.remote import Sender
+    from jobcontrol.execution.local import BuildObserver
+    from jobcontrol.execution.remote import Sender
     from jobcontrol.notify import Notifier
     from jobcontrol.pruner import PruneReport
     from jobcontrol.scheduler import DueReport
@@ -58,7 +58,7 @@ class JobStatus:
     job: JobDefinition
     last_build: Build | None
     last_success: Build | None
-    outdated: graph.Outdated
+    outdated: Outdated
     running: tuple[int, ...]
     #: the next instant of its schedule (None: not scheduled)
     next_run: datetime | None = None
@@ -224,13 +224,13 @@ class JobControl:
 
     # -- status ------------------------------------------------------------------------------
 
-    def outdated(self) -> dict[str, graph.Outdated]:
+    def outdated(self) -> dict[str, Outdated]:
         """Every job's outdated verdict with reasons (one storage query)."""
         return self._outdated(self.storage.job_summaries())
 
-    def _outdated(self, summaries: dict[str, Any]) -> dict[str, graph.Outdated]:
+    def _outdated(self, summaries: dict[str, Any]) -> dict[str, Outdated]:
         hashes = {job_id: job.definition_hash for job_id, job in self.config.jobs.items()}
-        return graph.outdated_jobs(self.config.dependencies, hashes, summaries)
+        return outdated_jobs(self.config.dependencies, hashes, summaries)
 
     def status(self, job_ids: Sequence[str] | None = None, tag: str | None = None
                ) -> list[JobStatus]:
@@ -324,7 +324,7 @@ class JobControl:
         steps = make_plan(self.config.dependencies, targets, with_deps=deps,
                           with_depending=depending)
         callables = {step.job_id: self.import_function(step.job_id) for step in steps}
-        from jobcontrol.orchestrator import BuildRun
+        from jobcontrol.execution.orchestrator import BuildRun
 
         run = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
                        keep_going=keep_going, if_outdated=if_outdated,
@@ -357,7 +357,7 @@ class JobControl:
                     f"`executor: {{type: celery, broker: redis://HOST:6379/0}}` to "
                     f"{self.config.path}"
                 )
-            from jobcontrol.executors.celery import CelerySender
+            from jobcontrol.execution.celery import CelerySender
 
             self._sender = CelerySender(self.config.executor)
         return self._sender
@@ -369,7 +369,7 @@ class JobControl:
         The plan is made as :meth:`build` makes it (``deps``, ``depending``,
         ``if_outdated``); each build to make is created ``queued`` and its id sent to the
         workers of its job's queue. A build waits for the queued builds of its dependencies
-        and is cancelled if one of them fails (see :mod:`jobcontrol.executors.remote`).
+        and is cancelled if one of them fails (see :mod:`jobcontrol.execution.remote`).
         """
         targets = self._targets(jobs)
         send = self.sender
@@ -414,7 +414,7 @@ class JobControl:
             )
             assert build is not None  # only a retry can be refused
             queued[job_id] = build
-        from jobcontrol.executors.remote import ready_job
+        from jobcontrol.execution.remote import ready_job
 
         builds = list(queued.values())
         for number, build in enumerate(builds):
@@ -431,7 +431,7 @@ class JobControl:
     def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:
         """Report remote builds (and their retries) to ``observer`` until all have ended;
         returns them as they ended (``build --async --wait``)."""
-        from jobcontrol.executors.remote import follow
+        from jobcontrol.execution.remote import follow
 
         return follow(self, builds, observer)
 

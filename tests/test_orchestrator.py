@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from jobcontrol.config import load_config
-from jobcontrol.orchestrator import BuildRun
-from jobcontrol.plan import Role, Step
+from jobcontrol.execution.orchestrator import BuildRun
+from jobcontrol.rules.plan import Role, Step
 from jobcontrol.storage import open_storage
 from tests.support import make_project
 

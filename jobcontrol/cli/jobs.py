@@ -8,7 +8,6 @@ from typing import Any
 import click
 import yaml
 
-from jobcontrol import graph as graphs
 from jobcontrol.cli.helpers import (
     complete_job_ids,
     echo,
@@ -18,6 +17,7 @@ from jobcontrol.cli.helpers import (
     pass_jc,
 )
 from jobcontrol.importing import describe_callable
+from jobcontrol.rules import graph as graphs
 from jobcontrol.storage import redact_url
 from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from jobcontrol import graph
-from jobcontrol.graph import Outdated
 from jobcontrol.models import BuildState
+from jobcontrol.rules import graph
+from jobcontrol.rules.outdated import Outdated
 
 
 class Role(str, Enum):

@@ -2,7 +2,7 @@
 
 Imported only when the config's ``executor`` is ``celery`` (``pip install
 'jobcontrol[celery]'``). A message carries a build id and nothing else: the storage holds the
-build, and :mod:`jobcontrol.executors.remote` decides what a delivery does with it, so a
+build, and :mod:`jobcontrol.execution.remote` decides what a delivery does with it, so a
 message delivered twice (a redelivery, a duplicate) never runs a build twice.
 """
 
@@ -64,7 +64,7 @@ def make_app(settings: ExecutorSettings) -> Any:
 
 
 class CelerySender:
-    """Sends build ids to the workers (see :class:`jobcontrol.executors.remote.Sender`)."""
+    """Sends build ids to the workers (see :class:`jobcontrol.execution.remote.Sender`)."""
 
     def __init__(self, settings: ExecutorSettings, app: Any = None) -> None:
         self.settings = settings
@@ -122,7 +122,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
     (reaps dead builds, retries abandoned ones) every ``sweep_interval`` seconds.
     """
     from jobcontrol.core import JobControl
-    from jobcontrol.executors.remote import RemoteWorker
+    from jobcontrol.execution.remote import RemoteWorker
 
     config, url = jc.config, jc.storage.url
     app = make_app(config.executor)
@@ -160,7 +160,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
 
 
 def _sweep(jc: Any, sender: CelerySender, interval: float, stop: threading.Event) -> None:
-    from jobcontrol.executors.remote import RemoteWorker
+    from jobcontrol.execution.remote import RemoteWorker
 
     worker = RemoteWorker(jc, sender)
     while not stop.wait(interval):

@@ -21,8 +21,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobControlError, OutcomeNotRecordedError, StorageError
-from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
-from jobcontrol.runner import (
+from jobcontrol.execution.runner import (
     BuildInterrupted,
     ChildProcess,
     Frame,
@@ -32,13 +31,14 @@ from jobcontrol.runner import (
     execute_job,
     outcome_from_status,
 )
+from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
-    from jobcontrol.forkserver import ForkServer
+    from jobcontrol.execution.forkserver import ForkServer
 
 HOSTNAME = socket.gethostname()
 _READ_SIZE = 1 << 16
@@ -254,7 +254,7 @@ class LocalExecutor:
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                build: Build, result_mode: str, function_path: str | None) -> ChildProcess:
         if self._fork_server is not None and function_path is not None:
-            from jobcontrol.forkserver import ForkServerError, ForkServerLost
+            from jobcontrol.execution.forkserver import ForkServerError, ForkServerLost
 
             try:
                 return ChildProcess.spawn_from(self._fork_server, function_path, args, kwargs,
@@ -274,11 +274,11 @@ class LocalExecutor:
         return self._fork_server is not None
 
     def use_fork_server(self) -> bool:
-        """Fork process-isolated builds from a fork server (see :mod:`jobcontrol.forkserver`)
+        """Fork process-isolated builds from a fork server (see :mod:`.forkserver`)
         from now until :meth:`close`; False where none can start (builds fork from here)."""
         if self._fork_server is not None:
             return True
-        from jobcontrol.forkserver import ForkServer, ForkServerError, available
+        from jobcontrol.execution.forkserver import ForkServer, ForkServerError, available
 
         if not available():
             return False

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobcontrol import graph
 from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition, RetvalRef
 from jobcontrol.errors import (
     DependencyError,
@@ -26,10 +25,12 @@ from jobcontrol.errors import (
     RetvalError,
     RetvalMissingError,
 )
-from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
+from jobcontrol.execution.local import HOSTNAME, BuildObserver, LocalExecutor
 from jobcontrol.models import Build, BuildState, JobSummary
 from jobcontrol.notify import Notifier
-from jobcontrol.plan import Role, Step, blocked_by, decide
+from jobcontrol.rules import graph
+from jobcontrol.rules.outdated import Outdated, outdated_job
+from jobcontrol.rules.plan import Role, Step, blocked_by, decide
 from jobcontrol.serialize import load_for_dependency
 from jobcontrol.storage.base import Storage
 
@@ -104,7 +105,7 @@ class BuildRun:
         self._summaries: dict[str, JobSummary] = {}
         #: outdated verdicts worked out during this run, each valid while the summaries it
         #: was judged on stand (a job's is kept only with its dependencies'); see _verdict
-        self._verdicts: dict[str, graph.Outdated] = {}
+        self._verdicts: dict[str, Outdated] = {}
         self._dependents: dict[str, list[str]] | None = None
         #: the successful builds this run made, by id: a !retval of one is not read back
         self._made: dict[int, Build] = {}
@@ -200,7 +201,7 @@ class BuildRun:
         if failed_dep is not None:
             return self._not_built(step.job_id, f"dependency {failed_dep} failed", failed=True)
         summaries = self._summaries_for(step)
-        outdated = graph.Outdated(step.job_id, ())
+        outdated = Outdated(step.job_id, ())
         if step.role is Role.UPSTREAM or (step.role is Role.TARGET and self.if_outdated):
             # only these decisions read the verdict (over the job's upstream closure)
             outdated = self._verdict(step.job_id)
@@ -261,12 +262,12 @@ class BuildRun:
             stack.extend((dep, False) for dep in reversed(self.deps[node]))
         return order
 
-    def _verdict(self, job_id: str) -> graph.Outdated:
-        """Whether ``job_id`` is outdated, by the rules of :func:`graph.outdated_jobs` over
+    def _verdict(self, job_id: str) -> Outdated:
+        """Whether ``job_id`` is outdated, by the rules of :func:`outdated_jobs` over
         its upstream closure and the summaries as read in this run: each job's verdict is
         kept, so only the jobs without one (or whose summaries were read again) are judged."""
         for job in self._to_judge(job_id, set()):
-            self._verdicts[job] = graph.outdated_job(
+            self._verdicts[job] = outdated_job(
                 job, self.deps[job], self.config.jobs[job].definition_hash, self._summaries,
                 self._verdicts)
         return self._verdicts[job_id]

@@ -1,5 +1,5 @@
 """Builds on remote workers, whatever carries the messages: queueing, waiting, claiming,
-running, retrying. :mod:`jobcontrol.executors.celery` is the Celery glue around it.
+running, retrying. :mod:`jobcontrol.execution.celery` is the Celery glue around it.
 
 The storage is the record and the arbiter; a message only says "look at build N":
 
@@ -13,7 +13,7 @@ The storage is the record and the arbiter; a message only says "look at build N"
   ready); one whose dependency failed, was cancelled or abandoned (for good: no retry to
   come) is ``cancelled`` with the reason. Otherwise the worker claims it
   (``queued → running`` once, however often the broker delivers the id) and runs it in a
-  child process with the :class:`~jobcontrol.executors.local.LocalExecutor`, as
+  child process with the :class:`~jobcontrol.execution.local.LocalExecutor`, as
   ``jobcontrol build`` would: logs, progress, heartbeat, timeout, cancel requests.
 - A failed or abandoned remote build of a job with ``retries`` is retried as a new queued
   build pointing at it; the storage makes one retry per build however many workers notice.
@@ -37,9 +37,9 @@ from jobcontrol.errors import (
     JobControlError,
     RetvalMissingError,
 )
-from jobcontrol.executors.local import HOSTNAME, BuildObserver, LocalExecutor
+from jobcontrol.execution.local import HOSTNAME, BuildObserver, LocalExecutor
+from jobcontrol.execution.orchestrator import substitute_retvals
 from jobcontrol.models import Build, BuildState
-from jobcontrol.orchestrator import substitute_retvals
 from jobcontrol.serialize import load_for_dependency
 from jobcontrol.storage.base import Storage
 from jobcontrol.text import visible
@@ -252,7 +252,7 @@ class RemoteWorker:
         return str(done.state)
 
     def _fork_server(self) -> None:
-        """Fork process-isolated builds from a fork server (:mod:`jobcontrol.forkserver`),
+        """Fork process-isolated builds from a fork server (:mod:`jobcontrol.execution.forkserver`),
         started with the first one and kept for the life of this process: a fork from
         the worker process, large with Celery, costs several times more. Started again
         if it died; never again where it cannot start (builds fork from here then)."""
