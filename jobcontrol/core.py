@@ -21,7 +21,6 @@ from jobcontrol.errors import (
     BrokerError,
     BuildStateError,
     CleanupError,
-    DependencyError,
     JobControlError,
     StorageError,
 )
@@ -29,7 +28,7 @@ from jobcontrol.importing import bind_problem, import_callable
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.reaper import abandon, reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
-from jobcontrol.rules.plan import Role, decide, make_plan
+from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -393,21 +392,13 @@ class JobControl:
         if not deps:
             self._check_dependencies_met(targets, summaries)
         for job_id in planned:  # all refusals before anything is queued
-            missing = [dep for dep in self.config.dependencies[job_id] if dep not in planned
-                       and (dep not in summaries or summaries[dep].last_success is None)]
-            if missing:
-                raise DependencyError(job_id, missing)
+            require_met(job_id, self.config.dependencies[job_id], summaries, planned)
         queued: dict[str, Build] = {}
         for job_id in planned:
             job = self.job(job_id)
-            waits = {}
-            for dep in job.dependencies:
-                if dep in queued:
-                    waits[dep] = queued[dep].id
-                else:
-                    last_success = summaries[dep].last_success
-                    assert last_success is not None
-                    waits[dep] = last_success.id
+            # the builds of its dependencies queued just now, else their latest successes
+            waits = consumed_builds(job_id, job.dependencies, summaries,
+                                    {dep: build.id for dep, build in queued.items()})
             build = self.storage.enqueue_build(
                 job_id, definition=job.stored_snapshot, definition_hash=job.definition_hash,
                 dependency_builds=waits, queue=self.config.queue_of(job),
@@ -447,15 +438,8 @@ class JobControl:
                                 summaries: dict[str, Any] | None = None) -> None:
         if summaries is None:
             summaries = self.storage.job_summaries()
-        deps = self.config.dependencies
         for target in targets:
-            missing = [
-                dep for dep in deps[target]
-                if dep not in targets
-                and (dep not in summaries or summaries[dep].last_success is None)
-            ]
-            if missing:
-                raise DependencyError(target, missing)
+            require_met(target, self.config.dependencies[target], summaries, planned=targets)
 
     # -- history ---------------------------------------------------------------------------
 

@@ -121,10 +121,11 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
     Each pool process opens the storage for itself; a thread of the main process sweeps
     (reaps dead builds, retries abandoned ones) every ``sweep_interval`` seconds.
     """
-    from jobcontrol.core import JobControl
     from jobcontrol.execution.remote import RemoteWorker
 
-    config, url = jc.config, jc.storage.url
+    # each process and the sweeper make a JobControl of their own, of ``jc``'s class (the
+    # layer above this one: not imported here)
+    config, url, make_jc = jc.config, jc.storage.url, type(jc)
     app = make_app(config.executor)
     sender = CelerySender(config.executor, app)
     per_process: dict[int, RemoteWorker] = {}
@@ -133,7 +134,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
         # after a fork, a process makes its own: a database connection is not shared
         pid = os.getpid()
         if pid not in per_process:
-            per_process[pid] = RemoteWorker(JobControl(config, open_storage(url), sender),
+            per_process[pid] = RemoteWorker(make_jc(config, open_storage(url), sender),
                                             sender, fork_server=True)
         return per_process[pid]
 
@@ -150,7 +151,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
 
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
-                               args=(JobControl(config, open_storage(url), sender), sender,
+                               args=(make_jc(config, open_storage(url), sender), sender,
                                      sweep_interval, stop))
     sweeper.start()
     try:

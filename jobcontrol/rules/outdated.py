@@ -1,17 +1,18 @@
 """Why a job is outdated: the rules, and a human reason for each hit.
 
 Pure functions over ``{job_id: dependencies}``, definition hashes and the storage's
-:class:`~jobcontrol.models.JobSummary` of each job; a caller that keeps verdicts (the
-orchestrator, over one run) asks :func:`outdated_job` one job at a time.
+:class:`~jobcontrol.models.JobSummary` of each job: :func:`outdated_jobs` judges every job
+(``status``, ``--dry-run``); :class:`RunVerdicts` keeps verdicts over one run (the
+orchestrator), judging one job at a time with :func:`outdated_job`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from jobcontrol.models import JobSummary
-from jobcontrol.rules.graph import Dependencies, topological_order
+from jobcontrol.rules.graph import Dependencies, dependents_map, topological_order
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,94 @@ def outdated_job(
         if verdicts[dep].outdated:
             reasons.append(f"dependency {dep} is outdated")
     return Outdated(job, tuple(reasons))
+
+
+class RunVerdicts:
+    """Outdated verdicts over one run, judged on the summaries as read during it.
+
+    A step's decision reads fresh summaries of the job and its direct dependencies; the
+    rest of its upstream closure is judged as read earlier in the run (:meth:`needed` says
+    what to read, :meth:`take` takes it in). Each verdict is kept while the summaries it was
+    judged on stand, and a job's only with its dependencies' (:meth:`forget` drops a job's
+    and its dependents'): in a chain, judging a job costs its own step and its parent, not
+    the whole chain. Reading every job's summary for every step made a run of n jobs cost
+    n status queries of n jobs.
+    """
+
+    def __init__(self, deps: Dependencies,
+                 definition_hash: Callable[[str], str | None]) -> None:
+        self.deps = deps
+        self._definition_hash = definition_hash
+        #: the job summaries read during this run
+        self.summaries: dict[str, JobSummary] = {}
+        self._verdicts: dict[str, Outdated] = {}
+        self._dependents: dict[str, list[str]] | None = None
+
+    def needed(self, job_id: str, judge: bool) -> set[str]:
+        """The jobs whose summaries deciding ``job_id`` reads now: always its direct
+        dependencies; with ``judge`` (its verdict is read), the job too, and the jobs of
+        its upstream closure judged now whose summaries were not read yet."""
+        fresh = {job_id, *self.deps[job_id]} if judge else set(self.deps[job_id])
+        wanted = set(fresh)
+        if judge:
+            for judged in self._to_judge(job_id, fresh):
+                for needed in (judged, *self.deps[judged]):
+                    if needed not in self.summaries and needed not in self._verdicts:
+                        wanted.add(needed)
+        return wanted
+
+    def take(self, wanted: Collection[str], read: Mapping[str, JobSummary]) -> None:
+        """Take in the summaries of ``wanted`` as read (a job missing from ``read`` has no
+        build): the verdicts judged on what they replace go."""
+        for job_id in wanted:
+            if job_id in read:
+                self.summaries[job_id] = read[job_id]
+            else:
+                self.summaries.pop(job_id, None)
+            self.forget(job_id)
+
+    def built(self, job_id: str) -> None:
+        """``job_id`` has a new build: its summary is read again when needed."""
+        self.summaries.pop(job_id, None)
+        self.forget(job_id)
+
+    def verdict(self, job_id: str) -> Outdated:
+        """Whether ``job_id`` is outdated, by :func:`outdated_job` over its upstream closure:
+        only the jobs without a kept verdict are judged."""
+        for job in self._to_judge(job_id, set()):
+            self._verdicts[job] = outdated_job(job, self.deps[job], self._definition_hash(job),
+                                               self.summaries, self._verdicts)
+        return self._verdicts[job_id]
+
+    def forget(self, job_id: str) -> None:
+        """Drop the verdict of ``job_id`` (its summary changed) and of every job downstream
+        of it (a kept verdict always has its dependencies' verdicts kept beside it)."""
+        if job_id not in self._verdicts:
+            return
+        if self._dependents is None:
+            self._dependents = dependents_map(self.deps)
+        todo = [job_id]
+        while todo:
+            node = todo.pop()
+            if self._verdicts.pop(node, None) is not None:
+                todo.extend(self._dependents.get(node, ()))
+
+    def _to_judge(self, job_id: str, fresh: Collection[str]) -> list[str]:
+        """``job_id`` and the jobs of its upstream closure whose verdict is not kept (or is
+        about to be re-read: ``fresh``), dependencies first. The walk stops at a kept
+        verdict: in a chain it visits the job and its parent, not the whole chain."""
+        order: list[str] = []
+        seen: set[str] = set()
+        # iterative depth-first post-order (a chain can be deeper than Python's recursion)
+        stack: list[tuple[str, bool]] = [(job_id, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if node in seen or (node in self._verdicts and node not in fresh):
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((dep, False) for dep in reversed(self.deps[node]))
+        return order
