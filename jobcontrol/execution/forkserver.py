@@ -205,8 +205,12 @@ class ForkServer:
         return int(self._check(reply))
 
     def reap(self, pid: int) -> int:
-        """Collect an exited (or killed) child; its wait status."""
-        return int(self._call(("reap", pid)))
+        """Collect an exited (or killed) child; its wait status (SIGKILL's where the server
+        died: its children died with it, PDEATHSIG)."""
+        try:
+            return int(self._call(("reap", pid)))
+        except ForkServerError:
+            return signal.SIGKILL
 
     def release(self, pid: int) -> None:
         """Let the server collect an exited (or killed) child whenever it can: the runner,

@@ -546,15 +546,10 @@ class ChildProcess:
         self.signal_group(signal.SIGKILL)
         status = 0
         if self.server is not None:
-            from jobcontrol.execution.forkserver import ForkServerError
-
-            try:
-                if need_status:
-                    status = self.server.reap(self.pid)
-                else:
-                    self.server.release(self.pid)
-            except ForkServerError:  # the server died, and its children with it (PDEATHSIG)
-                status = signal.SIGKILL
+            if need_status:
+                status = self.server.reap(self.pid)
+            else:
+                self.server.release(self.pid)
         else:
             try:
                 _, status = os.waitpid(self.pid, 0)
