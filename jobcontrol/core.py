@@ -34,7 +34,7 @@ from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
-    from jobcontrol.execution.local import BuildObserver
+    from jobcontrol.execution.observer import BuildObserver
     from jobcontrol.execution.remote import Sender
     from jobcontrol.notify import Notifier
     from jobcontrol.pruner import PruneReport

@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobcontrol.errors import JobAlreadyRunningError, JobControlError
-from jobcontrol.execution.local import CANCEL_POLL_INTERVAL, HOSTNAME, BuildObserver
+from jobcontrol.execution.local import CANCEL_POLL_INTERVAL, HOSTNAME
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import Build, BuildState
 from jobcontrol.rules.plan import make_plan
 from jobcontrol.schedule import due_runs

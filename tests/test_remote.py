@@ -16,7 +16,7 @@ import pytest
 
 from jobcontrol import BuildState, DependencyError, JobControl
 from jobcontrol.errors import BrokerError
-from jobcontrol.execution.local import BuildObserver
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.remote import RemoteWorker, follow, wait_before
 from jobcontrol.models import Build
 from jobcontrol.storage import Storage

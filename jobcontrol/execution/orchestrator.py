@@ -19,7 +19,8 @@ from typing import Any
 
 from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition
 from jobcontrol.errors import DependencyError, JobAlreadyRunningError, JobControlError, RetvalError
-from jobcontrol.execution.local import HOSTNAME, BuildObserver, LocalExecutor
+from jobcontrol.execution.local import HOSTNAME, LocalExecutor
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import Build, BuildState, JobSummary, StoredValue
 from jobcontrol.notify import Notifier
 from jobcontrol.rules import plan

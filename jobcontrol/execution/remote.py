@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobControlError
-from jobcontrol.execution.local import HOSTNAME, BuildObserver, LocalExecutor
+from jobcontrol.execution.local import HOSTNAME, LocalExecutor
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import Build, BuildState
 from jobcontrol.rules import plan
 from jobcontrol.storage.base import Storage
