@@ -90,7 +90,7 @@ def measure_jobcontrol(workdir: Path, jobs: int) -> dict[str, float]:
     from benchmarks import tasks
     from benchmarks.jc_cases import import_jobcontrol, noop_jobs, write_config
     from jobcontrol import JobControl
-    from jobcontrol.execution import local
+    from jobcontrol.execution import inline
     from jobcontrol.storage import sql
 
     import_jobcontrol("sqlite")  # before the clocks, as in the benchmarks
@@ -101,7 +101,7 @@ def measure_jobcontrol(workdir: Path, jobs: int) -> dict[str, float]:
         _timed(sql.SqlStorage, "claim_build", spent, "claim"),
         _timed(sql.SqlStorage, "finish_build_with_logs", spent, "finish"),
         _timed(tasks, "noop", spent, "job"),
-        _timed(local, "execute_job", spent, "capture"),
+        _timed(inline, "execute_job", spent, "capture"),
     ]
     try:
         started = time.perf_counter()
