@@ -2,7 +2,7 @@
 
 One single-threaded loop multiplexes every running child: it reads their frames, writes logs
 and progress to storage in batches, beats the heartbeat, enforces timeouts and stop requests,
-and records each outcome. Nothing here decides *what* to build (that is :mod:`jobcontrol.core`).
+and records each outcome. Nothing here decides *what* to build (that is :mod:`jobcontrol.rules`).
 """
 
 from __future__ import annotations
