@@ -276,13 +276,12 @@ class BuildRun:
     def _schedule_retry(self, job_id: str, build: Build) -> bool:
         """Plan another attempt of a failed build, if its job's ``retries`` allow one."""
         policy = self.config.jobs[job_id].retries
-        if build.state is not BuildState.FAILED or self.executor.stopping:
+        if build.state is not BuildState.FAILED or policy is None or self.executor.stopping:
             return False
         attempts = {made.id: made for made in self.result.builds}  # this run's, so far
         attempt = plan.retry_attempt(build, policy, attempts.get)
         if attempt is None:
             return False
-        assert policy is not None
         delay = policy.delay_before(attempt)
         step = Step(job_id, Role.TARGET)
         self._retries.append((time.monotonic() + delay, step, build.id, attempt))
