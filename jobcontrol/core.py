@@ -386,13 +386,13 @@ class JobControl:
                                                           if_outdated=if_outdated)
                        if step.build]
         else:  # the targets, whatever their state: only their dependencies are looked up
-            upstream = {dep for job_id in targets for dep in self.config.dependencies[job_id]}
+            upstream = {dep for job_id in targets for dep in self.config.jobs[job_id].dependencies}
             summaries = self.storage.job_summaries(upstream) if upstream else {}
             planned = [step.job_id for step in make_plan(self.config.dependencies, targets)]
         if not deps:
             self._check_dependencies_met(targets, summaries)
         for job_id in planned:  # all refusals before anything is queued
-            require_met(job_id, self.config.dependencies[job_id], summaries, planned)
+            require_met(job_id, self.config.jobs[job_id].dependencies, summaries, planned)
         queued: dict[str, Build] = {}
         for job_id in planned:
             job = self.job(job_id)
@@ -439,7 +439,7 @@ class JobControl:
         if summaries is None:
             summaries = self.storage.job_summaries()
         for target in targets:
-            require_met(target, self.config.dependencies[target], summaries, planned=targets)
+            require_met(target, self.config.jobs[target].dependencies, summaries, planned=targets)
 
     # -- history ---------------------------------------------------------------------------
 
