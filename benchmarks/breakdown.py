@@ -90,7 +90,7 @@ def measure_jobcontrol(workdir: Path, jobs: int) -> dict[str, float]:
     from benchmarks import tasks
     from benchmarks.jc_cases import import_jobcontrol, noop_jobs, write_config
     from jobcontrol import JobControl
-    from jobcontrol.executors import local
+    from jobcontrol.execution import inline
     from jobcontrol.storage import sql
 
     import_jobcontrol("sqlite")  # before the clocks, as in the benchmarks
@@ -101,7 +101,7 @@ def measure_jobcontrol(workdir: Path, jobs: int) -> dict[str, float]:
         _timed(sql.SqlStorage, "claim_build", spent, "claim"),
         _timed(sql.SqlStorage, "finish_build_with_logs", spent, "finish"),
         _timed(tasks, "noop", spent, "job"),
-        _timed(local, "execute_job", spent, "capture"),
+        _timed(inline, "execute_job", spent, "capture"),
     ]
     try:
         started = time.perf_counter()
@@ -334,7 +334,7 @@ def measure_process(workdir: Path, jobs: int) -> dict[str, float]:
     process-isolated no-op jobs through the fork server on SQLite."""
     from benchmarks.jc_cases import import_jobcontrol, noop_jobs, write_config
     from jobcontrol import JobControl
-    from jobcontrol.executors import local
+    from jobcontrol.execution import local
 
     import_jobcontrol("sqlite")
     config = write_config(workdir, noop_jobs(jobs), "process", fork_server=True)
@@ -389,7 +389,7 @@ def child_process(jobs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spent = measure_process(Path(tmp), jobs)
     # the floor forks from a process of the fork server's size: what it imports, no more
-    code = ("import sys; sys.path[:] = sys.argv[2:]; import jobcontrol.runner; "
+    code = ("import sys; sys.path[:] = sys.argv[2:]; import jobcontrol.execution.runner; "
             "from benchmarks.breakdown import fork_floor; fork_floor(int(sys.argv[1]))")
     done = subprocess.run([sys.executable, "-c", code, str(jobs), *sys.path],
                           capture_output=True, text=True, check=True)

@@ -54,7 +54,7 @@ def import_jobcontrol(backend: str) -> None:
     config validation, PyYAML, the orchestrator and a storage backend on first use.)"""
     import importlib
 
-    for module in ("jobcontrol.config.validation", "jobcontrol.orchestrator",
+    for module in ("jobcontrol.config.validation", "jobcontrol.execution.orchestrator",
                    f"jobcontrol.storage.{'sqlite' if backend == 'sqlite' else 'postgresql'}",
                    "benchmarks.tasks"):
         importlib.import_module(module)

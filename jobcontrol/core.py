@@ -15,27 +15,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol import graph
 from jobcontrol.config import Config, JobDefinition, find_config_path, load_config
 from jobcontrol.errors import (
     BrokerError,
     BuildStateError,
     CleanupError,
-    DependencyError,
     JobControlError,
     StorageError,
 )
 from jobcontrol.importing import bind_problem, import_callable
 from jobcontrol.models import HOSTNAME, Build, BuildState, LogRecord, ProgressItem, ScheduledRun
-from jobcontrol.plan import Role, decide, make_plan
 from jobcontrol.reaper import abandon, reap
+from jobcontrol.rules.outdated import Outdated, outdated_jobs
+from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
-    from jobcontrol.executors.local import BuildObserver
-    from jobcontrol.executors.remote import Sender
+    from jobcontrol.execution.observer import BuildObserver
+    from jobcontrol.execution.remote import Sender
     from jobcontrol.notify import Notifier
     from jobcontrol.pruner import PruneReport
     from jobcontrol.scheduler import DueReport
@@ -54,7 +53,7 @@ class JobStatus:
     job: JobDefinition
     last_build: Build | None
     last_success: Build | None
-    outdated: graph.Outdated
+    outdated: Outdated
     running: tuple[int, ...]
     #: the next instant of its schedule (None: not scheduled)
     next_run: datetime | None = None
@@ -220,13 +219,13 @@ class JobControl:
 
     # -- status ------------------------------------------------------------------------------
 
-    def outdated(self) -> dict[str, graph.Outdated]:
+    def outdated(self) -> dict[str, Outdated]:
         """Every job's outdated verdict with reasons (one storage query)."""
         return self._outdated(self.storage.job_summaries())
 
-    def _outdated(self, summaries: dict[str, Any]) -> dict[str, graph.Outdated]:
+    def _outdated(self, summaries: dict[str, Any]) -> dict[str, Outdated]:
         hashes = {job_id: job.definition_hash for job_id, job in self.config.jobs.items()}
-        return graph.outdated_jobs(self.config.dependencies, hashes, summaries)
+        return outdated_jobs(self.config.dependencies, hashes, summaries)
 
     def status(self, job_ids: Sequence[str] | None = None, tag: str | None = None
                ) -> list[JobStatus]:
@@ -320,7 +319,7 @@ class JobControl:
         steps = make_plan(self.config.dependencies, targets, with_deps=deps,
                           with_depending=depending)
         callables = {step.job_id: self.import_function(step.job_id) for step in steps}
-        from jobcontrol.orchestrator import BuildRun
+        from jobcontrol.execution.orchestrator import BuildRun
 
         run = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
                        keep_going=keep_going, if_outdated=if_outdated,
@@ -353,7 +352,7 @@ class JobControl:
                     f"`executor: {{type: celery, broker: redis://HOST:6379/0}}` to "
                     f"{self.config.path}"
                 )
-            from jobcontrol.executors.celery import CelerySender
+            from jobcontrol.execution.celery import CelerySender
 
             self._sender = CelerySender(self.config.executor)
         return self._sender
@@ -365,7 +364,7 @@ class JobControl:
         The plan is made as :meth:`build` makes it (``deps``, ``depending``,
         ``if_outdated``); each build to make is created ``queued`` and its id sent to the
         workers of its job's queue. A build waits for the queued builds of its dependencies
-        and is cancelled if one of them fails (see :mod:`jobcontrol.executors.remote`).
+        and is cancelled if one of them fails (see :mod:`jobcontrol.execution.remote`).
         """
         targets = self._targets(jobs)
         send = self.sender
@@ -383,34 +382,26 @@ class JobControl:
                                                           if_outdated=if_outdated)
                        if step.build]
         else:  # the targets, whatever their state: only their dependencies are looked up
-            upstream = {dep for job_id in targets for dep in self.config.dependencies[job_id]}
+            upstream = {dep for job_id in targets for dep in self.config.jobs[job_id].dependencies}
             summaries = self.storage.job_summaries(upstream) if upstream else {}
             planned = [step.job_id for step in make_plan(self.config.dependencies, targets)]
         if not deps:
             self._check_dependencies_met(targets, summaries)
         for job_id in planned:  # all refusals before anything is queued
-            missing = [dep for dep in self.config.dependencies[job_id] if dep not in planned
-                       and (dep not in summaries or summaries[dep].last_success is None)]
-            if missing:
-                raise DependencyError(job_id, missing)
+            require_met(job_id, self.config.jobs[job_id].dependencies, summaries, planned)
         queued: dict[str, Build] = {}
         for job_id in planned:
             job = self.job(job_id)
-            waits = {}
-            for dep in job.dependencies:
-                if dep in queued:
-                    waits[dep] = queued[dep].id
-                else:
-                    last_success = summaries[dep].last_success
-                    assert last_success is not None
-                    waits[dep] = last_success.id
+            # the builds of its dependencies queued just now, else their latest successes
+            waits = consumed_builds(job_id, job.dependencies, summaries,
+                                    {dep: build.id for dep, build in queued.items()})
             build = self.storage.enqueue_build(
                 job_id, definition=job.stored_snapshot, definition_hash=job.definition_hash,
                 dependency_builds=waits, queue=self.config.queue_of(job),
             )
             assert build is not None  # only a retry can be refused
             queued[job_id] = build
-        from jobcontrol.executors.remote import ready_job
+        from jobcontrol.execution.remote import ready_job
 
         builds = list(queued.values())
         for number, build in enumerate(builds):
@@ -427,7 +418,7 @@ class JobControl:
     def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:
         """Report remote builds (and their retries) to ``observer`` until all have ended;
         returns them as they ended (``build --async --wait``)."""
-        from jobcontrol.executors.remote import follow
+        from jobcontrol.execution.remote import follow
 
         return follow(self, builds, observer)
 
@@ -443,15 +434,8 @@ class JobControl:
                                 summaries: dict[str, Any] | None = None) -> None:
         if summaries is None:
             summaries = self.storage.job_summaries()
-        deps = self.config.dependencies
         for target in targets:
-            missing = [
-                dep for dep in deps[target]
-                if dep not in targets
-                and (dep not in summaries or summaries[dep].last_success is None)
-            ]
-            if missing:
-                raise DependencyError(target, missing)
+            require_met(target, self.config.jobs[target].dependencies, summaries, planned=targets)
 
     # -- history ---------------------------------------------------------------------------
 

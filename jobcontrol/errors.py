@@ -137,21 +137,6 @@ class RetvalError(JobControlError):
     """A ``!retval`` argument cannot be given the dependency's return value."""
 
 
-class RetvalMissingError(RetvalError):
-    """The dependency a ``!retval`` names has no successful build with a return value (its
-    builds were skipped): a dependency not met."""
-
-    exit_code = ExitCode.DEPENDENCIES
-
-    def __init__(self, job_id: str, dependency: str) -> None:
-        self.job_id = job_id
-        self.dependency = dependency
-        super().__init__(
-            f"job {job_id!r}: !retval {dependency}: {dependency} has no successful build with "
-            f"a return value (its builds were skipped)"
-        )
-
-
 class CleanupError(JobControlError):
     """A job's ``cleanup_function`` raised: the build was kept."""
 

@@ -160,7 +160,7 @@ _SENDERS: dict[str, Callable[[NotifyTarget, Mapping[str, Any], Any], None]] = {
 
 class Notifier:
     """Tells each finished build's job's targets when the build changes how the job is
-    doing; what :class:`~jobcontrol.orchestrator.BuildRun` calls as builds end."""
+    doing; what :class:`~jobcontrol.execution.orchestrator.BuildRun` calls as builds end."""
 
     def __init__(self, storage: Any, policies: Mapping[str, NotifyPolicy | None],
                  import_function: Callable[[str], Callable[..., Any]]) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol import graph as graphs
 from jobcontrol.errors import JobImportError
 from jobcontrol.models import Build, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.rules import graph as graphs
 from jobcontrol.serialize import to_jsonable
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration, isoformat

@@ -20,9 +20,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobAlreadyRunningError, JobControlError
-from jobcontrol.executors.local import CANCEL_POLL_INTERVAL, BuildObserver
+from jobcontrol.execution.local import CANCEL_POLL_INTERVAL
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import HOSTNAME, Build, BuildState
-from jobcontrol.plan import make_plan
+from jobcontrol.rules.plan import make_plan
 from jobcontrol.schedule import due_runs
 from jobcontrol.timeutil import isoformat
 

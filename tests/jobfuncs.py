@@ -242,7 +242,8 @@ def traced(note: Traced, tag: str = "") -> dict:
             "env": os.environ.get("JC_TEST_VALUE"), "build": build.id if build else None,
             "calls": _traced_calls,
             # whether a fork server's spare rehearsed before this build came
-            "rehearsed": getattr(sys.modules.get("jobcontrol.forkserver"), "_rehearsed", None)}
+            "rehearsed": getattr(sys.modules.get("jobcontrol.execution.forkserver"),
+                                 "_rehearsed", None)}
 
 
 def unwinds(marker: str, seconds: float = 30) -> None:

@@ -259,7 +259,7 @@ def test_kill_9_of_a_worker_process_mid_build(cluster: Cluster, worker: subproce
         (cluster.config.parent / "victim.pid").unlink()
         # the job was forked by its worker process's fork server
         server_pid = _parent_of(job_pid)
-        assert "jobcontrol.forkserver" in Path(f"/proc/{server_pid}/cmdline").read_text()
+        assert "jobcontrol.execution.forkserver" in Path(f"/proc/{server_pid}/cmdline").read_text()
         pool_pid = _parent_of(server_pid)
         assert pool_pid != worker.pid and _parent_of(pool_pid) == worker.pid
         os.kill(pool_pid, signal.SIGKILL)

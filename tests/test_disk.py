@@ -26,7 +26,7 @@ import pytest
 
 from jobcontrol import BuildState, JobControl
 from jobcontrol.errors import ExitCode
-from jobcontrol.executors import local
+from jobcontrol.execution import local
 from tests.processes import ROOT, Project, alive, wait_for
 from tests.support import make_project
 

@@ -19,8 +19,8 @@ import pytest
 
 from jobcontrol import BuildState, JobControl
 from jobcontrol.errors import ConfigError
-from jobcontrol.executors.local import LocalExecutor
-from jobcontrol.forkserver import ForkServer, ForkServerError, _Server, available
+from jobcontrol.execution.forkserver import ForkServer, ForkServerError, _Server, available
+from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.storage import open_storage
 from tests.processes import alive, run, wait_for
 from tests.support import make_project
@@ -350,7 +350,7 @@ def test_environment_changes_are_seen_without_cpythons_environ_data(
         served: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where ``os.environ`` has no ``_data`` (CPython's encoded copy), the runner compares
     decoded copies."""
-    from jobcontrol import forkserver
+    from jobcontrol.execution import forkserver
 
     class Os:  # os, with an environ that is a plain dict
         def __init__(self) -> None:
@@ -391,8 +391,8 @@ def test_a_spare_that_died_is_replaced_and_the_build_runs_once(
 
 def test_a_rehearsed_spare_runs_its_build_afresh_and_no_job_code_before(
         served: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Spares rehearse while they wait (see jobcontrol.forkserver._spare). Each build still
-    runs in a process of its own forked by the server, in the folder and environment of its
+    """Spares rehearse while they wait (see jobcontrol.execution.forkserver._spare). Each build
+    still runs in a process of its own forked by the server, in the folder and environment of its
     request, with its own logs only; nothing of a job runs, loads or logs in a spare before
     its build comes."""
     folders = [tmp_path / "a", tmp_path / "b"]
@@ -459,7 +459,7 @@ def test_spares_wait_for_builds_and_go_with_the_server(served: SimpleNamespace) 
 def test_a_message_is_sent_whole_when_the_socket_takes_part_of_it(taken: int) -> None:
     """One sendmsg per message (header, payload, descriptors); what it did not take is
     sent after."""
-    from jobcontrol.forkserver import _HEADER, _send_raw
+    from jobcontrol.execution.forkserver import _HEADER, _send_raw
 
     class Socket:
         def __init__(self) -> None:

@@ -51,7 +51,7 @@ def tick(count, every):
 LAUNCHER = r"""
 import importlib, json, os, runpy, sys, time
 import jobcontrol.cli, jobcontrol.core, jobcontrol.storage.postgresql, psycopg2
-for name in ("jobcontrol.orchestrator", "jobcontrol.executors.local", "jobcontrol.config",
+for name in ("jobcontrol.execution.orchestrator", "jobcontrol.execution.local", "jobcontrol.config",
              "jobcontrol.cli.build", "jinja2", "yaml", "tabulate"):
     try:  # what a build needs, imported once here rather than in each child
         importlib.import_module(name)

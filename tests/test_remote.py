@@ -1,5 +1,5 @@
 """Remote builds without a broker: the storage-driven rules of
-:mod:`jobcontrol.executors.remote`, with messages kept in a list (the Celery suite,
+:mod:`jobcontrol.execution.remote`, with messages kept in a list (the Celery suite,
 ``tests/test_celery.py``, runs them through real brokers and workers)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 
 from jobcontrol import BuildState, DependencyError, JobControl
 from jobcontrol.errors import BrokerError
-from jobcontrol.executors.local import BuildObserver
-from jobcontrol.executors.remote import RemoteWorker, follow, wait_before
+from jobcontrol.execution.observer import BuildObserver
+from jobcontrol.execution.remote import RemoteWorker, follow, wait_before
 from jobcontrol.models import Build
 from jobcontrol.storage import Storage
 from tests.support import make_project

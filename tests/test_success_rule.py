@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from jobcontrol import BuildState, JobControl
-from jobcontrol.graph import NEVER_BUILT
+from jobcontrol.rules.outdated import NEVER_BUILT
 from jobcontrol.storage import Storage
 from jobcontrol.web import create_app
 from tests.processes import Project, wait_for

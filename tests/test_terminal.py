@@ -137,7 +137,7 @@ def test_json_output_keeps_the_exact_text(project: Project) -> None:
 
 def test_a_workers_log_line_shows_a_failure_reason_visibly(caplog: pytest.LogCaptureFixture
                                                            ) -> None:
-    from jobcontrol.executors.remote import LoggingObserver
+    from jobcontrol.execution.remote import LoggingObserver
     from jobcontrol.models import Build, BuildState
 
     caplog.set_level(logging.INFO, logger="jobcontrol")

@@ -13,7 +13,7 @@ import click
 
 from jobcontrol.cli.helpers import complete_job_ids, echo, echo_json, format_option, pass_jc
 from jobcontrol.errors import ExitCode, JobControlError
-from jobcontrol.executors.local import BuildObserver
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
 from jobcontrol.present import build_json, log_line
 from jobcontrol.progress_report import progress_tree

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import click
 import yaml
 
-from jobcontrol import graph as graphs
 from jobcontrol.cli.helpers import (
     complete_job_ids,
     echo,
@@ -19,6 +18,7 @@ from jobcontrol.cli.helpers import (
 )
 from jobcontrol.importing import describe_callable
 from jobcontrol.present import job_detail_json, job_json
+from jobcontrol.rules import graph as graphs
 from jobcontrol.storage import redact_url
 from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration

@@ -35,7 +35,7 @@ def worker(jc: JobControl, concurrency: int, queues: tuple[str, ...], single_hos
     if not jc.config.executor.remote:
         raise BrokerError(f"the worker needs the Celery executor: add `executor: {{type: "
                           f"celery, broker: redis://HOST:6379/0}}` to {jc.config.path}")
-    from jobcontrol.executors.celery import check_shared_storage, run_worker
+    from jobcontrol.execution.celery import check_shared_storage, run_worker
 
     check_shared_storage(jc.storage.url, getattr(jc.storage, "label", jc.storage.url),
                          single_host)

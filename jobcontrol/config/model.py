@@ -193,8 +193,9 @@ class RunnerSettings:
     is older than ``heartbeat_timeout`` is abandoned; a job told to stop (timeout, cancel) gets
     SIGTERM, then SIGKILL ``kill_grace`` later. A build's outcome the storage refuses (a
     full disk, say) is tried again for ``outcome_retry``. ``fork_server``: whether
-    process-isolated builds are forked by a fork server (:mod:`jobcontrol.forkserver`): True,
-    False, or None for a run that starts at least :data:`FORK_SERVER_MIN_BUILDS` of them.
+    process-isolated builds are forked by a fork server
+    (:mod:`jobcontrol.execution.forkserver`): True, False, or None for a run that starts
+    at least :data:`FORK_SERVER_MIN_BUILDS` of them.
     """
 
     heartbeat: float = 5.0
@@ -434,7 +435,7 @@ class Config:
 
     @property
     def dependencies(self) -> dict[str, tuple[str, ...]]:
-        """``{job_id: dependencies}`` in file order, as :mod:`jobcontrol.graph` takes it."""
+        """``{job_id: dependencies}`` in file order, as :mod:`jobcontrol.rules.graph` takes it."""
         return {job_id: job.dependencies for job_id, job in self.jobs.items()}
 
     def queue_of(self, job: JobDefinition) -> str:

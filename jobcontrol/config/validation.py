@@ -42,7 +42,7 @@ from jobcontrol.config.values import (
 from jobcontrol.config.values import PARSERS as VALUE_PARSERS
 from jobcontrol.config.yaml_loader import Document, MarkedDict, MarkedList, Pos
 from jobcontrol.errors import ConfigError, CycleError
-from jobcontrol.graph import find_cycle
+from jobcontrol.rules.graph import find_cycle
 from jobcontrol.schedule import Schedule, ScheduleOptions
 from jobcontrol.secrets import secret_values
 

@@ -112,7 +112,7 @@ class Storage(abc.ABC):
         """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue``.
 
         ``dependency_builds`` names the builds it waits for (see
-        :mod:`jobcontrol.executors.remote`). With ``retry_of``, the build retries that one,
+        :mod:`jobcontrol.execution.remote`). With ``retry_of``, the build retries that one,
         and a build is retried only once: if a retry of ``retry_of`` exists already, nothing
         is created and None is returned (workers noticing one failure together make one retry).
         """

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobcontrol import graph as graphs
 from jobcontrol.models import Build, ProgressItem
 from jobcontrol.progress_report import progress_tree
+from jobcontrol.rules import graph as graphs
 from jobcontrol.serialize import Opaque, to_jsonable
 
 if TYPE_CHECKING:

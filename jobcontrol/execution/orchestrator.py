@@ -17,20 +17,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobcontrol import graph
-from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition, RetvalRef
-from jobcontrol.errors import (
-    DependencyError,
-    JobAlreadyRunningError,
-    JobControlError,
-    RetvalError,
-    RetvalMissingError,
-)
-from jobcontrol.executors.local import BuildObserver, LocalExecutor
+from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition
+from jobcontrol.errors import DependencyError, JobAlreadyRunningError, JobControlError, RetvalError
+from jobcontrol.execution.local import LocalExecutor
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import HOSTNAME, Build, BuildState, JobSummary
 from jobcontrol.notify import Notifier
-from jobcontrol.plan import Role, Step, blocked_by, decide
-from jobcontrol.serialize import load_for_dependency
+from jobcontrol.rules import plan
+from jobcontrol.rules.outdated import Outdated, RunVerdicts
+from jobcontrol.rules.plan import Role, Step, blocked_by, decide
+from jobcontrol.serialize import StoredValue
 from jobcontrol.storage.base import Storage
 
 
@@ -40,19 +36,6 @@ class RunResult:
 
     builds: list[Build] = field(default_factory=list)
     error: JobControlError | None = None
-
-
-def substitute_retvals(value: Any, retvals: Mapping[str, Any]) -> Any:
-    """``value`` with every :class:`RetvalRef` replaced by its dependency's return value."""
-    if isinstance(value, RetvalRef):
-        return retvals[value.job_id]
-    if isinstance(value, list):
-        return [substitute_retvals(item, retvals) for item in value]
-    if isinstance(value, tuple):
-        return tuple(substitute_retvals(item, retvals) for item in value)
-    if isinstance(value, dict):
-        return {key: substitute_retvals(item, retvals) for key, item in value.items()}
-    return value
 
 
 class BuildRun:
@@ -100,12 +83,9 @@ class BuildRun:
         #: retries waiting for their delay: (due, step, build retried, attempt)
         self._retries: list[tuple[float, Step, int, int]] = []
         self._arguments_of: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]] = {}
-        #: job summaries read during this run (see _summaries_for)
-        self._summaries: dict[str, JobSummary] = {}
-        #: outdated verdicts worked out during this run, each valid while the summaries it
-        #: was judged on stand (a job's is kept only with its dependencies'); see _verdict
-        self._verdicts: dict[str, graph.Outdated] = {}
-        self._dependents: dict[str, list[str]] | None = None
+        #: the summaries read and the outdated verdicts judged during this run
+        self._verdicts = RunVerdicts(self.deps,
+                                     lambda job_id: config.jobs[job_id].definition_hash)
         #: the successful builds this run made, by id: a !retval of one is not read back
         self._made: dict[int, Build] = {}
 
@@ -140,8 +120,8 @@ class BuildRun:
                     self.executor.commit_pending()
                     time.sleep(min(0.2, self._retry_wait() or 0.0))
                 elif not finished and len(pending) == before and pending \
-                        and not self.executor.running:  # pragma: no cover - plan is acyclic
-                    raise RuntimeError(f"plan cannot progress: {[s.job_id for s in pending]}")
+                        and not self.executor.running:  # the plan is acyclic: never
+                    raise RuntimeError(f"plan cannot progress: {list(pending)}")
         self.result.builds.sort(key=lambda build: build.id)
         return self.result
 
@@ -199,90 +179,19 @@ class BuildRun:
         failed_dep = blocked_by(step, self.deps, self._failed)
         if failed_dep is not None:
             return self._not_built(step.job_id, f"dependency {failed_dep} failed", failed=True)
-        summaries = self._summaries_for(step)
-        outdated = graph.Outdated(step.job_id, ())
-        if step.role is Role.UPSTREAM or (step.role is Role.TARGET and self.if_outdated):
-            # only these decisions read the verdict (over the job's upstream closure)
-            outdated = self._verdict(step.job_id)
+        judge = plan.needs_verdict(step, self.if_outdated)
+        wanted = self._verdicts.needed(step.job_id, judge)
+        self._verdicts.take(wanted, self.storage.job_summaries(wanted) if wanted else {})
+        # only some decisions read the verdict (judged over the job's upstream closure)
+        outdated = self._verdicts.verdict(step.job_id) if judge else Outdated(step.job_id, ())
         decision = decide(step, outdated, if_outdated=self.if_outdated, finished=self._finished)
         if not decision.build:
             return self._not_built(step.job_id, decision.reason)
         try:
-            missing = [d for d in self.deps[step.job_id]
-                       if summaries.get(d) is None or summaries[d].last_success is None]
-            if missing:
-                raise DependencyError(step.job_id, missing)
-            self._arguments_of[job.id] = self._arguments(job, summaries)
+            self._arguments_of[job.id] = self._arguments(job, self._verdicts.summaries)
         except (DependencyError, RetvalError) as exc:
             return self._refused(job.id, exc)
         return self._claim_and_start(job)
-
-    def _summaries_for(self, step: Step) -> dict[str, JobSummary]:
-        """The summaries deciding ``step`` needs, read with one query: always fresh for the
-        job and its direct dependencies; the rest of its upstream closure (only read for a
-        verdict) as read earlier in this run, or now if not read yet. Reading every job's
-        summary for every step made a run of n jobs cost n status queries of n jobs."""
-        judge = step.role is Role.UPSTREAM or (step.role is Role.TARGET and self.if_outdated)
-        fresh = {step.job_id, *self.deps[step.job_id]} if judge else set(self.deps[step.job_id])
-        wanted = set(fresh)
-        if judge:
-            # the jobs whose verdict is judged now (the fresh ones, and upstream jobs with
-            # none kept), and their dependencies: read unless read earlier or judged
-            for job_id in self._to_judge(step.job_id, fresh):
-                for needed in (job_id, *self.deps[job_id]):
-                    if needed not in self._summaries and needed not in self._verdicts:
-                        wanted.add(needed)
-        read = self.storage.job_summaries(wanted) if wanted else {}
-        for job_id in wanted:
-            if job_id in read:
-                self._summaries[job_id] = read[job_id]
-            else:
-                self._summaries.pop(job_id, None)
-            self._forget_verdict(job_id)  # judged on what was just read, when needed
-        return self._summaries
-
-    def _to_judge(self, job_id: str, fresh: set[str]) -> list[str]:
-        """``job_id`` and the jobs of its upstream closure whose verdict is not kept (or is
-        about to be re-read: ``fresh``), dependencies first. The walk stops at a kept
-        verdict: in a chain it visits the job and its parent, not the whole chain."""
-        order: list[str] = []
-        seen: set[str] = set()
-        # iterative depth-first post-order (a chain can be deeper than Python's recursion)
-        stack: list[tuple[str, bool]] = [(job_id, False)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                order.append(node)
-                continue
-            if node in seen or (node in self._verdicts and node not in fresh):
-                continue
-            seen.add(node)
-            stack.append((node, True))
-            stack.extend((dep, False) for dep in reversed(self.deps[node]))
-        return order
-
-    def _verdict(self, job_id: str) -> graph.Outdated:
-        """Whether ``job_id`` is outdated, by the rules of :func:`graph.outdated_jobs` over
-        its upstream closure and the summaries as read in this run: each job's verdict is
-        kept, so only the jobs without one (or whose summaries were read again) are judged."""
-        for job in self._to_judge(job_id, set()):
-            self._verdicts[job] = graph.outdated_job(
-                job, self.deps[job], self.config.jobs[job].definition_hash, self._summaries,
-                self._verdicts)
-        return self._verdicts[job_id]
-
-    def _forget_verdict(self, job_id: str) -> None:
-        """Drop the verdict of ``job_id`` (its summary changed) and of every job downstream
-        of it (a kept verdict always has its dependencies' verdicts kept beside it)."""
-        if job_id not in self._verdicts:
-            return
-        if self._dependents is None:
-            self._dependents = graph.dependents_map(self.deps)
-        todo = [job_id]
-        while todo:
-            node = todo.pop()
-            if self._verdicts.pop(node, None) is not None:
-                todo.extend(self._dependents.get(node, ()))
 
     def _claim_and_start(self, job: JobDefinition, retry_of: int | None = None) -> bool:
         """Claim a build of the job (a retry uses the first attempt's arguments) and run it."""
@@ -314,22 +223,14 @@ class BuildRun:
     def _arguments(
         self, job: JobDefinition, summaries: Mapping[str, JobSummary]
     ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]:
-        consumed: dict[str, int] = {}
-        for dep in self.deps[job.id]:
-            last_success = summaries[dep].last_success
-            assert last_success is not None
-            consumed[dep] = last_success.id
-        retvals: dict[str, Any] = {}
-        for dep in sorted(job.retval_jobs()):
-            output_id = summaries[dep].last_output_id
-            if output_id is None:
-                raise RetvalMissingError(job.id, dep)
-            made = self._made.get(output_id)  # this run's build: its result is at hand
-            build = made if made is not None else self.storage.get_build(output_id)
-            retvals[dep] = load_for_dependency(build.result, dep, output_id)
-        args = tuple(substitute_retvals(list(job.args), retvals))
-        kwargs = substitute_retvals(dict(job.kwargs), retvals)
+        """What a build of ``job`` consumes (by summaries read just now), and its arguments."""
+        consumed = plan.consumed_builds(job.id, self.deps[job.id], summaries)
+        args, kwargs = plan.arguments(job, consumed, self._result_of)
         return args, kwargs, consumed
+
+    def _result_of(self, build_id: int) -> StoredValue | None:
+        made = self._made.get(build_id)  # this run's build: its result is at hand
+        return (made if made is not None else self.storage.get_build(build_id)).result
 
     def _not_built(self, job_id: str, reason: str, failed: bool = False) -> bool:
         self._settle(job_id, failed)
@@ -355,8 +256,7 @@ class BuildRun:
 
     def _record(self, build: Build) -> None:
         job_id = self._running_jobs.pop(build.id)
-        self._summaries.pop(job_id, None)  # it has a new build: read it again when needed
-        self._forget_verdict(job_id)
+        self._verdicts.built(job_id)  # its summary is read again when needed
         if build.state is BuildState.SUCCESS and build.result is not None:
             self._made[build.id] = build
         self.result.builds.append(build)
@@ -379,12 +279,9 @@ class BuildRun:
         policy = self.config.jobs[job_id].retries
         if build.state is not BuildState.FAILED or policy is None or self.executor.stopping:
             return False
-        attempt = 1
-        previous = build
-        while previous.retry_of is not None:  # attempts so far: follow the chain back
-            attempt += 1
-            previous = next(b for b in self.result.builds if b.id == previous.retry_of)
-        if attempt > policy.count:
+        attempts = {made.id: made for made in self.result.builds}  # this run's, so far
+        attempt = plan.retry_attempt(build, policy, attempts.get)
+        if attempt is None:
             return False
         delay = policy.delay_before(attempt)
         step = Step(job_id, Role.TARGET)

@@ -13,11 +13,11 @@ sends the job's function path, arguments, build, working directory and environme
 it changed), and the three pipe ends the child writes to (``SCM_RIGHTS``); the server hands
 them to a spare, answers with its pid, and forks a new spare while the build runs. A spare
 waiting for its build does ahead what does not depend on it, and rehearses (see
-:func:`_spare`); it runs the build as :func:`jobcontrol.runner._child_main` does in a child
-forked by the runner. The runner watches the child through a pidfd (Linux 5.3+), signals
-its process group as before, and asks the server for its exit status, which the server
-collects only then (so the process group id cannot be reused while the runner may still
-signal it).
+:func:`_spare`); it runs the build as a child forked by the runner does (with the
+:class:`~.runner.ChildCapture` the runner offers for it). The runner watches the child
+through a pidfd (Linux 5.3+), signals its process group as before, and asks the server for
+its exit status, which the server collects only then (so the process group id cannot be
+reused while the runner may still signal it).
 
 The server dies with the runner (``PR_SET_PDEATHSIG``, and at the end of its socket), and the
 children die with the server, so a killed runner leaves nothing running.
@@ -43,7 +43,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobcontrol.runner import _ChildCapture
+    from jobcontrol.execution.runner import ChildCapture
 
 _HEADER = struct.Struct("!I")
 _MAX_FDS = 3
@@ -129,7 +129,7 @@ class ForkServer:
             raise ForkServerError("a fork server needs Linux with pidfd_open")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         code = ("import sys; sys.path[:] = sys.argv[2:]; "
-                "from jobcontrol.forkserver import serve; serve(int(sys.argv[1]))")
+                "from jobcontrol.execution.forkserver import serve; serve(int(sys.argv[1]))")
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", code, str(theirs.fileno()), *sys.path],
@@ -178,7 +178,7 @@ class ForkServer:
     def spawn(self, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
               child_args: tuple[Any, ...], fds: tuple[int, int, int]) -> int:
         """Fork a child that runs ``function`` (a function path, imported by the server)
-        like :func:`jobcontrol.runner._child_main` with ``fds`` (frame, stdout and stderr
+        as a child forked by the runner does, with ``fds`` (frame, stdout and stderr
         pipe ends) and ``child_args`` (build, result mode, masker); returns its pid.
 
         :class:`ForkServerError` if the request cannot be sent (arguments that do not
@@ -205,8 +205,12 @@ class ForkServer:
         return int(self._check(reply))
 
     def reap(self, pid: int) -> int:
-        """Collect an exited (or killed) child; its wait status."""
-        return int(self._call(("reap", pid)))
+        """Collect an exited (or killed) child; its wait status (SIGKILL's where the server
+        died: its children died with it, PDEATHSIG)."""
+        try:
+            return int(self._call(("reap", pid)))
+        except ForkServerError:
+            return signal.SIGKILL
 
     def release(self, pid: int) -> None:
         """Let the server collect an exited (or killed) child whenever it can: the runner,
@@ -236,11 +240,11 @@ class ForkServer:
 
 def serve(fd: int) -> None:
     """The server's loop: answer requests on ``fd`` until the runner closes it."""
-    from jobcontrol import runner
+    from jobcontrol.execution import runner
 
     sock = socket.socket(fileno=fd)
-    runner._load_prctl()
-    runner._die_with_parent()
+    runner.load_prctl()
+    runner.die_with_parent()
     # Ctrl-C and a service manager's SIGTERM are the runner's to handle (it stops the builds
     # and records why); the server leaves when the runner closes the socket or dies
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -297,9 +301,9 @@ class _Server:
         self.rehearsal: bytes | None = None
         #: the runner's working folder as it last sent it (None: no spawn request yet)
         self.cwd: str | None = None
-        #: the spares' capture (runner._ChildCapture), made and rehearsed here once (None:
+        #: the spares' capture (runner.ChildCapture), made and rehearsed here once (None:
         #: each spare makes its own)
-        self.capture: _ChildCapture | None = None
+        self.capture: ChildCapture | None = None
         self.capture_made = False
 
     def collect_released(self) -> None:
@@ -409,22 +413,22 @@ _rehearsed = False
 
 
 def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
-           server_pid: int, rehearsal: bytes | None, capture: _ChildCapture | None) -> None:
+           server_pid: int, rehearsal: bytes | None, capture: ChildCapture | None) -> None:
     """A spare's life: wait for its build, run it like a forked child; never returns.
 
     While it waits, it does what does not depend on the build (see
-    :class:`jobcontrol.runner._ChildCapture`) and rehearses with ``rehearsal`` (the child's
+    :class:`~.runner.ChildCapture`) and rehearses with ``rehearsal`` (the child's
     part of the previous request), unless its build has come already: the build then
     starts sooner, with fewer page faults on its way.
     """
-    from jobcontrol import runner
+    from jobcontrol.execution import runner
 
     code = 0
     try:
-        runner._die_with_parent()
+        runner.die_with_parent()
         if os.getppid() != server_pid:  # the server died before prctl took effect
             os._exit(0)
-        capture = capture or runner._ChildCapture()
+        capture = capture or runner.ChildCapture()
         capture.isolate()
         if rehearsal is not None and not select.select([conn], [], [], 0)[0]:
             _rehearse(capture, rehearsal)
@@ -463,16 +467,16 @@ def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
 _SERVER_REHEARSALS = 10
 
 
-def _rehearsed_capture(rehearsal: bytes | None) -> _ChildCapture | None:
+def _rehearsed_capture(rehearsal: bytes | None) -> ChildCapture | None:
     """A capture for the spares, made and rehearsed here: they inherit its writers, the
     capture handler its rehearsals left idle, and code that ran here (specialized, with
     its type lookups cached), so that their own rehearsals write fewer pages. Like theirs,
     a rehearsal here runs no code of a job's and sends nothing (see :func:`_rehearse`)."""
-    from jobcontrol import runner
+    from jobcontrol.execution import runner
 
     if rehearsal is None:  # pragma: no cover - made after a spawn request
         return None
-    capture = runner._ChildCapture()
+    capture = runner.ChildCapture()
     root = logging.getLogger()
     handlers = root.handlers[:]  # the server's own (a job module's basicConfig, say): kept
     root.handlers[:] = []        # out of the rehearsals
@@ -487,7 +491,7 @@ def _rehearsed_capture(rehearsal: bytes | None) -> _ChildCapture | None:
     return capture
 
 
-def _rehearse(capture: _ChildCapture, rehearsal: bytes) -> None:
+def _rehearse(capture: ChildCapture, rehearsal: bytes) -> None:
     """Rehearse a build with the child's part of a previous request: it holds jobcontrol's
     own values only (a build, a result mode, a masker), never a job's arguments, so loading
     it runs no code of a job's."""

@@ -2,7 +2,7 @@
 
 One single-threaded loop multiplexes every running child: it reads their frames, writes logs
 and progress to storage in batches, beats the heartbeat, enforces timeouts and stop requests,
-and records each outcome. Nothing here decides *what* to build (that is :mod:`jobcontrol.core`).
+and records each outcome. Nothing here decides *what* to build (that is :mod:`jobcontrol.rules`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 import os
 import select
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,25 +18,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol.errors import JobControlError, OutcomeNotRecordedError, StorageError
-from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
-from jobcontrol.runner import (
+from jobcontrol.errors import OutcomeNotRecordedError, StorageError
+from jobcontrol.execution.inline import InlineBuilds
+from jobcontrol.execution.observer import BuildObserver
+from jobcontrol.execution.runner import (
     BuildInterrupted,
     ChildProcess,
     Frame,
     FrameReader,
-    LineWriter,
     Outcome,
-    execute_job,
     outcome_from_status,
 )
+from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
-    from jobcontrol.forkserver import ForkServer
+    from jobcontrol.execution.forkserver import ForkServer
 
 _READ_SIZE = 1 << 16
 #: bytes of log records (roughly) kept in memory for a build while the storage refuses
@@ -56,45 +55,12 @@ CANCEL_POLL_INTERVAL = 1.0
 logger = logging.getLogger(__name__)
 
 
-class BuildObserver:
-    """Receives what happens during a run (the CLI renders it). Every method is optional."""
-
-    def build_started(self, build: Build) -> None:
-        """A build was claimed and is about to run."""
-
-    def build_log(self, build: Build, record: LogRecord) -> None:
-        """A log record arrived (before it is stored)."""
-
-    def build_progress(self, build: Build, item: ProgressItem) -> None:
-        """A progress report arrived."""
-
-    def build_finished(self, build: Build) -> None:
-        """A build's outcome was recorded."""
-
-    def build_retrying(self, build: Build, delay: float, attempt: int, attempts: int) -> None:
-        """A failed build will be retried after ``delay`` seconds (retry ``attempt`` of
-        ``attempts``)."""
-
-    def notification_failed(self, build: Build, problem: str) -> None:
-        """A notification of the build's job could not be sent (the build is not affected);
-        logged as a warning unless the observer says it otherwise."""
-        logger.warning("%s", problem)
-
-    def job_not_built(self, job_id: str, reason: str) -> None:
-        """A job of the plan was not built (up to date, or blocked by a failure)."""
-
-    def job_refused(self, job_id: str, error: JobControlError) -> None:
-        """A job of the plan was refused (already running, dependencies not met): the run
-        raises the first such error when it ends. By default, a job not built."""
-        self.job_not_built(job_id, str(error))
-
-
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc)
 
 
 @dataclass
-class _Running:
+class Running:
     """One build in flight, with what it produced that is not stored yet."""
 
     build: Build
@@ -177,20 +143,16 @@ class LocalExecutor:
         self.flush_records = flush_records
         self.cancel_poll_interval = cancel_poll_interval
         self._last_cancel_poll = time.monotonic()
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, Running] = {}
         self._finished: list[Build] = []
         self._stop_request: tuple[BuildState, str] | None = None
-        self._inline: _Running | None = None
-        self._inline_watcher: _InlineWatcher | None = None
-        #: the inline build a cancel request was found for (read by the SIGUSR1 handler)
-        self._inline_cancel: tuple[int, str] | None = None
+        self._inline = InlineBuilds(
+            storage, self.masker, handle=self._handle, finish=self._finish,
+            running_ids=lambda: list(self._running), refused=self._write_refused,
+            heartbeat_interval=heartbeat_interval, cancel_poll_interval=cancel_poll_interval)
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
         self._fork_server: ForkServer | None = None
-        #: SIGUSR1's handler before the first inline build took it (restored by close())
-        self._usr1_before: tuple[Any] | None = None
-        #: stdout/stderr writers of inline builds that ended, for the next ones
-        self._writers: list[tuple[LineWriter, LineWriter]] = []
 
     # -- public --------------------------------------------------------------------------
 
@@ -208,7 +170,8 @@ class LocalExecutor:
         """Stop every running build (from a signal handler too). An inline build is
         interrupted where it stands."""
         self._stop_request = (state, reason)
-        if self._inline is not None and threading.current_thread() is threading.main_thread():
+        if self._inline.current is not None \
+                and threading.current_thread() is threading.main_thread():
             raise BuildInterrupted(state, reason)
 
     def start(
@@ -227,11 +190,11 @@ class LocalExecutor:
 
         With a fork server (:meth:`use_fork_server`) and the ``function_path`` the callable
         was imported from, the server forks the build's process instead of this one."""
-        entry = _Running(build, timeout)
+        entry = Running(build, timeout)
         self._running[build.id] = entry
         self.observer.build_started(build)
         if isolation == "inline":
-            self._run_inline(entry, func, args, kwargs, result_mode)
+            self._inline.run(entry, func, args, kwargs, result_mode)
             return
         try:
             child = self._spawn(func, args, kwargs, build, result_mode, function_path)
@@ -252,7 +215,7 @@ class LocalExecutor:
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                build: Build, result_mode: str, function_path: str | None) -> ChildProcess:
         if self._fork_server is not None and function_path is not None:
-            from jobcontrol.forkserver import ForkServerError, ForkServerLost
+            from jobcontrol.execution.forkserver import ForkServerError, ForkServerLost
 
             try:
                 return ChildProcess.spawn_from(self._fork_server, function_path, args, kwargs,
@@ -272,11 +235,11 @@ class LocalExecutor:
         return self._fork_server is not None
 
     def use_fork_server(self) -> bool:
-        """Fork process-isolated builds from a fork server (see :mod:`jobcontrol.forkserver`)
+        """Fork process-isolated builds from a fork server (see :mod:`.forkserver`)
         from now until :meth:`close`; False where none can start (builds fork from here)."""
         if self._fork_server is not None:
             return True
-        from jobcontrol.forkserver import ForkServer, ForkServerError, available
+        from jobcontrol.execution.forkserver import ForkServer, ForkServerError, available
 
         if not available():
             return False
@@ -292,12 +255,7 @@ class LocalExecutor:
         that watches inline builds). Call it when nothing runs any more; starting another
         build later takes them up again."""
         self._drop_fork_server()
-        watcher, self._inline_watcher = self._inline_watcher, None
-        if watcher is not None:
-            watcher.stopped.set()
-        before, self._usr1_before = self._usr1_before, None
-        if before is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGUSR1, before[0])
+        self._inline.close()
 
     def _drop_fork_server(self) -> None:
         server, self._fork_server = self._fork_server, None
@@ -317,88 +275,6 @@ class LocalExecutor:
             self._poll(self._next_wakeup(now, deadline))
         finished, self._finished = self._finished, []
         return finished
-
-    # -- inline ----------------------------------------------------------------------------
-
-    def _run_inline(self, entry: _Running, func: Callable[..., Any], args: tuple[Any, ...],
-                    kwargs: dict[str, Any], result_mode: str) -> None:
-        in_main = threading.current_thread() is threading.main_thread()
-        old_alarm = None
-        if entry.timeout and in_main:
-            reason = f"timed out after {format_duration(entry.timeout)}"
-
-            def on_alarm(signum: int, frame: object) -> None:
-                raise BuildInterrupted(BuildState.FAILED, reason)
-
-            old_alarm = signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, entry.timeout)
-        if in_main and self._usr1_before is None:
-            # installed once, kept until close(): per build it cost as much as a quick job
-            self._usr1_before = (signal.signal(signal.SIGUSR1, self._on_inline_cancel),)
-        self._inline = entry
-        self._watch_inline()
-
-        def emit(frame: Frame) -> None:
-            self._handle(entry, frame)
-
-        stdout, stderr = self._inline_writers(emit)
-        try:
-            # print() is captured as in a child; output of subprocesses is not (no fork)
-            saved = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
-            try:
-                entry.outcome = execute_job(func, args, kwargs, entry.build, emit,
-                                            result_mode, self.masker)
-            finally:
-                sys.stdout, sys.stderr = saved
-                stdout.finish()
-                stderr.finish()
-        except BuildInterrupted as exc:  # arrived outside the job's own call
-            entry.outcome = Outcome(exc.state, exc.reason)
-        finally:
-            stdout.detach_emit()
-            stderr.detach_emit()
-            self._writers.append((stdout, stderr))
-            self._inline = None
-            if old_alarm is not None:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old_alarm)
-        self._finish(entry)
-
-    def _inline_writers(self, emit: Callable[[Frame], None]) -> tuple[LineWriter, LineWriter]:
-        """The stdout and stderr an inline build writes to, sending lines to ``emit``:
-        those of an earlier build where one is free (made once, not per build)."""
-        try:
-            stdout, stderr = self._writers.pop()
-        except IndexError:  # the first inline build (or one started by an inline job)
-            return (LineWriter(emit, "stdout", logging.INFO),
-                    LineWriter(emit, "stderr", logging.WARNING))
-        stdout.attach_emit(emit)
-        stderr.attach_emit(emit)
-        return stdout, stderr
-
-    def _watch_inline(self) -> None:
-        """Start the thread that beats inline builds' heartbeats and finds their cancel
-        requests (one for the executor's life: a thread per build would cost more than a
-        quick job)."""
-        if self._inline_watcher is None:
-            self._inline_watcher = _InlineWatcher(self)
-            self._inline_watcher.start()
-
-    def _inline_cancelled(self, build_id: int, reason: str) -> None:
-        """Called by the watcher thread: interrupt the inline build in the main thread."""
-        if threading.current_thread() is threading.main_thread():  # pragma: no cover
-            return
-        self._inline_cancel = (build_id, reason)
-        main = threading.main_thread()
-        if main.ident is not None:
-            signal.pthread_kill(main.ident, signal.SIGUSR1)
-
-    def _on_inline_cancel(self, signum: int, frame: object) -> None:
-        request, self._inline_cancel = self._inline_cancel, None
-        if request is not None and self._inline is not None \
-                and self._inline.build.id == request[0]:  # not a build started since
-            raise BuildInterrupted(BuildState.CANCELLED, request[1])
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -426,7 +302,7 @@ class LocalExecutor:
         return max(0.0, wake - now)
 
     def _poll(self, wait: float) -> None:
-        fds: dict[int, _Running] = {}
+        fds: dict[int, Running] = {}
         for entry in self._running.values():
             for fd in entry.open_fds:
                 fds[fd] = entry
@@ -492,7 +368,7 @@ class LocalExecutor:
             entry = self._running[build_id]
             self._terminate(entry, Outcome(BuildState.CANCELLED, reason or "cancelled"), now)
 
-    def _read(self, entry: _Running, fd: int) -> None:
+    def _read(self, entry: Running, fd: int) -> None:
         """Read what is there; returns at EOF or when the pipe is empty."""
         while True:
             try:
@@ -517,7 +393,7 @@ class LocalExecutor:
             if len(data) < _READ_SIZE:
                 return
 
-    def _output_line(self, entry: _Running, fd: int, line: bytes, final: bool = False) -> None:
+    def _output_line(self, entry: Running, fd: int, line: bytes, final: bool = False) -> None:
         if final and not line:
             return
         assert entry.child is not None
@@ -526,7 +402,7 @@ class LocalExecutor:
         self._handle(entry, ("log", time.time(), logging.WARNING if is_err else logging.INFO,
                              "stderr" if is_err else "stdout", text, None))
 
-    def _handle(self, entry: _Running, frame: Frame) -> None:
+    def _handle(self, entry: Running, frame: Frame) -> None:
         kind = frame[0]
         if kind == "log":
             _, created, level, name, message, exc_text = frame
@@ -570,13 +446,13 @@ class LocalExecutor:
                 reason = f"timed out after {format_duration(entry.timeout)}"
                 self._terminate(entry, Outcome(BuildState.FAILED, reason), now)
 
-    def _terminate(self, entry: _Running, outcome: Outcome, now: float) -> None:
+    def _terminate(self, entry: Running, outcome: Outcome, now: float) -> None:
         assert entry.child is not None
         entry.stop = outcome
         entry.kill_at = now + self.kill_grace
         entry.child.signal_group(signal.SIGTERM)
 
-    def _collect(self, entry: _Running) -> None:
+    def _collect(self, entry: Running) -> None:
         """The child exited: drain its pipes, clean up its process group, record it."""
         child = entry.child
         assert child is not None
@@ -596,7 +472,7 @@ class LocalExecutor:
 
     # -- storage -------------------------------------------------------------------------------
 
-    def _flush(self, entry: _Running) -> bool:
+    def _flush(self, entry: Running) -> bool:
         """Write what the build produced; False if the storage refused it (or is in its
         pause after refusing): it is kept for the next try."""
         if not (entry.logs or entry.progress):
@@ -654,7 +530,7 @@ class LocalExecutor:
         for entry in self._running.values():
             self._flush(entry)
 
-    def _finish(self, entry: _Running) -> None:
+    def _finish(self, entry: Running) -> None:
         assert entry.outcome is not None
         entry.outcome = entry.outcome.cleaned(self.masker)
         if entry.lost_records:
@@ -665,7 +541,7 @@ class LocalExecutor:
             ))
         self._record(entry)
 
-    def _record(self, entry: _Running) -> None:
+    def _record(self, entry: Running) -> None:
         """Record the build's outcome. Where the storage refuses it, the build stays in
         :attr:`_running`, and the loop tries again after a pause (serving the other builds
         meanwhile) for ``outcome_retry`` seconds; then :class:`OutcomeNotRecordedError`
@@ -697,7 +573,7 @@ class LocalExecutor:
         self._finished.append(build)
         self.observer.build_finished(build)
 
-    def _write_outcome(self, entry: _Running, outcome: Outcome) -> Build:
+    def _write_outcome(self, entry: Running, outcome: Outcome) -> Build:
         """Flush the last records and record the outcome."""
         if entry.progress:
             self.storage.set_progress(entry.build.id, list(entry.progress.values()))
@@ -766,7 +642,7 @@ def _held_size(record: LogRecord) -> int:
     return _RECORD_OVERHEAD + len(record.message) + len(record.exception or "")
 
 
-def _shed(entry: _Running) -> None:
+def _shed(entry: Running) -> None:
     """Drop the oldest log records held past :data:`MAX_HELD_BYTES` (a tenth more, so
     that this is not done for each record), counting them."""
     if entry.held_bytes <= MAX_HELD_BYTES:
@@ -780,40 +656,3 @@ def _shed(entry: _Running) -> None:
         dropped += 1
     del entry.logs[:dropped]
     entry.lost_records += dropped
-
-
-class _InlineWatcher(threading.Thread):
-    """Beside inline builds (which run in the caller's thread): beats the heartbeat of the
-    one running (and of the builds forked before it, whose loop it holds up) and looks for
-    a request to cancel it."""
-
-    def __init__(self, executor: LocalExecutor) -> None:
-        super().__init__(name="jobcontrol-inline-watcher", daemon=True)
-        self.executor = executor
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        executor = self.executor
-        tick = min(executor.heartbeat_interval, executor.cancel_poll_interval)
-        last_beat = time.monotonic()
-        while not self.stopped.wait(tick):
-            entry = executor._inline
-            if entry is None:
-                continue
-            build_id = entry.build.id
-            try:
-                reason = None
-                if time.monotonic() - last_beat >= executor.heartbeat_interval:
-                    last_beat = time.monotonic()
-                    # the executor's forked builds too: the loop that beats them waits
-                    # for the inline build to end (a stale heartbeat is a hung runner)
-                    ended = executor.storage.heartbeat(list(executor._running))
-                    if build_id in ended:  # ended elsewhere: stop it
-                        reason = "stopped: ended elsewhere"
-                if reason is None:
-                    reason = executor.storage.cancel_requests([build_id]).get(build_id)
-            except StorageError as exc:  # the next tick tries again
-                executor._write_refused(exc)
-                continue
-            if reason is not None:
-                executor._inline_cancelled(build_id, reason or "cancelled")

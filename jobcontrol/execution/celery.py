@@ -2,7 +2,7 @@
 
 Imported only when the config's ``executor`` is ``celery`` (``pip install
 'jobcontrol[celery]'``). A message carries a build id and nothing else: the storage holds the
-build, and :mod:`jobcontrol.executors.remote` decides what a delivery does with it, so a
+build, and :mod:`jobcontrol.execution.remote` decides what a delivery does with it, so a
 message delivered twice (a redelivery, a duplicate) never runs a build twice.
 """
 
@@ -64,7 +64,7 @@ def make_app(settings: ExecutorSettings) -> Any:
 
 
 class CelerySender:
-    """Sends build ids to the workers (see :class:`jobcontrol.executors.remote.Sender`)."""
+    """Sends build ids to the workers (see :class:`jobcontrol.execution.remote.Sender`)."""
 
     def __init__(self, settings: ExecutorSettings, app: Any = None) -> None:
         self.settings = settings
@@ -121,10 +121,11 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
     Each pool process opens the storage for itself; a thread of the main process sweeps
     (reaps dead builds, retries abandoned ones) every ``sweep_interval`` seconds.
     """
-    from jobcontrol.core import JobControl
-    from jobcontrol.executors.remote import RemoteWorker
+    from jobcontrol.execution.remote import RemoteWorker
 
-    config, url = jc.config, jc.storage.url
+    # each process and the sweeper make a JobControl of their own, of ``jc``'s class (the
+    # layer above this one: not imported here)
+    config, url, make_jc = jc.config, jc.storage.url, type(jc)
     app = make_app(config.executor)
     sender = CelerySender(config.executor, app)
     per_process: dict[int, RemoteWorker] = {}
@@ -133,7 +134,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
         # after a fork, a process makes its own: a database connection is not shared
         pid = os.getpid()
         if pid not in per_process:
-            per_process[pid] = RemoteWorker(JobControl(config, open_storage(url), sender),
+            per_process[pid] = RemoteWorker(make_jc(config, open_storage(url), sender),
                                             sender, fork_server=True)
         return per_process[pid]
 
@@ -150,7 +151,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
 
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
-                               args=(JobControl(config, open_storage(url), sender), sender,
+                               args=(make_jc(config, open_storage(url), sender), sender,
                                      sweep_interval, stop))
     sweeper.start()
     try:
@@ -160,7 +161,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
 
 
 def _sweep(jc: Any, sender: CelerySender, interval: float, stop: threading.Event) -> None:
-    from jobcontrol.executors.remote import RemoteWorker
+    from jobcontrol.execution.remote import RemoteWorker
 
     worker = RemoteWorker(jc, sender)
     while not stop.wait(interval):

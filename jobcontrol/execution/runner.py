@@ -9,7 +9,7 @@ Two ways to run, one capture:
   timeout (SIGTERM, then SIGKILL, to the child's whole process group) and decides the
   outcome, including a child killed by a signal.
 
-This module knows nothing of storage: :mod:`jobcontrol.executors.local` writes what it reads.
+This module knows nothing of storage: :mod:`jobcontrol.execution.local` writes what it reads.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text, encode_
 from jobcontrol.text import one_line
 
 if TYPE_CHECKING:
-    from jobcontrol.forkserver import ForkServer
+    from jobcontrol.execution.forkserver import ForkServer
 
 #: a message from a running job: ("log", ...), ("progress", ...) or ("done", ...)
 Frame = tuple[Any, ...]
@@ -308,7 +308,11 @@ def _terminated(signum: int, frame: object) -> None:
 _prctl: Any = None
 
 
-def _load_prctl() -> None:
+# -- what a process that forks build processes needs (the runner here, and the fork server):
+# load_prctl() in the parent, die_with_parent() in each child, a ChildCapture to run the build
+
+
+def load_prctl() -> None:
     """Find ``prctl`` in the parent, once: importing ctypes and loading libc take ~10 ms,
     which every forked child paid again when it did this itself."""
     global _prctl
@@ -322,7 +326,7 @@ def _load_prctl() -> None:
         _prctl = False
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to SIGKILL this child when the runner dies (kill -9 of the runner must
     not leave the job running unrecorded). Elsewhere, abandoned-build detection covers it."""
     if _prctl:
@@ -335,21 +339,21 @@ def _child_main(
     parent_pid: int,
 ) -> None:
     """The child's whole life; it leaves through ``os._exit`` from the caller."""
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent_pid:  # the runner died before prctl took effect
         os._exit(70)
-    capture = _ChildCapture()
+    capture = ChildCapture()
     capture.isolate()
     capture.run(frame_fd, out_fd, err_fd, func, args, kwargs, build, result_mode, masker)
 
 
-class _ChildCapture:
+class ChildCapture:
     """A build process's setup, in parts: the writers (made first), :meth:`isolate` (what
     the process does before a build, whichever), and :meth:`run`, which connects the
     build's pipes and runs its job.
 
     A fork server makes one and :meth:`rehearse` s with it, once, before its first spares:
-    they inherit it, and run paths its rehearsals went (see :mod:`jobcontrol.forkserver`).
+    they inherit it, and run paths its rehearsals went (see :mod:`jobcontrol.execution.forkserver`).
     A spare isolates itself while it waits for a build, and rehearses too: its build starts
     with that work done and the pages it writes already copied.
     """
@@ -432,7 +436,7 @@ _rehearsal_log.parent = logging.getLogger()
 
 
 def _rehearsal() -> int:
-    """The job :meth:`_ChildCapture.rehearse` runs: what a quick job does (a log record, a
+    """The job :meth:`ChildCapture.rehearse` runs: what a quick job does (a log record, a
     printed line, a progress report, a return value), with jobcontrol's code only."""
     _rehearsal_log.info("rehearsal %s", 1)
     print("rehearsal")
@@ -458,7 +462,7 @@ class ChildProcess:
         build: Build, result_mode: str = "json", masker: Masker | None = None,
     ) -> ChildProcess:
         """Have ``server`` fork a child that runs ``function`` (its path); returns at once.
-        :class:`~jobcontrol.forkserver.ForkServerError` if the server cannot (nothing runs)."""
+        :class:`~.forkserver.ForkServerError` if the server cannot (nothing runs)."""
         pipes = [os.pipe() for _ in range(3)]
         try:
             pid = server.spawn(function, args, kwargs, (build, result_mode, masker),
@@ -481,7 +485,7 @@ class ChildProcess:
         build: Build, result_mode: str = "json", masker: Masker | None = None,
     ) -> ChildProcess:
         """Fork a child that runs the job; returns at once."""
-        _load_prctl()
+        load_prctl()
         parent_pid = os.getpid()
         frame_r, frame_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -538,15 +542,10 @@ class ChildProcess:
         self.signal_group(signal.SIGKILL)
         status = 0
         if self.server is not None:
-            from jobcontrol.forkserver import ForkServerError
-
-            try:
-                if need_status:
-                    status = self.server.reap(self.pid)
-                else:
-                    self.server.release(self.pid)
-            except ForkServerError:  # the server died, and its children with it (PDEATHSIG)
-                status = signal.SIGKILL
+            if need_status:
+                status = self.server.reap(self.pid)
+            else:
+                self.server.release(self.pid)
         else:
             try:
                 _, status = os.waitpid(self.pid, 0)

@@ -1,5 +1,5 @@
 """Builds on remote workers, whatever carries the messages: queueing, waiting, claiming,
-running, retrying. :mod:`jobcontrol.executors.celery` is the Celery glue around it.
+running, retrying. :mod:`jobcontrol.execution.celery` is the Celery glue around it.
 
 The storage is the record and the arbiter; a message only says "look at build N":
 
@@ -13,7 +13,7 @@ The storage is the record and the arbiter; a message only says "look at build N"
   ready); one whose dependency failed, was cancelled or abandoned (for good: no retry to
   come) is ``cancelled`` with the reason. Otherwise the worker claims it
   (``queued → running`` once, however often the broker delivers the id) and runs it in a
-  child process with the :class:`~jobcontrol.executors.local.LocalExecutor`, as
+  child process with the :class:`~jobcontrol.execution.local.LocalExecutor`, as
   ``jobcontrol build`` would: logs, progress, heartbeat, timeout, cancel requests.
 - A failed or abandoned remote build of a job with ``retries`` is retried as a new queued
   build pointing at it; the storage makes one retry per build however many workers notice.
@@ -30,17 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jobcontrol.errors import (
-    BuildNotFoundError,
-    DependencyError,
-    JobAlreadyRunningError,
-    JobControlError,
-    RetvalMissingError,
-)
-from jobcontrol.executors.local import BuildObserver, LocalExecutor
+from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobControlError
+from jobcontrol.execution.local import LocalExecutor
+from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import HOSTNAME, Build, BuildState
-from jobcontrol.orchestrator import substitute_retvals
-from jobcontrol.serialize import load_for_dependency
+from jobcontrol.rules import plan
 from jobcontrol.storage.base import Storage
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
@@ -116,16 +110,14 @@ class LoggingObserver(BuildObserver):
         logger.info("build #%s %s: %s%s", build.id, build.job_id, build.state, reason)
 
 
-def attempt_of(storage: Storage, build: Build) -> int:
-    """Which attempt ``build`` is: 1 for the first, 2 for its first retry..."""
-    attempt = 1
-    while build.retry_of is not None:
+def _stored(storage: Storage) -> Callable[[int], Build | None]:
+    """A build by id from ``storage``, None where it is gone (pruned)."""
+    def get(build_id: int) -> Build | None:
         try:
-            build = storage.get_build(build.retry_of)
-        except BuildNotFoundError:  # pruned: count what is left
-            break
-        attempt += 1
-    return attempt
+            return storage.get_build(build_id)
+        except BuildNotFoundError:
+            return None
+    return get
 
 
 def retry_due(jc: JobControl, build: Build) -> bool:
@@ -134,9 +126,9 @@ def retry_due(jc: JobControl, build: Build) -> bool:
     if build.queue is None or build.state not in (BuildState.FAILED, BuildState.ABANDONED):
         return False
     job = jc.config.jobs.get(build.job_id)
-    if job is None or job.retries is None:
+    if job is None:
         return False
-    return attempt_of(jc.storage, build) <= job.retries.count
+    return plan.retry_attempt(build, job.retries, _stored(jc.storage)) is not None
 
 
 class RemoteWorker:
@@ -252,7 +244,7 @@ class RemoteWorker:
         return str(done.state)
 
     def _fork_server(self) -> None:
-        """Fork process-isolated builds from a fork server (:mod:`jobcontrol.forkserver`),
+        """Fork process-isolated builds from a fork server (:mod:`jobcontrol.execution.forkserver`),
         started with the first one and kept for the life of this process: a fork from
         the worker process, large with Celery, costs several times more. Started again
         if it died; never again where it cannot start (builds fork from here then)."""
@@ -306,28 +298,17 @@ class RemoteWorker:
                   ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]:
         """The job's args and kwargs with ``!retval`` filled in, and the builds consumed.
 
-        As in a local build, a dependency whose build was skipped hands on its latest
-        successful build (a skip changed nothing), and one that never succeeded is not met.
+        By the rule of a local build (:func:`~jobcontrol.rules.plan.consumed_builds`): a
+        dependency whose build was skipped hands on its latest successful build (a skip
+        changed nothing), and one that never succeeded is not met.
         """
-        consumed = dict(waited_for)
-        skipped = [dep for dep, build_id in consumed.items()
-                   if self.storage.get_build(build_id).state is BuildState.SKIPPED]
-        if skipped:
-            summaries = self.storage.job_summaries(skipped)
-            successes = {dep: summaries[dep].last_success for dep in skipped}
-            never = [dep for dep, success in successes.items() if success is None]
-            if never:
-                raise DependencyError(job.id, never)
-            consumed.update({dep: success.id for dep, success in successes.items() if success})
-        retvals: dict[str, Any] = {}
-        for dep in sorted(job.retval_jobs()):
-            output_id = consumed.get(dep)
-            if output_id is None:
-                raise RetvalMissingError(job.id, dep)
-            retvals[dep] = load_for_dependency(self.storage.get_build(output_id).result,
-                                               dep, output_id)
-        args = tuple(substitute_retvals(list(job.args), retvals))
-        kwargs = substitute_retvals(dict(job.kwargs), retvals)
+        made = {dep: build_id for dep, build_id in waited_for.items()
+                if self.storage.get_build(build_id).state is not BuildState.SKIPPED}
+        skipped = [dep for dep in waited_for if dep not in made]
+        summaries = self.storage.job_summaries(skipped) if skipped else {}
+        consumed = plan.consumed_builds(job.id, list(waited_for), summaries, made)
+        args, kwargs = plan.arguments(
+            job, consumed, lambda build_id: self.storage.get_build(build_id).result)
         return args, kwargs, consumed
 
     # -- retries ---------------------------------------------------------------------------
@@ -342,7 +323,7 @@ class RemoteWorker:
             return None
         job = self.config.jobs[build.job_id]
         assert job.retries is not None and build.queue is not None
-        attempt = attempt_of(self.storage, build)
+        attempt = plan.attempt_of(build, _stored(self.storage))
         retry = self.storage.enqueue_build(
             build.job_id, definition=build.definition, definition_hash=build.definition_hash,
             dependency_builds=build.dependency_builds, queue=build.queue, retry_of=build.id,
@@ -423,5 +404,5 @@ def _watch_retry(jc: JobControl, build: Build, watched: dict[int, Build],
     watched[retry.id] = retry
     job = jc.config.jobs[build.job_id]
     assert job.retries is not None
-    attempt = attempt_of(jc.storage, build)
+    attempt = plan.attempt_of(build, _stored(jc.storage))
     observer.build_retrying(build, job.retries.delay_before(attempt), attempt, job.retries.count)

@@ -1,0 +1,182 @@
+"""Why a job is outdated: the rules, and a human reason for each hit.
+
+Pure functions over ``{job_id: dependencies}``, definition hashes and the storage's
+:class:`~jobcontrol.models.JobSummary` of each job: :func:`outdated_jobs` judges every job
+(``status``, ``--dry-run``); :class:`RunVerdicts` keeps verdicts over one run (the
+orchestrator), judging one job at a time with :func:`outdated_job`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from jobcontrol.models import JobSummary
+from jobcontrol.rules.graph import Dependencies, dependents_map, topological_order
+
+
+@dataclass(frozen=True)
+class Outdated:
+    """Whether a job needs building, and every reason why (empty when up to date)."""
+
+    job_id: str
+    reasons: tuple[str, ...]
+
+    @property
+    def outdated(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def never_built(self) -> bool:
+        return any(reason == NEVER_BUILT for reason in self.reasons)
+
+
+NEVER_BUILT = "never built successfully"
+
+
+def outdated_jobs(
+    deps: Dependencies,
+    definition_hashes: Mapping[str, str],
+    summaries: Mapping[str, JobSummary],
+) -> dict[str, Outdated]:
+    """Apply the four outdated rules to every job, with a human reason for each hit.
+
+    1. never built successfully (no ``success`` build);
+    2. a dependency has a newer ``success`` build than the one its latest success consumed;
+    3. a dependency is itself outdated (upstream);
+    4. its definition (function, args, kwargs) changed since its latest success.
+
+    Only ``success`` is a success: a ``skipped`` build is neither the job's latest success
+    nor consumed by dependents, so it never makes the job up to date or its dependents
+    outdated.
+    """
+    result: dict[str, Outdated] = {}
+    for job in topological_order(deps):
+        result[job] = outdated_job(job, deps[job], definition_hashes.get(job), summaries,
+                                   result)
+    return result
+
+
+def outdated_job(
+    job: str,
+    job_deps: Sequence[str],
+    definition_hash: str | None,
+    summaries: Mapping[str, JobSummary],
+    verdicts: Mapping[str, Outdated],
+) -> Outdated:
+    """The rules of :func:`outdated_jobs` for one job, given the verdicts of its direct
+    dependencies (``verdicts``) and the summaries of the job and of those dependencies: a
+    caller that keeps verdicts judges a job in a chain at a constant cost, not its depth."""
+    summary = summaries.get(job)
+    last_success = summary.last_success if summary else None
+    reasons: list[str] = []
+    if last_success is None:
+        reasons.append(NEVER_BUILT)
+    else:
+        consumed = last_success.dependency_builds
+        for dep in job_deps:
+            dep_summary = summaries.get(dep)
+            newest = dep_summary.last_output_id if dep_summary else None
+            used = consumed.get(dep)
+            if newest is not None and (used is None or newest > used):
+                was = f"build {used}" if used is not None else "none"
+                reasons.append(
+                    f"dependency {dep} has a newer build ({newest}; this job used {was})"
+                )
+        if definition_hash is not None and last_success.definition_hash != definition_hash:
+            reasons.append(f"definition changed since build {last_success.id}")
+    for dep in job_deps:
+        if verdicts[dep].outdated:
+            reasons.append(f"dependency {dep} is outdated")
+    return Outdated(job, tuple(reasons))
+
+
+class RunVerdicts:
+    """Outdated verdicts over one run, judged on the summaries as read during it.
+
+    A step's decision reads fresh summaries of the job and its direct dependencies; the
+    rest of its upstream closure is judged as read earlier in the run (:meth:`needed` says
+    what to read, :meth:`take` takes it in). Each verdict is kept while the summaries it was
+    judged on stand, and a job's only with its dependencies' (:meth:`forget` drops a job's
+    and its dependents'): in a chain, judging a job costs its own step and its parent, not
+    the whole chain. Reading every job's summary for every step made a run of n jobs cost
+    n status queries of n jobs.
+    """
+
+    def __init__(self, deps: Dependencies,
+                 definition_hash: Callable[[str], str | None]) -> None:
+        self.deps = deps
+        self._definition_hash = definition_hash
+        #: the job summaries read during this run
+        self.summaries: dict[str, JobSummary] = {}
+        self._verdicts: dict[str, Outdated] = {}
+        self._dependents: dict[str, list[str]] | None = None
+
+    def needed(self, job_id: str, judge: bool) -> set[str]:
+        """The jobs whose summaries deciding ``job_id`` reads now: always its direct
+        dependencies; with ``judge`` (its verdict is read), the job too, and the jobs of
+        its upstream closure judged now whose summaries were not read yet."""
+        fresh = {job_id, *self.deps[job_id]} if judge else set(self.deps[job_id])
+        wanted = set(fresh)
+        if judge:
+            for judged in self._to_judge(job_id, fresh):
+                for needed in (judged, *self.deps[judged]):
+                    if needed not in self.summaries and needed not in self._verdicts:
+                        wanted.add(needed)
+        return wanted
+
+    def take(self, wanted: Collection[str], read: Mapping[str, JobSummary]) -> None:
+        """Take in the summaries of ``wanted`` as read (a job missing from ``read`` has no
+        build): the verdicts judged on what they replace go."""
+        for job_id in wanted:
+            if job_id in read:
+                self.summaries[job_id] = read[job_id]
+            else:
+                self.summaries.pop(job_id, None)
+            self.forget(job_id)
+
+    def built(self, job_id: str) -> None:
+        """``job_id`` has a new build: its summary is read again when needed."""
+        self.summaries.pop(job_id, None)
+        self.forget(job_id)
+
+    def verdict(self, job_id: str) -> Outdated:
+        """Whether ``job_id`` is outdated, by :func:`outdated_job` over its upstream closure:
+        only the jobs without a kept verdict are judged."""
+        for job in self._to_judge(job_id, set()):
+            self._verdicts[job] = outdated_job(job, self.deps[job], self._definition_hash(job),
+                                               self.summaries, self._verdicts)
+        return self._verdicts[job_id]
+
+    def forget(self, job_id: str) -> None:
+        """Drop the verdict of ``job_id`` (its summary changed) and of every job downstream
+        of it (a kept verdict always has its dependencies' verdicts kept beside it)."""
+        if job_id not in self._verdicts:
+            return
+        if self._dependents is None:
+            self._dependents = dependents_map(self.deps)
+        todo = [job_id]
+        while todo:
+            node = todo.pop()
+            if self._verdicts.pop(node, None) is not None:
+                todo.extend(self._dependents.get(node, ()))
+
+    def _to_judge(self, job_id: str, fresh: Collection[str]) -> list[str]:
+        """``job_id`` and the jobs of its upstream closure whose verdict is not kept (or is
+        about to be re-read: ``fresh``), dependencies first. The walk stops at a kept
+        verdict: in a chain it visits the job and its parent, not the whole chain."""
+        order: list[str] = []
+        seen: set[str] = set()
+        # iterative depth-first post-order (a chain can be deeper than Python's recursion)
+        stack: list[tuple[str, bool]] = [(job_id, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if node in seen or (node in self._verdicts and node not in fresh):
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((dep, False) for dep in reversed(self.deps[node]))
+        return order
