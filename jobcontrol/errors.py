@@ -27,8 +27,8 @@ class ExitCode(IntEnum):
                  "failed (delete, prune); check --freshness: a job is stale")
     USAGE = 2, ("usage or config error (bad option, bad YAML, unknown job, import error, "
                 "broker that cannot be reached, ...)")
-    DEPENDENCIES = 3, ("dependencies not met: a dependency never built successfully (use "
-                       "--deps), or has no successful build whose return value !retval can pass")
+    DEPENDENCIES = 3, ("dependencies not met: a dependency never built successfully (a "
+                       "skipped build is no success; use --deps)")
     RUNNING = 4, "not started: the job is already running as many builds as its concurrency"
     STATE = 5, ("the build's state does not allow it, nothing changed: cancel of a finished "
                 "build, delete of a running one")

@@ -89,7 +89,7 @@ class InlineBuilds:
         try:
             # print() is captured as in a child; output of subprocesses is not (no fork)
             saved = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
+            sys.stdout, sys.stderr = stdout, stderr
             try:
                 entry.outcome = execute_job(func, args, kwargs, entry.build, emit,
                                             result_mode, self.masker)

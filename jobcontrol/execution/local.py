@@ -618,7 +618,8 @@ class LocalExecutor:
                       ) -> OutcomeNotRecordedError:
         """The error that gives up on ``outcome`` (and on every outcome the storage kept
         to write again: they are reported here, once)."""
-        build_id, cause = None, exc
+        build_id: int | None = None
+        cause: BaseException = exc
         if isinstance(exc, OutcomeNotRecordedError):  # one the storage kept: its error
             build_id, cause = exc.build_id, exc.__cause__ or exc
         if outcome is None:

@@ -312,8 +312,8 @@ class BuildRun:
         try:
             yield
         finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+            for number, old in previous.items():
+                signal.signal(number, old)
 
 
 class _ReadySteps:

@@ -401,7 +401,7 @@ class ChildCapture:
                  kwargs: dict[str, Any], build: Build, result_mode: str,
                  masker: Masker | None) -> None:
         """Call the job with print() going to the writers, then send its outcome."""
-        sys.stdout, sys.stderr = self.stdout, self.stderr  # type: ignore[assignment]
+        sys.stdout, sys.stderr = self.stdout, self.stderr
         outcome = execute_job(func, args, kwargs, build, self.emit, result_mode, masker)
         self.stdout.finish()
         self.stderr.finish()
