@@ -12,11 +12,14 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol.config import ExecutorSettings
 from jobcontrol.errors import BrokerError, JobControlError
 from jobcontrol.storage import open_storage, redact_url
+
+if TYPE_CHECKING:  # the worker is handed one; importing core here would point up a layer
+    from jobcontrol.core import JobControl
 
 try:
     import celery
@@ -114,7 +117,7 @@ def worker_argv(concurrency: int, queues: Sequence[str], extra: Sequence[str]) -
     return argv + list(extra)
 
 
-def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Sequence[str],
+def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra: Sequence[str],
                sweep_interval: float) -> None:
     """Run a Celery worker for ``jc``'s builds until it is stopped (Ctrl-C, SIGTERM).
 
@@ -160,7 +163,7 @@ def run_worker(jc: Any, *, concurrency: int, queues: Sequence[str], extra: Seque
         stop.set()
 
 
-def _sweep(jc: Any, sender: CelerySender, interval: float, stop: threading.Event) -> None:
+def _sweep(jc: JobControl, sender: CelerySender, interval: float, stop: threading.Event) -> None:
     from jobcontrol.execution.remote import RemoteWorker
 
     worker = RemoteWorker(jc, sender)
