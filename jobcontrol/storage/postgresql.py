@@ -49,7 +49,7 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -58,13 +58,8 @@ from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, Storag
 from jobcontrol.models import (
     Build,
     BuildState,
-    BuildStub,
     ExceptionInfo,
-    JobSummary,
-    LogCutoff,
     LogRecord,
-    ProgressItem,
-    ScheduledRun,
     StoredValue,
 )
 from jobcontrol.storage.base import as_utc, check_concurrency
@@ -274,6 +269,8 @@ class PostgreSQLStorage(SqlStorage):
         self._listen_lock = threading.Lock()
         self._listen_conn: Any = None
         self._listening: str | None = None
+        #: ``active`` while this thread runs :meth:`_retry`
+        self._retrying = threading.local()
         #: the server's clock minus this machine's, measured on each connect
         self._clock_offset = timedelta()
         #: statements of a transaction left open (see _hold_open), sent with its next one
@@ -346,9 +343,30 @@ class PostgreSQLStorage(SqlStorage):
         except psycopg2.Error:
             pass
 
-    def _retry(self, call: Callable[[], T], what: str, *, in_doubt_ok: bool = True) -> T:
+    def _operation(self, call: Callable[[], T], what: Callable[[], str],
+                   in_doubt_ok: bool) -> T:
+        # an operation run by another (a read inside a claim's retry, say) is retried by
+        # that one: from the outermost only
+        if getattr(self._retrying, "active", False):
+            return call()
+        return self._retry(call, what, in_doubt_ok=in_doubt_ok)
+
+    def _retry(self, call: Callable[[], T], what: str | Callable[[], str], *,
+               in_doubt_ok: bool = True) -> T:
         """``call()``, again after reopening a lost connection, for up to
-        :attr:`reconnect_window` seconds. ``in_doubt_ok``: doing ``what`` twice is harmless."""
+        :attr:`reconnect_window` seconds: the one place lost connections are retried (the
+        :func:`~jobcontrol.storage.sql.retried` operations, and the few whose retry first
+        looks whether an attempt cut off did land). ``in_doubt_ok``: doing ``what`` twice
+        is harmless."""
+        outer = getattr(self._retrying, "active", False)
+        self._retrying.active = True
+        try:
+            return self._retry_loop(call, what, in_doubt_ok)
+        finally:
+            self._retrying.active = outer
+
+    def _retry_loop(self, call: Callable[[], T], what: str | Callable[[], str],
+                    in_doubt_ok: bool) -> T:
         deadline: float | None = None
         delay = 0.05
         while True:
@@ -366,6 +384,8 @@ class PostgreSQLStorage(SqlStorage):
                         raise
                     if broken is not None:
                         self._drop_connection(broken)
+                if not isinstance(what, str):
+                    what = what()
                 if isinstance(exc, _CommitInDoubt) and not in_doubt_ok:
                     raise StorageError(
                         f"{self.label}: the connection was lost while committing ({what}); "
@@ -519,12 +539,6 @@ class PostgreSQLStorage(SqlStorage):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def install(self) -> int:
-        return self._retry(super().install, "migrating the schema")
-
-    def schema_version(self) -> int:
-        return self._retry(super().schema_version, "reading the schema version")
-
     def close(self) -> None:
         self._close_listener()
         super().close()
@@ -540,7 +554,10 @@ class PostgreSQLStorage(SqlStorage):
 
     # -- builds: every operation survives a lost connection ----------------------------------
 
-    def claim_build(self, job_id: str, **kwargs: Any) -> Build:
+    def claim_build(self, job_id: str, *, concurrency: int, definition: Mapping[str, Any],
+                    definition_hash: str, dependency_builds: Mapping[str, int], host: str,
+                    pid: int, retry_of: int | None = None, claim_token: str | None = None
+                    ) -> Build:
         # twice is not harmless (a second claim would be refused by the first one's build):
         # every attempt writes the same token, and one after an attempt that may have
         # committed (its answer cut off by a lost connection) looks for the token's row
@@ -548,8 +565,11 @@ class PostgreSQLStorage(SqlStorage):
         # commit of an earlier attempt (its backend outliving its connection) and a new
         # attempt make one row between them. The finish of a build found so reads its row
         # back (it is not in _claimed)
-        token = uuid.uuid4().hex
-        claim = functools.partial(super().claim_build, job_id, claim_token=token, **kwargs)
+        token = claim_token or uuid.uuid4().hex
+        claim = functools.partial(
+            super().claim_build, job_id, concurrency=concurrency, definition=definition,
+            definition_hash=definition_hash, dependency_builds=dependency_builds, host=host,
+            pid=pid, retry_of=retry_of, claim_token=token)
         attempts = 0
 
         def attempt() -> Build:
@@ -679,20 +699,6 @@ class PostgreSQLStorage(SqlStorage):
                         (job_id, BuildState.RUNNING.value))
             raise JobAlreadyRunningError(job_id, [r[0] for r in cur.fetchall()])
 
-    def get_retry(self, build_id: int) -> Build | None:
-        return self._retry(functools.partial(super().get_retry, build_id), "reading a build")
-
-    def finish_build(self, build_id: int, state: BuildState, *, reason: str | None = None,
-                     result: StoredValue | None = None,
-                     exception: ExceptionInfo | None = None,
-                     finished: datetime | None = None) -> Build:
-        # a repeated finish leaves the recorded outcome alone and returns it
-        return self._retry(
-            functools.partial(super().finish_build, build_id, state, reason=reason,
-                              result=result, exception=exception, finished=finished),
-            f"finishing build {build_id}",
-        )
-
     def finish_build_with_logs(self, build_id: int, state: BuildState, *,
                                logs: Sequence[LogRecord], reason: str | None = None,
                                result: StoredValue | None = None,
@@ -820,67 +826,9 @@ class PostgreSQLStorage(SqlStorage):
             "AS v (n, time, level, logger, message, exception)")
         self._notify_logs(cur, build_id)
 
-    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
-        return self._retry(functools.partial(super().heartbeat, build_ids), "heartbeat")
-
-    def set_process_group(self, build_id: int, pgid: int) -> None:
-        self._retry(functools.partial(super().set_process_group, build_id, pgid),
-                    f"recording the process group of build {build_id}")
-
-    def request_cancel(self, build_id: int, reason: str) -> Build:
-        # repeating it is harmless: the first request stands
-        return self._retry(functools.partial(super().request_cancel, build_id, reason),
-                           f"cancelling build {build_id}")
-
-    def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
-        return self._retry(functools.partial(super().cancel_requests, build_ids),
-                           "reading cancel requests")
-
-    def record_build(self, job_id: str, state: BuildState, **kwargs: Any) -> Build:
-        # twice would record two skipped builds: not retried when in doubt
-        return self._retry(functools.partial(super().record_build, job_id, state, **kwargs),
-                           f"recording a build of {job_id!r}", in_doubt_ok=False)
-
-    def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, **kwargs: Any) -> bool:
-        # in doubt, a retry would find our own row and say False: the instant is not run
-        # twice, at worst not at all
-        return self._retry(
-            functools.partial(super().claim_scheduled_run, job_id, scheduled_for, **kwargs),
-            f"claiming the run of {job_id!r} due at {scheduled_for.isoformat()}",
-            in_doubt_ok=False)
-
-    def set_scheduled_run(self, job_id: str, scheduled_for: datetime, **kwargs: Any) -> None:
-        self._retry(
-            functools.partial(super().set_scheduled_run, job_id, scheduled_for, **kwargs),
-            "recording a scheduled run")
-
-    def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
-                            ) -> dict[str, ScheduledRun]:
-        return self._retry(functools.partial(super().last_scheduled_runs, job_ids),
-                           "reading scheduled runs")
-
-    def scheduled_runs(self, job_id: str, **kwargs: Any) -> list[ScheduledRun]:
-        return self._retry(functools.partial(super().scheduled_runs, job_id, **kwargs),
-                           "reading scheduled runs")
-
     def now(self) -> datetime:
         """The server's clock, as this machine's plus the offset measured on connecting."""
         return utcnow() + self._clock_offset
-
-    def get_build(self, build_id: int) -> Build:
-        return self._retry(functools.partial(super().get_build, build_id), "reading a build")
-
-    def list_builds(self, job_id: str | None = None, **kwargs: Any) -> list[Build]:
-        return self._retry(functools.partial(super().list_builds, job_id, **kwargs),
-                           "listing builds")
-
-    def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
-        wanted = None if job_ids is None else list(job_ids)  # an iterator is read once
-        return self._retry(functools.partial(super().job_summaries, wanted), "reading status")
-
-    def delete_build(self, build_id: int) -> None:
-        self._retry(functools.partial(super().delete_build, build_id),
-                    f"deleting build {build_id}", in_doubt_ok=False)
 
     # -- logs and progress -------------------------------------------------------------------
 
@@ -949,72 +897,6 @@ class PostgreSQLStorage(SqlStorage):
         last = records[-1]
         return row is not None and (as_utc(row[0]), row[1]) == (
             as_utc(last.time), _no_nul(last.message))
-
-    def get_logs(self, build_id: int, **kwargs: Any) -> list[LogRecord]:
-        return self._retry(functools.partial(super().get_logs, build_id, **kwargs),
-                           "reading logs")
-
-    def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
-        # an upsert: twice is the same as once
-        self._retry(functools.partial(super().set_progress, build_id, items),
-                    f"storing progress of build {build_id}")
-
-    def get_progress(self, build_id: int) -> list[ProgressItem]:
-        return self._retry(functools.partial(super().get_progress, build_id),
-                           "reading progress")
-
-    # -- housekeeping: each batch is its own transaction, and doing one twice is harmless ---
-
-    def build_stubs(self, job_id: str, **kwargs: Any) -> list[BuildStub]:
-        return self._retry(functools.partial(super().build_stubs, job_id, **kwargs),
-                           f"listing builds of {job_id!r}")
-
-    def delete_builds(self, build_ids: Sequence[int]) -> int:
-        return self._retry(functools.partial(super().delete_builds, build_ids),
-                           "deleting builds")
-
-    def count_logs(self, build_ids: Sequence[int],
-                   cutoffs: Sequence[LogCutoff] | None = None) -> int:
-        return self._retry(functools.partial(super().count_logs, build_ids, cutoffs),
-                           "counting log records")
-
-    def delete_logs(self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff]) -> int:
-        return self._retry(functools.partial(super().delete_logs, build_ids, cutoffs),
-                           "deleting log records")
-
-    # -- settings: an upsert or a read, harmless to repeat ------------------------------------
-
-    def get_setting(self, key: str) -> str | None:
-        return self._retry(functools.partial(super().get_setting, key), "reading a setting")
-
-    def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
-        return self._retry(functools.partial(super().set_setting, key, value, replace=replace),
-                           f"storing setting {key!r}")
-
-    # -- web sessions and failed logins: each harmless to repeat (a failure recorded twice
-    # -- only throttles sooner) -----------------------------------------------------------
-
-    def start_web_session(self, session_id: str, user: str, now: datetime,
-                          expires: datetime) -> None:
-        self._retry(functools.partial(super().start_web_session, session_id, user, now,
-                                      expires), "starting a web session")
-
-    def web_session_user(self, session_id: str, now: datetime) -> str | None:
-        return self._retry(functools.partial(super().web_session_user, session_id, now),
-                           "reading a web session")
-
-    def end_web_session(self, session_id: str) -> None:
-        self._retry(functools.partial(super().end_web_session, session_id),
-                    "ending a web session")
-
-    def record_login_failure(self, keys: Sequence[str], at: datetime,
-                             forget_before: datetime) -> None:
-        self._retry(functools.partial(super().record_login_failure, keys, at, forget_before),
-                    "recording a failed login")
-
-    def login_failures(self, key: str, since: datetime) -> list[datetime]:
-        return self._retry(functools.partial(super().login_failures, key, since),
-                           "reading failed logins")
 
     # -- LISTEN/NOTIFY -----------------------------------------------------------------------
 

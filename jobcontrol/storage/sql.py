@@ -33,13 +33,14 @@ import abc
 import contextlib
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from jobcontrol.errors import (
     BuildNotFoundError,
@@ -123,6 +124,34 @@ _FINISH_CLAIMED_SQL = (
 )
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S", bound="SqlStorage")
+
+
+def retried(what: str, *, in_doubt_ok: bool = True
+            ) -> Callable[[Callable[Concatenate[S, P], T]], Callable[Concatenate[S, P], T]]:
+    """Mark an operation a dialect may try again after reopening a lost connection (see
+    :meth:`SqlStorage._operation`): the one place where lost connections are retried.
+    ``what`` names it in errors, formatted with its arguments by name (``"finishing build
+    {build_id}"``); ``in_doubt_ok``: doing it twice is harmless (a COMMIT in doubt is
+    tried again), else an error says it may or may not have happened."""
+
+    def decorate(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
+        signature = inspect.signature(method)
+
+        def describe(*args: Any, **kwargs: Any) -> str:
+            return what.format_map(signature.bind(None, *args, **kwargs).arguments)
+
+        @functools.wraps(method)
+        def operation(self: S, *args: P.args, **kwargs: P.kwargs) -> T:
+            return self._operation(lambda: method(self, *args, **kwargs),
+                                   lambda: describe(*args, **kwargs), in_doubt_ok)
+        return operation
+
+    return decorate
+
+
 class _WriteProbed(Exception):
     """Ends :meth:`SqlStorage.check_writable`'s transaction with a rollback."""
 
@@ -151,9 +180,6 @@ class SqlStorage(Storage):
     lock_rows_sql: ClassVar[str] = ""
     #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
     update_returning: ClassVar[bool] = True
-    #: whether this object numbers the log records of the builds it claimed itself (only
-    #: it writes a running build's log): no query for where a log ends, per batch
-    numbers_logs_locally: ClassVar[bool] = True
     #: the table of applied migrations, created before the first one runs
     schema_table_ddl: ClassVar[str] = (
         "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
@@ -211,6 +237,12 @@ class SqlStorage(Storage):
     @abc.abstractmethod
     def _table_exists(self, cur: Any, name: str) -> bool:
         """Whether a table of that name exists."""
+
+    def _operation(self, call: Callable[[], T], what: Callable[[], str],
+                   in_doubt_ok: bool) -> T:
+        """Run a :func:`retried` operation: ``call()`` (a dialect that can lose its
+        connection tries it again, see ``PostgreSQLStorage``)."""
+        return call()
 
     def _begin_write(self, cur: Any) -> None:
         """Begin a transaction that will write."""
@@ -532,6 +564,7 @@ class SqlStorage(Storage):
                 version = migration.version
         return version
 
+    @retried("migrating the schema")
     def install(self) -> int:
         with self._lock:
             version = self._migrate()
@@ -551,6 +584,7 @@ class SqlStorage(Storage):
             raise StorageError(f"{self.label} cannot be written: "
                                f"{str(exc).removeprefix(self.label + ': ')}") from exc
 
+    @retried("reading the schema version")
     def schema_version(self) -> int:
         with self._lock:
             if self._conn is None and not self._closed and self._database_missing():
@@ -622,8 +656,9 @@ class SqlStorage(Storage):
             dependency_builds=deps, created=started, started=started,
             heartbeat=started, host=host, pid=pid, retry_of=retry_of,
         )
-        self._remember_claim(_Claim(build, definition_json, deps_json,
-                                    1 if self.numbers_logs_locally else None))
+        # this object numbers the log records of the builds it claimed (only it writes a
+        # running build's log): no query for where a log ends, per batch
+        self._remember_claim(_Claim(build, definition_json, deps_json, 1))
         return build
 
     def _remember_claim(self, claim: _Claim) -> None:
@@ -711,12 +746,14 @@ class SqlStorage(Storage):
         job_id, state = row
         return str(job_id) if state == BuildState.QUEUED.value else None
 
+    @retried("reading a build")
     def get_retry(self, build_id: int) -> Build | None:
         with self._cursor() as cur:
             cur.execute(self._q(f"{SELECT_BUILD} WHERE retry_of = ?"), (build_id,))
             row = cur.fetchone()
         return None if row is None else self._build_from_row(row)
 
+    @retried("finishing build {build_id}")
     def finish_build(
         self,
         build_id: int,
@@ -836,6 +873,7 @@ class SqlStorage(Storage):
         )
         return cur.fetchone() if returning else None
 
+    @retried("heartbeat")
     def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
         ids = list(dict.fromkeys(build_ids))
         if not ids:
@@ -861,6 +899,7 @@ class SqlStorage(Storage):
                     beating.update(chunk)
         return set(ids) - beating
 
+    @retried("recording the process group of build {build_id}")
     def set_process_group(self, build_id: int, pgid: int) -> None:
         with self._transaction() as cur:
             cur.execute(self._q("UPDATE builds SET pgid = ? WHERE id = ? AND state = ?"),
@@ -869,6 +908,7 @@ class SqlStorage(Storage):
         if claim is not None:  # its finish returns the build as claimed, with this
             claim.build = dataclasses.replace(claim.build, pgid=pgid)
 
+    @retried("cancelling build {build_id}")
     def request_cancel(self, build_id: int, reason: str) -> Build:
         with self._transaction() as cur:
             now = self._time_param(self.now())
@@ -884,6 +924,7 @@ class SqlStorage(Storage):
             )
             return self._fetch_build(cur, build_id)
 
+    @retried("reading cancel requests")
     def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
         ids = list(dict.fromkeys(build_ids))
         found: dict[int, str] = {}
@@ -898,6 +939,7 @@ class SqlStorage(Storage):
                 found.update((int(build_id), reason or "") for build_id, reason in cur)
         return found
 
+    @retried("recording a build of {job_id!r}", in_doubt_ok=False)
     def record_build(
         self,
         job_id: str,
@@ -923,6 +965,7 @@ class SqlStorage(Storage):
 
     # -- schedules ---------------------------------------------------------------------------
 
+    @retried("claiming the run of {job_id!r} due at {scheduled_for}", in_doubt_ok=False)
     def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, *, host: str,
                             pid: int, outcome: str = "claimed") -> bool:
         with self._transaction() as cur:
@@ -936,6 +979,7 @@ class SqlStorage(Storage):
             )
             return cur.rowcount == 1
 
+    @retried("recording a scheduled run")
     def set_scheduled_run(self, job_id: str, scheduled_for: datetime, *, outcome: str,
                           build_id: int | None = None) -> None:
         with self._transaction() as cur:
@@ -945,6 +989,7 @@ class SqlStorage(Storage):
                 (outcome, build_id, job_id, self._time_param(scheduled_for)),
             )
 
+    @retried("reading scheduled runs")
     def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
                             ) -> dict[str, ScheduledRun]:
         sql = (f"SELECT {SCHEDULE_RUN_COLUMNS} FROM schedule_runs s WHERE scheduled_for = "
@@ -955,6 +1000,7 @@ class SqlStorage(Storage):
         wanted = None if job_ids is None else set(job_ids)
         return {run.job_id: run for run in runs if wanted is None or run.job_id in wanted}
 
+    @retried("reading scheduled runs")
     def scheduled_runs(self, job_id: str, *, limit: int | None = None) -> list[ScheduledRun]:
         sql = (f"SELECT {SCHEDULE_RUN_COLUMNS} FROM schedule_runs WHERE job_id = ? "
                f"ORDER BY scheduled_for DESC")
@@ -972,10 +1018,12 @@ class SqlStorage(Storage):
                             claimed=self._time(claimed), outcome=outcome, host=host, pid=pid,
                             build_id=build_id)  # type: ignore[arg-type]
 
+    @retried("reading a build")
     def get_build(self, build_id: int) -> Build:
         with self._cursor() as cur:
             return self._fetch_build(cur, build_id)
 
+    @retried("listing builds")
     def list_builds(
         self,
         job_id: str | None = None,
@@ -1018,9 +1066,13 @@ class SqlStorage(Storage):
         return self._q(sql), params
 
     def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
-        wanted = None if job_ids is None else set(job_ids)
+        wanted = None if job_ids is None else set(job_ids)  # an iterator is read once
         if wanted is not None and not wanted:
             return {}
+        return self._summaries(wanted)
+
+    @retried("reading status")
+    def _summaries(self, wanted: set[str] | None) -> dict[str, JobSummary]:
         sql, params = self._summaries_query(wanted)
         with self._cursor() as cur:
             cur.execute(sql, params)
@@ -1048,6 +1100,7 @@ class SqlStorage(Storage):
             )
         return summaries
 
+    @retried("deleting build {build_id}", in_doubt_ok=False)
     def delete_build(self, build_id: int) -> None:
         with self._transaction() as cur:
             # logs and progress go with it: ON DELETE CASCADE
@@ -1091,10 +1144,11 @@ class SqlStorage(Storage):
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        if claim is not None and self.numbers_logs_locally:
+        if claim is not None:
             claim.next_seq = last_seq + len(rows) + 1
         self._notify_logs(cur, build_id)
 
+    @retried("reading logs")
     def get_logs(
         self,
         build_id: int,
@@ -1124,6 +1178,7 @@ class SqlStorage(Storage):
 
     # -- progress ----------------------------------------------------------------------------
 
+    @retried("storing progress of build {build_id}")
     def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
         if not items:
             return
@@ -1152,6 +1207,7 @@ class SqlStorage(Storage):
                 rows,
             )
 
+    @retried("reading progress")
     def get_progress(self, build_id: int) -> list[ProgressItem]:
         with self._cursor() as cur:
             cur.execute(
@@ -1170,6 +1226,7 @@ class SqlStorage(Storage):
 
     # -- housekeeping ------------------------------------------------------------------------
 
+    @retried("listing builds of {job_id!r}")
     def build_stubs(
         self, job_id: str, *, before_id: int | None = None, limit: int | None = None
     ) -> list[BuildStub]:
@@ -1192,6 +1249,7 @@ class SqlStorage(Storage):
             for build_id, job, state, created, started, finished in rows
         ]
 
+    @retried("deleting builds")
     def delete_builds(self, build_ids: Sequence[int]) -> int:
         deleted = 0
         for chunk in batches(list(dict.fromkeys(build_ids))):
@@ -1212,6 +1270,7 @@ class SqlStorage(Storage):
             params += [cutoff.max_level, self._time_param(cutoff.before)]
         return " OR ".join(["(level <= ? AND time < ?)"] * len(cutoffs)), params
 
+    @retried("counting log records")
     def count_logs(
         self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff] | None = None
     ) -> int:
@@ -1228,6 +1287,7 @@ class SqlStorage(Storage):
                 total += int(cur.fetchone()[0])
         return total
 
+    @retried("deleting log records")
     def delete_logs(self, build_ids: Sequence[int], cutoffs: Sequence[LogCutoff]) -> int:
         if not cutoffs:
             return 0
@@ -1247,12 +1307,14 @@ class SqlStorage(Storage):
 
     # -- settings ----------------------------------------------------------------------------
 
+    @retried("reading a setting")
     def get_setting(self, key: str) -> str | None:
         with self._cursor() as cur:
             cur.execute(self._q("SELECT value FROM settings WHERE key = ?"), (key,))
             row = cur.fetchone()
         return None if row is None else str(row[0])
 
+    @retried("storing setting {key!r}")
     def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
         on_conflict = "DO UPDATE SET value = excluded.value" if replace else "DO NOTHING"
         with self._transaction() as cur:
@@ -1263,6 +1325,7 @@ class SqlStorage(Storage):
 
     # -- web sessions and failed logins ------------------------------------------------------
 
+    @retried("starting a web session")
     def start_web_session(self, session_id: str, user: str, now: datetime,
                           expires: datetime) -> None:
         with self._transaction() as cur:
@@ -1272,6 +1335,7 @@ class SqlStorage(Storage):
                                 "VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"),
                         (session_id, user, self._time_param(expires)))
 
+    @retried("reading a web session")
     def web_session_user(self, session_id: str, now: datetime) -> str | None:
         with self._cursor() as cur:
             cur.execute(self._q("SELECT user_name FROM web_sessions WHERE id = ? "
@@ -1279,10 +1343,12 @@ class SqlStorage(Storage):
             row = cur.fetchone()
         return None if row is None else str(row[0])
 
+    @retried("ending a web session")
     def end_web_session(self, session_id: str) -> None:
         with self._transaction() as cur:
             cur.execute(self._q("DELETE FROM web_sessions WHERE id = ?"), (session_id,))
 
+    @retried("recording a failed login")
     def record_login_failure(self, keys: Sequence[str], at: datetime,
                              forget_before: datetime) -> None:
         with self._transaction() as cur:
@@ -1291,6 +1357,7 @@ class SqlStorage(Storage):
             self._insert_many(cur, "INSERT INTO login_failures (key, at) VALUES (?, ?)",
                               [(key, self._time_param(at)) for key in keys])
 
+    @retried("reading failed logins")
     def login_failures(self, key: str, since: datetime) -> list[datetime]:
         with self._cursor() as cur:
             cur.execute(self._q("SELECT at FROM login_failures WHERE key = ? AND at >= ? "
