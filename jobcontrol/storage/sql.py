@@ -348,16 +348,12 @@ class SqlStorage(Storage):
                 conn = self._conn or self._connection()
                 cur = conn.cursor()
                 try:
-                    if self._pending:
-                        self._resume_open(cur)
-                    else:
+                    if not self._pending:  # else it continues the one left open
                         self._begin_write(cur)
                     yield cur
                     if commit:
                         self._commit(conn, cur)
                         self._pending.clear()
-                    else:
-                        self._hold_open(cur)
                 except BaseException:
                     # also after a failed COMMIT, which can leave the transaction open
                     self._forget_log_ends()  # the rollback may undo records
@@ -412,14 +408,6 @@ class SqlStorage(Storage):
             lost = [build_id for build_id, _ in self._unwritten]
             self._unwritten = []
             return lost
-
-    def _hold_open(self, cur: Any) -> None:
-        """The transaction stays open after ``cur`` (a ``commit_later`` finish): keep what
-        the cursor still holds for the next one (nothing by default)."""
-
-    def _resume_open(self, cur: Any) -> None:
-        """``cur`` continues the transaction a ``commit_later`` finish left open (nothing
-        to do by default)."""
 
     @staticmethod
     def _dumps(value: Mapping[str, Any]) -> str:
@@ -680,6 +668,13 @@ class SqlStorage(Storage):
     ) -> Build | None:
         definition_json = self._dumps(definition)
         deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        return self._enqueue(job_id, definition_json, definition_hash, deps_json, queue,
+                             retry_of, self._time_param(self.now()))
+
+    def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
+                 deps_json: str, queue: str, retry_of: int | None, created: Any
+                 ) -> Build | None:
+        """The body of :meth:`enqueue_build`, its creation time given (as stored)."""
         with self._transaction() as cur:
             if retry_of is not None:
                 # serialised per job, so two workers retrying one build cannot both insert
@@ -692,7 +687,7 @@ class SqlStorage(Storage):
                 "INSERT INTO builds (job_id, state, definition, definition_hash, "
                 "dependency_builds, created, retry_of, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
-                 self._time_param(self.now()), retry_of, queue),
+                 created, retry_of, queue),
             )
             return self._fetch_build(cur, build_id)
 
@@ -708,6 +703,12 @@ class SqlStorage(Storage):
         check_concurrency(concurrency)
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
+        return self._start_queued(build_id, concurrency, host, pid, deps_json,
+                                  self._time_param(self.now()))
+
+    def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
+                      deps_json: str | None, now: Any) -> Build | None:
+        """The body of :meth:`start_queued_build`, its start time given (as stored)."""
         with self._transaction() as cur:
             # the build's row, then its job: nothing holds a job's lock while it waits for
             # a row another claim has locked, so the two orders cannot deadlock
@@ -724,7 +725,6 @@ class SqlStorage(Storage):
             running = [r[0] for r in cur.fetchall()]
             if len(running) >= concurrency:
                 raise JobAlreadyRunningError(job_id, running)
-            now = self._time_param(self.now())
             cur.execute(
                 self._q("UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, "
                         "pid = ?, dependency_builds = coalesce(?, dependency_builds) "
@@ -778,20 +778,24 @@ class SqlStorage(Storage):
         exception: ExceptionInfo | None = None,
         commit_later: bool = False,
     ) -> Build:
-        def write(cur: Any) -> Build:
+        with self._transaction(commit=not commit_later) as cur:
             if logs:
                 self._append(cur, build_id, logs)
-            return self._finish(cur, build_id, state, reason, result, exception)
-
-        with self._transaction(commit=not commit_later) as cur:
-            build = write(cur)
+            build = self._finish(cur, build_id, state, reason, result, exception)
             if commit_later:  # under the lock: no other thread begins a transaction meanwhile
-                self._pending.append((build_id, functools.partial(self._write_alone, write)))
+                self._pending.append((build_id, functools.partial(
+                    self._finish_again, build_id, state, list(logs), reason, result,
+                    exception)))
         return build
 
-    def _write_alone(self, write: Callable[[Any], Any]) -> None:
-        with self._transaction() as cur:
-            write(cur)
+    def _finish_again(self, build_id: int, state: BuildState, logs: Sequence[LogRecord],
+                      reason: str | None, result: StoredValue | None,
+                      exception: ExceptionInfo | None) -> Build:
+        """Write a ``commit_later`` finish again on its own, the transaction it waited in
+        having failed (a dialect whose COMMIT can be in doubt looks first whether it
+        landed)."""
+        return self.finish_build_with_logs(build_id, state, logs=logs, reason=reason,
+                                           result=result, exception=exception)
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None,
@@ -1116,11 +1120,12 @@ class SqlStorage(Storage):
         with self._transaction() as cur:
             self._append(cur, build_id, records)
 
-    def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> None:
-        """The body of :meth:`append_logs`, inside the caller's transaction."""
+    def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> int | None:
+        """The body of :meth:`append_logs`, inside the caller's transaction: the seq of the
+        first record stored (None: dropped, the build's runner being fenced off)."""
         claim = self._claimed.get(build_id)
         if claim is not None and self._fenced(cur, build_id):
-            return
+            return None
         if claim is not None and claim.next_seq is not None:
             last_seq = claim.next_seq - 1  # a build this object claimed: it writes its log
         else:
@@ -1133,20 +1138,22 @@ class SqlStorage(Storage):
             if row is None:
                 raise BuildNotFoundError(build_id)
             last_seq = row[0] or 0
-        rows = [
-            (build_id, last_seq + n, self._time_param(r.time), r.level, r.logger,
-             r.message, r.exception)
-            for n, r in enumerate(records, start=1)
-        ]
+        self._insert_logs(cur, build_id, last_seq + 1, records)
+        if claim is not None:
+            claim.next_seq = last_seq + len(records) + 1
+        self._notify_logs(cur, build_id)
+        return last_seq + 1
+
+    def _insert_logs(self, cur: Any, build_id: int, first_seq: int,
+                     records: Sequence[LogRecord]) -> None:
+        """Insert ``records`` numbered from ``first_seq``."""
         self._insert_many(
             cur,
             "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            [(build_id, first_seq + n, self._time_param(r.time), r.level, r.logger,
+              r.message, r.exception) for n, r in enumerate(records)],
         )
-        if claim is not None:
-            claim.next_seq = last_seq + len(rows) + 1
-        self._notify_logs(cur, build_id)
 
     @retried("reading logs")
     def get_logs(
