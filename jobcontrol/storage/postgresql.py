@@ -50,7 +50,6 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import as_utc
-from jobcontrol.storage.queries import SELECT_BUILD
 from jobcontrol.storage.sql import _UNFINISHED, SqlStorage, _Claim
 from jobcontrol.timeutil import utcnow
 
@@ -164,7 +163,6 @@ class PostgreSQLStorage(SqlStorage):
     driver_errors = (psycopg2.Error,) if psycopg2 is not None else ()
     placeholder = "%s"
     id_list_sql = "string_agg(b.id::text, ',')"
-    lock_rows_sql = " FOR UPDATE"
     schema_table_ddl = (
         "CREATE TABLE IF NOT EXISTS jobcontrol_schema ("
         "version integer PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL)"
@@ -334,20 +332,18 @@ class PostgreSQLStorage(SqlStorage):
             cur.execute("ROLLBACK")
 
     def _lock_job(self, cur: Any, job_id: str) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLAIM, job_id))
+        cur.execute(self.sql["advisory_lock"], (LOCK_CLAIM, job_id))
 
     def _lock_schema(self, cur: Any) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                    (LOCK_MIGRATE, self.schema or ""))
+        cur.execute(self.sql["advisory_lock"], (LOCK_MIGRATE, self.schema or ""))
         if self.schema:
             # only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
-            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+            cur.execute(self.sql["schema_exists"], (self.schema,))
             if cur.fetchone() is None:
                 cur.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
 
     def _notify_logs(self, cur: Any, build_id: int) -> None:
-        # delivered at COMMIT, and once however often sent in a transaction
-        cur.execute("SELECT pg_notify(%s, '')", (_channel(build_id),))
+        cur.execute(self.sql["notify_build"], (_channel(build_id),))
 
     def _stored_as_given(self, reason: str | None, result: StoredValue | None,
                          exception: ExceptionInfo | None) -> bool:
@@ -375,24 +371,23 @@ class PostgreSQLStorage(SqlStorage):
         return None if row is None else int(row[0])
 
     def _insert_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        # "VALUES (?, ?)" → "VALUES %s" with a row template: one statement for every row
-        match = re.search(r"VALUES (\([?, ]+\))", sql)
+        # "VALUES (%s, %s)" → "VALUES %s" with a row template: one statement for every row
+        match = re.search(r"VALUES (\([%s, ]+\))", self._q(sql))
         assert match is not None, sql
-        template = self._q(match.group(1))
+        template = match.group(1)
         statement = sql[:match.start()] + "VALUES %s" + sql[match.end():]
         psycopg2.extras.execute_values(cur, statement, rows, template=template,
                                        page_size=max(len(rows), 1))
 
     def _insert_logs(self, cur: Any, build_id: int, first_seq: int,
                      records: Sequence[LogRecord]) -> None:
-        cur.copy_expert("COPY logs (build_id, seq, time, level, logger, message, exception) "
-                        "FROM STDIN", _copy_rows(build_id, first_seq, records))
+        cur.copy_expert(self.sql["copy_logs"], _copy_rows(build_id, first_seq, records))
 
     def _run_script(self, cur: Any, script: str) -> None:
         cur.execute(script)
 
     def _table_exists(self, cur: Any, name: str) -> bool:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        cur.execute(self.sql["table_exists"], (name,))
         return bool(cur.fetchone()[0])
 
     def _time_param(self, value: Any) -> Any:
@@ -449,7 +444,7 @@ class PostgreSQLStorage(SqlStorage):
     def _claim_landed(self, token: str) -> Build | None:
         """The build the claim with ``token`` made, if one of its attempts committed."""
         with self._cursor() as cur:
-            cur.execute(f"{SELECT_BUILD} WHERE claim_token = %s", (token,))
+            cur.execute(self.sql["claim_landed"], (token,))
             row = cur.fetchone()
         return None if row is None else self._build_from_row(row)
 
@@ -464,9 +459,7 @@ class PostgreSQLStorage(SqlStorage):
             nonlocal again
             if again:
                 with self._cursor() as cur:
-                    cur.execute(f"{SELECT_BUILD} WHERE job_id = %s AND created = %s "
-                                "AND queue = %s AND retry_of IS NOT DISTINCT FROM %s",
-                                (job_id, created, queue, retry_of))
+                    cur.execute(self.sql["enqueue_landed"], (job_id, created, queue, retry_of))
                     row = cur.fetchone()
                 if row is not None:
                     return self._build_from_row(row)
@@ -486,8 +479,7 @@ class PostgreSQLStorage(SqlStorage):
             nonlocal again
             if again:
                 with self._cursor() as cur:
-                    cur.execute("SELECT state, host, pid, started FROM builds WHERE id = %s",
-                                (build_id,))
+                    cur.execute(self.sql["start_landed"], (build_id,))
                     row = cur.fetchone()
                 if row is None:
                     raise BuildNotFoundError(build_id)
@@ -540,13 +532,12 @@ class PostgreSQLStorage(SqlStorage):
         """The build, if the finish whose answer a lost connection cut off did commit
         (it is finished, its log ending with ``records``); else None (it did not)."""
         with self._cursor() as cur:
-            cur.execute("SELECT state FROM builds WHERE id = %s", (build_id,))
+            cur.execute(self.sql["build_state"], (build_id,))
             row = cur.fetchone()
             if row is None or row[0] in _UNFINISHED:
                 return None
             if records:
-                cur.execute("SELECT time, message FROM logs WHERE build_id = %s "
-                            "ORDER BY seq DESC LIMIT 1", (build_id,))
+                cur.execute(self.sql["last_log"], (build_id,))
                 last = cur.fetchone()
                 if last is None or (as_utc(last[0]), last[1]) != (
                         as_utc(records[-1].time), _no_nul(records[-1].message)):
@@ -572,8 +563,7 @@ class PostgreSQLStorage(SqlStorage):
     def _batch_stored(self, build_id: int, first: int, records: Sequence[LogRecord]) -> bool:
         """Whether ``records`` are stored already, numbered from ``first``."""
         with self._cursor() as cur:
-            cur.execute("SELECT time, message FROM logs WHERE build_id = %s AND seq = %s",
-                        (build_id, first + len(records) - 1))
+            cur.execute(self.sql["log_at"], (build_id, first + len(records) - 1))
             row = cur.fetchone()
         last = records[-1]
         return row is not None and (as_utc(row[0]), row[1]) == (

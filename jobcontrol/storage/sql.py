@@ -1,16 +1,17 @@
 """SQL shared by the SQLite and PostgreSQL backends (huey's ``BaseSqlStorage`` is the shape).
 
-Queries are written once, with ``?`` placeholders and SQL both dialects accept. What differs
-is small and named on :class:`SqlStorage` (its core,
-:mod:`~jobcontrol.storage.sql_core`), each with the SQLite answer as the default where
-there is one:
+Each operation's SQL is written once, by name, in ``queries/common.sql`` (``?`` placeholders,
+SQL both dialects accept); ``queries/postgresql.sql`` holds PostgreSQL's differences under
+the same names (rows locked ``FOR UPDATE``) and its own queries (see
+:mod:`jobcontrol.storage.queries`). What else differs is small and named on
+:class:`SqlStorage` (its core, :mod:`~jobcontrol.storage.sql_core`), each with the SQLite
+answer as the default where there is one:
 
 ===========================  ================================  ==============================
 hook                         SQLite                            PostgreSQL (psycopg2)
 ===========================  ================================  ==============================
 ``placeholder``              ``?``                             ``%s``
 ``id_list_sql``              ``group_concat(b.id)``            ``string_agg(b.id::text, ',')``
-``lock_rows_sql``            (none: the write lock is global)  ``FOR UPDATE``
 ``schema_table_ddl``         ``applied TEXT``                  ``applied timestamptz``
 ``_begin_write``             ``BEGIN IMMEDIATE``               ``BEGIN``
 ``_commit``, ``_rollback``   the connection's methods          ``COMMIT``, ``ROLLBACK``

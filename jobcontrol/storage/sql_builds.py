@@ -36,14 +36,6 @@ from jobcontrol.storage.queries import (
 )
 from jobcontrol.storage.sql_core import MAX_CLAIMED_KEPT, SqlCore, _Claim, retried
 
-#: the finish of a build claimed by the same object (see ``SqlStorage._finish_claimed``)
-_FINISH_CLAIMED_SQL = (
-    "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
-    "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
-    "WHERE id = ? AND state IN (?, ?) RETURNING heartbeat, cancel_requested, cancel_reason"
-)
-
-
 
 class SqlBuilds(SqlCore):
     """Builds: a room of :class:`~jobcontrol.storage.sql.SqlStorage`."""
@@ -74,20 +66,13 @@ class SqlBuilds(SqlCore):
             # one conditional statement (with the lock, one round trip to a server): the
             # row goes in only while fewer than ``concurrency`` builds of the job run
             build_id = self._insert_claim(
-                cur,
-                "INSERT INTO builds (job_id, state, definition, definition_hash, "
-                "dependency_builds, created, started, heartbeat, host, pid, retry_of, "
-                "claim_token) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-                "WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?",
+                cur, self.sql["claim_build"],
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
                  stamp, stamp, stamp, host, pid, retry_of, claim_token,
                  job_id, BuildState.RUNNING.value, concurrency),
             )
             if build_id is None:
-                cur.execute(
-                    self._q("SELECT id FROM builds WHERE job_id = ? AND state = ? ORDER BY id"),
-                    (job_id, BuildState.RUNNING.value),
-                )
+                cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
                 raise JobAlreadyRunningError(job_id, [row[0] for row in cur.fetchall()])
         # the row as inserted, without reading it back: a query and its decoding saved on
         # every build (the times as stored: microseconds, UTC)
@@ -133,13 +118,11 @@ class SqlBuilds(SqlCore):
             if retry_of is not None:
                 # serialised per job, so two workers retrying one build cannot both insert
                 self._lock_job(cur, job_id)
-                cur.execute(self._q("SELECT id FROM builds WHERE retry_of = ?"), (retry_of,))
+                cur.execute(self.sql["retry_of"], (retry_of,))
                 if cur.fetchone() is not None:
                     return None
             build_id = self._insert_id(
-                cur,
-                "INSERT INTO builds (job_id, state, definition, definition_hash, "
-                "dependency_builds, created, retry_of, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                cur, self.sql["enqueue_build"],
                 (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
                  created, retry_of, queue),
             )
@@ -166,23 +149,17 @@ class SqlBuilds(SqlCore):
         with self._transaction() as cur:
             # the build's row, then its job: nothing holds a job's lock while it waits for
             # a row another claim has locked, so the two orders cannot deadlock
-            cur.execute(self._q(f"SELECT job_id, state FROM builds WHERE id = ?"
-                                f"{self.lock_rows_sql}"), (build_id,))
+            cur.execute(self.sql["queued_build_locked"], (build_id,))
             job_id = self._queued_job(cur.fetchone(), build_id)
             if job_id is None:
                 return None
             self._lock_job(cur, job_id)
-            cur.execute(
-                self._q("SELECT id FROM builds WHERE job_id = ? AND state = ? ORDER BY id"),
-                (job_id, BuildState.RUNNING.value),
-            )
+            cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
             running = [r[0] for r in cur.fetchall()]
             if len(running) >= concurrency:
                 raise JobAlreadyRunningError(job_id, running)
             cur.execute(
-                self._q("UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, "
-                        "pid = ?, dependency_builds = coalesce(?, dependency_builds) "
-                        "WHERE id = ? AND state = ?"),
+                self.sql["start_queued_build"],
                 (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
                  BuildState.QUEUED.value),
             )
@@ -203,7 +180,7 @@ class SqlBuilds(SqlCore):
     @retried("reading a build")
     def get_retry(self, build_id: int) -> Build | None:
         with self._cursor() as cur:
-            cur.execute(self._q(f"{SELECT_BUILD} WHERE retry_of = ?"), (build_id,))
+            cur.execute(self.sql["get_retry"], (build_id,))
             row = cur.fetchone()
         return None if row is None else self._build_from_row(row)
 
@@ -276,8 +253,7 @@ class SqlBuilds(SqlCore):
         build = claim.build
         finished = self.now()
         self._notify_logs(cur, build.id)  # a follower stops at the outcome (or looks again)
-        cur.execute(_FINISH_CLAIMED_SQL if self.placeholder == "?" else self._q(
-            _FINISH_CLAIMED_SQL), (
+        cur.execute(self.sql["finish_claimed"], (
             state.value, reason, self._time_param(finished),
             result.kind if result else None, result.data if result else None,
             exception.type if exception else None,
@@ -301,25 +277,17 @@ class SqlBuilds(SqlCore):
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                        result: StoredValue | None, exception: ExceptionInfo | None,
-                       also_return: str = "", finished: datetime | None = None
-                       ) -> Sequence[Any] | None:
-        """The finishing UPDATE: the row it changed (its :data:`BUILD_COLUMNS`, then
-        ``also_return`` if given) where the database can return it, else None."""
+                       finished: datetime | None = None) -> Sequence[Any] | None:
+        """The finishing UPDATE: the row it changed (its :data:`BUILD_COLUMNS`) where the
+        database can return it, else None."""
         state = check_finished_state(state)
         # one conditional UPDATE: a late writer never overwrites a recorded outcome; it
         # returns the row it changed where the database can (no second query)
-        returning = ""
-        if self.update_returning:
-            returning = f" RETURNING {', '.join(BUILD_COLUMNS)}{also_return}"
         # sent with the UPDATE (a NOTIFY is delivered at COMMIT, and once however often
         # sent): a follower stops at the outcome, or looks again where it was fenced off
         self._notify_logs(cur, build_id)
         cur.execute(
-            self._q(
-                "UPDATE builds SET state = ?, reason = ?, finished = ?, result_kind = ?, "
-                "result_data = ?, exc_type = ?, exc_message = ?, exc_traceback = ? "
-                "WHERE id = ? AND state IN (?, ?)" + returning
-            ),
+            self.sql["finish_build" if self.update_returning else "finish_build_no_returning"],
             (
                 state.value, reason, self._time_param(finished or self.now()),
                 result.kind if result else None, result.data if result else None,
@@ -329,7 +297,7 @@ class SqlBuilds(SqlCore):
                 build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
             ),
         )
-        return cur.fetchone() if returning else None
+        return cur.fetchone() if self.update_returning else None
 
     @retried("heartbeat")
     def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
@@ -360,7 +328,7 @@ class SqlBuilds(SqlCore):
     @retried("recording the process group of build {build_id}")
     def set_process_group(self, build_id: int, pgid: int) -> None:
         with self._transaction() as cur:
-            cur.execute(self._q("UPDATE builds SET pgid = ? WHERE id = ? AND state = ?"),
+            cur.execute(self.sql["set_process_group"],
                         (pgid, build_id, BuildState.RUNNING.value))
         claim = self._claimed.get(build_id)
         if claim is not None:  # its finish returns the build as claimed, with this
@@ -371,13 +339,11 @@ class SqlBuilds(SqlCore):
         with self._transaction() as cur:
             now = self._time_param(self.now())
             cur.execute(
-                self._q("UPDATE builds SET state = ?, reason = ?, finished = ? "
-                        "WHERE id = ? AND state = ?"),
+                self.sql["cancel_queued"],
                 (BuildState.CANCELLED.value, reason, now, build_id, BuildState.QUEUED.value),
             )
             cur.execute(
-                self._q("UPDATE builds SET cancel_requested = ?, cancel_reason = ? "
-                        "WHERE id = ? AND state = ? AND cancel_requested IS NULL"),
+                self.sql["cancel_running"],
                 (now, reason, build_id, BuildState.RUNNING.value),
             )
             return self._fetch_build(cur, build_id)
@@ -413,9 +379,7 @@ class SqlBuilds(SqlCore):
         with self._transaction() as cur:
             now = self._time_param(self.now())
             build_id = self._insert_id(
-                cur,
-                "INSERT INTO builds (job_id, state, reason, definition, definition_hash, "
-                "created, started, finished, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                cur, self.sql["record_build"],
                 (job_id, state.value, reason, self._dumps(definition), definition_hash,
                  now, now, now, host, pid),
             )
@@ -507,6 +471,6 @@ class SqlBuilds(SqlCore):
     def delete_build(self, build_id: int) -> None:
         with self._transaction() as cur:
             # logs and progress go with it: ON DELETE CASCADE
-            cur.execute(self._q("DELETE FROM builds WHERE id = ?"), (build_id,))
+            cur.execute(self.sql["delete_build"], (build_id,))
             if cur.rowcount == 0:
                 raise BuildNotFoundError(build_id)

@@ -35,7 +35,7 @@ from jobcontrol.storage.base import (
     as_utc,
 )
 from jobcontrol.storage.queries import (
-    SELECT_BUILD,
+    load_queries,
 )
 from jobcontrol.storage.schema import Migration, load_migrations
 
@@ -126,8 +126,6 @@ class SqlCore(Storage):
     placeholder: ClassVar[str] = "?"
     #: aggregate of the ids of the builds ``b`` of a group, as one comma-separated text
     id_list_sql: ClassVar[str] = "group_concat(b.id)"
-    #: appended to a SELECT of a build row a write transaction then depends on
-    lock_rows_sql: ClassVar[str] = ""
     #: whether ``UPDATE ... RETURNING`` works (SQLite from 3.35)
     update_returning: ClassVar[bool] = True
     #: the table of applied migrations, created before the first one runs
@@ -143,6 +141,8 @@ class SqlCore(Storage):
         self._ready = False
         self._closed = False
         self._migrations: list[Migration] | None = None
+        #: the SQL of each operation, by name (:func:`load_queries`)
+        self.sql = load_queries(self.dialect, self.placeholder)
         #: the builds this object claimed and has not finished yet (see :class:`_Claim`)
         self._claimed: dict[int, _Claim] = {}
         #: the writes of outcomes left uncommitted (``commit_later``), in order: the open
@@ -426,7 +426,7 @@ class SqlCore(Storage):
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:
-        cur.execute(self._q(f"{SELECT_BUILD} WHERE id = ?"), (build_id,))
+        cur.execute(self.sql["fetch_build"], (build_id,))
         row = cur.fetchone()
         if row is None:
             raise BuildNotFoundError(build_id)
@@ -441,15 +441,13 @@ class SqlCore(Storage):
         is no longer running: someone else ended it (abandoned it, say), and the runner's
         late writes (log records, progress) are dropped, as its outcome is. Locks the row
         where it can, so that it stays running until the caller's transaction ends."""
-        cur.execute(self._q(f"SELECT state FROM builds WHERE id = ?{self.lock_rows_sql}"),
-                    (build_id,))
+        cur.execute(self.sql["build_state_locked"], (build_id,))
         row = cur.fetchone()
         return row is not None and row[0] not in _UNFINISHED
 
     def _check_build(self, cur: Any, build_id: int) -> None:
         """:class:`BuildNotFoundError` unless the build exists; locks its row where it can."""
-        cur.execute(self._q(f"SELECT id FROM builds WHERE id = ?{self.lock_rows_sql}"),
-                    (build_id,))
+        cur.execute(self.sql["build_locked"], (build_id,))
         if cur.fetchone() is None:
             raise BuildNotFoundError(build_id)
 
@@ -464,7 +462,7 @@ class SqlCore(Storage):
     def _version(self, cur: Any) -> int:
         if not self._table_exists(cur, "jobcontrol_schema"):
             return 0
-        cur.execute("SELECT max(version) FROM jobcontrol_schema")
+        cur.execute(self.sql["schema_version"])
         row = cur.fetchone()
         return int(row[0] or 0)
 
@@ -499,8 +497,7 @@ class SqlCore(Storage):
             for migration in self.migrations()[version:]:
                 self._run_script(cur, migration.sql)
                 cur.execute(
-                    self._q("INSERT INTO jobcontrol_schema (version, name, applied) "
-                            "VALUES (?, ?, ?)"),
+                    self.sql["record_migration"],
                     (migration.version, migration.name, self._time_param(self.now())),
                 )
                 version = migration.version
@@ -516,8 +513,7 @@ class SqlCore(Storage):
     def check_writable(self) -> None:
         try:
             with self._transaction() as cur:
-                # a key no one uses: a real insert, whatever the table holds
-                cur.execute(self._q("INSERT INTO settings (key, value) VALUES (?, ?)"),
+                cur.execute(self.sql["probe_write"],
                             (f"jobcontrol.check.{os.getpid()}.{time.time_ns()}", ""))
                 raise _WriteProbed  # rolled back: nothing stays
         except _WriteProbed:

@@ -46,9 +46,7 @@ class SqlLogs(SqlCore):
         else:
             # one statement: whether the build exists (locking its row where it can), and
             # where its log ends
-            cur.execute(self._q(f"SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) "
-                                f"FROM builds b WHERE b.id = ?{self.lock_rows_sql}"),
-                        (build_id,))
+            cur.execute(self.sql["log_end_locked"], (build_id,))
             row = cur.fetchone()
             if row is None:
                 raise BuildNotFoundError(build_id)
@@ -63,9 +61,7 @@ class SqlLogs(SqlCore):
                      records: Sequence[LogRecord]) -> None:
         """Insert ``records`` numbered from ``first_seq``."""
         self._insert_many(
-            cur,
-            "INSERT INTO logs (build_id, seq, time, level, logger, message, exception) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            cur, self.sql["insert_logs"],
             [(build_id, first_seq + n, self._time_param(r.time), r.level, r.logger,
               r.message, r.exception) for n, r in enumerate(records)],
         )
@@ -118,23 +114,12 @@ class SqlLogs(SqlCore):
             self._check_build(cur, build_id)
             if build_id in self._claimed and self._fenced(cur, build_id):
                 return
-            self._insert_many(
-                cur,
-                "INSERT INTO progress (build_id, group_path, current, total, message, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (build_id, group_path) DO UPDATE SET current = excluded.current, "
-                "total = excluded.total, message = excluded.message, updated = excluded.updated",
-                rows,
-            )
+            self._insert_many(cur, self.sql["set_progress"], rows)
 
     @retried("reading progress")
     def get_progress(self, build_id: int) -> list[ProgressItem]:
         with self._cursor() as cur:
-            cur.execute(
-                self._q("SELECT group_path, current, total, message, updated FROM progress "
-                        "WHERE build_id = ?"),
-                (build_id,),
-            )
+            cur.execute(self.sql["get_progress"], (build_id,))
             rows = cur.fetchall()
         items = [
             ProgressItem(group=tuple(self._loads(group)), current=current, total=total,

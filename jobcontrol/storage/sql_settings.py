@@ -11,8 +11,6 @@ from jobcontrol.models import (
 )
 from jobcontrol.storage.sql_core import SqlCore, retried
 
-SCHEDULE_RUN_COLUMNS = "job_id, scheduled_for, claimed, host, pid, outcome, build_id"
-
 
 class SqlSettings(SqlCore):
     """Scheduled runs, settings, web sessions and failed logins: a room of
@@ -22,11 +20,8 @@ class SqlSettings(SqlCore):
     def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, *, host: str,
                             pid: int, outcome: str = "claimed") -> bool:
         with self._transaction() as cur:
-            # the primary key decides: one INSERT wins, the others insert nothing
             cur.execute(
-                self._q("INSERT INTO schedule_runs (job_id, scheduled_for, claimed, host, pid, "
-                        "outcome) VALUES (?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (job_id, scheduled_for) DO NOTHING"),
+                self.sql["claim_scheduled_run"],
                 (job_id, self._time_param(scheduled_for), self._time_param(self.now()), host,
                  pid, outcome),
             )
@@ -37,32 +32,28 @@ class SqlSettings(SqlCore):
                           build_id: int | None = None) -> None:
         with self._transaction() as cur:
             cur.execute(
-                self._q("UPDATE schedule_runs SET outcome = ?, build_id = ? "
-                        "WHERE job_id = ? AND scheduled_for = ?"),
+                self.sql["set_scheduled_run"],
                 (outcome, build_id, job_id, self._time_param(scheduled_for)),
             )
 
     @retried("reading scheduled runs")
     def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
                             ) -> dict[str, ScheduledRun]:
-        sql = (f"SELECT {SCHEDULE_RUN_COLUMNS} FROM schedule_runs s WHERE scheduled_for = "
-               f"(SELECT max(scheduled_for) FROM schedule_runs WHERE job_id = s.job_id)")
         with self._cursor() as cur:
-            cur.execute(sql)
+            cur.execute(self.sql["last_scheduled_runs"])
             runs = [self._scheduled_run(row) for row in cur.fetchall()]
         wanted = None if job_ids is None else set(job_ids)
         return {run.job_id: run for run in runs if wanted is None or run.job_id in wanted}
 
     @retried("reading scheduled runs")
     def scheduled_runs(self, job_id: str, *, limit: int | None = None) -> list[ScheduledRun]:
-        sql = (f"SELECT {SCHEDULE_RUN_COLUMNS} FROM schedule_runs WHERE job_id = ? "
-               f"ORDER BY scheduled_for DESC")
+        sql = self.sql["scheduled_runs"]
         params: list[Any] = [job_id]
         if limit is not None:
-            sql += " LIMIT ?"
+            sql += self._q(" LIMIT ?")
             params.append(limit)
         with self._cursor() as cur:
-            cur.execute(self._q(sql), params)
+            cur.execute(sql, params)
             return [self._scheduled_run(row) for row in cur.fetchall()]
 
     def _scheduled_run(self, row: Sequence[Any]) -> ScheduledRun:
@@ -74,54 +65,47 @@ class SqlSettings(SqlCore):
     @retried("reading a setting")
     def get_setting(self, key: str) -> str | None:
         with self._cursor() as cur:
-            cur.execute(self._q("SELECT value FROM settings WHERE key = ?"), (key,))
+            cur.execute(self.sql["get_setting"], (key,))
             row = cur.fetchone()
         return None if row is None else str(row[0])
 
     @retried("storing setting {key!r}")
     def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
-        on_conflict = "DO UPDATE SET value = excluded.value" if replace else "DO NOTHING"
         with self._transaction() as cur:
-            cur.execute(self._q(f"INSERT INTO settings (key, value) VALUES (?, ?) "
-                                f"ON CONFLICT (key) {on_conflict}"), (key, value))
-            cur.execute(self._q("SELECT value FROM settings WHERE key = ?"), (key,))
+            cur.execute(self.sql["replace_setting" if replace else "add_setting"], (key, value))
+            cur.execute(self.sql["get_setting"], (key,))
             return str(cur.fetchone()[0])
 
     @retried("starting a web session")
     def start_web_session(self, session_id: str, user: str, now: datetime,
                           expires: datetime) -> None:
         with self._transaction() as cur:
-            cur.execute(self._q("DELETE FROM web_sessions WHERE expires <= ?"),
-                        (self._time_param(now),))
-            cur.execute(self._q("INSERT INTO web_sessions (id, user_name, expires) "
-                                "VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"),
+            cur.execute(self.sql["forget_web_sessions"], (self._time_param(now),))
+            cur.execute(self.sql["start_web_session"],
                         (session_id, user, self._time_param(expires)))
 
     @retried("reading a web session")
     def web_session_user(self, session_id: str, now: datetime) -> str | None:
         with self._cursor() as cur:
-            cur.execute(self._q("SELECT user_name FROM web_sessions WHERE id = ? "
-                                "AND expires > ?"), (session_id, self._time_param(now)))
+            cur.execute(self.sql["web_session_user"], (session_id, self._time_param(now)))
             row = cur.fetchone()
         return None if row is None else str(row[0])
 
     @retried("ending a web session")
     def end_web_session(self, session_id: str) -> None:
         with self._transaction() as cur:
-            cur.execute(self._q("DELETE FROM web_sessions WHERE id = ?"), (session_id,))
+            cur.execute(self.sql["end_web_session"], (session_id,))
 
     @retried("recording a failed login")
     def record_login_failure(self, keys: Sequence[str], at: datetime,
                              forget_before: datetime) -> None:
         with self._transaction() as cur:
-            cur.execute(self._q("DELETE FROM login_failures WHERE at < ?"),
-                        (self._time_param(forget_before),))
-            self._insert_many(cur, "INSERT INTO login_failures (key, at) VALUES (?, ?)",
+            cur.execute(self.sql["forget_login_failures"], (self._time_param(forget_before),))
+            self._insert_many(cur, self.sql["record_login_failure"],
                               [(key, self._time_param(at)) for key in keys])
 
     @retried("reading failed logins")
     def login_failures(self, key: str, since: datetime) -> list[datetime]:
         with self._cursor() as cur:
-            cur.execute(self._q("SELECT at FROM login_failures WHERE key = ? AND at >= ? "
-                                "ORDER BY at"), (key, self._time_param(since)))
+            cur.execute(self.sql["login_failures"], (key, self._time_param(since)))
             return [self._time(row[0]) for row in cur.fetchall()]  # type: ignore[misc]
