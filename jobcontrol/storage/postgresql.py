@@ -28,7 +28,6 @@ The operations are the SQL base's (:mod:`jobcontrol.storage.sql`); what is Postg
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -39,7 +38,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, StorageError
 from jobcontrol.models import (
@@ -50,6 +48,14 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import as_utc
+from jobcontrol.storage.postgresql_text import (
+    NUL_ESCAPE,
+    channel_of,
+    copy_rows,
+    no_nul,
+    one_line,
+    parse_url,
+)
 from jobcontrol.storage.sql import _UNFINISHED, SqlStorage, _Claim
 from jobcontrol.timeutil import utcnow
 
@@ -79,63 +85,20 @@ CONNECT_DEFAULTS = {
     "keepalives_interval": "5",
     "keepalives_count": "3",
 }
-#: a schema name jobcontrol accepts (it is also quoted wherever it is used)
-SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: first keys of jobcontrol's two-part advisory locks, apart from other applications' keys
 LOCK_CLAIM = 0x6A630001
 LOCK_MIGRATE = 0x6A630002
 _CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else object
 
 
-def parse_url(url: str) -> tuple[str, str | None]:
-    """Split a ``postgresql://`` URL into the libpq URL to connect with and the schema.
-
-    Raises :class:`StorageError` for a schema name that is not a plain identifier.
-    """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [value for key, value in query if key == "schema"]
-    schema = schemas[-1] if schemas else None
-    if schema is not None and (not SCHEMA_NAME.match(schema) or schema.lower().startswith("pg_")):
-        raise StorageError(
-            f"bad schema {schema!r} in the storage URL: use letters, digits and _ "
-            f"(not starting with a digit or pg_), at most 63 characters"
-        )
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
-
-
-#: the JSON escape of NUL (not an escaped backslash before "u0000"), which jsonb refuses
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-#: parameter types that hold no text
-_PLAIN = frozenset({int, float, bool, type(None), datetime})
-
-
-def _no_nul(value: Any) -> Any:
-    """``value`` with NUL characters in its strings replaced: PostgreSQL text cannot hold
-    them (the replacement character is what undecodable output becomes too)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
-    items = value if type(value) is tuple else value.values() if type(value) is dict else ()
-    if items and not any(  # the common case, parameters of plain values: as they are
-            type(item) is not str or "\x00" in item for item in items
-            if type(item) not in _PLAIN):
-        return value
-    if isinstance(value, (tuple, list)):
-        return type(value)(_no_nul(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _no_nul(item) for key, item in value.items()}
-    return value
-
-
 class _Cursor(_CursorBase):  # type: ignore[misc]
     """A cursor that stores a string with NUL characters rather than fail on it."""
 
     def execute(self, query: Any, vars: Any = None) -> Any:
-        return super().execute(query, _no_nul(vars))
+        return super().execute(query, no_nul(vars))
 
     def mogrify(self, query: Any, vars: Any = None) -> Any:  # what execute_values uses
-        return super().mogrify(query, _no_nul(vars))
+        return super().mogrify(query, no_nul(vars))
 
 
 class _ConnectFailed(StorageError):
@@ -182,7 +145,7 @@ class PostgreSQLStorage(SqlStorage):
             given = psycopg2.extensions.parse_dsn(self.dsn)
         except psycopg2.Error as exc:
             raise StorageError(f"bad PostgreSQL URL {self.label}: "
-                               f"{_one_line(exc)}") from exc
+                               f"{one_line(exc)}") from exc
         self._connect_options = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
         self._listen_lock = threading.Lock()
         self._listen_conn: Any = None
@@ -213,7 +176,7 @@ class PostgreSQLStorage(SqlStorage):
             conn = psycopg2.connect(self.dsn, cursor_factory=_Cursor, **self._connect_options)
         except psycopg2.Error as exc:
             raise _ConnectFailed(
-                f"cannot connect to {self.label}: {_one_line(exc)}"
+                f"cannot connect to {self.label}: {one_line(exc)}"
             ) from exc
         try:
             conn.autocommit = True  # reads need no transaction; writes say BEGIN themselves
@@ -299,7 +262,7 @@ class PostgreSQLStorage(SqlStorage):
                         f"it may or may not have been recorded"
                     ) from exc
                 now = time.monotonic()
-                reason = _one_line(exc.__cause__ or exc)
+                reason = one_line(exc.__cause__ or exc)
                 if deadline is None:
                     deadline = now + self.reconnect_window
                     log.warning("%s: connection lost (%s); reconnecting", self.label, reason)
@@ -324,7 +287,7 @@ class PostgreSQLStorage(SqlStorage):
         except psycopg2.Error as exc:
             if conn.closed:
                 raise _CommitInDoubt(f"{self.label}: connection lost during COMMIT: "
-                                     f"{_one_line(exc)}") from exc
+                                     f"{one_line(exc)}") from exc
             raise
 
     def _rollback(self, conn: Any, cur: Any) -> None:
@@ -343,7 +306,7 @@ class PostgreSQLStorage(SqlStorage):
                 cur.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
 
     def _notify_logs(self, cur: Any, build_id: int) -> None:
-        cur.execute(self.sql["notify_build"], (_channel(build_id),))
+        cur.execute(self.sql["notify_build"], (channel_of(build_id),))
 
     def _stored_as_given(self, reason: str | None, result: StoredValue | None,
                          exception: ExceptionInfo | None) -> bool:
@@ -365,7 +328,7 @@ class PostgreSQLStorage(SqlStorage):
                     exc.pgcode == psycopg2.errorcodes.UNIQUE_VIOLATION
                     and exc.diag.constraint_name == "builds_claim_token"):
                 raise _ClaimInDoubt(f"{self.label}: a claim of {params[0]!r} may have been "
-                                    f"made already: {_one_line(exc)}") from exc
+                                    f"made already: {one_line(exc)}") from exc
             raise
         row = cur.fetchone()
         return None if row is None else int(row[0])
@@ -381,7 +344,7 @@ class PostgreSQLStorage(SqlStorage):
 
     def _insert_logs(self, cur: Any, build_id: int, first_seq: int,
                      records: Sequence[LogRecord]) -> None:
-        cur.copy_expert(self.sql["copy_logs"], _copy_rows(build_id, first_seq, records))
+        cur.copy_expert(self.sql["copy_logs"], copy_rows(build_id, first_seq, records))
 
     def _run_script(self, cur: Any, script: str) -> None:
         cur.execute(script)
@@ -400,7 +363,7 @@ class PostgreSQLStorage(SqlStorage):
         text = SqlStorage._dumps(value)
         if "\\u0000" not in text:
             return text
-        return _NUL_ESCAPE.sub(r"\1\\ufffd", text)
+        return NUL_ESCAPE.sub(r"\1\\ufffd", text)
 
     def close(self) -> None:
         self._close_listener()
@@ -540,7 +503,7 @@ class PostgreSQLStorage(SqlStorage):
                 cur.execute(self.sql["last_log"], (build_id,))
                 last = cur.fetchone()
                 if last is None or (as_utc(last[0]), last[1]) != (
-                        as_utc(records[-1].time), _no_nul(records[-1].message)):
+                        as_utc(records[-1].time), no_nul(records[-1].message)):
                     return None
             self._claimed.pop(build_id, None)
             return self._fetch_build(cur, build_id)
@@ -567,7 +530,7 @@ class PostgreSQLStorage(SqlStorage):
             row = cur.fetchone()
         last = records[-1]
         return row is not None and (as_utc(row[0]), row[1]) == (
-            as_utc(last.time), _no_nul(last.message))
+            as_utc(last.time), no_nul(last.message))
 
     # -- LISTEN/NOTIFY -----------------------------------------------------------------------
 
@@ -611,7 +574,7 @@ class PostgreSQLStorage(SqlStorage):
         """The listening connection, subscribed to ``build_id``'s channel (and no other)."""
         if self._closed:
             raise StorageError(f"{self.label} is closed")
-        channel = _channel(build_id)
+        channel = channel_of(build_id)
         try:
             if self._listen_conn is None or self._listen_conn.closed:
                 self._listen_conn, self._listening = self._connect(), None
@@ -634,39 +597,3 @@ class PostgreSQLStorage(SqlStorage):
                 conn.close()
             except psycopg2.Error:
                 pass
-
-
-#: text fields in COPY's text format: backslash escapes for its separators; NUL replaced
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
-                               "\x00": "\ufffd"})
-
-
-#: any character :data:`_COPY_ESCAPES` changes (few lines have one: translate() is 5x slower
-#: than looking)
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
-
-
-def _copy_text(value: str | None) -> str:
-    if value is None:
-        return "\\N"
-    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
-
-
-def _copy_rows(build_id: int, first_seq: int, records: Sequence[LogRecord]) -> io.StringIO:
-    """Log records as the input of ``COPY logs FROM STDIN``, numbered from ``first_seq``."""
-    lines = [
-        f"{build_id}\t{first_seq + n}\t{as_utc(r.time).isoformat()}\t{int(r.level)}\t"
-        f"{_copy_text(r.logger)}\t{_copy_text(r.message)}\t{_copy_text(r.exception)}\n"
-        for n, r in enumerate(records)
-    ]
-    return io.StringIO("".join(lines))
-
-
-def _one_line(error: BaseException) -> str:
-    """An error's message on one line (libpq's span several)."""
-    return " ".join(str(error).split())
-
-
-def _channel(build_id: int) -> str:
-    """The NOTIFY channel of one build's news (an identifier: digits and letters only)."""
-    return f"jobcontrol_build_{int(build_id)}"
