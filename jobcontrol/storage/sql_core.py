@@ -87,10 +87,9 @@ def retried(what: str, *, in_doubt_ok: bool = True
     tried again), else an error says it may or may not have happened."""
 
     def decorate(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
-        signature = inspect.signature(method)
-
-        def describe(*args: Any, **kwargs: Any) -> str:
-            return what.format_map(signature.bind(None, *args, **kwargs).arguments)
+        def describe(*args: Any, **kwargs: Any) -> str:  # only when it failed
+            return what.format_map(inspect.signature(method).bind(None, *args, **kwargs)
+                                   .arguments)
 
         @functools.wraps(method)
         def operation(self: S, *args: P.args, **kwargs: P.kwargs) -> T:
