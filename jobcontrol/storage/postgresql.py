@@ -96,10 +96,48 @@ _CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else objec
 
 
 class _Cursor(_CursorBase):  # type: ignore[misc]
-    """A cursor that stores a string with NUL characters rather than fail on it."""
+    """A cursor that stores a string with NUL characters rather than fail on it, and sends
+    the statements whose result nobody reads (``BEGIN``, a lock, a ``NOTIFY``, a few log
+    rows: :meth:`defer`) with the next one, in its round trip: the one seam that keeps a
+    build at 4 round trips rather than 7 (1.33x slower on workload 1 without it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deferred: list[bytes] = []
+
+    def defer(self, query: str | bytes, vars: Any = None) -> None:
+        """Run ``query`` (with ``vars``, or composed already: bytes) just before the next
+        statement, in the same round trip."""
+        self.deferred.append(query if isinstance(query, bytes) else self.mogrify(query, vars))
+
+    def discard_deferred(self) -> None:
+        """Forget the deferred statements (the transaction is being rolled back)."""
+        self.deferred = []
 
     def execute(self, query: Any, vars: Any = None) -> Any:
+        if self.deferred:
+            if isinstance(query, (str, bytes)):  # one query string: its result is the last
+                text = query if vars is None and isinstance(query, bytes) else self.mogrify(
+                    query, vars)
+                query, vars = b"; ".join([*self.deferred, text]), None
+                self.deferred = []
+            else:  # a composed query (SET search_path, CREATE SCHEMA): on its own
+                self.send_deferred()
         return super().execute(query, no_nul(vars))
+
+    def send_deferred(self) -> None:
+        if self.deferred:
+            queued, self.deferred = self.deferred, []
+            super().execute(b"; ".join(queued))
+
+    def copy_expert(self, sql: Any, file: Any, size: int = 8192) -> Any:
+        self.send_deferred()
+        return super().copy_expert(sql, file, size)
+
+    def close(self) -> None:
+        if self.deferred and not self.connection.closed:  # nothing came after them
+            self.send_deferred()
+        super().close()
 
     def mogrify(self, query: Any, vars: Any = None) -> Any:  # what execute_values uses
         return super().mogrify(query, no_nul(vars))
@@ -297,13 +335,19 @@ class PostgreSQLStorage(SqlStorage):
                                      f"{one_line(exc)}") from exc
             raise
 
+    def _begin_write(self, cur: Any) -> None:
+        cur.defer("BEGIN")
+
     def _rollback(self, conn: Any, cur: Any) -> None:
         self._notified.clear()
+        cur.discard_deferred()  # after an error the server would refuse them, and ROLLBACK
         if not conn.closed:
             cur.execute("ROLLBACK")
 
     def _lock_job(self, cur: Any, job_id: str) -> None:
-        cur.execute(self.sql["advisory_lock"], (LOCK_CLAIM, job_id))
+        # taken before the statement it is sent with (the claim's conditional INSERT, which
+        # counts the running builds after the lock is held: each statement its own snapshot)
+        cur.defer(self.sql["advisory_lock"], (LOCK_CLAIM, job_id))
 
     def _lock_schema(self, cur: Any) -> None:
         cur.execute(self.sql["advisory_lock"], (LOCK_MIGRATE, self.schema or ""))
@@ -317,7 +361,7 @@ class PostgreSQLStorage(SqlStorage):
         # delivered at COMMIT, once however often sent: sent once a transaction
         if build_id not in self._notified:
             self._notified.add(build_id)
-            cur.execute(self.sql["notify_build"], (channel_of(build_id),))
+            cur.defer(self.sql["notify_build"], (channel_of(build_id),))
 
     def _stored_as_given(self, reason: str | None, result: StoredValue | None,
                          exception: ExceptionInfo | None) -> bool:
@@ -355,8 +399,11 @@ class PostgreSQLStorage(SqlStorage):
 
     def _insert_logs(self, cur: Any, build_id: int, first_seq: int,
                      records: Sequence[LogRecord]) -> None:
-        if len(records) <= SMALL_BATCH:  # COPY costs a second round trip
-            super()._insert_logs(cur, build_id, first_seq, records)
+        if len(records) <= SMALL_BATCH:  # sent with the next statement (COPY: 2 round trips)
+            insert, _, row = self.sql["insert_logs"].partition("VALUES ")
+            cur.defer(insert.encode() + b"VALUES " + b", ".join(cur.mogrify(row, (
+                build_id, first_seq + n, as_utc(r.time), r.level, r.logger, r.message,
+                r.exception)) for n, r in enumerate(records)))
             return
         cur.copy_expert(self.sql["copy_logs"], copy_rows(build_id, first_seq, records))
 
