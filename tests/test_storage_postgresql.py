@@ -31,6 +31,7 @@ psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psyco
 
 from jobcontrol.storage import postgresql  # noqa: E402 (needs psycopg2)
 from jobcontrol.storage.postgresql import PostgreSQLStorage, parse_url  # noqa: E402
+from jobcontrol.storage.postgresql_cursor import Cursor  # noqa: E402 (needs psycopg2)
 
 ROOT = Path(__file__).parent.parent
 LATEST = len(load_migrations("postgresql"))
@@ -373,7 +374,7 @@ def test_logs_committed_before_the_connection_broke_are_not_doubled(
 def cut_off_claims(monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
     """The next claim's query loses its connection, "after the claim" committed (its
     answer is lost with the connection) or "before it" reached the server."""
-    real_execute = postgresql._Cursor.execute
+    real_execute = Cursor.execute
     claimed: list[bool] = []
 
     def execute_then_lose(cur: Any, query: Any, vars: Any = None) -> Any:
@@ -383,13 +384,13 @@ def cut_off_claims(monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
                 return real_execute(cur, query, vars)
         elif not (claimed and query == "COMMIT"):
             return real_execute(cur, query, vars)
-        monkeypatch.setattr(postgresql._Cursor, "execute", real_execute)
+        monkeypatch.setattr(Cursor, "execute", real_execute)
         if lost == "after the claim":
             real_execute(cur, query, vars)  # the COMMIT
         cur.connection.close()
         raise psycopg2.OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(postgresql._Cursor, "execute", execute_then_lose)
+    monkeypatch.setattr(Cursor, "execute", execute_then_lose)
 
 
 @pytest.mark.parametrize("lost", ["after the claim", "before it"])

@@ -12,12 +12,16 @@ The operations are the SQL base's (:mod:`jobcontrol.storage.sql`); what is Postg
   commits with its own work.
 - A claim serialises on ``pg_advisory_xact_lock`` of its job, a migration on one of its
   schema: correct across processes and hosts, released when the transaction ends.
-- A batch of more than :data:`SMALL_BATCH` log records goes in with ``COPY`` (3x faster
-  than ``execute_values``, but a round trip more).
+- Statements whose result nobody reads (``BEGIN``, the claim's lock, ``NOTIFY``, a batch of
+  at most :data:`SMALL_BATCH` log rows) ride along with the next one (``Cursor.defer``): a
+  build is 4 round trips (claim: lock and ``INSERT``, ``COMMIT``; finish: ``BEGIN`` and
+  the fence, rows, ``NOTIFY`` and ``UPDATE``). A larger batch goes in with ``COPY`` (3x
+  faster a row than ``execute_values``, but a round trip of its own).
 - Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>`` (delivered at COMMIT,
   once a transaction); :meth:`wait_for_logs` LISTENs on a second connection, so
   ``logs --follow`` wakes when a line is committed instead of polling.
-- The server's clock judges heartbeats: measured once a connection (:meth:`now`).
+- The server's clock judges heartbeats: its offset from this machine's is measured once a
+  connection (:meth:`now` asks no query, and answers while the server is away).
 - A lost connection (server restart, failover, a killed backend) is reopened and the
   operation tried again for up to :data:`RECONNECT_WINDOW` seconds, in one place
   (:meth:`PostgreSQLStorage._retry`). A write whose ``COMMIT`` was cut off may or may not
@@ -49,6 +53,7 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import as_utc
+from jobcontrol.storage.postgresql_cursor import Cursor
 from jobcontrol.storage.postgresql_text import (
     NUL_ESCAPE,
     channel_of,
@@ -92,55 +97,6 @@ LOCK_MIGRATE = 0x6A630002
 #: most log records a batch stores with an INSERT; a larger one is COPYed (3x faster a
 #: row, but a round trip more)
 SMALL_BATCH = 20
-_CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else object
-
-
-class _Cursor(_CursorBase):  # type: ignore[misc]
-    """A cursor that stores a string with NUL characters rather than fail on it, and sends
-    the statements whose result nobody reads (``BEGIN``, a lock, a ``NOTIFY``, a few log
-    rows: :meth:`defer`) with the next one, in its round trip: the one seam that keeps a
-    build at 4 round trips rather than 7 (1.33x slower on workload 1 without it)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.deferred: list[bytes] = []
-
-    def defer(self, query: str | bytes, vars: Any = None) -> None:
-        """Run ``query`` (with ``vars``, or composed already: bytes) just before the next
-        statement, in the same round trip."""
-        self.deferred.append(query if isinstance(query, bytes) else self.mogrify(query, vars))
-
-    def discard_deferred(self) -> None:
-        """Forget the deferred statements (the transaction is being rolled back)."""
-        self.deferred = []
-
-    def execute(self, query: Any, vars: Any = None) -> Any:
-        if self.deferred:
-            if isinstance(query, (str, bytes)):  # one query string: its result is the last
-                text = query if vars is None and isinstance(query, bytes) else self.mogrify(
-                    query, vars)
-                query, vars = b"; ".join([*self.deferred, text]), None
-                self.deferred = []
-            else:  # a composed query (SET search_path, CREATE SCHEMA): on its own
-                self.send_deferred()
-        return super().execute(query, no_nul(vars))
-
-    def send_deferred(self) -> None:
-        if self.deferred:
-            queued, self.deferred = self.deferred, []
-            super().execute(b"; ".join(queued))
-
-    def copy_expert(self, sql: Any, file: Any, size: int = 8192) -> Any:
-        self.send_deferred()
-        return super().copy_expert(sql, file, size)
-
-    def close(self) -> None:
-        if self.deferred and not self.connection.closed:  # nothing came after them
-            self.send_deferred()
-        super().close()
-
-    def mogrify(self, query: Any, vars: Any = None) -> Any:  # what execute_values uses
-        return super().mogrify(query, no_nul(vars))
 
 
 class _ConnectFailed(StorageError):
@@ -217,7 +173,7 @@ class PostgreSQLStorage(SqlStorage):
 
     def _connect(self) -> Any:
         try:
-            conn = psycopg2.connect(self.dsn, cursor_factory=_Cursor, **self._connect_options)
+            conn = psycopg2.connect(self.dsn, cursor_factory=Cursor, **self._connect_options)
         except psycopg2.Error as exc:
             raise _ConnectFailed(
                 f"cannot connect to {self.label}: {one_line(exc)}"
