@@ -58,9 +58,11 @@ class SqlSettings(SqlCore):
 
     def _scheduled_run(self, row: Sequence[Any]) -> ScheduledRun:
         job_id, scheduled_for, claimed, host, pid, outcome, build_id = row
-        return ScheduledRun(job_id=job_id, scheduled_for=self._time(scheduled_for),
-                            claimed=self._time(claimed), outcome=outcome, host=host, pid=pid,
-                            build_id=build_id)  # type: ignore[arg-type]
+        return ScheduledRun(
+            job_id=job_id, outcome=outcome, host=host, pid=pid, build_id=build_id,
+            scheduled_for=self._time(scheduled_for),  # type: ignore[arg-type]  # NOT NULL
+            claimed=self._time(claimed),  # type: ignore[arg-type]  # NOT NULL
+        )
 
     @retried("reading a setting")
     def get_setting(self, key: str) -> str | None:
