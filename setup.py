@@ -18,7 +18,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["jobcontrol", "jobcontrol.*"]),
     package_data={"jobcontrol": ["py.typed", "storage/migrations/*/*.sql",
-                                 "web/templates/*.html", "web/static/*"]},
+                                 "storage/queries/*.sql", "web/templates/*.html",
+                                 "web/static/*"]},
     install_requires=[
         "click>=8.1",
         "PyYAML>=6.0",

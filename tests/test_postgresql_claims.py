@@ -25,8 +25,8 @@ from tests.support import make_project
 
 psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psycopg2-binary")
 
-from jobcontrol.storage import postgresql  # noqa: E402 (needs psycopg2)
 from jobcontrol.storage.postgresql import PostgreSQLStorage  # noqa: E402
+from jobcontrol.storage.postgresql_cursor import Cursor  # noqa: E402 (needs psycopg2)
 
 ROOT = Path(__file__).parent.parent
 
@@ -100,12 +100,16 @@ def cut_off_claim_and_lookup(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The next claim commits, but its answer is lost with the connection; then the look for
     the build it made loses its connection too, before it gets an answer. Returns the
     queries of the look-ups, as sent."""
-    real_execute = postgresql._Cursor.execute
+    real_execute = Cursor.execute
     lookups: list[str] = []
+    claimed: list[bool] = []
 
     def execute(cur: Any, query: Any, vars: Any = None) -> Any:
         text = query if isinstance(query, str) else ""
         if text.startswith("INSERT INTO builds (job_id") and not lookups:
+            claimed.append(True)
+            return real_execute(cur, query, vars)
+        if text == "COMMIT" and claimed and not lookups:
             real_execute(cur, query, vars)  # committed
         elif text.startswith("SELECT") and ("claim_token = " in text or "started = " in text):
             lookups.append(text)
@@ -116,7 +120,7 @@ def cut_off_claim_and_lookup(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         cur.connection.close()
         raise psycopg2.OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(postgresql._Cursor, "execute", execute)
+    monkeypatch.setattr(Cursor, "execute", execute)
     return lookups
 
 
@@ -147,7 +151,7 @@ def commit_late(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """The next claim loses its connection before its answer, and the server, unaware, runs
     it only later (as a backend that outlives its connection would): after the retry has
     looked for its row and found none, and before it claims again."""
-    real_execute = postgresql._Cursor.execute
+    real_execute = Cursor.execute
     claims: list[str] = []  # the claim, as sent, until it is committed
 
     def execute(cur: Any, sql: Any, vars: Any = None) -> Any:
@@ -162,7 +166,7 @@ def commit_late(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
             claims.append("")
         return result
 
-    monkeypatch.setattr(postgresql._Cursor, "execute", execute)
+    monkeypatch.setattr(Cursor, "execute", execute)
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])

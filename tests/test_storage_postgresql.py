@@ -7,7 +7,6 @@ the URL checks, which connect to nothing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -16,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psyco
 
 from jobcontrol.storage import postgresql  # noqa: E402 (needs psycopg2)
 from jobcontrol.storage.postgresql import PostgreSQLStorage, parse_url  # noqa: E402
+from jobcontrol.storage.postgresql_cursor import Cursor  # noqa: E402 (needs psycopg2)
 
 ROOT = Path(__file__).parent.parent
 LATEST = len(load_migrations("postgresql"))
@@ -341,14 +341,20 @@ def test_giving_up_after_the_reconnect_window(pg: PostgreSQLStorage, pg_url: str
     assert time.monotonic() - started < 5
 
 
-def cut_off_after_commit(storage: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next COMMIT succeeds, but its answer is lost with the connection."""
+def cut_off_after_commit(storage: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch,
+                         landed: bool = True, meanwhile: Callable[[], Any] | None = None
+                         ) -> None:
+    """The next COMMIT loses its connection: it committed and its answer is lost
+    (``landed``), or it never reached the server (then ``meanwhile()`` runs)."""
     real_commit = storage._commit
 
     def commit_then_lose(conn: Any, cur: Any) -> None:
         monkeypatch.setattr(storage, "_commit", real_commit)
-        real_commit(conn, cur)
+        if landed:
+            real_commit(conn, cur)
         conn.close()
+        if meanwhile is not None:
+            meanwhile()
         raise postgresql._CommitInDoubt("connection lost during COMMIT")
 
     monkeypatch.setattr(storage, "_commit", commit_then_lose)
@@ -368,18 +374,23 @@ def test_logs_committed_before_the_connection_broke_are_not_doubled(
 def cut_off_claims(monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
     """The next claim's query loses its connection, "after the claim" committed (its
     answer is lost with the connection) or "before it" reached the server."""
-    real_execute = postgresql._Cursor.execute
+    real_execute = Cursor.execute
+    claimed: list[bool] = []
 
     def execute_then_lose(cur: Any, query: Any, vars: Any = None) -> Any:
-        if not (isinstance(query, str) and query.startswith("INSERT INTO builds (job_id")):
+        if isinstance(query, str) and query.startswith("INSERT INTO builds (job_id"):
+            claimed.append(True)
+            if lost == "after the claim":
+                return real_execute(cur, query, vars)
+        elif not (claimed and query == "COMMIT"):
             return real_execute(cur, query, vars)
-        monkeypatch.setattr(postgresql._Cursor, "execute", real_execute)
+        monkeypatch.setattr(Cursor, "execute", real_execute)
         if lost == "after the claim":
-            real_execute(cur, query, vars)
+            real_execute(cur, query, vars)  # the COMMIT
         cur.connection.close()
         raise psycopg2.OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(postgresql._Cursor, "execute", execute_then_lose)
+    monkeypatch.setattr(Cursor, "execute", execute_then_lose)
 
 
 @pytest.mark.parametrize("lost", ["after the claim", "before it"])
@@ -408,19 +419,13 @@ def queued(storage: PostgreSQLStorage, job_id: str = "job") -> int:
 def test_a_start_cut_off_finds_out_whether_it_happened(
         pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
     build_id = queued(pg)
-    real = pg._start_queued
 
-    def start_then_lose(*args: Any) -> Any:
-        monkeypatch.setattr(pg, "_start_queued", real)
-        if lost == "after the claim":
-            real(*args)  # it happened; its answer is lost with the connection
-        elif lost == "before, taken meanwhile":
-            with PostgreSQLStorage(pg.url) as other:
-                other.start_queued_build(build_id, concurrency=1, host="elsewhere", pid=9)
-        pg._conn.close()
-        raise StorageError("connection lost")
+    def take() -> None:
+        with PostgreSQLStorage(pg.url) as other:
+            other.start_queued_build(build_id, concurrency=1, host="elsewhere", pid=9)
 
-    monkeypatch.setattr(pg, "_start_queued", start_then_lose)
+    cut_off_after_commit(pg, monkeypatch, landed=lost == "after the claim",
+                         meanwhile=take if lost == "before, taken meanwhile" else None)
     started = pg.start_queued_build(build_id, concurrency=1, host="h", pid=7)
     if lost == "before, taken meanwhile":
         assert started is None
@@ -436,16 +441,7 @@ def test_a_finish_cut_off_finds_out_whether_it_happened(
         pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str, lines: int) -> None:
     build = claim(pg)
     pg.append_logs(build, [record("before")])
-    real = pg._finish_small
-
-    def finish_then_lose(*args: Any) -> Any:
-        monkeypatch.setattr(pg, "_finish_small", real)
-        if lost == "after the finish":
-            real(*args)  # it committed; its answer is lost with the connection
-        pg._conn.close()
-        raise StorageError("connection lost")
-
-    monkeypatch.setattr(pg, "_finish_small", finish_then_lose)
+    cut_off_after_commit(pg, monkeypatch, landed=lost == "after the finish")
     records = [record(f"last {n}") for n in range(lines)]
     done = pg.finish_build_with_logs(build, BuildState.SUCCESS, logs=records)
     assert done.state is BuildState.SUCCESS
@@ -456,19 +452,8 @@ def test_a_finish_cut_off_finds_out_whether_it_happened(
 @pytest.mark.parametrize("lost", ["after the insert", "before it"])
 def test_a_queueing_cut_off_makes_one_build(
         pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
-    real_cursor = pg._cursor
-
-    @contextlib.contextmanager
-    def cursor_then_lose(**kwargs: Any) -> Iterator[Any]:
-        monkeypatch.setattr(pg, "_cursor", real_cursor)
-        if lost == "after the insert":
-            with real_cursor(**kwargs) as cur:
-                yield cur  # it committed; its answer is lost with the connection
-        pg._conn.close()
-        raise StorageError("connection lost")
-
     assert pg.list_builds("job") == []  # connected
-    monkeypatch.setattr(pg, "_cursor", cursor_then_lose)
+    cut_off_after_commit(pg, monkeypatch, landed=lost == "after the insert")
     build_id = queued(pg)
     assert [b.id for b in pg.list_builds("job")] == [build_id]
     assert pg.get_build(build_id).state is BuildState.QUEUED

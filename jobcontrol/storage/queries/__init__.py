@@ -1,14 +1,25 @@
-"""SQL that every SQL dialect shares, written once with ``?`` placeholders.
+"""The SQL of the SQL backends: one text per operation, in named query files.
 
-:class:`jobcontrol.storage.sql.SqlStorage` runs it, after turning ``?`` into its driver's
-paramstyle and filling in its dialect hooks.
+``common.sql`` holds what every dialect runs, written once with ``?`` placeholders; a
+dialect's file (``postgresql.sql``) holds only its differences and its own operations,
+under the same names (procrastinate's ``queries.sql`` is the shape). Each query is
+``-- name: NAME``, comment lines saying why, then its text. :func:`load_queries` reads
+them once; the few queries whose shape depends on their arguments (``IN`` lists, optional
+filters, the status query) are made here in Python.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from jobcontrol.errors import StorageError
+
+#: ``-- name: NAME`` starting a query in a query file
+_QUERY_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 #: columns of ``builds``, in the order :meth:`SqlStorage._build_from_row` reads them
 BUILD_COLUMNS = (
@@ -71,3 +82,36 @@ def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
         JOIN builds lb ON lb.id = per_job.last_id
         LEFT JOIN builds sb ON sb.id = per_job.success_id
     """
+
+
+def _read_queries(file_name: str) -> dict[str, str]:
+    """The queries of one file of this folder by name (none if there is no such file)."""
+    path = Path(__file__).parent / file_name
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:  # not installed as files (a zip): ask the import system
+        import importlib.resources
+
+        entry = importlib.resources.files(__name__) / file_name
+        if not entry.is_file():
+            return {}
+        text = entry.read_text(encoding="utf-8")
+    parts = _QUERY_NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.splitlines()
+                 if line.strip() and not line.lstrip().startswith("--")]
+        if name in queries or not lines:
+            raise StorageError(f"{file_name}: query {name!r} is "
+                               f"{'named twice' if name in queries else 'empty'}")
+        queries[name] = "\n".join(lines).replace("{build_columns}", ", ".join(BUILD_COLUMNS))
+    return queries
+
+
+@functools.cache
+def load_queries(dialect: str, placeholder: str = "?") -> Mapping[str, str]:
+    """The queries ``dialect`` runs, by name: ``common.sql``'s, and ``<dialect>.sql``'s in
+    their stead or beside them; ``?`` written as ``placeholder`` (the driver's paramstyle;
+    no query holds a literal ``?`` or ``%``)."""
+    queries = {**_read_queries("common.sql"), **_read_queries(f"{dialect}.sql")}
+    return {name: text.replace("?", placeholder) for name, text in queries.items()}

@@ -1,0 +1,52 @@
+-- PostgreSQL's own SQL (see common.sql): rows a write depends on are locked, claims take
+-- the job's advisory lock, news is NOTIFYed, logs are COPYed, and a write whose answer a
+-- lost connection cut off is looked for before it is tried again.
+
+-- name: build_state_locked
+SELECT state FROM builds WHERE id = ? FOR UPDATE
+
+-- name: build_locked
+SELECT id FROM builds WHERE id = ? FOR UPDATE
+
+-- name: queued_build_locked
+SELECT job_id, state FROM builds WHERE id = ? FOR UPDATE
+
+-- name: log_end_locked
+SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) FROM builds b WHERE b.id = ? FOR UPDATE
+
+-- name: advisory_lock
+-- claims of a job (or migrations of a schema: the first key says which), serialised
+-- until the transaction ends
+SELECT pg_advisory_xact_lock(?, hashtext(?))
+
+-- name: schema_exists
+SELECT 1 FROM pg_namespace WHERE nspname = ?
+
+-- name: table_exists
+SELECT to_regclass(?) IS NOT NULL
+
+-- name: notify_build
+-- delivered at COMMIT, and once however often sent in a transaction
+SELECT pg_notify(?, '')
+
+-- name: copy_logs
+COPY logs (build_id, seq, time, level, logger, message, exception) FROM STDIN
+
+-- name: claim_landed
+SELECT {build_columns} FROM builds WHERE claim_token = ?
+
+-- name: enqueue_landed
+SELECT {build_columns} FROM builds
+WHERE job_id = ? AND created = ? AND queue = ? AND retry_of IS NOT DISTINCT FROM ?
+
+-- name: start_landed
+SELECT state, host, pid, started FROM builds WHERE id = ?
+
+-- name: build_state
+SELECT state FROM builds WHERE id = ?
+
+-- name: last_log
+SELECT time, message FROM logs WHERE build_id = ? ORDER BY seq DESC LIMIT 1
+
+-- name: log_at
+SELECT time, message FROM logs WHERE build_id = ? AND seq = ?

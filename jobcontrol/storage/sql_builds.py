@@ -1,0 +1,476 @@
+"""The builds of :class:`~jobcontrol.storage.sql.SqlStorage`: claims, the queue, finishes,
+heartbeats, cancel requests, reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from jobcontrol.errors import (
+    BuildNotFoundError,
+    JobAlreadyRunningError,
+)
+from jobcontrol.models import (
+    Build,
+    BuildState,
+    ExceptionInfo,
+    JobSummary,
+    LogRecord,
+    StoredValue,
+)
+from jobcontrol.storage.base import (
+    as_utc,
+    check_concurrency,
+    check_finished_state,
+)
+from jobcontrol.storage.queries import (
+    BUILD_COLUMNS,
+    MAX_IN_PARAMS,
+    SELECT_BUILD,
+    in_params,
+    job_summaries_sql,
+)
+from jobcontrol.storage.sql_core import MAX_CLAIMED_KEPT, SqlCore, _Claim, retried
+
+
+class SqlBuilds(SqlCore):
+    """Builds: a room of :class:`~jobcontrol.storage.sql.SqlStorage`."""
+
+    def claim_build(
+        self,
+        job_id: str,
+        *,
+        concurrency: int,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        host: str,
+        pid: int,
+        retry_of: int | None = None,
+        claim_token: str | None = None,
+    ) -> Build:
+        """See :meth:`Storage.claim_build`. ``claim_token``: a value unique to this claim,
+        written in its row (a claim whose answer was lost finds its row by it)."""
+        check_concurrency(concurrency)
+        definition_json = self._dumps(definition)
+        deps = {str(k): int(v) for k, v in dependency_builds.items()}
+        deps_json = self._dumps(deps)
+        with self._transaction() as cur:
+            self._lock_job(cur, job_id)
+            now = self.now()  # after connecting: the server's clock
+            stamp = self._time_param(now)
+            # one conditional statement (with the lock, one round trip to a server): the
+            # row goes in only while fewer than ``concurrency`` builds of the job run
+            build_id = self._insert_claim(
+                cur, self.sql["claim_build"],
+                (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
+                 stamp, stamp, stamp, host, pid, retry_of, claim_token,
+                 job_id, BuildState.RUNNING.value, concurrency),
+            )
+            if build_id is None:
+                cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
+                raise JobAlreadyRunningError(job_id, [row[0] for row in cur.fetchall()])
+        # the row as inserted, without reading it back: a query and its decoding saved on
+        # every build (the times as stored: microseconds, UTC)
+        started = as_utc(now)
+        build = Build(
+            id=build_id, job_id=job_id, state=BuildState.RUNNING,
+            definition=json.loads(definition_json), definition_hash=definition_hash,
+            dependency_builds=deps, created=started, started=started,
+            heartbeat=started, host=host, pid=pid, retry_of=retry_of,
+        )
+        # this object numbers the log records of the builds it claimed (only it writes a
+        # running build's log): no query for where a log ends, per batch
+        self._remember_claim(_Claim(build, definition_json, deps_json, 1))
+        return build
+
+    def _remember_claim(self, claim: _Claim) -> None:
+        """This object runs ``claim.build`` (it claimed it, or started it from the queue):
+        its writes to the build land only while the build runs (see :meth:`_fenced`)."""
+        if len(self._claimed) >= MAX_CLAIMED_KEPT:  # builds finished elsewhere: forget
+            self._claimed.clear()
+        self._claimed[claim.build.id] = claim
+
+    def enqueue_build(
+        self,
+        job_id: str,
+        *,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        dependency_builds: Mapping[str, int],
+        queue: str,
+        retry_of: int | None = None,
+    ) -> Build | None:
+        definition_json = self._dumps(definition)
+        deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        return self._enqueue(job_id, definition_json, definition_hash, deps_json, queue,
+                             retry_of, self._time_param(self.now()))
+
+    def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
+                 deps_json: str, queue: str, retry_of: int | None, created: Any
+                 ) -> Build | None:
+        """The body of :meth:`enqueue_build`, its creation time given (as stored)."""
+        with self._transaction() as cur:
+            if retry_of is not None:
+                # serialised per job, so two workers retrying one build cannot both insert
+                self._lock_job(cur, job_id)
+                cur.execute(self.sql["retry_of"], (retry_of,))
+                if cur.fetchone() is not None:
+                    return None
+            build_id = self._insert_id(
+                cur, self.sql["enqueue_build"],
+                (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
+                 created, retry_of, queue),
+            )
+            return self._fetch_build(cur, build_id)
+
+    def start_queued_build(
+        self,
+        build_id: int,
+        *,
+        concurrency: int,
+        host: str,
+        pid: int,
+        dependency_builds: Mapping[str, int] | None = None,
+    ) -> Build | None:
+        check_concurrency(concurrency)
+        deps_json = None if dependency_builds is None else self._dumps(
+            {str(k): int(v) for k, v in dependency_builds.items()})
+        return self._start_queued(build_id, concurrency, host, pid, deps_json,
+                                  self._time_param(self.now()))
+
+    def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
+                      deps_json: str | None, now: Any) -> Build | None:
+        """The body of :meth:`start_queued_build`, its start time given (as stored)."""
+        with self._transaction() as cur:
+            # the build's row, then its job: nothing holds a job's lock while it waits for
+            # a row another claim has locked, so the two orders cannot deadlock
+            cur.execute(self.sql["queued_build_locked"], (build_id,))
+            job_id = self._queued_job(cur.fetchone(), build_id)
+            if job_id is None:
+                return None
+            self._lock_job(cur, job_id)
+            cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
+            running = [r[0] for r in cur.fetchall()]
+            if len(running) >= concurrency:
+                raise JobAlreadyRunningError(job_id, running)
+            cur.execute(
+                self.sql["start_queued_build"],
+                (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
+                 BuildState.QUEUED.value),
+            )
+            build = self._fetch_build(cur, build_id)
+        # its JSON columns as stored are not at hand: its finish decodes them again
+        self._remember_claim(_Claim(build, "", "", None))
+        return build
+
+    @staticmethod
+    def _queued_job(row: Sequence[Any] | None, build_id: int) -> str | None:
+        """The job of a build to start, from its ``(job_id, state)``; None when it is not
+        queued any more, BuildNotFoundError when there is no such build."""
+        if row is None:
+            raise BuildNotFoundError(build_id)
+        job_id, state = row
+        return str(job_id) if state == BuildState.QUEUED.value else None
+
+    @retried("reading a build")
+    def get_retry(self, build_id: int) -> Build | None:
+        with self._cursor() as cur:
+            cur.execute(self.sql["get_retry"], (build_id,))
+            row = cur.fetchone()
+        return None if row is None else self._build_from_row(row)
+
+    @retried("finishing build {build_id}")
+    def finish_build(
+        self,
+        build_id: int,
+        state: BuildState,
+        *,
+        reason: str | None = None,
+        result: StoredValue | None = None,
+        exception: ExceptionInfo | None = None,
+        finished: datetime | None = None,
+    ) -> Build:
+        with self._transaction() as cur:
+            return self._finish(cur, build_id, state, reason, result, exception, finished)
+
+    def finish_build_with_logs(
+        self,
+        build_id: int,
+        state: BuildState,
+        *,
+        logs: Sequence[LogRecord],
+        reason: str | None = None,
+        result: StoredValue | None = None,
+        exception: ExceptionInfo | None = None,
+        commit_later: bool = False,
+    ) -> Build:
+        with self._transaction(commit=not commit_later) as cur:
+            if logs:
+                self._append(cur, build_id, logs)
+            build = self._finish(cur, build_id, state, reason, result, exception)
+            if commit_later:  # under the lock: no other thread begins a transaction meanwhile
+                self._pending.append((build_id, functools.partial(
+                    self._finish_again, build_id, state, list(logs), reason, result,
+                    exception)))
+        return build
+
+    def _finish_again(self, build_id: int, state: BuildState, logs: Sequence[LogRecord],
+                      reason: str | None, result: StoredValue | None,
+                      exception: ExceptionInfo | None) -> Build:
+        """Write a ``commit_later`` finish again on its own, the transaction it waited in
+        having failed (a dialect whose COMMIT can be in doubt looks first whether it
+        landed)."""
+        return self.finish_build_with_logs(build_id, state, logs=logs, reason=reason,
+                                           result=result, exception=exception)
+
+    def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
+                result: StoredValue | None, exception: ExceptionInfo | None,
+                finished: datetime | None = None) -> Build:
+        claimed = self._claimed.get(build_id)  # forgotten once finished: a failure keeps it
+        if (claimed is not None and self.update_returning and finished is None
+                and self._stored_as_given(reason, result, exception)):
+            build = self._finish_claimed(cur, claimed, state, reason, result, exception)
+        else:
+            row = self._finish_update(cur, build_id, state, reason, result, exception,
+                                      finished=finished)
+            # fenced off (or no RETURNING): as it stands
+            build = (self._fetch_build(cur, build_id) if row is None
+                     else self._build_from_row(row, claimed))
+        self._claimed.pop(build_id, None)
+        return build
+
+    def _finish_claimed(self, cur: Any, claim: _Claim, state: BuildState, reason: str | None,
+                        result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+        """The finish of a build this object claimed: the same conditional UPDATE, which
+        returns only what may have changed since the claim (the heartbeat, a cancel
+        request); the rest of the build is as claimed, or as written now."""
+        state = check_finished_state(state)
+        build = claim.build
+        finished = self.now()
+        self._notify_logs(cur, build.id)  # a follower stops at the outcome (or looks again)
+        cur.execute(self.sql["finish_claimed"], (
+            state.value, reason, self._time_param(finished),
+            result.kind if result else None, result.data if result else None,
+            exception.type if exception else None,
+            exception.message if exception else None,
+            exception.traceback if exception else None,
+            build.id, BuildState.QUEUED.value, BuildState.RUNNING.value,
+        ))
+        row = cur.fetchone()
+        if row is None:  # fenced off (or gone: BuildNotFoundError): as it stands
+            return self._fetch_build(cur, build.id)
+        heartbeat, cancel_requested, cancel_reason = row
+        return Build(
+            id=build.id, job_id=build.job_id, state=state, reason=reason,
+            definition=build.definition, definition_hash=build.definition_hash,
+            dependency_builds=build.dependency_builds, created=build.created,
+            started=build.started, finished=as_utc(finished), heartbeat=self._time(heartbeat),
+            host=build.host, pid=build.pid, result=result, exception=exception,
+            retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
+            cancel_reason=cancel_reason, queue=build.queue, pgid=build.pgid,
+        )
+
+    def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
+                       result: StoredValue | None, exception: ExceptionInfo | None,
+                       finished: datetime | None = None) -> Sequence[Any] | None:
+        """The finishing UPDATE: the row it changed (its :data:`BUILD_COLUMNS`) where the
+        database can return it, else None."""
+        state = check_finished_state(state)
+        # one conditional UPDATE: a late writer never overwrites a recorded outcome; it
+        # returns the row it changed where the database can (no second query)
+        # sent with the UPDATE (a NOTIFY is delivered at COMMIT, and once however often
+        # sent): a follower stops at the outcome, or looks again where it was fenced off
+        self._notify_logs(cur, build_id)
+        cur.execute(
+            self.sql["finish_build" if self.update_returning else "finish_build_no_returning"],
+            (
+                state.value, reason, self._time_param(finished or self.now()),
+                result.kind if result else None, result.data if result else None,
+                exception.type if exception else None,
+                exception.message if exception else None,
+                exception.traceback if exception else None,
+                build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
+            ),
+        )
+        return cur.fetchone() if self.update_returning else None
+
+    @retried("heartbeat")
+    def heartbeat(self, build_ids: Sequence[int]) -> set[int]:
+        ids = list(dict.fromkeys(build_ids))
+        if not ids:
+            return set()
+        beating: set[int] = set()
+        with self._transaction() as cur:
+            now = self._time_param(self.now())
+            for start in range(0, len(ids), MAX_IN_PARAMS):
+                chunk = ids[start:start + MAX_IN_PARAMS]
+                cur.execute(
+                    self._q(f"UPDATE builds SET heartbeat = ? "
+                            f"WHERE state = ? AND id IN ({in_params(chunk)})"),
+                    (now, BuildState.RUNNING.value, *chunk),
+                )
+                if cur.rowcount != len(chunk):  # some ended: which (rarely asked)
+                    cur.execute(
+                        self._q(f"SELECT id FROM builds "
+                                f"WHERE state = ? AND id IN ({in_params(chunk)})"),
+                        (BuildState.RUNNING.value, *chunk),
+                    )
+                    beating.update(row[0] for row in cur.fetchall())
+                else:
+                    beating.update(chunk)
+        return set(ids) - beating
+
+    @retried("recording the process group of build {build_id}")
+    def set_process_group(self, build_id: int, pgid: int) -> None:
+        with self._transaction() as cur:
+            cur.execute(self.sql["set_process_group"],
+                        (pgid, build_id, BuildState.RUNNING.value))
+        claim = self._claimed.get(build_id)
+        if claim is not None:  # its finish returns the build as claimed, with this
+            claim.build = dataclasses.replace(claim.build, pgid=pgid)
+
+    @retried("cancelling build {build_id}")
+    def request_cancel(self, build_id: int, reason: str) -> Build:
+        with self._transaction() as cur:
+            now = self._time_param(self.now())
+            cur.execute(
+                self.sql["cancel_queued"],
+                (BuildState.CANCELLED.value, reason, now, build_id, BuildState.QUEUED.value),
+            )
+            cur.execute(
+                self.sql["cancel_running"],
+                (now, reason, build_id, BuildState.RUNNING.value),
+            )
+            return self._fetch_build(cur, build_id)
+
+    @retried("reading cancel requests")
+    def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
+        ids = list(dict.fromkeys(build_ids))
+        found: dict[int, str] = {}
+        with self._cursor() as cur:
+            for start in range(0, len(ids), MAX_IN_PARAMS):
+                chunk = ids[start:start + MAX_IN_PARAMS]
+                cur.execute(
+                    self._q(f"SELECT id, cancel_reason FROM builds WHERE state = ? "
+                            f"AND cancel_requested IS NOT NULL AND id IN ({in_params(chunk)})"),
+                    (BuildState.RUNNING.value, *chunk),
+                )
+                found.update((int(build_id), reason or "") for build_id, reason in cur)
+        return found
+
+    @retried("recording a build of {job_id!r}", in_doubt_ok=False)
+    def record_build(
+        self,
+        job_id: str,
+        state: BuildState,
+        *,
+        reason: str,
+        definition: Mapping[str, Any],
+        definition_hash: str,
+        host: str,
+        pid: int,
+    ) -> Build:
+        state = check_finished_state(state)
+        with self._transaction() as cur:
+            now = self._time_param(self.now())
+            build_id = self._insert_id(
+                cur, self.sql["record_build"],
+                (job_id, state.value, reason, self._dumps(definition), definition_hash,
+                 now, now, now, host, pid),
+            )
+            return self._fetch_build(cur, build_id)
+
+    @retried("reading a build")
+    def get_build(self, build_id: int) -> Build:
+        with self._cursor() as cur:
+            return self._fetch_build(cur, build_id)
+
+    @retried("listing builds")
+    def list_builds(
+        self,
+        job_id: str | None = None,
+        *,
+        states: Sequence[BuildState] | None = None,
+        limit: int | None = None,
+        before_id: int | None = None,
+    ) -> list[Build]:
+        where: list[str] = []
+        params: list[Any] = []
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        if states is not None:
+            values = sorted({BuildState(s).value for s in states})
+            if not values:
+                return []
+            where.append(f"state IN ({in_params(values)})")
+            params.extend(values)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        sql = SELECT_BUILD
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), params)
+            return [self._build_from_row(row) for row in cur.fetchall()]
+
+    def _summaries_query(self, wanted: set[str] | None) -> tuple[str, list[Any]]:
+        """The statement :meth:`job_summaries` runs, in the driver's paramstyle, with its
+        parameters (``benchmarks/status_query.py`` EXPLAINs it). More jobs than
+        :data:`MAX_IN_PARAMS`: all are read, and the caller filters."""
+        params = sorted(wanted) if wanted is not None and len(wanted) <= MAX_IN_PARAMS else []
+        sql = job_summaries_sql(self.id_list_sql, len(params) if params else None)
+        return self._q(sql), params
+
+    def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
+        wanted = None if job_ids is None else set(job_ids)  # an iterator is read once
+        if wanted is not None and not wanted:
+            return {}
+        return self._summaries(wanted)
+
+    @retried("reading status")
+    def _summaries(self, wanted: set[str] | None) -> dict[str, JobSummary]:
+        sql, params = self._summaries_query(wanted)
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+        width = len(BUILD_COLUMNS)
+        summaries: dict[str, JobSummary] = {}
+        for row in rows:
+            running_ids = row[0]
+            last = self._build_from_row(row[1:1 + width])
+            success_row = row[1 + width:]
+            if wanted is not None and last.job_id not in wanted:
+                continue
+            running = sorted(int(i) for i in str(running_ids).split(",")) if running_ids else []
+            if success_row[0] is None:
+                last_success = None
+            elif success_row[0] == last.id:  # most often the newest build is the newest success
+                last_success = last
+            else:
+                last_success = self._build_from_row(success_row)
+            summaries[last.job_id] = JobSummary(
+                job_id=last.job_id,
+                last_build=last,
+                last_success=last_success,
+                running=tuple(running),
+            )
+        return summaries
+
+    @retried("deleting build {build_id}", in_doubt_ok=False)
+    def delete_build(self, build_id: int) -> None:
+        with self._transaction() as cur:
+            # logs and progress go with it: ON DELETE CASCADE
+            cur.execute(self.sql["delete_build"], (build_id,))
+            if cur.rowcount == 0:
+                raise BuildNotFoundError(build_id)
