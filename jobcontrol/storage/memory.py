@@ -44,7 +44,7 @@ SCHEMA_VERSION = 1
 def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy through JSON: the same normalisation (tuples → lists) a SQL backend does."""
     try:
-        return json.loads(json.dumps(dict(value)))  # type: ignore[no-any-return]
+        return json.loads(json.dumps(dict(value)))
     except (TypeError, ValueError) as exc:
         raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
 

@@ -15,7 +15,7 @@ except ImportError:  # the extra is not installed: PostgreSQLStorage says which 
 _CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else object
 
 
-class Cursor(_CursorBase):  # type: ignore[misc]
+class Cursor(_CursorBase):
     """A cursor that stores a string with NUL characters rather than fail on it, and sends
     the statements whose result nobody reads (``BEGIN``, a lock, a ``NOTIFY``, a few log
     rows: :meth:`defer`) with the next one, in its round trip: the one seam that keeps a
