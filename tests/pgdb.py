@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 
 from jobcontrol.reaper import process_alive
-from jobcontrol.storage.postgresql import PostgreSQLStorage
+from jobcontrol.storage.postgresql import PostgreSQLStorage, parse_url
 
 #: the variable naming the server (any database on it: tests make their own)
 ENV = "JOBCONTROL_TEST_POSTGRESQL"
@@ -175,3 +175,15 @@ class TestDatabases:
                 self._admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         self._admin.execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
         self._admin.close()
+
+
+def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from a connection of our own (autocommit), closed before returning."""
+    conn = psycopg2.connect(parse_url(url)[0])
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)  # no parameters: a % is just a %
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()

@@ -27,6 +27,7 @@ psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psyco
 
 from jobcontrol.storage.postgresql import PostgreSQLStorage  # noqa: E402
 from jobcontrol.storage.postgresql_cursor import Cursor  # noqa: E402 (needs psycopg2)
+from tests.pgdb import query  # noqa: E402 (needs psycopg2)
 
 ROOT = Path(__file__).parent.parent
 
@@ -35,17 +36,6 @@ JOBS = 20
 RUNS = 15
 #: seconds between two rounds of terminating every connection to the database
 EVERY = 0.05
-
-
-def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 @contextlib.contextmanager
@@ -144,7 +134,6 @@ def test_a_claim_cut_off_twice_is_found_once(pg_url: str, monkeypatch: pytest.Mo
             (first.id, "a", "success"), (build.id, "job", "running")]
         done = storage.finish_build(build.id, BuildState.SUCCESS)
         assert done.state is BuildState.SUCCESS
-
 
 
 def commit_late(monkeypatch: pytest.MonkeyPatch, url: str) -> None:

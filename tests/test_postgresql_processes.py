@@ -13,11 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.pgdb import RESTART_ENV
+from tests.pgdb import RESTART_ENV, query
 from tests.support import make_project
 
 psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psycopg2-binary")
@@ -136,17 +135,6 @@ def test_twenty_builds_at_once_one_runs(tmp_path: Path, pg_url: str) -> None:
         launcher.stdout.close()
     builds = query(pg_url, "SELECT id, state FROM builds ORDER BY id")
     assert builds == [(n, "success") for n in range(1, ROUNDS + 1)]
-
-
-def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql, params or None)  # no parameters: a % is just a %
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def restart_server() -> None:

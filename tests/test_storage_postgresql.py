@@ -32,6 +32,7 @@ psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psyco
 from jobcontrol.storage import postgresql  # noqa: E402 (needs psycopg2)
 from jobcontrol.storage.postgresql import PostgreSQLStorage, parse_url  # noqa: E402
 from jobcontrol.storage.postgresql_cursor import Cursor  # noqa: E402 (needs psycopg2)
+from tests.pgdb import query  # noqa: E402 (needs psycopg2)
 
 ROOT = Path(__file__).parent.parent
 LATEST = len(load_migrations("postgresql"))
@@ -45,18 +46,6 @@ def claim(storage: PostgreSQLStorage, job_id: str = "job", concurrency: int = 1)
 
 def record(message: str) -> LogRecord:
     return LogRecord(utcnow(), logging.INFO, "test", message)
-
-
-def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows from a connection of our own, closed before returning."""
-    conn = psycopg2.connect(parse_url(url)[0])
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 @pytest.fixture
