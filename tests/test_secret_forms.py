@@ -17,8 +17,8 @@ import pytest
 from jobcontrol.core import JobControl
 from jobcontrol.secrets import Masker
 from jobcontrol.web import create_app
+from tests.pgdb import query
 from tests.processes import Project
-from tests.test_storage_postgresql import query
 
 SECRET = "p@ss'w\"o\\rd/+="
 ENV = {"JC_FORMS_SECRET": SECRET}
