@@ -85,14 +85,15 @@ def test_two_schedulers_on_one_storage_run_each_instant_once(
     schedulers = [scheduler_project.start("scheduler") for _ in range(2)]
     storage = open_storage(scheduler_project.storage_url)
     try:
-        def both_ran_enough() -> bool:
+        # both try to claim every instant; which one wins each is a race (one may win them
+        # all): what must hold is that each instant is taken on once, by either
+        def enough_ran() -> bool:
             runs = [run for run in storage.scheduled_runs("fast") if run.outcome != "baseline"]
-            return (sum(run.outcome == "started" for run in runs) >= SCHEDULER_INSTANTS
-                    and len({run.pid for run in runs}) == 2)
+            return sum(run.outcome == "started" for run in runs) >= SCHEDULER_INSTANTS
 
         deadline = time.monotonic() + 60
-        while not both_ran_enough():
-            assert time.monotonic() < deadline, "the two schedulers did not both run instants"
+        while not enough_ran():
+            assert time.monotonic() < deadline, "the schedulers did not run the instants"
             assert all(scheduler.poll() is None for scheduler in schedulers)
             time.sleep(0.1)
     finally:
