@@ -154,8 +154,11 @@ class OutcomeNotRecordedError(StorageError):
     or unreachable database), retried for ``runner.outcome_retry``: its record is
     incomplete until the next command that can write marks it abandoned."""
 
-    def __init__(self, message: str, build_id: int | None = None) -> None:
+    def __init__(self, message: str, build_id: int | None = None,
+                 outcome: str | None = None) -> None:
         self.build_id = build_id
+        #: how that build ended, where known ("build 7 (report) ended success")
+        self.outcome = outcome
         super().__init__(message)
 
 

@@ -45,13 +45,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 #: a module longer than this is asking to be split
 MAX_LINES = 600
 #: modules longer today, each with what shortens it (this list only shrinks)
-KNOWN_LONG: dict[str, str] = {
-    "jobcontrol/storage/postgresql.py":
-        "issue 18: its LISTEN/NOTIFY waiting (about 75 lines) to a module of its own",
-    "jobcontrol/execution/local.py":
-        "issue 18: the storage writer (held logs, outcome retry, commit_pending) to a module "
-        "of its own, once commit_later's rule lives in storage",
-}
+KNOWN_LONG: dict[str, str] = {}
 
 
 MODULES: dict[str, Path] = package_modules("jobcontrol")

@@ -121,6 +121,7 @@ def test_a_claim_cut_off_twice_is_found_once(pg_url: str, monkeypatch: pytest.Mo
         first = storage.claim_build("a", concurrency=1, definition={}, definition_hash="",
                                     dependency_builds={}, host="h", pid=1)
         if pending:  # the claim carries the previous build's COMMIT
+            storage.pending_commit_delay = 3600  # (not the storage's commit timer)
             storage.finish_build_with_logs(first.id, BuildState.SUCCESS, logs=[],
                                            commit_later=True)
         else:

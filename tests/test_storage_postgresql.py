@@ -271,6 +271,7 @@ def test_nul_characters_are_stored_as_replacement_characters(pg: PostgreSQLStora
     done = pg.finish_build(build.id, BuildState.FAILED, reason="bad \x00 byte")
     assert done.reason == "bad \ufffd byte"
     later = claim(pg, "other")  # a finish left for the next claim to commit reads back too
+    pg.pending_commit_delay = 3600
     done = pg.finish_build_with_logs(later, BuildState.FAILED, logs=[], commit_later=True,
                                      reason="late \x00 byte")
     assert done.reason == "late \ufffd byte"
@@ -452,6 +453,9 @@ def test_a_queueing_cut_off_makes_one_build(
 
 
 def finish_later(storage: PostgreSQLStorage, build_id: int, *messages: str) -> None:
+    """Leave the outcome for the next write to commit (and not for the storage's commit
+    timer, which :func:`test_a_pending_outcome_is_committed_by_the_storage_alone` tests)."""
+    storage.pending_commit_delay = 3600
     storage.finish_build_with_logs(build_id, BuildState.SUCCESS,
                                    logs=[record(m) for m in messages], commit_later=True)
 
@@ -474,6 +478,23 @@ def test_a_pending_outcome_is_committed_with_the_next_claim(pg: PostgreSQLStorag
     second = claim(pg, "b")
     assert seen(pg_url) == [(first, "success"), (second, "running")]
     assert logged(pg_url) == [(first, 1, "one"), (first, 2, "two")]
+    assert our_states(pg_url) == ["idle"]
+
+
+def test_a_pending_outcome_is_committed_by_the_storage_alone(pg: PostgreSQLStorage,
+                                                             pg_url: str) -> None:
+    """No write follows, and nobody calls commit_pending: the storage commits the outcome
+    itself within its ``pending_commit_delay``, and leaves no transaction open."""
+    first = claim(pg, "a")
+    pg.pending_commit_delay = 0.2
+    pg.finish_build_with_logs(first, BuildState.SUCCESS, logs=[record("one")],
+                              commit_later=True)
+    assert seen(pg_url) == [(first, "running")]  # left pending...
+    deadline = time.monotonic() + 10
+    while seen(pg_url) != [(first, "success")]:  # ...then committed, untouched
+        assert time.monotonic() < deadline, "the pending outcome was never committed"
+        time.sleep(0.01)
+    assert logged(pg_url) == [(first, 1, "one")]
     assert our_states(pg_url) == ["idle"]
 
 

@@ -317,6 +317,9 @@ def test_claims_race_across_processes(tmp_path: Path) -> None:
 
 
 def finish_later(storage: SQLiteStorage, build_id: int, message: str = "done") -> None:
+    """Leave the outcome for the next write to commit (and not for the storage's commit
+    timer, which :func:`test_a_pending_outcome_is_committed_by_the_storage_alone` tests)."""
+    storage.pending_commit_delay = 3600
     storage.finish_build_with_logs(
         build_id, BuildState.SUCCESS, logs=[LogRecord(utcnow(), 20, "job", message)],
         commit_later=True)
@@ -337,6 +340,21 @@ def test_a_pending_outcome_is_committed_with_the_next_claim(tmp_path: Path) -> N
         assert states(path) == [(first, "success"), (second, "running")]
         assert query(path, "SELECT message FROM logs WHERE build_id = ?", (first,)) == [
             ("done",)]
+
+
+def test_a_pending_outcome_is_committed_by_the_storage_alone(tmp_path: Path) -> None:
+    """No write follows, and nobody calls commit_pending: the storage commits the outcome
+    itself within its ``pending_commit_delay``; the caller owes nothing for it."""
+    path = tmp_path / "jobs.db"
+    with SQLiteStorage(path) as storage:
+        first = claim(storage, "a")
+        storage.pending_commit_delay = 0.2
+        storage.finish_build_with_logs(first, BuildState.SUCCESS, logs=[], commit_later=True)
+        assert states(path) == [(first, "running")]  # left pending...
+        deadline = time.monotonic() + 10
+        while states(path) != [(first, "success")]:  # ...then committed, untouched
+            assert time.monotonic() < deadline, "the pending outcome was never committed"
+            time.sleep(0.01)
 
 
 def test_commit_pending_and_close_commit_a_pending_outcome(tmp_path: Path) -> None:

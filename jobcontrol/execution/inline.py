@@ -26,7 +26,7 @@ from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
-    from jobcontrol.execution.local import Running
+    from jobcontrol.execution.running import Running
 
 
 class InlineBuilds:

@@ -14,13 +14,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol.errors import OutcomeNotRecordedError, StorageError
+from jobcontrol.errors import StorageError
 from jobcontrol.execution.inline import InlineBuilds
 from jobcontrol.execution.observer import BuildObserver
+from jobcontrol.execution.recorder import Recorder, ended
 from jobcontrol.execution.runner import (
     BuildInterrupted,
     ChildProcess,
@@ -29,6 +29,7 @@ from jobcontrol.execution.runner import (
     Outcome,
     outcome_from_status,
 )
+from jobcontrol.execution.running import Running, held_size, holds_too_much, shed
 from jobcontrol.models import Build, BuildState, LogRecord, ProgressItem
 from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text
@@ -39,16 +40,6 @@ if TYPE_CHECKING:
     from jobcontrol.execution.forkserver import ForkServer
 
 _READ_SIZE = 1 << 16
-#: bytes of log records (roughly) kept in memory for a build while the storage refuses
-#: them; past this the oldest are dropped, and counted: an outage must not eat the memory
-MAX_HELD_BYTES = 64 << 20
-#: what a log record costs in memory besides its text (its object, time, logger)
-_RECORD_OVERHEAD = 400
-#: the longest pause between two tries of a storage that refuses writes, in seconds
-MAX_WRITE_PAUSE = 5.0
-#: seconds before a storage that refuses writes again (some fit, on a disk nearly full) is
-#: warned about again
-WARN_AGAIN_AFTER = 300.0
 #: seconds between two looks for cancel requests (``jobcontrol cancel`` from anywhere)
 CANCEL_POLL_INTERVAL = 1.0
 
@@ -57,33 +48,6 @@ logger = logging.getLogger(__name__)
 
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc)
-
-
-@dataclass
-class Running:
-    """One build in flight, with what it produced that is not stored yet."""
-
-    build: Build
-    timeout: float | None
-    child: ChildProcess | None = None
-    #: splits the child's frame pipe (None for an inline build: it has no pipe)
-    reader: FrameReader | None = None
-    partial: dict[int, bytes] = field(default_factory=dict)
-    logs: list[LogRecord] = field(default_factory=list)
-    progress: dict[tuple[str, ...], ProgressItem] = field(default_factory=dict)
-    outcome: Outcome | None = None
-    stop: Outcome | None = None
-    kill_at: float | None = None
-    started: float = field(default_factory=time.monotonic)
-    open_fds: set[int] = field(default_factory=set)
-    #: the size of ``logs`` in memory, roughly (see :data:`MAX_HELD_BYTES`)
-    held_bytes: int = 0
-    #: records dropped because the storage refused them too long
-    lost_records: int = 0
-    #: while the storage refuses the outcome: until when it is tried (``time.monotonic()``),
-    #: and when next (the loop serves the other builds meanwhile)
-    record_by: float | None = None
-    record_at: float = 0.0
 
 
 class LocalExecutor:
@@ -95,10 +59,11 @@ class LocalExecutor:
 
     A storage that refuses writes (a full disk, a read-only or unreachable database) is
     warned about once, and tried again after a pause that doubles up to
-    :data:`MAX_WRITE_PAUSE`: the jobs go on meanwhile, their log records held in memory (up
-    to :data:`MAX_HELD_BYTES` a build, the oldest dropped past it and counted in the
-    record). An outcome is tried again for ``outcome_retry`` seconds, the other builds
-    served meanwhile; then :class:`OutcomeNotRecordedError`.
+    ``MAX_WRITE_PAUSE`` (:mod:`~jobcontrol.execution.recorder`): the jobs go on
+    meanwhile, their log records held in memory (up to ``MAX_HELD_BYTES`` a build, the
+    oldest dropped past it and counted in the record: :mod:`~jobcontrol.execution.running`).
+    An outcome is tried again for ``outcome_retry`` seconds, the other builds served
+    meanwhile; then :class:`OutcomeNotRecordedError`.
     """
 
     def __init__(
@@ -112,29 +77,12 @@ class LocalExecutor:
         flush_records: int = 2000,
         masker: Masker | None = None,
         cancel_poll_interval: float = CANCEL_POLL_INTERVAL,
-        defer_commits: bool = False,
         outcome_retry: float = 300.0,
     ) -> None:
         self.storage = storage
         self.outcome_retry = outcome_retry
-        #: the storage's error while it refuses writes (None: the last write went in)
-        self._write_fault: str | None = None
-        #: when to try a refused write again (``time.monotonic()``), and the pause after
-        self._write_retry_at = 0.0
-        self._write_pause = 0.0
-        #: when that was last warned about (``time.monotonic()``; None: never)
-        self._write_warned: float | None = None
-        #: outcomes left for the storage to commit later until it did: what each was, by
-        #: build id ("build 7 (report) ended success")
-        self._uncommitted: dict[int, str] = {}
-        #: while the storage refuses to commit them: until when that is tried, and when next
-        self._commit_by: float | None = None
-        self._commit_at = 0.0
-        #: outcomes may be left for the storage to commit with its next write (the caller's
-        #: claim of the next build): see ``Storage.finish_build_with_logs(commit_later)``.
-        #: :meth:`wait` commits them before it blocks; the caller, before anything else
-        #: that may wait, and at the end
-        self.defer_commits = defer_commits
+        self.recorder = Recorder(storage, outcome_retry=outcome_retry,
+                                 first_pause=flush_interval)
         self.observer = observer or BuildObserver()
         self.masker = masker or Masker()
         self.heartbeat_interval = heartbeat_interval
@@ -148,7 +96,7 @@ class LocalExecutor:
         self._stop_request: tuple[BuildState, str] | None = None
         self._inline = InlineBuilds(
             storage, self.masker, handle=self._handle, finish=self._finish,
-            running_ids=lambda: list(self._running), refused=self._write_refused,
+            running_ids=lambda: list(self._running), refused=self.recorder.refused,
             heartbeat_interval=heartbeat_interval, cancel_poll_interval=cancel_poll_interval)
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
@@ -270,8 +218,6 @@ class LocalExecutor:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            if self.defer_commits and self._uncommitted:  # about to block: commit them
-                self._commit_or_retry(now)
             self._poll(self._next_wakeup(now, deadline))
         finished, self._finished = self._finished, []
         return finished
@@ -286,8 +232,6 @@ class LocalExecutor:
             wake = min(wake, self._last_flush + self.flush_interval)
         wake = min(wake, self._last_heartbeat + self.heartbeat_interval)
         wake = min(wake, self._last_cancel_poll + self.cancel_poll_interval)
-        if self._commit_by is not None:
-            wake = min(wake, self._commit_at)
         for entry in self._running.values():
             if entry.record_by is not None:
                 wake = min(wake, entry.record_at)
@@ -334,7 +278,7 @@ class LocalExecutor:
                 try:
                     ended = self.storage.heartbeat(ids)
                 except StorageError as exc:  # the next beat tries again
-                    self._write_refused(exc)
+                    self.recorder.refused(exc)
                 else:
                     for build_id in ended:
                         self._stop_ended(build_id, now)
@@ -362,7 +306,7 @@ class LocalExecutor:
         try:
             requests = self.storage.cancel_requests(ids)
         except StorageError as exc:  # the next poll tries again
-            self._write_refused(exc)
+            self.recorder.refused(exc)
             return
         for build_id, reason in requests.items():
             entry = self._running[build_id]
@@ -413,11 +357,11 @@ class LocalExecutor:
                 None if exc_text is None else clean_text(exc_text, MAX_TRACEBACK, mask),
             )
             entry.logs.append(record)
-            entry.held_bytes += _held_size(record)
+            entry.held_bytes += held_size(record)
             self.observer.build_log(entry.build, record)
-            if (len(entry.logs) >= self.flush_records or entry.held_bytes > MAX_HELD_BYTES) \
-                    and not self._flush(entry):
-                _shed(entry)
+            if (len(entry.logs) >= self.flush_records or holds_too_much(entry)) \
+                    and not self.recorder.flush(entry):
+                shed(entry)
         elif kind == "progress":
             _, group, current, total, message, created = frame
             if message is not None:
@@ -472,63 +416,16 @@ class LocalExecutor:
 
     # -- storage -------------------------------------------------------------------------------
 
-    def _flush(self, entry: Running) -> bool:
-        """Write what the build produced; False if the storage refused it (or is in its
-        pause after refusing): it is kept for the next try."""
-        if not (entry.logs or entry.progress):
-            return True
-        if self._write_fault is not None and time.monotonic() < self._write_retry_at:
-            return False
-        try:
-            if entry.logs:
-                self.storage.append_logs(entry.build.id, entry.logs)
-                entry.logs = []
-                entry.held_bytes = 0
-            if entry.progress:
-                self.storage.set_progress(entry.build.id, list(entry.progress.values()))
-                entry.progress = {}
-        except StorageError as exc:
-            self._write_refused(exc)
-            return False
-        self._write_taken()
-        return True
-
-    def _write_refused(self, exc: StorageError) -> None:
-        """The storage failed (a write, mostly): say so once (once in
-        :data:`WARN_AGAIN_AFTER`), and pause before the next try."""
-        now = time.monotonic()
-        if self._write_fault is None:
-            if self._write_warned is None or now - self._write_warned >= WARN_AGAIN_AFTER:
-                self._write_warned = now
-                logger.warning(
-                    "%s: log records are held in memory until the storage takes them again; "
-                    "a build's outcome is tried for %s", exc,
-                    format_duration(self.outcome_retry))
-            self._write_pause = self.flush_interval
-        else:
-            self._write_pause = min(self._write_pause * 2, MAX_WRITE_PAUSE)
-        self._write_fault = str(exc)
-        self._write_retry_at = now + self._write_pause
-
-    def _write_taken(self) -> None:
-        if self._write_fault is not None:
-            logger.info("the storage takes writes again")
-            self._write_fault = None
-
-    def commit_pending(self) -> None:
-        """Commit the outcomes left for the storage to commit later (``defer_commits``),
-        trying again for ``outcome_retry`` seconds an outcome it refuses (this waits: call
-        it where no build runs, or before something that will)."""
-        while self._uncommitted:
-            now = time.monotonic()
-            self._commit_or_retry(now)
-            if self._uncommitted:
-                time.sleep(max(0.0, self._commit_at - now))
+    def commit_outcomes(self) -> None:
+        """At the end of a run: commit the outcomes the storage holds for its next write,
+        trying one it refuses for ``outcome_retry`` seconds (this waits: call it where no
+        build runs)."""
+        self.recorder.commit_outcomes(lambda: self._stop_request is not None)
 
     def _flush_all(self) -> None:
         self._last_flush = time.monotonic()
         for entry in self._running.values():
-            self._flush(entry)
+            self.recorder.flush(entry)
 
     def _finish(self, entry: Running) -> None:
         assert entry.outcome is not None
@@ -549,20 +446,19 @@ class LocalExecutor:
         outcome = entry.outcome
         assert outcome is not None
         try:
-            build = self._write_outcome(entry, outcome)
+            build = self.recorder.write_outcome(entry, outcome)
         except StorageError as exc:
             now = time.monotonic()
             if entry.record_by is None:
                 entry.record_by = now + self.outcome_retry
             if now >= entry.record_by or self._stop_request is not None:
-                raise self._not_recorded(exc, _ended(entry.build, outcome),
-                                         self._tried(now, entry.record_by)) from exc
-            self._write_refused(exc)
-            entry.record_at = min(self._write_retry_at, entry.record_by)  # a last try then
+                raise self.recorder.not_recorded(
+                    exc, ended(entry.build, outcome),
+                    self.recorder.tried(now, entry.record_by)) from exc
+            self.recorder.refused(exc)
+            entry.record_at = min(self.recorder.retry_at, entry.record_by)  # a last try then
             return
-        self._write_taken()
-        if self.defer_commits:
-            self._uncommitted[build.id] = _ended(entry.build, outcome)
+        self.recorder.taken()
         if build.state is not outcome.state or build.reason != outcome.reason:
             # fenced off: someone else decided this build's fate first (abandoned, say);
             # the record stays as they left it (nothing of this runner's is written to it)
@@ -572,88 +468,3 @@ class LocalExecutor:
         del self._running[entry.build.id]
         self._finished.append(build)
         self.observer.build_finished(build)
-
-    def _write_outcome(self, entry: Running, outcome: Outcome) -> Build:
-        """Flush the last records and record the outcome."""
-        if entry.progress:
-            self.storage.set_progress(entry.build.id, list(entry.progress.values()))
-            entry.progress = {}
-        # the last records and the outcome in one transaction where the storage can; left
-        # to commit later only while the storage takes writes
-        build = self.storage.finish_build_with_logs(
-            entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
-            result=outcome.result, exception=outcome.exception,
-            commit_later=self.defer_commits and self._write_fault is None,
-        )
-        entry.logs = []
-        return build
-
-    def _commit_or_retry(self, now: float) -> None:
-        """In the loop, before it waits: commit the outcomes left to commit later. Where
-        the storage refuses one, try again at a later pass (the builds running are served
-        meanwhile), as :meth:`_record` does."""
-        if self._commit_by is not None and now < self._commit_at:
-            return
-        try:
-            self.storage.commit_pending()
-        except StorageError as exc:
-            if self._commit_by is None:
-                self._commit_by = now + self.outcome_retry
-            if now >= self._commit_by or self._stop_request is not None:
-                raise self._not_recorded(exc, None, self._tried(now, self._commit_by)
-                                         ) from exc
-            self._write_refused(exc)
-            self._commit_at = min(self._write_retry_at, self._commit_by)
-            return
-        self._commit_by = None
-        self._uncommitted.clear()
-
-    def _tried(self, now: float, deadline: float) -> str:
-        """How long an outcome was tried, for :meth:`_not_recorded`."""
-        if now >= deadline:
-            return f"for {format_duration(self.outcome_retry)}"
-        return "until the runner was asked to stop"
-
-    def _not_recorded(self, exc: StorageError, outcome: str | None, tried: str
-                      ) -> OutcomeNotRecordedError:
-        """The error that gives up on ``outcome`` (and on every outcome the storage kept
-        to write again: they are reported here, once)."""
-        build_id: int | None = None
-        cause: BaseException = exc
-        if isinstance(exc, OutcomeNotRecordedError):  # one the storage kept: its error
-            build_id, cause = exc.build_id, exc.__cause__ or exc
-        if outcome is None:
-            outcome = ("a build" if build_id is None
-                       else self._uncommitted.get(build_id, f"build {build_id}"))
-        others = [f"build {i}" for i in self.storage.give_up_pending() if i != build_id]
-        also = f" (nor those of {', '.join(others)})" if others else ""
-        return OutcomeNotRecordedError(
-            f"{outcome}, but the storage refused its outcome{also} {tried}: {cause}. The "
-            f"record is incomplete: the next command that can write marks the build "
-            f"abandoned", build_id)
-
-
-def _ended(build: Build, outcome: Outcome) -> str:
-    """How a build ended, for a message: "build 7 (report) ended success"."""
-    return f"build {build.id} ({build.job_id}) ended {outcome.state}"
-
-
-def _held_size(record: LogRecord) -> int:
-    """What a log record held in memory costs, roughly, in bytes."""
-    return _RECORD_OVERHEAD + len(record.message) + len(record.exception or "")
-
-
-def _shed(entry: Running) -> None:
-    """Drop the oldest log records held past :data:`MAX_HELD_BYTES` (a tenth more, so
-    that this is not done for each record), counting them."""
-    if entry.held_bytes <= MAX_HELD_BYTES:
-        return
-    keep = MAX_HELD_BYTES - MAX_HELD_BYTES // 10
-    dropped = 0
-    for record in entry.logs:
-        if entry.held_bytes <= keep:
-            break
-        entry.held_bytes -= _held_size(record)
-        dropped += 1
-    del entry.logs[:dropped]
-    entry.lost_records += dropped

@@ -65,11 +65,9 @@ class BuildRun:
         #: an executor made here is closed at the end of the run (its threads and fork
         #: server go; a long-lived process such as the scheduler makes many runs)
         self._own_executor = executor is None
-        # an executor made here leaves each outcome to be committed with the next claim (one
-        # commit a build instead of two); this run commits it before it waits, and at its end
         self.executor = executor or LocalExecutor(
             storage, self.observer, heartbeat_interval=config.runner.heartbeat,
-            kill_grace=config.runner.kill_grace, masker=config.masker, defer_commits=True,
+            kill_grace=config.runner.kill_grace, masker=config.masker,
             outcome_retry=config.runner.outcome_retry,
         )
         self.deps = config.dependencies
@@ -117,7 +115,6 @@ class BuildRun:
                 for build in finished:
                     self._record(build)
                 if not self.executor.running and self._retries and not finished:
-                    self.executor.commit_pending()
                     time.sleep(min(0.2, self._retry_wait() or 0.0))
                 elif not finished and len(pending) == before and pending \
                         and not self.executor.running:  # the plan is acyclic: never
@@ -137,11 +134,12 @@ class BuildRun:
 
     @contextlib.contextmanager
     def _committing(self) -> Iterator[None]:
-        """Commit the outcomes the executor left pending when the run ends, however."""
+        """A run leaves no outcome pending when it ends, however (the storage would commit
+        it within ``PENDING_COMMIT_DELAY``; a caller may read it from elsewhere sooner)."""
         try:
             yield
         finally:
-            self.executor.commit_pending()
+            self.executor.commit_outcomes()
 
     @contextlib.contextmanager
     def _closing_executor(self, close: bool) -> Iterator[None]:
@@ -263,8 +261,6 @@ class BuildRun:
         if self._schedule_retry(job_id, build):
             return  # the last attempt is the one that may be news
         if self.notifier is not None:
-            if build.job_id in self.notifier.policies:
-                self.executor.commit_pending()  # sending may take a while
             for problem in self.notifier.build_finished(build):
                 self.observer.notification_failed(build, problem)
         self._finished[job_id] = build.state

@@ -174,19 +174,21 @@ class Storage(abc.ABC):
         """:meth:`append_logs` then :meth:`finish_build`; a backend may do both in one
         transaction (the SQL ones do), saving a commit on every build.
 
-        ``commit_later``: the caller is about to write again (claim the next build of a
-        run, say) and promises to call :meth:`commit_pending` before anything that may
-        wait. A backend may then leave the outcome uncommitted until that next write, which
-        commits both: a run of quick builds pays one commit a build, not two. Until then
-        other processes do not see the outcome; the build is returned as recorded all the
-        same. A backend that cannot (or need not) ignores it."""
+        ``commit_later``: the caller may write again soon (claim the next build of a run,
+        say). A backend may then leave the outcome uncommitted for that next write to
+        commit with its own (a run of quick builds pays one commit a build, not two), but
+        commits it itself should no write come within
+        :data:`~jobcontrol.storage.commit_timer.PENDING_COMMIT_DELAY`: the caller owes
+        nothing for it. Until then other processes do not see the outcome; the build is
+        returned as recorded all the same. A backend that cannot (or need not) ignores it."""
         self.append_logs(build_id, logs)
         return self.finish_build(build_id, state, reason=reason, result=result,
                                  exception=exception)
 
     def commit_pending(self) -> None:  # noqa: B027 - a no-op is right for most backends
-        """Commit what ``finish_build_with_logs(commit_later=True)`` left pending (nothing
-        by default). :meth:`close` does it too. An outcome that cannot be written raises
+        """Commit now what ``finish_build_with_logs(commit_later=True)`` left pending
+        (nothing by default), rather than within ``PENDING_COMMIT_DELAY``. :meth:`close`
+        does it too. An outcome that cannot be written raises
         :class:`~jobcontrol.errors.OutcomeNotRecordedError` naming its build, and is kept:
         the next call tries it again."""
 

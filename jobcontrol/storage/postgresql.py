@@ -9,7 +9,7 @@ The operations are the SQL base's (:mod:`jobcontrol.storage.sql`); what is Postg
 - Reads run in autocommit; writes are explicit ``BEGIN ... COMMIT`` that always end, so no
   connection is left ``idle in transaction``, but for the moment between a build's outcome
   and the run's next claim (``finish_build_with_logs(commit_later=True)``), which that claim
-  commits with its own work.
+  commits with its own work (or the storage's commit timer, within 50 ms).
 - A claim serialises on ``pg_advisory_xact_lock`` of its job, a migration on one of its
   schema: correct across processes and hosts, released when the transaction ends.
 - Statements whose result nobody reads (``BEGIN``, the claim's lock, ``NOTIFY``, a batch of
@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import select
 import threading
 import time
 import uuid
@@ -54,6 +53,7 @@ from jobcontrol.models import (
 )
 from jobcontrol.storage.base import as_utc
 from jobcontrol.storage.postgresql_cursor import Cursor
+from jobcontrol.storage.postgresql_listen import LogListener
 from jobcontrol.storage.postgresql_text import (
     NUL_ESCAPE,
     channel_of,
@@ -145,9 +145,7 @@ class PostgreSQLStorage(SqlStorage):
             raise StorageError(f"bad PostgreSQL URL {self.label}: "
                                f"{one_line(exc)}") from exc
         self._connect_options = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
-        self._listen_lock = threading.Lock()
-        self._listen_conn: Any = None
-        self._listening: str | None = None
+        self._listener = LogListener(self._connect, self.label)
         #: ``active`` while this thread runs :meth:`_retry`
         self._retrying = threading.local()
         #: the server's clock minus this machine's, measured on each connect
@@ -383,7 +381,7 @@ class PostgreSQLStorage(SqlStorage):
         return NUL_ESCAPE.sub(r"\1\\ufffd", text)
 
     def close(self) -> None:
-        self._close_listener()
+        self._listener.close()
         super().close()
 
     # -- writes whose retry looks first whether the attempt cut off landed -----------------
@@ -564,53 +562,8 @@ class PostgreSQLStorage(SqlStorage):
 
         Without a listening connection (the server is away) it falls back to polling.
         """
-        deadline = time.monotonic() + timeout
-        with self._listen_lock:
-            while True:
-                try:
-                    conn = self._listen(build_id)
-                except StorageError:
-                    remaining = max(0.0, deadline - time.monotonic())
-                    super().wait_for_logs(build_id, after_seq, remaining, min_level=min_level,
-                                          poll_interval=poll_interval)
-                    return
-                # listening first, then looking: a commit in between still wakes the select
-                if self._has_log_news(build_id, after_seq, min_level):
-                    return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                select.select([conn], [], [], remaining)
-                try:
-                    conn.poll()
-                    conn.notifies.clear()
-                except psycopg2.Error:
-                    self._close_listener()
-
-    def _listen(self, build_id: int) -> Any:
-        """The listening connection, subscribed to ``build_id``'s channel (and no other)."""
-        if self._closed:
-            raise StorageError(f"{self.label} is closed")
-        channel = channel_of(build_id)
-        try:
-            if self._listen_conn is None or self._listen_conn.closed:
-                self._listen_conn, self._listening = self._connect(), None
-            if self._listening != channel:
-                with self._listen_conn.cursor() as cur:
-                    cur.execute(f"UNLISTEN *; LISTEN {channel}")
-                self._listening = channel
-            return self._listen_conn
-        except psycopg2.Error as exc:
-            self._close_listener()
-            raise StorageError(f"{self.label}: cannot LISTEN: {exc}") from exc
-        except StorageError:
-            self._close_listener()
-            raise
-
-    def _close_listener(self) -> None:
-        conn, self._listen_conn, self._listening = self._listen_conn, None, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
+        left = self._listener.wait(
+            build_id, timeout, lambda: self._has_log_news(build_id, after_seq, min_level))
+        if left is not None:
+            super().wait_for_logs(build_id, after_seq, left, min_level=min_level,
+                                  poll_interval=poll_interval)

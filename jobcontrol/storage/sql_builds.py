@@ -34,7 +34,21 @@ from jobcontrol.storage.queries import (
     in_params,
     job_summaries_sql,
 )
-from jobcontrol.storage.sql_core import MAX_CLAIMED_KEPT, SqlCore, _Claim, retried
+from jobcontrol.storage.sql_core import (
+    MAX_CLAIMED_KEPT,
+    PendingOutcome,
+    SqlCore,
+    _Claim,
+    retried,
+)
+
+
+class _FencedOff(Exception):
+    """Rolls a finish back whose UPDATE did not land, with the log records it wrote."""
+
+    def __init__(self, build: Build) -> None:
+        super().__init__(build.id)
+        self.build = build
 
 
 class SqlBuilds(SqlCore):
@@ -196,7 +210,7 @@ class SqlBuilds(SqlCore):
         finished: datetime | None = None,
     ) -> Build:
         with self._transaction() as cur:
-            return self._finish(cur, build_id, state, reason, result, exception, finished)
+            return self._finish(cur, build_id, state, reason, result, exception, finished)[0]
 
     def finish_build_with_logs(
         self,
@@ -209,14 +223,20 @@ class SqlBuilds(SqlCore):
         exception: ExceptionInfo | None = None,
         commit_later: bool = False,
     ) -> Build:
-        with self._transaction(commit=not commit_later) as cur:
-            if logs:
-                self._append(cur, build_id, logs)
-            build = self._finish(cur, build_id, state, reason, result, exception)
-            if commit_later:  # under the lock: no other thread begins a transaction meanwhile
-                self._pending.append((build_id, functools.partial(
-                    self._finish_again, build_id, state, list(logs), reason, result,
-                    exception)))
+        try:
+            with self._transaction(commit=not commit_later) as cur:
+                if logs:  # not looked at first: the outcome's UPDATE is the fence
+                    self._append(cur, build_id, logs, fence=False)
+                build, landed = self._finish(cur, build_id, state, reason, result, exception)
+                if logs and not landed:
+                    raise _FencedOff(build)  # the records go with the outcome that did not land
+                if commit_later:  # under the lock: no other thread begins a transaction now
+                    self._pending.append(PendingOutcome(
+                        build_id, f"build {build_id} ({build.job_id}) ended {state}",
+                        functools.partial(self._finish_again, build_id, state, list(logs),
+                                          reason, result, exception)))
+        except _FencedOff as fenced:
+            return fenced.build
         return build
 
     def _finish_again(self, build_id: int, state: BuildState, logs: Sequence[LogRecord],
@@ -230,22 +250,25 @@ class SqlBuilds(SqlCore):
 
     def _finish(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                 result: StoredValue | None, exception: ExceptionInfo | None,
-                finished: datetime | None = None) -> Build:
+                finished: datetime | None = None) -> tuple[Build, bool]:
+        """The build as it stands after the finishing UPDATE, and whether that UPDATE landed
+        (False: fenced off, someone else ended the build first)."""
         claimed = self._claimed.get(build_id)  # forgotten once finished: a failure keeps it
         if (claimed is not None and self.update_returning and finished is None
                 and self._stored_as_given(reason, result, exception)):
-            build = self._finish_claimed(cur, claimed, state, reason, result, exception)
+            build, landed = self._finish_claimed(cur, claimed, state, reason, result, exception)
         else:
-            row = self._finish_update(cur, build_id, state, reason, result, exception,
-                                      finished=finished)
+            landed, row = self._finish_update(cur, build_id, state, reason, result, exception,
+                                              finished=finished)
             # fenced off (or no RETURNING): as it stands
             build = (self._fetch_build(cur, build_id) if row is None
                      else self._build_from_row(row, claimed))
         self._claimed.pop(build_id, None)
-        return build
+        return build, landed
 
     def _finish_claimed(self, cur: Any, claim: _Claim, state: BuildState, reason: str | None,
-                        result: StoredValue | None, exception: ExceptionInfo | None) -> Build:
+                        result: StoredValue | None, exception: ExceptionInfo | None
+                        ) -> tuple[Build, bool]:
         """The finish of a build this object claimed: the same conditional UPDATE, which
         returns only what may have changed since the claim (the heartbeat, a cancel
         request); the rest of the build is as claimed, or as written now."""
@@ -263,7 +286,7 @@ class SqlBuilds(SqlCore):
         ))
         row = cur.fetchone()
         if row is None:  # fenced off (or gone: BuildNotFoundError): as it stands
-            return self._fetch_build(cur, build.id)
+            return self._fetch_build(cur, build.id), False
         heartbeat, cancel_requested, cancel_reason = row
         return Build(
             id=build.id, job_id=build.job_id, state=state, reason=reason,
@@ -273,13 +296,13 @@ class SqlBuilds(SqlCore):
             host=build.host, pid=build.pid, result=result, exception=exception,
             retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
             cancel_reason=cancel_reason, queue=build.queue, pgid=build.pgid,
-        )
+        ), True
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
                        result: StoredValue | None, exception: ExceptionInfo | None,
-                       finished: datetime | None = None) -> Sequence[Any] | None:
-        """The finishing UPDATE: the row it changed (its :data:`BUILD_COLUMNS`) where the
-        database can return it, else None."""
+                       finished: datetime | None = None) -> tuple[bool, Sequence[Any] | None]:
+        """The finishing UPDATE: whether it landed, and the row it changed (its
+        :data:`BUILD_COLUMNS`) where the database can return it, else None."""
         state = check_finished_state(state)
         # one conditional UPDATE: a late writer never overwrites a recorded outcome; it
         # returns the row it changed where the database can (no second query)
@@ -297,7 +320,10 @@ class SqlBuilds(SqlCore):
                 build_id, BuildState.QUEUED.value, BuildState.RUNNING.value,
             ),
         )
-        return cur.fetchone() if self.update_returning else None
+        if not self.update_returning:
+            return cur.rowcount == 1, None
+        row = cur.fetchone()
+        return row is not None, row
 
     @retried("heartbeat")
     def heartbeat(self, build_ids: Sequence[int]) -> set[int]:

@@ -1,5 +1,6 @@
 """The core of :class:`~jobcontrol.storage.sql.SqlStorage`: the dialect hooks, the
-connection and its transactions (with outcomes left pending by ``commit_later``), the
+connection and its transactions (with outcomes left pending by ``commit_later``, committed
+within :data:`~jobcontrol.storage.commit_timer.PENDING_COMMIT_DELAY` all the same), the
 one place lost connections are retried (:func:`retried`), rows decoded, the schema
 migrated."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
@@ -34,6 +36,7 @@ from jobcontrol.storage.base import (
     Storage,
     as_utc,
 )
+from jobcontrol.storage.commit_timer import PENDING_COMMIT_DELAY, CommitTimer
 from jobcontrol.storage.queries import (
     load_queries,
 )
@@ -109,6 +112,17 @@ class _PendingLost(OutcomeNotRecordedError):
     transaction it waited in failed (:meth:`SqlStorage.commit_pending` tries again)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class PendingOutcome:
+    """An outcome left for the next write to commit (``commit_later``)."""
+
+    build_id: int
+    #: how the build ended, for an error that gives it up: "build 7 (report) ended success"
+    outcome: str
+    #: writes it again on its own, should the transaction it waits in fail
+    write_alone: Callable[[], Any]
+
+
 class SqlCore(Storage):
     """What the rooms of :class:`~jobcontrol.storage.sql.SqlStorage` share: a
     :class:`Storage` on a DB-API connection; dialects supply the hooks.
@@ -146,10 +160,14 @@ class SqlCore(Storage):
         self._claimed: dict[int, _Claim] = {}
         #: the writes of outcomes left uncommitted (``commit_later``), in order: the open
         #: transaction holds them, and each is run again should that transaction fail
-        self._pending: list[tuple[int, Callable[[], Any]]] = []
+        self._pending: list[PendingOutcome] = []
         #: such writes whose transaction failed, and which could not be written on their own
         #: either: :meth:`commit_pending` tries them again
-        self._unwritten: list[tuple[int, Callable[[], Any]]] = []
+        self._unwritten: list[PendingOutcome] = []
+        #: commits what is pending should no write take it soon (callers need not), this
+        #: many seconds after it was left pending
+        self.pending_commit_delay = PENDING_COMMIT_DELAY
+        self._commit_timer = CommitTimer(self._commit_when_due)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"
@@ -303,6 +321,9 @@ class SqlCore(Storage):
                     if commit:
                         self._commit(conn, cur)
                         self._pending.clear()
+                        self._commit_timer.disarm()
+                    else:
+                        self._commit_timer.arm(self.pending_commit_delay)
                 except BaseException:
                     # also after a failed COMMIT, which can leave the transaction open
                     self._forget_log_ends()  # the rollback may undo records
@@ -310,6 +331,8 @@ class SqlCore(Storage):
                         self._rollback(conn, cur)
                     if self._pending:
                         self._replay_pending()
+                        if self._unwritten:  # tried again by the timer, and by close()
+                            self._commit_timer.arm()
                     raise
                 finally:
                     cur.close()
@@ -336,13 +359,14 @@ class SqlCore(Storage):
         """Write the outcomes a failed transaction took with it, each on its own, in order;
         :class:`_PendingLost` naming the first that cannot be written (it is kept)."""
         while self._unwritten:
-            build_id, write_alone = self._unwritten.pop(0)  # not again from within itself
+            pending = self._unwritten.pop(0)  # not again from within itself
             try:
-                write_alone()
+                pending.write_alone()
             except StorageError as exc:
-                self._unwritten.insert(0, (build_id, write_alone))
-                raise _PendingLost(f"{exc} (recording the outcome of build {build_id})",
-                                   build_id) from exc
+                self._unwritten.insert(0, pending)
+                raise _PendingLost(
+                    f"{exc} (recording the outcome of build {pending.build_id})",
+                    pending.build_id, pending.outcome) from exc
 
     def commit_pending(self) -> None:
         with self._lock:
@@ -352,9 +376,18 @@ class SqlCore(Storage):
                     pass
             self._write_unwritten()
 
+    def _commit_when_due(self) -> bool:
+        """The commit timer's call: commit what is pending; True when nothing is left."""
+        with self._lock:
+            if self._closed:
+                return True
+            with contextlib.suppress(StorageError):  # kept: tried again, and by close()
+                self.commit_pending()
+            return not (self._pending or self._unwritten)
+
     def give_up_pending(self) -> list[int]:
         with self._lock:
-            lost = [build_id for build_id, _ in self._unwritten]
+            lost = [pending.build_id for pending in self._unwritten]
             self._unwritten = []
             return lost
 
@@ -432,7 +465,8 @@ class SqlCore(Storage):
         return self._build_from_row(row)
 
     @abc.abstractmethod
-    def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> int | None:
+    def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord], *,
+                fence: bool = True) -> int | None:
         """Store log records in the caller's transaction (see ``SqlLogs._append``)."""
 
     def _fenced(self, cur: Any, build_id: int) -> bool:
@@ -530,6 +564,7 @@ class SqlCore(Storage):
                 return self._version(cur)
 
     def close(self) -> None:
+        self._commit_timer.close()  # not under the lock: its thread may be waiting for it
         with self._lock:
             try:
                 if (self._pending or self._unwritten) and not self._closed:

@@ -35,11 +35,13 @@ class SqlLogs(SqlCore):
         with self._transaction() as cur:
             self._append(cur, build_id, records)
 
-    def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord]) -> int | None:
+    def _append(self, cur: Any, build_id: int, records: Sequence[LogRecord], *,
+                fence: bool = True) -> int | None:
         """The body of :meth:`append_logs`, inside the caller's transaction: the seq of the
-        first record stored (None: dropped, the build's runner being fenced off)."""
+        first record stored (None: dropped, the build's runner being fenced off).
+        ``fence=False``: the caller fences (rolls back where its own write did not land)."""
         claim = self._claimed.get(build_id)
-        if claim is not None and self._fenced(cur, build_id):
+        if fence and claim is not None and self._fenced(cur, build_id):
             return None
         if claim is not None and claim.next_seq is not None:
             last_seq = claim.next_seq - 1  # a build this object claimed: it writes its log
