@@ -180,7 +180,8 @@ class ScheduledRun:
     ``overlap`` (skipped: the job was still running; ``build_id`` is the skipped build
     recorded for it), ``not_built`` (up to date, or a dependency failed), ``missed`` (too late,
     by the job's catch-up policy) or ``baseline`` (the instant before the schedule was first
-    seen: not run, only where the next one counts from).
+    seen: not run, only where the next one counts from) or ``paused`` (not run: the job was
+    paused, see :class:`JobPause`).
     """
 
     job_id: str
@@ -190,6 +191,27 @@ class ScheduledRun:
     host: str | None = None
     pid: int | None = None
     build_id: int | None = None
+
+
+@dataclass(frozen=True)
+class JobPause:
+    """A pause of a job (``jobcontrol pause``): while it holds (``resumed`` is None) no
+    build of the job is started but by ``build --force``."""
+
+    job_id: str
+    #: when it was paused, and by whom (``user@host``, or the web user)
+    paused: datetime
+    paused_by: str
+    #: why, as the person who paused it said (None: not said)
+    reason: str | None = None
+    #: when it was resumed, and by whom (None while it holds)
+    resumed: datetime | None = None
+    resumed_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the job is paused."""
+        return self.resumed is None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from jobcontrol.models import (
     BuildState,
     BuildStub,
     ExceptionInfo,
+    JobPause,
     JobSummary,
     LogCutoff,
     LogRecord,
@@ -404,6 +405,31 @@ class Storage(abc.ABC):
         The records left keep their ``seq``: a log with holes still reads in order. At most
         :data:`DELETE_BATCH` builds a transaction.
         """
+
+    # -- pauses (``jobcontrol pause`` / ``resume``) -------------------------------------------
+
+    @abc.abstractmethod
+    def pause_job(self, job_id: str, *, by: str, reason: str | None = None
+                  ) -> tuple[JobPause, bool]:
+        """Pause ``job_id`` now (the storage's clock), recording ``by`` and ``reason``.
+
+        Returns the pause in force and whether this call made it: a job already paused keeps
+        its pause (who, when and why stay as recorded), one atomic step, so two callers
+        racing make one pause.
+        """
+
+    @abc.abstractmethod
+    def resume_job(self, job_id: str, *, by: str) -> JobPause | None:
+        """End the pause in force of ``job_id`` now, recording ``by``; returns it ended,
+        or None when the job was not paused. The pause stays in :meth:`pause_history`."""
+
+    @abc.abstractmethod
+    def job_pauses(self, job_ids: Iterable[str] | None = None) -> dict[str, JobPause]:
+        """The pauses in force, by job (of ``job_ids``, or all): one query."""
+
+    @abc.abstractmethod
+    def pause_history(self, job_id: str, *, limit: int | None = None) -> list[JobPause]:
+        """A job's pauses, ended ones too, latest first."""
 
     # -- settings ----------------------------------------------------------------------------
 
