@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from jobcontrol.serialize import StoredValue, decode_for_display
+from jobcontrol.timeutil import isoformat
 
 #: this machine: the ``host`` of the builds and scheduled runs its processes claim
 HOSTNAME = socket.gethostname()
@@ -212,6 +213,11 @@ class JobPause:
     def active(self) -> bool:
         """True while the job is paused."""
         return self.resumed is None
+
+    def describe(self) -> str:
+        """``paused by WHO since WHEN: WHY``: one line, what every refusal says."""
+        text = f"paused by {self.paused_by} since {isoformat(self.paused)}"
+        return f"{text}: {self.reason}" if self.reason else text
 
 
 @dataclass(frozen=True)
