@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from jobcontrol.models import BuildState
 from jobcontrol.storage import Storage
 
 
@@ -77,3 +78,20 @@ def test_racing_pauses_make_one(storage: Storage) -> None:
         thread.join()
     assert sorted(results) == [False, False, False, True]
     assert len(storage.pause_history("job")) == 1
+
+
+def test_build_counts_by_job_and_state(storage: Storage) -> None:
+    # (beside the pauses: what /metrics reads besides them)
+    assert storage.build_counts() == {}
+    kwargs = {"definition": {}, "definition_hash": "h", "dependency_builds": {},
+              "host": "h", "pid": 1}
+    for job, state in [("a", BuildState.SUCCESS), ("a", BuildState.SUCCESS),
+                       ("a", BuildState.FAILED), ("b", BuildState.RUNNING)]:
+        build = storage.claim_build(job, concurrency=9, **kwargs)  # type: ignore[arg-type]
+        if state is not BuildState.RUNNING:
+            storage.finish_build(build.id, state)
+    storage.enqueue_build("b", definition={}, definition_hash="h", dependency_builds={},
+                          queue="q")
+    assert storage.build_counts() == {
+        ("a", BuildState.SUCCESS): 2, ("a", BuildState.FAILED): 1,
+        ("b", BuildState.RUNNING): 1, ("b", BuildState.QUEUED): 1}

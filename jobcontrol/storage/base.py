@@ -288,6 +288,16 @@ class Storage(abc.ABC):
         One query for all jobs, never one per job. Jobs without builds are absent.
         """
 
+    def build_counts(self) -> dict[tuple[str, BuildState], int]:
+        """How many builds each job has in each state: ``{(job_id, state): count}``, in one
+        query (the SQL backends count the ``(job_id, state, id)`` index, reading no build
+        row). What ``/metrics`` reports; this default reads every build (memory's way)."""
+        counts: dict[tuple[str, BuildState], int] = {}
+        for build in self.list_builds():
+            key = (build.job_id, build.state)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     @abc.abstractmethod
     def delete_build(self, build_id: int) -> None:
         """Delete a build with its logs and progress. Raises BuildNotFoundError."""

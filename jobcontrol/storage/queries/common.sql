@@ -78,6 +78,10 @@ INSERT INTO builds (job_id, state, reason, definition, definition_hash, created,
                     finished, host, pid)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
+-- name: build_counts
+-- grouped by the columns of the (job_id, state, id) index: counted from the index alone
+SELECT job_id, state, count(*) FROM builds GROUP BY job_id, state
+
 -- name: delete_build
 -- logs and progress go with it: ON DELETE CASCADE
 DELETE FROM builds WHERE id = ?
