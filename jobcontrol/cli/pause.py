@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("job", shell_complete=complete_job_ids)
-@click.option("--reason", help="Why (shown wherever the pause is: status, refusals, web).")
+@click.option("--reason", "-m", help="Why (shown wherever the pause is: status, refusals, web).")
 @format_option
 @pass_jc
 def pause(jc: JobControl, job: str, reason: str | None, fmt: str) -> None:
