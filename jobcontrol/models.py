@@ -216,7 +216,7 @@ class JobPause:
 
     def describe(self) -> str:
         """``paused by WHO since WHEN: WHY``: one line, what every refusal says."""
-        text = f"paused by {self.paused_by} since {isoformat(self.paused)}"
+        text = f"paused by {self.paused_by} since {isoformat(self.paused.replace(microsecond=0))}"
         return f"{text}: {self.reason}" if self.reason else text
 
 

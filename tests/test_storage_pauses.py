@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from jobcontrol.models import BuildState
-from jobcontrol.storage import Storage
+from jobcontrol.storage import Storage, open_storage
 
 
 def test_a_job_is_not_paused_until_paused(storage: Storage) -> None:
@@ -64,18 +64,27 @@ def test_a_job_paused_again_has_its_pauses_latest_first(storage: Storage) -> Non
 
 
 def test_racing_pauses_make_one(storage: Storage) -> None:
+    # each thread with a storage object of its own where the backend is shared (SQL), as
+    # processes racing are: the partial unique index decides
+    shared = not storage.url.startswith("memory:")
+    opened = [open_storage(storage.url) if shared else storage for _ in range(4)]
     results: list[bool] = []
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(len(opened))
 
-    def pause(number: int) -> None:
+    def pause(mine: Storage, number: int) -> None:
         barrier.wait()
-        results.append(storage.pause_job("job", by=f"user{number}")[1])
+        results.append(mine.pause_job("job", by=f"user{number}")[1])
 
-    threads = [threading.Thread(target=pause, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    threads = [threading.Thread(target=pause, args=(mine, n)) for n, mine in enumerate(opened)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for mine in opened:
+            if mine is not storage:
+                mine.close()
     assert sorted(results) == [False, False, False, True]
     assert len(storage.pause_history("job")) == 1
 
