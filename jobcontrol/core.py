@@ -287,10 +287,11 @@ class JobControl(Pausing):
     # -- building --------------------------------------------------------------------------
 
     def plan(self, jobs: str | Sequence[str], *, deps: bool = False, depending: bool = False,
-             if_outdated: bool = False) -> list[PlannedStep]:
+             if_outdated: bool = False, force: bool = False) -> list[PlannedStep]:
         """What :meth:`build` would do now, and why (``build --dry-run``)."""
-        return self._plan(self._targets(jobs), self.storage.job_summaries(), deps=deps,
-                          depending=depending, if_outdated=if_outdated)
+        planned = self._plan(self._targets(jobs), self.storage.job_summaries(), deps=deps,
+                             depending=depending, if_outdated=if_outdated)
+        return planned if force else self.hold_paused(planned)
 
     def _plan(self, targets: list[str], summaries: dict[str, Any], *, deps: bool,
               depending: bool, if_outdated: bool) -> list[PlannedStep]:

@@ -9,9 +9,10 @@ and the web UI's launch all leave a paused job alone unless forced.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from jobcontrol.models import HOSTNAME, JobPause
@@ -19,6 +20,7 @@ from jobcontrol.text import one_line
 
 if TYPE_CHECKING:
     from jobcontrol.config import Config, JobDefinition
+    from jobcontrol.core import PlannedStep
     from jobcontrol.storage.base import Storage
 
 #: longest reason kept (a pause reason is one line, shown in tables)
@@ -63,6 +65,25 @@ class Pausing:
     def pauses(self, job_ids: Iterable[str] | None = None) -> dict[str, JobPause]:
         """The pauses in force, by job: one storage query."""
         return self.storage.job_pauses(job_ids)
+
+    def hold_paused(self, steps: Sequence[PlannedStep]) -> list[PlannedStep]:
+        """A plan (in order) with its paused jobs held as a run holds them (see
+        :mod:`jobcontrol.execution.orchestrator`): a paused step due to build is not, nor
+        is a step due to build after a step held."""
+        pauses = self.pauses(step.job_id for step in steps)
+        held: set[str] = set()
+        result = []
+        for step in steps:
+            if step.build:
+                dependencies = self.config.jobs[step.job_id].dependencies
+                dep = next((d for d in dependencies if d in held), None)
+                if dep is not None or step.job_id in pauses:
+                    held.add(step.job_id)
+                    why = (f"dependency {dep} is paused" if dep is not None else
+                           f"{pauses[step.job_id].describe()}; --force builds it")
+                    step = dataclasses.replace(step, build=False, reason=why)
+            result.append(step)
+        return result
 
     def pause_history(self, job_id: str, *, limit: int | None = None) -> list[JobPause]:
         """A job's pauses, ended ones too, latest first."""

@@ -237,3 +237,17 @@ def test_an_instant_claimed_before_the_pause_is_recorded_paused(jc: JobControl,
     assert outcomes(storage)[-1] == (minute(1), "paused")
     assert len(storage.list_builds("tick")) == builds
     assert report.not_built[0][2].startswith("paused by")
+
+
+def test_dry_run_shows_what_the_pause_holds(cli: Cli, jc: JobControl) -> None:
+    jc.pause("fetch", reason="maintenance")
+    plan = {step["job"]: step for step in json.loads(
+        cli("build", "mail", "--deps", "--dry-run", "--format", "json").output)}
+    assert not any(step["build"] for step in plan.values())
+    assert plan["fetch"]["reason"].startswith("paused by") and "maintenance" in \
+        plan["fetch"]["reason"]
+    assert plan["report"]["reason"] == "dependency fetch is paused"
+    assert plan["mail"]["reason"] == "dependency report is paused"
+    forced = json.loads(cli("build", "mail", "--deps", "--dry-run", "--force", "--format",
+                            "json").output)
+    assert all(step["build"] for step in forced)

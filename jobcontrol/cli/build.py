@@ -207,7 +207,8 @@ def _build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool,
     if wait and not remote:
         raise click.UsageError("--wait follows builds queued with --async: give both")
     if dry_run:
-        steps = jc.plan(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated)
+        steps = jc.plan(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated,
+                        force=force)
         if fmt == "json":
             echo_json([{"job": s.job_id, "role": s.role.value, "build": s.build,
                         "reason": s.reason} for s in steps])
