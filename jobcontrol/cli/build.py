@@ -222,7 +222,10 @@ def _build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool,
         try:
             _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, text, fmt, force)
         except JobPausedError as paused:  # not a failure: one line, exit 0
-            echo_json([]) if fmt == "json" else echo(str(paused))
+            if fmt == "json":
+                echo_json([])
+            else:
+                echo(str(paused))
         return
     observer = AnnounceObserver(announce_fd, text) if announce_fd is not None else text
     try:
