@@ -45,7 +45,9 @@ def resume(jc: JobControl, job: str, fmt: str) -> None:
     elif ended is None:
         echo(f"{job}: not paused")
     else:
-        echo(f"{job}: resumed by {ended.resumed_by} at {isoformat(ended.resumed)} "
+        assert ended.resumed is not None  # ended just now
+        echo(f"{job}: resumed by {ended.resumed_by} at "
+             f"{isoformat(ended.resumed.replace(microsecond=0))} "
              f"({ended.describe()})")
 
 
