@@ -31,7 +31,8 @@ setup(
         # psycopg2-binary: a wheel with libpq inside, so no compiler or headers are needed
         "postgresql": ["psycopg2-binary>=2.9"],
         # the web UI and JSON API: jobcontrol web, or jobcontrol.web.create_app under WSGI
-        "web": ["Flask>=3.0", "Flask-WTF>=1.2"],
+        # (prometheus_client: the /metrics endpoint)
+        "web": ["Flask>=3.0", "Flask-WTF>=1.2", "prometheus_client>=0.17"],
         # builds on Celery workers (executor: {type: celery}); RabbitMQ needs nothing more
         "celery": ["celery>=5.3", "redis>=4.5"],
         # the documentation: sphinx-build -W -n -b html docs docs/_build/html (offline)
@@ -41,6 +42,7 @@ setup(
         # chromium with playwright, no browser download); ruff and mypy check the code
         "test": ["pytest>=7.4", "ruff>=0.5", "mypy>=1.10", "types-PyYAML",
                  "psycopg2-binary>=2.9", "hypothesis>=6.100", "Flask>=3.0", "Flask-WTF>=1.2",
+                 "prometheus_client>=0.17",
                  "playwright>=1.40", "gunicorn>=21", "celery>=5.3", "redis>=4.5",
                  # tests/test_docs.py builds the docs
                  "Sphinx>=7.2", "furo>=2024.1", "sphinx-click>=5.1", "docutils>=0.20"],

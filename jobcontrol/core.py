@@ -21,10 +21,20 @@ from jobcontrol.errors import (
     BuildStateError,
     CleanupError,
     JobControlError,
+    JobPausedError,
     StorageError,
 )
 from jobcontrol.importing import bind_problem, import_callable
-from jobcontrol.models import HOSTNAME, Build, BuildState, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.models import (
+    HOSTNAME,
+    Build,
+    BuildState,
+    JobPause,
+    LogRecord,
+    ProgressItem,
+    ScheduledRun,
+)
+from jobcontrol.pausing import Pausing, who
 from jobcontrol.reaper import abandon, reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
 from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
@@ -61,6 +71,8 @@ class JobStatus:
     last_scheduled: ScheduledRun | None = None
     #: why the job is stale (its last success older than ``max_age``), or None
     stale: str | None = None
+    #: its pause in force (``jobcontrol pause``), or None
+    paused: JobPause | None = None
 
     @property
     def last_state(self) -> str:
@@ -95,7 +107,7 @@ def resolve_storage_url(config: Config, storage: str | None = None) -> tuple[str
     return f"sqlite:///{DEFAULT_STORAGE_NAME}", config.directory
 
 
-class JobControl:
+class JobControl(Pausing):
     """Jobs from a config, builds in a storage.
 
     >>> jc = JobControl.from_config("jobs.yaml")          # doctest: +SKIP
@@ -238,6 +250,7 @@ class JobControl:
         now = self.storage.now()
         scheduled = [job_id for job_id, job in self.config.jobs.items() if job.schedule]
         last_runs = self.storage.last_scheduled_runs(scheduled) if scheduled else {}
+        pauses = self.storage.job_pauses()
         result = []
         for job_id, job in self.config.jobs.items():
             if job_ids and job_id not in job_ids:
@@ -254,6 +267,7 @@ class JobControl:
                 next_run=job.schedule.next_after(now) if job.schedule else None,
                 last_scheduled=last_runs.get(job_id),
                 stale=stale_reason(job, summary.last_success if summary else None, now),
+                paused=pauses.get(job_id),
             ))
         return result
 
@@ -273,10 +287,11 @@ class JobControl:
     # -- building --------------------------------------------------------------------------
 
     def plan(self, jobs: str | Sequence[str], *, deps: bool = False, depending: bool = False,
-             if_outdated: bool = False) -> list[PlannedStep]:
+             if_outdated: bool = False, force: bool = False) -> list[PlannedStep]:
         """What :meth:`build` would do now, and why (``build --dry-run``)."""
-        return self._plan(self._targets(jobs), self.storage.job_summaries(), deps=deps,
-                          depending=depending, if_outdated=if_outdated)
+        planned = self._plan(self._targets(jobs), self.storage.job_summaries(), deps=deps,
+                             depending=depending, if_outdated=if_outdated)
+        return planned if force else self.hold_paused(planned)
 
     def _plan(self, targets: list[str], summaries: dict[str, Any], *, deps: bool,
               depending: bool, if_outdated: bool) -> list[PlannedStep]:
@@ -303,6 +318,7 @@ class JobControl:
         keep_going: bool = False,
         parallel: int = 1,
         observer: BuildObserver | None = None,
+        force: bool = False,
     ) -> list[Build]:
         """Build ``jobs`` and return the builds made, oldest first.
 
@@ -310,7 +326,9 @@ class JobControl:
         never built successfully raises :class:`DependencyError` and nothing is built. With
         ``depending``, downstream jobs are rebuilt after a target succeeds. A refusal met
         during the run (a job already running, dependencies not met) is raised after the
-        run, with the builds made in ``error.builds``.
+        run, with the builds made in ``error.builds``. A paused job is not built, nor are
+        the jobs of the run downstream of it (``observer.job_not_built`` says why), unless
+        ``force``.
         """
         targets = self._targets(jobs)
         self.reap()
@@ -321,9 +339,10 @@ class JobControl:
         callables = {step.job_id: self.import_function(step.job_id) for step in steps}
         from jobcontrol.execution.orchestrator import BuildRun
 
+        paused = {} if force else self.storage.job_pauses(step.job_id for step in steps)
         run = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
                        keep_going=keep_going, if_outdated=if_outdated,
-                       notifier=self._notifier())
+                       notifier=self._notifier(), paused=paused)
         result = run.run(steps)
         if result.error is not None:
             result.error.builds = result.builds  # type: ignore[attr-defined]
@@ -358,13 +377,16 @@ class JobControl:
         return self._sender
 
     def submit(self, jobs: str | Sequence[str], *, deps: bool = False,
-               depending: bool = False, if_outdated: bool = False) -> list[Build]:
+               depending: bool = False, if_outdated: bool = False,
+               force: bool = False) -> list[Build]:
         """Queue builds of ``jobs`` for Celery workers and return them, ``queued``.
 
         The plan is made as :meth:`build` makes it (``deps``, ``depending``,
         ``if_outdated``); each build to make is created ``queued`` and its id sent to the
         workers of its job's queue. A build waits for the queued builds of its dependencies
         and is cancelled if one of them fails (see :mod:`jobcontrol.execution.remote`).
+        A paused job among them raises :class:`JobPausedError` (nothing is queued),
+        unless ``force``.
         """
         targets = self._targets(jobs)
         send = self.sender
@@ -389,6 +411,8 @@ class JobControl:
             self._check_dependencies_met(targets, summaries)
         for job_id in planned:  # all refusals before anything is queued
             require_met(job_id, self.config.jobs[job_id].dependencies, summaries, planned)
+        for job_id, pause in ({} if force else self.storage.job_pauses(planned)).items():
+            raise JobPausedError(job_id, pause.describe())
         queued: dict[str, Build] = {}
         for job_id in planned:
             job = self.job(job_id)
@@ -498,7 +522,7 @@ class JobControl:
         if build.state.finished:
             raise BuildStateError(f"build {build_id} has already finished ({build.state}): "
                                   f"nothing to cancel")
-        text = f"cancelled by {by or _who()}"
+        text = f"cancelled by {by or who()}"
         if reason:
             text += f": {reason}"
         text = self.config.masker.text(text)
@@ -558,17 +582,6 @@ class JobControl:
     def install(self) -> int:
         """Create or migrate the storage schema; returns its version."""
         return self.storage.install()
-
-
-def _who() -> str:
-    """``user@host`` of this process, for the record of who cancelled a build."""
-    import getpass
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (in a container, say)
-        user = str(os.getuid())
-    return f"{user}@{HOSTNAME}"
 
 
 def stale_reason(job: JobDefinition, last_success: Build | None, now: datetime) -> str | None:

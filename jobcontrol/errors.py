@@ -22,7 +22,8 @@ class ExitCode(IntEnum):
         member.meaning = meaning
         return member
 
-    OK = 0, "success (every build succeeded or was skipped; or nothing needed building)"
+    OK = 0, ("success (every build succeeded or was skipped; or nothing needed building; or "
+             "the job is paused: not built, said in one line)")
     FAILED = 1, ("a build failed, timed out, was killed or was cancelled; a cleanup_function "
                  "failed (delete, prune); check --freshness: a job is stale")
     USAGE = 2, ("usage or config error (bad option, bad YAML, unknown job, import error, "
@@ -131,6 +132,20 @@ class JobAlreadyRunningError(JobControlError):
         ids = ", ".join(str(i) for i in self.running)
         noun = "build" if len(self.running) == 1 else "builds"
         super().__init__(f"job {job_id!r} is already running ({noun} {ids})")
+
+
+class JobPausedError(JobControlError):
+    """The job is paused (``jobcontrol pause``): it is not started but by ``--force``.
+
+    Exit code 0: a paused job not built from cron is what its pause asked for, not a
+    failure to mail about."""
+
+    exit_code = ExitCode.OK
+
+    def __init__(self, job_id: str, described: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} is {described}; not started (resume it, or "
+                         f"build --force)")
 
 
 class RetvalError(JobControlError):

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from jobcontrol.serialize import StoredValue, decode_for_display
+from jobcontrol.timeutil import isoformat
 
 #: this machine: the ``host`` of the builds and scheduled runs its processes claim
 HOSTNAME = socket.gethostname()
@@ -180,7 +181,8 @@ class ScheduledRun:
     ``overlap`` (skipped: the job was still running; ``build_id`` is the skipped build
     recorded for it), ``not_built`` (up to date, or a dependency failed), ``missed`` (too late,
     by the job's catch-up policy) or ``baseline`` (the instant before the schedule was first
-    seen: not run, only where the next one counts from).
+    seen: not run, only where the next one counts from) or ``paused`` (not run: the job was
+    paused, see :class:`JobPause`).
     """
 
     job_id: str
@@ -190,6 +192,32 @@ class ScheduledRun:
     host: str | None = None
     pid: int | None = None
     build_id: int | None = None
+
+
+@dataclass(frozen=True)
+class JobPause:
+    """A pause of a job (``jobcontrol pause``): while it holds (``resumed`` is None) no
+    build of the job is started but by ``build --force``."""
+
+    job_id: str
+    #: when it was paused, and by whom (``user@host``, or the web user)
+    paused: datetime
+    paused_by: str
+    #: why, as the person who paused it said (None: not said)
+    reason: str | None = None
+    #: when it was resumed, and by whom (None while it holds)
+    resumed: datetime | None = None
+    resumed_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the job is paused."""
+        return self.resumed is None
+
+    def describe(self) -> str:
+        """``paused by WHO since WHEN: WHY``: one line, what every refusal says."""
+        text = f"paused by {self.paused_by} since {isoformat(self.paused.replace(microsecond=0))}"
+        return f"{text}: {self.reason}" if self.reason else text
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobImportError
-from jobcontrol.models import Build, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.models import Build, JobPause, LogRecord, ProgressItem, ScheduledRun
 from jobcontrol.rules import graph as graphs
 from jobcontrol.serialize import to_jsonable
 from jobcontrol.text import visible
@@ -108,7 +108,17 @@ def status_json(status: JobStatus) -> dict[str, Any]:
         "last_scheduled": scheduled_run_json(status.last_scheduled),
         "stale": status.stale,
         "tags": list(status.job.tags),
+        "paused": pause_json(status.paused),
     }
+
+
+def pause_json(pause: JobPause | None) -> dict[str, Any] | None:
+    """A job's pause: who paused it, when and why (and who resumed it, when)."""
+    if pause is None:
+        return None
+    return {"job": pause.job_id, "paused": isoformat(pause.paused), "by": pause.paused_by,
+            "reason": pause.reason, "resumed": isoformat(pause.resumed),
+            "resumed_by": pause.resumed_by}
 
 
 def scheduled_run_json(run: ScheduledRun | None) -> dict[str, Any] | None:

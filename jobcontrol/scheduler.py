@@ -5,7 +5,9 @@ Each due instant of a job is claimed in storage before anything runs (a row keye
 instant: :meth:`~jobcontrol.storage.base.Storage.claim_scheduled_run`), so however many
 ``run-due`` processes race, on however many hosts, each instant is taken on exactly once.
 An instant whose job is still running is recorded as a ``skipped`` build ("overlap"), visible
-in ``builds``, and the next instant runs normally.
+in ``builds``, and the next instant runs normally. An instant that falls while its job is
+paused (``jobcontrol pause``) is claimed and recorded ``paused``, not run, and not caught up
+after ``resume``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol.errors import JobAlreadyRunningError, JobControlError
+from jobcontrol.errors import JobAlreadyRunningError, JobControlError, JobPausedError
 from jobcontrol.execution.local import CANCEL_POLL_INTERVAL
 from jobcontrol.execution.observer import BuildObserver
-from jobcontrol.models import HOSTNAME, Build, BuildState
+from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause
 from jobcontrol.rules.plan import make_plan
 from jobcontrol.schedule import due_runs
 from jobcontrol.timeutil import isoformat
@@ -39,7 +41,7 @@ class DueReport:
     started: list[tuple[str, datetime, Build]] = field(default_factory=list)
     #: (job, instant, skipped build) of each instant whose job was still running
     overlaps: list[tuple[str, datetime, Build]] = field(default_factory=list)
-    #: (job, instant, why) of instants claimed but not built (up to date, blocked...)
+    #: (job, instant, why) of instants claimed but not built (up to date, blocked, paused...)
     not_built: list[tuple[str, datetime, str]] = field(default_factory=list)
     #: (job, instant) of instants too late for the job's catch-up policy
     missed: list[tuple[str, datetime]] = field(default_factory=list)
@@ -136,13 +138,15 @@ class DueGroup:
 def claim_due(jc: JobControl, report: DueReport, *, now: datetime) -> list[DueGroup] | None:
     """Take on one round: the next due instant of each scheduled job, by its catch-up
     policy. Instants too late are recorded ``missed``, those whose job is still running
-    ``overlap``; the rest are returned, claimed, in the groups to build (empty when other
-    processes took them all). None: nothing was due."""
+    ``overlap``, every one due while its job is paused ``paused`` (one missed before the
+    pause began stays ``missed``); the rest are returned, claimed, in the groups to build
+    (empty when other processes took them all). None: nothing was due."""
     scheduled = {job_id: job for job_id, job in jc.config.jobs.items() if job.schedule}
     if not scheduled:
         return None
     storage = jc.storage
     last = storage.last_scheduled_runs(scheduled)
+    pauses = storage.job_pauses(scheduled)
     round_: list[tuple[str, datetime]] = []
     for job_id, job in scheduled.items():
         assert job.schedule is not None
@@ -153,6 +157,10 @@ def claim_due(jc: JobControl, report: DueReport, *, now: datetime) -> list[DueGr
             # instant is due however late the next call comes
             storage.claim_scheduled_run(job_id, job.schedule.latest_at(now), host=HOSTNAME,
                                         pid=os.getpid(), outcome="baseline")
+        pause = pauses.get(job_id)
+        if pause is not None:
+            _record_paused(jc, job_id, due.missed, due.run, pause, report)
+            continue
         for instant in due.missed:
             if storage.claim_scheduled_run(job_id, instant, host=HOSTNAME, pid=os.getpid(),
                                            outcome="missed"):
@@ -162,6 +170,21 @@ def claim_due(jc: JobControl, report: DueReport, *, now: datetime) -> list[DueGr
     if not round_:
         return None
     return _claim_round(jc, round_, report)
+
+
+def _record_paused(jc: JobControl, job_id: str, missed: list[datetime], due: list[datetime],
+                   pause: JobPause, report: DueReport) -> None:
+    """Claim a paused job's due instants as ``paused``; one too late by its catch-up policy
+    that came before the pause began stays ``missed``, as it was."""
+    for instant in sorted([*missed, *due]):
+        outcome = "missed" if instant in missed and instant < pause.paused else "paused"
+        if not jc.storage.claim_scheduled_run(job_id, instant, host=HOSTNAME, pid=os.getpid(),
+                                              outcome=outcome):
+            report.taken_elsewhere += 1
+        elif outcome == "paused":
+            report.not_built.append((job_id, instant, pause.describe()))
+        else:
+            report.missed.append((job_id, instant))
 
 
 def _claim_round(jc: JobControl, round_: list[tuple[str, datetime]],
@@ -197,6 +220,14 @@ def _claim_round(jc: JobControl, round_: list[tuple[str, datetime]],
 def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: bool,
                  if_outdated: bool, report: DueReport, observer: BuildObserver | None,
                  parallel: int | None = None) -> None:
+    pauses = jc.storage.job_pauses(job_id for job_id, _ in group)
+    for job_id, instant in group:  # paused since its instant was claimed (it waited)
+        if job_id in pauses:
+            jc.storage.set_scheduled_run(job_id, instant, outcome="paused")
+            report.not_built.append((job_id, instant, pauses[job_id].describe()))
+    group = [(job_id, instant) for job_id, instant in group if job_id not in pauses]
+    if not group:
+        return
     recorder = _Recorder(observer)
     error: JobControlError | None = None
     targets = [job_id for job_id, _ in group]
@@ -222,7 +253,7 @@ def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: boo
         reason = recorder.not_built.get(job_id) or (str(error) if error else "not built")
         jc.storage.set_scheduled_run(job_id, instant, outcome="not_built")
         report.not_built.append((job_id, instant, reason))
-    if error is not None and not isinstance(error, JobAlreadyRunningError):
+    if error is not None and not isinstance(error, (JobAlreadyRunningError, JobPausedError)):
         report.errors.append(error)
 
 

@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobcontrol.cli.helpers import complete_job_ids, echo, echo_json, format_option, pass_jc
-from jobcontrol.errors import ExitCode, JobControlError
+from jobcontrol.cli.helpers import (
+    complete_job_ids,
+    echo,
+    echo_json,
+    format_option,
+    pass_jc,
+    quiet_option,
+    quiet_output,
+)
+from jobcontrol.errors import ExitCode, JobControlError, JobPausedError
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import Build, LogRecord, ProgressItem
 from jobcontrol.present import build_json, log_line
@@ -175,23 +183,32 @@ class AnnounceObserver(BuildObserver):
                    "ids and return.")
 @click.option("--wait", is_flag=True,
               help="With --async: follow the queued builds until they end, as a local build.")
+@click.option("--force", is_flag=True,
+              help="Build paused jobs too (see `pause`); without it a paused job is not "
+                   "built, nor, with --deps or --depending, the jobs after it.")
 @click.option("--announce-fd", type=click.IntRange(0), hidden=True,
               help="Write each started build's id as a JSON line to this descriptor.")
+@quiet_option
 @format_option
 @pass_jc
-def build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool, if_outdated: bool,
-          dry_run: bool, keep_going: bool, parallel: int, remote: bool, wait: bool,
-          announce_fd: int | None,
-          fmt: str) -> None:
+def build(jc: JobControl, jobs: tuple[str, ...], quiet: bool, **options: Any) -> None:
     """Build JOBS (and, with --deps / --depending, the jobs around them).
 
-    Exit status: 0 all built (or skipped), 1 a build failed or was cancelled, 3 dependencies
-    not met, 4 a job was already running.
+    Exit status: 0 all built (or skipped, or a job paused: said in one line), 1 a build
+    failed or was cancelled, 3 dependencies not met, 4 a job was already running.
     """
+    with quiet_output(quiet):
+        _build(jc, jobs, **options)
+
+
+def _build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool,
+           if_outdated: bool, dry_run: bool, keep_going: bool, parallel: int, remote: bool,
+           wait: bool, force: bool, announce_fd: int | None, fmt: str) -> None:
     if wait and not remote:
         raise click.UsageError("--wait follows builds queued with --async: give both")
     if dry_run:
-        steps = jc.plan(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated)
+        steps = jc.plan(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated,
+                        force=force)
         if fmt == "json":
             echo_json([{"job": s.job_id, "role": s.role.value, "build": s.build,
                         "reason": s.reason} for s in steps])
@@ -202,12 +219,19 @@ def build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool, if
         return
     text = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
     if remote:
-        _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, text, fmt)
+        try:
+            _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, text, fmt, force)
+        except JobPausedError as paused:  # not a failure: one line, exit 0
+            if fmt == "json":
+                echo_json([])
+            else:
+                echo(str(paused))
         return
     observer = AnnounceObserver(announce_fd, text) if announce_fd is not None else text
     try:
         builds = jc.build(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated,
-                          keep_going=keep_going, parallel=parallel, observer=observer)
+                          keep_going=keep_going, parallel=parallel, observer=observer,
+                          force=force)
     except JobControlError as error:
         if fmt == "json":
             echo_json([build_json(b) for b in getattr(error, "builds", [])])
@@ -220,9 +244,10 @@ def build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool, if
 
 
 def _build_remote(jc: JobControl, jobs: list[str], deps: bool, depending: bool, if_outdated: bool,
-                  wait: bool, observer: TextObserver | None, fmt: str) -> None:
+                  wait: bool, observer: TextObserver | None, fmt: str, force: bool) -> None:
     """``--async``: queue the builds; with ``--wait``, follow them to their end."""
-    builds = jc.submit(jobs, deps=deps, depending=depending, if_outdated=if_outdated)
+    builds = jc.submit(jobs, deps=deps, depending=depending, if_outdated=if_outdated,
+                       force=force)
     if fmt == "table":
         for queued in builds:
             echo(f"build #{queued.id} {queued.job_id}: queued on {queued.queue}")

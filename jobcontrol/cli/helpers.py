@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import io
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -112,3 +115,41 @@ def styled_state(state: str) -> Styled:
     colours = {"success": "green", "skipped": "cyan", "failed": "red", "cancelled": "yellow",
                "abandoned": "magenta", "running": "blue", "queued": "blue"}
     return styled(state, fg=colours.get(state))
+
+
+#: ``--quiet`` for the commands cron runs (``build``, ``run-due``)
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True,
+    help="Print nothing unless something failed (exit status not 0); then print all of "
+         "it, as cronic does: cron mails only failures.",
+)
+
+
+@contextlib.contextmanager
+def quiet_output(enabled: bool) -> Iterator[None]:
+    """With ``enabled``, hold everything printed to stdout and stderr inside; at the end,
+    drop it when the command succeeded (no exception, or an exit with status 0), else
+    print it (stdout's, then stderr's), before the error goes on up."""
+    if not enabled:
+        yield
+        return
+    real = sys.stdout, sys.stderr
+    data = io.BytesIO(), io.BytesIO()
+    # byte-backed text streams: click writes to them as to a real stdout
+    held = [io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace") for raw in data]
+    sys.stdout, sys.stderr = held
+    failed = True
+    try:
+        yield
+        failed = False
+    except (SystemExit, click.exceptions.Exit) as exit_:
+        code = exit_.code if isinstance(exit_, SystemExit) else exit_.exit_code
+        failed = code not in (None, 0)
+        raise
+    finally:
+        sys.stdout, sys.stderr = real
+        if failed:
+            for stream, wrapper, raw in zip(real, held, data, strict=True):
+                wrapper.flush()
+                stream.write(raw.getvalue().decode("utf-8", errors="replace"))
+                stream.flush()

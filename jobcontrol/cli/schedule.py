@@ -14,7 +14,14 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from jobcontrol.cli.build import TextObserver
-from jobcontrol.cli.helpers import echo, echo_json, format_option, pass_jc
+from jobcontrol.cli.helpers import (
+    echo,
+    echo_json,
+    format_option,
+    pass_jc,
+    quiet_option,
+    quiet_output,
+)
 from jobcontrol.errors import ExitCode, JobControlError
 from jobcontrol.present import report_json
 from jobcontrol.scheduler import DEFAULT_MAX_BUILDS
@@ -89,14 +96,20 @@ def print_report(report: DueReport, out: IO[str] | None = None, err: IO[str] | N
               help="Act as if it were this time (ISO 8601, UTC unless it says): to replay "
                    "or test a schedule. A time to come is a dry run: it prints what would be "
                    "due and claims nothing. Default: the storage's clock.")
+@quiet_option
 @format_option
 @pass_jc
-def run_due(jc: JobControl, now: datetime | None, fmt: str) -> None:
+def run_due(jc: JobControl, now: datetime | None, quiet: bool, fmt: str) -> None:
     """Start every scheduled build due now, each scheduled instant exactly once however
     many run-due processes race. For a crontab: * * * * * jobcontrol -c FILE run-due
 
     Exit status: 0 nothing failed, 1 a build it started failed.
     """
+    with quiet_output(quiet):
+        _run_due(jc, now, fmt)
+
+
+def _run_due(jc: JobControl, now: datetime | None, fmt: str) -> None:
     observer = DueObserver(live=False) if fmt == "table" else None
     report = jc.run_due(now=now, observer=observer)
     if fmt == "json":

@@ -12,9 +12,11 @@ from jobcontrol.cli.helpers import (
     echo_table,
     format_option,
     pass_jc,
+    styled,
     styled_state,
 )
 from jobcontrol.present import status_json
+from jobcontrol.text import visible
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -37,6 +39,7 @@ def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fm
     # the schedule and freshness columns, only where a job has them
     scheduled = any(s.job.schedule for s in statuses)
     watched = any(s.job.max_age for s in statuses)
+    paused = any(s.paused for s in statuses)
     rows = []
     for s in statuses:
         last_success = s.last_success
@@ -61,11 +64,17 @@ def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fm
         if watched:
             rows[-1].append(click.style(f"STALE: {s.stale}", fg="red") if s.stale
                             else "ok" if s.job.max_age else "")
+        if paused:
+            # the reason is the user's text: shown, never acted on by the terminal
+            rows[-1].append(styled(visible(s.paused.describe()), fg="yellow")
+                            if s.paused else "")
     headers = ["job", "last build", "state", "last success (UTC)", "outdated", "running"]
     if scheduled:
         headers += ["next run (UTC)", "last scheduled (UTC)"]
     if watched:
         headers.append("freshness")
+    if paused:
+        headers.append("paused")
     echo_table(rows, headers)
 
 

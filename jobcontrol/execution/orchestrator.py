@@ -2,7 +2,10 @@
 
 Independent steps run side by side up to ``parallel``; a step starts once every dependency
 in the plan has finished. A failure blocks everything downstream of it and, unless
-``keep_going``, stops new starts. Ctrl-C and SIGTERM cancel the running builds.
+``keep_going``, stops new starts. A paused job due to build is not built, and blocks
+everything downstream of it in the run (its dependents would consume a result its pause
+kept from being made); a paused job with nothing to build (up to date) blocks nothing.
+Ctrl-C and SIGTERM cancel the running builds.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition
 from jobcontrol.errors import DependencyError, JobAlreadyRunningError, JobControlError, RetvalError
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
-from jobcontrol.models import HOSTNAME, Build, BuildState, JobSummary
+from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause, JobSummary
 from jobcontrol.notify import Notifier
 from jobcontrol.rules import plan
 from jobcontrol.rules.outdated import Outdated, RunVerdicts
@@ -53,6 +56,7 @@ class BuildRun:
         if_outdated: bool = False,
         executor: LocalExecutor | None = None,
         notifier: Notifier | None = None,
+        paused: Mapping[str, JobPause] | None = None,
     ) -> None:
         self.config = config
         self.notifier = notifier
@@ -62,6 +66,10 @@ class BuildRun:
         self.parallel = max(1, parallel)
         self.keep_going = keep_going
         self.if_outdated = if_outdated
+        #: the jobs paused when the run began (see the module docstring)
+        self.paused = dict(paused or {})
+        #: the paused jobs this run did not build: their dependents are not built either
+        self._held: set[str] = set()
         #: an executor made here is closed at the end of the run (its threads and fork
         #: server go; a long-lived process such as the scheduler makes many runs)
         self._own_executor = executor is None
@@ -177,6 +185,10 @@ class BuildRun:
         failed_dep = blocked_by(step, self.deps, self._failed)
         if failed_dep is not None:
             return self._not_built(step.job_id, f"dependency {failed_dep} failed", failed=True)
+        held_dep = blocked_by(step, self.deps, self._held)
+        if held_dep is not None:
+            self._held.add(step.job_id)
+            return self._not_built(step.job_id, f"dependency {held_dep} is paused")
         judge = plan.needs_verdict(step, self.if_outdated)
         wanted = self._verdicts.needed(step.job_id, judge)
         self._verdicts.take(wanted, self.storage.job_summaries(wanted) if wanted else {})
@@ -185,6 +197,10 @@ class BuildRun:
         decision = decide(step, outdated, if_outdated=self.if_outdated, finished=self._finished)
         if not decision.build:
             return self._not_built(step.job_id, decision.reason)
+        pause = self.paused.get(job.id)
+        if pause is not None:
+            self._held.add(job.id)
+            return self._not_built(job.id, f"{pause.describe()}; --force builds it")
         try:
             self._arguments_of[job.id] = self._arguments(job, self._verdicts.summaries)
         except (DependencyError, RetvalError) as exc:

@@ -19,6 +19,7 @@ from jobcontrol.models import (
     BuildState,
     BuildStub,
     ExceptionInfo,
+    JobPause,
     JobSummary,
     LogCutoff,
     LogRecord,
@@ -289,6 +290,16 @@ class Storage(abc.ABC):
         One query for all jobs, never one per job. Jobs without builds are absent.
         """
 
+    def build_counts(self) -> dict[tuple[str, BuildState], int]:
+        """How many builds each job has in each state: ``{(job_id, state): count}``, in one
+        query (the SQL backends count the ``(job_id, state, id)`` index, reading no build
+        row). What ``/metrics`` reports; this default reads every build (memory's way)."""
+        counts: dict[tuple[str, BuildState], int] = {}
+        for build in self.list_builds():
+            key = (build.job_id, build.state)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     @abc.abstractmethod
     def delete_build(self, build_id: int) -> None:
         """Delete a build with its logs and progress. Raises BuildNotFoundError."""
@@ -406,6 +417,31 @@ class Storage(abc.ABC):
         The records left keep their ``seq``: a log with holes still reads in order. At most
         :data:`DELETE_BATCH` builds a transaction.
         """
+
+    # -- pauses (``jobcontrol pause`` / ``resume``) -------------------------------------------
+
+    @abc.abstractmethod
+    def pause_job(self, job_id: str, *, by: str, reason: str | None = None
+                  ) -> tuple[JobPause, bool]:
+        """Pause ``job_id`` now (the storage's clock), recording ``by`` and ``reason``.
+
+        Returns the pause in force and whether this call made it: a job already paused keeps
+        its pause (who, when and why stay as recorded), one atomic step, so two callers
+        racing make one pause.
+        """
+
+    @abc.abstractmethod
+    def resume_job(self, job_id: str, *, by: str) -> JobPause | None:
+        """End the pause in force of ``job_id`` now, recording ``by``; returns it ended,
+        or None when the job was not paused. The pause stays in :meth:`pause_history`."""
+
+    @abc.abstractmethod
+    def job_pauses(self, job_ids: Iterable[str] | None = None) -> dict[str, JobPause]:
+        """The pauses in force, by job (of ``job_ids``, or all): one query."""
+
+    @abc.abstractmethod
+    def pause_history(self, job_id: str, *, limit: int | None = None) -> list[JobPause]:
+        """A job's pauses, ended ones too, latest first."""
 
     # -- settings ----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from jobcontrol.storage.base import (
     check_concurrency,
     check_finished_state,
 )
+from jobcontrol.storage.memory_pauses import MemoryPauses
 from jobcontrol.timeutil import utcnow
 
 #: the memory backend has no schema to migrate; it reports this version once open
@@ -49,7 +50,7 @@ def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
         raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(MemoryPauses, Storage):
     """Builds, logs and progress in dicts guarded by a lock; nothing is persisted."""
 
     def __init__(self, url: str = "memory://") -> None:

@@ -32,8 +32,9 @@ applied in order in one transaction, each recorded as a row of ``jobcontrol_sche
 
 The operations are written once, by concern: :mod:`~jobcontrol.storage.sql_builds`,
 :mod:`~jobcontrol.storage.sql_logs` (with progress and housekeeping) and
-:mod:`~jobcontrol.storage.sql_settings` (schedules, settings, web sessions), each a class on
-:class:`~jobcontrol.storage.sql_core.SqlCore`; :class:`SqlStorage` is the three together.
+:mod:`~jobcontrol.storage.sql_settings` (schedules, settings, web sessions) and
+:mod:`~jobcontrol.storage.sql_pauses` (pauses of jobs), each a class on
+:class:`~jobcontrol.storage.sql_core.SqlCore`; :class:`SqlStorage` is the four together.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from jobcontrol.storage.schema import Migration, load_migrations
 from jobcontrol.storage.sql_builds import SqlBuilds
 from jobcontrol.storage.sql_core import _UNFINISHED, _Claim, retried
 from jobcontrol.storage.sql_logs import SqlLogs
+from jobcontrol.storage.sql_pauses import SqlPauses
 from jobcontrol.storage.sql_settings import SqlSettings
 
 __all__ = [
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 
-class SqlStorage(SqlBuilds, SqlLogs, SqlSettings):
+class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses):
     """A :class:`~jobcontrol.storage.base.Storage` on a DB-API connection; subclasses
     supply the dialect hooks (see :class:`~jobcontrol.storage.sql_core.SqlCore`).
 

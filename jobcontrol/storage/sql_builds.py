@@ -493,6 +493,13 @@ class SqlBuilds(SqlCore):
             )
         return summaries
 
+    @retried("counting builds")
+    def build_counts(self) -> dict[tuple[str, BuildState], int]:
+        with self._cursor() as cur:
+            cur.execute(self.sql["build_counts"])
+            return {(job_id, BuildState(state)): int(count)
+                    for job_id, state, count in cur.fetchall()}
+
     @retried("deleting build {build_id}", in_doubt_ok=False)
     def delete_build(self, build_id: int) -> None:
         with self._transaction() as cur:

@@ -1,6 +1,6 @@
 """The JSON API under ``/api/v1/``: the CLI's JSON shapes, errors as JSON with a status.
 
-Reads are GET; launching, cancelling and deleting are POST (CSRF token in the
+Reads are GET; launching, cancelling, deleting, pausing and resuming are POST (CSRF token in the
 ``X-CSRFToken`` header, or a bearer token); a GET of them is 405.
 """
 
@@ -16,6 +16,7 @@ from jobcontrol.present import (
     build_json,
     job_detail_json,
     log_json,
+    pause_json,
     progress_json,
     status_json,
 )
@@ -35,7 +36,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def who() -> str:
-    """Who asked, for the record of a cancel: the logged-in user, or just "web"."""
+    """Who asked, for the record of a cancel or a pause: the logged-in user, or just
+    "web"."""
     return "web" if g.get("user") in (None, "local") else f"web user {g.user}"
 
 
@@ -155,6 +157,23 @@ def launch_job(job_id: str) -> Any:
                         "message": started.message})
     response.status_code = 202
     return response
+
+
+@bp.post("/jobs/<job_id>/pause")
+def pause(job_id: str) -> Any:
+    """Pause a job (``jobcontrol pause``): ``{"reason": ...}`` optional; 200 with the pause
+    in force and whether this request made it."""
+    reason = _body().get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise BadParameter("reason must be a string")
+    paused, made = current_jc().pause(job_id, by=who(), reason=reason or None)
+    return jsonify({"pause": pause_json(paused), "paused_now": made})
+
+
+@bp.post("/jobs/<job_id>/resume")
+def resume(job_id: str) -> Any:
+    """Resume a job: 200 with the pause it ended (null: it was not paused)."""
+    return jsonify({"pause": pause_json(current_jc().resume(job_id, by=who()))})
 
 
 @bp.post("/builds/<int:build_id>/cancel")

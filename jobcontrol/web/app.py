@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from jobcontrol.errors import JobControlError
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
-from jobcontrol.web import api, auth, pages
+from jobcontrol.web import api, auth, metrics, pages
 from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_status
 from jobcontrol.web.security import init_security
 from jobcontrol.web.sessions import secret_key
@@ -49,6 +49,7 @@ def create_app(jobcontrol: JobControl, *, insecure_no_auth: bool = False) -> Fla
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(metrics.bp)
     _init_errors(app)
     return app
 

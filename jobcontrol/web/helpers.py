@@ -16,6 +16,7 @@ from jobcontrol.errors import (
     ExitCode,
     JobAlreadyRunningError,
     JobControlError,
+    JobPausedError,
     StorageError,
     UnknownJobError,
 )
@@ -63,7 +64,8 @@ def http_status(error: JobControlError) -> int:
     """The HTTP status that says what a library error means."""
     if isinstance(error, (UnknownJobError, BuildNotFoundError)):
         return 404
-    if isinstance(error, (BuildStateError, JobAlreadyRunningError, DependencyError)):
+    if isinstance(error, (BuildStateError, JobAlreadyRunningError, DependencyError,
+                          JobPausedError)):
         return 409
     if isinstance(error, StorageError):
         return 503

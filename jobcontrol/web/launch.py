@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from jobcontrol.errors import ExitCode, JobControlError
+from jobcontrol.errors import ExitCode, JobControlError, JobPausedError
+from jobcontrol.rules.plan import make_plan
 
 if TYPE_CHECKING:
     from jobcontrol.core import JobControl
@@ -63,9 +64,23 @@ class LaunchOptions:
 
 def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
     """Build ``job_id`` as the config says: queued for Celery workers when its executor is
-    ``celery`` (as ``build --async``), else in a background ``jobcontrol build`` process."""
+    ``celery`` (as ``build --async``), else in a background ``jobcontrol build`` process.
+
+    A paused job is refused (:class:`JobPausedError`): the web has no ``--force``."""
+    steps = make_plan(jc.config.dependencies, [job_id], with_deps=options.deps,
+                      with_depending=options.depending)
+    pauses = jc.pauses(step.job_id for step in steps)
+    if job_id in pauses:
+        raise JobPausedError(job_id, pauses[job_id].describe())
     if not jc.config.executor.remote:
-        return launch(str(jc.config.path), jc.storage.url, job_id, options)
+        launched = launch(str(jc.config.path), jc.storage.url, job_id, options)
+        if launched.build_id is None and launched.message.startswith("nothing to build") \
+                and pauses:  # the pause may be why: not only "up to date"
+            held = ", ".join(sorted(pauses))
+            return Launched(None, None, launched.pid,
+                            f"nothing built for {job_id}: up to date, or held by paused "
+                            f"{held} (see the job's page)")
+        return launched
     queued = jc.submit(job_id, deps=options.deps, depending=options.depending,
                        if_outdated=options.if_outdated)
     if not queued:

@@ -69,6 +69,7 @@ def job(job_id: str) -> Any:
                                "location")}
     return render_template(
         "job.html", job=jc.job(job_id), detail=detail, status=status, builds=builds,
+        pauses=jc.pause_history(job_id, limit=5),
         older=older, limit=limit, states=[s.value for s in states or []],
         all_states=[s.value for s in BuildState], drawing=drawing,
         definition_yaml=yaml.safe_dump(definition, sort_keys=False, allow_unicode=True),
@@ -81,13 +82,29 @@ def launch_page(job_id: str) -> Any:
     job = jc.job(job_id)
     if request.method == "GET":
         plan = jc.plan(job_id, deps=True)
-        return render_template("launch.html", job=job, plan=plan)
+        return render_template("launch.html", job=job, plan=plan,
+                               pauses=jc.pauses(step.job_id for step in plan))
     started = start(jc, job_id, launch_options(request.form))
     flash(started.message)
     if started.build_id is None:
         return redirect(url_for("pages.job", job_id=job_id), 303)
     then = job_id if started.job_id != job_id else None
     return redirect(url_for("pages.build", build_id=started.build_id, then=then), 303)
+
+
+@bp.post("/jobs/<job_id>/pause")
+def pause(job_id: str) -> Any:
+    paused, made = current_jc().pause(job_id, by=who(),
+                                      reason=request.form.get("reason") or None)
+    flash(f"{job_id}: {'' if made else 'already '}{paused.describe()}")
+    return redirect(url_for("pages.job", job_id=job_id), 303)
+
+
+@bp.post("/jobs/<job_id>/resume")
+def resume(job_id: str) -> Any:
+    ended = current_jc().resume(job_id, by=who())
+    flash(f"{job_id}: resumed" if ended else f"{job_id}: not paused")
+    return redirect(url_for("pages.job", job_id=job_id), 303)
 
 
 @bp.get("/builds/<int:build_id>")

@@ -129,7 +129,7 @@ def init_security(app: Flask, settings: WebSettings, *, insecure_no_auth: bool) 
             else:
                 g.user = session_user(settings)
         if g.user is None and request.endpoint not in OPEN_ENDPOINTS:
-            if request.path.startswith("/api/"):
+            if request.path.startswith("/api/") or request.path == "/metrics":  # machines
                 return error_response(401, "log in, or send Authorization: Bearer TOKEN")
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         if request.method not in ("GET", "HEAD", "OPTIONS") and not g.bearer:

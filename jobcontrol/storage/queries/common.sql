@@ -78,6 +78,10 @@ INSERT INTO builds (job_id, state, reason, definition, definition_hash, created,
                     finished, host, pid)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
+-- name: build_counts
+-- grouped by the columns of the (job_id, state, id) index: counted from the index alone
+SELECT job_id, state, count(*) FROM builds GROUP BY job_id, state
+
 -- name: delete_build
 -- logs and progress go with it: ON DELETE CASCADE
 DELETE FROM builds WHERE id = ?
@@ -115,6 +119,27 @@ WHERE scheduled_for = (SELECT max(scheduled_for) FROM schedule_runs WHERE job_id
 -- name: scheduled_runs
 SELECT job_id, scheduled_for, claimed, host, pid, outcome, build_id FROM schedule_runs
 WHERE job_id = ? ORDER BY scheduled_for DESC
+
+-- name: pause_job
+-- the partial unique index decides: a job already paused keeps the pause in force
+INSERT INTO job_pauses (job_id, paused, paused_by, reason) VALUES (?, ?, ?, ?)
+ON CONFLICT (job_id) WHERE resumed IS NULL DO NOTHING
+
+-- name: pause_in_force
+SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pauses
+WHERE job_id = ? AND resumed IS NULL
+
+-- name: resume_job
+UPDATE job_pauses SET resumed = ?, resumed_by = ? WHERE id = ? AND resumed IS NULL
+
+-- name: pauses_in_force
+-- every pause in force: a few rows, read by the partial index
+SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pauses
+WHERE resumed IS NULL
+
+-- name: pause_history
+SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pauses
+WHERE job_id = ? ORDER BY id DESC
 
 -- name: get_setting
 SELECT value FROM settings WHERE key = ?

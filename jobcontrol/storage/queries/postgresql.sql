@@ -14,6 +14,10 @@ SELECT job_id, state FROM builds WHERE id = ? FOR UPDATE
 -- name: log_end_locked
 SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) FROM builds b WHERE b.id = ? FOR UPDATE
 
+-- name: pause_in_force
+SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pauses
+WHERE job_id = ? AND resumed IS NULL FOR UPDATE
+
 -- name: advisory_lock
 -- claims of a job (or migrations of a schema: the first key says which), serialised
 -- until the transaction ends
