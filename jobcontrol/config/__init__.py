@@ -13,6 +13,7 @@ key or value. The modules, each importing only those listed before it:
   settings) and the "did you mean" of a misspelt key;
 - :mod:`~jobcontrol.config.schedules`: parsers of the scheduling keys (schedule, timezone,
   schedule_options, max_age, notify);
+- :mod:`~jobcontrol.config.commands`: parsers of a shell job's keys (command, env, cwd);
 - :mod:`~jobcontrol.config.validation`: a loaded document → :class:`Config`, with the
   checks across jobs (dependencies, ``!retval``, cycles);
 - :mod:`~jobcontrol.config.loading`: finding and reading the file, Jinja2, then the above.
