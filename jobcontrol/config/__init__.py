@@ -35,6 +35,7 @@ from jobcontrol.config.loading import (
 from jobcontrol.config.model import (
     FORK_SERVER_MIN_BUILDS,
     LOG_LEVELS,
+    SHELL_FUNCTION,
     Config,
     ExecutorSettings,
     JobDefinition,
@@ -43,6 +44,7 @@ from jobcontrol.config.model import (
     RetryPolicy,
     RetvalRef,
     RunnerSettings,
+    ShellCommand,
     WebSettings,
 )
 
@@ -52,6 +54,7 @@ __all__ = [
     "FORK_SERVER_MIN_BUILDS",
     "LOG_LEVELS",
     "RENDERED_NOTE",
+    "SHELL_FUNCTION",
     "Config",
     "ExecutorSettings",
     "JobDefinition",
@@ -60,6 +63,7 @@ __all__ = [
     "RetryPolicy",
     "RetvalRef",
     "RunnerSettings",
+    "ShellCommand",
     "WebSettings",
     "find_config_path",
     "load_config",

@@ -464,6 +464,14 @@ class JobDefinition:
         """A shell job's command as one line, secrets masked (None: a function's job)."""
         return None if self.shell is None else self.masker.text(self.shell.text())
 
+    def command_json(self) -> str | list[str] | None:
+        """A shell job's command as written (a string or a list), secrets masked (None: a
+        function's job): what ``status --format json`` and the snapshot show."""
+        if self.shell is None:
+            return None
+        command = self.shell.as_json()["command"]
+        return self.masker.value(command)
+
     def retval_jobs(self) -> set[str]:
         """Ids of the jobs whose return values ``!retval`` passes in args or kwargs."""
         return set(self._retval_jobs)
