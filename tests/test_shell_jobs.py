@@ -56,6 +56,8 @@ jobs:
   - id: no_cwd
     command: pwd
     cwd: not/there
+  - id: here
+    command: pwd
   - id: secret
     command: 'echo "token $API_TOKEN, password $PGPASSWORD"; echo "$PGPASSWORD" >&2; exit 1'
     env: {API_TOKEN: !env JC_SHELL_TEST_TOKEN, PGPASSWORD: plain-secret-42}
@@ -139,6 +141,8 @@ def test_env_is_merged_over_the_runners_and_cwd_is_beside_the_config(
 
 
 def test_a_missing_cwd_fails_the_build(jc: JobControl, tmp_path: Path) -> None:
+    [here] = jc.build("here")  # without cwd: in the config file's folder
+    assert [m for _, _, m in log_of(jc, here.id)] == [str(tmp_path.resolve())]
     [build] = jc.build("no_cwd")
     folder = tmp_path.resolve() / "not" / "there"
     assert (build.state, build.reason) == (S.FAILED,
