@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import PROJECT_PARAMS, Project, alive, until, wait_for
+from tests.processes import PROJECT_PARAMS, ROOT, Project, alive, until, wait_for
 
 CONFIG = """\
 runner:
@@ -117,3 +117,22 @@ def test_run_due_builds_a_scheduled_shell_job(project: Project) -> None:
     [record] = [json.loads(line) for line in out.splitlines()]
     assert (record["logger"], record["level"], record["message"]) == (
         "command", "INFO", f"tick {build['id']}")
+
+
+def test_the_web_launches_a_shell_job(project: Project, monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
+    from jobcontrol import JobControl
+    from jobcontrol.web import create_app
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the launched build runs this checkout
+
+    with JobControl.from_config(project.config, project.storage_url) as jc:
+        client = create_app(jc).test_client()
+        token = client.get("/api/v1/csrf").get_json()["csrf_token"]
+        response = client.post("/api/v1/jobs/tick/launch", headers={"X-CSRFToken": token})
+        assert response.status_code == 202, response.get_json()
+        build_id = response.get_json()["build"]["id"]
+        until(lambda: jc.get_build(build_id).state.finished, "the launched build to end")
+        assert (jc.get_build(build_id).state.value, jc.get_build(build_id).retval) == (
+            "success", 0)
+        assert [r.message for r in jc.logs(build_id)] == [f"tick {build_id}"]
