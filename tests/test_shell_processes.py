@@ -22,6 +22,9 @@ runner:
 jobs:
   - id: talker
     command: "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second"
+  - id: talker_inline
+    command: "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second"
+    isolation: inline
   - id: spawner
     command: "sleep 600 & echo $! > spawner.pid; wait"
   - id: spawner_inline
@@ -66,11 +69,12 @@ def read_until(process: subprocess.Popen[str], text: str, seconds: float = 30) -
     return seen
 
 
-def test_lines_reach_logs_follow_while_the_command_runs(project: Project) -> None:
-    build = project.start("build", "talker")
+@pytest.mark.parametrize("job_id", ["talker", "talker_inline"])
+def test_lines_reach_logs_follow_while_the_command_runs(project: Project, job_id: str) -> None:
+    build = project.start("build", job_id)
     follow = None
     try:
-        build_id = running_build(project, "talker")
+        build_id = running_build(project, job_id)
         follow = project.start("logs", str(build_id), "--follow")
         assert "command: first" in read_until(follow, "first")
         assert project.show(build_id)["state"] == "running"  # waits for `go` still

@@ -84,6 +84,9 @@ class Running:
     #: and when next (the loop serves the other builds meanwhile)
     record_by: float | None = None
     record_at: float = 0.0
+    #: held while ``logs`` and ``progress`` change or are written: an inline build's are
+    #: written by the inline watcher thread too, while the job runs
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class LocalExecutor:
@@ -149,7 +152,8 @@ class LocalExecutor:
         self._inline = InlineBuilds(
             storage, self.masker, handle=self._handle, finish=self._finish,
             running_ids=lambda: list(self._running), refused=self._write_refused,
-            heartbeat_interval=heartbeat_interval, cancel_poll_interval=cancel_poll_interval)
+            flush=self._flush, heartbeat_interval=heartbeat_interval,
+            cancel_poll_interval=cancel_poll_interval, flush_interval=flush_interval)
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
         self._fork_server: ForkServer | None = None
@@ -412,19 +416,22 @@ class LocalExecutor:
                 clean_text(message, MAX_MESSAGE, mask),
                 None if exc_text is None else clean_text(exc_text, MAX_TRACEBACK, mask),
             )
-            entry.logs.append(record)
-            entry.held_bytes += _held_size(record)
+            with entry.lock:
+                entry.logs.append(record)
+                entry.held_bytes += _held_size(record)
             self.observer.build_log(entry.build, record)
             if (len(entry.logs) >= self.flush_records or entry.held_bytes > MAX_HELD_BYTES) \
                     and not self._flush(entry):
-                _shed(entry)
+                with entry.lock:
+                    _shed(entry)
         elif kind == "progress":
             _, group, current, total, message, created = frame
             if message is not None:
                 message = clean_text(message, 1000, self.masker.text)
             item = ProgressItem(tuple(clean_text(g, 200, self.masker.text) for g in group),
                                 current, total, message, _utc(created))
-            entry.progress[item.group] = item
+            with entry.lock:
+                entry.progress[item.group] = item
             self.observer.build_progress(entry.build, item)
         elif kind == "done":
             entry.outcome = Outcome.from_frame(frame)
@@ -480,18 +487,23 @@ class LocalExecutor:
         if self._write_fault is not None and time.monotonic() < self._write_retry_at:
             return False
         try:
-            if entry.logs:
-                self.storage.append_logs(entry.build.id, entry.logs)
-                entry.logs = []
-                entry.held_bytes = 0
-            if entry.progress:
-                self.storage.set_progress(entry.build.id, list(entry.progress.values()))
-                entry.progress = {}
+            with entry.lock:
+                self._write_held(entry)
         except StorageError as exc:
             self._write_refused(exc)
             return False
         self._write_taken()
         return True
+
+    def _write_held(self, entry: Running) -> None:
+        """Write the build's log records and progress held (with ``entry.lock``)."""
+        if entry.logs:
+            self.storage.append_logs(entry.build.id, entry.logs)
+            entry.logs = []
+            entry.held_bytes = 0
+        if entry.progress:
+            self.storage.set_progress(entry.build.id, list(entry.progress.values()))
+            entry.progress = {}
 
     def _write_refused(self, exc: StorageError) -> None:
         """The storage failed (a write, mostly): say so once (once in
@@ -534,11 +546,12 @@ class LocalExecutor:
         assert entry.outcome is not None
         entry.outcome = entry.outcome.cleaned(self.masker)
         if entry.lost_records:
-            entry.logs.insert(0, LogRecord(
-                utcnow(), logging.ERROR, "jobcontrol",
-                f"{entry.lost_records} log records were lost while the storage refused "
-                f"writes",
-            ))
+            with entry.lock:
+                entry.logs.insert(0, LogRecord(
+                    utcnow(), logging.ERROR, "jobcontrol",
+                    f"{entry.lost_records} log records were lost while the storage refused "
+                    f"writes",
+                ))
         self._record(entry)
 
     def _record(self, entry: Running) -> None:
@@ -574,18 +587,20 @@ class LocalExecutor:
         self.observer.build_finished(build)
 
     def _write_outcome(self, entry: Running, outcome: Outcome) -> Build:
-        """Flush the last records and record the outcome."""
-        if entry.progress:
-            self.storage.set_progress(entry.build.id, list(entry.progress.values()))
-            entry.progress = {}
-        # the last records and the outcome in one transaction where the storage can; left
-        # to commit later only while the storage takes writes
-        build = self.storage.finish_build_with_logs(
-            entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
-            result=outcome.result, exception=outcome.exception,
-            commit_later=self.defer_commits and self._write_fault is None,
-        )
-        entry.logs = []
+        """Flush the last records and record the outcome (after a flush of the inline
+        watcher's, never before it)."""
+        with entry.lock:
+            if entry.progress:
+                self.storage.set_progress(entry.build.id, list(entry.progress.values()))
+                entry.progress = {}
+            # the last records and the outcome in one transaction where the storage can;
+            # left to commit later only while the storage takes writes
+            build = self.storage.finish_build_with_logs(
+                entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
+                result=outcome.result, exception=outcome.exception,
+                commit_later=self.defer_commits and self._write_fault is None,
+            )
+            entry.logs = []
         return build
 
     def _commit_or_retry(self, now: float) -> None:
