@@ -44,6 +44,8 @@ jobs:
     command: [no-such-command-jc-test, --help]
   - id: missing_shell
     command: no-such-command-jc-test --help
+  - id: not_executable
+    command: [./data.txt]
   - id: env_cwd
     command: 'echo "$GREETING|$(pwd)|$JOBCONTROL_JOB_ID|$JOBCONTROL_BUILD_ID|$KEPT"'
     env: {GREETING: hello there, KEPT: overridden}
@@ -80,6 +82,7 @@ def jc(tmp_path: Path, storage: Storage, monkeypatch: pytest.MonkeyPatch) -> Job
     monkeypatch.setenv("JC_SHELL_TEST_TOKEN", "tok-from-env-77")
     monkeypatch.setenv("KEPT", "from the runner")
     (tmp_path / "sub" / "dir").mkdir(parents=True)
+    (tmp_path / "data.txt").write_text("not a program\n")
     return JobControl.from_config(make_project(tmp_path, CONFIG), storage=storage)
 
 
@@ -123,6 +126,9 @@ def test_a_command_not_found_fails_with_a_clear_reason(jc: JobControl) -> None:
     [listed] = jc.build("missing_list")
     assert (listed.state, listed.reason, listed.retval) == (
         S.FAILED, "command not found: no-such-command-jc-test", None)
+    [not_executable] = jc.build("not_executable")
+    assert (not_executable.state, not_executable.reason) == (
+        S.FAILED, "command not executable: ./data.txt")
     [by_shell] = jc.build("missing_shell")
     assert (by_shell.state, by_shell.reason) == (
         S.FAILED, "exit status 127 (command not found)")

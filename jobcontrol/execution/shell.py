@@ -60,12 +60,8 @@ def run(command: str | Sequence[str], env: Mapping[str, str] | None = None,
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=cwd, env=_environment(env), start_new_session=own_group,
         )
-    except FileNotFoundError:
-        raise JobFailed(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise JobFailed(f"command not executable: {argv[0]}") from None
     except OSError as exc:
-        raise JobFailed(f"command could not start: {argv[0]}: {exc.strerror or exc}") from None
+        raise JobFailed(_start_failure(exc, argv[0], cwd)) from None
     status = _Command(process, own_group).wait()
     if status == 0:
         return 0
@@ -77,6 +73,17 @@ def run(command: str | Sequence[str], env: Mapping[str, str] | None = None,
         raise JobFailed(f"killed by signal {name} ({-status})", status)
     meaning = _SHELL_STATUSES.get(status) if isinstance(command, str) else None
     raise JobFailed(f"exit status {status}" + (f" ({meaning})" if meaning else ""), status)
+
+
+def _start_failure(exc: OSError, program: str, cwd: str | None) -> str:
+    """Why the command did not start, in the build's reason."""
+    if cwd is not None and exc.filename == cwd:
+        return f"working directory {cwd}: {exc.strerror or exc}"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {program}"
+    if isinstance(exc, PermissionError):
+        return f"command not executable: {program}"
+    return f"command could not start: {program}: {exc.strerror or exc}"
 
 
 def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
