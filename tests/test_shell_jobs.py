@@ -280,3 +280,31 @@ def test_the_web_job_page_shows_the_command(jc: JobControl) -> None:
     assert "<h2>Command</h2>" in page and "<h2>Function</h2>" not in page
     assert "echo &#34;$GREETING|$(pwd)|" in page
     assert "<h2>Function</h2>" in client.get("/jobs/consumer").get_data(as_text=True)
+
+
+def test_check_finds_a_list_commands_program_missing_or_not_executable(tmp_path: Path) -> None:
+    config = make_project(tmp_path, shell_job("command: [no-such-command-jc-test]") + """\
+  - id: by_path
+    command: [bin/tool.sh]
+    env: {PATH: /nowhere}
+  - id: on_path
+    command: [tool.sh, --now]
+    env: {PATH: bin}
+  - id: shell_finds_it
+    command: no-such-command-jc-test
+  - id: fine
+    command: [sh, -c, "true"]
+""")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tool.sh").write_text("#!/bin/sh\n")
+    result = Cli(config)("check", "--no-storage", code=2)
+    lines = result.output.splitlines()
+    assert lines == [
+        f"Error: {config}:3:14: job 'sh': command 'no-such-command-jc-test' not found on PATH",
+        f"Error: {config}:5:14: job 'by_path': command 'bin/tool.sh' is not executable",
+        f"Error: {config}:8:14: job 'on_path': command 'tool.sh' is not executable",
+    ]
+    (tmp_path / "bin" / "tool.sh").chmod(0o755)
+    (tmp_path / "jobs.yaml").write_text(config.read_text().replace(
+        "no-such-command-jc-test]", "sh, -c, 'true']"))
+    assert "all functions import" in Cli(config)("check", "--no-storage").output

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -27,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from jobcontrol.context import current_build
 from jobcontrol.execution.runner import JobFailed, in_build_process
 
-__all__ = ["LOGGER", "run"]
+__all__ = ["LOGGER", "run", "start_problem"]
 
 #: the logger the command's lines are logged by
 LOGGER = "command"
@@ -73,6 +74,34 @@ def run(command: str | Sequence[str], env: Mapping[str, str] | None = None,
         raise JobFailed(f"killed by signal {name} ({-status})", status)
     meaning = _SHELL_STATUSES.get(status) if isinstance(command, str) else None
     raise JobFailed(f"exit status {status}" + (f" ({meaning})" if meaning else ""), status)
+
+
+def start_problem(command: str | Sequence[str], env: Mapping[str, str] | None = None,
+                  cwd: str | None = None) -> str | None:
+    """Why a list command's program would not start on this machine (for ``jobcontrol
+    check``): not on ``PATH`` (the job's ``env`` may set it), or not executable; None when
+    it would, or for a string command (the shell finds its programs when it runs)."""
+    if isinstance(command, str):
+        return None
+    program = str(command[0])
+    if os.sep in program:  # a path, relative to the working directory
+        target = os.path.join(cwd or "", program)
+        if cwd is not None and not os.path.isdir(cwd):
+            return None  # made by the time it runs, perhaps (a build says so if not)
+        if not os.path.isfile(target):
+            return f"command {program!r} not found"
+    else:
+        path = (env or {}).get("PATH", os.environ.get("PATH", os.defpath))
+        # a relative folder on PATH is relative to where the command runs
+        path = os.pathsep.join(os.path.join(cwd or "", folder)
+                               for folder in path.split(os.pathsep))
+        found = shutil.which(program, mode=os.F_OK, path=path)
+        if found is None:
+            return f"command {program!r} not found on PATH"
+        target = found
+    if not os.access(target, os.X_OK):
+        return f"command {program!r} is not executable"
+    return None
 
 
 def _start_failure(exc: OSError, program: str, cwd: str | None) -> str:
