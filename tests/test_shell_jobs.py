@@ -244,6 +244,14 @@ def test_config_errors_name_the_file_and_line(tmp_path: Path, body: str, where: 
     assert message in text
 
 
+def test_an_env_value_under_a_secret_name_is_masked_however_short(tmp_path: Path) -> None:
+    config = parse_config(shell_job("command: [env]\nenv: {PGPASSWORD: ab, A_TOKEN: c,"
+                                    " PLAIN: ab}"), tmp_path / "jobs.yaml")
+    assert config.job("sh").snapshot()["env"] == {"PGPASSWORD": "***", "A_TOKEN": "***",
+                                                  "PLAIN": "ab"}
+    assert {"ab", "c"} <= config.secrets
+
+
 def test_numbers_in_a_list_command_and_env_are_text(tmp_path: Path) -> None:
     job = parse_config(shell_job("command: [sleep, 5]\nenv: {PORT: 5432}"),
                        tmp_path / "jobs.yaml").job("sh")

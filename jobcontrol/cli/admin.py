@@ -31,8 +31,8 @@ def install(jc: JobControl) -> None:
 @pass_jc
 def check(jc: JobControl, freshness: bool, no_storage: bool) -> None:
     """Validate the config, import every job's functions and bind their arguments, look
-    for the programs of shell jobs' list commands; exit 2 on a problem. Then open the storage and make a write (rolled back); exit 6 if it
-    cannot be reached or written.
+    for the programs of shell jobs' list commands; exit 2 on a problem. Then open the
+    storage and make a write (rolled back); exit 6 if it cannot be reached or written.
 
     With --freshness (for monitoring), exit 1 if a job's last success is older than its
     max_age.

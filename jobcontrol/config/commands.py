@@ -7,21 +7,15 @@ from typing import Any
 
 from jobcontrol.config.values import Field, type_name
 from jobcontrol.config.yaml_loader import MarkedDict, MarkedList, Pos
-from jobcontrol.secrets import is_secret_key
+from jobcontrol.secrets import is_secret_env_name
 
 #: the keys only a shell job (one with ``command:``) has, and those only a function's job has
 SHELL_KEYS = ("env", "cwd")
 FUNCTION_KEYS = ("args", "kwargs")
-#: words of an environment variable's name whose value is a secret even where the name
-#: is one word (``PGPASSWORD``; ``MYSQL_PWD`` and ``API_KEY`` the key rule finds already)
-SECRET_ENV_ENDINGS = ("PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "APIKEY")
-
-
 def env_secrets(env: dict[str, str]) -> set[str]:
-    """The values of a shell job's ``env:`` that are secrets: under a secret-looking name
-    (``DB_PASSWORD``, ``API_KEY``) or one ending in a secret word (``PGPASSWORD``)."""
-    return {value for name, value in env.items() if value and (
-        is_secret_key(name) or name.upper().endswith(SECRET_ENV_ENDINGS))}
+    """The values of a shell job's ``env:`` that are secrets (see
+    :func:`~jobcontrol.secrets.is_secret_env_name`)."""
+    return {value for name, value in env.items() if value and is_secret_env_name(name)}
 
 
 def _text_item(value: Any, at: Field, what: str, pos: Pos | None = None) -> str:

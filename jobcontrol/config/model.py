@@ -25,7 +25,7 @@ from jobcontrol.errors import ConfigError, UnknownJobError
 from jobcontrol.models import EncodedJSON
 from jobcontrol.notify import NotifyPolicy
 from jobcontrol.schedule import Schedule
-from jobcontrol.secrets import Masker
+from jobcontrol.secrets import MASK, Masker, is_secret_env_name
 from jobcontrol.serialize import to_jsonable
 
 __all__ = [
@@ -322,6 +322,16 @@ class ShellCommand:
         command = self.command if isinstance(self.command, str) else list(self.command)
         return {"command": command, "env": dict(self.env), "cwd": self.cwd}
 
+    def masked_json(self, masker: Masker) -> dict[str, Any]:
+        """:meth:`as_json` with secrets masked: an env value whose name marks a secret
+        (:func:`~jobcontrol.secrets.is_secret_env_name`) whole, the config's secrets in
+        every text."""
+        shown = self.as_json()
+        return {"command": masker.value(shown["command"]),
+                "env": {masker.text(name): MASK if is_secret_env_name(name) else
+                        masker.text(value) for name, value in self.env.items()},
+                "cwd": masker.optional_text(self.cwd)}
+
     def text(self) -> str:
         """The command as one line a shell would run (a list quoted by ``shlex.join``)."""
         return self.command if isinstance(self.command, str) else shlex.join(self.command)
@@ -405,7 +415,7 @@ class JobDefinition:
         """
         payload: dict[str, Any]
         if self.shell is not None:
-            payload = to_jsonable(self.shell.as_json(), self.masker, definition=True)
+            payload = self.shell.masked_json(self.masker)
         else:
             args, kwargs = self._masked_arguments
             payload = {"function": self.function, "args": args, "kwargs": kwargs}
@@ -429,7 +439,7 @@ class JobDefinition:
             args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
         if self.shell is not None:  # the command instead of the function and its arguments
             return {"id": self.id, "function": None,
-                    **to_jsonable(self.shell.as_json(), masker, definition=True),
+                    **self.shell.masked_json(masker),
                     **self._settings(masker, [], {})}
         return {"id": self.id, "function": self.function, "command": None,
                 **self._settings(masker, args, kwargs)}
@@ -469,8 +479,7 @@ class JobDefinition:
         function's job): what ``status --format json`` and the snapshot show."""
         if self.shell is None:
             return None
-        command = self.shell.as_json()["command"]
-        return self.masker.value(command)
+        return self.shell.masked_json(self.masker)["command"]
 
     def retval_jobs(self) -> set[str]:
         """Ids of the jobs whose return values ``!retval`` passes in args or kwargs."""
