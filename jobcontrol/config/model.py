@@ -434,13 +434,12 @@ class JobDefinition:
 
     def _snapshot(self, fresh: bool) -> dict[str, Any]:
         masker = self.masker
+        if self.shell is not None:  # the command instead of the function and its arguments
+            return {"id": self.id, "function": None, **self.shell.masked_json(masker),
+                    **self._settings(masker, [], {})}
         args, kwargs = self._masked_arguments
         if fresh:  # the caller's to change
             args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
-        if self.shell is not None:  # the command instead of the function and its arguments
-            return {"id": self.id, "function": None,
-                    **self.shell.masked_json(masker),
-                    **self._settings(masker, [], {})}
         return {"id": self.id, "function": self.function, "command": None,
                 **self._settings(masker, args, kwargs)}
 
