@@ -140,3 +140,19 @@ def test_the_web_launches_a_shell_job(project: Project, monkeypatch: pytest.Monk
         assert (jc.get_build(build_id).state.value, jc.get_build(build_id).retval) == (
             "success", 0)
         assert [r.message for r in jc.logs(build_id)] == [f"tick {build_id}"]
+
+
+def test_the_command_of_a_killed_runner_is_killed_by_the_next_command(project: Project
+                                                                      ) -> None:
+    build = project.start("build", "spawner")
+    try:
+        pid = int(wait_for(project.config.parent / "spawner.pid"))
+        build_id = running_build(project, "spawner")
+    finally:
+        build.kill()  # kill -9 of the runner: its build process dies with it
+        build.communicate()
+    assert alive(pid)  # what the command started lives on in the build's process group...
+    code, _, err = project.run("reap")
+    assert code == 0, err
+    until(lambda: not alive(pid), f"the command's child {pid} to die")  # ...until now
+    assert project.show(build_id)["state"] == "abandoned"
