@@ -198,6 +198,16 @@ def test_a_shell_job_runs_the_built_in_callable_with_its_command(jc: JobControl,
     assert jc.job("consumer").snapshot()["command"] is None
 
 
+def test_a_changed_command_makes_the_job_outdated(jc: JobControl, tmp_path: Path,
+                                                  storage: Storage) -> None:
+    [build] = jc.build("here")
+    assert not jc.status(["here"])[0].outdated.outdated
+    config = tmp_path / "jobs.yaml"
+    config.write_text(config.read_text().replace("    command: pwd\n", "    command: ls\n"))
+    [status] = JobControl.from_config(config, storage=storage).status(["here"])
+    assert status.outdated.reasons == (f"definition changed since build {build.id}",)
+
+
 def shell_job(body: str) -> str:
     return "jobs:\n  - id: sh\n" + "".join(f"    {line}\n" for line in body.splitlines())
 
