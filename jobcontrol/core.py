@@ -198,9 +198,15 @@ class JobControl(Pausing):
         """What ``check`` finds wrong with the jobs, one line each with its file:line: a
         function or cleanup function that does not import, args and kwargs that do not fit
         the function's signature (a ``!retval`` counts as given), a cleanup function that
-        cannot take the build."""
+        cannot take the build, a shell job's program not found or not executable."""
+        from jobcontrol.execution.shell import start_problem
+
         problems = []
         for job in self.config.jobs.values():
+            if job.shell is not None:  # its program, where check can tell
+                problem = start_problem(**job.kwargs)
+                if problem is not None:
+                    problems.append(f"{job.location_of('command')}: job {job.id!r}: {problem}")
             calls = [("function", job.args, job.kwargs)]
             if job.cleanup_function:
                 calls.append(("cleanup_function", (None,), {}))  # cleanup(build)

@@ -97,6 +97,7 @@ def status_json(status: JobStatus) -> dict[str, Any]:
     return {
         "job": status.job.id,
         "title": status.job.title,
+        "command": status.job.command_json(),
         "last_build": status.last_build.id if status.last_build else None,
         "last_state": status.last_state,
         "last_success": last_success.id if last_success else None,
@@ -143,14 +144,18 @@ def job_detail_json(jc: JobControl, job_id: str, *, import_error: bool = False
     with ``import_error`` (the web's shape) it is reported under that key instead."""
     from jobcontrol.importing import describe_callable
 
-    data = job_json(jc.job(job_id))
+    job = jc.job(job_id)
+    data = job_json(job)
+    signature: str | None = None
+    doc: str | None = None
+    failure = None
     try:
-        signature, doc = describe_callable(jc.import_function(job_id))
-        failure = None
+        if job.shell is None:  # a shell job's command is all there is to show
+            signature, doc = describe_callable(jc.import_function(job_id))
     except JobImportError as error:
         if not import_error:
             raise
-        signature, doc, failure = None, None, str(error)
+        failure = str(error)
     data.update({"signature": signature, "docstring": doc})
     if import_error:
         data["import_error"] = failure

@@ -83,6 +83,17 @@ def _is_secret_text(key: str) -> bool:
         or any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
+#: endings of an environment variable's name that make its value a secret even where the
+#: name is one word (``PGPASSWORD``; ``MYSQL_PWD`` and ``API_KEY`` are secret keys already)
+SECRET_ENV_ENDINGS = ("PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "APIKEY")
+
+
+def is_secret_env_name(name: str) -> bool:
+    """True for an environment variable whose value is a secret: a secret key's name
+    (``DB_PASSWORD``, ``API_TOKEN``) or one ending in a secret word (``PGPASSWORD``)."""
+    return is_secret_key(name) or name.upper().endswith(SECRET_ENV_ENDINGS)
+
+
 def secret_values(value: Any) -> set[str]:
     """Every string (or number, as text) found under a secret-looking key in ``value``."""
     found: set[str] = set()

@@ -184,7 +184,8 @@ def test_snapshot_is_json_and_complete(tmp_path: Path) -> None:
         "location",
         "_marks",
         "secrets",
-    }
+        "shell",  # a shell job's shows its command, env and cwd; a function's, command: null
+    } | {"command"}
     assert snapshot["args"][0] == {"!retval": "fetch_prices"}
     assert snapshot["kwargs"]["options"]["deep"] == {"ref": {"!retval": "fetch_prices"}}
     assert snapshot["dependencies"] == ["fetch_prices"]

@@ -43,6 +43,10 @@ def test_example_pipeline_builds_and_tracks(example: Cli) -> None:
     again = json.loads(example("build", "archive", "--format", "json").output)[0]
     assert again["state"] == "skipped" and again["reason"].startswith("already archived")
 
+    compressed = json.loads(example("build", "compress_report", "--format", "json").output)[0]
+    assert compressed["state"] == "success"  # a shell job
+    assert (folder / "output" / "report.txt.gz").stat().st_size > 0
+
     example("delete", "3")
     assert not (folder / "output" / "report.txt").exists()  # its cleanup_function ran
     assert "never built successfully" in example("status", "report", "--why").output

@@ -30,9 +30,9 @@ def install(jc: JobControl) -> None:
               help="Do not open the storage (to check a config away from its database).")
 @pass_jc
 def check(jc: JobControl, freshness: bool, no_storage: bool) -> None:
-    """Validate the config, import every job's functions and bind their arguments; exit 2
-    on a problem. Then open the storage and make a write (rolled back); exit 6 if it
-    cannot be reached or written.
+    """Validate the config, import every job's functions and bind their arguments, look
+    for the programs of shell jobs' list commands; exit 2 on a problem. Then open the
+    storage and make a write (rolled back); exit 6 if it cannot be reached or written.
 
     With --freshness (for monitoring), exit 1 if a job's last success is older than its
     max_age.

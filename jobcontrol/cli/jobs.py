@@ -24,6 +24,7 @@ from jobcontrol.text import json_text, visible
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
+    from jobcontrol.config import JobDefinition
     from jobcontrol.core import JobControl
 
 
@@ -38,10 +39,16 @@ def jobs(jc: JobControl, tag: str | None, fmt: str) -> None:
         echo_json([job_json(job) for job in selected])
         return
     echo_table(
-        ([job.id, job.title, job.function, ", ".join(job.dependencies), ", ".join(job.tags)]
+        ([job.id, job.title, _runs(job), ", ".join(job.dependencies), ", ".join(job.tags)]
          for job in selected),
-        ["id", "title", "function", "dependencies", "tags"],
+        ["id", "title", "function or command", "dependencies", "tags"],
     )
+
+
+def _runs(job: JobDefinition) -> str:
+    """What a job runs: its function, or ``$ command`` for a shell job."""
+    command = job.command_text()
+    return job.function if command is None else f"$ {visible(command)}"
 
 
 @click.command()
@@ -54,19 +61,25 @@ def job(jc: JobControl, job_id: str, fmt: str) -> None:
         echo_json(job_detail_json(jc, job_id))
         return
     definition = jc.job(job_id)
-    signature, doc = describe_callable(jc.import_function(job_id))
     dependents = graphs.dependents_map(jc.config.dependencies).get(job_id, [])
-    name = definition.function.replace(":", ".").rsplit(".", 1)[-1]
     echo(f"{definition.id}: {visible(definition.title)}", bold=True)
     echo(f"defined at {definition.location}")
-    echo(f"\n  {definition.function}  ->  def {name}{signature}")
-    if doc:
-        echo("\n" + "\n".join(f"    {line}" for line in doc.splitlines()))
+    command = definition.command_text()
+    if command is None:
+        signature, doc = describe_callable(jc.import_function(job_id))
+        name = definition.function.replace(":", ".").rsplit(".", 1)[-1]
+        echo(f"\n  {definition.function}  ->  def {name}{signature}")
+        if doc:
+            echo("\n" + "\n".join(f"    {line}" for line in doc.splitlines()))
+    else:
+        echo(f"\n  $ {visible(command)}")
     echo("")
     snapshot = definition.snapshot()
-    for key in ("args", "kwargs"):
+    for key in ("args", "kwargs", "env"):
         if snapshot.get(key):
             echo(f"{key}: {json_text(snapshot[key])}")
+    if command is not None:
+        echo(f"cwd: {visible(snapshot['cwd'] or '.')} (from the config file's folder)")
     echo(f"dependencies: {', '.join(definition.dependencies) or '(none)'}")
     echo(f"dependents: {', '.join(dependents) or '(none)'}")
     if definition.tags:

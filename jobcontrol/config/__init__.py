@@ -13,6 +13,7 @@ key or value. The modules, each importing only those listed before it:
   settings) and the "did you mean" of a misspelt key;
 - :mod:`~jobcontrol.config.schedules`: parsers of the scheduling keys (schedule, timezone,
   schedule_options, max_age, notify);
+- :mod:`~jobcontrol.config.commands`: parsers of a shell job's keys (command, env, cwd);
 - :mod:`~jobcontrol.config.validation`: a loaded document → :class:`Config`, with the
   checks across jobs (dependencies, ``!retval``, cycles);
 - :mod:`~jobcontrol.config.loading`: finding and reading the file, Jinja2, then the above.
@@ -34,6 +35,7 @@ from jobcontrol.config.loading import (
 from jobcontrol.config.model import (
     FORK_SERVER_MIN_BUILDS,
     LOG_LEVELS,
+    SHELL_FUNCTION,
     Config,
     ExecutorSettings,
     JobDefinition,
@@ -42,6 +44,7 @@ from jobcontrol.config.model import (
     RetryPolicy,
     RetvalRef,
     RunnerSettings,
+    ShellCommand,
     WebSettings,
 )
 
@@ -51,6 +54,7 @@ __all__ = [
     "FORK_SERVER_MIN_BUILDS",
     "LOG_LEVELS",
     "RENDERED_NOTE",
+    "SHELL_FUNCTION",
     "Config",
     "ExecutorSettings",
     "JobDefinition",
@@ -59,6 +63,7 @@ __all__ = [
     "RetryPolicy",
     "RetvalRef",
     "RunnerSettings",
+    "ShellCommand",
     "WebSettings",
     "find_config_path",
     "load_config",

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property, lru_cache
@@ -24,12 +25,13 @@ from jobcontrol.errors import ConfigError, UnknownJobError
 from jobcontrol.models import EncodedJSON
 from jobcontrol.notify import NotifyPolicy
 from jobcontrol.schedule import Schedule
-from jobcontrol.secrets import Masker
+from jobcontrol.secrets import MASK, Masker, is_secret_env_name
 from jobcontrol.serialize import to_jsonable
 
 __all__ = [
     "FORK_SERVER_MIN_BUILDS",
     "LOG_LEVELS",
+    "SHELL_FUNCTION",
     "Config",
     "ExecutorSettings",
     "JobDefinition",
@@ -38,6 +40,7 @@ __all__ = [
     "RetryPolicy",
     "RetvalRef",
     "RunnerSettings",
+    "ShellCommand",
     "WebSettings",
     "iter_retvals",
 ]
@@ -276,6 +279,64 @@ class ExecutorSettings:
         return asdict(self)
 
 
+#: the callable a shell job's builds run (:func:`jobcontrol.execution.shell.run`): named,
+#: not imported, so every executor runs a shell job as it runs any job
+SHELL_FUNCTION = "jobcontrol.execution.shell.run"
+
+
+@dataclass(frozen=True)
+class ShellCommand:
+    """``command:`` with ``env:`` and ``cwd:``: a shell job's command, as written.
+
+    ``command`` is a string (run by ``/bin/sh -c``) or a tuple of strings (run as it is,
+    no shell); ``env`` is merged over the runner's environment; ``cwd`` is relative to the
+    config file's folder (None: that folder). What decides a build's outcome is this, as
+    written: the folder the config file lies in may differ from machine to machine.
+    """
+
+    command: str | tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.command, str):
+            _check(bool(self.command.strip()), "command must not be empty")
+        else:
+            _check(isinstance(self.command, tuple) and bool(self.command)
+                   and all(isinstance(part, str) for part in self.command),
+                   f"command must be a string or a tuple of strings, got {self.command!r}")
+        _check(all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()),
+               "env must map names to strings")
+        _check(self.cwd is None or (isinstance(self.cwd, str) and bool(self.cwd)),
+               f"cwd must be a folder or None, got {self.cwd!r}")
+
+    def arguments(self, directory: Path) -> dict[str, Any]:
+        """The keyword arguments of :data:`SHELL_FUNCTION`: ``cwd`` made absolute against
+        ``directory`` (the config file's folder)."""
+        command = self.command if isinstance(self.command, str) else list(self.command)
+        cwd = directory if self.cwd is None else directory / self.cwd
+        return {"command": command, "env": dict(self.env), "cwd": str(cwd)}
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"command", "env", "cwd"}`` as written (a list command as a list)."""
+        command = self.command if isinstance(self.command, str) else list(self.command)
+        return {"command": command, "env": dict(self.env), "cwd": self.cwd}
+
+    def masked_json(self, masker: Masker) -> dict[str, Any]:
+        """:meth:`as_json` with secrets masked: an env value whose name marks a secret
+        (:func:`~jobcontrol.secrets.is_secret_env_name`) whole, the config's secrets in
+        every text."""
+        shown = self.as_json()
+        return {"command": masker.value(shown["command"]),
+                "env": {masker.text(name): MASK if is_secret_env_name(name) else
+                        masker.text(value) for name, value in self.env.items()},
+                "cwd": masker.optional_text(self.cwd)}
+
+    def text(self) -> str:
+        """The command as one line a shell would run (a list quoted by ``shlex.join``)."""
+        return self.command if isinstance(self.command, str) else shlex.join(self.command)
+
+
 #: JobDefinition fields whose repr is masked
 _MASKED = ("title", "args", "kwargs")
 
@@ -290,7 +351,9 @@ class JobDefinition:
     """One job of the config, validated; defaults are already merged in.
 
     ``args`` and ``kwargs`` hold the real values, secrets included, to call the job with;
-    :meth:`snapshot` and :attr:`definition_hash` see them masked.
+    :meth:`snapshot` and :attr:`definition_hash` see them masked. A shell job (``shell``
+    set) calls :data:`SHELL_FUNCTION` with its command as ``kwargs``; its snapshot and hash
+    show the command as written instead.
     """
 
     id: str
@@ -315,6 +378,9 @@ class JobDefinition:
     notify: NotifyPolicy | None = None
     #: the Celery queue its remote builds go to (None: the executor's queue)
     queue: str | None = None
+    #: a shell job's command (``command:``), None for a function's job; repr left out:
+    #: ``kwargs`` shows it, masked
+    shell: ShellCommand | None = field(default=None, repr=False)
     location: Location = field(default=Location("<config>"), compare=False)
     #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -345,9 +411,14 @@ class JobDefinition:
 
         Title, tags, timeout and the rest may change without making the job outdated. Secrets
         are masked first: a rotated password rebuilds nothing, and no hash of it is stored.
+        A shell job's: its command, env and cwd, as written.
         """
-        args, kwargs = self._masked_arguments
-        payload = {"function": self.function, "args": args, "kwargs": kwargs}
+        payload: dict[str, Any]
+        if self.shell is not None:
+            payload = self.shell.masked_json(self.masker)
+        else:
+            args, kwargs = self._masked_arguments
+            payload = {"function": self.function, "args": args, "kwargs": kwargs}
         text = _HASH_ENCODER.encode(payload)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -363,12 +434,18 @@ class JobDefinition:
 
     def _snapshot(self, fresh: bool) -> dict[str, Any]:
         masker = self.masker
+        if self.shell is not None:  # the command instead of the function and its arguments
+            return {"id": self.id, "function": None, **self.shell.masked_json(masker),
+                    **self._settings(masker, [], {})}
         args, kwargs = self._masked_arguments
         if fresh:  # the caller's to change
             args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
+        return {"id": self.id, "function": self.function, "command": None,
+                **self._settings(masker, args, kwargs)}
+
+    def _settings(self, masker: Masker, args: Any, kwargs: Any) -> dict[str, Any]:
+        """The snapshot from ``title`` on."""
         return {
-            "id": self.id,
-            "function": self.function,
             "title": masker.text(self.title),
             "args": args,
             "kwargs": kwargs,
@@ -391,6 +468,17 @@ class JobDefinition:
     def stored_snapshot(self) -> EncodedJSON:
         """:meth:`snapshot`, encoded once: what each build of the job stores."""
         return EncodedJSON(self._snapshot(fresh=False))  # encoded now: nothing shared
+
+    def command_text(self) -> str | None:
+        """A shell job's command as one line, secrets masked (None: a function's job)."""
+        return None if self.shell is None else self.masker.text(self.shell.text())
+
+    def command_json(self) -> str | list[str] | None:
+        """A shell job's command as written (a string or a list), secrets masked (None: a
+        function's job): what ``status --format json`` and the snapshot show."""
+        if self.shell is None:
+            return None
+        return self.shell.masked_json(self.masker)["command"]
 
     def retval_jobs(self) -> set[str]:
         """Ids of the jobs whose return values ``!retval`` passes in args or kwargs."""

@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from jobcontrol.config import schedules
+from jobcontrol.config import commands, schedules
+from jobcontrol.config.commands import FUNCTION_KEYS, SHELL_KEYS, env_secrets
 from jobcontrol.config.model import (
+    SHELL_FUNCTION,
     Config,
     ExecutorSettings,
     JobDefinition,
     Location,
     RetvalRef,
     RunnerSettings,
+    ShellCommand,
     WebSettings,
     iter_retvals,
 )
@@ -70,6 +73,9 @@ JOB_KEYS = (
     "max_age",
     "notify",
     "queue",
+    "command",
+    "env",
+    "cwd",
 )
 DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention",
                 "timezone", "schedule_options", "max_age", "notify")
@@ -93,6 +99,9 @@ PARSERS = {
     "schedule_options": schedules.schedule_options,
     "max_age": schedules.max_age,
     "notify": schedules.notify,
+    "command": commands.command,
+    "env": commands.env,
+    "cwd": commands.cwd,
 }
 #: the mapping each sub-key belongs in, to point a misplaced one there
 SUB_KEY_PARENTS = {
@@ -147,6 +156,8 @@ class _Job:
 class _Validator:
     def __init__(self, file: str) -> None:
         self.file = file
+        #: the config file's folder (a shell job's ``cwd`` is relative to it)
+        self.directory = Path(".")
         #: False when the document holds no RetvalRef: then none is looked for
         self.retvals = True
 
@@ -162,6 +173,7 @@ class _Validator:
     def config(self, document: Document, path: Path, rendered: str) -> Config:
         root, root_mark = document.data, document.root
         self.retvals = document.retvals
+        self.directory = path.parent
         if root is None:
             raise self.error(
                 "the config file is empty (it needs at least `jobs:` with a list of jobs)", None
@@ -210,6 +222,7 @@ class _Validator:
         self.cross_checks(jobs)
         for job in jobs.values():
             secrets |= secret_values([job.values.get("args"), job.values.get("kwargs")])
+            secrets |= env_secrets(job.values.get("env", {}))
         for url in (storage, executor.broker):  # passwords of the database and the broker
             if isinstance(url, str):
                 with contextlib.suppress(ValueError):
@@ -297,7 +310,7 @@ class _Validator:
         owner = f"job #{number}"
         if not isinstance(raw, MarkedDict):
             raise self.error(
-                f"{owner} must be a mapping with at least 'id' and 'function', "
+                f"{owner} must be a mapping with at least 'id' and 'function' (or 'command'), "
                 f"got {type_name(raw)}",
                 pos,
             )
@@ -320,11 +333,29 @@ class _Validator:
                 if key == "dependencies":
                     job.dependency_marks = positions
             job.values[key] = parsed
-        if "function" not in raw:
-            raise self.error(f"{owner}: missing required key 'function'", raw.start)
-        if job.values["function"] is None:
+        self.function_or_command(owner, raw)
+        if "function" in raw and job.values["function"] is None:
             raise self.error(f"{owner}: function must not be empty", raw.value_marks["function"])
         return job
+
+    def function_or_command(self, owner: str, raw: MarkedDict) -> None:
+        """A job runs a function or a command: exactly one, with only its own keys."""
+        if "function" in raw and "command" in raw:
+            raise self.error(f"{owner}: give either 'function' or 'command', not both",
+                             raw.key_marks["command"])
+        if "command" in raw:
+            for key in FUNCTION_KEYS:
+                if key in raw:
+                    raise self.error(f"{owner}: {key} is for a function: a shell job's "
+                                     f"arguments go in its command", raw.key_marks[key])
+        elif "function" in raw:
+            for key in SHELL_KEYS:
+                if key in raw:
+                    raise self.error(f"{owner}: {key} is only for a shell job (one with "
+                                     f"'command' instead of 'function')", raw.key_marks[key])
+        else:
+            raise self.error(f"{owner}: missing required key 'function' (or 'command' for "
+                             f"a shell job)", raw.start)
 
     def job_id(self, owner: str, raw: MarkedDict, id_lines: dict[str, int]) -> str:
         if "id" not in raw:
@@ -390,6 +421,10 @@ class _Validator:
         that does not set it, ``default_marks`` where the ``defaults:`` ones are written."""
         values = {**fallback, **job.values}  # the job's own values win
         marks = {**default_marks, **job.marks}  # (default_marks has only default keys)
+        shell = None
+        if "command" in values:  # a shell job: its builds call SHELL_FUNCTION
+            shell = ShellCommand(values["command"], values.get("env", {}), values.get("cwd"))
+            values.update(function=SHELL_FUNCTION, kwargs=shell.arguments(self.directory))
         return JobDefinition(
             id=job.id,
             function=values["function"],
@@ -410,6 +445,7 @@ class _Validator:
             max_age=values["max_age"],
             notify=values["notify"],
             queue=values.get("queue"),
+            shell=shell,
             location=self.location(job.raw.start),
             secrets=secrets,
             _marks=marks,

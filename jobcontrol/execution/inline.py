@@ -3,7 +3,8 @@ at a time, for speed where isolation is not wanted.
 
 What a child process gives a build for free is done here with signals: a timeout raises in
 the job through SIGALRM; a cancel request, found by a watcher thread (which also beats the
-heartbeats while the executor's loop waits for the inline build to end), through SIGUSR1.
+heartbeats while the executor's loop waits for the inline build to end, and writes the
+build's log records as they come, for ``logs --follow``), through SIGUSR1.
 The :class:`~jobcontrol.execution.local.LocalExecutor` hands each frame the job reports to
 its own handler and records the outcome, as for a build in a child process.
 """
@@ -34,16 +35,18 @@ class InlineBuilds:
 
     ``handle(entry, frame)`` takes what the job reports, ``finish(entry)`` records its
     outcome; the watcher beats the heartbeats of ``running_ids()`` (the executor's forked
-    builds too: its loop waits for the inline build) every ``heartbeat_interval`` and looks
-    for cancel requests every ``cancel_poll_interval``, telling ``refused(exc)`` of a storage
-    that fails.
+    builds too: its loop waits for the inline build) every ``heartbeat_interval``, looks
+    for cancel requests every ``cancel_poll_interval`` and has ``flush(entry)`` write what
+    the build reported every ``flush_interval``, telling ``refused(exc)`` of a storage that
+    fails.
     """
 
     def __init__(
         self, storage: Storage, masker: Masker, *,
         handle: Callable[[Running, Frame], None], finish: Callable[[Running], None],
         running_ids: Callable[[], list[int]], refused: Callable[[StorageError], None],
-        heartbeat_interval: float, cancel_poll_interval: float,
+        flush: Callable[[Running], object], heartbeat_interval: float,
+        cancel_poll_interval: float, flush_interval: float,
     ) -> None:
         self.storage = storage
         self.masker = masker
@@ -51,8 +54,10 @@ class InlineBuilds:
         self.finish = finish
         self.running_ids = running_ids
         self.refused = refused
+        self.flush = flush
         self.heartbeat_interval = heartbeat_interval
         self.cancel_poll_interval = cancel_poll_interval
+        self.flush_interval = flush_interval
         #: the inline build running (None: none)
         self.current: Running | None = None
         self._watcher: _InlineWatcher | None = None
@@ -167,12 +172,14 @@ class _InlineWatcher(threading.Thread):
 
     def run(self) -> None:
         inline = self.inline
-        tick = min(inline.heartbeat_interval, inline.cancel_poll_interval)
-        last_beat = time.monotonic()
+        tick = min(inline.heartbeat_interval, inline.cancel_poll_interval,
+                   inline.flush_interval)
+        last_beat = last_poll = time.monotonic()
         while not self.stopped.wait(tick):
             entry = inline.current
             if entry is None:
                 continue
+            inline.flush(entry)  # its log so far, for `logs --follow` (refusals: told)
             build_id = entry.build.id
             try:
                 reason = None
@@ -183,7 +190,9 @@ class _InlineWatcher(threading.Thread):
                     ended = inline.storage.heartbeat(inline.running_ids())
                     if build_id in ended:  # ended elsewhere: stop it
                         reason = "stopped: ended elsewhere"
-                if reason is None:
+                if reason is None and time.monotonic() - last_poll >= \
+                        inline.cancel_poll_interval:
+                    last_poll = time.monotonic()
                     reason = inline.storage.cancel_requests([build_id]).get(build_id)
             except StorageError as exc:  # the next tick tries again
                 inline.refused(exc)

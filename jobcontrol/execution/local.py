@@ -97,7 +97,8 @@ class LocalExecutor:
         self._inline = InlineBuilds(
             storage, self.masker, handle=self._handle, finish=self._finish,
             running_ids=lambda: list(self._running), refused=self.recorder.refused,
-            heartbeat_interval=heartbeat_interval, cancel_poll_interval=cancel_poll_interval)
+            flush=self.recorder.flush, heartbeat_interval=heartbeat_interval,
+            cancel_poll_interval=cancel_poll_interval, flush_interval=flush_interval)
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
         self._fork_server: ForkServer | None = None
@@ -356,19 +357,22 @@ class LocalExecutor:
                 clean_text(message, MAX_MESSAGE, mask),
                 None if exc_text is None else clean_text(exc_text, MAX_TRACEBACK, mask),
             )
-            entry.logs.append(record)
-            entry.held_bytes += held_size(record)
+            with entry.lock:
+                entry.logs.append(record)
+                entry.held_bytes += held_size(record)
             self.observer.build_log(entry.build, record)
             if (len(entry.logs) >= self.flush_records or holds_too_much(entry)) \
                     and not self.recorder.flush(entry):
-                shed(entry)
+                with entry.lock:
+                    shed(entry)
         elif kind == "progress":
             _, group, current, total, message, created = frame
             if message is not None:
                 message = clean_text(message, 1000, self.masker.text)
             item = ProgressItem(tuple(clean_text(g, 200, self.masker.text) for g in group),
                                 current, total, message, _utc(created))
-            entry.progress[item.group] = item
+            with entry.lock:
+                entry.progress[item.group] = item
             self.observer.build_progress(entry.build, item)
         elif kind == "done":
             entry.outcome = Outcome.from_frame(frame)
@@ -431,11 +435,12 @@ class LocalExecutor:
         assert entry.outcome is not None
         entry.outcome = entry.outcome.cleaned(self.masker)
         if entry.lost_records:
-            entry.logs.insert(0, LogRecord(
-                utcnow(), logging.ERROR, "jobcontrol",
-                f"{entry.lost_records} log records were lost while the storage refused "
-                f"writes",
-            ))
+            with entry.lock:
+                entry.logs.insert(0, LogRecord(
+                    utcnow(), logging.ERROR, "jobcontrol",
+                    f"{entry.lost_records} log records were lost while the storage refused "
+                    f"writes",
+                ))
         self._record(entry)
 
     def _record(self, entry: Running) -> None:

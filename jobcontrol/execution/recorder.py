@@ -50,18 +50,23 @@ class Recorder:
         if self.fault is not None and time.monotonic() < self.retry_at:
             return False
         try:
-            if entry.logs:
-                self.storage.append_logs(entry.build.id, entry.logs)
-                entry.logs = []
-                entry.held_bytes = 0
-            if entry.progress:
-                self.storage.set_progress(entry.build.id, list(entry.progress.values()))
-                entry.progress = {}
+            with entry.lock:
+                self._write_held(entry)
         except StorageError as exc:
             self.refused(exc)
             return False
         self.taken()
         return True
+
+    def _write_held(self, entry: Running) -> None:
+        """Write the build's log records and progress held (with ``entry.lock``)."""
+        if entry.logs:
+            self.storage.append_logs(entry.build.id, entry.logs)
+            entry.logs = []
+            entry.held_bytes = 0
+        if entry.progress:
+            self.storage.set_progress(entry.build.id, list(entry.progress.values()))
+            entry.progress = {}
 
     def refused(self, exc: StorageError) -> None:
         """The storage failed (a write, mostly): say so once (once in
@@ -106,18 +111,20 @@ class Recorder:
             return
 
     def write_outcome(self, entry: Running, outcome: Outcome) -> Build:
-        """Flush the last records and record the outcome."""
-        if entry.progress:
-            self.storage.set_progress(entry.build.id, list(entry.progress.values()))
-            entry.progress = {}
-        # the last records and the outcome in one transaction where the storage can; left
-        # to commit later only while the storage takes writes
-        build = self.storage.finish_build_with_logs(
-            entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
-            result=outcome.result, exception=outcome.exception,
-            commit_later=self.fault is None,
-        )
-        entry.logs = []
+        """Flush the last records and record the outcome (after a flush of the inline
+        watcher's, never before it)."""
+        with entry.lock:
+            if entry.progress:
+                self.storage.set_progress(entry.build.id, list(entry.progress.values()))
+                entry.progress = {}
+            # the last records and the outcome in one transaction where the storage can;
+            # left for the storage to commit with its next write only while it takes writes
+            build = self.storage.finish_build_with_logs(
+                entry.build.id, outcome.state, logs=entry.logs, reason=outcome.reason,
+                result=outcome.result, exception=outcome.exception,
+                commit_later=self.fault is None,
+            )
+            entry.logs = []
         return build
 
     def tried(self, now: float, deadline: float) -> str:

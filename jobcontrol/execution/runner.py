@@ -58,6 +58,28 @@ class BuildInterrupted(BaseException):
         self.reason = reason
 
 
+class JobFailed(Exception):
+    """Raised by a job of jobcontrol's own (a shell job's command) to fail the build with
+    ``reason`` as its reason ("exit status 3") and ``retval`` (unless None) as its return
+    value, without an exception: the reason says it all."""
+
+    def __init__(self, reason: str, retval: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retval = retval
+
+
+#: True in a build's own process (forked for it, leading its own process group: the group
+#: the runner kills when the build ends); False where builds run inline
+_leads_build_group = False
+
+
+def in_build_process() -> bool:
+    """True in a process-isolated build's process (see :meth:`ChildCapture.isolate`):
+    whatever it starts in its process group ends with the build."""
+    return _leads_build_group
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How a build ended, before it is stored."""
@@ -239,6 +261,9 @@ def execute_job(
             return Outcome(BuildState.SKIPPED, one_line(exc.reason or "skipped", _MAX_REASON))
         except BuildInterrupted as exc:
             return Outcome(exc.state, exc.reason)
+        except JobFailed as exc:
+            result = None if exc.retval is None else encode_result(exc.retval, "json")
+            return Outcome(BuildState.FAILED, one_line(exc.reason, _MAX_REASON), result)
         except BaseException as exc:  # the job's failure is the build's outcome
             # drop this frame: the traceback starts in the job's own code
             info = _describe_exception(exc, exc.__traceback__.tb_next
@@ -365,7 +390,9 @@ class ChildCapture:
 
     def isolate(self) -> None:
         """Its own process group, signals, stdin from /dev/null, no inherited log handler."""
+        global _leads_build_group
         os.setpgid(0, 0)  # its own process group: a timeout kills the job's subprocesses too
+        _leads_build_group = True
         try:
             signal.set_wakeup_fd(-1)
         except ValueError:  # pragma: no cover - not the main thread

@@ -3,6 +3,7 @@ the bound on what it may hold while the storage refuses writes)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -41,6 +42,9 @@ class Running:
     #: and when next (the loop serves the other builds meanwhile)
     record_by: float | None = None
     record_at: float = 0.0
+    #: held while ``logs`` and ``progress`` change or are written: an inline build's are
+    #: written by the inline watcher thread too, while the job runs
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def held_size(record: LogRecord) -> int:
