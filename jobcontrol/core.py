@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,18 +24,17 @@ from jobcontrol.errors import (
     JobPausedError,
     StorageError,
 )
+from jobcontrol.history import History
 from jobcontrol.importing import bind_problem, import_callable
 from jobcontrol.models import (
     HOSTNAME,
     Build,
     BuildState,
     JobPause,
-    LogRecord,
-    ProgressItem,
     ScheduledRun,
 )
 from jobcontrol.pausing import Pausing, who
-from jobcontrol.reaper import abandon, reap
+from jobcontrol.reaper import reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
 from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
 from jobcontrol.storage import open_storage
@@ -107,7 +106,7 @@ def resolve_storage_url(config: Config, storage: str | None = None) -> tuple[str
     return f"sqlite:///{DEFAULT_STORAGE_NAME}", config.directory
 
 
-class JobControl(Pausing):
+class JobControl(Pausing, History):
     """Jobs from a config, builds in a storage.
 
     >>> jc = JobControl.from_config("jobs.yaml")          # doctest: +SKIP
@@ -466,52 +465,6 @@ class JobControl(Pausing):
             summaries = self.storage.job_summaries()
         for target in targets:
             require_met(target, self.config.jobs[target].dependencies, summaries, planned=targets)
-
-    # -- history ---------------------------------------------------------------------------
-
-    def builds(self, job_id: str | None = None, *, states: Sequence[BuildState] | None = None,
-               limit: int | None = None, before_id: int | None = None) -> list[Build]:
-        """Build history, newest first."""
-        self._reap_before_reading()
-        return self.storage.list_builds(job_id, states=states, limit=limit, before_id=before_id)
-
-    def get_build(self, build_id: int) -> Build:
-        """One build; BuildNotFoundError if there is none."""
-        build = self.storage.get_build(build_id)
-        if build.state is BuildState.RUNNING:
-            try:
-                build = abandon(self.storage, build, host=HOSTNAME, now=self.storage.now(),
-                                heartbeat_timeout=self.heartbeat_timeout) or build
-            except StorageError as exc:  # read-only: shown as it stands
-                logger.warning("build %s not marked abandoned: %s", build_id, exc)
-        return build
-
-    def logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,
-             limit: int | None = None) -> list[LogRecord]:
-        """A build's log records, in order."""
-        self.storage.get_build(build_id)
-        return self.storage.get_logs(build_id, min_level=min_level, after_seq=after_seq,
-                                     limit=limit)
-
-    def iter_logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0
-                  ) -> Iterator[LogRecord]:
-        """A build's log records, in order, read a page at a time: what ``logs`` prints
-        with, in bounded memory however long the log. BuildNotFoundError at once if there
-        is no such build."""
-        self.storage.get_build(build_id)
-        return self.storage.iter_logs(build_id, min_level=min_level, after_seq=after_seq)
-
-    def wait_for_logs(self, build_id: int, after_seq: int, timeout: float, *,
-                      min_level: int = 0, poll_interval: float = 0.5) -> None:
-        """Block until the build has log records after ``after_seq`` (at ``min_level`` or
-        above), or has ended, or ``timeout`` seconds pass; what ``logs --follow`` and the
-        web UI's live log wait with (PostgreSQL wakes on LISTEN/NOTIFY, others poll)."""
-        self.storage.wait_for_logs(build_id, after_seq, timeout, min_level=min_level,
-                                   poll_interval=poll_interval)
-
-    def progress(self, build_id: int) -> list[ProgressItem]:
-        """A build's progress items (see :func:`jobcontrol.progress_report` for the tree)."""
-        return self.storage.get_progress(build_id)
 
     def cancel(self, build_id: int, *, by: str | None = None,
                reason: str | None = None) -> Build:
