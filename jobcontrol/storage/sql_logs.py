@@ -21,7 +21,9 @@ from jobcontrol.storage.base import (
 )
 from jobcontrol.storage.queries import (
     LOG_COLUMNS,
+    MAX_IN_PARAMS,
     in_params,
+    recent_builds_sql,
 )
 from jobcontrol.storage.sql_core import _UNFINISHED, SqlCore, retried
 
@@ -94,6 +96,26 @@ class SqlLogs(SqlCore):
             for seq, time, level, logger, message, exception in rows
         ]
 
+    @retried("reading logs")
+    def get_logs_before(self, build_id: int, *, limit: int, before_seq: int | None = None,
+                        min_level: int = 0) -> list[LogRecord]:
+        sql = f"SELECT {LOG_COLUMNS} FROM logs WHERE build_id = ? AND level >= ?"
+        params: list[Any] = [build_id, min_level]
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            params.append(before_seq)
+        # the primary key (build_id, seq) read backwards: only the rows returned
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(max(limit, 0))
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), params)
+            rows = cur.fetchall()
+        return [
+            LogRecord(time=self._time(time), level=level, logger=logger,  # type: ignore[arg-type]
+                      message=message, exception=exception, seq=seq)
+            for seq, time, level, logger, message, exception in reversed(rows)
+        ]
+
     @retried("storing progress of build {build_id}")
     def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
         if not items:
@@ -144,6 +166,29 @@ class SqlLogs(SqlCore):
             params.append(max(limit, 0))
         with self._cursor() as cur:
             cur.execute(self._q(sql), params)
+            rows = cur.fetchall()
+        return [
+            BuildStub(id=build_id, job_id=job, state=BuildState(state),
+                      created=self._time(created),  # type: ignore[arg-type]
+                      started=self._time(started), finished=self._time(finished))
+            for build_id, job, state, created, started, finished in rows
+        ]
+
+    def recent_builds(self, job_ids: Sequence[str], *, per_job: int
+                      ) -> dict[str, list[BuildStub]]:
+        wanted = list(dict.fromkeys(job_ids))
+        found: dict[str, list[BuildStub]] = {}
+        if per_job <= 0:
+            return found
+        for chunk in batches(wanted, MAX_IN_PARAMS):
+            for stub in self._recent_builds(chunk, per_job):
+                found.setdefault(stub.job_id, []).append(stub)
+        return found
+
+    @retried("reading recent builds")
+    def _recent_builds(self, job_ids: Sequence[str], per_job: int) -> list[BuildStub]:
+        with self._cursor() as cur:
+            cur.execute(self._q(recent_builds_sql(len(job_ids))), (*job_ids, per_job - 1))
             rows = cur.fetchall()
         return [
             BuildStub(id=build_id, job_id=job, state=BuildState(state),

@@ -84,6 +84,28 @@ def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
     """
 
 
+@functools.lru_cache(maxsize=16)
+def recent_builds_sql(job_count: int) -> str:
+    """Each of ``job_count`` jobs' newest builds (id, job, state, times), newest first per
+    job; the parameters are the job ids, then how many of each job's builds to skip before
+    its oldest one shown (``per_job - 1``).
+
+    One statement whose cost grows with the builds shown, not the builds stored: per job,
+    one descent of the ``(job_id, id)`` index finds the oldest id shown, then a range of
+    the same index reads the rest (a window function would read every build).
+    """
+    values = ", ".join(["(?)"] * job_count)
+    return f"""
+        WITH job_ids (job_id) AS (VALUES {values})
+        SELECT b.id, b.job_id, b.state, b.created, b.started, b.finished
+        FROM job_ids j
+        JOIN builds b ON b.job_id = j.job_id AND b.id >= COALESCE((
+            SELECT x.id FROM builds x WHERE x.job_id = j.job_id
+            ORDER BY x.id DESC LIMIT 1 OFFSET ?), 0)
+        ORDER BY b.job_id, b.id DESC
+    """
+
+
 def _read_queries(file_name: str) -> dict[str, str]:
     """The queries of one file of this folder by name (none if there is no such file)."""
     path = Path(__file__).parent / file_name
