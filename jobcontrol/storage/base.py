@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.models import (
     Build,
+    BuildMark,
     BuildState,
     BuildStub,
     ExceptionInfo,
@@ -393,15 +394,17 @@ class Storage(abc.ABC):
         ``before_id`` pages backwards. Cheap: no definitions, results or logs are read."""
 
     def recent_builds(self, job_ids: Sequence[str], *, per_job: int
-                      ) -> dict[str, list[BuildStub]]:
-        """Each job's ``per_job`` newest builds as :class:`BuildStub`, newest first (jobs
-        without builds are absent): the web's history strips.
+                      ) -> dict[str, list[BuildMark]]:
+        """Each job's ``per_job`` newest builds as :class:`BuildMark` (id, state), newest
+        first (jobs without builds are absent): the web's history strips.
 
         The SQL backends answer in one query for all jobs (an index descent per job); this
         default asks :meth:`build_stubs` job by job, which only the memory backend uses.
         """
-        found = {job_id: self.build_stubs(job_id, limit=per_job) for job_id in job_ids}
-        return {job_id: stubs for job_id, stubs in found.items() if stubs}
+        found = {job_id: [BuildMark(stub.id, stub.state)
+                          for stub in self.build_stubs(job_id, limit=per_job)]
+                 for job_id in job_ids}
+        return {job_id: marks for job_id, marks in found.items() if marks}
 
     @abc.abstractmethod
     def delete_builds(self, build_ids: Sequence[int]) -> int:

@@ -33,6 +33,7 @@ from jobcontrol.web.helpers import (
 from jobcontrol.web.launch import start
 from jobcontrol.web.logview import log_text, new_records, read_page
 from jobcontrol.web.present import (
+    history_strip,
     import_errors,
     layered_layout,
     neighbourhood,
@@ -73,7 +74,8 @@ def jobs() -> Any:
     tags = sorted({t for job in jc.config.jobs.values() for t in job.tags})
     # the strips: every shown job's newest builds in one query, oldest first as drawn
     recent = jc.storage.recent_builds([s.job.id for s in statuses], per_job=HISTORY_STRIP)
-    history = {job_id: stubs[::-1] for job_id, stubs in recent.items()}
+    build_url = url_for("pages.build", build_id=0).removesuffix("0")
+    history = {job_id: history_strip(stubs[::-1], build_url) for job_id, stubs in recent.items()}
     return render_template("jobs.html", statuses=statuses, running=running, tags=tags, tag=tag,
                            history=history, import_errors=import_errors(jc, statuses))
 

@@ -85,23 +85,34 @@ def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def recent_builds_sql(job_count: int) -> str:
-    """Each of ``job_count`` jobs' newest builds (id, job, state, times), newest first per
-    job; the parameters are the job ids, then how many of each job's builds to skip before
-    its oldest one shown (``per_job - 1``).
+def recent_builds_sql(job_count: int, dialect: str) -> str:
+    """Each of ``job_count`` jobs' newest builds (id, job, state), newest first per job;
+    the parameters are the job ids, then how many builds a job shows.
 
     One statement whose cost grows with the builds shown, not the builds stored: per job,
-    one descent of the ``(job_id, id)`` index finds the oldest id shown, then a range of
-    the same index reads the rest (a window function would read every build).
+    one descent of the ``(job_id, id)`` index, read backwards (a window function would read
+    every build). PostgreSQL says so with ``LATERAL ... LIMIT``; SQLite, which has no
+    ``LATERAL``, finds the oldest id shown by an ``OFFSET`` in the index, then reads the
+    range above it. (Given only the range, PostgreSQL prefers the covering
+    ``(job_id, state, id)`` index and reads every build of the job.)
     """
     values = ", ".join(["(?)"] * job_count)
+    if dialect == "postgresql":
+        return f"""
+            SELECT b.id, b.job_id, b.state
+            FROM (VALUES {values}) AS j (job_id)
+            CROSS JOIN LATERAL (
+                SELECT x.id, x.job_id, x.state FROM builds x WHERE x.job_id = j.job_id
+                ORDER BY x.id DESC LIMIT ?) b
+            ORDER BY b.job_id, b.id DESC
+        """
     return f"""
         WITH job_ids (job_id) AS (VALUES {values})
-        SELECT b.id, b.job_id, b.state, b.created, b.started, b.finished
+        SELECT b.id, b.job_id, b.state
         FROM job_ids j
         JOIN builds b ON b.job_id = j.job_id AND b.id >= COALESCE((
             SELECT x.id FROM builds x WHERE x.job_id = j.job_id
-            ORDER BY x.id DESC LIMIT 1 OFFSET ?), 0)
+            ORDER BY x.id DESC LIMIT 1 OFFSET ? - 1), 0)
         ORDER BY b.job_id, b.id DESC
     """
 
