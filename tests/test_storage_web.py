@@ -90,6 +90,17 @@ def test_get_logs_before_reads_a_log_backwards_from_its_end(storage: Storage) ->
     assert [r.seq for r in storage.get_logs_before(build.id, limit=3)] == [42, 45, 48]
 
 
+def test_get_logs_before_finds_sparse_records_far_apart(storage: Storage) -> None:
+    build = claim(storage)
+    storage.append_logs(build.id, [
+        LogRecord(utcnow(), logging.ERROR if n in (5, 2990) else logging.INFO, "t", f"{n}")
+        for n in range(1, 3001)])
+    errors = storage.get_logs_before(build.id, limit=5, min_level=logging.ERROR)
+    assert [r.seq for r in errors] == [5, 2990]  # read through many short windows
+    assert [r.seq for r in storage.get_logs_before(build.id, limit=1, before_seq=2990,
+                                                   min_level=logging.ERROR)] == [5]
+
+
 def test_recent_builds_are_each_jobs_newest_in_one_call(storage: Storage) -> None:
     states = [S.SUCCESS, S.FAILED, S.SKIPPED, S.CANCELLED, S.SUCCESS, S.FAILED, S.RUNNING]
     a = [built(storage, "a", state) for state in states]

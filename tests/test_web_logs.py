@@ -182,6 +182,19 @@ def test_the_raw_log_downloads_as_text(client: Any, jc: JobControl, long_log: in
     assert f'href="/builds/{long_log}/log.txt" id="log-download" download' in html
 
 
+def test_the_api_reads_a_log_backwards_too(client: Any, long_log: int) -> None:
+    api = f"/api/v1/builds/{long_log}/logs"
+    end = client.get(f"{api}?end=1&limit=3").get_json()
+    assert [r["seq"] for r in end["records"]] == [LINES - 2, LINES - 1, LINES]
+    assert end["after"] == LINES  # where a tail goes on from
+    page = client.get(f"{api}?before=101&limit=2&level=debug").get_json()
+    assert [r["seq"] for r in page["records"]] == [99, 100] and page["after"] == 100
+    infos = client.get(f"{api}?before=101&limit=2&level=info").get_json()
+    assert [r["seq"] for r in infos["records"]] == [98, 99]  # 100 is a DEBUG line
+    assert client.get(f"{api}?after=5&end=1").status_code == 400
+    assert client.get(f"{api}?before=0").status_code == 400
+
+
 def test_ansi_colours_are_spans_and_nothing_else_gets_through(client: Any,
                                                               jc: JobControl) -> None:
     build_id = running_build(jc)

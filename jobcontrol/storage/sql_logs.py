@@ -103,21 +103,31 @@ class SqlLogs(SqlCore):
     @retried("reading logs")
     def get_logs_before(self, build_id: int, *, limit: int, before_seq: int | None = None,
                         min_level: int = 0) -> list[LogRecord]:
-        sql = f"SELECT {LOG_COLUMNS} FROM logs WHERE build_id = ? AND level >= ?"
-        params: list[Any] = [build_id, min_level]
-        if before_seq is not None:
-            sql += " AND seq < ?"
-            params.append(before_seq)
-        # the primary key (build_id, seq) read backwards: only the rows returned
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(max(limit, 0))
+        """Read in windows of ``seq`` bounded on both sides, widening while they come up
+        short (a level filter, pruned holes): each query reads at most its window of the
+        primary key, whatever PostgreSQL's statistics say of a log that is new to them
+        (given only an upper bound, it would sort every record of the build)."""
+        if limit <= 0:
+            return []
         with self._cursor() as cur:
-            cur.execute(self._q(sql), params)
-            rows = cur.fetchall()
+            if before_seq is None:  # one probe of the key: where the log ends
+                cur.execute(self._q("SELECT max(seq) FROM logs WHERE build_id = ?"),
+                            (build_id,))
+                before_seq = (cur.fetchone()[0] or 0) + 1
+            found: list[Any] = []
+            high, window = before_seq, limit * 2
+            while len(found) < limit and high > 1:
+                low = max(high - window, 1)
+                cur.execute(self._q(
+                    f"SELECT {LOG_COLUMNS} FROM logs WHERE build_id = ? AND seq >= ? "
+                    f"AND seq < ? AND level >= ? ORDER BY seq DESC LIMIT ?"),
+                    (build_id, low, high, min_level, limit - len(found)))
+                found += cur.fetchall()
+                high, window = low, window * 4
         return [
             LogRecord(time=self._time(time), level=level, logger=logger,  # type: ignore[arg-type]
                       message=message, exception=exception, seq=seq)
-            for seq, time, level, logger, message, exception in reversed(rows)
+            for seq, time, level, logger, message, exception in reversed(found)
         ]
 
     @retried("storing progress of build {build_id}")

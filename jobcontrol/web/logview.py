@@ -46,11 +46,10 @@ class LogPage:
 def read_page(storage: Storage, build_id: int, *, min_level: int = 0,
               after: int | None = None, before: int | None = None,
               size: int = LOG_PAGE) -> LogPage:
-    """The page ``after`` a seq, ``before`` one, or (neither) the log's tail; each query
-    reads one record more than it shows, to know whether the log goes on that way."""
+    """The page ``after`` a seq, ``before`` one, or (neither) the log's tail; each read
+    asks for one record more than it shows, to know whether the log goes on that way."""
     if after is not None:
-        found = storage.get_logs(build_id, min_level=min_level, after_seq=after,
-                                 limit=size + 1)
+        found = _forward(storage, build_id, after, min_level, size + 1)
         records = found[:size]
         start = records[0].seq if records else after + 1
         older = bool(storage.get_logs_before(build_id, limit=1, before_seq=start,
@@ -62,8 +61,26 @@ def read_page(storage: Storage, build_id: int, *, min_level: int = 0,
     if before is None:
         return LogPage(records, older=len(found) > size, newer=False, tail=True)
     end = records[-1].seq if records else before - 1
-    newer = bool(storage.get_logs(build_id, min_level=min_level, after_seq=end, limit=1))
+    newer = bool(_forward(storage, build_id, end, min_level, 1))
     return LogPage(records, older=len(found) > size, newer=newer, tail=False)
+
+
+def _forward(storage: Storage, build_id: int, after: int, min_level: int,
+             count: int) -> list[LogRecord]:
+    """The first ``count`` records after ``after``, read in windows of ``seq`` bounded on
+    both sides and widening while they come up short (as
+    :meth:`~jobcontrol.storage.Storage.iter_logs` reads): a page from the start of a long
+    log never makes the database sort the rest of it."""
+    last = storage.get_logs_before(build_id, limit=1)  # where the log ends, as read now
+    end = last[0].seq if last else 0
+    records: list[LogRecord] = []
+    low, window = after, max(count, 1) * 2
+    while len(records) < count and low < end:
+        high = min(low + window, end)
+        records += storage.get_logs(build_id, min_level=min_level, after_seq=low,
+                                    until_seq=high, limit=count - len(records))
+        low, window = high, window * 4
+    return records
 
 
 def new_records(storage: Storage, build_id: int, *, after: int, min_level: int = 0,
