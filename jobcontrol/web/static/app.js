@@ -170,7 +170,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const build = document.getElementById("build");
   if (build) followBuild(build);
   const search = document.getElementById("log-search");
-  if (search) search.addEventListener("input", applySearch);
+  if (search) {
+    search.closest("label").hidden = false;
+    search.addEventListener("input", applySearch);
+  }
   const level = document.getElementById("log-level");
   if (level) level.addEventListener("change", () => level.form.submit());
   for (const box of document.querySelectorAll(".graph-box")) zoomable(box);
