@@ -271,7 +271,8 @@ def test_text_contrast_meets_wcag_aa(browser: Any, server: str, storage: Storage
     for state in (BuildState.FAILED, BuildState.CANCELLED, BuildState.SKIPPED,
                   BuildState.ABANDONED):
         storage.finish_build(running(storage, "report"), state)
-    page = new_page(browser, color_scheme=scheme)
+    page = new_page(browser)
+    page.emulate_media(color_scheme=scheme)
     for url in urls:
         page.goto(url)
         failures = page.evaluate(CONTRAST_FAILURES)
