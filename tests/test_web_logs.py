@@ -254,8 +254,10 @@ def test_error_pages_offer_a_way_back(client: Any) -> None:
     html = response.get_data(as_text=True)
     assert response.status_code == 404
     assert '<a href="/jobs/talk" id="back">' in html and 'href="/"' in html
-    elsewhere = client.get("/builds/424242", headers={"Referer": "http://evil.example/x"})
-    assert 'id="back"' not in elsewhere.get_data(as_text=True)
+    for referrer in ("http://evil.example/x", "http://localhost//evil.example/",
+                     "http://localhost/\\evil.example/", "javascript:alert(1)"):
+        elsewhere = client.get("/builds/424242", headers={"Referer": referrer})
+        assert 'id="back"' not in elsewhere.get_data(as_text=True), referrer
 
 
 def test_graph_marks_the_current_job(client: Any) -> None:

@@ -67,7 +67,9 @@ def way_back() -> str | None:
     if referrer.netloc != request.host or referrer.scheme not in ("http", "https"):
         return None
     back = referrer.path + (f"?{referrer.query}" if referrer.query else "")
-    if not back.startswith("/") or back.startswith("//") or back == request.full_path.rstrip("?"):
+    # "//host" and "/\\host" would lead off the site
+    if not back.startswith("/") or back[1:2] in ("/", "\\") or \
+            back == request.full_path.rstrip("?"):
         return None
     return back
 

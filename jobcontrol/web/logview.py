@@ -61,8 +61,14 @@ def read_page(storage: Storage, build_id: int, *, min_level: int = 0,
     if before is None:
         return LogPage(records, older=len(found) > size, newer=False, tail=True)
     end = records[-1].seq if records else before - 1
-    newer = bool(_forward(storage, build_id, end, min_level, 1))
+    newer = has_newer(storage, build_id, after=end, min_level=min_level)
     return LogPage(records, older=len(found) > size, newer=newer, tail=False)
+
+
+def has_newer(storage: Storage, build_id: int, *, after: int, min_level: int = 0) -> bool:
+    """Whether the log has records after ``after`` (what a page that is not the tail shows
+    as its "newer" link while the build runs)."""
+    return bool(_forward(storage, build_id, after, min_level, 1))
 
 
 def _forward(storage: Storage, build_id: int, after: int, min_level: int,

@@ -31,7 +31,7 @@ from jobcontrol.web.helpers import (
     states_arg,
 )
 from jobcontrol.web.launch import start
-from jobcontrol.web.logview import log_text, new_records, read_page
+from jobcontrol.web.logview import has_newer, log_text, new_records, read_page
 from jobcontrol.web.present import (
     history_strip,
     import_errors,
@@ -171,7 +171,7 @@ def build_live(build_id: int) -> Any:
         newer = False
     else:
         records, reset = [], False
-        newer = bool(jc.logs(build_id, min_level=level, after_seq=after, limit=1))
+        newer = has_newer(jc.storage, build_id, after=after, min_level=level)
     next_url = None
     then = _then_job(jc)
     if then and found.state.finished:
