@@ -31,7 +31,7 @@ from jobcontrol.web.helpers import (
     states_arg,
 )
 from jobcontrol.web.launch import start
-from jobcontrol.web.logview import has_newer, log_text, new_records, read_page
+from jobcontrol.web.logview import LOG_PAGE, has_newer, log_text, new_records, read_page
 from jobcontrol.web.present import (
     history_strip,
     import_errors,
@@ -135,7 +135,7 @@ def build(build_id: int) -> Any:
         "build.html", build=found, page=page, records=page.records, level=level,
         progress=progress_rows(jc.progress(build_id)), retval=retval, retval_kind=retval_kind,
         retries_before=before_ids, retries_after=after_ids, then=_then_job(jc),
-        log_levels=LOG_FILTER_LEVELS,
+        log_levels=LOG_FILTER_LEVELS, page_size=LOG_PAGE,
     )
 
 

@@ -4,9 +4,6 @@
 // Every page works without it: this only enhances what the server rendered.
 "use strict";
 
-//: log rows a page keeps at most while it follows a build (the server's page size)
-const LOG_ROWS_KEPT = 500;
-
 function pad(n) {
   return String(n).padStart(2, "0");
 }
@@ -44,6 +41,8 @@ function followBuild(root) {
   let finished = root.dataset.finished === "true";
   const note = document.getElementById("live-note");
   const rows = document.querySelector("#log tbody");
+  // rows the page keeps at most while it follows a build: the server's page size
+  const kept = Number(table ? table.dataset.rows : 500) || 500;
   const parts = {summary: "", actions: "", progress: ""};
   let thenTries = 120;  // a launch's target starts once its dependencies are built
 
@@ -57,7 +56,7 @@ function followBuild(root) {
     rows.insertAdjacentHTML("beforeend", html);
     // a followed tail holds a page, never the whole log: the oldest rows go
     let dropped = false;
-    while (rows.rows.length > LOG_ROWS_KEPT) {
+    while (rows.rows.length > kept) {
       rows.deleteRow(0);
       dropped = true;
     }
