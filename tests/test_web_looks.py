@@ -1,15 +1,18 @@
 """The web UI's looks, computed without a browser: ANSI colours to classes, the contrast of
-every colour pair the stylesheet uses (WCAG AA, light and dark), and the graph drawing
-(edges never across a node, the current job marked)."""
+every colour pair the stylesheet uses (WCAG AA, light and dark), the graph drawing (edges
+never across a node, the current job marked), times rendered in UTC."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from jobcontrol.web.ansi import Run, runs
+from jobcontrol.web.app import _init_templates
 from jobcontrol.web.present import NODE_HEIGHT, NODE_WIDTH, layered_layout
 
 CSS = (Path(__file__).parent.parent / "jobcontrol" / "web" / "static" / "style.css").read_text()
@@ -168,3 +171,16 @@ def test_edges_never_cross_a_node() -> None:
 def test_the_current_job_is_marked() -> None:
     drawing = layered_layout({"a": (), "b": ("a",)}, {"a": "state-success"}, current="b")
     assert {n.job_id: n.css for n in drawing.nodes} == {"a": "state-success", "b": "current"}
+
+
+# -- times -----------------------------------------------------------------------------------
+
+
+def test_times_render_in_utc_for_the_script_to_localise() -> None:
+    app = Flask(__name__)
+    _init_templates(app)
+    when = app.jinja_env.filters["when"]
+    berlin = datetime(2026, 3, 1, 13, 5, 9, 500, tzinfo=timezone(timedelta(hours=1)))
+    assert str(when(berlin)) == \
+        '<time class="when" datetime="2026-03-01T12:05:09Z">2026-03-01 12:05:09</time>'
+    assert str(when(None)) == ""
