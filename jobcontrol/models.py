@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobcontrol.serialize import StoredValue, decode_for_display
 from jobcontrol.timeutil import isoformat
@@ -162,6 +162,14 @@ class BuildStub:
     def ended(self) -> datetime:
         """When the build ended (or, lacking that, started or was created): its age's origin."""
         return self.finished or self.started or self.created
+
+
+class BuildMark(NamedTuple):
+    """A build as a mark in a job's history strip: its id and state, read by the thousand
+    for the jobs page (a tuple: cheaper to make than a dataclass)."""
+
+    id: int
+    state: BuildState
 
 
 @dataclass(frozen=True)

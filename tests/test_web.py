@@ -147,9 +147,11 @@ def test_build_page_shows_everything_escaped(client: Any, jc: JobControl) -> Non
     response = client.get(f"/builds/{build_id}")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    shown = "\\x1b[31mred alert\\x1b[0m and \\x1b]0;title\\x07bell"  # visible, not acted on
+    # the colour drawn as a class; the other sequence shown, not acted on
+    shown = '<span class="ansi-fg-1">red alert</span> and \\x1b]0;title\\x07bell'
     assert "hello &lt;script&gt;" in html and shown in html
-    assert "Trace &lt;script&gt;" in html and f"tb {shown}" in html
+    assert "Trace &lt;script&gt;" in html
+    assert "tb \\x1b[31mred alert\\x1b[0m and \\x1b]0;title\\x07bell" in html  # traceback
     assert "&#34;html&#34;: &#34;&lt;script&gt;" in html  # the return value
     assert "reason &lt;script&gt;" in html and "ValueError" in html
     assert 'max="100" value="50"' in html  # the progress bar
@@ -161,15 +163,15 @@ def test_build_page_shows_everything_escaped(client: Any, jc: JobControl) -> Non
 
 def test_live_endpoint_tails_the_log_with_rendered_rows(client: Any, jc: JobControl) -> None:
     build_id = hostile_build(jc, BuildState.RUNNING)
-    data = client.get(f"/builds/{build_id}/live?after=1").get_json()
+    data = client.get(f"/builds/{build_id}/live?after=1&tail=1").get_json()
     assert data["state"] == "running" and data["finished"] is False and data["after"] == 3
     assert 'data-seq="2"' in data["log_html"] and 'data-seq="1"' not in data["log_html"]
-    assert "state-running" in data["summary_html"] and "Cancel" in data["summary_html"]
+    assert "state-running" in data["summary_html"] and "Cancel" in data["actions_html"]
     assert 'value="50"' in data["progress_html"]
-    for part in ("log_html", "summary_html", "progress_html"):
+    for part in ("log_html", "summary_html", "actions_html", "progress_html"):
         assert_clean(data[part])
     jc.storage.finish_build(build_id, BuildState.SUCCESS)
-    done = client.get(f"/builds/{build_id}/live?after=3").get_json()
+    done = client.get(f"/builds/{build_id}/live?after=3&tail=1").get_json()
     assert done["finished"] is True and done["log_html"].strip() == ""
 
 
@@ -595,14 +597,14 @@ jobs:
     html = client.get("/").get_data(as_text=True)
     next_run = jc.status()[0].next_run
     assert next_run is not None
-    assert f"next {next_run.strftime('%Y-%m-%d %H:%M')}" in html
+    assert f"next <time class=\"when\" datetime=\"{next_run.strftime('%Y-%m-%dT%H:%M')}" in html
     assert 'title="0 * * * * (Europe/Berlin)"' in html
     assert "stale: never built successfully (max_age 2h)" in html
     monkeypatch.setattr(jc.storage, "now", lambda: next_run)  # run-due dry-runs what is to come
     report = jc.run_due()
     assert len(report.started) == 1
     html = client.get("/").get_data(as_text=True)
-    assert f"last {next_run.strftime('%Y-%m-%d %H:%M')}" in html and ": started" in html
+    assert f">{next_run.strftime('%Y-%m-%d %H:%M')}:00</time>: started" in html
     assert "stale:" not in html
     [row] = client.get("/api/v1/jobs").get_json()
     assert row["last_scheduled"]["outcome"] == "started"

@@ -146,4 +146,9 @@ def test_run_a_job_with_dependencies_and_follow_it_live(browser: object, server:
     page.goto(server + "/graph")
     assert page.locator("svg.graph .node.state-success").count() == 2
     shoot(page, tmp_path, "graph")
+    # and on a phone
+    page.set_viewport_size({"width": 390, "height": 800})
+    for name, path in (("jobs-phone", "/"), ("build-phone", "/builds/2")):
+        page.goto(server + path)
+        shoot(page, tmp_path, name)
     assert not errors, errors

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.models import (
     Build,
+    BuildMark,
     BuildState,
     BuildStub,
     ExceptionInfo,
@@ -323,6 +324,18 @@ class Storage(abc.ABC):
         """A build's log records in order, with ``seq > after_seq`` (and ``<= until_seq``)
         and ``level >= min_level``."""
 
+    def get_logs_before(self, build_id: int, *, limit: int, before_seq: int | None = None,
+                        min_level: int = 0) -> list[LogRecord]:
+        """The last ``limit`` records with ``seq < before_seq`` (the log's end when None) and
+        ``level >= min_level``, in order: the web's tail of a log and its pages backwards.
+
+        This default reads them all and keeps the last; the SQL backends read only those
+        (the ``(build_id, seq)`` key, backwards).
+        """
+        until = None if before_seq is None else before_seq - 1
+        records = self.get_logs(build_id, min_level=min_level, until_seq=until)
+        return records[-limit:] if limit > 0 else []
+
     def iter_logs(self, build_id: int, *, min_level: int = 0, after_seq: int = 0,
                   page: int = LOG_PAGE) -> Iterator[LogRecord]:
         """:meth:`get_logs` read a page at a time: a log of any length in bounded memory.
@@ -392,6 +405,19 @@ class Storage(abc.ABC):
     ) -> list[BuildStub]:
         """A job's builds as :class:`BuildStub` (id, state, times), newest first;
         ``before_id`` pages backwards. Cheap: no definitions, results or logs are read."""
+
+    def recent_builds(self, job_ids: Sequence[str], *, per_job: int
+                      ) -> dict[str, list[BuildMark]]:
+        """Each job's ``per_job`` newest builds as :class:`BuildMark` (id, state), newest
+        first (jobs without builds are absent): the web's history strips.
+
+        The SQL backends answer in one query for all jobs (an index descent per job); this
+        default asks :meth:`build_stubs` job by job, which only the memory backend uses.
+        """
+        found = {job_id: [BuildMark(stub.id, stub.state)
+                          for stub in self.build_stubs(job_id, limit=per_job)]
+                 for job_id in job_ids}
+        return {job_id: marks for job_id, marks in found.items() if marks}
 
     @abc.abstractmethod
     def delete_builds(self, build_ids: Sequence[int]) -> int:

@@ -10,6 +10,7 @@ from jobcontrol.errors import (
     BuildNotFoundError,
 )
 from jobcontrol.models import (
+    BuildMark,
     BuildState,
     BuildStub,
     LogCutoff,
@@ -21,9 +22,14 @@ from jobcontrol.storage.base import (
 )
 from jobcontrol.storage.queries import (
     LOG_COLUMNS,
+    MAX_IN_PARAMS,
     in_params,
+    recent_builds_sql,
 )
 from jobcontrol.storage.sql_core import _UNFINISHED, SqlCore, retried
+
+#: the build states by their stored names
+_STATES = {state.value: state for state in BuildState}
 
 
 class SqlLogs(SqlCore):
@@ -96,6 +102,36 @@ class SqlLogs(SqlCore):
             for seq, time, level, logger, message, exception in rows
         ]
 
+    @retried("reading logs")
+    def get_logs_before(self, build_id: int, *, limit: int, before_seq: int | None = None,
+                        min_level: int = 0) -> list[LogRecord]:
+        """Read in windows of ``seq`` bounded on both sides, widening while they come up
+        short (a level filter, pruned holes): each query reads at most its window of the
+        primary key, whatever PostgreSQL's statistics say of a log that is new to them
+        (given only an upper bound, it would sort every record of the build)."""
+        if limit <= 0:
+            return []
+        with self._cursor() as cur:
+            if before_seq is None:  # one probe of the key: where the log ends
+                cur.execute(self._q("SELECT max(seq) FROM logs WHERE build_id = ?"),
+                            (build_id,))
+                before_seq = (cur.fetchone()[0] or 0) + 1
+            found: list[Any] = []
+            high, window = before_seq, limit * 2
+            while len(found) < limit and high > 1:
+                low = max(high - window, 1)
+                cur.execute(self._q(
+                    f"SELECT {LOG_COLUMNS} FROM logs WHERE build_id = ? AND seq >= ? "
+                    f"AND seq < ? AND level >= ? ORDER BY seq DESC LIMIT ?"),
+                    (build_id, low, high, min_level, limit - len(found)))
+                found += cur.fetchall()
+                high, window = low, window * 4
+        return [
+            LogRecord(time=self._time(time), level=level, logger=logger,  # type: ignore[arg-type]
+                      message=message, exception=exception, seq=seq)
+            for seq, time, level, logger, message, exception in reversed(found)
+        ]
+
     @retried("storing progress of build {build_id}")
     def set_progress(self, build_id: int, items: Sequence[ProgressItem]) -> None:
         if not items:
@@ -153,6 +189,27 @@ class SqlLogs(SqlCore):
                       started=self._time(started), finished=self._time(finished))
             for build_id, job, state, created, started, finished in rows
         ]
+
+    def recent_builds(self, job_ids: Sequence[str], *, per_job: int
+                      ) -> dict[str, list[BuildMark]]:
+        wanted = list(dict.fromkeys(job_ids))
+        found: dict[str, list[BuildMark]] = {}
+        if per_job <= 0:
+            return found
+        # some 2,000 rows a jobs page: a plain loop, the state looked up in a dict
+        # (BuildState(...) would cost as much as the query)
+        states = _STATES
+        for chunk in batches(wanted, MAX_IN_PARAMS):
+            for build_id, job_id, state in self._recent_builds(chunk, per_job):
+                found.setdefault(job_id, []).append(BuildMark(build_id, states[state]))
+        return found
+
+    @retried("reading recent builds")
+    def _recent_builds(self, job_ids: Sequence[str], per_job: int) -> list[Any]:
+        with self._cursor() as cur:
+            cur.execute(self._q(recent_builds_sql(len(job_ids), self.dialect)),
+                        (*job_ids, per_job))
+            return list(cur.fetchall())
 
     @retried("deleting builds")
     def delete_builds(self, build_ids: Sequence[int]) -> int:

@@ -110,13 +110,23 @@ def build(build_id: int) -> Any:
 @bp.get("/builds/<int:build_id>/logs")
 def logs(build_id: int) -> Any:
     """Log records after the ``after`` cursor (a ``seq``); poll again with the returned
-    ``after`` to tail a running build until ``finished``."""
+    ``after`` to tail a running build until ``finished``. With ``before`` (a ``seq``) or
+    ``end=1``: the last ``limit`` records before it, or of the whole log."""
     jc = current_jc()
     after = int_arg("after", 0, low=0) or 0
-    limit = int_arg("limit", 1000, low=1, high=10_000)
+    before = int_arg("before", low=1)
+    limit = int_arg("limit", 1000, low=1, high=10_000) or 1000
+    backwards = before is not None or flag(request.args, "end")
+    if backwards and request.args.get("after"):
+        raise BadParameter("give after, or before/end, not both")
     # the state first: records read after it include every line a finished build wrote
     state = jc.get_build(build_id).state
-    records = jc.logs(build_id, min_level=level_arg(), after_seq=after, limit=limit)
+    if backwards:
+        records = jc.storage.get_logs_before(build_id, limit=limit, before_seq=before,
+                                             min_level=level_arg())
+        after = records[-1].seq if records else (before or 1) - 1
+    else:
+        records = jc.logs(build_id, min_level=level_arg(), after_seq=after, limit=limit)
     return jsonify({
         "build": build_id,
         "state": state.value,

@@ -4,17 +4,18 @@ for servers that import a module path (gunicorn)."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from jobcontrol.errors import JobControlError
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
 from jobcontrol.web import api, auth, metrics, pages
+from jobcontrol.web.ansi import runs as ansi_runs
 from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_status
 from jobcontrol.web.security import init_security
 from jobcontrol.web.sessions import secret_key
@@ -83,8 +84,26 @@ def _init_templates(app: Flask) -> None:
     app.jinja_env.lstrip_blocks = True
 
     @app.template_filter("when")
-    def when(value: datetime | None) -> str:
-        return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+    def when(value: datetime | None) -> Markup:
+        """A time in UTC, in a ``<time>`` that app.js shows in the reader's zone (UTC on
+        hover); without JavaScript it stays UTC."""
+        if value is None:
+            return Markup("")
+        utc = value.astimezone(timezone.utc)
+        return Markup('<time class="when" datetime="{}">{}</time>').format(
+            utc.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            utc.strftime("%Y-%m-%d %H:%M:%S"))
+
+    @app.template_filter("ansi")
+    def ansi(value: str | None) -> Markup:
+        """Log text with its ANSI colours as spans of classes; every run escaped and its
+        other control characters shown (``\\x1b...``), never acted on."""
+        parts = []
+        for run in ansi_runs(value or ""):
+            text = visible(run.text, multiline=True)
+            parts.append(Markup('<span class="{}">{}</span>').format(run.classes, text)
+                         if run.classes else escape(text))
+        return Markup("").join(parts)
 
     @app.template_filter("duration")
     def duration(seconds: float | None) -> str:

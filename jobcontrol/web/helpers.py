@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Response, current_app, jsonify, make_response, render_template, request
 from werkzeug.routing import IntegerConverter
@@ -55,9 +56,23 @@ def error_response(status: int, message: str) -> Response:
         response = jsonify({"error": {"status": status, "message": message}})
     else:
         response = make_response(render_template("error.html", status=status,
-                                                 message=message))
+                                                 message=message, back=way_back()))
     response.status_code = status
     return response
+
+
+def way_back() -> str | None:
+    """The page the reader came from, for an error page's "back" link: only a path of this
+    site (the Referer's, sent same-origin only), never the failed request itself."""
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc != request.host or referrer.scheme not in ("http", "https"):
+        return None
+    back = referrer.path + (f"?{referrer.query}" if referrer.query else "")
+    # "//host" and "/\\host" would lead off the site
+    if not back.startswith("/") or back[1:2] in ("/", "\\") or \
+            back == request.full_path.rstrip("?"):
+        return None
+    return back
 
 
 def http_status(error: JobControlError) -> int:

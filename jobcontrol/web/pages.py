@@ -5,14 +5,36 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from jobcontrol.models import BuildState
 from jobcontrol.present import job_detail_json
+from jobcontrol.text import one_line
 from jobcontrol.web.api import launch_options, who
-from jobcontrol.web.helpers import MAX_LIMIT, current_jc, int_arg, level_arg, states_arg
+from jobcontrol.web.helpers import (
+    MAX_LIMIT,
+    BadParameter,
+    current_jc,
+    flag,
+    int_arg,
+    level_arg,
+    states_arg,
+)
 from jobcontrol.web.launch import start
+from jobcontrol.web.logview import LOG_PAGE, has_newer, log_text, new_records, read_page
 from jobcontrol.web.present import (
+    history_strip,
+    import_errors,
     layered_layout,
     neighbourhood,
     overall_percent,
@@ -26,8 +48,11 @@ if TYPE_CHECKING:
 
 bp = Blueprint("pages", __name__)
 
-#: log records the build page shows at first, and each live update at most
-LOG_PAGE = 2000
+#: builds a job's history strip on the jobs page shows
+HISTORY_STRIP = 20
+#: the build page's level filter: (label, level), all first
+LOG_FILTER_LEVELS = [("all", 0), ("DEBUG", 10), ("INFO", 20), ("WARNING", 30), ("ERROR", 40),
+                     ("CRITICAL", 50)]
 
 
 def _state_classes(statuses: list[Any]) -> dict[str, str]:
@@ -47,7 +72,12 @@ def jobs() -> Any:
             message = next((i.message for i in items if i.group == () and i.message), None)
             running[build_id] = (overall_percent(items), message)
     tags = sorted({t for job in jc.config.jobs.values() for t in job.tags})
-    return render_template("jobs.html", statuses=statuses, running=running, tags=tags, tag=tag)
+    # the strips: every shown job's newest builds in one query, oldest first as drawn
+    recent = jc.storage.recent_builds([s.job.id for s in statuses], per_job=HISTORY_STRIP)
+    build_url = url_for("pages.build", build_id=0).removesuffix("0")
+    history = {job_id: history_strip(stubs[::-1], build_url) for job_id, stubs in recent.items()}
+    return render_template("jobs.html", statuses=statuses, running=running, tags=tags, tag=tag,
+                           history=history, import_errors=import_errors(jc, statuses))
 
 
 @bp.get("/jobs/<job_id>")
@@ -63,7 +93,7 @@ def job(job_id: str) -> Any:
     statuses = jc.status()
     [status] = [s for s in statuses if s.job.id == job_id]
     drawing = layered_layout(neighbourhood(jc.config.dependencies, job_id),
-                             _state_classes(statuses))
+                             _state_classes(statuses), current=job_id)
     definition = {k: v for k, v in detail.items()
                   if k not in ("signature", "docstring", "import_error", "dependents",
                                "location")}
@@ -112,14 +142,17 @@ def build(build_id: int) -> Any:
     jc = current_jc()
     found = jc.get_build(build_id)
     level = level_arg()
-    records = jc.logs(build_id, min_level=level, limit=LOG_PAGE)
-    before, after = retry_chain(jc, found)
+    after, before = int_arg("after", low=0), int_arg("before", low=1)
+    if after is not None and before is not None:
+        raise BadParameter("give after or before, not both")
+    page = read_page(jc.storage, build_id, min_level=level, after=after, before=before)
+    before_ids, after_ids = retry_chain(jc, found)
     retval, retval_kind = retval_text(found)
     return render_template(
-        "build.html", build=found, records=records, level=level,
+        "build.html", build=found, page=page, records=page.records, level=level,
         progress=progress_rows(jc.progress(build_id)), retval=retval, retval_kind=retval_kind,
-        retries_before=before, retries_after=after, then=_then_job(jc),
-        log_after=records[-1].seq if records else 0, log_truncated=len(records) == LOG_PAGE,
+        retries_before=before_ids, retries_after=after_ids, then=_then_job(jc),
+        log_levels=LOG_FILTER_LEVELS, page_size=LOG_PAGE,
     )
 
 
@@ -129,27 +162,48 @@ def _then_job(jc: JobControl) -> str | None:
     return then if then in jc.config.jobs else None
 
 
+@bp.get("/builds/<int:build_id>/log.txt")
+def build_log_text(build_id: int) -> Any:
+    """The whole log as text, to save (``?level=`` filters as on the page)."""
+    jc = current_jc()
+    jc.get_build(build_id)
+    lines = log_text(jc.storage, build_id, min_level=level_arg())
+    response = Response(stream_with_context(lines), mimetype="text/plain")
+    response.headers["Content-Disposition"] = f'attachment; filename="build-{build_id}.log"'
+    return response
+
+
 @bp.get("/builds/<int:build_id>/live")
 def build_live(build_id: int) -> Any:
-    """What the build page needs to follow a build: new log rows and the changed parts,
-    rendered by the same templates as the page (so escaped the same way)."""
+    """What the build page needs to follow a build: the changed parts, rendered by the same
+    templates as the page (so escaped the same way), and for a page showing the log's tail
+    (``?tail=1``) the records after ``after``, a page at most (``reset``: the page starts
+    over with the log's last page); other pages learn only whether newer records exist."""
     jc = current_jc()
     found = jc.get_build(build_id)  # the state first: the log read next is then complete
     after = int_arg("after", 0, low=0) or 0
-    records = jc.logs(build_id, min_level=level_arg(), after_seq=after, limit=LOG_PAGE)
+    level = level_arg()
+    if flag(request.args, "tail"):
+        records, reset = new_records(jc.storage, build_id, after=after, min_level=level)
+        newer = False
+    else:
+        records, reset = [], False
+        newer = has_newer(jc.storage, build_id, after=after, min_level=level)
     next_url = None
     then = _then_job(jc)
     if then and found.state.finished:
-        newer = [b for b in jc.storage.list_builds(then, limit=1) if b.id > build_id]
-        if newer:
-            next_url = url_for("pages.build", build_id=newer[0].id)
+        newest = [b for b in jc.storage.list_builds(then, limit=1) if b.id > build_id]
+        if newest:
+            next_url = url_for("pages.build", build_id=newest[0].id)
     return jsonify({
         "state": found.state.value,
         "finished": found.state.finished,
         "after": records[-1].seq if records else after,
-        "more": len(records) == LOG_PAGE,
+        "reset": reset,
+        "newer": newer,
         "log_html": render_template("_log_rows.html", records=records),
         "summary_html": render_template("_build_summary.html", build=found),
+        "actions_html": render_template("_build_actions.html", build=found),
         "progress_html": render_template("_progress.html",
                                          progress=progress_rows(jc.progress(build_id))),
         "next_url": next_url,
@@ -158,7 +212,9 @@ def build_live(build_id: int) -> Any:
 
 @bp.post("/builds/<int:build_id>/cancel")
 def cancel(build_id: int) -> Any:
-    cancelled = current_jc().cancel(build_id, by=who())
+    # the form's optional reason, recorded with the cancel ("cancelled by web: REASON")
+    reason = one_line(request.form.get("reason") or "", 500) or None
+    cancelled = current_jc().cancel(build_id, by=who(), reason=reason)
     flash(f"build #{build_id} is {cancelled.state.value}"
           if cancelled.state.finished else f"cancel of build #{build_id} requested")
     return redirect(url_for("pages.build", build_id=build_id), 303)

@@ -84,6 +84,39 @@ def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
     """
 
 
+@functools.lru_cache(maxsize=16)
+def recent_builds_sql(job_count: int, dialect: str) -> str:
+    """Each of ``job_count`` jobs' newest builds (id, job, state), newest first per job;
+    the parameters are the job ids, then how many builds a job shows.
+
+    One statement whose cost grows with the builds shown, not the builds stored: per job,
+    one descent of the ``(job_id, id)`` index, read backwards (a window function would read
+    every build). PostgreSQL says so with ``LATERAL ... LIMIT``; SQLite, which has no
+    ``LATERAL``, finds the oldest id shown by an ``OFFSET`` in the index, then reads the
+    range above it. (Given only the range, PostgreSQL prefers the covering
+    ``(job_id, state, id)`` index and reads every build of the job.)
+    """
+    values = ", ".join(["(?)"] * job_count)
+    if dialect == "postgresql":
+        return f"""
+            SELECT b.id, b.job_id, b.state
+            FROM (VALUES {values}) AS j (job_id)
+            CROSS JOIN LATERAL (
+                SELECT x.id, x.job_id, x.state FROM builds x WHERE x.job_id = j.job_id
+                ORDER BY x.id DESC LIMIT ?) b
+            ORDER BY b.job_id, b.id DESC
+        """
+    return f"""
+        WITH job_ids (job_id) AS (VALUES {values})
+        SELECT b.id, b.job_id, b.state
+        FROM job_ids j
+        JOIN builds b ON b.job_id = j.job_id AND b.id >= COALESCE((
+            SELECT x.id FROM builds x WHERE x.job_id = j.job_id
+            ORDER BY x.id DESC LIMIT 1 OFFSET ? - 1), 0)
+        ORDER BY b.job_id, b.id DESC
+    """
+
+
 def _read_queries(file_name: str) -> dict[str, str]:
     """The queries of one file of this folder by name (none if there is no such file)."""
     path = Path(__file__).parent / file_name

@@ -1,14 +1,85 @@
-// jobcontrol web: follows a running build without reloading, filters its log, confirms
-// deletions. Hand-written, no library; loaded with `defer` (the CSP allows no inline script).
+// jobcontrol web: follows a running build without reloading (its log's tail a page at most),
+// filters its log, shows times in the reader's zone, zooms the graph, confirms what cannot be
+// undone. Hand-written, no library; loaded with `defer` (the CSP allows no inline script).
+// Every page works without it: this only enhances what the server rendered.
 "use strict";
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+// <time class="when" datetime="...Z">UTC text</time> -> the reader's local time, UTC on hover
+function localizeTimes(root) {
+  for (const node of root.querySelectorAll("time.when:not([data-local])")) {
+    const date = new Date(node.getAttribute("datetime"));
+    if (Number.isNaN(date.getTime())) continue;
+    node.title = node.textContent + " UTC";
+    node.textContent = date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" +
+      pad(date.getDate()) + " " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" +
+      pad(date.getSeconds());
+    node.dataset.local = "1";
+  }
+  for (const label of root.querySelectorAll(".tz")) label.textContent = "(local)";
+}
+
+function setPagerLink(selector, show, seqParam, seq) {
+  for (const link of document.querySelectorAll(selector)) {
+    link.hidden = !show;
+    if (show && seqParam) {
+      const url = new URL(link.href);
+      url.searchParams.set(seqParam, String(seq));
+      link.href = url.toString();
+    }
+  }
+}
 
 function followBuild(root) {
   const liveUrl = new URL(root.dataset.live, window.location.href);
+  const table = document.getElementById("log");
+  const tail = table && table.dataset.tail === "true";
   let after = Number(root.dataset.after || 0);
   let finished = root.dataset.finished === "true";
   const note = document.getElementById("live-note");
   const rows = document.querySelector("#log tbody");
+  // rows the page keeps at most while it follows a build: the server's page size
+  const kept = Number(table ? table.dataset.rows : 500) || 500;
+  const parts = {summary: "", actions: "", progress: ""};
   let thenTries = 120;  // a launch's target starts once its dependencies are built
+
+  function atBottom() {
+    return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 40;
+  }
+
+  function showRows(html, reset) {
+    const follow = atBottom();
+    if (reset) rows.textContent = "";
+    rows.insertAdjacentHTML("beforeend", html);
+    // a followed tail holds a page, never the whole log: the oldest rows go
+    let dropped = false;
+    while (rows.rows.length > kept) {
+      rows.deleteRow(0);
+      dropped = true;
+    }
+    if (dropped || reset) {
+      const first = rows.rows.length ? rows.rows[0].dataset.seq : after;
+      setPagerLink(".log-older", true, "before", first);
+      setPagerLink(".log-start", true);
+    }
+    document.getElementById("log-empty").hidden = rows.rows.length > 0;
+    localizeTimes(rows);
+    applySearch();
+    if (follow) window.scrollTo(0, document.documentElement.scrollHeight);
+  }
+
+  // a part is replaced only when it changed: a reason being typed, focus and selection
+  // inside it stay put
+  function replacePart(id, html) {
+    if (parts[id] === html) return;
+    parts[id] = html;
+    const target = document.getElementById(id);
+    target.innerHTML = html;
+    localizeTimes(target);
+  }
 
   async function poll() {
     liveUrl.searchParams.set("after", String(after));
@@ -23,12 +94,14 @@ function followBuild(root) {
       return;
     }
     // the server rendered (and escaped) these parts with the page's own templates
-    if (data.log_html.trim()) {
-      rows.insertAdjacentHTML("beforeend", data.log_html);
-      applySearch();
+    if (tail && (data.log_html.trim() || data.reset)) showRows(data.log_html, data.reset);
+    if (!tail && data.newer) {
+      setPagerLink(".log-newer", true);
+      setPagerLink(".log-end", true);
     }
-    document.getElementById("summary").innerHTML = data.summary_html;
-    document.getElementById("progress").innerHTML = data.progress_html;
+    replacePart("summary", data.summary_html);
+    replacePart("actions", data.actions_html);
+    replacePart("progress", data.progress_html);
     after = data.after;
     if (data.next_url) {
       window.location.assign(data.next_url);
@@ -36,14 +109,12 @@ function followBuild(root) {
     }
     const wasFinished = finished;
     finished = data.finished;
-    if (note) note.textContent = finished ? "" : "following live…";
+    if (note) note.textContent = finished ? "" : (tail ? "following the end…" : "running…");
     const waitForNext = root.dataset.then && (data.state === "success" || data.state === "skipped")
       && thenTries-- > 0;
     if (note && finished && waitForNext) note.textContent = "waiting for " + root.dataset.then + "…";
     // one more read after the end: lines flushed just before the outcome was written
-    if (!finished || !wasFinished || data.more || waitForNext) {
-      window.setTimeout(poll, data.more ? 0 : 1000);
-    }
+    if (!finished || !wasFinished || waitForNext) window.setTimeout(poll, 1000);
   }
 
   if (!finished || root.dataset.then) poll();
@@ -53,18 +124,58 @@ function applySearch() {
   const box = document.getElementById("log-search");
   if (!box) return;
   const needle = box.value.trim().toLowerCase();
-  for (const row of document.querySelectorAll("#log tbody tr")) {
-    row.classList.toggle("hidden", needle !== "" && !row.textContent.toLowerCase().includes(needle));
+  let shown = 0;
+  const all = document.querySelectorAll("#log tbody tr");
+  for (const row of all) {
+    const hide = needle !== "" && !row.textContent.toLowerCase().includes(needle);
+    row.classList.toggle("hidden", hide);
+    if (!hide) shown++;
   }
+  const none = document.getElementById("log-nomatch");
+  if (none) none.hidden = !(needle !== "" && all.length > 0 && shown === 0);
+}
+
+// the graph fits its box; + and − zoom it (the box then scrolls), "fit" goes back
+function zoomable(box) {
+  const svg = box.querySelector("svg.graph");
+  if (!svg) return;
+  const natural = Number(svg.getAttribute("width"));
+  let scale = null;  // null: fit the box
+  const bar = document.createElement("div");
+  bar.className = "zoom";
+  for (const [label, title, change] of [["−", "zoom out", 0.8], ["+", "zoom in", 1.25],
+                                        ["fit", "fit the width", null]]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.title = title;
+    button.addEventListener("click", () => {
+      if (change === null) {
+        scale = null;
+      } else {
+        const current = scale || svg.getBoundingClientRect().width / natural;
+        scale = Math.min(4, Math.max(0.2, current * change));
+      }
+      svg.classList.toggle("zoomed", scale !== null);
+      svg.style.width = scale === null ? "" : Math.round(natural * scale) + "px";
+    });
+    bar.appendChild(button);
+  }
+  box.parentNode.insertBefore(bar, box);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  localizeTimes(document);
   const build = document.getElementById("build");
   if (build) followBuild(build);
   const search = document.getElementById("log-search");
-  if (search) search.addEventListener("input", applySearch);
+  if (search) {
+    search.closest("label").hidden = false;
+    search.addEventListener("input", applySearch);
+  }
   const level = document.getElementById("log-level");
   if (level) level.addEventListener("change", () => level.form.submit());
+  for (const box of document.querySelectorAll(".graph-box")) zoomable(box);
   document.addEventListener("submit", (event) => {
     const button = event.submitter;
     if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
