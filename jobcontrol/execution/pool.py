@@ -23,6 +23,7 @@ timeout as for any child (:class:`PoolChild` is a :class:`~.runner.ChildProcess`
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import pickle
@@ -269,6 +270,8 @@ def _worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:
     if os.getppid() != parent:  # the runner died before the watch began
         os._exit(0)
     become_subreaper()
+    if faulthandler.is_enabled():  # the runner's: a crash's traceback goes to the build's log
+        faulthandler.enable(2)
     _quiet_std_fds()
     baseline = _Baseline()
     functions: dict[str, Callable[..., Any]] = {}
