@@ -200,7 +200,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any, Field], str]:
     def parse(value: Any, at: Field) -> str:
         if value not in options or not isinstance(value, str):
             shown = repr(value) if isinstance(value, str) else type_name(value)
-            allowed = " or ".join(repr(o) for o in options)
+            allowed = ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}"
             raise at.error(f"{at.key} must be {allowed}, got {shown}{did_you_mean(value, options)}")
         return value
 
