@@ -26,6 +26,7 @@ def test_quick_run_prints_the_table(tmp_path: Path) -> None:
     for title in ("1. ", "2. ", "3. ", "4. ", "5. ", "6. "):
         assert f"\n{title}" in out, f"workload {title} missing:\n{out}"
     assert "jobcontrol inline, SQLite" in out
+    assert "jobcontrol pool, SQLite" in out
     assert "logging.FileHandler" in out
     assert "error:" not in out, out
     # a peer is measured or reported skipped, never missing from the table

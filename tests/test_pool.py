@@ -19,6 +19,7 @@ import pytest
 
 from jobcontrol import BuildState, JobControl
 from jobcontrol.errors import ConfigError
+from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.models import Build
 from jobcontrol.storage import open_storage
 from tests.processes import Project, alive, until, wait_for
@@ -65,8 +66,6 @@ jobs:
   - {{id: chatty, function: jobfuncs.chatty, kwargs: {{name: pool}}}}
   - {{id: fails, function: jobfuncs.fails}}
   - {{id: whoami, function: jobfuncs.whoami, kwargs: {{tag: w}}}}
-  - {{id: pickled, function: jobfuncs.not_json, result: pickle}}
-  - {{id: missing, function: jobfuncs.no_such_function}}
   - {{id: pid, function: pooljobs.pid}}
 """
 
@@ -209,17 +208,30 @@ def test_a_pool_runs_as_many_workers_as_builds_at_once(tmp_path: Path, url: str)
 
 
 def test_arguments_that_do_not_pickle_fork_the_build_from_the_runner(
-        tmp_path: Path) -> None:
-    config = pool_project(tmp_path / "p", """\
-        defaults: {isolation: pool}
-        jobs:
-          - {id: make, function: jobfuncs.not_json, result: pickle}
-          - {id: take, function: jobfuncs.make, dependencies: [make],
-             kwargs: {tag: t, value: !retval make}}
-        """)
-    with JobControl.from_config(config, storage=f"sqlite:///{tmp_path / 'jc.db'}") as jc:
-        builds = jc.build(["take"], deps=True)
-    assert [b.state for b in builds] == [BuildState.SUCCESS] * 2, [b.reason for b in builds]
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pool_project(tmp_path, "jobs: []\n")  # the job modules beside it, importable
+    import jobfuncs  # type: ignore[import-not-found]
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
+    executor = LocalExecutor(storage)
+    try:
+        builds = [storage.claim_build(f"job{n}", concurrency=1, definition={},
+                                      definition_hash="h", dependency_builds={}, host="here",
+                                      pid=os.getpid()) for n in range(2)]
+        # a lambda cannot be sent to a worker: the runner forks this build itself
+        executor.start(builds[0], jobfuncs.make, ("tag",), {"value": lambda: 1},
+                       isolation="pool", result_mode="repr", function_path="jobfuncs.make")
+        [done] = executor.wait(timeout=30)
+        assert done.state is BuildState.SUCCESS, done.reason
+        assert "<function" in done.result.data
+        assert "forked by the runner: cannot send the job's arguments" in caplog.text
+        executor.start(builds[1], os.getpid, (), {}, isolation="pool",
+                       function_path="os.getpid")
+        [done] = executor.wait(timeout=30)
+        assert done.retval not in (os.getpid(), None) and done.pgid == done.retval
+    finally:
+        executor.close()
+        storage.close()
 
 
 @pytest.mark.parametrize("value, message", [
