@@ -90,16 +90,16 @@ class Worker:
             self._environ = _environ_data()
 
     def wait_ready(self, seconds: float) -> int | None:
-        """The worker's resident memory once it says it is ready for the next build; None
-        if it died or did not say so in time."""
+        """The worker's resident memory once it says it is ready for the next build; -1
+        if it died (or said something else), None if it did not say so in ``seconds``."""
         waiting: list[Any] = [self.conn] if self.pidfd is None else [self.conn, self.pidfd]
         if not select.select(waiting, [], [], seconds)[0]:
             return None
         try:
             message, _ = wire.recv(self.conn)
-        except (OSError, EOFError, pickle.PickleError):
-            return None
-        return int(message[1])
+            return int(message[1])
+        except (OSError, EOFError, pickle.PickleError, IndexError, TypeError, ValueError):
+            return -1
 
     def end(self) -> int:
         """Kill the worker and its process group, collect it; its wait status."""
@@ -158,6 +158,8 @@ class WorkerPool:
         self.max_memory = max_memory
         self.workers: dict[int, Worker] = {}
         self.idle: list[Worker] = []
+        #: workers whose build ended, tidying up before they say they are ready
+        self.returning: list[Worker] = []
         #: the pipe whose end the workers watch (see the module docstring)
         self._lifeline: tuple[int, int] | None = None
 
@@ -178,7 +180,7 @@ class WorkerPool:
             except OSError as exc:
                 for r, _ in pipes:
                     os.close(r)
-                self.finished(worker, reuse=False)
+                self._end(worker)
                 if worker.builds == 0:  # a fresh worker: do not loop
                     raise PoolError(f"a pool worker could not take the build: {exc}") from exc
                 continue
@@ -192,26 +194,47 @@ class WorkerPool:
                          worker=worker, pool=self)
 
     def _idle_worker(self) -> Worker:
+        for worker in list(self.returning):  # those that are ready by now
+            self._take_back(worker, 0.0)
+        if not self.idle and self.returning:  # rather than fork one more: wait for one
+            self._take_back(self.returning[0], IDLE_WAIT)
         while self.idle:
             worker = self.idle.pop()
             if not worker.exited():
                 return worker
-            self.finished(worker, reuse=False)
+            self._end(worker)
         return self._fork()
 
     def finished(self, worker: Worker, reuse: bool) -> int:
-        """A build in ``worker`` ended: keep it for the next (0), or end it (its status)."""
+        """A build in ``worker`` ended: the worker tidies up while the runner records the
+        outcome, and is taken back before the next build (0); or it is ended (its wait
+        status)."""
         if reuse:
-            rss = worker.wait_ready(IDLE_WAIT)
-            if rss is not None:
-                worker.builds += 1
-                if worker.builds < self.max_builds and (
-                        self.max_memory is None or rss <= self.max_memory):
-                    self.idle.append(worker)
-                    return 0
-                logger.debug("pool worker %s retired after %s builds (%s bytes)",
-                             worker.pid, worker.builds, rss)
-        del self.workers[worker.pid]
+            self.returning.append(worker)
+            return 0
+        return self._end(worker)
+
+    def _take_back(self, worker: Worker, seconds: float) -> None:
+        """Take a returning worker back where it says it is ready within ``seconds`` (ended
+        instead past its limits, or if it died); left returning if not ready yet."""
+        rss = worker.wait_ready(seconds)
+        if rss is None and seconds == 0.0:
+            return
+        self.returning.remove(worker)
+        if rss is not None and rss >= 0:
+            worker.builds += 1
+            if worker.builds < self.max_builds and (
+                    self.max_memory is None or rss <= self.max_memory):
+                self.idle.append(worker)
+                return
+            logger.debug("pool worker %s retired after %s builds (%s bytes resident)",
+                         worker.pid, worker.builds, rss)
+        self._end(worker)
+
+    def _end(self, worker: Worker) -> int:
+        self.workers.pop(worker.pid, None)
+        if worker in self.idle:
+            self.idle.remove(worker)
         return worker.end()
 
     def close(self) -> None:
@@ -220,6 +243,7 @@ class WorkerPool:
             worker.end()
         self.workers.clear()
         self.idle.clear()
+        self.returning.clear()
         if self._lifeline is not None:
             for fd in self._lifeline:
                 os.close(fd)
