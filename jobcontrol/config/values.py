@@ -411,8 +411,8 @@ def byte_size(value: Any, at: Field) -> int | None:
     match = _SIZE.match(str(value))
     unit = match.group(2).upper() if match else ""
     if match is None or unit not in SIZE_UNITS:
-        units = ", ".join(u for u in SIZE_UNITS if u)
-        raise at.error(f"bad {at.key} {value!r}: use a size such as 200MB (units: {units})")
+        raise at.error(f"bad {at.key} {value!r}: use a size such as 200MB (units: B, KB, "
+                       f"MB, GB, KiB, MiB, GiB)")
     size = int(float(match.group(1)) * SIZE_UNITS[unit])
     if size <= 0:
         raise at.error(f"{at.key} must be more than 0 (use null for no limit)")
