@@ -137,8 +137,8 @@ class PoolChild(ChildProcess):
 
     def reap(self, need_status: bool = True) -> int:
         """Close the build's pipes; the worker goes back to the pool (0), or is killed and
-        collected (its wait status) where it was signalled, died, did not come back, or
-        ended the build without its outcome (``need_status``)."""
+        collected (its wait status) where it was signalled, died, or ended the build
+        without its outcome (``need_status``)."""
         assert self.worker is not None and self.pool is not None
         for fd in (self.frame_fd, self.out_fd, self.err_fd):
             with contextlib.suppress(OSError):
