@@ -273,11 +273,11 @@ class LocalExecutor:
         """Release what the executor holds between builds (its fork server, its pool's
         workers, the thread that watches inline builds). Call it when nothing runs any
         more; starting another build later takes them up again."""
+        pool, self._pool = self._pool, None
+        if pool is not None:  # first: its workers hold a copy of the fork server's socket
+            pool.close()
         self._drop_fork_server()
         self._inline.close()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
 
     def _drop_fork_server(self) -> None:
         server, self._fork_server = self._fork_server, None
