@@ -88,3 +88,12 @@ def _children() -> list[int]:
     for task in os.listdir("/proc/self/task"):
         pids += map(int, Path(f"/proc/self/task/{task}/children").read_text().split())
     return pids
+
+
+def fork_and_return() -> int:
+    """Forks; both processes return from the job (the child, without ``os._exit``), the
+    parent once the child has exited."""
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+    return 1

@@ -102,9 +102,16 @@ def test_a_build_that_kills_its_worker_fails_alone(tmp_path: Path, url: str) -> 
           - {id: second, function: pooljobs.pid}
           - {id: segfaults, function: pooljobs.segfault}
           - {id: third, function: pooljobs.pid}
+          - {id: forks, function: pooljobs.fork_and_return, timeout: 10s}
+          - {id: fourth, function: pooljobs.pid}
         """)
-    builds, logs, _ = build(config, url, ["first", "exits", "second", "segfaults", "third"])
-    first, exits, second, segfaults, third = builds
+    builds, logs, _ = build(config, url, ["first", "exits", "second", "segfaults", "third",
+                                          "forks", "fourth"])
+    first, exits, second, segfaults, third, forks, fourth = builds
+    # a process the job forked and that returned from it leaves: the worker goes on
+    assert (forks.state, fourth.state) == (BuildState.SUCCESS, BuildState.SUCCESS)
+    assert fourth.retval == third.retval
+    builds = builds[:5]
     assert [b.state for b in builds] == [BuildState.SUCCESS, BuildState.FAILED,
                                          BuildState.SUCCESS, BuildState.FAILED,
                                          BuildState.SUCCESS]

@@ -299,6 +299,7 @@ def _worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:
     _quiet_std_fds()
     baseline = _Baseline()
     functions: dict[str, Callable[..., Any]] = {}
+    worker = os.getpid()
     while True:
         try:
             (job, child, cwd, environ), fds = wire.recv(conn)
@@ -310,6 +311,8 @@ def _worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:
         build, result_mode, masker = pickle.loads(child)
         func, args, kwargs = _load(job, functions)
         capture.run(frame_w, out_w, err_w, func, args, kwargs, build, result_mode, masker)
+        if os.getpid() != worker:  # a process the job forked, returning from it: not a worker
+            os._exit(0)
         _quiet_std_fds()
         baseline.restore()
         _end_leftovers()
