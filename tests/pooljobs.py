@@ -97,3 +97,10 @@ def fork_and_return() -> int:
     if child:
         os.waitpid(child, 0)
     return 1
+
+
+def stubborn() -> None:
+    """Ignores SIGTERM and sleeps: only SIGKILL ends it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (HERE / "stubborn.pid").write_text(str(os.getpid()))
+    time.sleep(60)

@@ -133,9 +133,15 @@ def test_a_timeout_kills_the_worker_and_the_jobs_subprocesses(
           - {id: before, function: pooljobs.pid}
           - {id: spawner, function: jobfuncs.spawner, timeout: 0.5s}
           - {id: after, function: pooljobs.pid}
+          - {id: stubborn, function: pooljobs.stubborn, timeout: 0.5s}
+          - {id: last, function: pooljobs.pid}
         """)
-    builds, _, _ = build(config, url, ["before", "spawner", "after"])
-    before, spawner, after = builds
+    builds, _, _ = build(config, url, ["before", "spawner", "after", "stubborn", "last"])
+    before, spawner, after, stubborn, last = builds
+    # SIGTERM ignored: SIGKILL after kill_grace, and a fresh worker for the next build
+    assert stubborn.state is BuildState.FAILED and stubborn.reason == "timed out after 500ms"
+    assert stubborn.pgid == after.retval != last.retval
+    assert last.state is BuildState.SUCCESS and not alive(stubborn.pgid)
     assert spawner.state is BuildState.FAILED and spawner.reason == "timed out after 500ms"
     assert (before.state, after.state) == (BuildState.SUCCESS, BuildState.SUCCESS)
     job_pid, sleep_pid = map(int, (config.parent / "spawner.pids").read_text().split())
