@@ -298,6 +298,7 @@ def _worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:
         faulthandler.enable(2)
     _quiet_std_fds()
     baseline = _Baseline()
+    memory = _ResidentMemory()
     functions: dict[str, Callable[..., Any]] = {}
     worker = os.getpid()
     while True:
@@ -316,7 +317,7 @@ def _worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:
         _quiet_std_fds()
         baseline.restore()
         _end_leftovers()
-        wire.send(conn, ("ready", _resident_memory()))
+        wire.send(conn, ("ready", memory.read()))
 
 
 def _watch_runner(lifeline: int) -> None:
@@ -371,7 +372,8 @@ class _Baseline:
         self.umask = os.umask(0o022)
         os.umask(self.umask)
         self.path = list(sys.path)
-        self.signals = {signum: handler for signum in signal.valid_signals()
+        # the named signals (the real-time ones between SIGRTMIN and SIGRTMAX are left)
+        self.signals = {signum: handler for signum in signal.Signals
                         if (handler := _handler(signum)) is not None}
         root = logging.getLogger()
         self.root_handlers = list(root.handlers)
@@ -391,7 +393,8 @@ class _Baseline:
             self.environ_data = _environ_data()
 
     def restore(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm the build set must not fire later
+        if signal.getitimer(signal.ITIMER_REAL)[0]:  # a build's alarm must not fire later
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in self.signals.items():
             if _handler(signum) is not handler:
                 with contextlib.suppress(OSError, ValueError):
@@ -399,16 +402,20 @@ class _Baseline:
         with contextlib.suppress(OSError):
             if os.getcwd() != self.cwd:
                 os.chdir(self.cwd)
-        if _environ_data() != self.environ_data:
+        if getattr(os.environ, "_data", None) != self.environ_data:
             os.environ.clear()
             os.environ.update(self.environ)
         os.umask(self.umask)
         if sys.path != self.path:
             sys.path[:] = self.path
         root = logging.getLogger()
-        root.handlers[:] = self.root_handlers
-        root.setLevel(self.root_level)
-        logging.disable(self.disable)
+        if root.handlers != self.root_handlers:
+            root.handlers[:] = self.root_handlers
+        # each of these clears every logger's cache of enabled levels: only where changed
+        if root.level != self.root_level:
+            root.setLevel(self.root_level)
+        if logging.root.manager.disable != self.disable:
+            logging.disable(self.disable)
 
 
 def _environ_data() -> dict[Any, Any]:
@@ -431,6 +438,10 @@ def _end_leftovers() -> None:
     The worker is a subreaper (Linux), so the orphans of its build's processes become its
     children: those in its group are killed until none is left. A process the build moved
     to a group of its own outlives the build, as it outlives a forked build."""
+    try:  # one call where the build left no process (no child: no descendant either)
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return
     group = os.getpgrp()
     for _ in range(100):  # each round, the orphans of the killed come to the worker
         members = [pid for pid in _children() if _group_of(pid) == group]
@@ -470,12 +481,25 @@ def _group_of(pid: int) -> int | None:
         return None
 
 
-def _resident_memory() -> int:
-    """This process's resident memory in bytes (Linux ``/proc``; elsewhere its peak)."""
-    try:
-        with open("/proc/self/statm", "rb") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
+class _ResidentMemory:
+    """The worker's resident memory in bytes (Linux ``/proc``, its file kept open; elsewhere
+    its peak)."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.fd: int | None = None
+        with contextlib.suppress(OSError):
+            self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+
+    def read(self) -> int:
+        if self.fd is not None:
+            try:
+                return int(os.pread(self.fd, 200, 0).split()[1]) * self.page
+            except (OSError, ValueError, IndexError):  # closed by a build, say: once more
+                self.fd = None
+                with contextlib.suppress(OSError):
+                    self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+                    return int(os.pread(self.fd, 200, 0).split()[1]) * self.page
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
