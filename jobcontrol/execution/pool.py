@@ -188,8 +188,11 @@ class WorkerPool:
             break
         for r, _ in pipes:
             os.set_blocking(r, False)
-        return PoolChild(worker.pid, pipes[0][0], pipes[1][0], pipes[2][0], worker.pidfd,
-                         worker=worker, pool=self)
+        # the executor wakes on its "pidfd" and asks exited(): here the worker's socket, on
+        # which the worker says it is done (a daemon the build started may keep its
+        # stdout open), or ends (EOF where it died)
+        return PoolChild(worker.pid, pipes[0][0], pipes[1][0], pipes[2][0],
+                         worker.conn.fileno(), worker=worker, pool=self)
 
     def _idle_worker(self) -> Worker:
         for worker in list(self.returning):  # those that are ready by now
