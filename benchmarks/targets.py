@@ -1,5 +1,5 @@
-"""Issue 5's targets, judged on one run's medians: each line says MET or MISSED, with the
-numbers it was judged on. A target whose rows were skipped is not judged."""
+"""Issue 5's and issue 20's targets, judged on one run's medians: each line says MET or
+MISSED, with the numbers it was judged on. A target whose rows were skipped is not judged."""
 
 from __future__ import annotations
 
@@ -35,6 +35,33 @@ def _faster_than_peers(per: dict[str, float], label: str, outcomes: Sequence[Any
                     f"(fastest: {fastest}, {_ms(peers[fastest])}/job)")
 
 
+#: the peers issue 20 holds ``isolation: pool`` on SQLite to (workloads 1 and 2), by label
+POOL_PEERS = {
+    "1": ("Huey consumer (SqliteHuey)", "Celery (Redis, warm worker)", "Luigi (local scheduler)"),
+    "2": ("Huey pipeline, consumer", "Celery chain", "Luigi requires"),
+}
+
+
+def _pool_targets(w1: dict[str, float], w2: dict[str, float]) -> list[str | None]:
+    """Issue 20: the pool on SQLite faster than those peers, within 1.5x of inline on w1."""
+    lines: list[str | None] = []
+    label = "jobcontrol pool, SQLite"
+    for workload, per in (("1", w1), ("2", w2)):
+        pool = per.get(label)
+        peers = {peer: per[peer] for peer in POOL_PEERS[workload] if peer in per}
+        if pool and peers:
+            fastest = min(peers, key=peers.__getitem__)
+            lines.append(_verdict(pool < peers[fastest],
+                                  f"w{workload} {label} ({_ms(pool)}/job) faster than "
+                                  f"{', '.join(peers)} (fastest: {fastest}, "
+                                  f"{_ms(peers[fastest])}/job)"))
+    pool, inline = w1.get(label), w1.get("jobcontrol inline, SQLite")
+    if pool and inline:
+        lines.append(_verdict(pool <= 1.5 * inline, f"w1 pool SQLite within 1.5x of inline: "
+                              f"{pool / inline:.2f}x ({_ms(pool)} vs {_ms(inline)})"))
+    return lines
+
+
 def check_targets(outcomes: Sequence[Any]) -> list[str]:
     """One line per target that could be judged."""
     lines: list[str | None] = []
@@ -59,6 +86,7 @@ def check_targets(outcomes: Sequence[Any]) -> list[str]:
                               f"loop: {pg / pg_bare:.2f}x ({_ms(pg)} vs {_ms(pg_bare)})"))
     w2 = _per(outcomes, "2")
     lines.append(_faster_than_peers(w2, "jobcontrol inline, SQLite", outcomes, "2"))
+    lines += _pool_targets(w1, w2)
     w3 = _per(outcomes, "3")
     floor = w3.get("logging.FileHandler")
     for label, per in w3.items():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,6 +27,7 @@ def test_quick_run_prints_the_table(tmp_path: Path) -> None:
     for title in ("1. ", "2. ", "3. ", "4. ", "5. ", "6. "):
         assert f"\n{title}" in out, f"workload {title} missing:\n{out}"
     assert "jobcontrol inline, SQLite" in out
+    assert "jobcontrol pool, SQLite" in out
     assert "logging.FileHandler" in out
     assert "error:" not in out, out
     # a peer is measured or reported skipped, never missing from the table
@@ -83,3 +85,31 @@ def test_breakdown_of_process_isolation_counts_each_process() -> None:
     # the build processes ran: the server collected them, with their page faults
     build_processes = next(row for row in rows if row[:2] == ["build", "processes"])
     assert int(build_processes[-1]) > 0, done.stdout
+
+
+def test_the_pool_targets_are_judged_on_the_peers_issue_20_names() -> None:
+    from benchmarks.targets import check_targets
+    from benchmarks.workloads import Case
+
+    def outcome(workload: str, label: str, family: str, per_unit: float) -> SimpleNamespace:
+        return SimpleNamespace(case=Case(workload, label, family, "x"), per_unit=per_unit,
+                               median=per_unit)
+
+    outcomes = [
+        outcome("1", "jobcontrol inline, SQLite", "jobcontrol", 0.0002),
+        outcome("1", "jobcontrol pool, SQLite", "jobcontrol", 0.0004),
+        outcome("1", "Huey immediate (SqliteHuey)", "huey", 0.0001),  # not one of them
+        outcome("1", "Huey consumer (SqliteHuey)", "huey", 0.0007),
+        outcome("1", "Celery (Redis, warm worker)", "celery", 0.0016),
+        outcome("2", "jobcontrol pool, SQLite", "jobcontrol", 0.002),
+        outcome("2", "Luigi requires", "luigi", 0.0009),
+    ]
+    lines = [line for line in check_targets(outcomes) if "pool" in line]
+    assert lines == [
+        "MET    w1 jobcontrol pool, SQLite (0.400 ms/job) faster than Huey consumer "
+        "(SqliteHuey), Celery (Redis, warm worker) (fastest: Huey consumer (SqliteHuey), "
+        "0.700 ms/job)",
+        "MISSED w2 jobcontrol pool, SQLite (2.000 ms/job) faster than Luigi requires "
+        "(fastest: Luigi requires, 0.900 ms/job)",
+        "MISSED w1 pool SQLite within 1.5x of inline: 2.00x (0.400 ms vs 0.200 ms)",
+    ]

@@ -55,6 +55,7 @@ jobs:
     dependencies: [b]
     kwargs: {{tag: c, value: !retval b}}
   - {{id: bad, function: jobfuncs.fails}}
+  - {{id: pooled, function: os.getpid, isolation: pool, concurrency: 50}}
   - {{id: tick, function: jobfuncs.make, args: [tick], schedule: "* * * * *"}}
   - {{id: after_bad, function: jobfuncs.make, args: [x], dependencies: [bad]}}
   - {{id: napper, function: jobfuncs.sleeper, kwargs: {{seconds: 60, marker: napper.pid}}}}
@@ -202,6 +203,18 @@ def test_200_queued_builds_run_once_each(cluster: Cluster) -> None:
     assert [row[0] for row in rows] == sorted(final)  # 200 rows: no build ran twice
     assert all(final[i].retval == i for i in final)
     assert {b.pid for b in final.values()} and len({b.pid for b in final.values()}) <= 4
+
+
+@pytest.mark.usefixtures("worker")
+def test_pool_builds_on_a_worker_reuse_its_warm_workers(cluster: Cluster) -> None:
+    with cluster.control() as jc:
+        builds = [jc.submit("pooled")[0] for _ in range(6)]
+        done = wait_until("6 pool builds", lambda: ended(jc, builds))
+    assert {b.state for b in done} == {S.SUCCESS}, [b.reason for b in done]
+    pids = [b.retval for b in done]
+    assert all(b.pgid == b.retval for b in done)  # the job ran in the build's pool worker
+    assert not {b.pid for b in done} & set(pids)  # not in the Celery worker process
+    assert len(set(pids)) <= 2 < len(pids)  # one warm worker per Celery process, reused
 
 
 @pytest.mark.usefixtures("worker")

@@ -470,7 +470,7 @@ MISTAKES = [
         JOB + "    isolation: proces\n",
         4,
         16,
-        "isolation must be 'process' or 'inline', got 'proces' (did you mean 'process'?)",
+        "isolation must be 'process', 'inline' or 'pool', got 'proces' (did you mean 'process'?)",
         id="isolation",
     ),
     pytest.param(JOB + "    result: yaml\n", 4, 13, "result must be 'json' or 'pickle'"),
@@ -992,8 +992,12 @@ def test_runner_settings(tmp_path: Path) -> None:
     assert config.runner == RunnerSettings(120.0, 600.0, 0.0)
     assert config.runner.as_json() == {
         "heartbeat": 120.0, "heartbeat_timeout": 600.0, "kill_grace": 0.0,
-        "outcome_retry": 300.0, "fork_server": "auto"
+        "outcome_retry": 300.0, "fork_server": "auto", "max_builds_per_worker": 100,
+        "max_worker_memory": None,
     }
+    config = load(tmp_path, "runner: {max_builds_per_worker: 5, max_worker_memory: 1GB}\n"
+                            "jobs: []\n")
+    assert (config.runner.max_builds_per_worker, config.runner.max_worker_memory) == (5, 10**9)
 
 
 # --------------------------------------------------------------------------- secrets
@@ -1143,7 +1147,7 @@ def test_env_values_never_appear_in_messages(
     monkeypatch.setenv("JC_TEST_PW", "hunter2")
     error = fails(tmp_path, JOB + "    isolation: !env JC_TEST_PW\n")
     assert "hunter2" not in str(error)
-    assert error.message == "job 'a': isolation must be 'process' or 'inline', got '***'"
+    assert error.message == "job 'a': isolation must be 'process', 'inline' or 'pool', got '***'"
     error = fails(tmp_path, JOB + "    timeout: !env JC_TEST_PW\n")
     assert "hunter2" not in str(error)
     assert (error.line, error.column) == (4, 14)

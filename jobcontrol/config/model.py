@@ -186,6 +186,9 @@ class RetentionPolicy:
 #: process-isolated builds in one run from which ``runner.fork_server: auto`` uses a fork
 #: server: starting one (a new interpreter) costs about as much as 15 forks of a large runner
 FORK_SERVER_MIN_BUILDS = 20
+#: builds a warm worker of ``isolation: pool`` runs before a fresh one replaces it (Celery's
+#: ``worker_max_tasks_per_child``): what a job leaks (memory, open files, threads) is bounded
+DEFAULT_MAX_BUILDS_PER_WORKER = 100
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,10 @@ class RunnerSettings:
     full disk, say) is tried again for ``outcome_retry``. ``fork_server``: whether
     process-isolated builds are forked by a fork server
     (:mod:`jobcontrol.execution.forkserver`): True, False, or None for a run that starts
-    at least :data:`FORK_SERVER_MIN_BUILDS` of them.
+    at least :data:`FORK_SERVER_MIN_BUILDS` of them. ``max_builds_per_worker`` and
+    ``max_worker_memory`` (bytes of resident memory after a build; None: no limit): when a
+    warm worker of ``isolation: pool`` is replaced by a fresh one
+    (:mod:`jobcontrol.execution.pool`).
     """
 
     heartbeat: float = 5.0
@@ -206,6 +212,8 @@ class RunnerSettings:
     kill_grace: float = 5.0
     outcome_retry: float = 300.0
     fork_server: bool | None = None
+    max_builds_per_worker: int = DEFAULT_MAX_BUILDS_PER_WORKER
+    max_worker_memory: int | None = None
 
     def __post_init__(self) -> None:
         _check(_is_duration(self.heartbeat) and self.heartbeat > 0,
@@ -219,6 +227,12 @@ class RunnerSettings:
                f"outcome_retry must be seconds >= 0, got {self.outcome_retry!r}")
         _check(self.fork_server in (None, True, False),
                f"fork_server must be true, false or auto (None), got {self.fork_server!r}")
+        _check(isinstance(self.max_builds_per_worker, int) and self.max_builds_per_worker > 0,
+               f"max_builds_per_worker must be a whole number > 0, "
+               f"got {self.max_builds_per_worker!r}")
+        _check(self.max_worker_memory is None or (isinstance(self.max_worker_memory, int)
+                                                  and self.max_worker_memory > 0),
+               f"max_worker_memory must be bytes > 0 or None, got {self.max_worker_memory!r}")
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "fork_server": "auto" if self.fork_server is None

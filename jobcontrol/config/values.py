@@ -19,11 +19,14 @@ from jobcontrol.errors import ConfigError
 from jobcontrol.importing import FUNCTION_SYNTAX, parse_function_path
 from jobcontrol.timeutil import format_duration, parse_duration
 
-ISOLATIONS = ("process", "inline")
+ISOLATIONS = ("process", "inline", "pool")
 RESULTS = ("json", "pickle")
 RETRY_KEYS = ("count", "delay", "backoff", "max_delay")
 RETENTION_KEYS = ("keep_last", "keep_for", "logs")
-RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "outcome_retry", "fork_server")
+RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "outcome_retry", "fork_server",
+               "max_builds_per_worker", "max_worker_memory")
+#: the runner keys that are not durations
+_RUNNER_OTHER_KEYS = ("fork_server", "max_builds_per_worker", "max_worker_memory")
 WEB_KEYS = ("secret_key", "auth", "allowed_hosts", "proxy", "session_lifetime")
 WEB_AUTH_KEYS = ("users", "token")
 #: ``web: proxy:`` keys: how many proxies in front set each ``X-Forwarded-*`` header
@@ -197,7 +200,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any, Field], str]:
     def parse(value: Any, at: Field) -> str:
         if value not in options or not isinstance(value, str):
             shown = repr(value) if isinstance(value, str) else type_name(value)
-            allowed = " or ".join(repr(o) for o in options)
+            allowed = ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}"
             raise at.error(f"{at.key} must be {allowed}, got {shown}{did_you_mean(value, options)}")
         return value
 
@@ -357,11 +360,17 @@ def runner_settings(value: Any, at: Field) -> dict[str, Any]:
     settings: dict[str, Any] = {
         key: duration(value[key], at.inner(value, key), zero=key in ("kill_grace", "outcome_retry"))
         for key in RUNNER_KEYS
-        if key in value and key != "fork_server"
+        if key in value and key not in _RUNNER_OTHER_KEYS
     }
     if "fork_server" in value:
         settings["fork_server"] = _fork_server(value["fork_server"],
                                                at.inner(value, "fork_server"))
+    if "max_builds_per_worker" in value:
+        settings["max_builds_per_worker"] = whole_number(
+            value["max_builds_per_worker"], at.inner(value, "max_builds_per_worker"), 1)
+    if "max_worker_memory" in value:
+        settings["max_worker_memory"] = byte_size(value["max_worker_memory"],
+                                                  at.inner(value, "max_worker_memory"))
     beat = settings.get("heartbeat", 5.0)
     limit = settings.get("heartbeat_timeout", 60.0)
     if limit <= beat:
@@ -384,6 +393,30 @@ def _fork_server(value: Any, at: Field) -> bool | None:
     if not isinstance(value, bool):
         raise at.error(f"bad fork_server {value!r}: use true, false or auto")
     return value
+
+
+#: the units a size may be written in (``200MB``, ``1.5GiB``), in bytes
+SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024,
+              "MIB": 1024**2, "GIB": 1024**3}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
+
+
+def byte_size(value: Any, at: Field) -> int | None:
+    """A size in bytes from ``200MB``, ``1.5GiB``, ``512KB`` or a number of bytes; null: no
+    limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise at.wrong_type(value, "a size such as 200MB, or null for no limit")
+    match = _SIZE.match(str(value))
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in SIZE_UNITS:
+        raise at.error(f"bad {at.key} {value!r}: use a size such as 200MB (units: B, KB, "
+                       f"MB, GB, KiB, MiB, GiB)")
+    size = int(float(match.group(1)) * SIZE_UNITS[unit])
+    if size <= 0:
+        raise at.error(f"{at.key} must be more than 0 (use null for no limit)")
+    return size
 
 
 def queue_name(value: Any, at: Field) -> str | None:

@@ -25,7 +25,6 @@ children die with the server, so a killed runner leaves nothing running.
 
 from __future__ import annotations
 
-import array
 import collections
 import contextlib
 import gc
@@ -35,18 +34,21 @@ import pickle
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from jobcontrol.execution.wire import HEADER as _HEADER
+from jobcontrol.execution.wire import recv as _recv
+from jobcontrol.execution.wire import recv_raw as _recv_raw
+from jobcontrol.execution.wire import send as _send
+from jobcontrol.execution.wire import send_raw as _send_raw
+
 if TYPE_CHECKING:
     from jobcontrol.execution.runner import ChildCapture
 
-_HEADER = struct.Struct("!I")
-_MAX_FDS = 3
 #: what the server answers a request that it could not carry out
 _ERROR = "error"
 
@@ -66,55 +68,6 @@ def available() -> bool:
     are watched through them)."""
     return sys.platform.startswith("linux") and hasattr(os, "pidfd_open") \
         and hasattr(socket, "send_fds")
-
-
-# -- the wire: length-prefixed pickles, file descriptors with the header ------------------------
-
-
-def _send(sock: socket.socket, message: Any, fds: tuple[int, ...] = ()) -> None:
-    _send_raw(sock, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), fds)
-
-
-def _send_raw(sock: socket.socket, payload: bytes, fds: tuple[int, ...] | list[int] = ()
-              ) -> None:
-    # one sendmsg for header, payload and descriptors: the reader wakes up once
-    header = _HEADER.pack(len(payload))
-    ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sent = sock.sendmsg([header, payload], ancdata)
-    rest = len(header) + len(payload) - sent
-    if rest:  # a stream socket may take less at once (a signal, a large payload)
-        sock.sendall(memoryview(header + payload)[sent:] if sent < len(header)
-                     else memoryview(payload)[sent - len(header):])
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
-            raise EOFError("fork server connection closed")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _recv(sock: socket.socket) -> tuple[Any, list[int]]:
-    payload, fds = _recv_raw(sock)
-    return pickle.loads(payload), fds
-
-
-def _recv_raw(sock: socket.socket) -> tuple[bytes, list[int]]:
-    fds = array.array("i")
-    header, ancdata, _, _ = sock.recvmsg(_HEADER.size, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    if not header:
-        raise EOFError("fork server connection closed")
-    if len(header) < _HEADER.size:
-        header += _recv_exactly(sock, _HEADER.size - len(header))
-    (length,) = _HEADER.unpack(header)
-    return _recv_exactly(sock, length), list(fds)
 
 
 # -- the runner's side ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from jobcontrol.timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
     from jobcontrol.execution.forkserver import ForkServer
+    from jobcontrol.execution.pool import WorkerPool
 
 _READ_SIZE = 1 << 16
 #: seconds between two looks for cancel requests (``jobcontrol cancel`` from anywhere)
@@ -78,8 +79,13 @@ class LocalExecutor:
         masker: Masker | None = None,
         cancel_poll_interval: float = CANCEL_POLL_INTERVAL,
         outcome_retry: float = 300.0,
+        max_builds_per_worker: int = 100,
+        max_worker_memory: int | None = None,
     ) -> None:
         self.storage = storage
+        #: ``isolation: pool``'s warm workers (started with its first build) and their limits
+        self._pool: WorkerPool | None = None
+        self._pool_limits = (max_builds_per_worker, max_worker_memory)
         self.outcome_retry = outcome_retry
         self.recorder = Recorder(storage, outcome_retry=outcome_retry,
                                  first_pause=flush_interval)
@@ -146,7 +152,8 @@ class LocalExecutor:
             self._inline.run(entry, func, args, kwargs, result_mode)
             return
         try:
-            child = self._spawn(func, args, kwargs, build, result_mode, function_path)
+            child = self._spawn(func, args, kwargs, build, result_mode, function_path,
+                                isolation)
         except OSError as exc:
             entry.outcome = Outcome(BuildState.FAILED, f"could not start a process: {exc}")
             self._finish(entry)
@@ -162,7 +169,19 @@ class LocalExecutor:
             logger.warning("build %s: process group not recorded: %s", build.id, exc)
 
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-               build: Build, result_mode: str, function_path: str | None) -> ChildProcess:
+               build: Build, result_mode: str, function_path: str | None,
+               isolation: str = "process") -> ChildProcess:
+        if isolation == "pool" and function_path is not None:
+            from jobcontrol.execution.pool import PoolError, WorkerPool
+
+            if self._pool is None:
+                max_builds, max_memory = self._pool_limits
+                self._pool = WorkerPool(max_builds=max_builds, max_memory=max_memory)
+            try:
+                return self._pool.start(function_path, args, kwargs, build, result_mode,
+                                        self.masker)
+            except PoolError as exc:  # e.g. arguments that do not pickle: fork it here
+                logger.warning("build %s: forked by the runner: %s", build.id, exc)
         if self._fork_server is not None and function_path is not None:
             from jobcontrol.execution.forkserver import ForkServerError, ForkServerLost
 
@@ -200,9 +219,12 @@ class LocalExecutor:
         return True
 
     def close(self) -> None:
-        """Release what the executor holds between builds (its fork server, the thread
-        that watches inline builds). Call it when nothing runs any more; starting another
-        build later takes them up again."""
+        """Release what the executor holds between builds (its fork server, its pool's
+        workers, the thread that watches inline builds). Call it when nothing runs any
+        more; starting another build later takes them up again."""
+        pool, self._pool = self._pool, None
+        if pool is not None:  # first: its workers hold a copy of the fork server's socket
+            pool.close()
         self._drop_fork_server()
         self._inline.close()
 

@@ -77,6 +77,8 @@ class BuildRun:
             storage, self.observer, heartbeat_interval=config.runner.heartbeat,
             kill_grace=config.runner.kill_grace, masker=config.masker,
             outcome_retry=config.runner.outcome_retry,
+            max_builds_per_worker=config.runner.max_builds_per_worker,
+            max_worker_memory=config.runner.max_worker_memory,
         )
         self.deps = config.dependencies
         self.result = RunResult()
@@ -137,7 +139,7 @@ class BuildRun:
         if setting is not None:
             return setting
         forked = sum(1 for step in steps
-                     if self.config.jobs[step.job_id].isolation != "inline")
+                     if self.config.jobs[step.job_id].isolation == "process")
         return forked >= FORK_SERVER_MIN_BUILDS
 
     @contextlib.contextmanager

@@ -150,6 +150,8 @@ class RemoteWorker:
             jc.storage, observer or LoggingObserver(), heartbeat_interval=runner.heartbeat,
             kill_grace=runner.kill_grace, masker=jc.config.masker,
             outcome_retry=runner.outcome_retry,
+            max_builds_per_worker=runner.max_builds_per_worker,
+            max_worker_memory=runner.max_worker_memory,
         )
         #: whether process-isolated builds fork from a fork server (see :meth:`_fork_server`):
         #: for a long-lived worker process, which :meth:`close` at its end

@@ -358,6 +358,14 @@ def die_with_parent() -> None:
         _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def become_subreaper() -> None:
+    """Ask Linux to make this process the parent of its orphaned descendants
+    (``PR_SET_CHILD_SUBREAPER``): a pool worker finds what its builds left behind among its
+    children. Elsewhere, nothing."""
+    if _prctl:
+        _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
 def _child_main(
     frame_fd: int, out_fd: int, err_fd: int, func: Callable[..., Any], args: tuple[Any, ...],
     kwargs: dict[str, Any], build: Build, result_mode: str, masker: Masker | None,
