@@ -193,11 +193,11 @@ class ForkServer:
 
 def serve(fd: int) -> None:
     """The server's loop: answer requests on ``fd`` until the runner closes it."""
-    from jobcontrol.execution import runner
+    from jobcontrol.execution import linux
 
     sock = socket.socket(fileno=fd)
-    runner.load_prctl()
-    runner.die_with_parent()
+    linux.load_prctl()
+    linux.die_with_parent()
     # Ctrl-C and a service manager's SIGTERM are the runner's to handle (it stops the builds
     # and records why); the server leaves when the runner closes the socket or dies
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -374,11 +374,11 @@ def _spare(conn: socket.socket, functions: dict[str, Callable[..., Any]],
     part of the previous request), unless its build has come already: the build then
     starts sooner, with fewer page faults on its way.
     """
-    from jobcontrol.execution import runner
+    from jobcontrol.execution import linux, runner
 
     code = 0
     try:
-        runner.die_with_parent()
+        linux.die_with_parent()
         if os.getppid() != server_pid:  # the server died before prctl took effect
             os._exit(0)
         capture = capture or runner.ChildCapture()

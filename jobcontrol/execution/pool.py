@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobcontrol.execution import wire
+from jobcontrol.execution.linux import load_prctl
 from jobcontrol.execution.pool_worker import worker_main
-from jobcontrol.execution.runner import ChildProcess, load_prctl
+from jobcontrol.execution.runner import ChildProcess
 from jobcontrol.models import Build
 from jobcontrol.secrets import Masker
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from jobcontrol.execution import wire
-from jobcontrol.execution.runner import ChildCapture, become_subreaper
+from jobcontrol.execution.linux import become_subreaper
+from jobcontrol.execution.runner import ChildCapture
 
 
 def worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:

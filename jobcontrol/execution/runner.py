@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobcontrol import context
 from jobcontrol.context import SkipBuild
+from jobcontrol.execution.linux import die_with_parent, load_prctl
 from jobcontrol.models import Build, BuildState, ExceptionInfo, StoredValue
 from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text, encode_result, safe_repr
@@ -330,40 +331,9 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(f"terminated by {signal.Signals(signum).name}")
 
 
-_prctl: Any = None
-
-
 # -- what a process that forks build processes needs (the runner here, and the fork server):
-# load_prctl() in the parent, die_with_parent() in each child, a ChildCapture to run the build
-
-
-def load_prctl() -> None:
-    """Find ``prctl`` in the parent, once: importing ctypes and loading libc take ~10 ms,
-    which every forked child paid again when it did this itself."""
-    global _prctl
-    if _prctl is not None or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        _prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        _prctl = False
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this child when the runner dies (kill -9 of the runner must
-    not leave the job running unrecorded). Elsewhere, abandoned-build detection covers it."""
-    if _prctl:
-        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def become_subreaper() -> None:
-    """Ask Linux to make this process the parent of its orphaned descendants
-    (``PR_SET_CHILD_SUBREAPER``): a pool worker finds what its builds left behind among its
-    children. Elsewhere, nothing."""
-    if _prctl:
-        _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+# load_prctl() in the parent, die_with_parent() in each child (:mod:`jobcontrol.execution.
+# linux`), a ChildCapture to run the build
 
 
 def _child_main(
