@@ -38,6 +38,7 @@ from jobcontrol.pausing import Pausing, who
 from jobcontrol.reaper import abandon, reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
 from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
+from jobcontrol.rules.versions import JobsNow, stored_results
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -236,8 +237,8 @@ class JobControl(Pausing):
         return self._outdated(self.storage.job_summaries())
 
     def _outdated(self, summaries: dict[str, Any]) -> dict[str, Outdated]:
-        hashes = {job_id: job.definition_hash for job_id, job in self.config.jobs.items()}
-        return outdated_jobs(self.config.dependencies, hashes, summaries)
+        return outdated_jobs(self.config.dependencies, JobsNow(self.config), summaries,
+                             stored_results(self.storage))
 
     def status(self, job_ids: Sequence[str] | None = None, tag: str | None = None
                ) -> list[JobStatus]:
@@ -414,13 +415,14 @@ class JobControl(Pausing):
         for job_id, pause in ({} if force else self.storage.job_pauses(planned)).items():
             raise JobPausedError(job_id, pause.describe())
         queued: dict[str, Build] = {}
+        record = JobsNow(self.config).record  # what each build records it ran with
         for job_id in planned:
             job = self.job(job_id)
             # the builds of its dependencies queued just now, else their latest successes
             waits = consumed_builds(job_id, job.dependencies, summaries,
                                     {dep: build.id for dep, build in queued.items()})
             build = self.storage.enqueue_build(
-                job_id, definition=job.stored_snapshot, definition_hash=job.definition_hash,
+                job_id, definition=record(job, summaries), definition_hash=job.definition_hash,
                 dependency_builds=waits, queue=self.config.queue_of(job),
             )
             assert build is not None  # only a retry can be refused

@@ -70,6 +70,8 @@ JOB_KEYS = (
     "max_age",
     "notify",
     "queue",
+    "code_version",
+    "inputs",
 )
 DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention",
                 "timezone", "schedule_options", "max_age", "notify")
@@ -410,6 +412,8 @@ class _Validator:
             max_age=values["max_age"],
             notify=values["notify"],
             queue=values.get("queue"),
+            code_version=values.get("code_version"),
+            inputs=values.get("inputs", ()),
             location=self.location(job.raw.start),
             secrets=secrets,
             _marks=marks,
