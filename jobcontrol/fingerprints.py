@@ -64,17 +64,42 @@ class CodeVersion:
         return {"version": self.value, "from": self.source, "problem": self.problem}
 
 
-def code_version(function: str, override: str | None = None) -> CodeVersion:
+def code_version(function: str, override: str | None = None, *,
+                 running: bool = False) -> CodeVersion:
     """The code version of a job whose function is ``function`` (a dotted path):
     ``override`` (its ``code_version:``) when set, else the hash of the function's source.
-    Never raises."""
+    With ``running``, the version of the code this process runs: while the function's
+    module stays loaded, the version read the first time it was asked for that module
+    object (a long-lived process keeps running the code it imported, whatever the file
+    says since; a build records that). Never raises."""
     if override is not None:
         return CodeVersion(override, "code_version")
+    if running:
+        return _pinned(function)
     try:
         source = function_source(function)
     except SourceUnavailable as exc:
         return CodeVersion(None, "function", str(exc))
     return CodeVersion(hashlib.sha256(source.encode("utf-8")).hexdigest(), "function")
+
+
+#: the code version of a loaded function, by function path: (module name, id of that
+#: module object, version); read again when the module is loaded anew
+_PINNED: dict[str, tuple[str, int, CodeVersion]] = {}
+
+
+def _pinned(function: str) -> CodeVersion:
+    try:
+        module, _ = parse_function_path(function)
+    except ValueError:
+        return code_version(function)
+    loaded = sys.modules.get(module)
+    if loaded is None:  # not imported here: the code a new process would run
+        return code_version(function)
+    pinned = _PINNED.get(function)
+    if pinned is None or pinned[1] != id(loaded):
+        pinned = _PINNED[function] = (module, id(loaded), code_version(function))
+    return pinned[2]
 
 
 def function_source(function: str) -> str:

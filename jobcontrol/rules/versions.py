@@ -39,8 +39,10 @@ class JobNow:
     inputs: Mapping[str, InputFile] | None = None
 
     def record(self, job: JobDefinition) -> EncodedJSON:
-        """The definition snapshot a build of ``job`` made now stores."""
-        extra: dict[str, Any] = {CODE_KEY: self.code.as_json()}
+        """The definition snapshot a build of ``job`` made now stores: the code version is
+        the one of the code this process runs (see :func:`~jobcontrol.fingerprints.pin`)."""
+        running = code_version(job.function, job.code_version, running=True)
+        extra: dict[str, Any] = {CODE_KEY: running.as_json()}
         if self.inputs is not None:
             extra[INPUTS_KEY] = {name: item.as_json() for name, item in self.inputs.items()}
         return job.stored_snapshot.extended(extra)
