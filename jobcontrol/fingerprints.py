@@ -172,6 +172,8 @@ def _module_file(module: str) -> Path:
     finds on ``sys.path`` (no package is imported to look inside it)."""
     loaded = sys.modules.get(module)
     origin = getattr(loaded, "__file__", None) if loaded is not None else None
+    if loaded is not None and origin is None:
+        raise SourceUnavailable(f"module {module!r} has no Python source (built in)")
     if origin is None:
         search: list[str] | None = None
         spec = None
