@@ -76,11 +76,31 @@ def code_version(function: str, override: str | None = None, *,
         return CodeVersion(override, "code_version")
     if running:
         return _pinned(function)
+    cached = _VERSIONS.get(function)
+    if cached is not None and all(_stat_key(path) == key for path, key in cached[0]):
+        return cached[1]  # none of the files it was read from changed
+    read: list[Path] = []
     try:
-        source = function_source(function)
+        source = _source(function, read)
     except SourceUnavailable as exc:
         return CodeVersion(None, "function", str(exc))
-    return CodeVersion(hashlib.sha256(source.encode("utf-8")).hexdigest(), "function")
+    found = CodeVersion(hashlib.sha256(source.encode("utf-8")).hexdigest(), "function")
+    _VERSIONS[function] = ([(path, _stat_key(path)) for path in read], found)
+    return found
+
+
+#: code versions by function path, with the (size, mtime_ns) of each file read for it:
+#: a status of many jobs of one module hashes each function once (where a module lies is
+#: looked up once per process, as the import system does)
+_VERSIONS: dict[str, tuple[list[tuple[Path, tuple[int, int] | None]], CodeVersion]] = {}
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 #: the code version of a loaded function, by function path: (module name, id of that
@@ -105,12 +125,18 @@ def _pinned(function: str) -> CodeVersion:
 def function_source(function: str) -> str:
     """The source text of ``function`` (dedented), read from its module's file without
     importing it; :class:`SourceUnavailable` says why not."""
+    return _source(function, [])
+
+
+def _source(function: str, read: list[Path]) -> str:
+    """:func:`function_source`, adding each file it reads to ``read``."""
     try:
         module, names = parse_function_path(function)
     except ValueError as exc:
         raise SourceUnavailable(str(exc)) from None
     for _ in range(_MAX_HOPS):
         path = _module_file(module)
+        read.append(path)
         lines, index = _parsed(path)
         found = _find(index, names)
         if isinstance(found, ast.ImportFrom):  # re-exported: follow it to its module
