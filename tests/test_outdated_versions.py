@@ -105,6 +105,7 @@ def test_an_edited_function_makes_its_job_outdated_and_build_rebuilds_only_it(
     assert reasons["report"] == [f"function {project.module}.report changed since build 2"]
     assert reasons["fetch"] == []
     assert "changed since build 2" in project.cli("status", "report", "--why").output
+    assert project.module not in sys.modules  # status read the file, imported nothing
     # nothing upstream is outdated: --deps and --if-outdated build report alone
     assert project.built("report", "--deps", "--if-outdated") == ["report"]
     assert project.reasons()["report"] == []
@@ -205,6 +206,28 @@ def test_a_run_rebuilds_nothing_after_a_dependency_that_found_nothing_new(
     project.write("data/a.csv", "a,3\n")
     project.write("value.txt", "other")
     assert project.built("report", "--deps", "--if-outdated") == ["fetch", "report"]
+
+
+def test_the_web_job_page_and_api_name_the_change(project: Project, storage: Storage) -> None:
+    pytest.importorskip("flask")
+    from jobcontrol import JobControl
+    from jobcontrol.web import create_app
+
+    project.built("report", "--deps")
+    project.built("fetch")  # the same value
+    project.edit("return value.upper()", "return value.lower()")
+    client = create_app(JobControl.from_config(project.config, storage)).test_client()
+    [row] = [r for r in client.get("/api/v1/jobs").get_json() if r["job"] == "report"]
+    assert row["outdated_reasons"] == [f"function {project.module}.report changed since "
+                                       "build 2"]
+    assert row["outdated_notes"] == [
+        "dependency fetch rebuilt (build 3) with the same value as build 1, which this "
+        "job used: not outdated"]
+    assert "report changed since build 2" in client.get("/").get_data(as_text=True)
+    assert project.module not in sys.modules  # judging it did not import the job's module
+    html = client.get("/jobs/report").get_data(as_text=True)  # (this page shows its doc)
+    assert f"outdated: function {project.module}.report changed since build 2" in html
+    assert "with the same value as build 1" in html
 
 
 @pytest.mark.parametrize(("text", "message"), [
