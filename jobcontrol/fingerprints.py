@@ -103,23 +103,29 @@ def _stat_key(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-#: the code version of a loaded function, by function path: (module name, id of that
-#: module object, version); read again when the module is loaded anew
-_PINNED: dict[str, tuple[str, int, CodeVersion]] = {}
+#: the code version of a loaded function, by function path: (the loaded object it was read
+#: for, version); read again when that object is another (the module imported anew or
+#: reloaded). The object is held, so its id is never another's.
+_PINNED: dict[str, tuple[object, CodeVersion]] = {}
 
 
 def _pinned(function: str) -> CodeVersion:
     try:
-        module, _ = parse_function_path(function)
+        module, names = parse_function_path(function)
     except ValueError:
         return code_version(function)
-    loaded = sys.modules.get(module)
+    loaded: object = sys.modules.get(module)
     if loaded is None:  # not imported here: the code a new process would run
         return code_version(function)
+    try:
+        for name in names:
+            loaded = getattr(loaded, name)
+    except Exception:  # a module __getattr__ may raise anything: the module stands for it
+        loaded = sys.modules[module]
     pinned = _PINNED.get(function)
-    if pinned is None or pinned[1] != id(loaded):
-        pinned = _PINNED[function] = (module, id(loaded), code_version(function))
-    return pinned[2]
+    if pinned is None or pinned[0] is not loaded:
+        pinned = _PINNED[function] = (loaded, code_version(function))
+    return pinned[1]
 
 
 def function_source(function: str) -> str:

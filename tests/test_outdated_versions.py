@@ -126,6 +126,19 @@ def test_a_process_still_running_the_old_code_records_the_old_version(
         f"function {project.module}.report changed since build {build['id']}"]
 
 
+def test_a_reloaded_module_records_its_new_version(project: Project) -> None:
+    import importlib
+
+    project.built("report", "--deps")
+    project.source.write_text(project.source.read_text().replace(
+        "return value.upper()", "return value.title()"))
+    importlib.reload(sys.modules[project.module])  # the same module object, new code
+    [build] = json.loads(project.cli("build", "report", "--format", "json").output)
+    show = json.loads(project.cli("show", str(build["id"]), "--format", "json").output)
+    assert show["retval"] == "Same"  # the new code ran
+    assert project.reasons()["report"] == []
+
+
 def test_code_version_stands_for_the_code(project: Project) -> None:
     assert project.built("versioned") == ["versioned"]
     project.edit("return 1", "return 2")
