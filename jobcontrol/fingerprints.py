@@ -85,7 +85,9 @@ def code_version(function: str, override: str | None = None, *,
     except SourceUnavailable as exc:
         return CodeVersion(None, "function", str(exc))
     found = CodeVersion(hashlib.sha256(source.encode("utf-8")).hexdigest(), "function")
-    _VERSIONS[function] = ([(path, _stat_key(path)) for path in read], found)
+    keys = [(path, _stat_key(path)) for path in read]
+    if all(key is not None and _settled(key[1]) for _, key in keys):
+        _VERSIONS[function] = (keys, found)
     return found
 
 
@@ -93,6 +95,12 @@ def code_version(function: str, override: str | None = None, *,
 #: a status of many jobs of one module hashes each function once (where a module lies is
 #: looked up once per process, as the import system does)
 _VERSIONS: dict[str, tuple[list[tuple[Path, tuple[int, int] | None]], CodeVersion]] = {}
+
+
+def _settled(mtime_ns: int) -> bool:
+    """Whether a file of this mtime can be known by its size and mtime: not written within
+    :data:`RACY_SECONDS` of now (a second write in the same clock tick keeps both)."""
+    return time.time_ns() - mtime_ns >= RACY_SECONDS * 1e9
 
 
 def _stat_key(path: Path) -> tuple[int, int] | None:
@@ -243,7 +251,8 @@ def _parsed(path: Path) -> tuple[list[str], dict[str, Binding]]:
         raise SourceUnavailable(f"cannot read {path.name}: {exc}") from None
     lines = text.splitlines(keepends=True)
     index = _bindings(tree.body)
-    _PARSED[path] = (stat.st_size, stat.st_mtime_ns, lines, index)
+    if _settled(stat.st_mtime_ns):
+        _PARSED[path] = (stat.st_size, stat.st_mtime_ns, lines, index)
     return lines, index
 
 
@@ -317,5 +326,5 @@ def _fingerprint(path: Path, known: InputFile | None) -> InputFile:
                 digest.update(chunk)
     except OSError as exc:
         return InputFile(f"unreadable: {exc.strerror}", stat.st_size, None)
-    racy = time.time_ns() - stat.st_mtime_ns < RACY_SECONDS * 1e9
-    return InputFile(digest.hexdigest(), stat.st_size, None if racy else stat.st_mtime_ns)
+    settled = _settled(stat.st_mtime_ns)
+    return InputFile(digest.hexdigest(), stat.st_size, stat.st_mtime_ns if settled else None)
