@@ -139,6 +139,22 @@ def test_a_reloaded_module_records_its_new_version(project: Project) -> None:
     assert project.reasons()["report"] == []
 
 
+def test_a_build_queued_for_workers_records_what_it_is_made_with(project: Project,
+                                                                storage: Storage) -> None:
+    from jobcontrol import JobControl
+
+    config = project.config
+    config.write_text("executor: {type: celery, broker: 'redis://127.0.0.1:1/0'}\n"
+                      + config.read_text())
+    jc = JobControl(JobControl.from_config(config, storage=storage).config, storage,
+                    sender=lambda build_id, queue, job=None: None)
+    [queued] = jc.submit(["fetch"])
+    recorded = storage.get_build(queued.id).definition
+    assert recorded["code"]["version"] is not None and recorded["code"]["from"] == "function"
+    assert list(recorded["input_files"]) == ["data/a.csv"]
+    assert project.module not in sys.modules  # read from the file: nothing imported
+
+
 def test_code_version_stands_for_the_code(project: Project) -> None:
     assert project.built("versioned") == ["versioned"]
     project.edit("return 1", "return 2")
