@@ -3,11 +3,12 @@
 The code version is a sha256 of the function's source text (decorators to last line), read
 from the module's file *without importing it*: ``status``, ``--dry-run`` and the web never
 import a job's module, and neither does this. The module is found on ``sys.path`` as the
-import system's path finder would find it, without running any package's ``__init__``;
-a name the module imports from another module (``from .fetching import fetch``) is followed
-there. A function whose source cannot be found this way (a C function, a name bound by an
-assignment, a module only a custom importer finds) has no code version, and
-:class:`CodeVersion` says why.
+import system's path finder would find it, without running any package's ``__init__`` (a
+module already imported here is read from its ``__file__``); a name the module imports
+from another module (``from .fetching import fetch``) is followed there. A function whose
+source cannot be found this way (a C function, a name bound only by an assignment, a
+module only a custom importer finds) has no code version, and :class:`CodeVersion` says
+why.
 
 Input fingerprints are sha256 of each file's content. The size and mtime a fingerprint was
 taken with are kept beside it: a file whose size and mtime are the ones recorded is not read
@@ -68,10 +69,10 @@ def code_version(function: str, override: str | None = None, *,
                  running: bool = False) -> CodeVersion:
     """The code version of a job whose function is ``function`` (a dotted path):
     ``override`` (its ``code_version:``) when set, else the hash of the function's source.
-    With ``running``, the version of the code this process runs: while the function's
-    module stays loaded, the version read the first time it was asked for that module
-    object (a long-lived process keeps running the code it imported, whatever the file
-    says since; a build records that). Never raises."""
+    With ``running``, the version of the code this process runs: while the function
+    object loaded here stays the same, the version read the first time it was asked for
+    it (a long-lived process keeps running the code it imported, whatever the file says
+    since; a build records that). Never raises."""
     if override is not None:
         return CodeVersion(override, "code_version")
     if running:
