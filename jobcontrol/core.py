@@ -415,15 +415,15 @@ class JobControl(Pausing):
         for job_id, pause in ({} if force else self.storage.job_pauses(planned)).items():
             raise JobPausedError(job_id, pause.describe())
         queued: dict[str, Build] = {}
-        record = JobsNow(self.config).record  # what each build records it ran with
         for job_id in planned:
             job = self.job(job_id)
             # the builds of its dependencies queued just now, else their latest successes
             waits = consumed_builds(job_id, job.dependencies, summaries,
                                     {dep: build.id for dep, build in queued.items()})
             build = self.storage.enqueue_build(
-                job_id, definition=record(job, summaries), definition_hash=job.definition_hash,
-                dependency_builds=waits, queue=self.config.queue_of(job),
+                job_id, definition=JobsNow(self.config).record(job, summaries, here=False),
+                definition_hash=job.definition_hash, dependency_builds=waits,
+                queue=self.config.queue_of(job),
             )
             assert build is not None  # only a retry can be refused
             queued[job_id] = build

@@ -37,6 +37,10 @@ def versioned():
 
 
 made = staticmethod(len)
+
+
+def served():
+    return "one"
 '''
 
 CONFIG = """\
@@ -47,6 +51,7 @@ jobs:
      isolation: inline}}
   - {{id: versioned, function: {mod}.versioned, code_version: {version}, isolation: inline}}
   - {{id: made, function: {mod}.made, args: [[1]], isolation: inline}}
+  - {{id: served, function: {mod}.served}}
 """
 
 
@@ -153,6 +158,18 @@ def test_a_build_queued_for_workers_records_what_it_is_made_with(project: Projec
     assert recorded["code"]["version"] is not None and recorded["code"]["from"] == "function"
     assert list(recorded["input_files"]) == ["data/a.csv"]
     assert project.module not in sys.modules  # read from the file: nothing imported
+
+
+def test_a_build_forked_from_a_fork_server_records_the_code_the_server_imported(
+        project: Project) -> None:
+    project.config.write_text("runner: {fork_server: true}\n" + project.config.read_text())
+    assert project.built("served") == ["served"]
+    # this process keeps the old module; a run's fork server imports the file anew
+    project.source.write_text(project.source.read_text().replace('"one"', '"two"'))
+    [build] = json.loads(project.cli("build", "served", "--format", "json").output)
+    show = json.loads(project.cli("show", str(build["id"]), "--format", "json").output)
+    assert show["retval"] == "two"
+    assert project.reasons()["served"] == []
 
 
 def test_code_version_stands_for_the_code(project: Project) -> None:

@@ -215,7 +215,8 @@ class BuildRun:
         try:
             build = self.storage.claim_build(
                 job.id, concurrency=job.concurrency,
-                definition=self._now.record(job, self._verdicts.summaries),
+                definition=self._now.record(job, self._verdicts.summaries, here=(
+                    job.isolation == "inline" or not self.executor.forks_from_server)),
                 definition_hash=job.definition_hash, dependency_builds=consumed,
                 host=HOSTNAME, pid=os.getpid(), retry_of=retry_of,
             )

@@ -38,11 +38,15 @@ class JobNow:
     #: each input file's fingerprint (None: the job names no inputs)
     inputs: Mapping[str, InputFile] | None = None
 
-    def record(self, job: JobDefinition) -> EncodedJSON:
-        """The definition snapshot a build of ``job`` made now stores: the code version is
-        the one of the code this process runs (see :func:`~jobcontrol.fingerprints.pin`)."""
-        running = code_version(job.function, job.code_version, running=True)
-        extra: dict[str, Any] = {CODE_KEY: running.as_json()}
+    def record(self, job: JobDefinition, *, here: bool = True) -> EncodedJSON:
+        """The definition snapshot a build of ``job`` made now stores. ``here``: the build
+        runs code this process imported (inline, or forked from here), and records the
+        version of that code (see :func:`~jobcontrol.fingerprints.code_version`); else
+        (a fork server, a Celery worker, which import it themselves) the version read from
+        the file now."""
+        code = code_version(job.function, job.code_version, running=True) if here \
+            else self.code
+        extra: dict[str, Any] = {CODE_KEY: code.as_json()}
         if self.inputs is not None:
             extra[INPUTS_KEY] = {name: item.as_json() for name, item in self.inputs.items()}
         return job.stored_snapshot.extended(extra)
@@ -77,13 +81,14 @@ class JobsNow:
             found = self._seen[job_id] = job_now(job, self.config.directory, last_success)
         return found
 
-    def record(self, job: JobDefinition, summaries: Mapping[str, JobSummary]) -> EncodedJSON:
+    def record(self, job: JobDefinition, summaries: Mapping[str, JobSummary], *,
+               here: bool = True) -> EncodedJSON:
         """What a build of ``job`` made now records (see :meth:`JobNow.record`), given the
         job's summary as read (its last success's fingerprints spare reading files again)."""
         summary = summaries.get(job.id)
         now = self(job.id, summary.last_success if summary is not None else None)
         assert now is not None
-        return now.record(job)
+        return now.record(job, here=here)
 
 
 def recorded_code(build: Build) -> dict[str, Any] | None:
