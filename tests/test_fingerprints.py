@@ -130,3 +130,5 @@ def test_same_value_compares_stored_results() -> None:
     assert same_value(encode_result(1, "pickle"), encode_result(1, "pickle"))
     assert not same_value(encode_result(1, "pickle"), encode_result(1))
     assert not same_value(None, encode_result(None))
+    # a job that returns nothing says nothing of what it made: never the same value
+    assert not same_value(encode_result(None), encode_result(None))

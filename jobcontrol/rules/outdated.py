@@ -172,8 +172,10 @@ def _inputs_rule(now: JobNow, last: Build, reasons: list[str]) -> None:
 
 def same_value(new: StoredValue | None, used: StoredValue | None) -> bool:
     """Whether a dependency's new return value is the one a job consumed: the same JSON
-    (objects' key order aside), or the same pickle bytes. A ``repr`` is never the same
-    value (two equal reprs may stand for different values), nor is a value not read."""
+    (objects' key order aside), or the same pickle bytes. ``None`` is never the same value:
+    a job that returns nothing (most jobs run for what they write elsewhere) says nothing
+    of what it made. Nor is a ``repr`` (two equal reprs may stand for different values),
+    nor a value not read."""
     if new is None or used is None or new.kind != used.kind:
         return False
     if new.kind == "pickle":
@@ -181,7 +183,8 @@ def same_value(new: StoredValue | None, used: StoredValue | None) -> bool:
     if new.kind != "json":
         return False
     try:
-        return bool(_canonical(new.data) == _canonical(used.data))
+        canonical = _canonical(new.data)
+        return canonical != "null" and canonical == _canonical(used.data)
     except ValueError:
         return False
 
