@@ -184,6 +184,8 @@ def test_code_version_stands_for_the_code(project: Project) -> None:
     assert show["definition"]["code"] == {"version": "2", "from": "code_version",
                                           "problem": None}
     assert show["definition"]["code_version"] == "2"
+    assert "code_version=2" in project.cli("job", "versioned").output
+    assert "inputs: data/*.csv, other/file.txt" in project.cli("job", "fetch").output
 
 
 def test_a_function_whose_source_cannot_be_read_is_not_compared_and_says_so_when_asked(
