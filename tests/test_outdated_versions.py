@@ -217,6 +217,15 @@ def test_input_files_changed_appeared_or_gone_make_the_job_outdated(project: Pro
     assert project.reasons()["fetch"] == ["input data/a.csv gone since build 3"]
 
 
+def test_many_input_changes_are_counted_not_listed(project: Project) -> None:
+    project.built("fetch")
+    for number in range(7):
+        project.write(f"data/new{number}.csv", "x")
+    assert project.reasons()["fetch"] == [
+        *(f"input data/new{n}.csv appeared since build 1" for n in range(4)),
+        "3 more input changes since build 1"]
+
+
 def test_an_input_rewritten_with_the_same_content_changes_nothing(project: Project) -> None:
     project.built("fetch")
     path = project.folder / "data" / "a.csv"
