@@ -37,6 +37,7 @@ from jobcontrol.pausing import Pausing, who
 from jobcontrol.reaper import reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
 from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
+from jobcontrol.rules.versions import JobsNow, stored_results
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -241,8 +242,8 @@ class JobControl(Pausing, History):
         return self._outdated(self.storage.job_summaries())
 
     def _outdated(self, summaries: dict[str, Any]) -> dict[str, Outdated]:
-        hashes = {job_id: job.definition_hash for job_id, job in self.config.jobs.items()}
-        return outdated_jobs(self.config.dependencies, hashes, summaries)
+        return outdated_jobs(self.config.dependencies, JobsNow(self.config), summaries,
+                             stored_results(self.storage))
 
     def status(self, job_ids: Sequence[str] | None = None, tag: str | None = None
                ) -> list[JobStatus]:
@@ -425,8 +426,9 @@ class JobControl(Pausing, History):
             waits = consumed_builds(job_id, job.dependencies, summaries,
                                     {dep: build.id for dep, build in queued.items()})
             build = self.storage.enqueue_build(
-                job_id, definition=job.stored_snapshot, definition_hash=job.definition_hash,
-                dependency_builds=waits, queue=self.config.queue_of(job),
+                job_id, definition=JobsNow(self.config).record(job, summaries, here=False),
+                definition_hash=job.definition_hash, dependency_builds=waits,
+                queue=self.config.queue_of(job),
             )
             assert build is not None  # only a retry can be refused
             queued[job_id] = build

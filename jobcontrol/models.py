@@ -270,6 +270,16 @@ class EncodedJSON(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
+    def extended(self, extra: Mapping[str, Any]) -> EncodedJSON:
+        """This object with the keys of ``extra`` added: only ``extra`` is encoded (what a
+        build records beside its job's snapshot, see :mod:`jobcontrol.rules.versions`)."""
+        if not extra or not self._data or any(key in self._data for key in extra):
+            return EncodedJSON({**self._data, **extra})
+        joined = EncodedJSON.__new__(EncodedJSON)
+        joined._data = {**self._data, **extra}
+        joined.text = self.text[:-1] + ", " + _TEXT_ENCODER.encode(dict(extra))[1:]
+        return joined
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 

@@ -104,6 +104,7 @@ def status_json(status: JobStatus) -> dict[str, Any]:
         "last_success_time": isoformat(last_success.finished) if last_success else None,
         "outdated": status.outdated.outdated,
         "outdated_reasons": list(status.outdated.reasons),
+        "outdated_notes": list(status.outdated.notes),
         "running": list(status.running),
         "next_run": isoformat(status.next_run),
         "last_scheduled": scheduled_run_json(status.last_scheduled),

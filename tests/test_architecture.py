@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                             "jobcontrol.progress_report"]),
     ("foundation", ["jobcontrol.errors", "jobcontrol.text", "jobcontrol.timeutil",
                     "jobcontrol.serialize", "jobcontrol.secrets", "jobcontrol.context",
-                    "jobcontrol.importing", "jobcontrol.version"]),
+                    "jobcontrol.importing", "jobcontrol.version", "jobcontrol.fingerprints"]),
 ]
 
 #: cycles that are there today, each with what removes it; the test fails when one is gone,

@@ -43,10 +43,10 @@ def test_every_graph_walk_takes_a_chain_deeper_than_the_recursion_limit() -> Non
     assert graph.topological_order(deps, only={"j5", "j2", LAST}) == ["j2", "j5", LAST]
     assert len(graph.upstream(deps, LAST)) == DEPTH - 1
     assert len(graph.downstream(deps, "j0")) == DEPTH - 1
-    verdicts = outdated.outdated_jobs(deps, {}, {})
+    verdicts = outdated.outdated_jobs(deps, lambda job, last: None, {})
     assert all(v.never_built for v in verdicts.values())
     built = {job: JobSummary(job) for job in deps}  # built, never successfully
-    assert verdicts == outdated.outdated_jobs(deps, {}, built)
+    assert verdicts == outdated.outdated_jobs(deps, lambda job, last: None, built)
 
 
 def test_a_cycle_through_a_deep_chain_is_spelled_out() -> None:

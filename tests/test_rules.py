@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from jobcontrol.errors import DependencyError
+from jobcontrol.fingerprints import CodeVersion
 from jobcontrol.models import Build, BuildState, JobSummary
 from jobcontrol.rules import plan
-from jobcontrol.rules.outdated import RunVerdicts, outdated_jobs
+from jobcontrol.rules.outdated import NowOf, RunVerdicts, outdated_jobs
+from jobcontrol.rules.versions import JobNow
 
 DEPS = {"a": [], "b": ["a"], "c": ["a", "b"], "d": ["c"]}
 
@@ -42,10 +44,15 @@ def test_attempts_count_back_along_the_retries_while_they_last() -> None:
     assert plan.attempt_of(builds[3], {3: builds[3], 2: builds[2]}.get) == 2  # 1 pruned
 
 
+def now_of(hashes: dict[str, str]) -> NowOf:
+    """Each job as it is now: its definition hash from ``hashes``, no code read."""
+    return lambda job, _last: JobNow(hashes[job], f"jobs.{job}", CodeVersion("1", "code_version"))
+
+
 def test_verdicts_kept_over_a_run_agree_with_judging_every_job_at_once() -> None:
     hashes = {"a": "h", "b": "h", "c": "new", "d": "h"}
-    expected = outdated_jobs(DEPS, hashes, summaries())
-    verdicts = RunVerdicts(DEPS, hashes.get)
+    expected = outdated_jobs(DEPS, now_of(hashes), summaries())
+    verdicts = RunVerdicts(DEPS, now_of(hashes))
     for job_id in ("d", "b", "c", "a"):
         wanted = verdicts.needed(job_id, judge=True)
         verdicts.take(wanted, {job: s for job, s in summaries().items() if job in wanted})

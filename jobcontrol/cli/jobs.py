@@ -90,7 +90,11 @@ def job(jc: JobControl, job_id: str, fmt: str) -> None:
         options.append(f"timeout={format_duration(definition.timeout)}")
     if definition.cleanup_function:
         options.append(f"cleanup={definition.cleanup_function}")
+    if definition.code_version is not None:
+        options.append(f"code_version={definition.code_version}")
     echo("options: " + ", ".join(options))
+    if definition.inputs:
+        echo(f"inputs: {', '.join(definition.inputs)}")
 
 
 def _dot_id(job_id: str) -> str:

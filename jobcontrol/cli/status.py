@@ -49,6 +49,8 @@ def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fm
                 outdated += f" (+{len(s.outdated.reasons) - 1}, see --why)"
         else:
             outdated = "no"
+        if why and s.outdated.notes:  # what the rules could not compare or passed over
+            outdated += "".join(f"; ({note})" for note in s.outdated.notes)
         rows.append([
             s.job.id,
             f"#{s.last_build.id}" if s.last_build else "",

@@ -395,6 +395,11 @@ class JobDefinition:
     #: a shell job's command (``command:``), None for a function's job; repr left out:
     #: ``kwargs`` shows it, masked
     shell: ShellCommand | None = field(default=None, repr=False)
+    #: stands for the function's code in the outdated rules (None: a hash of its source)
+    code_version: str | None = None
+    #: glob patterns of the files it reads (relative to the config's folder): a change to
+    #: one makes it outdated
+    inputs: tuple[str, ...] = ()
     location: Location = field(default=Location("<config>"), compare=False)
     #: every secret of the config (see :attr:`Config.secrets`), to mask in what is stored
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -476,6 +481,8 @@ class JobDefinition:
             "max_age": self.max_age,
             "notify": None if self.notify is None else masker.value(self.notify.as_json()),
             "queue": self.queue,
+            "code_version": self.code_version,
+            "inputs": list(self.inputs),
         }
 
     @cached_property

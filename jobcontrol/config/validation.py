@@ -76,6 +76,8 @@ JOB_KEYS = (
     "command",
     "env",
     "cwd",
+    "code_version",
+    "inputs",
 )
 DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention",
                 "timezone", "schedule_options", "max_age", "notify")
@@ -446,6 +448,8 @@ class _Validator:
             notify=values["notify"],
             queue=values.get("queue"),
             shell=shell,
+            code_version=values.get("code_version"),
+            inputs=values.get("inputs", ()),
             location=self.location(job.raw.start),
             secrets=secrets,
             _marks=marks,

@@ -272,6 +272,23 @@ def _string_list(what: str) -> Callable[[Any, Field], tuple[tuple[str, ...], dic
     return parse
 
 
+def _code_version(value: Any, at: Field) -> str | None:
+    """``code_version: "3"`` (a number is taken as its text); null: a hash of the source."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise at.wrong_type(value, 'a string or a number such as "3"')
+    text = str(value)
+    if not text.strip():
+        raise at.error(f"{at.key} must not be empty (leave it out to hash the function)")
+    return text
+
+
+def _inputs(value: Any, at: Field) -> tuple[str, ...]:
+    """``inputs: [data/*.csv, other/file.txt]``: glob patterns of the files a job reads."""
+    return _string_list("glob pattern")(value, at)[0]
+
+
 # --------------------------------------------------------------------------- policies
 
 
@@ -577,4 +594,6 @@ PARSERS: dict[str, Callable[[Any, Field], Any]] = {
     "retries": _retries,
     "retention": _retention,
     "queue": queue_name,
+    "code_version": _code_version,
+    "inputs": _inputs,
 }

@@ -29,6 +29,7 @@ from jobcontrol.notify import Notifier
 from jobcontrol.rules import plan
 from jobcontrol.rules.outdated import Outdated, RunVerdicts
 from jobcontrol.rules.plan import Role, Step, blocked_by, decide
+from jobcontrol.rules.versions import JobsNow, stored_results
 from jobcontrol.serialize import StoredValue
 from jobcontrol.storage.base import Storage
 
@@ -92,8 +93,9 @@ class BuildRun:
         self._retries: list[tuple[float, Step, int, int]] = []
         self._arguments_of: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, int]]] = {}
         #: the summaries read and the outdated verdicts judged during this run
-        self._verdicts = RunVerdicts(self.deps,
-                                     lambda job_id: config.jobs[job_id].definition_hash)
+        #: each job as it is now (code, inputs), read once: its verdict and record agree
+        self._now = JobsNow(config)
+        self._verdicts = RunVerdicts(self.deps, self._now, stored_results(storage))
         #: the successful builds this run made, by id: a !retval of one is not read back
         self._made: dict[int, Build] = {}
 
@@ -214,7 +216,9 @@ class BuildRun:
         args, kwargs, consumed = self._arguments_of[job.id]
         try:
             build = self.storage.claim_build(
-                job.id, concurrency=job.concurrency, definition=job.stored_snapshot,
+                job.id, concurrency=job.concurrency,
+                definition=self._now.record(job, self._verdicts.summaries, here=(
+                    job.isolation == "inline" or not self.executor.forks_from_server)),
                 definition_hash=job.definition_hash, dependency_builds=consumed,
                 host=HOSTNAME, pid=os.getpid(), retry_of=retry_of,
             )
