@@ -413,8 +413,10 @@ class JobControl(Pausing):
             require_met(job_id, self.config.jobs[job_id].dependencies, summaries, planned)
         for job_id, pause in ({} if force else self.storage.job_pauses(planned)).items():
             raise JobPausedError(job_id, pause.describe())
-        queued: dict[str, Build] = {}
-        for job_id in planned:
+        from jobcontrol.execution.remote import ready_job
+        from jobcontrol.execution.sending import queue_and_send
+
+        def create(job_id: str, queued: dict[str, Build]) -> Build:
             job = self.job(job_id)
             # the builds of its dependencies queued just now, else their latest successes
             waits = consumed_builds(job_id, job.dependencies, summaries,
@@ -424,20 +426,10 @@ class JobControl(Pausing):
                 dependency_builds=waits, queue=self.config.queue_of(job),
             )
             assert build is not None  # only a retry can be refused
-            queued[job_id] = build
-        from jobcontrol.execution.remote import ready_job
+            return build
 
-        builds = list(queued.values())
-        for number, build in enumerate(builds):
-            try:
-                send(build.id, self.config.queue_of(self.job(build.job_id)),
-                     job=ready_job(build))
-            except BrokerError as error:
-                for unsent in builds[number:]:  # a record never lies: these never start
-                    self.storage.finish_build(unsent.id, BuildState.CANCELLED,
-                                              reason=f"not sent to the workers: {error}")
-                raise
-        return builds
+        # nothing left queued unsent: a broker error or an interrupt cancels those
+        return queue_and_send(self.storage, planned, create, send, ready_job)
 
     def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:
         """Report remote builds (and their retries) to ``observer`` until all have ended;

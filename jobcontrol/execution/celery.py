@@ -11,12 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.config import ExecutorSettings
-from jobcontrol.errors import BrokerError, JobControlError
+from jobcontrol.errors import (
+    BrokerError,
+    BrokerUnreachableError,
+    JobControlError,
+    MissingDependencyError,
+)
 from jobcontrol.storage import open_storage, redact_url
+from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:  # the worker is handed one; importing core here would point up a layer
     from jobcontrol.core import JobControl
@@ -40,9 +47,27 @@ VISIBILITY_TIMEOUT = 300
 SHARED_SCHEMES = ("postgresql", "postgres")
 
 
+def transport_options(settings: ExecutorSettings) -> dict[str, Any]:
+    """Celery's ``broker_transport_options`` for ``settings``: a timeout on every socket
+    operation of the broker's client (connecting, a reply, a write), so a broker that takes
+    connections and never answers cannot hang a sender; then the config's own
+    ``transport_options``, which win."""
+    timeout = settings.timeout
+    scheme = (settings.broker or "").partition("://")[0]
+    options: dict[str, Any] = {}
+    if scheme.startswith("redis"):
+        options = {"visibility_timeout": VISIBILITY_TIMEOUT,
+                   "socket_connect_timeout": timeout, "socket_timeout": timeout}
+    elif scheme in ("amqp", "amqps", "pyamqp"):
+        options = {"read_timeout": timeout, "write_timeout": timeout}
+    options.update(settings.transport_options)
+    return options
+
+
 def make_app(settings: ExecutorSettings) -> Any:
     """The Celery app of ``settings.broker``: late acknowledgement, one message a process
-    at a time, no result backend (the storage is the record)."""
+    at a time, no result backend (the storage is the record), a timeout on every broker
+    operation."""
     if celery is None:
         raise BrokerError("the Celery executor needs Celery, which is not installed: "
                           "pip install 'jobcontrol[celery]'")
@@ -58,34 +83,71 @@ def make_app(settings: ExecutorSettings) -> Any:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
+        # a worker started before its broker waits for it; a sender gives up (below)
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=10,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_timeout=settings.timeout,
+        broker_transport_options=transport_options(settings),
         worker_hijack_root_logger=True,
     )
     return app
 
 
+class _OutOfTime(Exception):
+    """Raised by the retry policy's errback: the send's deadline would pass."""
+
+
 class CelerySender:
-    """Sends build ids to the workers (see :class:`jobcontrol.execution.remote.Sender`)."""
+    """Sends build ids to the workers (see :class:`jobcontrol.execution.remote.Sender`).
+
+    A send gives up after ``settings.timeout`` (retries of a refused connection included;
+    an operation under way ends by its own socket timeout, the same) with
+    :class:`BrokerUnreachableError`; a library that cannot be imported (a broken install)
+    is a :class:`MissingDependencyError`.
+    """
 
     def __init__(self, settings: ExecutorSettings, app: Any = None) -> None:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
+        try:  # kombu imports the transport's client on first use: a broken one says so now
+            self.app.connection_for_write().get_transport_cls()
+        except ImportError as exc:
+            raise MissingDependencyError(exc, "celery") from exc
 
     def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
                  waited: int = 0, job: str | None = None) -> None:
+        deadline = time.monotonic() + self.settings.timeout
+
+        def errback(exc: BaseException, interval: float) -> None:
+            # kombu calls it before each retry: none that would end past the deadline
+            if time.monotonic() + interval >= deadline:
+                raise _OutOfTime(str(exc) or type(exc).__name__) from exc
+
         try:
             self.app.send_task(
                 TASK_NAME, args=(build_id, waited) if job is None else (build_id, waited, job),
                 queue=queue,
                 countdown=delay if delay > 0 else None,
                 retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
-                                          "interval_step": 0.5, "interval_max": 2},
+                                          "interval_step": 0.5, "interval_max": 2,
+                                          "errback": errback},
             )
-        except (kombu.exceptions.OperationalError, OSError) as exc:
-            raise BrokerError(f"cannot send build {build_id} to the broker "
-                              f"{redact_url(self.settings.broker or '')}: {exc}") from exc
+        except ImportError as exc:  # kombu imports a transport's client on first use
+            raise MissingDependencyError(exc, "celery") from exc
+        except (_OutOfTime, kombu.exceptions.OperationalError, OSError) as exc:
+            raise BrokerUnreachableError(
+                f"cannot send build {build_id} to the broker "
+                f"{redact_url(self.settings.broker or '')}: "
+                f"{_reason(exc, self.settings.timeout)}") from exc
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    """What went wrong with the broker, in one line; a timeout says which setting."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    text = " ".join((str(exc) or type(exc).__name__).split())
+    if isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower() \
+            or "timed out" in text.lower():
+        return f"no answer within {format_duration(timeout)} (executor.timeout): {text}"
+    return text
 
 
 def check_shared_storage(url: str, label: str, single_host: bool) -> None:
