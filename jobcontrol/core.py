@@ -221,6 +221,13 @@ class JobControl(Pausing):
                                     f"{getattr(job, key)!r} cannot take {given}: {problem}")
         return problems
 
+    def check_broker(self) -> str:
+        """Connect to the Celery executor's broker within ``executor.timeout``; returns its
+        URL, password hidden. BrokerUnreachableError says why not."""
+        from jobcontrol.execution.celery import check_broker
+
+        return check_broker(self.config.executor)
+
     def check_storage(self) -> int:
         """Open the storage as a build would (creating or migrating its schema) and make
         one write, rolled back; returns the schema version. StorageError says why not

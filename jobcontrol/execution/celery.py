@@ -150,6 +150,24 @@ def _reason(exc: BaseException, timeout: float) -> str:
     return text
 
 
+def check_broker(settings: ExecutorSettings) -> str:
+    """Connect to ``settings.broker`` (a refused connection retried, within
+    ``settings.timeout``); returns its URL with the password hidden.
+    :class:`BrokerUnreachableError` says why not."""
+    label = redact_url(settings.broker or "")
+    sender = CelerySender(settings)
+    connection = sender.app.connection_for_write()
+    try:
+        connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5,
+                                     interval_max=2, timeout=settings.timeout)
+    except (kombu.exceptions.OperationalError, OSError) as exc:
+        raise BrokerUnreachableError(f"broker {label}: {_reason(exc, settings.timeout)}"
+                                     ) from exc
+    finally:
+        connection.release()
+    return label
+
+
 def check_shared_storage(url: str, label: str, single_host: bool) -> None:
     """Refuse a storage that workers on other machines cannot share, unless
     ``single_host`` says every worker runs on this machine (SQLite): a usage error (exit
