@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:  # the worker is handed one; importing core here would point up a layer
     from jobcontrol.core import JobControl
+    from jobcontrol.execution.remote import RemoteWorker
 
 try:
     import celery
@@ -213,12 +215,15 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
     sender = CelerySender(config.executor, app)
     per_process: dict[int, RemoteWorker] = {}
 
+    stops: dict[int, _StopOnTerm] = {}
+
     def here() -> RemoteWorker:
         # after a fork, a process makes its own: a database connection is not shared
         pid = os.getpid()
         if pid not in per_process:
             per_process[pid] = RemoteWorker(make_jc(config, open_storage(url), sender),
                                             sender, fork_server=True)
+            stops[pid] = _StopOnTerm(per_process[pid])
         return per_process[pid]
 
     def process_shutdown(**kwargs: Any) -> None:
@@ -230,7 +235,9 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
 
     @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def build(build_id: int, waited: int = 0, job: str | None = None) -> str:
-        return here().handle(build_id, waited, job)
+        done = here().handle(build_id, waited, job)
+        stops[os.getpid()].after_task()
+        return done
 
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
@@ -241,6 +248,40 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
         app.worker_main(worker_argv(concurrency, queues, extra))
     finally:
         stop.set()
+
+
+class _StopOnTerm:
+    """SIGTERM in a pool process (systemd's ``KillMode=control-group`` sends it to every
+    process of the worker at once). While a build runs, the build is stopped and recorded
+    ``abandoned`` with the reason, and the process ends after that, by the handler it had
+    (billiard's); idle, it ends at once. Without this the process would die mid-build and
+    leave its build ``running`` until a sweep noticed."""
+
+    def __init__(self, worker: RemoteWorker) -> None:
+        self.worker = worker
+        self.signum: int | None = None
+        self.outer = signal.getsignal(signal.SIGTERM)  # installed by billiard by now
+        signal.signal(signal.SIGTERM, self.handle)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.worker.running is None:
+            self.end(signum, frame)
+            return
+        self.signum = signum
+        self.worker.stop(f"worker stopped by {signal.Signals(signum).name} before the "
+                         f"build ended")
+
+    def after_task(self) -> None:
+        """End the process now if a SIGTERM came during the task."""
+        if self.signum is not None:
+            self.worker.commit()  # the build's end, recorded, is not lost with the process
+            self.end(self.signum, None)
+
+    def end(self, signum: int, frame: Any) -> None:
+        if callable(self.outer):
+            self.outer(signum, frame)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _sweep(jc: JobControl, sender: CelerySender, interval: float, stop: threading.Event) -> None:
