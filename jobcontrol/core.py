@@ -393,7 +393,10 @@ class JobControl(Pausing):
         workers of its job's queue. A build waits for the queued builds of its dependencies
         and is cancelled if one of them fails (see :mod:`jobcontrol.execution.remote`).
         A paused job among them raises :class:`JobPausedError` (nothing is queued),
-        unless ``force``.
+        unless ``force``. A broker that refuses or does not answer within
+        ``executor.timeout`` raises :class:`BrokerUnreachableError`, and Ctrl-C or SIGTERM
+        while sending :class:`~jobcontrol.execution.sending.SendingInterrupted` (in the main
+        thread): either way the builds not sent are cancelled, none is left ``queued``.
         """
         targets = self._targets(jobs)
         send = self.sender

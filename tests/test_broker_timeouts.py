@@ -220,3 +220,22 @@ def test_build_async_of_a_stopped_process_is_not_reached(tmp_path: Path) -> None
     assert "Connection refused" in err
     assert [b["state"] for b in builds(made)] == ["cancelled"]
 
+
+
+def test_the_web_launch_on_a_broker_that_is_down_says_503(tmp_path: Path) -> None:
+    pytest.importorskip("flask", reason="needs the web extra")
+    from jobcontrol import JobControl
+    from jobcontrol.web import create_app
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    config = make_project(tmp_path, CONFIG.format(broker=f"redis://127.0.0.1:{port}/0",
+                                                  timeout="3s"))
+    with JobControl.from_config(config, f"sqlite:///{tmp_path / 'jobs.db'}") as jc:
+        client = create_app(jc).test_client()
+        token = client.get("/api/v1/csrf").get_json()["csrf_token"]
+        response = client.post("/api/v1/jobs/a/launch", headers={"X-CSRFToken": token})
+        assert response.status_code == 503, response.get_json()
+        assert "Connection refused" in json.dumps(response.get_json())
+        [build] = jc.builds()
+        assert build.state.value == "cancelled"
