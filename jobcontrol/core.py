@@ -222,8 +222,8 @@ class JobControl(Pausing):
         return problems
 
     def check_broker(self) -> str:
-        """Connect to the Celery executor's broker within ``executor.timeout``; returns its
-        URL, password hidden. BrokerUnreachableError says why not."""
+        """Connect to the broker within ``executor.timeout``; returns its URL, password
+        hidden. BrokerUnreachableError says why not."""
         from jobcontrol.execution.celery import check_broker
 
         return check_broker(self.config.executor)
@@ -393,10 +393,8 @@ class JobControl(Pausing):
         workers of its job's queue. A build waits for the queued builds of its dependencies
         and is cancelled if one of them fails (see :mod:`jobcontrol.execution.remote`).
         A paused job among them raises :class:`JobPausedError` (nothing is queued),
-        unless ``force``. A broker that refuses or does not answer within
-        ``executor.timeout`` raises :class:`BrokerUnreachableError`, and Ctrl-C or SIGTERM
-        while sending :class:`~jobcontrol.execution.sending.SendingInterrupted` (in the main
-        thread): either way the builds not sent are cancelled, none is left ``queued``.
+        unless ``force``. A broker that fails (:class:`BrokerUnreachableError`) or a signal
+        while sending (see :mod:`jobcontrol.execution.sending`) cancels what was not sent.
         """
         targets = self._targets(jobs)
         send = self.sender
@@ -438,7 +436,6 @@ class JobControl(Pausing):
             assert build is not None  # only a retry can be refused
             return build
 
-        # nothing left queued unsent: a broker error or an interrupt cancels those
         return queue_and_send(self.storage, planned, create, send, ready_job)
 
     def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:

@@ -8,12 +8,13 @@ message delivered twice (a redelivery, a duplicate) never runs a build twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.config import ExecutorSettings
@@ -214,7 +215,6 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
     app = make_app(config.executor)
     sender = CelerySender(config.executor, app)
     per_process: dict[int, RemoteWorker] = {}
-
     stops: dict[int, _StopOnTerm] = {}
 
     def here() -> RemoteWorker:
@@ -235,9 +235,9 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
 
     @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def build(build_id: int, waited: int = 0, job: str | None = None) -> str:
-        done = here().handle(build_id, waited, job)
-        stops[os.getpid()].after_task()
-        return done
+        worker = here()
+        with stops[os.getpid()].task():
+            return worker.handle(build_id, waited, job)
 
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
@@ -252,30 +252,40 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
 
 class _StopOnTerm:
     """SIGTERM in a pool process (systemd's ``KillMode=control-group`` sends it to every
-    process of the worker at once). While a build runs, the build is stopped and recorded
-    ``abandoned`` with the reason, and the process ends after that, by the handler it had
-    (billiard's); idle, it ends at once. Without this the process would die mid-build and
-    leave its build ``running`` until a sweep noticed."""
+    process of the worker at once). During a task it is held until the task ends, and a
+    build running is stopped and recorded ``abandoned`` with the reason; then the process
+    commits and ends, by the handler it had (billiard's). Idle, it ends at once. Without
+    this the process would die mid-build (or mid-write) and leave its build ``running``
+    until a sweep noticed."""
 
     def __init__(self, worker: RemoteWorker) -> None:
         self.worker = worker
+        self.in_task = False
         self.signum: int | None = None
         self.outer = signal.getsignal(signal.SIGTERM)  # installed by billiard by now
-        signal.signal(signal.SIGTERM, self.handle)
+        if self.outer is not signal.SIG_IGN:  # a SIGTERM ignored stays ignored
+            signal.signal(signal.SIGTERM, self.handle)
 
     def handle(self, signum: int, frame: Any) -> None:
-        if self.worker.running is None:
+        if not self.in_task:
             self.end(signum, frame)
             return
         self.signum = signum
-        self.worker.stop(f"worker stopped by {signal.Signals(signum).name} before the "
-                         f"build ended")
+        if self.worker.running is not None:
+            self.worker.stop(f"worker stopped by {signal.Signals(signum).name} before the "
+                             f"build ended")
 
-    def after_task(self) -> None:
-        """End the process now if a SIGTERM came during the task."""
-        if self.signum is not None:
-            self.worker.commit()  # the build's end, recorded, is not lost with the process
-            self.end(self.signum, None)
+    @contextlib.contextmanager
+    def task(self) -> Iterator[None]:
+        """Around a task: a SIGTERM that came during it ends the process after it."""
+        self.in_task = True
+        try:
+            yield
+        finally:
+            self.in_task = False
+            if self.signum is not None:
+                self.worker.commit()  # the build's end, recorded, is not lost with us
+                self.end(self.signum, None)
 
     def end(self, signum: int, frame: Any) -> None:
         if callable(self.outer):
