@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from jobcontrol.config import ExecutorSettings
 from jobcontrol.errors import (
-    BrokerError,
     BrokerUnreachableError,
     JobControlError,
     MissingDependencyError,
@@ -35,8 +34,11 @@ try:
     import celery
     import celery.signals
     import kombu.exceptions
-except ImportError:  # the extra is not installed: make_app says which one to install
+except ImportError as error:  # the extra missing or broken: make_app says which to install
     celery = None
+    _IMPORT_ERROR: ImportError | None = error
+else:
+    _IMPORT_ERROR = None
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +74,8 @@ def make_app(settings: ExecutorSettings) -> Any:
     at a time, no result backend (the storage is the record), a timeout on every broker
     operation."""
     if celery is None:
-        raise BrokerError("the Celery executor needs Celery, which is not installed: "
-                          "pip install 'jobcontrol[celery]'")
+        assert _IMPORT_ERROR is not None
+        raise MissingDependencyError(_IMPORT_ERROR, "celery")
     app = celery.Celery("jobcontrol", broker=settings.broker, set_as_current=False)
     app.conf.update(
         task_default_queue=settings.queue,
