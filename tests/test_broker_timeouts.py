@@ -10,16 +10,23 @@ Also: the executor's ``timeout`` and ``transport_options`` reach the Celery app'
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from jobcontrol import JobControl
 from jobcontrol.config import ExecutorSettings, parse_config
 from jobcontrol.errors import ConfigError, ExitCode
+from jobcontrol.execution.sending import SendingInterrupted
+from jobcontrol.models import Build
+from jobcontrol.storage import Storage
+from jobcontrol.storage.sql import load_migrations
 from tests.processes import Project
 from tests.support import make_project
 
@@ -224,7 +231,6 @@ def test_build_async_of_a_stopped_process_is_not_reached(tmp_path: Path) -> None
 
 def test_the_web_launch_on_a_broker_that_is_down_says_503(tmp_path: Path) -> None:
     pytest.importorskip("flask", reason="needs the web extra")
-    from jobcontrol import JobControl
     from jobcontrol.web import create_app
 
     with socket.create_server(("127.0.0.1", 0)) as server:
@@ -239,3 +245,92 @@ def test_the_web_launch_on_a_broker_that_is_down_says_503(tmp_path: Path) -> Non
         assert "Connection refused" in json.dumps(response.get_json())
         [build] = jc.builds()
         assert build.state.value == "cancelled"
+
+
+def test_check_no_import_on_a_machine_without_the_job_code(tmp_path: Path) -> None:
+    """Where builds are only queued, the job modules are not there: ``check --no-import``
+    validates the config, the storage and the broker without them."""
+    url = os.environ.get("JOBCONTROL_TEST_REDIS")
+    if not url:
+        pytest.skip("needs $JOBCONTROL_TEST_REDIS, e.g. redis://127.0.0.1:6379/5")
+    text = (CONFIG.format(broker=url, timeout="5s")
+            .replace("jobfuncs.noop", "pipeline_not_here.run"))
+    made = on_sqlite(tmp_path, text)
+    code, out, err = made.run("check")
+    assert code == ExitCode.USAGE, out + err
+    assert "pipeline_not_here" in err
+    code, out, err = made.run("check", "--no-import")
+    assert (code, err) == (0, ""), out
+    latest = len(load_migrations("sqlite"))
+    assert out.splitlines() == [
+        f"{made.config}: 2 jobs, valid; functions not imported (--no-import)",
+        f"storage {made.storage_url}: writable (schema version {latest})",
+        f"broker {url}: reachable",
+    ]
+    # a mistake in the config is still found: an unknown dependency, with its place
+    made.config.write_text(text.replace("dependencies: [a]", "dependencies: [z]"))
+    code, out, err = made.run("check", "--no-import")
+    assert code == ExitCode.USAGE and "unknown dependency 'z'" in err, err
+
+
+# -- the same in one process, on every storage backend ------------------------------------
+
+
+@pytest.fixture
+def control(tmp_path: Path, storage: Storage) -> Iterator[JobControl]:
+    config = make_project(tmp_path / "project", CONFIG.format(
+        broker="redis://127.0.0.1:1/0", timeout="1s"))
+    with JobControl.from_config(config, storage) as jc:
+        yield jc
+
+
+def test_ctrl_c_while_a_build_is_sent_cancels_it_and_the_rest(control: JobControl) -> None:
+    sent: list[int] = []
+
+    def send(build_id: int, queue: str, **kwargs: object) -> None:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while the broker is waited for
+        sent.append(build_id)  # pragma: no cover - never reached
+
+    control._sender = send
+    with pytest.raises(SendingInterrupted) as caught:
+        control.submit("b", deps=True)
+    assert caught.value.exit_code == ExitCode.BROKER
+    assert caught.value.cancelled == (1, 2) and sent == []
+    assert [(b.state.value, b.reason) for b in control.builds()] == [
+        ("cancelled", "not sent to the workers: interrupted by SIGINT")] * 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+
+
+def test_ctrl_c_during_a_storage_write_waits_for_the_write(control: JobControl,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    enqueue = control.storage.enqueue_build
+    sent: list[int] = []
+
+    def interrupted_write(*args: Any, **kwargs: Any) -> Build | None:
+        signal.raise_signal(signal.SIGINT)  # held: the write goes on, and is undone after
+        return enqueue(*args, **kwargs)
+
+    monkeypatch.setattr(control.storage, "enqueue_build", interrupted_write)
+    control._sender = lambda build_id, queue, **kwargs: sent.append(build_id)
+    with pytest.raises(SendingInterrupted):
+        control.submit("b", deps=True)
+    assert sent == []
+    [build] = control.builds()  # the first write was whole; the second never began
+    assert (build.job_id, build.state.value) == ("a", "cancelled")
+
+
+def test_a_signal_handler_of_the_caller_is_asked_instead(control: JobControl) -> None:
+    """A caller with a handler of its own (the scheduler's loop) decides; the sending ends."""
+    seen: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        def send(build_id: int, queue: str, **kwargs: object) -> None:
+            signal.raise_signal(signal.SIGTERM)
+
+        control._sender = send
+        builds = control.submit("b", deps=True)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert seen == [signal.SIGTERM] * 2
+    assert [control.get_build(b.id).state.value for b in builds] == ["queued"] * 2

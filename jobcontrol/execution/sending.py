@@ -122,7 +122,6 @@ def queue_and_send(storage: Storage, job_ids: Sequence[str],
                 with signals.broker_wait():
                     send(build.id, build.queue, job=ready_job(build))
                 sent += 1
-            signals.check()  # a signal in the last write: all sent, nothing to undo
         except _Interrupt as interrupt:
             unsent = list(made.values())[sent:]
             _cancel(storage, unsent, f"not sent to the workers: interrupted by "
@@ -132,6 +131,8 @@ def queue_and_send(storage: Storage, job_ids: Sequence[str],
             _cancel(storage, list(made.values())[sent:],
                     f"not sent to the workers: {error or type(error).__name__}")
             raise
+    if signals.pending is not None:  # came after the last send: nothing to undo, so it
+        signal.raise_signal(signal.Signals[signals.pending])  # acts as it would have
     return list(made.values())
 
 
