@@ -33,8 +33,10 @@ setup(
         # the web UI and JSON API: jobcontrol web, or jobcontrol.web.create_app under WSGI
         # (prometheus_client: the /metrics endpoint)
         "web": ["Flask>=3.0", "Flask-WTF>=1.2", "prometheus_client>=0.17"],
-        # builds on Celery workers (executor: {type: celery}); RabbitMQ needs nothing more
-        "celery": ["celery>=5.3", "redis>=4.5"],
+        # builds on Celery workers (executor: {type: celery}); RabbitMQ needs nothing more,
+        # Redis its client and packaging (kombu's Redis transport imports it, and no
+        # requirement of kombu's own names it)
+        "celery": ["celery>=5.3", "redis>=4.5", "packaging>=21"],
         # the documentation: sphinx-build -W -n -b html docs docs/_build/html (offline)
         "docs": ["Sphinx>=7.2", "furo>=2024.1", "sphinx-click>=5.1", "docutils>=0.20"],
         # every test runs: PostgreSQL (skips without $JOBCONTROL_TEST_POSTGRESQL), Celery

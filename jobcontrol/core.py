@@ -227,6 +227,13 @@ class JobControl(Pausing, History):
                                     f"{getattr(job, key)!r} cannot take {given}: {problem}")
         return problems
 
+    def check_broker(self) -> str:
+        """Connect to the broker within ``executor.timeout``; returns its URL, password
+        hidden. BrokerUnreachableError says why not."""
+        from jobcontrol.execution.celery import check_broker
+
+        return check_broker(self.config.executor)
+
     def check_storage(self) -> int:
         """Open the storage as a build would (creating or migrating its schema) and make
         one write, rolled back; returns the schema version. StorageError says why not
@@ -392,7 +399,8 @@ class JobControl(Pausing, History):
         workers of its job's queue. A build waits for the queued builds of its dependencies
         and is cancelled if one of them fails (see :mod:`jobcontrol.execution.remote`).
         A paused job among them raises :class:`JobPausedError` (nothing is queued),
-        unless ``force``.
+        unless ``force``. A broker that fails (:class:`BrokerUnreachableError`) or a signal
+        while sending (see :mod:`jobcontrol.execution.sending`) cancels what was not sent.
         """
         targets = self._targets(jobs)
         send = self.sender
@@ -419,8 +427,10 @@ class JobControl(Pausing, History):
             require_met(job_id, self.config.jobs[job_id].dependencies, summaries, planned)
         for job_id, pause in ({} if force else self.storage.job_pauses(planned)).items():
             raise JobPausedError(job_id, pause.describe())
-        queued: dict[str, Build] = {}
-        for job_id in planned:
+        from jobcontrol.execution.remote import ready_job
+        from jobcontrol.execution.sending import queue_and_send
+
+        def create(job_id: str, queued: dict[str, Build]) -> Build:
             job = self.job(job_id)
             # the builds of its dependencies queued just now, else their latest successes
             waits = consumed_builds(job_id, job.dependencies, summaries,
@@ -431,20 +441,9 @@ class JobControl(Pausing, History):
                 queue=self.config.queue_of(job),
             )
             assert build is not None  # only a retry can be refused
-            queued[job_id] = build
-        from jobcontrol.execution.remote import ready_job
+            return build
 
-        builds = list(queued.values())
-        for number, build in enumerate(builds):
-            try:
-                send(build.id, self.config.queue_of(self.job(build.job_id)),
-                     job=ready_job(build))
-            except BrokerError as error:
-                for unsent in builds[number:]:  # a record never lies: these never start
-                    self.storage.finish_build(unsent.id, BuildState.CANCELLED,
-                                              reason=f"not sent to the workers: {error}")
-                raise
-        return builds
+        return queue_and_send(self.storage, planned, create, send, ready_job)
 
     def follow(self, builds: Sequence[Build], observer: BuildObserver) -> list[Build]:
         """Report remote builds (and their retries) to ``observer`` until all have ended;

@@ -37,6 +37,9 @@ class ExitCode(IntEnum):
                   "ended but the storage refused its outcome for runner.outcome_retry: its "
                   "record is incomplete until the next command that can write marks it "
                   "abandoned")
+    BROKER = 7, ("build --async: the broker cannot be reached or did not answer within "
+                 "executor.timeout, or the sending was interrupted; the builds not sent "
+                 "were cancelled, none is left queued")
 
 
 class JobControlError(Exception):
@@ -179,6 +182,49 @@ class OutcomeNotRecordedError(StorageError):
 
 class BrokerError(JobControlError):
     """The Celery broker cannot be reached, or the executor is not Celery's."""
+
+
+class BrokerUnreachableError(BrokerError):
+    """Sending builds to the broker failed: it refused, or did not answer within
+    ``executor.timeout``. The builds not sent were cancelled."""
+
+    exit_code = ExitCode.BROKER
+
+
+#: the extra that installs what each part of jobcontrol imports lazily
+EXTRA_OF_MODULE = {
+    "jobcontrol.execution.celery": "celery",
+    "jobcontrol.storage.postgresql": "postgresql",
+    "jobcontrol.web": "web",
+    "jobcontrol.cli.web": "web",
+}
+
+
+class MissingDependencyError(JobControlError):
+    """An optional library (an extra: ``celery``, ``postgresql``, ``web``), or one that it
+    needs, is missing or broken: the message names the module and what to install."""
+
+    def __init__(self, error: ImportError, extra: str | None = None) -> None:
+        self.extra = extra if extra is not None else _extra_of(error)
+        missing = f"module {error.name!r} is missing" if error.name else str(error)
+        fix = (f"pip install 'jobcontrol[{self.extra}]'" if self.extra
+               else "reinstall jobcontrol with the extras you use")
+        super().__init__(f"a library jobcontrol needs cannot be imported: {missing} "
+                         f"({fix})")
+
+
+def _extra_of(error: ImportError) -> str | None:
+    """The extra of the innermost jobcontrol module on ``error``'s traceback, if any."""
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        for prefix, extra in EXTRA_OF_MODULE.items():
+            if module == prefix or module.startswith(prefix + ".") \
+                    or module.startswith(prefix + "_"):
+                found = extra
+        tb = tb.tb_next
+    return found
 
 
 class BuildStateError(JobControlError):

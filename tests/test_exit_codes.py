@@ -9,6 +9,7 @@ The commands run as cron or a shell would run them (``python -m jobcontrol``), o
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ REACHED_BY = {
     ExitCode.RUNNING: "test_refusal_is_printed_once_on_stderr",
     ExitCode.STATE: "test_refusal_is_printed_once_on_stderr",
     ExitCode.STORAGE: "test_storage_that_cannot_be_opened_exits_6",
+    ExitCode.BROKER: "test_a_broker_that_cannot_be_reached_exits_7",
 }
 
 
@@ -101,6 +103,21 @@ def test_storage_that_cannot_be_opened_exits_6(project: Project) -> None:
     code, out, err = project.run("--storage", "sqlite:////proc/jobcontrol.db", "build", "hello")
     assert code == ExitCode.STORAGE
     once_on_stderr(out, err, "SQLite database /proc/jobcontrol.db: unable to open database file")
+
+
+def test_a_broker_that_cannot_be_reached_exits_7(project: Project) -> None:
+    pytest.importorskip("celery", reason="the Celery tests need pip install 'jobcontrol[celery]'")
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a port nothing listens on
+        port = server.getsockname()[1]
+    project.config.write_text(f"executor: {{type: celery, broker: 'redis://127.0.0.1:{port}/0', "
+                              f"timeout: 5s}}\n" + CONFIG)
+    code, out, err = project.run("build", "hello", "--async")
+    assert code == ExitCode.BROKER
+    assert re.fullmatch(rf"Error: cannot send build 1 to the broker redis://127.0.0.1:{port}/0: "
+                        rf".*Connection refused.*\n", err)
+    assert out == ""
+    code, out, err = project.run("builds")
+    assert "cancelled" in out and "queued" not in out
 
 
 def test_delete_whose_cleanup_fails_exits_1(project: Project) -> None:

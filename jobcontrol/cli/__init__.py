@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from jobcontrol.cli.helpers import CliState, echo
-from jobcontrol.errors import JobControlError
+from jobcontrol.errors import JobControlError, MissingDependencyError
 from jobcontrol.version import __version__
 
 #: the modules holding the commands, each with a ``COMMANDS`` list
@@ -55,12 +55,14 @@ class JobControlGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except JobControlError as error:
+        except (JobControlError, ImportError) as error:
             state = ctx.find_object(CliState)
             if state is not None and state.debug:
                 raise
-            echo(f"Error: {error}", err=True)
-            ctx.exit(error.exit_code)
+            # an ImportError here is an extra missing or broken: one line, no traceback
+            said = MissingDependencyError(error) if isinstance(error, ImportError) else error
+            echo(f"Error: {said}", err=True)
+            ctx.exit(said.exit_code)
 
 
 @click.group(cls=JobControlGroup, context_settings={"help_option_names": ["-h", "--help"]})

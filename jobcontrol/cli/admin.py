@@ -28,30 +28,39 @@ def install(jc: JobControl) -> None:
                    "exit 1 naming the stale ones.")
 @click.option("--no-storage", is_flag=True,
               help="Do not open the storage (to check a config away from its database).")
+@click.option("--no-import", is_flag=True,
+              help="Do not import the jobs' functions: for a machine that only queues "
+                   "builds for Celery workers (the job code is not there). The config is "
+                   "validated all the same.")
 @pass_jc
-def check(jc: JobControl, freshness: bool, no_storage: bool) -> None:
+def check(jc: JobControl, freshness: bool, no_storage: bool, no_import: bool) -> None:
     """Validate the config, import every job's functions and bind their arguments, look
     for the programs of shell jobs' list commands; exit 2 on a problem. Then open the
     storage and make a write (rolled back); exit 6 if it cannot be reached or written.
+    With the Celery executor, connect to the broker too; exit 7 if it cannot be reached
+    within executor.timeout.
 
     With --freshness (for monitoring), exit 1 if a job's last success is older than its
     max_age.
     """
     if freshness and no_storage:
         raise click.UsageError("--freshness reads the storage: it cannot go with --no-storage")
-    problems = jc.check_jobs()
+    problems = [] if no_import else jc.check_jobs()
     for problem in problems:
         echo(f"Error: {problem}", err=True)
     if problems:
         raise click.exceptions.Exit(ExitCode.USAGE)
     count = len(jc.config.jobs)
-    click.echo(f"{jc.config.path}: {count} job{'s' if count != 1 else ''}, all functions "
-               f"import and take their arguments")
+    jobs = f"{jc.config.path}: {count} job{'s' if count != 1 else ''}"
+    click.echo(f"{jobs}, valid; functions not imported (--no-import)" if no_import else
+               f"{jobs}, all functions import and take their arguments")
     if no_storage:
         click.echo("storage not checked (--no-storage)")
     else:
         version = jc.check_storage()
         click.echo(f"storage {redact_url(jc.storage.url)}: writable (schema version {version})")
+    if jc.config.executor.remote:
+        click.echo(f"broker {jc.check_broker()}: reachable")
     if freshness:
         stale = jc.stale_jobs()
         for job_id, reason in stale.items():

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from jobcontrol.cli.helpers import pass_jc
-from jobcontrol.errors import JobControlError
+from jobcontrol.errors import JobControlError, MissingDependencyError
 
 if TYPE_CHECKING:
     from jobcontrol.core import JobControl
@@ -30,8 +30,7 @@ def web(jc: JobControl, host: str, port: int, insecure_no_auth: bool) -> None:
         from jobcontrol.web import create_app
         from jobcontrol.web.security import is_loopback
     except ImportError as error:
-        raise JobControlError(f"the web UI needs Flask: pip install 'jobcontrol[web]' "
-                              f"({error})") from error
+        raise MissingDependencyError(error, "web") from error
     loopback = host == "localhost" or is_loopback(host)
     if not loopback and not jc.config.web.auth and not insecure_no_auth:
         raise JobControlError(

@@ -277,12 +277,23 @@ class ExecutorSettings:
     type: str = "local"
     broker: str | None = None
     queue: str = "jobcontrol"
+    #: seconds any one broker operation may take (connecting, a reply, a write) before
+    #: sending gives up: a broker that accepts connections and never answers fails fast
+    timeout: float = 10.0
+    #: Celery's ``broker_transport_options`` (``visibility_timeout`` and the like), over
+    #: the ones jobcontrol derives from ``timeout``
+    transport_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check(self.type in ("local", "celery"),
                f"type must be 'local' or 'celery', got {self.type!r}")
         _check(self.type == "local" or bool(self.broker),
                "an executor of type celery needs a broker URL")
+        _check(_is_duration(self.timeout) and self.timeout > 0,
+               f"timeout must be seconds > 0, got {self.timeout!r}")
+        _check(isinstance(self.transport_options, Mapping)
+               and all(isinstance(key, str) for key in self.transport_options),
+               "transport_options must be a mapping of option names to values")
 
     @property
     def remote(self) -> bool:
@@ -290,7 +301,9 @@ class ExecutorSettings:
         return self.type == "celery"
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        shown = asdict(self)
+        shown["transport_options"] = dict(self.transport_options)
+        return shown
 
 
 #: the callable a shell job's builds run (:func:`jobcontrol.execution.shell.run`): named,

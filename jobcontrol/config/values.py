@@ -38,7 +38,7 @@ HOST_NAME = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
 MIN_SECRET_LENGTH = 16
 #: the methods Werkzeug's ``generate_password_hash`` writes (``method$salt$hash``)
 PASSWORD_HASH_METHODS = ("scrypt", "pbkdf2")
-EXECUTOR_KEYS = ("type", "broker", "queue")
+EXECUTOR_KEYS = ("type", "broker", "queue", "timeout", "transport_options")
 EXECUTOR_TYPES = ("local", "celery")
 #: broker URL schemes Celery speaks that jobcontrol's tests cover (Redis, RabbitMQ)
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
@@ -447,7 +447,7 @@ def queue_name(value: Any, at: Field) -> str | None:
     return value
 
 
-def executor_settings(value: Any, at: Field) -> dict[str, str]:
+def executor_settings(value: Any, at: Field) -> dict[str, Any]:
     """The ``executor:`` mapping → keyword arguments of ExecutorSettings (defaults left out)."""
     if value is None:
         return {}
@@ -455,9 +455,9 @@ def executor_settings(value: Any, at: Field) -> dict[str, str]:
     if "type" not in value:
         raise at.error(f"{at.key} needs a type: {' or '.join(EXECUTOR_TYPES)}")
     kind = _choice(EXECUTOR_TYPES)(value["type"], at.inner(value, "type"))
-    settings = {"type": kind}
+    settings: dict[str, Any] = {"type": kind}
     if kind == "local":
-        for key in ("broker", "queue"):
+        for key in EXECUTOR_KEYS[1:]:
             if key in value:
                 raise at.inner(value, key).error(f"{key} is only for type: celery")
         return settings
@@ -477,7 +477,37 @@ def executor_settings(value: Any, at: Field) -> dict[str, str]:
     queue = queue_name(value.get("queue"), at.inner(value, "queue"))
     if queue is not None:
         settings["queue"] = queue
+    if "timeout" in value:
+        settings["timeout"] = duration(value["timeout"], at.inner(value, "timeout"),
+                                       zero=False)
+    if "transport_options" in value:
+        settings["transport_options"] = _transport_options(
+            value["transport_options"], at.inner(value, "transport_options"))
     return settings
+
+
+def _transport_options(value: Any, at: Field) -> dict[str, Any]:
+    """``executor.transport_options``: Celery's ``broker_transport_options``, passed on as
+    they are, but for durations (a key ending ``_timeout`` or ``_interval``: ``1h`` or
+    3600), which become seconds."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise at.wrong_type(value, "a mapping such as {visibility_timeout: 1h}")
+    options: dict[str, Any] = {}
+    for key, item in value.items():
+        where = at.inner(value, key)
+        if not isinstance(key, str):
+            raise where.error(f"option names must be strings, got {type_name(key)}")
+        if key.endswith(("_timeout", "_interval")) and item is not None:
+            options[key] = duration(item, where)
+        elif isinstance(item, (str, int, float, bool)) or item is None:
+            options[key] = item
+        elif isinstance(item, list) and all(isinstance(x, (str, int, float)) for x in item):
+            options[key] = list(item)
+        else:
+            raise where.wrong_type(item, "a string, a number, a boolean or a list of them")
+    return options
 
 
 def secret_list(value: Any, at: Field) -> set[str]:

@@ -8,25 +8,37 @@ message delivered twice (a redelivery, a duplicate) never runs a build twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.config import ExecutorSettings
-from jobcontrol.errors import BrokerError, JobControlError
+from jobcontrol.errors import (
+    BrokerUnreachableError,
+    JobControlError,
+    MissingDependencyError,
+)
 from jobcontrol.storage import open_storage, redact_url
+from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:  # the worker is handed one; importing core here would point up a layer
     from jobcontrol.core import JobControl
+    from jobcontrol.execution.remote import RemoteWorker
 
 try:
     import celery
     import celery.signals
     import kombu.exceptions
-except ImportError:  # the extra is not installed: make_app says which one to install
+except ImportError as error:  # the extra missing or broken: make_app says which to install
     celery = None
+    _IMPORT_ERROR: ImportError | None = error
+else:
+    _IMPORT_ERROR = None
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +52,30 @@ VISIBILITY_TIMEOUT = 300
 SHARED_SCHEMES = ("postgresql", "postgres")
 
 
+def transport_options(settings: ExecutorSettings) -> dict[str, Any]:
+    """Celery's ``broker_transport_options`` for ``settings``: a timeout on every socket
+    operation of the broker's client (connecting, a reply, a write), so a broker that takes
+    connections and never answers cannot hang a sender; then the config's own
+    ``transport_options``, which win."""
+    timeout = settings.timeout
+    scheme = (settings.broker or "").partition("://")[0]
+    options: dict[str, Any] = {}
+    if scheme.startswith("redis"):
+        options = {"visibility_timeout": VISIBILITY_TIMEOUT,
+                   "socket_connect_timeout": timeout, "socket_timeout": timeout}
+    elif scheme in ("amqp", "amqps", "pyamqp"):
+        options = {"read_timeout": timeout, "write_timeout": timeout}
+    options.update(settings.transport_options)
+    return options
+
+
 def make_app(settings: ExecutorSettings) -> Any:
     """The Celery app of ``settings.broker``: late acknowledgement, one message a process
-    at a time, no result backend (the storage is the record)."""
+    at a time, no result backend (the storage is the record), a timeout on every broker
+    operation."""
     if celery is None:
-        raise BrokerError("the Celery executor needs Celery, which is not installed: "
-                          "pip install 'jobcontrol[celery]'")
+        assert _IMPORT_ERROR is not None
+        raise MissingDependencyError(_IMPORT_ERROR, "celery")
     app = celery.Celery("jobcontrol", broker=settings.broker, set_as_current=False)
     app.conf.update(
         task_default_queue=settings.queue,
@@ -58,34 +88,89 @@ def make_app(settings: ExecutorSettings) -> Any:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
+        # a worker started before its broker waits for it; a sender gives up (below)
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=10,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_timeout=settings.timeout,
+        broker_transport_options=transport_options(settings),
         worker_hijack_root_logger=True,
     )
     return app
 
 
+class _OutOfTime(Exception):
+    """Raised by the retry policy's errback: the send's deadline would pass."""
+
+
 class CelerySender:
-    """Sends build ids to the workers (see :class:`jobcontrol.execution.remote.Sender`)."""
+    """Sends build ids to the workers (see :class:`jobcontrol.execution.remote.Sender`).
+
+    A send gives up after ``settings.timeout`` (retries of a refused connection included;
+    an operation under way ends by its own socket timeout, the same) with
+    :class:`BrokerUnreachableError`; a library that cannot be imported (a broken install)
+    is a :class:`MissingDependencyError`.
+    """
 
     def __init__(self, settings: ExecutorSettings, app: Any = None) -> None:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
+        try:  # kombu imports the transport's client on first use: a broken one says so now
+            self.app.connection_for_write().get_transport_cls()
+        except ImportError as exc:
+            raise MissingDependencyError(exc, "celery") from exc
 
     def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
                  waited: int = 0, job: str | None = None) -> None:
+        deadline = time.monotonic() + self.settings.timeout
+
+        def errback(exc: BaseException, interval: float) -> None:
+            # kombu calls it before each retry: none that would end past the deadline
+            if time.monotonic() + interval >= deadline:
+                raise _OutOfTime(str(exc) or type(exc).__name__) from exc
+
         try:
             self.app.send_task(
                 TASK_NAME, args=(build_id, waited) if job is None else (build_id, waited, job),
                 queue=queue,
                 countdown=delay if delay > 0 else None,
                 retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
-                                          "interval_step": 0.5, "interval_max": 2},
+                                          "interval_step": 0.5, "interval_max": 2,
+                                          "errback": errback},
             )
-        except (kombu.exceptions.OperationalError, OSError) as exc:
-            raise BrokerError(f"cannot send build {build_id} to the broker "
-                              f"{redact_url(self.settings.broker or '')}: {exc}") from exc
+        except ImportError as exc:  # kombu imports a transport's client on first use
+            raise MissingDependencyError(exc, "celery") from exc
+        except (_OutOfTime, kombu.exceptions.OperationalError, OSError) as exc:
+            raise BrokerUnreachableError(
+                f"cannot send build {build_id} to the broker "
+                f"{redact_url(self.settings.broker or '')}: "
+                f"{_reason(exc, self.settings.timeout)}") from exc
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    """What went wrong with the broker, in one line; a timeout says which setting."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    text = " ".join((str(exc) or type(exc).__name__).split())
+    if isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower() \
+            or "timed out" in text.lower():
+        return f"no answer within {format_duration(timeout)} (executor.timeout): {text}"
+    return text
+
+
+def check_broker(settings: ExecutorSettings) -> str:
+    """Connect to ``settings.broker`` (a refused connection retried, within
+    ``settings.timeout``); returns its URL with the password hidden.
+    :class:`BrokerUnreachableError` says why not."""
+    label = redact_url(settings.broker or "")
+    sender = CelerySender(settings)
+    connection = sender.app.connection_for_write()
+    try:
+        connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5,
+                                     interval_max=2, timeout=settings.timeout)
+    except (kombu.exceptions.OperationalError, OSError) as exc:
+        raise BrokerUnreachableError(f"broker {label}: {_reason(exc, settings.timeout)}"
+                                     ) from exc
+    finally:
+        connection.release()
+    return label
 
 
 def check_shared_storage(url: str, label: str, single_host: bool) -> None:
@@ -132,6 +217,7 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
     app = make_app(config.executor)
     sender = CelerySender(config.executor, app)
     per_process: dict[int, RemoteWorker] = {}
+    stops: dict[int, _StopOnTerm] = {}
 
     def here() -> RemoteWorker:
         # after a fork, a process makes its own: a database connection is not shared
@@ -139,6 +225,7 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
         if pid not in per_process:
             per_process[pid] = RemoteWorker(make_jc(config, open_storage(url), sender),
                                             sender, fork_server=True)
+            stops[pid] = _StopOnTerm(per_process[pid])
         return per_process[pid]
 
     def process_shutdown(**kwargs: Any) -> None:
@@ -150,7 +237,9 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
 
     @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def build(build_id: int, waited: int = 0, job: str | None = None) -> str:
-        return here().handle(build_id, waited, job)
+        worker = here()
+        with stops[os.getpid()].task():
+            return worker.handle(build_id, waited, job)
 
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
@@ -161,6 +250,50 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
         app.worker_main(worker_argv(concurrency, queues, extra))
     finally:
         stop.set()
+
+
+class _StopOnTerm:
+    """SIGTERM in a pool process (systemd's ``KillMode=control-group`` sends it to every
+    process of the worker at once). During a task it is held until the task ends, and a
+    build running is stopped and recorded ``abandoned`` with the reason; then the process
+    commits and ends, by the handler it had (billiard's). Idle, it ends at once. Without
+    this the process would die mid-build (or mid-write) and leave its build ``running``
+    until a sweep noticed."""
+
+    def __init__(self, worker: RemoteWorker) -> None:
+        self.worker = worker
+        self.in_task = False
+        self.signum: int | None = None
+        self.outer = signal.getsignal(signal.SIGTERM)  # installed by billiard by now
+        if self.outer is not signal.SIG_IGN:  # a SIGTERM ignored stays ignored
+            signal.signal(signal.SIGTERM, self.handle)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if not self.in_task:
+            self.end(signum, frame)
+            return
+        self.signum = signum
+        if self.worker.running is not None:
+            self.worker.stop(f"worker stopped by {signal.Signals(signum).name} before the "
+                             f"build ended")
+
+    @contextlib.contextmanager
+    def task(self) -> Iterator[None]:
+        """Around a task: a SIGTERM that came during it ends the process after it."""
+        self.in_task = True
+        try:
+            yield
+        finally:
+            self.in_task = False
+            if self.signum is not None:
+                self.worker.commit()  # the build's end, recorded, is not lost with us
+                self.end(self.signum, None)
+
+    def end(self, signum: int, frame: Any) -> None:
+        if callable(self.outer):
+            self.outer(signum, frame)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _sweep(jc: JobControl, sender: CelerySender, interval: float, stop: threading.Event) -> None:

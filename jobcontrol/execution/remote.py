@@ -156,6 +156,8 @@ class RemoteWorker:
         #: whether process-isolated builds fork from a fork server (see :meth:`_fork_server`):
         #: for a long-lived worker process, which :meth:`close` at its end
         self._fork_server_works = fork_server
+        #: the build this worker runs now, if any
+        self.running: Build | None = None
 
     # -- one message -----------------------------------------------------------------------
 
@@ -234,12 +236,16 @@ class RemoteWorker:
         """Run a started build to its end (a failed one is retried if its job says so)."""
         if job.isolation == "process":
             self._fork_server()
-        self.executor.start(started, func, args, kwargs, timeout=job.timeout,
-                            isolation=job.isolation, result_mode=job.result,
-                            function_path=job.function)
-        finished: list[Build] = []
-        while not finished:
-            finished = self.executor.wait()
+        self.running = started
+        try:
+            self.executor.start(started, func, args, kwargs, timeout=job.timeout,
+                                isolation=job.isolation, result_mode=job.result,
+                                function_path=job.function)
+            finished: list[Build] = []
+            while not finished:
+                finished = self.executor.wait()
+        finally:
+            self.running = None
         [done] = finished
         if done.state is BuildState.FAILED:
             self.retry(done)
@@ -252,6 +258,16 @@ class RemoteWorker:
         if it died; never again where it cannot start (builds fork from here then)."""
         if self._fork_server_works and not self.executor.forks_from_server:
             self._fork_server_works = self.executor.use_fork_server()
+
+    def stop(self, reason: str) -> None:
+        """Stop the running build, to be recorded ``abandoned`` with ``reason`` (retried
+        if its job has retries) once its process has ended; from a signal handler too."""
+        self.executor.request_stop(reason, BuildState.ABANDONED)
+
+    def commit(self) -> None:
+        """Commit the outcomes the storage holds for its next write: before this process
+        ends otherwise than by returning (the storage's commit timer would be too late)."""
+        self.executor.commit_outcomes()
 
     def close(self) -> None:
         """Release what the executor holds between builds (the fork server, the thread

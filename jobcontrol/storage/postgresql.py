@@ -71,8 +71,11 @@ try:
     import psycopg2.extensions
     import psycopg2.extras
     from psycopg2 import sql as pgsql
-except ImportError:  # the extra is not installed: from_url says which one to install
+except ImportError as error:  # the extra missing or broken: the storage says which to install
     psycopg2 = None
+    _IMPORT_ERROR: ImportError | None = error
+else:
+    _IMPORT_ERROR = None
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,8 +137,8 @@ class PostgreSQLStorage(SqlStorage):
     def __init__(self, url: str) -> None:
         if psycopg2 is None:
             raise StorageError(
-                "PostgreSQL storage needs psycopg2, which is not installed: "
-                "pip install 'jobcontrol[postgresql]'"
+                f"PostgreSQL storage needs psycopg2, which cannot be imported "
+                f"({_IMPORT_ERROR}): pip install 'jobcontrol[postgresql]'"
             )
         super().__init__(url)
         self.dsn, self.schema = parse_url(url)

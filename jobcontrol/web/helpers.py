@@ -11,6 +11,7 @@ from werkzeug.routing import IntegerConverter
 
 from jobcontrol.config import LOG_LEVELS
 from jobcontrol.errors import (
+    BrokerUnreachableError,
     BuildNotFoundError,
     BuildStateError,
     DependencyError,
@@ -82,8 +83,8 @@ def http_status(error: JobControlError) -> int:
     if isinstance(error, (BuildStateError, JobAlreadyRunningError, DependencyError,
                           JobPausedError)):
         return 409
-    if isinstance(error, StorageError):
-        return 503
+    if isinstance(error, (StorageError, BrokerUnreachableError)):
+        return 503  # a service behind the web is down: try again later
     # the web's own launch errors carry the build command's exit code
     conflicts = (ExitCode.DEPENDENCIES, ExitCode.RUNNING)
     return 409 if getattr(error, "exit_code", None) in conflicts else 400
