@@ -11,6 +11,7 @@ One daemon thread per storage object, started on first use. A process forked fro
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ class CommitTimer:
         self._due: float | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        #: until when the thread sleeps (inf: until notified; None: it is awake)
+        self._asleep_until: float | None = None
 
     def arm(self, delay: float = PENDING_COMMIT_DELAY) -> None:
         """Something is pending: commit it ``delay`` seconds from now, unless it is due
@@ -55,7 +58,10 @@ class CommitTimer:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="jobcontrol-commit-timer")
                 self._thread.start()
-            self._wake.notify()
+            elif self._asleep_until is not None and self._due < self._asleep_until:
+                # else it wakes by itself in time: a run of quick builds, each arming and
+                # disarming, wakes it once per delay, not once per build
+                self._wake.notify()
 
     def disarm(self) -> None:
         """Nothing is pending any more (a write committed it)."""
@@ -77,11 +83,15 @@ class CommitTimer:
         with self._wake:
             while not self._closed:
                 if self._due is None:
+                    self._asleep_until = math.inf
                     self._wake.wait()
+                    self._asleep_until = None
                     continue
                 left = self._due - time.monotonic()
                 if left > 0:
+                    self._asleep_until = self._due
                     self._wake.wait(left)
+                    self._asleep_until = None
                     continue
                 self._due = None
                 # ``commit`` takes the storage's lock: never while holding ours, which
