@@ -173,6 +173,43 @@ class BuildMark(NamedTuple):
 
 
 @dataclass(frozen=True)
+class BuildQuery:
+    """Which builds the Builds page and ``GET /api/v1/builds`` list; every filter optional.
+
+    ``job_ids`` (None: every job; empty: none), ``states``, a window of creation times
+    (``since`` inclusive, ``until`` exclusive) and ``text``, a case-insensitive part of the
+    job id or the reason.
+    """
+
+    job_ids: tuple[str, ...] | None = None
+    states: tuple[BuildState, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Whether no build can match (no job or no state wanted)."""
+        return self.job_ids == () or self.states == ()
+
+    def matches(self, build: Build) -> bool:
+        """Whether ``build`` is one of these (the memory backend's way; SQL says the same)."""
+        if self.job_ids is not None and build.job_id not in self.job_ids:
+            return False
+        if self.states is not None and build.state not in self.states:
+            return False
+        created = build.created
+        if self.since is not None and (created is None or created < self.since):
+            return False
+        if self.until is not None and (created is None or created >= self.until):
+            return False
+        if self.text:
+            needle = self.text.lower()
+            return needle in build.job_id.lower() or needle in (build.reason or "").lower()
+        return True
+
+
+@dataclass(frozen=True)
 class LogCutoff:
     """Log records at ``max_level`` or below written before ``before``: what a per-level
     retention rule deletes."""

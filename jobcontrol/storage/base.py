@@ -17,6 +17,7 @@ from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.models import (
     Build,
     BuildMark,
+    BuildQuery,
     BuildState,
     BuildStub,
     ExceptionInfo,
@@ -300,6 +301,21 @@ class Storage(abc.ABC):
             key = (build.job_id, build.state)
             counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def search_builds(self, query: BuildQuery, *, limit: int, offset: int = 0) -> list[Build]:
+        """The builds ``query`` matches, newest first, ``limit`` of them after skipping
+        ``offset``: the Builds page. The SQL backends read the ``(state, id)`` or
+        ``(job_id, state, id)`` index; this default reads every build (memory's way)."""
+        if query.empty or limit <= 0:
+            return []
+        found = [b for b in self.list_builds() if query.matches(b)]
+        return found[offset:offset + limit]
+
+    def count_builds(self, query: BuildQuery) -> int:
+        """How many builds ``query`` matches: the Builds page's total."""
+        if query.empty:
+            return 0
+        return sum(1 for b in self.list_builds() if query.matches(b))
 
     @abc.abstractmethod
     def delete_build(self, build_id: int) -> None:
