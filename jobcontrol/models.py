@@ -177,8 +177,8 @@ class BuildQuery:
     """Which builds the Builds page and ``GET /api/v1/builds`` list; every filter optional.
 
     ``job_ids`` (None: every job; empty: none), ``states``, a window of creation times
-    (``since`` inclusive, ``until`` exclusive) and ``text``, a case-insensitive part of the
-    job id or the reason.
+    (``since`` inclusive, ``until`` exclusive), ``text``, a case-insensitive part of the
+    job id or the reason, and ``before_id`` (ids below it: paging backwards).
     """
 
     job_ids: tuple[str, ...] | None = None
@@ -186,6 +186,7 @@ class BuildQuery:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
+    before_id: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -197,6 +198,8 @@ class BuildQuery:
         if self.job_ids is not None and build.job_id not in self.job_ids:
             return False
         if self.states is not None and build.state not in self.states:
+            return False
+        if self.before_id is not None and build.id >= self.before_id:
             return False
         created = build.created
         if self.since is not None and (created is None or created < self.since):

@@ -54,6 +54,7 @@ def test_search_builds_filters_pages_and_counts(storage: Storage) -> None:
     assert both(BuildQuery(job_ids=("nobody",))) == ([], 0)
     assert both(BuildQuery(job_ids=())) == ([], 0)
     assert both(BuildQuery(states=())) == ([], 0)
+    assert both(BuildQuery(before_id=made[2].id)) == ([made[1].id, made[0].id], 2)
     # text: a part of the job id or the reason, any case, % and _ taken literally
     assert both(BuildQuery(text="DISK")) == ([made[6].id, made[1].id], 2)
     assert both(BuildQuery(text="%_")) == ([made[2].id], 1)

@@ -71,6 +71,9 @@ class SqlSearch(SqlCore):
             states = sorted({s.value for s in query.states})
             where.append(f"state IN ({in_params(states)})")
             params.extend(states)
+        if query.before_id is not None:
+            where.append("id < ?")
+            params.append(query.before_id)
         if query.since is not None:
             where.append("id >= ?")
             params.append(self._first_id_from(cur, query.since))
