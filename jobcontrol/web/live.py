@@ -16,7 +16,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 
 from jobcontrol.config import load_config
 from jobcontrol.errors import JobControlError
@@ -32,6 +32,8 @@ bp = Blueprint("live", __name__)
 
 #: where ``create_app`` keeps the :class:`ConfigWatch` in ``app.extensions``
 WATCH = "jobcontrol.config_watch"
+#: the pages that keep themselves up to date (their body carries the token they show)
+LIVE_PAGES = frozenset({"pages.jobs", "pages.job", "pages.graph"})
 #: running and queued builds the token looks at most (their progress too)
 ACTIVE_LIMIT = 200
 
@@ -86,6 +88,9 @@ def init_reload(app: Flask, jc: JobControl) -> None:
     @app.before_request
     def reload_config() -> None:
         watch.check()
+        if request.endpoint in LIVE_PAGES:
+            # read before the page's own reads: a change made while it renders is news
+            g.live_token = change_token(jc, watch.generation)
 
     @app.context_processor
     def config_error() -> dict[str, Any]:

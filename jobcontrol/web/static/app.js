@@ -219,9 +219,9 @@ function morph(target, source) {
   }
 }
 
-function livePage(url) {
+function livePage(url, shown) {
   const tokenUrl = new URL(url, window.location.href);
-  let token = null;
+  let token = shown || null;  // what the page shows: the token read before it was rendered
   let stale = false;  // a part could not be patched (focus in a replaced node): try again
   const note = document.getElementById("live-status");
 
@@ -244,6 +244,7 @@ function livePage(url) {
     const shown = document.querySelector("main > .config-error");
     if (banner && !shown) document.querySelector("main").prepend(document.importNode(banner, true));
     if (!banner && shown) shown.remove();
+    return fresh.body.dataset.token;
   }
 
   async function poll() {
@@ -251,8 +252,13 @@ function livePage(url) {
       const response = await fetch(tokenUrl, {headers: {"Accept": "application/json"}});
       if (!response.ok) throw new Error(response.status + " " + response.statusText);
       const data = await response.json();
-      if ((token !== null && data.token !== token) || stale) await refresh();
-      token = data.token;
+      // the page read again carries the token read before its own reads: a change made
+      // meanwhile is seen at the next poll
+      if ((token !== null && data.token !== token) || stale) {
+        token = (await refresh()) || data.token;
+      } else {
+        token = data.token;
+      }
       if (note) note.textContent = "";
       window.setTimeout(poll, 2000);
     } catch (error) {
@@ -267,7 +273,9 @@ document.addEventListener("DOMContentLoaded", () => {
   localizeTimes(document);
   const build = document.getElementById("build");
   if (build) followBuild(build);
-  if (document.body.dataset.changes) livePage(document.body.dataset.changes);
+  if (document.body.dataset.changes) {
+    livePage(document.body.dataset.changes, document.body.dataset.token);
+  }
   const search = document.getElementById("log-search");
   if (search) {
     search.closest("label").hidden = false;
