@@ -16,11 +16,12 @@ from jobcontrol.models import BuildState, ProgressItem
 from jobcontrol.storage import Storage
 from tests.test_web_browser import browser as browser  # the fixture: Chromium, or a skip
 from tests.test_web_browser_ui import CONFIG, new_page, running
-from tests.test_web_browser_ui import project as project  # noqa: F401  (fixtures)
-from tests.test_web_browser_ui import server as server  # noqa: F401
-from tests.test_web_browser_ui import storage as storage  # noqa: F401
+from tests.test_web_browser_ui import project as project  # the fixtures
+from tests.test_web_browser_ui import server as server
+from tests.test_web_browser_ui import storage as storage
 
 S = BuildState
+DASH = "\N{EN DASH}"  # between the first and the last shown
 #: what the page's JavaScript must keep: the element focused and what was typed in it
 FOCUS = "() => [document.activeElement.name || document.activeElement.id, " \
         "document.activeElement.value]"
@@ -43,7 +44,8 @@ def test_the_job_page_charts_durations_by_state(browser: Any, server: str,
     drawn = bars.evaluate_all(
         "bars => bars.map(b => [Number(b.dataset.build), b.dataset.state, "
         "getComputedStyle(b).fill, b.querySelector('title').textContent])")
-    assert [(i, s) for i, s, _, _ in drawn] == [(i, s.value) for i, s in zip(ids, states)]
+    expected = [(i, s.value) for i, s in zip(ids, states, strict=True)]
+    assert [(i, s) for i, s, _, _ in drawn] == expected
     fills = {state: fill for _, state, fill, _ in drawn}
     assert len(set(fills.values())) == 5  # a colour a state (not all grey)
     badge = page.evaluate("getComputedStyle(document.querySelector('.badge')).backgroundColor")
@@ -61,19 +63,19 @@ def test_the_builds_page_filters_pages_and_counts(browser: Any, server: str,
     page = new_page(browser)
     page.goto(f"{server}/")
     page.locator("nav >> text=Builds").click()
-    assert page.locator("#totals").inner_text() == "Builds 1–50 of 60"
+    assert page.locator("#totals").inner_text() == f"Builds 1{DASH}50 of 60"
     rows = page.locator("table.builds tbody tr")
     assert rows.count() == 50
     assert rows.first.get_attribute("data-build") == str(ids[-1])
     page.locator("nav.pages a.page", has_text="2").click()
-    assert page.locator("#totals").inner_text() == "Builds 51–60 of 60"
+    assert page.locator("#totals").inner_text() == f"Builds 51{DASH}60 of 60"
     assert rows.count() == 10 and rows.last.get_attribute("data-build") == str(ids[0])
     # filter: report's failures
     page.select_option("select[name=job]", "report")
     page.check("input[name=state][value=failed]")
     page.locator("form.filters button[type=submit]").click()
     wanted = [i for n, i in enumerate(ids) if n % 3 == 0 and n % 4 == 0][::-1]
-    assert page.locator("#totals").inner_text() == f"Builds 1–{len(wanted)} of {len(wanted)}"
+    assert page.locator("#totals").inner_text() == f"Builds 1{DASH}{len(wanted)} of {len(wanted)}"
     assert rows.evaluate_all("rows => rows.map(r => Number(r.dataset.build))") == wanted
     assert page.locator("nav.pages").count() == 0  # one page
     # the search box, and recent failures from the jobs page
@@ -83,7 +85,7 @@ def test_the_builds_page_filters_pages_and_counts(browser: Any, server: str,
     page.goto(f"{server}/")
     page.locator("main a", has_text="Recent failures").click()
     failed = [i for n, i in enumerate(ids) if n % 4 == 0]
-    assert page.locator("#totals").inner_text() == f"Builds 1–{len(failed)} of {len(failed)}"
+    assert page.locator("#totals").inner_text() == f"Builds 1{DASH}{len(failed)} of {len(failed)}"
     assert page.errors == []
 
 

@@ -15,16 +15,15 @@ import pytest
 from jobcontrol import JobControl
 from jobcontrol.models import Build, BuildState
 from jobcontrol.web import create_app
-from tests.test_web import (  # noqa: F401  (fixtures)
-    CONFIG,
-    client,
-    config,
-    jc,
-    shared_storage,
-    storage_kind,
-)
+from tests.test_web import CONFIG
+from tests.test_web import client as client  # the fixtures
+from tests.test_web import config as config
+from tests.test_web import jc as jc
+from tests.test_web import shared_storage as shared_storage
+from tests.test_web import storage_kind as storage_kind
 
 S = BuildState
+DASH = "\N{EN DASH}"  # between the first and the last shown
 
 
 def finished(jc: JobControl, job_id: str, state: BuildState, reason: str | None = None
@@ -53,7 +52,7 @@ def test_the_builds_page_lists_every_job_newest_first_with_a_total(
         client: Any, history: list[Build]) -> None:
     html = client.get("/builds").get_data(as_text=True)
     assert shown_ids(html) == [b.id for b in reversed(history)]
-    assert "Builds 1–6 of 6" in html
+    assert f"Builds 1{DASH}6 of 6" in html
     assert 'href="/jobs/report"' in html and 'class="badge state-abandoned"' in html
 
 
@@ -88,11 +87,11 @@ def test_the_builds_page_pages_with_numbers(client: Any, jc: JobControl) -> None
     newest = [b.id for b in reversed(made)]
     first = client.get("/builds?limit=5").get_data(as_text=True)
     assert shown_ids(first) == newest[:5]
-    assert "Builds 1–5 of 12" in first and "page 1 of 3" in first
+    assert f"Builds 1{DASH}5 of 12" in first and "page 1 of 3" in first
     assert 'href="/builds?limit=5&amp;page=3"' in first and 'aria-current="page">1<' in first
     last = client.get("/builds?limit=5&page=3").get_data(as_text=True)
     assert shown_ids(last) == newest[10:]
-    assert "Builds 11–12 of 12" in last and 'rel="prev"' in last and 'rel="next"' not in last
+    assert f"Builds 11{DASH}12 of 12" in last and 'rel="prev"' in last and 'rel="next"' not in last
     past = client.get("/builds?limit=5&page=9").get_data(as_text=True)
     assert shown_ids(past) == [] and "No builds on page 9: 12 match, on 3 pages" in past
 

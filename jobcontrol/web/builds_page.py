@@ -35,7 +35,7 @@ def index() -> Any:
     builds, total = jc.search_builds(filters.query, limit=filters.limit,
                                      offset=filters.offset)
     pages = max(1, -(-total // filters.limit))
-    args = request.args.to_dict(flat=False)
+    args: dict[str, Any] = request.args.to_dict(flat=False)
     args.pop("page", None)
 
     def page_url(number: int) -> str:
