@@ -92,15 +92,18 @@ def test_the_builds_page_queries_read_indexes(kind: str, tmp_path: Path,
     try:
         for _ in range(3):
             _finished(storage, "a", S.FAILED)
+        _finished(storage, "b", S.SUCCESS)
         since = storage.now() - timedelta(hours=1)
         cases = {
             "state": BuildQuery(states=(S.FAILED,)),
             "job": BuildQuery(job_ids=("a", "b"), states=(S.FAILED, S.RUNNING)),
             "window": BuildQuery(states=(S.FAILED,), since=since),
+            "text": BuildQuery(text="a"),
         }
         for name, query in cases.items():
-            page_sql, count_sql, params = storage.search_sql(query)  # type: ignore[attr-defined]
-            for sql, args in ((page_sql, [*params, 50, 0]), (count_sql, params)):
+            statements = [*storage.search_sql(query),  # type: ignore[attr-defined]
+                          *storage.search_sql(query, offset=500)]  # type: ignore[attr-defined]
+            for sql, args in statements:
                 plan = _plan(kind, sql, args, tmp_path, request)
                 assert "SCAN builds" not in plan + " " and "Seq Scan" not in plan, (name, plan)
                 assert ("USING" in plan if kind == "sqlite" else "Index" in plan), (name, plan)
@@ -120,3 +123,23 @@ def _plan(kind: str, sql: str, params: list[object], tmp_path: Path,
         cur.execute("SET enable_seqscan = off")  # a small table: judge the shape
         cur.execute("EXPLAIN " + sql, params)
         return " | ".join(row[0] for row in cur.fetchall())
+
+
+def test_reasons_are_searched_among_the_newest_builds_job_ids_in_all(
+        storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in ("jobcontrol.storage.base", "jobcontrol.storage.sql_search"):
+        monkeypatch.setattr(f"{module}.TEXT_WINDOW", 3)
+    old = _finished(storage, "a", S.FAILED, "disk full")
+    made = [_finished(storage, "b", S.SUCCESS, "disk ok") for _ in range(3)]
+
+    def found(**filters: object) -> tuple[list[int], int]:
+        query = BuildQuery(**filters)  # type: ignore[arg-type]
+        return _ids(storage.search_builds(query, limit=10)), storage.count_builds(query)
+
+    newer = [b.id for b in reversed(made)]
+    assert found(text="DISK") == (newer, 3)  # the old reason is past the newest 3
+    assert found(text="disk", until=made[0].created) == ([old.id], 1)  # an older window
+    assert found(text="disk", before_id=made[0].id) == ([old.id], 1)
+    assert found(text="A") == ([old.id], 1)  # a job id: any build of the job
+    assert found(text="a", states=(S.FAILED,)) == ([old.id], 1)
+    assert found(text="") == ([*newer, old.id], 4)  # no text: no filter

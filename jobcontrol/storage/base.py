@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.models import (
+    TEXT_WINDOW,
     Build,
     BuildMark,
     BuildQuery,
@@ -308,14 +309,21 @@ class Storage(abc.ABC):
         ``(job_id, state, id)`` index; this default reads every build (memory's way)."""
         if query.empty or limit <= 0:
             return []
-        found = [b for b in self.list_builds() if query.matches(b)]
-        return found[offset:offset + limit]
+        return self._matching(query)[offset:offset + limit]
 
     def count_builds(self, query: BuildQuery) -> int:
         """How many builds ``query`` matches: the Builds page's total."""
-        if query.empty:
-            return 0
-        return sum(1 for b in self.list_builds() if query.matches(b))
+        return 0 if query.empty else len(self._matching(query))
+
+    def _matching(self, query: BuildQuery) -> list[Build]:
+        builds = self.list_builds()  # newest first
+        # the reasons searched: within TEXT_WINDOW of the first id past the window
+        end = 1 + max((b.id for b in builds), default=0)
+        if query.until is not None:
+            end = min([end, *(b.id for b in builds if b.created and b.created >= query.until)])
+        if query.before_id is not None:
+            end = min(end, query.before_id)
+        return [b for b in builds if query.matches(b, end - TEXT_WINDOW)]
 
     @abc.abstractmethod
     def delete_build(self, build_id: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request, url_for
 
-from jobcontrol.models import BuildState
+from jobcontrol.models import TEXT_WINDOW, BuildState
 from jobcontrol.web.filters import FAILURES, WINDOWS, build_filters
 from jobcontrol.web.helpers import current_jc
 
@@ -48,6 +48,6 @@ def index() -> Any:
         all_states=[s.value for s in BuildState], states=states,
         jobs=sorted(jc.config.jobs), tags=sorted({t for j in jc.config.jobs.values()
                                                    for t in j.tags}),
-        windows=WINDOWS, failures=[s.value for s in FAILURES],
+        windows=WINDOWS, failures=[s.value for s in FAILURES], text_window=TEXT_WINDOW,
         first=filters.offset + 1 if builds else 0, last=filters.offset + len(builds),
     )

@@ -105,8 +105,11 @@ def change_token(jc: JobControl, generation: int) -> str:
     storage = jc.storage
     newest = storage.list_builds(limit=1)
     parts: list[Any] = [generation, newest[0].id if newest else 0]
-    for build in storage.list_builds(states=[BuildState.RUNNING, BuildState.QUEUED],
-                                     limit=ACTIVE_LIMIT):
+    # a state at a time and no LIMIT: SQLite then reads the (state, id) index, where a
+    # LIMIT above the rows there are made it walk every build backwards
+    active = [b for state in (BuildState.RUNNING, BuildState.QUEUED)
+              for b in storage.list_builds(states=[state])]
+    for build in active[:ACTIVE_LIMIT]:
         progress = storage.get_progress(build.id)
         parts += [build.id, build.state.value, build.cancel_requested,
                   max((p.updated for p in progress if p.updated), default=None),
