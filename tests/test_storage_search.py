@@ -57,6 +57,10 @@ def test_search_builds_filters_pages_and_counts(storage: Storage) -> None:
     assert both(BuildQuery(before_id=made[2].id)) == ([made[1].id, made[0].id], 2)
     # text: a part of the job id or the reason, any case, % and _ taken literally
     assert both(BuildQuery(text="DISK")) == ([made[6].id, made[1].id], 2)
+    assert both(BuildQuery(text="disk"), limit=1, offset=1) == ([made[1].id], 2)
+    assert both(BuildQuery(text="disk"), limit=1, offset=2) == ([], 2)
+    assert both(BuildQuery(states=(S.FAILED,)), limit=1, offset=1) == ([made[2].id], 3)
+    assert both(BuildQuery(states=(S.FAILED,)), limit=5, offset=3) == ([], 3)
     assert both(BuildQuery(text="%_")) == ([made[2].id], 1)
     assert both(BuildQuery(text="_")) == ([made[2].id], 1)
     assert both(BuildQuery(text="b")) == ([made[4].id, made[1].id], 2)

@@ -52,8 +52,7 @@ class SqlSearch(SqlCore):
         if query.empty or limit <= 0:
             return []
         with self._cursor() as cur:
-            where, params = self._search_where(cur, query)
-            sql, args = self._page_sql(where, params, limit, offset)
+            sql, args = self._page_sql(*self._search_where(cur, query), limit, offset)
             cur.execute(sql, args)
             return [self._build_from_row(row) for row in cur.fetchall()]
 
@@ -62,23 +61,31 @@ class SqlSearch(SqlCore):
         if query.empty:
             return 0
         with self._cursor() as cur:
-            where, params = self._search_where(cur, query)
-            cur.execute(self._q(f"SELECT count(*) FROM builds{where}"), params)
+            cur.execute(*self._count_sql(*self._search_where(cur, query)))
             return int(cur.fetchone()[0])
 
     def search_sql(self, query: BuildQuery, offset: int = 0) -> list[tuple[str, list[Any]]]:
         """The page's and the total's statements with their parameters, in the driver's
         paramstyle, for EXPLAIN in tests and benchmarks (a page of 50)."""
         with self._cursor() as cur:
-            where, params = self._search_where(cur, query)
-        return [self._page_sql(where, params, 50, offset),
-                (self._q(f"SELECT count(*) FROM builds{where}"), params)]
+            found = self._search_where(cur, query)
+        return [self._page_sql(*found, 50, offset), self._count_sql(*found)]
 
-    def _page_sql(self, where: str, params: list[Any], limit: int, offset: int
-                  ) -> tuple[str, list[Any]]:
+    def _count_sql(self, where: str, params: list[Any], ids: str | None
+                   ) -> tuple[str, list[Any]]:
+        if ids is not None:  # the text alone: its ids counted where they were found
+            return self._q(f"SELECT count(*) FROM ({ids}) found"), params
+        return self._q(f"SELECT count(*) FROM builds{where}"), params
+
+    def _page_sql(self, where: str, params: list[Any], ids: str | None, limit: int,
+                  offset: int) -> tuple[str, list[Any]]:
         """A page, newest first. Past the first, the ids skipped are counted in the index
         alone and the page read from the id found (``OFFSET`` on the rows themselves would
         read every row skipped: half a second for page 1,000 on PostgreSQL)."""
+        if ids is not None:  # the text alone: the page's ids picked among those found
+            return (self._q(f"{SELECT_BUILD} WHERE id IN (SELECT id FROM ({ids}) found "
+                            "ORDER BY id DESC LIMIT ? OFFSET ?) ORDER BY id DESC"),
+                    [*params, limit, max(offset, 0)])
         if offset <= 0:
             return (self._q(f"{SELECT_BUILD}{where} ORDER BY id DESC LIMIT ?"),
                     [*params, limit])
@@ -87,8 +94,10 @@ class SqlSearch(SqlCore):
         return (self._q(f"{SELECT_BUILD}{combined} ORDER BY id DESC LIMIT ?"),
                 [*params, *params, offset, limit])
 
-    def _search_where(self, cur: Any, query: BuildQuery) -> tuple[str, list[Any]]:
-        """`` WHERE ...`` (or nothing) and its parameters for ``query``."""
+    def _search_where(self, cur: Any, query: BuildQuery
+                      ) -> tuple[str, list[Any], str | None]:
+        """`` WHERE ...`` (or nothing) and its parameters for ``query``; when the text is
+        the only filter, the statement of the ids it finds too (then read on its own)."""
         where: list[str] = []
         params: list[Any] = []
         if query.job_ids is not None:
@@ -129,12 +138,14 @@ class SqlSearch(SqlCore):
                 # the planner walk every build backwards, newest first, for a rare match
                 if jobs:
                     reason = (f"SELECT id FROM builds WHERE job_id IN ({in_params(jobs)}) "
-                              f"UNION ALL {reason}")
+                              f"UNION {reason}")
                     text_params = [*jobs, *text_params]
+                if not where:
+                    return f" WHERE id IN ({reason})", text_params, reason
                 where.append(f"id IN ({reason})")
                 params.extend(text_params)
             # else: every job's id holds the text, so every build matches
-        return (" WHERE " + " AND ".join(where)) if where else "", params
+        return (" WHERE " + " AND ".join(where)) if where else "", params, None
 
     def _first_id_from(self, cur: Any, when: datetime) -> int:
         """The smallest id from which on builds were created at or after ``when`` (one past
