@@ -4,18 +4,15 @@ way for both: ``job``, ``tag``, ``state`` (repeated), ``since``, ``until``, ``q`
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from flask import request
 
 from jobcontrol.models import BuildQuery, BuildState
+from jobcontrol.timeutil import parse_time_or_age
 from jobcontrol.web.helpers import MAX_LIMIT, BadParameter, current_jc, int_arg, states_arg
 
-#: ``since=24h``: a window ending now, in minutes, hours, days or weeks
-RELATIVE = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 #: the windows the page offers (any other is accepted from the address bar)
 WINDOWS = [("", "any time"), ("1h", "last hour"), ("24h", "last 24 hours"),
            ("7d", "last 7 days"), ("30d", "last 30 days")]
@@ -51,18 +48,10 @@ def time_arg(name: str, now: datetime) -> tuple[datetime | None, str]:
     raw = (request.args.get(name) or "").strip()
     if not raw:
         return None, ""
-    relative = RELATIVE.fullmatch(raw)
-    if relative:
-        amount, unit = relative.groups()
-        return now - timedelta(**{_UNITS[unit]: int(amount)}), raw
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(f"{name} must be like 24h, 7d or 2024-05-01T12:00, "
-                           f"got {raw[:50]!r}") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value, raw
+        return parse_time_or_age(raw, now), raw
+    except ValueError as error:
+        raise BadParameter(f"{name} {error}") from None
 
 
 def build_filters(*, default_limit: int = PAGE_SIZE) -> Filters:
