@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from jobcontrol.models import BuildState, ProgressItem
 from jobcontrol.storage import Storage
 from tests.test_web_browser import browser as browser  # the fixture: Chromium, or a skip
@@ -161,3 +163,37 @@ def test_a_new_job_in_the_config_shows_without_a_restart(browser: Any, server: s
     assert page.locator(".config-error").count() == 0
     page.goto(f"{server}/jobs/added")
     assert "404" in page.locator("h1").inner_text()
+
+
+#: each bar of the chart: the better contrast of its fill or its edge with the chart's
+#: background (WCAG 1.4.11 asks 3:1 of a graphic's boundary)
+BAR_CONTRAST = """() => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => { const l = rgb(c).map((v) => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+      return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2]; };
+  const ratio = (a, b) => { const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+                            return (hi + 0.05) / (lo + 0.05); };
+  const back = getComputedStyle(document.querySelector(".chart-box")).backgroundColor;
+  return [...document.querySelectorAll("svg.chart rect.bar")].map((bar) => {
+    const style = getComputedStyle(bar);
+    const edge = style.stroke && style.stroke !== "none" ? ratio(style.stroke, back) : 0;
+    return [bar.dataset.state, Math.max(ratio(style.fill, back), edge)];
+  });
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_chart_bars_stand_out_in_both_modes(browser: Any, server: str, storage: Storage,
+                                                scheme: str) -> None:
+    for state in (S.SUCCESS, S.FAILED, S.SKIPPED, S.CANCELLED, S.ABANDONED, S.RUNNING):
+        if state is S.RUNNING:
+            running(storage)
+        else:
+            finished(storage, "load", state)
+    page = new_page(browser)
+    page.emulate_media(color_scheme=scheme)
+    page.goto(f"{server}/jobs/load")
+    ratios = page.evaluate(BAR_CONTRAST)
+    assert len(ratios) == 6
+    assert all(ratio >= 3 for _, ratio in ratios), ratios
