@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator, Sequence
 
 from jobcontrol.errors import StorageError
-from jobcontrol.models import HOSTNAME, Build, BuildState, LogRecord, ProgressItem
+from jobcontrol.models import HOSTNAME, Build, BuildQuery, BuildState, LogRecord, ProgressItem
 from jobcontrol.reaper import abandon
 from jobcontrol.storage.base import Storage
 
@@ -33,6 +33,14 @@ class History:
         """Build history, newest first."""
         self._reap_before_reading()
         return self.storage.list_builds(job_id, states=states, limit=limit, before_id=before_id)
+
+    def search_builds(self, query: BuildQuery, *, limit: int, offset: int = 0
+                      ) -> tuple[list[Build], int]:
+        """Every job's builds ``query`` matches, newest first (``limit`` after ``offset``),
+        and how many match in all: the Builds page and ``GET /api/v1/builds``."""
+        self._reap_before_reading()
+        return (self.storage.search_builds(query, limit=limit, offset=offset),
+                self.storage.count_builds(query))
 
     def get_build(self, build_id: int) -> Build:
         """One build; BuildNotFoundError if there is none."""

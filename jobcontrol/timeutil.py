@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -69,3 +69,22 @@ def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(timezone.utc).isoformat()
+
+
+#: an age before now: ``90m``, ``24h``, ``7d``, ``2w``
+_AGE = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
+_AGE_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time_or_age(raw: str, now: datetime) -> datetime:
+    """``24h`` (that long before ``now``: ``m``, ``h``, ``d``, ``w``) or an ISO 8601 time
+    (UTC unless it says otherwise, ``Z`` accepted); ValueError for anything else."""
+    text = raw.strip()
+    age = _AGE.fullmatch(text)
+    if age:
+        return now - timedelta(seconds=int(age.group(1)) * _AGE_SECONDS[age.group(2)])
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"must be like 24h, 7d or 2024-05-01T12:00, got {text[:50]!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

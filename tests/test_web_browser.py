@@ -146,6 +146,9 @@ def test_run_a_job_with_dependencies_and_follow_it_live(browser: object, server:
     page.goto(server + "/graph")
     assert page.locator("svg.graph .node.state-success").count() == 2
     shoot(page, tmp_path, "graph")
+    page.goto(server + "/builds")
+    assert page.locator("table.builds tbody tr").count() == 2  # extract's and load's
+    shoot(page, tmp_path, "builds")
     # and on a phone
     page.set_viewport_size({"width": 390, "height": 800})
     for name, path in (("jobs-phone", "/"), ("build-phone", "/builds/2")):

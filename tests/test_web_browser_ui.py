@@ -238,7 +238,8 @@ def pages(server: str, storage: Storage) -> list[str]:
     write(storage, live, 1, 5)
     return [f"{server}{path}" for path in (
         "/", f"/jobs/{EXTRACT}", "/jobs/report", f"/builds/{done}", f"/builds/{live}",
-        "/jobs/report/launch", "/graph", "/builds/99999", "/no/such/page")]
+        "/jobs/report/launch", "/graph", "/builds", "/builds?state=failed&limit=1",
+        "/builds/99999", "/no/such/page")]
 
 
 def test_no_page_scrolls_sideways_on_a_phone(browser: Any, server: str,

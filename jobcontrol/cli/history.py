@@ -16,17 +16,28 @@ from jobcontrol.cli.helpers import (
     pass_jc,
     styled_state,
 )
-from jobcontrol.models import BuildState
+from jobcontrol.models import BuildQuery, BuildState
 from jobcontrol.present import BUILD_HEADERS, build_detail_json, build_json, build_row
 from jobcontrol.progress_report import progress_tree
 from jobcontrol.serialize import Opaque, to_jsonable
 from jobcontrol.text import json_text, visible
-from jobcontrol.timeutil import format_duration, isoformat
+from jobcontrol.timeutil import format_duration, isoformat, parse_time_or_age, utcnow
 
 if TYPE_CHECKING:
     from jobcontrol.core import JobControl
 
 STATE_CHOICE = click.Choice([s.value for s in BuildState])
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--since``/``--until``: checked here (a usage error), read against the storage's
+    clock when the command runs."""
+    if value:
+        try:
+            parse_time_or_age(value, utcnow())
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return value
 
 
 @click.command()
@@ -36,15 +47,35 @@ STATE_CHOICE = click.Choice([s.value for s in BuildState])
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True,
               help="How many builds, newest first.")
 @click.option("--before", type=click.IntRange(1), help="Only builds older than this id.")
+@click.option("--tag", help="Only builds of the jobs with this tag.")
+@click.option("--since", callback=_when, metavar="WHEN",
+              help="Only builds created since WHEN: 24h, 7d or an ISO 8601 time (UTC).")
+@click.option("--until", callback=_when, metavar="WHEN",
+              help="Only builds created before WHEN.")
+@click.option("--search", metavar="TEXT",
+              help="Only builds whose job id, or reason (the newest 20,000), holds TEXT.")
 @format_option
 @pass_jc
 def builds(jc: JobControl, job: str | None, states: tuple[str, ...], limit: int,
-           before: int | None, fmt: str) -> None:
+           before: int | None, tag: str | None, since: str | None, until: str | None,
+           search: str | None, fmt: str) -> None:
     """List builds, newest first (of JOB, or of every job)."""
     if job is not None:
         jc.job(job)
-    found = jc.builds(job, states=[BuildState(s) for s in states] or None, limit=limit,
-                      before_id=before)
+    wanted = [BuildState(s) for s in states] or None
+    if tag or since or until or search:  # the Builds page's filters
+        now = jc.storage.now()
+        job_ids: tuple[str, ...] | None = None if job is None else (job,)
+        if tag:
+            tagged = tuple(j.id for j in jc.config.jobs.values() if tag in j.tags)
+            job_ids = tagged if job_ids is None else tuple(j for j in job_ids if j in tagged)
+        query = BuildQuery(job_ids=job_ids, states=tuple(wanted) if wanted else None,
+                           since=parse_time_or_age(since, now) if since else None,
+                           until=parse_time_or_age(until, now) if until else None,
+                           text=search or None, before_id=before)
+        found, _ = jc.search_builds(query, limit=limit)
+    else:
+        found = jc.builds(job, states=wanted, limit=limit, before_id=before)
     if fmt == "json":
         echo_json([build_json(b) for b in found])
     else:

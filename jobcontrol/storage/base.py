@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 
 from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.models import (
+    TEXT_WINDOW,
     Build,
     BuildMark,
+    BuildQuery,
     BuildState,
     BuildStub,
     ExceptionInfo,
@@ -300,6 +302,28 @@ class Storage(abc.ABC):
             key = (build.job_id, build.state)
             counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def search_builds(self, query: BuildQuery, *, limit: int, offset: int = 0) -> list[Build]:
+        """The builds ``query`` matches, newest first, ``limit`` of them after skipping
+        ``offset``: the Builds page. The SQL backends read the ``(state, id)`` or
+        ``(job_id, state, id)`` index; this default reads every build (memory's way)."""
+        if query.empty or limit <= 0:
+            return []
+        return self._matching(query)[offset:offset + limit]
+
+    def count_builds(self, query: BuildQuery) -> int:
+        """How many builds ``query`` matches: the Builds page's total."""
+        return 0 if query.empty else len(self._matching(query))
+
+    def _matching(self, query: BuildQuery) -> list[Build]:
+        builds = self.list_builds()  # newest first
+        # the reasons searched: within TEXT_WINDOW of the first id past the window
+        end = 1 + max((b.id for b in builds), default=0)
+        if query.until is not None:
+            end = min([end, *(b.id for b in builds if b.created and b.created >= query.until)])
+        if query.before_id is not None:
+            end = min(end, query.before_id)
+        return [b for b in builds if query.matches(b, end - TEXT_WINDOW)]
 
     @abc.abstractmethod
     def delete_build(self, build_id: int) -> None:

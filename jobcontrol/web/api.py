@@ -6,6 +6,7 @@ Reads are GET; launching, cancelling, deleting, pausing and resuming are POST (C
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
@@ -20,14 +21,13 @@ from jobcontrol.present import (
     progress_json,
     status_json,
 )
+from jobcontrol.web.filters import build_filters
 from jobcontrol.web.helpers import (
-    MAX_LIMIT,
     BadParameter,
     current_jc,
     flag,
     int_arg,
     level_arg,
-    states_arg,
 )
 from jobcontrol.web.launch import LaunchOptions, start
 from jobcontrol.web.present import overall_percent
@@ -93,11 +93,18 @@ def builds() -> Any:
 
 
 def _builds(job_id: str | None) -> Any:
-    found = current_jc().builds(
-        job_id, states=states_arg(), limit=int_arg("limit", 20, low=1, high=MAX_LIMIT),
-        before_id=int_arg("before", low=1),
-    )
-    return jsonify([build_json(b) for b in found])
+    """The builds the filters of :mod:`jobcontrol.web.filters` match, newest first: a page
+    of them (``page``, ``limit``) as a list; the total in ``X-Total-Count``."""
+    filters = build_filters(default_limit=20)
+    query = filters.query
+    if job_id is not None:  # the job of the path
+        query = replace(query, job_ids=tuple(j for j in query.job_ids or (job_id,)
+                                             if j == job_id))
+    found, total = current_jc().search_builds(query, limit=filters.limit,
+                                              offset=filters.offset)
+    response = jsonify([build_json(b) for b in found])
+    response.headers["X-Total-Count"] = str(total)
+    return response
 
 
 @bp.get("/builds/<int:build_id>")

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from jobcontrol.errors import JobControlError
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
-from jobcontrol.web import api, auth, metrics, pages
+from jobcontrol.web import api, auth, builds_page, live, metrics, pages
 from jobcontrol.web.ansi import runs as ansi_runs
 from jobcontrol.web.helpers import EXTENSION, IdConverter, error_response, http_status
 from jobcontrol.web.security import init_security
@@ -47,7 +47,10 @@ def create_app(jobcontrol: JobControl, *, insecure_no_auth: bool = False) -> Fla
     app.url_map.converters["int"] = IdConverter  # before the routes that use it
     init_security(app, settings, insecure_no_auth=insecure_no_auth)
     _init_templates(app)
+    live.init_reload(app, jobcontrol)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(builds_page.bp)
+    app.register_blueprint(live.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(metrics.bp)

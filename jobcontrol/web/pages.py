@@ -21,6 +21,7 @@ from jobcontrol.models import BuildState
 from jobcontrol.present import job_detail_json
 from jobcontrol.text import one_line
 from jobcontrol.web.api import launch_options, who
+from jobcontrol.web.chart import CHART_BUILDS, duration_chart
 from jobcontrol.web.helpers import (
     MAX_LIMIT,
     BadParameter,
@@ -94,6 +95,9 @@ def job(job_id: str) -> Any:
     [status] = [s for s in statuses if s.job.id == job_id]
     drawing = layered_layout(neighbourhood(jc.config.dependencies, job_id),
                              _state_classes(statuses), current=job_id)
+    stubs = jc.storage.build_stubs(job_id, limit=CHART_BUILDS)[::-1]  # oldest first
+    chart = duration_chart(stubs, url_for("pages.build", build_id=0).removesuffix("0"),
+                           jc.storage.now())
     definition = {k: v for k, v in detail.items()
                   if k not in ("signature", "docstring", "import_error", "dependents",
                                "location")}
@@ -101,7 +105,8 @@ def job(job_id: str) -> Any:
         "job.html", job=jc.job(job_id), detail=detail, status=status, builds=builds,
         pauses=jc.pause_history(job_id, limit=5),
         older=older, limit=limit, states=[s.value for s in states or []],
-        all_states=[s.value for s in BuildState], drawing=drawing,
+        all_states=[s.value for s in BuildState], drawing=drawing, chart=chart,
+        chart_count=len(stubs),
         definition_yaml=yaml.safe_dump(definition, sort_keys=False, allow_unicode=True),
     )
 

@@ -1,4 +1,5 @@
 // jobcontrol web: follows a running build without reloading (its log's tail a page at most),
+// keeps the jobs, job and graph pages live (patching only what changed, focus left alone),
 // filters its log, shows times in the reader's zone, zooms the graph, confirms what cannot be
 // undone. Hand-written, no library; loaded with `defer` (the CSP allows no inline script).
 // Every page works without it: this only enhances what the server rendered.
@@ -71,13 +72,19 @@ function followBuild(root) {
     if (follow) window.scrollTo(0, document.documentElement.scrollHeight);
   }
 
-  // a part is replaced only when it changed: a reason being typed, focus and selection
-  // inside it stay put
+  // a part is patched only where it changed (the duration's text each second, not the
+  // summary): a reason being typed, focus and selection inside it stay put
   function replacePart(id, html) {
     if (parts[id] === html) return;
-    parts[id] = html;
     const target = document.getElementById(id);
-    target.innerHTML = html;
+    const fresh = target.cloneNode(false);
+    fresh.innerHTML = html;
+    try {
+      morph(target, fresh);
+      parts[id] = html;
+    } catch (error) {
+      // the focus is in a node that went: patched again on the next poll
+    }
     localizeTimes(target);
   }
 
@@ -164,10 +171,111 @@ function zoomable(box) {
   box.parentNode.insertBefore(bar, box);
 }
 
+// -- live pages: poll a small token; when it changes, read the page again and patch its
+// [data-live-part] parts in place, node by node, so what did not change is left alone (focus,
+// a reason being typed, the selection, a zoom)
+
+// whether the node holds the keyboard focus (then it is patched, never replaced)
+function holdsFocus(node) {
+  const active = document.activeElement;
+  return active && active !== document.body && node.contains(active);
+}
+
+// make `target` look like `source` (same tag), touching only the nodes that differ
+function morph(target, source) {
+  if (target.nodeType === Node.TEXT_NODE || target.nodeType === Node.COMMENT_NODE) {
+    if (target.nodeValue !== source.nodeValue) target.nodeValue = source.nodeValue;
+    return;
+  }
+  // a time the reader sees localized: the same instant is left as it is
+  if (target.matches("time.when") && target.getAttribute("datetime") ===
+      source.getAttribute("datetime")) return;
+  for (const attr of Array.from(target.attributes)) {
+    if (attr.name !== "style" && !source.hasAttribute(attr.name)) target.removeAttribute(attr.name);
+  }
+  for (const attr of Array.from(source.attributes)) {
+    let value = attr.value;
+    if (attr.name === "class" && target.classList.contains("zoomed")) value += " zoomed";
+    if (target.getAttribute(attr.name) !== value) target.setAttribute(attr.name, value);
+  }
+  // a field's typed value is the reader's: the markup's value is not forced on it
+  const mine = Array.from(target.childNodes);
+  const theirs = Array.from(source.childNodes);
+  theirs.forEach((node, index) => {
+    const current = mine[index];
+    if (!current) {
+      target.appendChild(document.importNode(node, true));
+    } else if (current.nodeType !== node.nodeType || current.nodeName !== node.nodeName ||
+               (current.id || "") !== (node.id || "")) {
+      if (holdsFocus(current)) throw new Error("focus");
+      target.replaceChild(document.importNode(node, true), current);
+    } else {
+      morph(current, node);
+    }
+  });
+  for (const node of mine.slice(theirs.length)) {
+    if (holdsFocus(node)) throw new Error("focus");
+    target.removeChild(node);
+  }
+}
+
+function livePage(url, shown) {
+  const tokenUrl = new URL(url, window.location.href);
+  let token = shown || null;  // what the page shows: the token read before it was rendered
+  let stale = false;  // a part could not be patched (focus in a replaced node): try again
+  const note = document.getElementById("live-status");
+
+  async function refresh() {
+    const response = await fetch(window.location.href, {headers: {"Accept": "text/html"}});
+    if (!response.ok) throw new Error(response.status + " " + response.statusText);
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    stale = false;
+    for (const part of fresh.querySelectorAll("[data-live-part][id]")) {
+      const current = document.getElementById(part.id);
+      if (!current) continue;
+      try {
+        morph(current, part);
+      } catch (error) {
+        stale = true;  // the rest of this part waits for the focus to leave
+      }
+      localizeTimes(current);
+    }
+    const banner = fresh.querySelector(".config-error");
+    const shown = document.querySelector("main > .config-error");
+    if (banner && !shown) document.querySelector("main").prepend(document.importNode(banner, true));
+    if (!banner && shown) shown.remove();
+    return fresh.body.dataset.token;
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(tokenUrl, {headers: {"Accept": "application/json"}});
+      if (!response.ok) throw new Error(response.status + " " + response.statusText);
+      const data = await response.json();
+      // the page read again carries the token read before its own reads: a change made
+      // meanwhile is seen at the next poll
+      if ((token !== null && data.token !== token) || stale) {
+        token = (await refresh()) || data.token;
+      } else {
+        token = data.token;
+      }
+      if (note) note.textContent = "";
+      window.setTimeout(poll, 2000);
+    } catch (error) {
+      if (note) note.textContent = "live updates paused: " + error.message;
+      window.setTimeout(poll, 5000);
+    }
+  }
+  poll();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localizeTimes(document);
   const build = document.getElementById("build");
   if (build) followBuild(build);
+  if (document.body.dataset.changes) {
+    livePage(document.body.dataset.changes, document.body.dataset.token);
+  }
   const search = document.getElementById("log-search");
   if (search) {
     search.closest("label").hidden = false;
