@@ -37,6 +37,8 @@ class ExitCode(IntEnum):
                   "ended but the storage refused its outcome for runner.outcome_retry: its "
                   "record is incomplete until the next command that can write marks it "
                   "abandoned")
+    PARAMS = 7, ("a build's parameters were refused (--param): unknown to the job, or not of "
+                 "its declared type; nothing was built")
 
 
 class JobControlError(Exception):
@@ -104,6 +106,25 @@ class BuildNotFoundError(JobControlError):
     def __init__(self, build_id: int) -> None:
         self.build_id = build_id
         super().__init__(f"build {build_id} not found")
+
+
+class RunNotFoundError(JobControlError):
+    """No run with that id exists in the storage."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} not found")
+
+
+class ParamError(JobControlError):
+    """A parameter given to a build is unknown to its job or not of the declared type."""
+
+    exit_code = ExitCode.PARAMS
+
+    def __init__(self, job_id: str, name: str, problem: str) -> None:
+        self.job_id = job_id
+        self.name = name
+        super().__init__(f"job {job_id!r}, parameter {name!r}: {problem}")
 
 
 class DependencyError(JobControlError):

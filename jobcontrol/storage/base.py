@@ -25,6 +25,8 @@ from jobcontrol.models import (
     LogCutoff,
     LogRecord,
     ProgressItem,
+    Run,
+    RunTrigger,
     ScheduledRun,
     StoredValue,
 )
@@ -92,8 +94,11 @@ class Storage(abc.ABC):
         host: str,
         pid: int,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Build:
-        """Atomically create a ``running`` build of ``job_id``, started now.
+        """Atomically create a ``running`` build of ``job_id``, started now, of run
+        ``run_id``, with ``params`` (those that differ from the job's defaults).
 
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` (naming the running
         builds) when the job already has ``concurrency`` running builds. The check and the
@@ -110,8 +115,11 @@ class Storage(abc.ABC):
         dependency_builds: Mapping[str, int],
         queue: str,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Build | None:
-        """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue``.
+        """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue`` (of run
+        ``run_id``, with ``params``, as :meth:`claim_build`).
 
         ``dependency_builds`` names the builds it waits for (see
         :mod:`jobcontrol.execution.remote`). With ``retry_of``, the build retries that one,
@@ -235,6 +243,7 @@ class Storage(abc.ABC):
         definition_hash: str,
         host: str,
         pid: int,
+        run_id: int | None = None,
     ) -> Build:
         """Record a build that never ran, already finished (a scheduled run skipped because
         the job was still running, say): no claim, whatever the job's concurrency."""
@@ -468,6 +477,30 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def pause_history(self, job_id: str, *, limit: int | None = None) -> list[JobPause]:
         """A job's pauses, ended ones too, latest first."""
+
+    # -- runs (``jobcontrol runs``, ``show --run``) --------------------------------------------
+
+    @abc.abstractmethod
+    def create_run(self, trigger: RunTrigger, *, by: str, targets: Sequence[str],
+                   params: Mapping[str, Mapping[str, Any]] | None = None,
+                   note: str | None = None) -> Run:
+        """Record a new run, created now (the storage's clock); its builds are made after,
+        each naming it (``run_id``)."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: int) -> Run:
+        """One run; :class:`~jobcontrol.errors.RunNotFoundError` when there is none."""
+
+    @abc.abstractmethod
+    def list_runs(self, *, job_id: str | None = None, limit: int | None = None,
+                  before_id: int | None = None) -> list[Run]:
+        """Runs newest first; with ``job_id``, those that made a build of that job;
+        ``before_id`` pages backwards."""
+
+    @abc.abstractmethod
+    def run_builds(self, run_ids: Sequence[int]) -> dict[int, list[Build]]:
+        """The builds of each run, oldest first (a run without builds maps to ``[]``), in
+        one query."""
 
     # -- settings ----------------------------------------------------------------------------
 

@@ -33,8 +33,9 @@ applied in order in one transaction, each recorded as a row of ``jobcontrol_sche
 The operations are written once, by concern: :mod:`~jobcontrol.storage.sql_builds`,
 :mod:`~jobcontrol.storage.sql_logs` (with progress and housekeeping) and
 :mod:`~jobcontrol.storage.sql_settings` (schedules, settings, web sessions) and
-:mod:`~jobcontrol.storage.sql_pauses` (pauses of jobs), each a class on
-:class:`~jobcontrol.storage.sql_core.SqlCore`; :class:`SqlStorage` is the four together.
+:mod:`~jobcontrol.storage.sql_pauses` (pauses of jobs) and
+:mod:`~jobcontrol.storage.sql_runs` (runs), each a class on
+:class:`~jobcontrol.storage.sql_core.SqlCore`; :class:`SqlStorage` is the five together.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from jobcontrol.storage.sql_builds import SqlBuilds
 from jobcontrol.storage.sql_core import _UNFINISHED, _Claim, retried
 from jobcontrol.storage.sql_logs import SqlLogs
 from jobcontrol.storage.sql_pauses import SqlPauses
+from jobcontrol.storage.sql_runs import SqlRuns
 from jobcontrol.storage.sql_settings import SqlSettings
 
 __all__ = [
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 
-class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses):
+class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses, SqlRuns):
     """A :class:`~jobcontrol.storage.base.Storage` on a DB-API connection; subclasses
     supply the dialect hooks (see :class:`~jobcontrol.storage.sql_core.SqlCore`).
 
