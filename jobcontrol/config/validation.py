@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from jobcontrol.config import commands, schedules
+from jobcontrol.config import commands, params, schedules
 from jobcontrol.config.commands import FUNCTION_KEYS, SHELL_KEYS, env_secrets
 from jobcontrol.config.model import (
     SHELL_FUNCTION,
@@ -76,6 +76,7 @@ JOB_KEYS = (
     "command",
     "env",
     "cwd",
+    "params",
 )
 DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention",
                 "timezone", "schedule_options", "max_age", "notify")
@@ -102,6 +103,7 @@ PARSERS = {
     "command": commands.command,
     "env": commands.env,
     "cwd": commands.cwd,
+    "params": params.PARSER,
 }
 #: the mapping each sub-key belongs in, to point a misplaced one there
 SUB_KEY_PARENTS = {
@@ -334,6 +336,11 @@ class _Validator:
                     job.dependency_marks = positions
             job.values[key] = parsed
         self.function_or_command(owner, raw)
+        for name in job.values.get("kwargs", {}):  # one value a name: say which, here
+            if any(spec.name == name for spec in job.values.get("params", ())):
+                raise self.error(f"{owner}: {name!r} is both a kwarg and a parameter: "
+                                 f"give it under params (with its default) only",
+                                 raw.value_marks["params"])
         if "function" in raw and job.values["function"] is None:
             raise self.error(f"{owner}: function must not be empty", raw.value_marks["function"])
         return job
@@ -445,6 +452,7 @@ class _Validator:
             max_age=values["max_age"],
             notify=values["notify"],
             queue=values.get("queue"),
+            params=values.get("params", ()),
             shell=shell,
             location=self.location(job.raw.start),
             secrets=secrets,

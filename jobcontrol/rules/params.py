@@ -1,0 +1,63 @@
+"""The parameters of a build (``params:``, ``build --param``): their values, how they meet
+the job's ``kwargs``, and the rule that keeps a build with parameters of its own from
+standing for the job.
+
+**The rule.** A build whose parameters all equal the job's defaults is an ordinary build.
+A build given any other value (``--param day=2020-01-01``) is recorded with those values
+(``Build.params``) and shows in the history as any other, but it is never the job's *last
+success*: ``status``, ``outdated``, ``--deps`` and the dependents' ``!retval`` go on reading
+the last success made with the defaults, because a one-off build (a re-run of an old day)
+did not make the job's regular output. Written here once; the storage honours it by the
+``params`` it is given (see :meth:`~jobcontrol.storage.base.Storage.job_summaries`).
+
+**Parameters and kwargs.** Parameters are passed as keyword arguments, after the job's
+``kwargs``; a name cannot be both (the config refuses it), so neither silently wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jobcontrol.config import JobDefinition
+from jobcontrol.config.param_types import json_value
+from jobcontrol.errors import ParamError
+from jobcontrol.config.values import did_you_mean
+
+
+def resolve(job: JobDefinition, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every parameter of ``job``: those ``given`` (text or typed values) converted to their
+    declared type, the rest their defaults. :class:`ParamError` names an unknown one or a
+    value of the wrong type."""
+    specs = {spec.name: spec for spec in job.params}
+    values = {name: spec.default for name, spec in specs.items()}
+    for name, value in (given or {}).items():
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(specs) if specs else "none"
+            raise ParamError(job.id, name, f"unknown parameter{did_you_mean(name, specs)}"
+                                           f" (its parameters: {known})")
+        try:
+            values[name] = spec.convert(value)
+        except ValueError as exc:
+            raise ParamError(job.id, name, f"{exc} ({spec.type})") from None
+    return values
+
+
+def own_params(job: JobDefinition, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The values that differ from the job's defaults, as stored (JSON); None when none
+    do. A build with own parameters is never the job's last success (the module's rule)."""
+    own = {spec.name: json_value(values[spec.name]) for spec in job.params
+           if spec.name in values and values[spec.name] != spec.default}
+    return own or None
+
+
+def as_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` as stored and shown (a date as ``YYYY-MM-DD``)."""
+    return {name: json_value(value) for name, value in values.items()}
+
+
+def call_kwargs(kwargs: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a call: the job's ``kwargs`` (``!retval`` resolved), then
+    its parameters (never the same names: see the module's docstring)."""
+    return {**kwargs, **values} if values else dict(kwargs)

@@ -1,0 +1,56 @@
+"""A run's state, derived from its builds: written here once, read by the CLI, the JSON API
+and the web alike (see ``docs/explanation/builds.rst``).
+
+- A retried build stands no more: its retry (``retry_of``) in the same run speaks for it.
+- ``running`` while any build that stands is queued or running;
+- else ``failed`` if any failed or was abandoned;
+- else ``cancelled`` if any was cancelled;
+- else ``success`` (every build succeeded or was skipped);
+- ``empty`` when the run made no build (everything was up to date, or it was refused
+  before anything started).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+from jobcontrol.models import Build, BuildState
+
+
+class RunState(str, Enum):
+    """What a run's builds add up to (see the module's docstring)."""
+
+    #: a build is queued or running
+    RUNNING = "running"
+    #: a build failed or was abandoned (and was not retried to success)
+    FAILED = "failed"
+    #: a build was cancelled, none failed
+    CANCELLED = "cancelled"
+    #: every build succeeded or was skipped
+    SUCCESS = "success"
+    #: the run made no build
+    EMPTY = "empty"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def standing(builds: Sequence[Build]) -> list[Build]:
+    """The builds of a run that speak for it: those no later build of the run retries."""
+    retried = {build.retry_of for build in builds if build.retry_of is not None}
+    return [build for build in builds if build.id not in retried]
+
+
+def run_state(builds: Sequence[Build]) -> RunState:
+    """The state of a run whose builds are ``builds`` (see the module's docstring)."""
+    states = {build.state for build in standing(builds)}
+    if not states:
+        return RunState.EMPTY
+    if states & {BuildState.QUEUED, BuildState.RUNNING}:
+        return RunState.RUNNING
+    if states & {BuildState.FAILED, BuildState.ABANDONED}:
+        return RunState.FAILED
+    if BuildState.CANCELLED in states:
+        return RunState.CANCELLED
+    return RunState.SUCCESS
