@@ -17,12 +17,14 @@ did not make the job's regular output. Written here once; the storage honours it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from jobcontrol.config import JobDefinition
 from jobcontrol.config.param_types import json_value
-from jobcontrol.errors import ParamError
 from jobcontrol.config.values import did_you_mean
+from jobcontrol.errors import ParamError
+from jobcontrol.timeutil import isoformat
 
 
 def resolve(job: JobDefinition, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -61,3 +63,29 @@ def call_kwargs(kwargs: Mapping[str, Any], values: Mapping[str, Any]) -> dict[st
     """The keyword arguments of a call: the job's ``kwargs`` (``!retval`` resolved), then
     its parameters (never the same names: see the module's docstring)."""
     return {**kwargs, **values} if values else dict(kwargs)
+
+
+def recorded_definition(job: JobDefinition, values: Mapping[str, Any],
+                        instant: tuple[datetime, datetime | None] | None = None
+                        ) -> Mapping[str, Any]:
+    """The definition a build of ``job`` records: the job's snapshot, with the parameter
+    values it is given (``param_values``, every one) and, for a scheduled instant, the
+    instant (``scheduled_for``) and the interval it covers (``interval``: from the
+    schedule's instant before to it), which the job reads from its context
+    (:func:`jobcontrol.context.scheduled_for`)."""
+    if not values and instant is None:
+        return job.stored_snapshot  # encoded once for every build of the job
+    extra: dict[str, Any] = {}
+    if values:
+        extra["param_values"] = as_json(values)
+    if instant is not None:
+        when, begins = instant
+        extra["scheduled_for"] = isoformat(when)
+        extra["interval"] = [None if begins is None else isoformat(begins), isoformat(when)]
+    return {**job.stored_snapshot, **extra}
+
+
+def stored_values(job: JobDefinition, build_definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter values a build recorded (its ``param_values``), typed again: what a
+    worker that did not make the build passes to the function."""
+    return resolve(job, build_definition.get("param_values"))

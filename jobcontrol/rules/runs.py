@@ -12,10 +12,13 @@ and the web alike (see ``docs/explanation/builds.rst``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
+from typing import Any
 
-from jobcontrol.models import Build, BuildState
+from jobcontrol.models import Build, BuildState, Run
 
 
 class RunState(str, Enum):
@@ -54,3 +57,22 @@ def run_state(builds: Sequence[Build]) -> RunState:
     if BuildState.CANCELLED in states:
         return RunState.CANCELLED
     return RunState.SUCCESS
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run about to start its builds carries to them: the run (None: none is
+    recorded), each target's parameter values, and the scheduled instants by job."""
+
+    run: Run | None = None
+    values: Mapping[str, Mapping[str, Any]] | None = None
+    instants: Mapping[str, tuple[datetime, datetime | None]] | None = None
+
+    @property
+    def run_id(self) -> int | None:
+        return None if self.run is None else self.run.id
+
+    def instant(self, job_id: str) -> tuple[datetime, datetime | None] | None:
+        """The scheduled instant a build of ``job_id`` is for, and where the interval it
+        covers begins (the schedule's instant before; None: it has none)."""
+        return (self.instants or {}).get(job_id)

@@ -303,6 +303,7 @@ class SqlBuilds(SqlCore):
             host=build.host, pid=build.pid, result=result, exception=exception,
             retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
             cancel_reason=cancel_reason, queue=build.queue, pgid=build.pgid,
+            run_id=build.run_id, params=build.params,
         ), True
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
