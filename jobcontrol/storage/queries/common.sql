@@ -142,15 +142,16 @@ SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pause
 WHERE job_id = ? ORDER BY id DESC
 
 -- name: create_run
-INSERT INTO runs (trigger, created, created_by, targets, params, note) VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO build_runs (trigger, created, created_by, targets, params, note) VALUES (?, ?, ?, ?, ?, ?)
 
 -- name: get_run
-SELECT id, trigger, created, created_by, targets, params, note FROM runs WHERE id = ?
+SELECT id, trigger, created, created_by, targets, params, note FROM build_runs WHERE id = ?
 
 -- name: list_runs
-SELECT id, trigger, created, created_by, targets, params, note FROM runs
+SELECT id, trigger, created, created_by, targets, params, note FROM build_runs
 WHERE (? IS NULL OR id < ?)
-  AND (? IS NULL OR EXISTS (SELECT 1 FROM builds b WHERE b.run_id = runs.id AND b.job_id = ?))
+  AND (? IS NULL OR EXISTS (SELECT 1 FROM builds b
+                            WHERE b.run_id = build_runs.id AND b.job_id = ?))
 ORDER BY id DESC
 
 -- name: get_setting

@@ -3,7 +3,9 @@
 -- A build points at its run (run_id; NULL for builds made before runs existed). `params`
 -- holds a build's parameters that differ from the job's defaults (JSON, NULL when it has
 -- none): such a build is never a job's last success (see jobcontrol/rules/params.py).
-CREATE TABLE runs (
+-- build_runs, not runs: the database may hold the jobs' own tables too, and "runs" is a
+-- name a job may well have taken.
+CREATE TABLE build_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     trigger TEXT NOT NULL,
     created TEXT NOT NULL,
