@@ -276,7 +276,8 @@ class JobSummary:
     ``last_success`` is the job's latest ``success``, the one rule of what a success is that
     status, freshness, the outdated rules and dependencies all read. A ``skipped`` build (the
     job raised ``SkipBuild``, or a schedule recorded an instant whose job was still running)
-    did not fail, but is never a success.
+    did not fail, but is never a success; nor is a ``success`` given parameters other than
+    the job's defaults (``Build.params``: see :mod:`jobcontrol.rules.params`).
     """
 
     job_id: str

@@ -297,7 +297,10 @@ class Storage(abc.ABC):
     def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
         """A :class:`JobSummary` for each job with builds (all jobs when ``job_ids`` is None).
 
-        One query for all jobs, never one per job. Jobs without builds are absent.
+        One query for all jobs, never one per job. Jobs without builds are absent. The last
+        success is the newest ``success`` without ``params`` of its own (the rule of
+        :mod:`jobcontrol.rules.params`: a build given other values than the defaults is
+        never a job's last success).
         """
 
     def build_counts(self) -> dict[tuple[str, BuildState], int]:
