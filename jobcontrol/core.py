@@ -37,7 +37,7 @@ from jobcontrol.models import (
 from jobcontrol.pausing import Pausing, who
 from jobcontrol.reaper import reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
-from jobcontrol.rules.params import own_params, recorded_definition
+from jobcontrol.rules.params import own_params, recorded_definition, resolve
 from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
 from jobcontrol.rules.runs import RunStart
 from jobcontrol.runs import Runs
@@ -433,7 +433,7 @@ class JobControl(Pausing, History, Runs):
         run = run or self.open_run(trigger, targets, by=by, params=params)
         for job_id in planned:
             job = self.job(job_id)
-            values = (run.values or {}).get(job_id) or {}
+            values = (run.values or {}).get(job_id) or resolve(job, None)
             # the builds of its dependencies queued just now, else their latest successes
             waits = consumed_builds(job_id, job.dependencies, summaries,
                                     {dep: build.id for dep, build in queued.items()})
