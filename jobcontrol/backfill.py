@@ -8,7 +8,8 @@ a machine gone) and started again skips what it (or ``run-due``) already took on
 its builds to the same run. Every build reads its instant and the interval it covers from
 its context (:func:`jobcontrol.context.scheduled_for`, :func:`~jobcontrol.context.interval`).
 An instant's build runs whether or not the job is outdated: filling a past interval is the
-point; a failed instant does not stop the ones after it.
+point; a failed instant does not stop the ones after it, a cancelled build (Ctrl-C, SIGTERM,
+``jobcontrol cancel``) does: the rest waits for the backfill to be started again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from jobcontrol.errors import JobControlError, JobPausedError
 from jobcontrol.execution.observer import BuildObserver
-from jobcontrol.models import HOSTNAME, Build, Run, RunTrigger
+from jobcontrol.models import HOSTNAME, Build, BuildState, Run, RunTrigger
 from jobcontrol.rules.runs import RunStart
 from jobcontrol.scheduler import open_scheduled_run
 from jobcontrol.timeutil import isoformat
@@ -51,10 +52,14 @@ class BackfillReport:
     not_built: list[tuple[datetime, str]] = field(default_factory=list)
     #: whether this backfill goes on with a run an interrupted one began
     resumed: bool = False
+    #: why it stopped before the window's end (a build cancelled: Ctrl-C, SIGTERM, or
+    #: ``jobcontrol cancel``), else None
+    stopped: str | None = None
 
     @property
     def failed(self) -> bool:
-        return bool(self.not_built) or any(not b.state.ok for _, b in self.built)
+        return (bool(self.not_built) or self.stopped is not None
+                or any(not b.state.ok for _, b in self.built))
 
 
 def window_instants(jc: JobControl, job_id: str, start: datetime, end: datetime
@@ -127,6 +132,11 @@ def backfill(jc: JobControl, job_id: str, start: datetime, end: datetime, *,
             jc.storage.set_scheduled_run(job_id, instant, outcome="started",
                                          build_id=mine[0].id)
             report.built.append((instant, mine[-1]))
+            if any(build.state is BuildState.CANCELLED for build in builds):
+                # interrupted (or cancelled by hand): the rest waits for the next backfill
+                cancelled = next(b for b in builds if b.state is BuildState.CANCELLED)
+                report.stopped = f"build #{cancelled.id} {cancelled.job_id} was cancelled"
+                break
         else:
             jc.storage.set_scheduled_run(job_id, instant, outcome="not_built")
             report.not_built.append((instant, "not built"))

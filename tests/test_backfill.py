@@ -155,3 +155,26 @@ def test_a_backfill_killed_mid_way_and_started_again_runs_each_instant_once(
             f"2026-11-0{d}" for d in range(1, 6)]
         assert [b.state for b in builds] == [BuildState.SUCCESS] * 2 + [
             BuildState.ABANDONED] + [BuildState.SUCCESS] * 2
+
+
+def test_sigterm_stops_a_backfill_and_the_same_command_goes_on(tmp_path: Path,
+                                                               storage: Storage) -> None:
+    url = None if storage.url.startswith("sqlite") else storage.url
+    project = Project(project_config(tmp_path / "project"), url)
+    window = ("--from", "2026-11-01T03:00", "--to", "2026-11-05T03:00")
+    process = project.start("backfill", "hangs", *window)
+    wait_for(project.config.parent / "started")  # the third instant is running
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, out + err
+    assert "stopped: build #3 hangs was cancelled; the same command goes on" in err
+    assert len(logged(project.config)) == 3  # no instant after the cancelled one
+    (project.config.parent / "started").unlink()
+    code, out, err = project.run("backfill", "hangs", *window, "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert [b["instant"][:10] for b in report["built"]] == ["2026-11-04", "2026-11-05"]
+    assert report["resumed"] and report["stopped"] is None
+    assert logged(project.config) == [f"2026-11-0{d}T03:00:00+00:00" for d in range(1, 6)]
+    with open_storage(project.storage_url) as seen:
+        assert seen.get_build(3).state is BuildState.CANCELLED

@@ -38,7 +38,7 @@ def backfill(jc: JobControl, job: str, start: datetime, end: datetime, dry_run: 
     run-due, or a backfill interrupted and started again) is not built twice.
 
     Exit status: 0 every instant built or taken on before, 1 a build failed or an instant
-    could not be built.
+    could not be built, or a cancelled build (Ctrl-C) stopped it.
     """
     from jobcontrol.backfill import backfill as run_backfill
     from jobcontrol.backfill import taken_instants, window_instants
@@ -61,6 +61,7 @@ def backfill(jc: JobControl, job: str, start: datetime, end: datetime, dry_run: 
         echo_json({
             "run": None if report.run is None else report.run.id,
             "resumed": report.resumed,
+            "stopped": report.stopped,
             "built": [{"instant": isoformat(i), "build": build_json(b)}
                       for i, b in report.built],
             "taken": [{"instant": isoformat(i), "outcome": o} for i, o in report.taken],
@@ -69,6 +70,9 @@ def backfill(jc: JobControl, job: str, start: datetime, end: datetime, dry_run: 
     else:
         for instant, why in report.not_built:
             echo(f"{job}: instant {isoformat(instant)} not built ({why})", err=True)
+        if report.stopped:
+            echo(f"{job}: stopped: {report.stopped}; the same command goes on from there",
+                 err=True)
         run = f"run #{report.run.id}" if report.run else "no run"
         echo(f"{job}: {len(report.built)} instants built, {len(report.taken)} taken on "
              f"before, {len(report.not_built)} not built ({run}"
