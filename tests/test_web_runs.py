@@ -82,6 +82,11 @@ def test_runs_pages_and_api(client: Any, jc: JobControl) -> None:
     build_page = client.get(f"/builds/{view.builds[0].id}").get_data(as_text=True)
     assert f'href="/runs/{view.run.id}"' in build_page
     assert client.get("/runs/99").status_code == 404
+    assert 'href="/runs?job=fetch"' in client.get("/jobs/fetch").get_data(as_text=True)
+    assert f'href="/runs/{view.run.id}"' in client.get("/runs?job=fetch").get_data(as_text=True)
+    assert "/runs/" not in client.get("/runs?job=daily").get_data(as_text=True).split(
+        "<h1>")[1]
+    assert client.get("/runs?job=nope").status_code == 404
     listed = client.get("/api/v1/runs").get_json()
     assert [r["id"] for r in listed] == [view.run.id]
     assert listed[0]["state"] == "success" and listed[0]["trigger"] == "cli"

@@ -234,9 +234,10 @@ def delete(build_id: int) -> Any:
 def runs() -> Any:
     jc = current_jc()
     limit = int_arg("limit", 50, low=1, high=MAX_LIMIT) or 50
-    found = jc.runs(limit=limit + 1, before_id=int_arg("before", low=1))
+    job_id = request.args.get("job") or None  # ?job=: the runs that built it
+    found = jc.runs(job_id=job_id, limit=limit + 1, before_id=int_arg("before", low=1))
     return render_template("runs.html", runs=found[:limit], older=len(found) > limit,
-                           limit=limit, jobs=jc.config.jobs)
+                           limit=limit, jobs=jc.config.jobs, job_id=job_id)
 
 
 @bp.get("/runs/<int:run_id>")
