@@ -72,7 +72,7 @@ def show_run(jc: JobControl, run_id: int, fmt: str) -> None:
     if view.builds:
         echo_table([build_row(b) for b in view.builds], BUILD_HEADERS)
     else:
-        echo("no builds (everything was up to date, or nothing could start)")
+        echo("no builds on record (none was made, or they were deleted or pruned since)")
 
 
 COMMANDS = [runs]

@@ -6,8 +6,8 @@ and the web alike (see ``docs/explanation/builds.rst``).
 - else ``failed`` if any failed or was abandoned;
 - else ``cancelled`` if any was cancelled;
 - else ``success`` (every build succeeded or was skipped);
-- ``empty`` when the run made no build (everything was up to date, or it was refused
-  before anything started).
+- ``empty`` when the run has no build on record: it made none (everything was up to date,
+  or it was refused before anything started), or they were deleted or pruned since.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class RunState(str, Enum):
     CANCELLED = "cancelled"
     #: every build succeeded or was skipped
     SUCCESS = "success"
-    #: the run made no build
+    #: no build of the run is on record (none made, or deleted or pruned since)
     EMPTY = "empty"
 
     def __str__(self) -> str:
