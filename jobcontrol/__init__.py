@@ -17,11 +17,21 @@ from jobcontrol.errors import (
     JobAlreadyRunningError,
     JobControlError,
     JobImportError,
+    ParamError,
     RetvalError,
+    RunNotFoundError,
     StorageError,
     UnknownJobError,
 )
-from jobcontrol.models import Build, BuildState, ExceptionInfo, LogRecord, ProgressItem
+from jobcontrol.models import (
+    Build,
+    BuildState,
+    ExceptionInfo,
+    LogRecord,
+    ProgressItem,
+    Run,
+    RunTrigger,
+)
 from jobcontrol.version import __version__
 
 if TYPE_CHECKING:
@@ -43,9 +53,13 @@ __all__ = [
     "JobImportError",
     "JobStatus",
     "LogRecord",
+    "ParamError",
     "ProgressItem",
     "ProgressNode",
     "RetvalError",
+    "Run",
+    "RunNotFoundError",
+    "RunTrigger",
     "SkipBuild",
     "StorageError",
     "UnknownJobError",

@@ -1,4 +1,6 @@
-"""What a running job can call: :func:`progress`, :func:`current_build`, :class:`SkipBuild`.
+"""What a running job can call: :func:`progress`, :func:`current_build`, :class:`SkipBuild`,
+and, in a build of a scheduled instant (``run-due``, ``scheduler``, ``backfill``),
+:func:`scheduled_for` and :func:`interval`.
 
 A job is a plain function: outside a build these are harmless (``progress`` does nothing,
 ``current_build`` returns None), so jobs stay callable from tests and the shell.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,6 +42,26 @@ _context = _Context()
 def current_build() -> Build | None:
     """The build being run in this process, or None outside a build."""
     return _context.build
+
+
+def scheduled_for() -> datetime | None:
+    """The instant of the job's schedule this build is for (UTC): the instant ``run-due``
+    or ``scheduler`` fired, or the one ``backfill`` is filling; None in a build that no
+    schedule started (``build``, a web launch) and outside a build."""
+    build = _context.build
+    text = None if build is None else build.definition.get("scheduled_for")
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def interval() -> tuple[datetime, datetime] | None:
+    """The interval this scheduled build covers: from the schedule's instant before
+    :func:`scheduled_for` to it (``0 3 * * *`` on 2026-12-02 covers 2026-12-01T03:00 to
+    2026-12-02T03:00); None when :func:`scheduled_for` is None."""
+    build = _context.build
+    span = None if build is None else build.definition.get("interval")
+    if not span:
+        return None
+    return datetime.fromisoformat(span[0]), datetime.fromisoformat(span[1])
 
 
 def progress(

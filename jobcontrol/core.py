@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,13 +31,17 @@ from jobcontrol.models import (
     Build,
     BuildState,
     JobPause,
+    RunTrigger,
     ScheduledRun,
 )
 from jobcontrol.pausing import Pausing, who
 from jobcontrol.reaper import reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
+from jobcontrol.rules.params import own_params, recorded_definition, resolve
 from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
+from jobcontrol.rules.runs import RunStart
 from jobcontrol.rules.versions import JobsNow, stored_results
+from jobcontrol.runs import Runs
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -107,7 +111,7 @@ def resolve_storage_url(config: Config, storage: str | None = None) -> tuple[str
     return f"sqlite:///{DEFAULT_STORAGE_NAME}", config.directory
 
 
-class JobControl(Pausing, History):
+class JobControl(Pausing, History, Runs):
     """Jobs from a config, builds in a storage.
 
     >>> jc = JobControl.from_config("jobs.yaml")          # doctest: +SKIP
@@ -332,8 +336,13 @@ class JobControl(Pausing, History):
         parallel: int = 1,
         observer: BuildObserver | None = None,
         force: bool = False,
+        params: Mapping[str, Any] | None = None,
+        trigger: RunTrigger | str = RunTrigger.API,
+        by: str | None = None,
+        run: RunStart | None = None,
     ) -> list[Build]:
-        """Build ``jobs`` and return the builds made, oldest first.
+        """Build ``jobs`` and return the builds made, oldest first, as one run (``trigger``,
+        ``by``; or the one ``run`` opened already) whose targets get ``params``.
 
         With ``deps``, outdated upstream jobs are built first; without it, a dependency that
         never built successfully raises :class:`DependencyError` and nothing is built. With
@@ -352,11 +361,11 @@ class JobControl(Pausing, History):
         callables = {step.job_id: self.import_function(step.job_id) for step in steps}
         from jobcontrol.execution.orchestrator import BuildRun
 
+        run = run or self.open_run(trigger, targets, by=by, params=params)
         paused = {} if force else self.storage.job_pauses(step.job_id for step in steps)
-        run = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
-                       keep_going=keep_going, if_outdated=if_outdated,
-                       notifier=self._notifier(), paused=paused)
-        result = run.run(steps)
+        result = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
+                          keep_going=keep_going, if_outdated=if_outdated,
+                          notifier=self._notifier(), paused=paused, start=run).run(steps)
         if result.error is not None:
             result.error.builds = result.builds  # type: ignore[attr-defined]
             raise result.error
@@ -390,8 +399,10 @@ class JobControl(Pausing, History):
         return self._sender
 
     def submit(self, jobs: str | Sequence[str], *, deps: bool = False,
-               depending: bool = False, if_outdated: bool = False,
-               force: bool = False) -> list[Build]:
+               depending: bool = False, if_outdated: bool = False, force: bool = False,
+               params: Mapping[str, Any] | None = None,
+               trigger: RunTrigger | str = RunTrigger.API, by: str | None = None,
+               run: RunStart | None = None) -> list[Build]:
         """Queue builds of ``jobs`` for Celery workers and return them, ``queued``.
 
         The plan is made as :meth:`build` makes it (``deps``, ``depending``,
@@ -430,16 +441,21 @@ class JobControl(Pausing, History):
         from jobcontrol.execution.remote import ready_job
         from jobcontrol.execution.sending import queue_and_send
 
+        run = run or self.open_run(trigger, targets, by=by, params=params)
+        now_of = JobsNow(self.config)
+
         def create(job_id: str, queued: dict[str, Build]) -> Build:
             job = self.job(job_id)
+            values = (run.values or {}).get(job_id) or resolve(job, None)
             # the builds of its dependencies queued just now, else their latest successes
             waits = consumed_builds(job_id, job.dependencies, summaries,
                                     {dep: build.id for dep, build in queued.items()})
             build = self.storage.enqueue_build(
-                job_id, definition=JobsNow(self.config).record(job, summaries, here=False),
+                job_id, definition=recorded_definition(
+                    job, values, run.instant(job_id), now_of.record(job, summaries, here=False)),
                 definition_hash=job.definition_hash, dependency_builds=waits,
-                queue=self.config.queue_of(job),
-            )
+                queue=self.config.queue_of(job), run_id=run.run_id,
+                params=own_params(job, values))
             assert build is not None  # only a retry can be refused
             return build
 

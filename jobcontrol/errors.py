@@ -40,6 +40,8 @@ class ExitCode(IntEnum):
     BROKER = 7, ("build --async: the broker cannot be reached or did not answer within "
                  "executor.timeout, or the sending was interrupted; the builds not sent "
                  "were cancelled, none is left queued")
+    PARAMS = 8, ("a build's parameters were refused (--param): unknown to the job, or not of "
+                 "its declared type; nothing was built")
 
 
 class JobControlError(Exception):
@@ -107,6 +109,25 @@ class BuildNotFoundError(JobControlError):
     def __init__(self, build_id: int) -> None:
         self.build_id = build_id
         super().__init__(f"build {build_id} not found")
+
+
+class RunNotFoundError(JobControlError):
+    """No run with that id exists in the storage."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} not found")
+
+
+class ParamError(JobControlError):
+    """A parameter given to a build is unknown to its job or not of the declared type."""
+
+    exit_code = ExitCode.PARAMS
+
+    def __init__(self, job_id: str, name: str, problem: str) -> None:
+        self.job_id = job_id
+        self.name = name
+        super().__init__(f"job {job_id!r}, parameter {name!r}: {problem}")
 
 
 class DependencyError(JobControlError):

@@ -99,6 +99,11 @@ class Build:
     #: the process group of the job's process on ``host`` (killed with the build); None for
     #: an inline build or before its process started
     pgid: int | None = None
+    #: the run that made this build (see :class:`Run`); None for builds made before runs
+    run_id: int | None = None
+    #: its parameters that differ from the job's defaults (None: none do); such a build is
+    #: recorded but is never the job's last success (see :mod:`jobcontrol.rules.params`)
+    params: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -115,6 +120,42 @@ class Build:
         """The return value for display: decoded JSON, or a :class:`~jobcontrol.serialize.Opaque`
         marker for a repr or pickle (a pickle is never loaded here)."""
         return decode_for_display(self.result)
+
+
+class RunTrigger(str, Enum):
+    """What started a run."""
+
+    #: ``jobcontrol build`` on a terminal or from cron
+    CLI = "cli"
+    #: a scheduled instant (``run-due``, ``scheduler``)
+    SCHEDULE = "schedule"
+    #: the web's launch form
+    WEB = "web"
+    #: ``jobcontrol backfill``
+    BACKFILL = "backfill"
+    #: the Python API (``JobControl.build`` or ``submit`` called by a program)
+    API = "api"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Run:
+    """One invocation that starts builds (Airflow's DAG run): its builds point at it by
+    ``Build.run_id``; its state is derived from them (:func:`jobcontrol.rules.runs.run_state`)."""
+
+    id: int
+    trigger: RunTrigger
+    created: datetime
+    #: who started it (``user@host``, the web user, ``scheduler@host``)
+    by: str
+    #: the jobs asked for (their dependencies may be built too)
+    targets: tuple[str, ...] = ()
+    #: the parameters given, by job: ``{job_id: {name: value}}`` (JSON values)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: what else says what it is for: a scheduled instant, a backfill's window
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,7 +325,8 @@ class JobSummary:
     ``last_success`` is the job's latest ``success``, the one rule of what a success is that
     status, freshness, the outdated rules and dependencies all read. A ``skipped`` build (the
     job raised ``SkipBuild``, or a schedule recorded an instant whose job was still running)
-    did not fail, but is never a success.
+    did not fail, but is never a success; nor is a ``success`` given parameters other than
+    the job's defaults (``Build.params``: see :mod:`jobcontrol.rules.params`).
     """
 
     job_id: str

@@ -19,6 +19,7 @@ from jobcontrol.timeutil import format_duration, isoformat
 if TYPE_CHECKING:
     from jobcontrol.config import JobDefinition
     from jobcontrol.core import JobControl, JobStatus
+    from jobcontrol.runs import RunView
     from jobcontrol.scheduler import DueReport
 
 
@@ -34,7 +35,41 @@ def build_json(build: Build) -> dict[str, Any]:
         "finished": isoformat(build.finished),
         "duration": build.duration,
         "retry_of": build.retry_of,
+        "run": build.run_id,
+        "params": build.params,
     }
+
+
+def run_json(view: RunView, *, builds: bool = True) -> dict[str, Any]:
+    """``runs --format json`` (without the builds' summaries: their ids and states) and
+    ``show --run --format json`` (with them)."""
+    run = view.run
+    data: dict[str, Any] = {
+        "id": run.id,
+        "state": view.state.value,
+        "trigger": run.trigger.value,
+        "by": run.by,
+        "created": isoformat(run.created),
+        "targets": list(run.targets),
+        "params": run.params,
+        "note": run.note,
+    }
+    if builds:
+        data["builds"] = [build_json(build) for build in view.builds]
+    else:
+        data["builds"] = [{"id": b.id, "job": b.job_id, "state": b.state.value}
+                          for b in view.builds]
+    return data
+
+
+def run_line(view: RunView) -> str:
+    """One run as ``runs`` lists it: id, state, trigger, who, when, targets, builds."""
+    run = view.run
+    built = ", ".join(f"#{b.id} {b.job_id} {b.state}" for b in view.builds) or "no build"
+    params = "".join(f" {job}({', '.join(f'{k}={v}' for k, v in values.items())})"
+                     for job, values in run.params.items())
+    return (f"run #{run.id} {view.state}: {run.trigger} by {run.by} at "
+            f"{isoformat(run.created)}, {' '.join(run.targets)}{params}: {built}")
 
 
 def build_detail_json(build: Build, progress: list[ProgressItem]) -> dict[str, Any]:

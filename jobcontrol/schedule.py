@@ -85,6 +85,11 @@ class Schedule:
         instants = self._iter(following)
         return _utc(instants.get_prev(datetime))
 
+    def previous_before(self, when: datetime) -> datetime:
+        """The last instant strictly before ``when`` (UTC): where the interval an instant
+        ``when`` covers begins."""
+        return _utc(self._iter(when).get_prev(datetime))
+
     def instants(self, after: datetime, until: datetime, limit: int | None = None
                  ) -> list[datetime]:
         """The instants in ``(after, until]``, oldest first; only the last ``limit`` of them

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from jobcontrol.errors import JobAlreadyRunningError, JobControlError, JobPausedError
 from jobcontrol.execution.local import CANCEL_POLL_INTERVAL
 from jobcontrol.execution.observer import BuildObserver
-from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause
+from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause, RunTrigger
 from jobcontrol.rules.plan import make_plan
+from jobcontrol.rules.runs import RunStart
 from jobcontrol.schedule import due_runs
 from jobcontrol.timeutil import isoformat
 
@@ -232,11 +233,12 @@ def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: boo
     error: JobControlError | None = None
     targets = [job_id for job_id, _ in group]
     try:
+        run = open_scheduled_run(jc, RunTrigger.SCHEDULE, group)
         if jc.config.executor.remote:  # queued for the Celery workers, as build --async
-            builds = jc.submit(targets, deps=deps, if_outdated=if_outdated)
+            builds = jc.submit(targets, deps=deps, if_outdated=if_outdated, run=run)
         else:
             builds = jc.build(targets, deps=deps, if_outdated=if_outdated, keep_going=True,
-                              parallel=parallel or len(group), observer=recorder)
+                              parallel=parallel or len(group), observer=recorder, run=run)
     except JobControlError as exc:
         error = exc
         builds = list(getattr(exc, "builds", []))
@@ -255,6 +257,24 @@ def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: boo
         report.not_built.append((job_id, instant, reason))
     if error is not None and not isinstance(error, (JobAlreadyRunningError, JobPausedError)):
         report.errors.append(error)
+
+
+def open_scheduled_run(jc: JobControl, trigger: RunTrigger,
+                       group: list[tuple[str, datetime]], note: str | None = None
+                       ) -> RunStart:
+    """Record the run of scheduled instants (``run-due``, ``scheduler``, ``backfill``): its
+    builds carry their instant and the interval it covers (see
+    :func:`jobcontrol.context.scheduled_for`)."""
+    instants = {}
+    for job_id, instant in group:
+        schedule = jc.config.jobs[job_id].schedule
+        assert schedule is not None  # only scheduled jobs have instants
+        instants[job_id] = (instant, schedule.previous_before(instant))
+    if note is None:
+        note = "due at " + ", ".join(f"{isoformat(instant)} ({job_id})"
+                                     for job_id, instant in group)
+    return jc.open_run(trigger, [job_id for job_id, _ in group], note=note,
+                       instants=instants)
 
 
 def _record_overlap(jc: JobControl, job_id: str, instant: datetime,

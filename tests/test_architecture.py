@@ -23,8 +23,9 @@ PACKAGE = Path(__file__).parent.parent / "jobcontrol"
 LAYERS: list[tuple[str, list[str]]] = [
     ("entry points", ["jobcontrol", "jobcontrol.__main__", "jobcontrol.cli", "jobcontrol.web"]),
     ("presentation", ["jobcontrol.present"]),
-    ("core", ["jobcontrol.core", "jobcontrol.pausing", "jobcontrol.history"]),
-    ("execution", ["jobcontrol.execution", "jobcontrol.scheduler", "jobcontrol.reaper",
+    ("core", ["jobcontrol.core", "jobcontrol.pausing", "jobcontrol.history", "jobcontrol.runs"]),
+    ("execution", ["jobcontrol.execution", "jobcontrol.scheduler", "jobcontrol.backfill",
+                   "jobcontrol.reaper",
                    "jobcontrol.pruner", "jobcontrol.retention"]),
     ("rules and config", ["jobcontrol.rules", "jobcontrol.config", "jobcontrol.schedule",
                           "jobcontrol.notify"]),

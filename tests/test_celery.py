@@ -46,6 +46,7 @@ runner: {{heartbeat: 0.2s, heartbeat_timeout: 2s, kill_grace: 1s}}
 jobs:
   - {{id: record, function: remotejobs.record_build, args: ["{dsn}"], concurrency: 50}}
   - {{id: a, function: jobfuncs.make, args: [a]}}
+  - {{id: p, function: jobfuncs.make, args: [p], params: {{value: {{type: int, default: 1}}}}}}
   - id: b
     function: jobfuncs.make
     dependencies: [a]
@@ -338,3 +339,22 @@ def test_run_due_and_the_web_queue_builds_for_the_workers(cluster: Cluster) -> N
     [built] = wait_until("the web's build to end",
                          lambda: ended(jc, [jc.get_build(body["build"]["id"])]))
     assert (built.job_id, built.state) == ("a", S.SUCCESS)
+    # each is a run: the scheduled instant's and the API launch's
+    assert jc.storage.get_run(tick.run_id).trigger.value == "schedule"  # type: ignore[arg-type]
+    assert jc.storage.get_run(built.run_id).trigger.value == "api"  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_async_build_with_parameters_is_a_run_the_worker_passes_them_in(
+        cluster: Cluster) -> None:
+    code, out, err = cluster.run("build", "p", "--param", "value=7", "--async", "--wait",
+                                 "--format", "json")
+    assert code == 0, err
+    [made] = json.loads(out)
+    jc = cluster.control()
+    build = jc.get_build(made["id"])
+    assert build.params == {"value": 7} and build.result is not None
+    assert json.loads(build.result.data)["got"] == 7  # passed in by the worker
+    run = jc.get_run(made["run"])
+    assert run.run.trigger.value == "cli" and run.run.params == {"p": {"value": 7}}
+    assert [b.id for b in run.builds] == [build.id]

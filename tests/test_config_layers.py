@@ -14,8 +14,8 @@ from tests.imports import cycles, import_graph, package_modules
 PACKAGE = "jobcontrol.config"
 #: the modules of the package, lowest first: each may import only those before it (the
 #: package's ``__init__`` comes last; its docstring gives each module's job)
-LAYERS = ("model", "yaml_loader", "events", "values", "schedules", "commands", "validation",
-          "loading")
+LAYERS = ("param_types", "model", "yaml_loader", "events", "values", "schedules", "commands",
+          "params", "validation", "loading")
 MAX_LINES = 600
 
 

@@ -47,6 +47,9 @@ jobs:
   - id: paged_json
     function: jobfuncs.fails
     notify: *pager
+  - id: tagged
+    function: jobfuncs.noop
+    params: {tag: {type: int, default: 1}}
 """
 
 #: the test that reaches each exit code through the real command
@@ -59,6 +62,7 @@ REACHED_BY = {
     ExitCode.STATE: "test_refusal_is_printed_once_on_stderr",
     ExitCode.STORAGE: "test_storage_that_cannot_be_opened_exits_6",
     ExitCode.BROKER: "test_a_broker_that_cannot_be_reached_exits_7",
+    ExitCode.PARAMS: "test_a_refused_parameter_exits_8",
 }
 
 
@@ -205,3 +209,13 @@ def test_run_due_says_each_instant_not_built_once(project: Project) -> None:
     assert re.fullmatch(r"Error: waiting: run due at \S+ not built \(dependencies not met "
                         r"for 'waiting': skipper never built successfully \(use --deps to "
                         r"build them first\)\)\n", err)
+
+
+def test_a_refused_parameter_exits_8(project: Project) -> None:
+    code, out, err = project.run("build", "tagged", "--param", "tag=one")
+    assert code == ExitCode.PARAMS
+    once_on_stderr(out, err, "job 'tagged', parameter 'tag': expected a whole number, got "
+                             "'one' (int)")
+    code, out, err = project.run("build", "tagged", "--param", "tga=1")
+    assert code == ExitCode.PARAMS and "unknown parameter (did you mean 'tag'?)" in err
+    assert project.run("build", "tagged", "--param", "tag=2")[0] == ExitCode.OK

@@ -16,8 +16,8 @@ from jobcontrol.errors import JobControlError, MissingDependencyError
 from jobcontrol.version import __version__
 
 #: the modules holding the commands, each with a ``COMMANDS`` list
-COMMAND_MODULES = ("build", "status", "history", "logs", "jobs", "control", "pause", "schedule",
-                   "admin", "prune", "web", "worker")
+COMMAND_MODULES = ("build", "status", "history", "runs", "logs", "jobs", "control", "pause",
+                   "schedule", "backfill", "admin", "prune", "web", "worker")
 #: which module holds which command: running one command imports only its module, so
 #: ``jobcontrol --version`` and ``status`` skip the runner, YAML dumping and the rest
 _COMMAND_MODULE = {
@@ -26,7 +26,7 @@ _COMMAND_MODULE = {
     "cancel": "control", "reap": "control", "pause": "pause", "resume": "pause",
     "run-due": "schedule", "scheduler": "schedule", "crontab": "schedule",
     "install": "admin", "check": "admin", "delete": "admin", "prune": "prune", "web": "web",
-    "worker": "worker",
+    "worker": "worker", "runs": "runs", "backfill": "backfill",
 }
 
 

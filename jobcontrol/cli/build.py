@@ -186,6 +186,13 @@ class AnnounceObserver(BuildObserver):
 @click.option("--force", is_flag=True,
               help="Build paused jobs too (see `pause`); without it a paused job is not "
                    "built, nor, with --deps or --depending, the jobs after it.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter of the target jobs (declared in their params:), repeatable; "
+                   "a build given values other than the defaults never becomes the job's "
+                   "last success.")
+@click.option("--trigger", type=click.Choice(["cli", "web", "api"]), default="cli",
+              hidden=True, help="What the run is recorded as started by.")
+@click.option("--by", hidden=True, help="Who the run is recorded as started by.")
 @click.option("--announce-fd", type=click.IntRange(0), hidden=True,
               help="Write each started build's id as a JSON line to this descriptor.")
 @quiet_option
@@ -195,15 +202,32 @@ def build(jc: JobControl, jobs: tuple[str, ...], quiet: bool, **options: Any) ->
     """Build JOBS (and, with --deps / --depending, the jobs around them).
 
     Exit status: 0 all built (or skipped, or a job paused: said in one line), 1 a build
-    failed or was cancelled, 3 dependencies not met, 4 a job was already running.
+    failed or was cancelled, 3 dependencies not met, 4 a job was already running, 7 a
+    parameter refused.
     """
+    given = parse_params(options.pop("params"))
+    jc.param_values(list(jobs), given)  # refused before anything, --dry-run too
+    run = {"params": given, "trigger": options.pop("trigger"), "by": options.pop("by")}
     with quiet_output(quiet):
-        _build(jc, jobs, **options)
+        _build(jc, jobs, run=run, **options)
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--param NAME=VALUE`` options as ``{NAME: VALUE}`` (the value's type is checked by
+    the job's declaration)."""
+    given: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise click.BadParameter(f"{pair!r}: give NAME=VALUE", param_hint="--param")
+        given[name.strip()] = value
+    return given
 
 
 def _build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool,
            if_outdated: bool, dry_run: bool, keep_going: bool, parallel: int, remote: bool,
-           wait: bool, force: bool, announce_fd: int | None, fmt: str) -> None:
+           wait: bool, force: bool, announce_fd: int | None, fmt: str,
+           run: dict[str, Any]) -> None:
     if wait and not remote:
         raise click.UsageError("--wait follows builds queued with --async: give both")
     if dry_run:
@@ -220,7 +244,8 @@ def _build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool,
     text = TextObserver(live=sys.stdout.isatty()) if fmt == "table" else None
     if remote:
         try:
-            _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, text, fmt, force)
+            _build_remote(jc, list(jobs), deps, depending, if_outdated, wait, text, fmt, force,
+                          run)
         except JobPausedError as paused:  # not a failure: one line, exit 0
             if fmt == "json":
                 echo_json([])
@@ -231,7 +256,7 @@ def _build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool,
     try:
         builds = jc.build(list(jobs), deps=deps, depending=depending, if_outdated=if_outdated,
                           keep_going=keep_going, parallel=parallel, observer=observer,
-                          force=force)
+                          force=force, **run)
     except JobControlError as error:
         if fmt == "json":
             echo_json([build_json(b) for b in getattr(error, "builds", [])])
@@ -244,10 +269,11 @@ def _build(jc: JobControl, jobs: tuple[str, ...], deps: bool, depending: bool,
 
 
 def _build_remote(jc: JobControl, jobs: list[str], deps: bool, depending: bool, if_outdated: bool,
-                  wait: bool, observer: TextObserver | None, fmt: str, force: bool) -> None:
+                  wait: bool, observer: TextObserver | None, fmt: str, force: bool,
+                  run: dict[str, Any]) -> None:
     """``--async``: queue the builds; with ``--wait``, follow them to their end."""
     builds = jc.submit(jobs, deps=deps, depending=depending, if_outdated=if_outdated,
-                       force=force)
+                       force=force, **run)
     if fmt == "table":
         for queued in builds:
             echo(f"build #{queued.id} {queued.job_id}: queued on {queued.queue}")

@@ -83,11 +83,22 @@ def builds(jc: JobControl, job: str | None, states: tuple[str, ...], limit: int,
 
 
 @click.command()
-@click.argument("build_id", metavar="BUILD", type=click.IntRange(1))
+@click.argument("build_id", metavar="BUILD", type=click.IntRange(1), required=False)
+@click.option("--run", "run_id", type=click.IntRange(1), metavar="ID",
+              help="Show this run (see `runs`) and its builds instead of a build.")
 @format_option
 @pass_jc
-def show(jc: JobControl, build_id: int, fmt: str) -> None:
-    """Show one build: times, state, reason, return value, exception, progress."""
+def show(jc: JobControl, build_id: int | None, run_id: int | None, fmt: str) -> None:
+    """Show one build: times, state, reason, return value, exception, progress (or, with
+    --run, one run and its builds)."""
+    if (build_id is None) == (run_id is None):
+        raise click.UsageError("give a BUILD id or --run ID (one of them)")
+    if run_id is not None:
+        from jobcontrol.cli.runs import show_run
+
+        show_run(jc, run_id, fmt)
+        return
+    assert build_id is not None
     build = jc.get_build(build_id)
     progress = jc.progress(build_id)
     if fmt == "json":
@@ -104,6 +115,10 @@ def show(jc: JobControl, build_id: int, fmt: str) -> None:
         ("duration", format_duration(build.duration)),
         ("host / pid", f"{build.host or ''} / {build.pid or ''}"),
     ]
+    if build.run_id is not None:
+        lines.append(("run", f"#{build.run_id}"))
+    if build.params:
+        lines.append(("params", ", ".join(f"{k}={v}" for k, v in build.params.items())))
     if build.retry_of:
         lines.append(("retry of", f"#{build.retry_of}"))
     if build.cancel_requested and not build.state.finished:

@@ -4,6 +4,7 @@
 :class:`~jobcontrol.errors.ConfigError` that names the file, line and column of the offending
 key or value. The modules, each importing only those listed before it:
 
+- :mod:`~jobcontrol.config.param_types`: the types of a job's ``params`` and their values;
 - :mod:`~jobcontrol.config.model`: the frozen definitions (Config, JobDefinition, policies,
   settings, Location);
 - :mod:`~jobcontrol.config.yaml_loader`: the safe YAML loader: ``!retval``, ``!env``, marks
@@ -14,6 +15,7 @@ key or value. The modules, each importing only those listed before it:
 - :mod:`~jobcontrol.config.schedules`: parsers of the scheduling keys (schedule, timezone,
   schedule_options, max_age, notify);
 - :mod:`~jobcontrol.config.commands`: parsers of a shell job's keys (command, env, cwd);
+- :mod:`~jobcontrol.config.params`: the parser of a job's ``params``;
 - :mod:`~jobcontrol.config.validation`: a loaded document → :class:`Config`, with the
   checks across jobs (dependencies, ``!retval``, cycles);
 - :mod:`~jobcontrol.config.loading`: finding and reading the file, Jinja2, then the above.

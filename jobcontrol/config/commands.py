@@ -11,7 +11,7 @@ from jobcontrol.secrets import is_secret_env_name
 
 #: the keys only a shell job (one with ``command:``) has, and those only a function's job has
 SHELL_KEYS = ("env", "cwd")
-FUNCTION_KEYS = ("args", "kwargs")
+FUNCTION_KEYS = ("args", "kwargs", "params")
 def env_secrets(env: dict[str, str]) -> set[str]:
     """The values of a shell job's ``env:`` that are secrets (see
     :func:`~jobcontrol.secrets.is_secret_env_name`)."""

@@ -21,6 +21,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
+from jobcontrol.config.param_types import ParamSpec
 from jobcontrol.errors import ConfigError, UnknownJobError
 from jobcontrol.models import EncodedJSON
 from jobcontrol.notify import NotifyPolicy
@@ -405,6 +406,8 @@ class JobDefinition:
     notify: NotifyPolicy | None = None
     #: the Celery queue its remote builds go to (None: the executor's queue)
     queue: str | None = None
+    #: its typed parameters with their defaults (``params:``; see :mod:`jobcontrol.config.params`)
+    params: tuple[ParamSpec, ...] = ()
     #: a shell job's command (``command:``), None for a function's job; repr left out:
     #: ``kwargs`` shows it, masked
     shell: ShellCommand | None = field(default=None, repr=False)
@@ -496,6 +499,7 @@ class JobDefinition:
             "queue": self.queue,
             "code_version": self.code_version,
             "inputs": list(self.inputs),
+            "params": {spec.name: spec.as_json() for spec in self.params},
         }
 
     @cached_property

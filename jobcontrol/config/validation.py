@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from jobcontrol.config import commands, schedules
+from jobcontrol.config import commands, params, schedules
 from jobcontrol.config.commands import FUNCTION_KEYS, SHELL_KEYS, env_secrets
 from jobcontrol.config.model import (
     SHELL_FUNCTION,
@@ -78,6 +78,7 @@ JOB_KEYS = (
     "cwd",
     "code_version",
     "inputs",
+    "params",
 )
 DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retries", "retention",
                 "timezone", "schedule_options", "max_age", "notify")
@@ -104,6 +105,7 @@ PARSERS = {
     "command": commands.command,
     "env": commands.env,
     "cwd": commands.cwd,
+    "params": params.PARSER,
 }
 #: the mapping each sub-key belongs in, to point a misplaced one there
 SUB_KEY_PARENTS = {
@@ -336,6 +338,11 @@ class _Validator:
                     job.dependency_marks = positions
             job.values[key] = parsed
         self.function_or_command(owner, raw)
+        for name in job.values.get("kwargs", {}):  # one value a name: say which, here
+            if any(spec.name == name for spec in job.values.get("params", ())):
+                raise self.error(f"{owner}: {name!r} is both a kwarg and a parameter: "
+                                 f"give it under params (with its default) only",
+                                 raw.value_marks["params"])
         if "function" in raw and job.values["function"] is None:
             raise self.error(f"{owner}: function must not be empty", raw.value_marks["function"])
         return job
@@ -447,6 +454,7 @@ class _Validator:
             max_age=values["max_age"],
             notify=values["notify"],
             queue=values.get("queue"),
+            params=values.get("params", ()),
             shell=shell,
             code_version=values.get("code_version"),
             inputs=values.get("inputs", ()),

@@ -26,9 +26,10 @@ from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause, JobSummary
 from jobcontrol.notify import Notifier
-from jobcontrol.rules import plan
+from jobcontrol.rules import params, plan
 from jobcontrol.rules.outdated import Outdated, RunVerdicts
 from jobcontrol.rules.plan import Role, Step, blocked_by, decide
+from jobcontrol.rules.runs import RunStart
 from jobcontrol.rules.versions import JobsNow, stored_results
 from jobcontrol.serialize import StoredValue
 from jobcontrol.storage.base import Storage
@@ -58,6 +59,7 @@ class BuildRun:
         executor: LocalExecutor | None = None,
         notifier: Notifier | None = None,
         paused: Mapping[str, JobPause] | None = None,
+        start: RunStart | None = None,
     ) -> None:
         self.config = config
         self.notifier = notifier
@@ -67,6 +69,8 @@ class BuildRun:
         self.parallel = max(1, parallel)
         self.keep_going = keep_going
         self.if_outdated = if_outdated
+        #: the run its builds name, their parameter values, their scheduled instants
+        self.start = start or RunStart()
         #: the jobs paused when the run began (see the module docstring)
         self.paused = dict(paused or {})
         #: the paused jobs this run did not build: their dependents are not built either
@@ -214,19 +218,23 @@ class BuildRun:
     def _claim_and_start(self, job: JobDefinition, retry_of: int | None = None) -> bool:
         """Claim a build of the job (a retry uses the first attempt's arguments) and run it."""
         args, kwargs, consumed = self._arguments_of[job.id]
+        values = (self.start.values or {}).get(job.id) or params.resolve(job, None)
         try:
             build = self.storage.claim_build(
-                job.id, concurrency=job.concurrency,
-                definition=self._now.record(job, self._verdicts.summaries, here=(
-                    job.isolation == "inline" or not self.executor.forks_from_server)),
-                definition_hash=job.definition_hash, dependency_builds=consumed,
-                host=HOSTNAME, pid=os.getpid(), retry_of=retry_of,
+                job.id, concurrency=job.concurrency, definition_hash=job.definition_hash,
+                definition=params.recorded_definition(
+                    job, values, self.start.instant(job.id),
+                    self._now.record(job, self._verdicts.summaries, here=(
+                        job.isolation == "inline" or not self.executor.forks_from_server))),
+                dependency_builds=consumed, host=HOSTNAME, pid=os.getpid(),
+                retry_of=retry_of, run_id=self.start.run_id,
+                params=params.own_params(job, values),
             )
         except JobAlreadyRunningError as exc:
             return self._refused(job.id, exc)
         self._running_jobs[build.id] = job.id
         self.executor.start(
-            build, self.callables[job.id], args, kwargs,
+            build, self.callables[job.id], args, params.call_kwargs(kwargs, values),
             timeout=job.timeout, isolation=job.isolation, result_mode=job.result,
             function_path=job.function,
         )

@@ -34,7 +34,7 @@ from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobCon
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import HOSTNAME, Build, BuildState
-from jobcontrol.rules import plan
+from jobcontrol.rules import params, plan
 from jobcontrol.storage.base import Storage
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
@@ -236,6 +236,8 @@ class RemoteWorker:
         """Run a started build to its end (a failed one is retried if its job says so)."""
         if job.isolation == "process":
             self._fork_server()
+        # the parameters the build was made with, as its definition recorded them
+        kwargs = params.call_kwargs(kwargs, params.stored_values(job, started.definition))
         self.running = started
         try:
             self.executor.start(started, func, args, kwargs, timeout=job.timeout,
@@ -345,6 +347,7 @@ class RemoteWorker:
         retry = self.storage.enqueue_build(
             build.job_id, definition=build.definition, definition_hash=build.definition_hash,
             dependency_builds=build.dependency_builds, queue=build.queue, retry_of=build.id,
+            run_id=build.run_id, params=build.params,
         )
         if retry is None:
             return None  # another worker made it

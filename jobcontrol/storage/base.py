@@ -27,6 +27,8 @@ from jobcontrol.models import (
     LogCutoff,
     LogRecord,
     ProgressItem,
+    Run,
+    RunTrigger,
     ScheduledRun,
     StoredValue,
 )
@@ -94,8 +96,11 @@ class Storage(abc.ABC):
         host: str,
         pid: int,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Build:
-        """Atomically create a ``running`` build of ``job_id``, started now.
+        """Atomically create a ``running`` build of ``job_id``, started now, of run
+        ``run_id``, with ``params`` (those that differ from the job's defaults).
 
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` (naming the running
         builds) when the job already has ``concurrency`` running builds. The check and the
@@ -112,8 +117,11 @@ class Storage(abc.ABC):
         dependency_builds: Mapping[str, int],
         queue: str,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Build | None:
-        """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue``.
+        """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue`` (of run
+        ``run_id``, with ``params``, as :meth:`claim_build`).
 
         ``dependency_builds`` names the builds it waits for (see
         :mod:`jobcontrol.execution.remote`). With ``retry_of``, the build retries that one,
@@ -237,6 +245,7 @@ class Storage(abc.ABC):
         definition_hash: str,
         host: str,
         pid: int,
+        run_id: int | None = None,
     ) -> Build:
         """Record a build that never ran, already finished (a scheduled run skipped because
         the job was still running, say): no claim, whatever the job's concurrency."""
@@ -290,7 +299,10 @@ class Storage(abc.ABC):
     def job_summaries(self, job_ids: Iterable[str] | None = None) -> dict[str, JobSummary]:
         """A :class:`JobSummary` for each job with builds (all jobs when ``job_ids`` is None).
 
-        One query for all jobs, never one per job. Jobs without builds are absent.
+        One query for all jobs, never one per job. Jobs without builds are absent. The last
+        success is the newest ``success`` without ``params`` of its own (the rule of
+        :mod:`jobcontrol.rules.params`: a build given other values than the defaults is
+        never a job's last success).
         """
 
     def build_counts(self) -> dict[tuple[str, BuildState], int]:
@@ -492,6 +504,30 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def pause_history(self, job_id: str, *, limit: int | None = None) -> list[JobPause]:
         """A job's pauses, ended ones too, latest first."""
+
+    # -- runs (``jobcontrol runs``, ``show --run``) --------------------------------------------
+
+    @abc.abstractmethod
+    def create_run(self, trigger: RunTrigger, *, by: str, targets: Sequence[str],
+                   params: Mapping[str, Mapping[str, Any]] | None = None,
+                   note: str | None = None) -> Run:
+        """Record a new run, created now (the storage's clock); its builds are made after,
+        each naming it (``run_id``)."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: int) -> Run:
+        """One run; :class:`~jobcontrol.errors.RunNotFoundError` when there is none."""
+
+    @abc.abstractmethod
+    def list_runs(self, *, job_id: str | None = None, limit: int | None = None,
+                  before_id: int | None = None) -> list[Run]:
+        """Runs newest first; with ``job_id``, those that made a build of that job;
+        ``before_id`` pages backwards."""
+
+    @abc.abstractmethod
+    def run_builds(self, run_ids: Sequence[int]) -> dict[int, list[Build]]:
+        """The builds of each run, oldest first (a run without builds maps to ``[]``), in
+        one query."""
 
     # -- settings ----------------------------------------------------------------------------
 

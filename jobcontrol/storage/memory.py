@@ -36,6 +36,8 @@ from jobcontrol.storage.base import (
     check_finished_state,
 )
 from jobcontrol.storage.memory_pauses import MemoryPauses
+from jobcontrol.storage.memory_runs import MemoryRuns
+from jobcontrol.storage.memory_web import MemoryWebSessions
 from jobcontrol.timeutil import utcnow
 
 #: the memory backend has no schema to migrate; it reports this version once open
@@ -50,7 +52,7 @@ def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
         raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
 
 
-class MemoryStorage(MemoryPauses, Storage):
+class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, Storage):
     """Builds, logs and progress in dicts guarded by a lock; nothing is persisted."""
 
     def __init__(self, url: str = "memory://") -> None:
@@ -111,6 +113,8 @@ class MemoryStorage(MemoryPauses, Storage):
         host: str,
         pid: int,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Build:
         check_concurrency(concurrency)
         definition = json_copy(definition)
@@ -138,6 +142,8 @@ class MemoryStorage(MemoryPauses, Storage):
                 host=host,
                 pid=pid,
                 retry_of=retry_of,
+                run_id=run_id,
+                params=None if params is None else json_copy(params),
             )
             self._builds[build.id] = build
             return _copy(build)
@@ -151,6 +157,8 @@ class MemoryStorage(MemoryPauses, Storage):
         dependency_builds: Mapping[str, int],
         queue: str,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Build | None:
         definition = json_copy(definition)
         deps = {str(job): int(build_id) for job, build_id in dependency_builds.items()}
@@ -169,6 +177,8 @@ class MemoryStorage(MemoryPauses, Storage):
                 created=utcnow(),
                 retry_of=retry_of,
                 queue=queue,
+                run_id=run_id,
+                params=None if params is None else json_copy(params),
             )
             self._builds[build.id] = build
             return _copy(build)
@@ -266,6 +276,7 @@ class MemoryStorage(MemoryPauses, Storage):
         definition_hash: str,
         host: str,
         pid: int,
+        run_id: int | None = None,
     ) -> Build:
         state = check_finished_state(state)
         definition = json_copy(definition)
@@ -275,7 +286,7 @@ class MemoryStorage(MemoryPauses, Storage):
             now = utcnow()
             build = Build(id=self._last_id, job_id=job_id, state=state, reason=reason,
                           definition=definition, definition_hash=definition_hash, created=now,
-                          started=now, finished=now, host=host, pid=pid)
+                          started=now, finished=now, host=host, pid=pid, run_id=run_id)
             self._builds[build.id] = build
             return _copy(build)
 
@@ -383,7 +394,7 @@ class MemoryStorage(MemoryPauses, Storage):
                 if wanted is not None and build.job_id not in wanted:
                     continue
                 last[build.job_id] = build
-                if build.state is BuildState.SUCCESS:
+                if build.state is BuildState.SUCCESS and build.params is None:
                     last_success[build.job_id] = build
                 if build.state is BuildState.RUNNING:
                     running.setdefault(build.job_id, []).append(build_id)
@@ -486,41 +497,6 @@ class MemoryStorage(MemoryPauses, Storage):
             if replace or key not in self._settings:
                 self._settings[key] = str(value)
             return self._settings[key]
-
-    # -- web sessions and failed logins ------------------------------------------------------
-
-    def start_web_session(self, session_id: str, user: str, now: datetime,
-                          expires: datetime) -> None:
-        with self._lock:
-            self._check_open()
-            self._web_sessions = {sid: kept for sid, kept in self._web_sessions.items()
-                                  if kept[1] > now}
-            self._web_sessions.setdefault(session_id, (user, expires))
-
-    def web_session_user(self, session_id: str, now: datetime) -> str | None:
-        with self._lock:
-            self._check_open()
-            user, expires = self._web_sessions.get(session_id, (None, now))
-            return user if expires > now else None
-
-    def end_web_session(self, session_id: str) -> None:
-        with self._lock:
-            self._check_open()
-            self._web_sessions.pop(session_id, None)
-
-    def record_login_failure(self, keys: Sequence[str], at: datetime,
-                             forget_before: datetime) -> None:
-        with self._lock:
-            self._check_open()
-            self._login_failures = [(key, when) for key, when in self._login_failures
-                                    if when >= forget_before]
-            self._login_failures.extend((key, at) for key in keys)
-
-    def login_failures(self, key: str, since: datetime) -> list[datetime]:
-        with self._lock:
-            self._check_open()
-            return sorted(when for k, when in self._login_failures if k == key and when >= since)
-
 
     # -- housekeeping ------------------------------------------------------------------------
 

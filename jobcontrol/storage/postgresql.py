@@ -391,7 +391,8 @@ class PostgreSQLStorage(SqlStorage):
 
     def claim_build(self, job_id: str, *, concurrency: int, definition: Mapping[str, Any],
                     definition_hash: str, dependency_builds: Mapping[str, int], host: str,
-                    pid: int, retry_of: int | None = None, claim_token: str | None = None
+                    pid: int, retry_of: int | None = None, run_id: int | None = None,
+                    params: Mapping[str, Any] | None = None, claim_token: str | None = None
                     ) -> Build:
         # twice is not harmless (a second claim would be refused by the first one's build):
         # every attempt writes the same token, and one after an attempt that may have
@@ -412,7 +413,8 @@ class PostgreSQLStorage(SqlStorage):
                 return super(PostgreSQLStorage, self).claim_build(
                     job_id, concurrency=concurrency, definition=definition,
                     definition_hash=definition_hash, dependency_builds=dependency_builds,
-                    host=host, pid=pid, retry_of=retry_of, claim_token=token)
+                    host=host, pid=pid, retry_of=retry_of, run_id=run_id, params=params,
+                    claim_token=token)
             except JobAlreadyRunningError:
                 # refused by this claim's own build, committed late by an earlier attempt?
                 found = self._claim_landed(token)
@@ -430,8 +432,8 @@ class PostgreSQLStorage(SqlStorage):
         return None if row is None else self._build_from_row(row)
 
     def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
-                 deps_json: str, queue: str, retry_of: int | None, created: Any
-                 ) -> Build | None:
+                 deps_json: str, queue: str, retry_of: int | None, created: Any,
+                 origin: tuple[int | None, str | None] = (None, None)) -> Build | None:
         # twice is not harmless (a second queued build would run too): a retry looks for
         # the row it would have made (its job, its creation time to the microsecond) first
         again = False
@@ -446,7 +448,8 @@ class PostgreSQLStorage(SqlStorage):
                     return self._build_from_row(row)
             again = True
             return super(PostgreSQLStorage, self)._enqueue(
-                job_id, definition_json, definition_hash, deps_json, queue, retry_of, created)
+                job_id, definition_json, definition_hash, deps_json, queue, retry_of, created,
+                origin)
 
         return self._retry(attempt, f"queueing a build of {job_id!r}")
 

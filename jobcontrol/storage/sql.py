@@ -34,7 +34,8 @@ The operations are written once, by concern: :mod:`~jobcontrol.storage.sql_build
 :mod:`~jobcontrol.storage.sql_logs` (with progress and housekeeping) and
 :mod:`~jobcontrol.storage.sql_settings` (schedules, settings, web sessions) and
 :mod:`~jobcontrol.storage.sql_pauses` (pauses of jobs) and
-:mod:`~jobcontrol.storage.sql_search` (the Builds page's filters and totals), each a class on
+:mod:`~jobcontrol.storage.sql_search` (the Builds page's filters and totals),
+:mod:`~jobcontrol.storage.sql_runs` (runs), each a class on
 :class:`~jobcontrol.storage.sql_core.SqlCore`; :class:`SqlStorage` is the five together.
 """
 
@@ -46,6 +47,7 @@ from jobcontrol.storage.sql_builds import SqlBuilds
 from jobcontrol.storage.sql_core import _UNFINISHED, _Claim, retried
 from jobcontrol.storage.sql_logs import SqlLogs
 from jobcontrol.storage.sql_pauses import SqlPauses
+from jobcontrol.storage.sql_runs import SqlRuns
 from jobcontrol.storage.sql_search import SqlSearch
 from jobcontrol.storage.sql_settings import SqlSettings
 
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 
-class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses, SqlSearch):
+class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses, SqlSearch, SqlRuns):
     """A :class:`~jobcontrol.storage.base.Storage` on a DB-API connection; subclasses
     supply the dialect hooks (see :class:`~jobcontrol.storage.sql_core.SqlCore`).
 

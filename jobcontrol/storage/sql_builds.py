@@ -65,6 +65,8 @@ class SqlBuilds(SqlCore):
         host: str,
         pid: int,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
         claim_token: str | None = None,
     ) -> Build:
         """See :meth:`Storage.claim_build`. ``claim_token``: a value unique to this claim,
@@ -73,6 +75,7 @@ class SqlBuilds(SqlCore):
         definition_json = self._dumps(definition)
         deps = {str(k): int(v) for k, v in dependency_builds.items()}
         deps_json = self._dumps(deps)
+        params_json = None if params is None else self._dumps(params)
         with self._transaction() as cur:
             self._lock_job(cur, job_id)
             now = self.now()  # after connecting: the server's clock
@@ -82,7 +85,7 @@ class SqlBuilds(SqlCore):
             build_id = self._insert_claim(
                 cur, self.sql["claim_build"],
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
-                 stamp, stamp, stamp, host, pid, retry_of, claim_token,
+                 stamp, stamp, stamp, host, pid, retry_of, claim_token, run_id, params_json,
                  job_id, BuildState.RUNNING.value, concurrency),
             )
             if build_id is None:
@@ -95,7 +98,8 @@ class SqlBuilds(SqlCore):
             id=build_id, job_id=job_id, state=BuildState.RUNNING,
             definition=json.loads(definition_json), definition_hash=definition_hash,
             dependency_builds=deps, created=started, started=started,
-            heartbeat=started, host=host, pid=pid, retry_of=retry_of,
+            heartbeat=started, host=host, pid=pid, retry_of=retry_of, run_id=run_id,
+            params=None if params_json is None else json.loads(params_json),
         )
         # this object numbers the log records of the builds it claimed (only it writes a
         # running build's log): no query for where a log ends, per batch
@@ -118,15 +122,18 @@ class SqlBuilds(SqlCore):
         dependency_builds: Mapping[str, int],
         queue: str,
         retry_of: int | None = None,
+        run_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Build | None:
         definition_json = self._dumps(definition)
         deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
+        params_json = None if params is None else self._dumps(params)
         return self._enqueue(job_id, definition_json, definition_hash, deps_json, queue,
-                             retry_of, self._time_param(self.now()))
+                             retry_of, self._time_param(self.now()), (run_id, params_json))
 
     def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
-                 deps_json: str, queue: str, retry_of: int | None, created: Any
-                 ) -> Build | None:
+                 deps_json: str, queue: str, retry_of: int | None, created: Any,
+                 origin: tuple[int | None, str | None] = (None, None)) -> Build | None:
         """The body of :meth:`enqueue_build`, its creation time given (as stored)."""
         with self._transaction() as cur:
             if retry_of is not None:
@@ -138,7 +145,7 @@ class SqlBuilds(SqlCore):
             build_id = self._insert_id(
                 cur, self.sql["enqueue_build"],
                 (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
-                 created, retry_of, queue),
+                 created, retry_of, queue, *origin),
             )
             return self._fetch_build(cur, build_id)
 
@@ -296,6 +303,7 @@ class SqlBuilds(SqlCore):
             host=build.host, pid=build.pid, result=result, exception=exception,
             retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
             cancel_reason=cancel_reason, queue=build.queue, pgid=build.pgid,
+            run_id=build.run_id, params=build.params,
         ), True
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
@@ -400,6 +408,7 @@ class SqlBuilds(SqlCore):
         definition_hash: str,
         host: str,
         pid: int,
+        run_id: int | None = None,
     ) -> Build:
         state = check_finished_state(state)
         with self._transaction() as cur:
@@ -407,7 +416,7 @@ class SqlBuilds(SqlCore):
             build_id = self._insert_id(
                 cur, self.sql["record_build"],
                 (job_id, state.value, reason, self._dumps(definition), definition_hash,
-                 now, now, now, host, pid),
+                 now, now, now, host, pid, run_id),
             )
             return self._fetch_build(cur, build_id)
 

@@ -192,7 +192,7 @@ class SqlCore(Storage):
     @abc.abstractmethod
     def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
         """Run the claim's ``INSERT ... SELECT ... WHERE`` of at most one row: its generated
-        ``id``, or None when the condition let no row in. ``params`` are the row's 12
+        ``id``, or None when the condition let no row in. ``params`` are the row's 14
         values in the statement's column order, then the condition's job, state and
         concurrency. A dialect may commit the transaction with it (then its
         :meth:`_commit` does nothing)."""
@@ -422,7 +422,7 @@ class SqlCore(Storage):
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
          result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
-         cancel_requested, cancel_reason, queue, pgid) = row
+         cancel_requested, cancel_reason, queue, pgid, run_id, params) = row
         if claimed is not None and claimed.definition_json == definition:
             definition = claimed.definition
         else:
@@ -455,6 +455,8 @@ class SqlCore(Storage):
             cancel_reason=cancel_reason,
             queue=queue,
             pgid=pgid,
+            run_id=run_id,
+            params=None if params is None else self._loads(params),
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:

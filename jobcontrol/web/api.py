@@ -19,10 +19,12 @@ from jobcontrol.present import (
     log_json,
     pause_json,
     progress_json,
+    run_json,
     status_json,
 )
 from jobcontrol.web.filters import build_filters
 from jobcontrol.web.helpers import (
+    MAX_LIMIT,
     BadParameter,
     current_jc,
     flag,
@@ -51,10 +53,26 @@ def _body() -> Any:
     return body
 
 
-def launch_options(source: Any) -> LaunchOptions:
-    """The ``deps``, ``depending`` and ``if_outdated`` choices of a form or JSON body."""
+def launch_options(source: Any, trigger: str = "api") -> LaunchOptions:
+    """The ``deps``, ``depending`` and ``if_outdated`` choices of a form or JSON body, and
+    the parameters: a JSON body's ``params`` object, a form's ``param.NAME`` fields."""
+    given = source.get("params") if request.is_json else {
+        key[len("param."):]: value for key, value in source.items()
+        if key.startswith("param.")}
+    if given is None:
+        given = {}
+    if not isinstance(given, dict) or not all(
+            isinstance(v, (str, int, float, bool)) for v in given.values()):
+        raise BadParameter("params must be an object of names to values")
     return LaunchOptions(deps=flag(source, "deps"), depending=flag(source, "depending"),
-                         if_outdated=flag(source, "if_outdated"))
+                         if_outdated=flag(source, "if_outdated"),
+                         params=tuple((str(k), _text(v)) for k, v in given.items()),
+                         trigger=trigger, by=who())
+
+
+def _text(value: str | int | float | bool) -> str:
+    """A parameter's value as ``--param`` takes it (the job's declaration types it)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @bp.get("/csrf")
@@ -151,6 +169,23 @@ def progress(build_id: int) -> Any:
     return jsonify({"build": build_id, "state": found.state.value,
                     "percent": overall_percent(items),
                     "items": [progress_json(item) for item in items]})
+
+
+@bp.get("/runs")
+def runs() -> Any:
+    """The latest runs, newest first (``?job=`` of a job's builds; ``limit``, ``before``),
+    each with its builds' ids and states."""
+    job_id = request.args.get("job") or None
+    found = current_jc().runs(job_id=job_id,
+                              limit=int_arg("limit", 20, low=1, high=MAX_LIMIT),
+                              before_id=int_arg("before", low=1))
+    return jsonify([run_json(view, builds=False) for view in found])
+
+
+@bp.get("/runs/<int:run_id>")
+def run(run_id: int) -> Any:
+    """One run with its builds' summaries."""
+    return jsonify(run_json(current_jc().get_run(run_id)))
 
 
 @bp.get("/graph")

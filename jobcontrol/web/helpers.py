@@ -19,6 +19,7 @@ from jobcontrol.errors import (
     JobAlreadyRunningError,
     JobControlError,
     JobPausedError,
+    RunNotFoundError,
     StorageError,
     UnknownJobError,
 )
@@ -78,7 +79,7 @@ def way_back() -> str | None:
 
 def http_status(error: JobControlError) -> int:
     """The HTTP status that says what a library error means."""
-    if isinstance(error, (UnknownJobError, BuildNotFoundError)):
+    if isinstance(error, (UnknownJobError, BuildNotFoundError, RunNotFoundError)):
         return 404
     if isinstance(error, (BuildStateError, JobAlreadyRunningError, DependencyError,
                           JobPausedError)):

@@ -56,10 +56,20 @@ class LaunchOptions:
     deps: bool = False
     depending: bool = False
     if_outdated: bool = False
+    #: ``(name, value)`` of each parameter given (as ``--param name=value``)
+    params: tuple[tuple[str, str], ...] = ()
+    #: what the run is recorded as started by (``web``: the form; ``api``: the JSON API)
+    trigger: str = "web"
+    #: who, as the run records it (None: the build process's ``user@host``)
+    by: str | None = None
 
     def flags(self) -> list[str]:
-        return [flag for flag, on in (("--deps", self.deps), ("--depending", self.depending),
-                                      ("--if-outdated", self.if_outdated)) if on]
+        flags = [flag for flag, on in (("--deps", self.deps), ("--depending", self.depending),
+                                       ("--if-outdated", self.if_outdated)) if on]
+        for name, value in self.params:
+            flags += ["--param", f"{name}={value}"]
+        flags += ["--trigger", self.trigger]
+        return flags + (["--by", self.by] if self.by else [])
 
 
 def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
@@ -67,6 +77,7 @@ def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
     ``celery`` (as ``build --async``), else in a background ``jobcontrol build`` process.
 
     A paused job is refused (:class:`JobPausedError`): the web has no ``--force``."""
+    jc.param_values([job_id], dict(options.params))  # refused here, in one line
     steps = make_plan(jc.config.dependencies, [job_id], with_deps=options.deps,
                       with_depending=options.depending)
     pauses = jc.pauses(step.job_id for step in steps)
@@ -82,7 +93,8 @@ def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
                             f"{held} (see the job's page)")
         return launched
     queued = jc.submit(job_id, deps=options.deps, depending=options.depending,
-                       if_outdated=options.if_outdated)
+                       if_outdated=options.if_outdated, params=dict(options.params),
+                       trigger=options.trigger, by=options.by)
     if not queued:
         return Launched(None, None, os.getpid(), f"{job_id}: nothing to build")
     ids = ", ".join(f"#{build.id}" for build in queued)

@@ -119,7 +119,7 @@ def launch_page(job_id: str) -> Any:
         plan = jc.plan(job_id, deps=True)
         return render_template("launch.html", job=job, plan=plan,
                                pauses=jc.pauses(step.job_id for step in plan))
-    started = start(jc, job_id, launch_options(request.form))
+    started = start(jc, job_id, launch_options(request.form, trigger="web"))
     flash(started.message)
     if started.build_id is None:
         return redirect(url_for("pages.job", job_id=job_id), 303)
@@ -233,6 +233,22 @@ def delete(build_id: int) -> Any:
     if deleted.job_id not in jc.config.jobs:  # a job since removed from the config
         return redirect(url_for("pages.jobs"), 303)
     return redirect(url_for("pages.job", job_id=deleted.job_id), 303)
+
+
+@bp.get("/runs")
+def runs() -> Any:
+    jc = current_jc()
+    limit = int_arg("limit", 50, low=1, high=MAX_LIMIT) or 50
+    job_id = request.args.get("job") or None  # ?job=: the runs that built it
+    found = jc.runs(job_id=job_id, limit=limit + 1, before_id=int_arg("before", low=1))
+    return render_template("runs.html", runs=found[:limit], older=len(found) > limit,
+                           limit=limit, jobs=jc.config.jobs, job_id=job_id)
+
+
+@bp.get("/runs/<int:run_id>")
+def run(run_id: int) -> Any:
+    jc = current_jc()
+    return render_template("run.html", view=jc.get_run(run_id), jobs=jc.config.jobs)
 
 
 @bp.get("/graph")

@@ -26,7 +26,7 @@ BUILD_COLUMNS = (
     "id", "job_id", "state", "reason", "definition", "definition_hash", "dependency_builds",
     "created", "started", "finished", "heartbeat", "host", "pid",
     "result_kind", "result_data", "exc_type", "exc_message", "exc_traceback", "retry_of",
-    "cancel_requested", "cancel_reason", "queue", "pgid",
+    "cancel_requested", "cancel_reason", "queue", "pgid", "run_id", "params",
 )
 SELECT_BUILD = f"SELECT {', '.join(BUILD_COLUMNS)} FROM builds"
 LOG_COLUMNS = "seq, time, level, logger, message, exception"
@@ -44,8 +44,9 @@ def in_params(values: Sequence[Any]) -> str:
 @functools.lru_cache(maxsize=64)  # a run asks for the same few shapes step after step
 def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
     """The status query: per job, its newest build, its newest ``success`` (only that state
-    is a success) and its running build ids. ``job_count`` jobs given as parameters, or None
-    for all.
+    is a success, and only of a build without parameters of its own: see
+    :mod:`jobcontrol.rules.params`) and its running build ids. ``job_count`` jobs given as
+    parameters, or None for all.
 
     One statement whose cost grows with the number of jobs, not of builds: each job's ids
     are one descent of the ``(job_id, id)`` or ``(job_id, state, id)`` index, then the two
@@ -71,7 +72,7 @@ def job_summaries_sql(id_list_sql: str, job_count: int | None) -> str:
         per_job AS (
             SELECT j.job_id,
                    ({newest}) AS last_id,
-                   ({newest} AND b.state = 'success') AS success_id,
+                   ({newest} AND b.state = 'success' AND b.params IS NULL) AS success_id,
                    (SELECT {id_list_sql} FROM builds b
                     WHERE b.job_id = j.job_id AND b.state = 'running') AS running_ids
             FROM job_ids j

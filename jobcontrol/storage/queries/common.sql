@@ -17,8 +17,8 @@ SELECT id FROM builds WHERE id = ?
 -- name: claim_build
 -- the row goes in only while fewer than the job's concurrency of its builds run
 INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, created,
-                    started, heartbeat, host, pid, retry_of, claim_token)
-SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                    started, heartbeat, host, pid, retry_of, claim_token, run_id, params)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
 
 -- name: running_builds
@@ -29,8 +29,8 @@ SELECT id FROM builds WHERE retry_of = ?
 
 -- name: enqueue_build
 INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, created,
-                    retry_of, queue)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    retry_of, queue, run_id, params)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: queued_build_locked
 SELECT job_id, state FROM builds WHERE id = ?
@@ -75,8 +75,8 @@ WHERE id = ? AND state = ? AND cancel_requested IS NULL
 
 -- name: record_build
 INSERT INTO builds (job_id, state, reason, definition, definition_hash, created, started,
-                    finished, host, pid)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    finished, host, pid, run_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: build_counts
 -- grouped by the columns of the (job_id, state, id) index: counted from the index alone
@@ -140,6 +140,19 @@ WHERE resumed IS NULL
 -- name: pause_history
 SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pauses
 WHERE job_id = ? ORDER BY id DESC
+
+-- name: create_run
+INSERT INTO build_runs (trigger, created, created_by, targets, params, note) VALUES (?, ?, ?, ?, ?, ?)
+
+-- name: get_run
+SELECT id, trigger, created, created_by, targets, params, note FROM build_runs WHERE id = ?
+
+-- name: list_runs
+SELECT id, trigger, created, created_by, targets, params, note FROM build_runs
+WHERE (? IS NULL OR id < ?)
+  AND (? IS NULL OR EXISTS (SELECT 1 FROM builds b
+                            WHERE b.run_id = build_runs.id AND b.job_id = ?))
+ORDER BY id DESC
 
 -- name: get_setting
 SELECT value FROM settings WHERE key = ?

@@ -1,0 +1,78 @@
+"""A run's state, derived from its builds: written here once, read by the CLI, the JSON API
+and the web alike (see ``docs/explanation/builds.rst``).
+
+- A retried build stands no more: its retry (``retry_of``) in the same run speaks for it.
+- ``running`` while any build that stands is queued or running;
+- else ``failed`` if any failed or was abandoned;
+- else ``cancelled`` if any was cancelled;
+- else ``success`` (every build succeeded or was skipped);
+- ``empty`` when the run has no build on record: it made none (everything was up to date,
+  or it was refused before anything started), or they were deleted or pruned since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from jobcontrol.models import Build, BuildState, Run
+
+
+class RunState(str, Enum):
+    """What a run's builds add up to (see the module's docstring)."""
+
+    #: a build is queued or running
+    RUNNING = "running"
+    #: a build failed or was abandoned (and was not retried to success)
+    FAILED = "failed"
+    #: a build was cancelled, none failed
+    CANCELLED = "cancelled"
+    #: every build succeeded or was skipped
+    SUCCESS = "success"
+    #: no build of the run is on record (none made, or deleted or pruned since)
+    EMPTY = "empty"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def standing(builds: Sequence[Build]) -> list[Build]:
+    """The builds of a run that speak for it: those no later build of the run retries."""
+    retried = {build.retry_of for build in builds if build.retry_of is not None}
+    return [build for build in builds if build.id not in retried]
+
+
+def run_state(builds: Sequence[Build]) -> RunState:
+    """The state of a run whose builds are ``builds`` (see the module's docstring)."""
+    states = {build.state for build in standing(builds)}
+    if not states:
+        return RunState.EMPTY
+    if states & {BuildState.QUEUED, BuildState.RUNNING}:
+        return RunState.RUNNING
+    if states & {BuildState.FAILED, BuildState.ABANDONED}:
+        return RunState.FAILED
+    if BuildState.CANCELLED in states:
+        return RunState.CANCELLED
+    return RunState.SUCCESS
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run about to start its builds carries to them: the run (None: none is
+    recorded), each target's parameter values, and the scheduled instants by job."""
+
+    run: Run | None = None
+    values: Mapping[str, Mapping[str, Any]] | None = None
+    instants: Mapping[str, tuple[datetime, datetime | None]] | None = None
+
+    @property
+    def run_id(self) -> int | None:
+        return None if self.run is None else self.run.id
+
+    def instant(self, job_id: str) -> tuple[datetime, datetime | None] | None:
+        """The scheduled instant a build of ``job_id`` is for, and where the interval it
+        covers begins (the schedule's instant before; None: it has none)."""
+        return (self.instants or {}).get(job_id)

@@ -1,0 +1,85 @@
+"""Runs: the part of the Python API (:class:`~jobcontrol.core.JobControl` takes it in) that
+opens a run for each invocation that starts builds, checks the parameters it was given,
+and reads runs back with their builds and derived state.
+
+A run is opened before its first build is claimed (``build``, ``build --async``, a
+scheduled instant, a web launch, a backfill) and its builds name it (``Build.run_id``);
+its state is never stored, only derived (:func:`jobcontrol.rules.runs.run_state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from jobcontrol.models import Build, Run, RunTrigger
+from jobcontrol.rules import params as param_rules
+from jobcontrol.rules.runs import RunStart, RunState, run_state
+
+if TYPE_CHECKING:
+    from jobcontrol.config import Config, JobDefinition
+    from jobcontrol.storage.base import Storage
+
+#: runs ``jobcontrol runs`` and the web list when no limit is given
+DEFAULT_RUN_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with its builds (oldest first) and the state they add up to."""
+
+    run: Run
+    builds: tuple[Build, ...]
+
+    @property
+    def state(self) -> RunState:
+        return run_state(self.builds)
+
+
+class Runs:
+    """Open and read runs: a part of :class:`~jobcontrol.core.JobControl`."""
+
+    config: Config
+    storage: Storage
+
+    def job(self, job_id: str) -> JobDefinition:  # JobControl's
+        raise NotImplementedError
+
+    def param_values(self, targets: Sequence[str], given: Mapping[str, Any] | None
+                     ) -> dict[str, dict[str, Any]]:
+        """Each target's parameter values: ``given`` converted (every target must declare
+        each one given), the rest defaults. :class:`~jobcontrol.errors.ParamError` before
+        anything is recorded."""
+        return {job_id: param_rules.resolve(self.job(job_id), given) for job_id in targets}
+
+    def open_run(self, trigger: RunTrigger | str, targets: Sequence[str], *,
+                 by: str | None = None, params: Mapping[str, Any] | None = None,
+                 note: str | None = None,
+                 instants: Mapping[str, tuple[datetime, datetime | None]] | None = None
+                 ) -> RunStart:
+        """Check ``params`` and record a new run of ``targets`` (``by`` defaults to
+        ``user@host``); what its builds need to name it."""
+        from jobcontrol.pausing import who
+
+        values = self.param_values(targets, params)
+        shown = {job_id: param_rules.as_json(v) for job_id, v in values.items() if v}
+        run = self.storage.create_run(RunTrigger(trigger), by=by or who(), targets=targets,
+                                      params=shown, note=note)
+        return RunStart(run, values, instants)
+
+    def runs(self, *, job_id: str | None = None, limit: int | None = DEFAULT_RUN_LIMIT,
+             before_id: int | None = None) -> list[RunView]:
+        """The latest runs (of ``job_id``'s builds, if given), newest first, with their
+        builds: two queries."""
+        if job_id is not None:
+            self.job(job_id)
+        found = self.storage.list_runs(job_id=job_id, limit=limit, before_id=before_id)
+        builds = self.storage.run_builds([run.id for run in found])
+        return [RunView(run, tuple(builds[run.id])) for run in found]
+
+    def get_run(self, run_id: int) -> RunView:
+        """One run with its builds; RunNotFoundError when there is none."""
+        run = self.storage.get_run(run_id)
+        return RunView(run, tuple(self.storage.run_builds([run_id])[run_id]))
