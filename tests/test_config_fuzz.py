@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobcontrol.config import Config, parse_config
+from jobcontrol.config.sections import RUNNER_KEYS
 from jobcontrol.config.validation import DEFAULT_KEYS, JOB_KEYS, TOP_KEYS
-from jobcontrol.config.values import RETENTION_KEYS, RETRY_KEYS, RUNNER_KEYS
+from jobcontrol.config.values import RETENTION_KEYS, RETRY_KEYS
 from jobcontrol.config.yaml_loader import loader_class
 from jobcontrol.errors import ConfigError
 

@@ -14,8 +14,8 @@ from tests.imports import cycles, import_graph, package_modules
 PACKAGE = "jobcontrol.config"
 #: the modules of the package, lowest first: each may import only those before it (the
 #: package's ``__init__`` comes last; its docstring gives each module's job)
-LAYERS = ("param_types", "model", "yaml_loader", "events", "values", "schedules", "commands",
-          "params", "validation", "loading")
+LAYERS = ("param_types", "settings", "model", "yaml_loader", "events", "values", "sections",
+          "schedules", "commands", "params", "validation", "loading")
 MAX_LINES = 600
 
 

@@ -5,13 +5,17 @@
 key or value. The modules, each importing only those listed before it:
 
 - :mod:`~jobcontrol.config.param_types`: the types of a job's ``params`` and their values;
+- :mod:`~jobcontrol.config.settings`: the ``runner:``, ``web:`` and ``executor:`` sections,
+  and the checks the frozen definitions share;
 - :mod:`~jobcontrol.config.model`: the frozen definitions (Config, JobDefinition, policies,
-  settings, Location);
+  Location);
 - :mod:`~jobcontrol.config.yaml_loader`: the safe YAML loader: ``!retval``, ``!env``, marks
   on every container, limits on nesting and aliases, located errors;
 - :mod:`~jobcontrol.config.events`: its fast path, data straight from libyaml's events;
 - :mod:`~jobcontrol.config.values`: parsers of single values (durations, policies,
   settings) and the "did you mean" of a misspelt key;
+- :mod:`~jobcontrol.config.sections`: parsers of the settings sections (runner, web,
+  executor, secrets);
 - :mod:`~jobcontrol.config.schedules`: parsers of the scheduling keys (schedule, timezone,
   schedule_options, max_age, notify);
 - :mod:`~jobcontrol.config.commands`: parsers of a shell job's keys (command, env, cwd);

@@ -22,6 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from jobcontrol.config.param_types import ParamSpec
+from jobcontrol.config.settings import (
+    FORK_SERVER_MIN_BUILDS,
+    ExecutorSettings,
+    RunnerSettings,
+    WebSettings,
+    check_that,
+    is_duration,
+)
 from jobcontrol.errors import ConfigError, UnknownJobError
 from jobcontrol.models import EncodedJSON
 from jobcontrol.notify import NotifyPolicy
@@ -89,19 +97,6 @@ class RetvalRef:
         return {"!retval": self.job_id}
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-def _is_duration(value: object, allow_none: bool = False) -> bool:
-    if value is None:
-        return allow_none
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        math.isfinite(value) and value >= 0
-    )
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """``retries:``: how often a failed build is retried, and how long to wait before each.
@@ -120,12 +115,12 @@ class RetryPolicy:
     max_delay: float | None = None
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.count, int) and not isinstance(self.count, bool)
+        check_that(isinstance(self.count, int) and not isinstance(self.count, bool)
                and self.count >= 0, f"count must be an int >= 0, got {self.count!r}")
-        _check(_is_duration(self.delay), f"delay must be seconds >= 0, got {self.delay!r}")
-        _check(_is_duration(self.backoff) and self.backoff >= 1,
+        check_that(is_duration(self.delay), f"delay must be seconds >= 0, got {self.delay!r}")
+        check_that(is_duration(self.backoff) and self.backoff >= 1,
                f"backoff must be a number >= 1, got {self.backoff!r}")
-        _check(_is_duration(self.max_delay, allow_none=True),
+        check_that(is_duration(self.max_delay, allow_none=True),
                f"max_delay must be seconds >= 0 or None, got {self.max_delay!r}")
 
     def delay_before(self, attempt: int) -> float:
@@ -165,13 +160,13 @@ class RetentionPolicy:
     logs: Mapping[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.keep_last is None or (isinstance(self.keep_last, int)
+        check_that(self.keep_last is None or (isinstance(self.keep_last, int)
                and not isinstance(self.keep_last, bool) and self.keep_last >= 1),
                f"keep_last must be an int >= 1 or None, got {self.keep_last!r}")
-        _check(_is_duration(self.keep_for, allow_none=True),
+        check_that(is_duration(self.keep_for, allow_none=True),
                f"keep_for must be seconds >= 0 or None, got {self.keep_for!r}")
         for level, seconds in self.logs.items():
-            _check(isinstance(level, int) and _is_duration(seconds),
+            check_that(isinstance(level, int) and is_duration(seconds),
                    f"logs maps a logging level to seconds >= 0, got {level!r}: {seconds!r}")
 
     def as_json(self) -> dict[str, Any]:
@@ -182,129 +177,6 @@ class RetentionPolicy:
             "logs": {logging.getLevelName(level): seconds
                      for level, seconds in sorted(self.logs.items())},
         }
-
-
-#: process-isolated builds in one run from which ``runner.fork_server: auto`` uses a fork
-#: server: starting one (a new interpreter) costs about as much as 15 forks of a large runner
-FORK_SERVER_MIN_BUILDS = 20
-#: builds a warm worker of ``isolation: pool`` runs before a fresh one replaces it (Celery's
-#: ``worker_max_tasks_per_child``): what a job leaks (memory, open files, threads) is bounded
-DEFAULT_MAX_BUILDS_PER_WORKER = 100
-
-
-@dataclass(frozen=True)
-class RunnerSettings:
-    """``runner:``: how builds are watched (durations in seconds) and forked.
-
-    The runner beats a build's heartbeat every ``heartbeat``; a running build whose heartbeat
-    is older than ``heartbeat_timeout`` is abandoned; a job told to stop (timeout, cancel) gets
-    SIGTERM, then SIGKILL ``kill_grace`` later. A build's outcome the storage refuses (a
-    full disk, say) is tried again for ``outcome_retry``. ``fork_server``: whether
-    process-isolated builds are forked by a fork server
-    (:mod:`jobcontrol.execution.forkserver`): True, False, or None for a run that starts
-    at least :data:`FORK_SERVER_MIN_BUILDS` of them. ``max_builds_per_worker`` and
-    ``max_worker_memory`` (bytes of resident memory after a build; None: no limit): when a
-    warm worker of ``isolation: pool`` is replaced by a fresh one
-    (:mod:`jobcontrol.execution.pool`).
-    """
-
-    heartbeat: float = 5.0
-    heartbeat_timeout: float = 60.0
-    kill_grace: float = 5.0
-    outcome_retry: float = 300.0
-    fork_server: bool | None = None
-    max_builds_per_worker: int = DEFAULT_MAX_BUILDS_PER_WORKER
-    max_worker_memory: int | None = None
-
-    def __post_init__(self) -> None:
-        _check(_is_duration(self.heartbeat) and self.heartbeat > 0,
-               f"heartbeat must be seconds > 0, got {self.heartbeat!r}")
-        _check(_is_duration(self.heartbeat_timeout) and self.heartbeat_timeout > self.heartbeat,
-               f"heartbeat_timeout must be more than heartbeat ({self.heartbeat!r}), "
-               f"got {self.heartbeat_timeout!r}")
-        _check(_is_duration(self.kill_grace),
-               f"kill_grace must be seconds >= 0, got {self.kill_grace!r}")
-        _check(_is_duration(self.outcome_retry),
-               f"outcome_retry must be seconds >= 0, got {self.outcome_retry!r}")
-        _check(self.fork_server in (None, True, False),
-               f"fork_server must be true, false or auto (None), got {self.fork_server!r}")
-        _check(isinstance(self.max_builds_per_worker, int) and self.max_builds_per_worker > 0,
-               f"max_builds_per_worker must be a whole number > 0, "
-               f"got {self.max_builds_per_worker!r}")
-        _check(self.max_worker_memory is None or (isinstance(self.max_worker_memory, int)
-                                                  and self.max_worker_memory > 0),
-               f"max_worker_memory must be bytes > 0 or None, got {self.max_worker_memory!r}")
-
-    def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "fork_server": "auto" if self.fork_server is None
-                else self.fork_server}
-
-
-@dataclass(frozen=True)
-class WebSettings:
-    """``web:``: the web UI's secret key and who may use it.
-
-    ``users`` maps a user name to a Werkzeug password hash (``generate_password_hash``);
-    ``token`` is a shared secret API clients send as ``Authorization: Bearer TOKEN`` (and
-    people may log in with). Without either, the UI has no login and serves only loopback
-    unless told otherwise.
-    """
-
-    secret_key: str | None = field(default=None, repr=False)
-    users: Mapping[str, str] = field(default_factory=dict, repr=False)
-    token: str | None = field(default=None, repr=False)
-    #: ``Host`` names served besides the loopback ones (``localhost``, ``127.0.0.1``,
-    #: ``[::1]``); without auth no other name is, with auth only these when given
-    allowed_hosts: tuple[str, ...] = ()
-    #: Werkzeug ``ProxyFix`` arguments: how many proxies set each ``X-Forwarded-*`` header
-    #: (empty: the headers are ignored)
-    proxy: Mapping[str, int] = field(default_factory=dict)
-    #: seconds a login lasts, however busy the session (12 hours)
-    session_lifetime: float = 12 * 3600.0
-
-    @property
-    def auth(self) -> bool:
-        """True when a login is required (users or a token are configured)."""
-        return bool(self.users) or self.token is not None
-
-
-@dataclass(frozen=True)
-class ExecutorSettings:
-    """``executor:``: where builds run. ``local`` (the default): in child processes of the
-    command that builds; ``celery``: ``build --async`` queues them for ``jobcontrol worker``
-    processes reached through ``broker`` (a Redis or RabbitMQ URL), on ``queue`` unless a
-    job names its own."""
-
-    type: str = "local"
-    broker: str | None = None
-    queue: str = "jobcontrol"
-    #: seconds any one broker operation may take (connecting, a reply, a write) before
-    #: sending gives up: a broker that accepts connections and never answers fails fast
-    timeout: float = 10.0
-    #: Celery's ``broker_transport_options`` (``visibility_timeout`` and the like), over
-    #: the ones jobcontrol derives from ``timeout``
-    transport_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        _check(self.type in ("local", "celery"),
-               f"type must be 'local' or 'celery', got {self.type!r}")
-        _check(self.type == "local" or bool(self.broker),
-               "an executor of type celery needs a broker URL")
-        _check(_is_duration(self.timeout) and self.timeout > 0,
-               f"timeout must be seconds > 0, got {self.timeout!r}")
-        _check(isinstance(self.transport_options, Mapping)
-               and all(isinstance(key, str) for key in self.transport_options),
-               "transport_options must be a mapping of option names to values")
-
-    @property
-    def remote(self) -> bool:
-        """True when builds go to Celery workers."""
-        return self.type == "celery"
-
-    def as_json(self) -> dict[str, Any]:
-        shown = asdict(self)
-        shown["transport_options"] = dict(self.transport_options)
-        return shown
 
 
 #: the callable a shell job's builds run (:func:`jobcontrol.execution.shell.run`): named,
@@ -328,14 +200,14 @@ class ShellCommand:
 
     def __post_init__(self) -> None:
         if isinstance(self.command, str):
-            _check(bool(self.command.strip()), "command must not be empty")
+            check_that(bool(self.command.strip()), "command must not be empty")
         else:
-            _check(isinstance(self.command, tuple) and bool(self.command)
+            check_that(isinstance(self.command, tuple) and bool(self.command)
                    and all(isinstance(part, str) for part in self.command),
                    f"command must be a string or a tuple of strings, got {self.command!r}")
-        _check(all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()),
+        check_that(all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()),
                "env must map names to strings")
-        _check(self.cwd is None or (isinstance(self.cwd, str) and bool(self.cwd)),
+        check_that(self.cwd is None or (isinstance(self.cwd, str) and bool(self.cwd)),
                f"cwd must be a folder or None, got {self.cwd!r}")
 
     def arguments(self, directory: Path) -> dict[str, Any]:

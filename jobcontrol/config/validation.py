@@ -29,20 +29,22 @@ from jobcontrol.config.model import (
     WebSettings,
     iter_retvals,
 )
-from jobcontrol.config.values import (
+from jobcontrol.config.sections import (
     EXECUTOR_KEYS,
-    RETENTION_KEYS,
-    RETRY_KEYS,
     RUNNER_KEYS,
-    Field,
-    did_you_mean,
     executor_settings,
     runner_settings,
     secret_list,
-    type_name,
     web_settings,
 )
 from jobcontrol.config.values import PARSERS as VALUE_PARSERS
+from jobcontrol.config.values import (
+    RETENTION_KEYS,
+    RETRY_KEYS,
+    Field,
+    did_you_mean,
+    type_name,
+)
 from jobcontrol.config.yaml_loader import Document, MarkedDict, MarkedList, Pos
 from jobcontrol.errors import ConfigError, CycleError
 from jobcontrol.rules.graph import find_cycle

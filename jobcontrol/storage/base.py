@@ -1,7 +1,8 @@
 """The storage interface: every backend (memory, SQLite, PostgreSQL) implements it whole.
 
 Backends know nothing of configs or graphs: they keep builds, their logs and their progress,
-and answer questions about them. Grouped by concern: lifecycle, builds, logs, progress.
+and answer questions about them. Grouped by concern: lifecycle, builds, logs, progress
+(and, in :mod:`~jobcontrol.storage.shared_state`, the settings and web sessions).
 The contract test suite (``tests/test_storage_contract.py``) runs against every backend.
 """
 
@@ -32,6 +33,7 @@ from jobcontrol.models import (
     ScheduledRun,
     StoredValue,
 )
+from jobcontrol.storage.shared_state import SharedState
 from jobcontrol.timeutil import utcnow
 
 _S = TypeVar("_S", bound="Storage")
@@ -45,7 +47,7 @@ DELETE_BATCH = 500
 LOG_PAGE = 1000
 
 
-class Storage(abc.ABC):
+class Storage(SharedState, abc.ABC):
     """Abstract storage of builds, logs and progress.
 
     Times are timezone-aware UTC. Build ids increase: a larger id is a later build.
@@ -68,7 +70,7 @@ class Storage(abc.ABC):
     def schema_version(self) -> int:
         """The schema version in place (0 when nothing is installed)."""
 
-    def check_writable(self) -> None:  # noqa: B027 - memory is always writable
+    def check_writable(self) -> None:
         """Make one write and roll it back: :class:`~jobcontrol.errors.StorageError` when
         the storage cannot be written (a read-only file or server, no privilege)."""
 
@@ -197,7 +199,7 @@ class Storage(abc.ABC):
         return self.finish_build(build_id, state, reason=reason, result=result,
                                  exception=exception)
 
-    def commit_pending(self) -> None:  # noqa: B027 - a no-op is right for most backends
+    def commit_pending(self) -> None:
         """Commit now what ``finish_build_with_logs(commit_later=True)`` left pending
         (nothing by default), rather than within ``PENDING_COMMIT_DELAY``. :meth:`close`
         does it too. An outcome that cannot be written raises
@@ -528,49 +530,6 @@ class Storage(abc.ABC):
     def run_builds(self, run_ids: Sequence[int]) -> dict[int, list[Build]]:
         """The builds of each run, oldest first (a run without builds maps to ``[]``), in
         one query."""
-
-    # -- settings ----------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def get_setting(self, key: str) -> str | None:
-        """The text stored under ``key``, or None."""
-
-    @abc.abstractmethod
-    def set_setting(self, key: str, value: str, *, replace: bool = False) -> str:
-        """Store ``value`` under ``key`` and return the value now stored.
-
-        Without ``replace`` an existing value is kept (and returned): set-if-absent, one
-        atomic step, so processes that each generate a value (a secret key, say) all end up
-        with the one that was stored first.
-        """
-
-    # -- web sessions and failed logins: what every process serving the web UI must agree on -
-
-    @abc.abstractmethod
-    def start_web_session(self, session_id: str, user: str, now: datetime,
-                          expires: datetime) -> None:
-        """Record the web UI login ``session_id`` of ``user``, valid until ``expires``.
-        Sessions expired at ``now`` are forgotten."""
-
-    @abc.abstractmethod
-    def web_session_user(self, session_id: str, now: datetime) -> str | None:
-        """The user of session ``session_id`` while it is recorded and not expired at
-        ``now``; else None."""
-
-    @abc.abstractmethod
-    def end_web_session(self, session_id: str) -> None:
-        """Forget session ``session_id`` (a logout); nothing happens if it is unknown."""
-
-    @abc.abstractmethod
-    def record_login_failure(self, keys: Sequence[str], at: datetime,
-                             forget_before: datetime) -> None:
-        """Record a failed login at ``at`` under each of ``keys`` (a user name, a client
-        address...). Failures before ``forget_before`` are forgotten."""
-
-    @abc.abstractmethod
-    def login_failures(self, key: str, since: datetime) -> list[datetime]:
-        """The times of the failed logins recorded under ``key`` at or after ``since``,
-        oldest first."""
 
 
 # -- argument checks every backend shares, so all of them accept and refuse alike ------------
