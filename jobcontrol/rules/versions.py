@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobcontrol.config import Config, JobDefinition
 from jobcontrol.errors import BuildNotFoundError
 from jobcontrol.fingerprints import CodeVersion, InputFile, code_version, fingerprint_inputs
 from jobcontrol.models import Build, EncodedJSON, JobSummary
 from jobcontrol.serialize import StoredValue
-from jobcontrol.storage.base import Storage
+
+if TYPE_CHECKING:  # the rules are handed what the storage holds; they never open one
+    from jobcontrol.storage.base import Storage
 
 __all__ = ["JobNow", "JobsNow", "recorded_code", "recorded_inputs", "stored_results"]
 
