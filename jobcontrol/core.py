@@ -361,7 +361,8 @@ class JobControl(Pausing, History, Runs):
         callables = {step.job_id: self.import_function(step.job_id) for step in steps}
         from jobcontrol.execution.orchestrator import BuildRun
 
-        run = run or self.open_run(trigger, targets, by=by, params=params)
+        run = run or self.open_run(trigger, targets, by=by, params=params,
+                                   when_first_built=True)
         paused = {} if force else self.storage.job_pauses(step.job_id for step in steps)
         result = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
                           keep_going=keep_going, if_outdated=if_outdated,
@@ -441,7 +442,8 @@ class JobControl(Pausing, History, Runs):
         from jobcontrol.execution.remote import ready_job
         from jobcontrol.execution.sending import queue_and_send
 
-        run = run or self.open_run(trigger, targets, by=by, params=params)
+        run = run or self.open_run(trigger, targets, by=by, params=params,
+                                   when_first_built=True)
         now_of = JobsNow(self.config)
 
         def create(job_id: str, queued: dict[str, Build]) -> Build:

@@ -57,17 +57,23 @@ class Runs:
     def open_run(self, trigger: RunTrigger | str, targets: Sequence[str], *,
                  by: str | None = None, params: Mapping[str, Any] | None = None,
                  note: str | None = None,
-                 instants: Mapping[str, tuple[datetime, datetime | None]] | None = None
-                 ) -> RunStart:
+                 instants: Mapping[str, tuple[datetime, datetime | None]] | None = None,
+                 when_first_built: bool = False) -> RunStart:
         """Check ``params`` and record a new run of ``targets`` (``by`` defaults to
-        ``user@host``); what its builds need to name it."""
+        ``user@host``); what its builds need to name it. ``when_first_built``: recorded
+        when its first build is (none, if it builds nothing)."""
         from jobcontrol.pausing import who
 
         values = self.param_values(targets, params)
         shown = {job_id: param_rules.as_json(v) for job_id, v in values.items() if v}
-        run = self.storage.create_run(RunTrigger(trigger), by=by or who(), targets=targets,
-                                      params=shown, note=note)
-        return RunStart(run, values, instants)
+
+        def record() -> Run:
+            return self.storage.create_run(RunTrigger(trigger), by=by or who(),
+                                           targets=targets, params=shown, note=note)
+
+        if when_first_built:
+            return RunStart(None, values, instants, opener=record)
+        return RunStart(record(), values, instants)
 
     def runs(self, *, job_id: str | None = None, limit: int | None = DEFAULT_RUN_LIMIT,
              before_id: int | None = None) -> list[RunView]:

@@ -94,12 +94,20 @@ def test_runs_lists_newest_first_with_states_and_filters_by_job(cli: Cli) -> Non
     assert "#2 bad failed" in text
 
 
-def test_a_run_that_builds_nothing_is_empty_and_an_unknown_one_is_not_found(
+def test_an_invocation_that_builds_nothing_is_no_run_and_an_unknown_one_is_not_found(
         cli: Cli, jc: JobControl) -> None:
+    """``build --if-outdated`` from cron, everything up to date, every few minutes: no
+    run is recorded for it (a run is recorded with its first build); a run whose builds
+    were deleted since is ``empty``."""
     cli("build", "fetch")
+    [made] = jc.runs()
     cli("build", "fetch", "--if-outdated")  # up to date: nothing built
-    latest = jc.runs(limit=1)[0]
-    assert latest.builds == () and latest.state is RunState.EMPTY
+    cli("pause", "fetch")
+    cli("build", "fetch")  # paused: nothing built
+    assert [view.run.id for view in jc.runs()] == [made.run.id]
+    jc.delete_build(made.builds[0].id)
+    [emptied] = jc.runs()
+    assert emptied.builds == () and emptied.state is RunState.EMPTY
     result = cli("show", "--run", "99", code=2)
     assert result.output.strip() == "Error: run 99 not found"
     with pytest.raises(RunNotFoundError):

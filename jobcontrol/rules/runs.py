@@ -6,14 +6,15 @@ and the web alike (see ``docs/explanation/builds.rst``).
 - else ``failed`` if any failed or was abandoned;
 - else ``cancelled`` if any was cancelled;
 - else ``success`` (every build succeeded or was skipped);
-- ``empty`` when the run has no build on record: it made none (everything was up to date,
-  or it was refused before anything started), or they were deleted or pruned since.
+- ``empty`` when the run has no build on record: they were deleted or pruned since, or a
+  scheduled instant's run found its job up to date (a ``build`` that builds nothing
+  records no run: see :class:`RunStart`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -59,17 +60,24 @@ def run_state(builds: Sequence[Build]) -> RunState:
     return RunState.SUCCESS
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunStart:
     """What a run about to start its builds carries to them: the run (None: none is
-    recorded), each target's parameter values, and the scheduled instants by job."""
+    recorded), each target's parameter values, and the scheduled instants by job.
+
+    With ``opener``, the run is recorded when its first build asks for it (:attr:`run_id`):
+    an invocation that builds nothing (``build --if-outdated`` from cron, all up to date)
+    leaves no empty run behind."""
 
     run: Run | None = None
     values: Mapping[str, Mapping[str, Any]] | None = None
     instants: Mapping[str, tuple[datetime, datetime | None]] | None = None
+    opener: Callable[[], Run] | None = field(default=None, repr=False, compare=False)
 
     @property
     def run_id(self) -> int | None:
+        if self.run is None and self.opener is not None:
+            self.run, self.opener = self.opener(), None
         return None if self.run is None else self.run.id
 
     def instant(self, job_id: str) -> tuple[datetime, datetime | None] | None:
