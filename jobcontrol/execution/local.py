@@ -18,14 +18,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import StorageError
+from jobcontrol.execution.frames import Frame, FrameReader
 from jobcontrol.execution.inline import InlineBuilds
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.recorder import Recorder, ended
 from jobcontrol.execution.runner import (
     BuildInterrupted,
     ChildProcess,
-    Frame,
-    FrameReader,
     Outcome,
     outcome_from_status,
 )
@@ -398,6 +397,8 @@ class LocalExecutor:
             self.observer.build_progress(entry.build, item)
         elif kind == "done":
             entry.outcome = Outcome.from_frame(frame)
+        elif kind == "end" and entry.child is not None:
+            entry.child.build_over(frame)
 
     def _enforce_limits(self, now: float) -> None:
         for entry in self._running.values():
