@@ -11,6 +11,7 @@ One daemon thread per storage object, started on first use. A process forked fro
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -38,6 +39,8 @@ class CommitTimer:
         self._pid = os.getpid()
         self._wake = threading.Condition()
         self._due: float | None = None
+        #: when the thread wakes next by itself (inf: only when notified)
+        self._wakes_at = math.inf
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -55,7 +58,11 @@ class CommitTimer:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="jobcontrol-commit-timer")
                 self._thread.start()
-            self._wake.notify()
+            elif self._due < self._wakes_at:
+                # only then: a thread woken at each quick build's outcome took the GIL
+                # from the runner as often (more than the build's own SQL); one already
+                # set to wake sooner looks at the new due time then
+                self._wake.notify()
 
     def disarm(self) -> None:
         """Nothing is pending any more (a write committed it)."""
@@ -77,10 +84,12 @@ class CommitTimer:
         with self._wake:
             while not self._closed:
                 if self._due is None:
+                    self._wakes_at = math.inf
                     self._wake.wait()
                     continue
                 left = self._due - time.monotonic()
                 if left > 0:
+                    self._wakes_at = self._due
                     self._wake.wait(left)
                     continue
                 self._due = None
