@@ -116,6 +116,12 @@ class LocalExecutor:
         return len(self._running)
 
     @property
+    def has_finished(self) -> bool:
+        """True while builds that finished wait for :meth:`wait` to return them (an
+        inline build, finished within :meth:`start`)."""
+        return bool(self._finished)
+
+    @property
     def stopping(self) -> bool:
         """True once a stop was requested: start nothing new."""
         return self._stop_request is not None

@@ -4,7 +4,7 @@ measure its memory)."""
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # the C module (see _handler)
 import contextlib
 import faulthandler
 import logging
