@@ -19,6 +19,68 @@ from jobcontrol.storage import Storage, open_storage
 STORAGE_BACKENDS = ["memory", "sqlite", "postgresql"]
 
 PG_ENV = "JOBCONTROL_TEST_POSTGRESQL"
+#: the isolation a job gets when it says nothing, for a whole run (``inline``, ``process``
+#: or ``pool``): read here only, to run the suite as if the default were switched
+DEFAULT_ISOLATION_ENV = "JOBCONTROL_TEST_DEFAULT_ISOLATION"
+
+#: what a ``jobcontrol`` process a test starts runs first (its folder put on its
+#: ``PYTHONPATH`` by :func:`tests.processes.pythonpath`): the same switch, made when the
+#: config validation is first imported, so that nothing else is imported sooner
+_SWITCH_IN_CHILDREN = """\
+import sys
+
+
+class _SwitchDefaultIsolation:
+    def find_spec(self, name, path=None, target=None):
+        if name != "jobcontrol.config.validation":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            module.BUILTIN_DEFAULTS["isolation"] = {isolation!r}
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _SwitchDefaultIsolation())
+"""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``$JOBCONTROL_TEST_DEFAULT_ISOLATION``, every config the tests write gives its
+    jobs that isolation where they say none: in this process (the validation's built-in
+    default) and in the ``jobcontrol`` processes the tests start."""
+    isolation = os.environ.get(DEFAULT_ISOLATION_ENV)
+    if not isolation:
+        return
+    from jobcontrol.config import validation
+    from jobcontrol.config.values import ISOLATIONS
+
+    if isolation not in ISOLATIONS:
+        raise pytest.UsageError(f"${DEFAULT_ISOLATION_ENV}: {isolation!r} is not one of "
+                                f"{', '.join(ISOLATIONS)}")
+    validation.BUILTIN_DEFAULTS["isolation"] = isolation
+    import tempfile
+
+    from tests import processes, support
+
+    support.DEFAULT_ISOLATION = isolation
+
+    folder = Path(tempfile.mkdtemp(prefix="jobcontrol-isolation-"))
+    (folder / "sitecustomize.py").write_text(_SWITCH_IN_CHILDREN.format(isolation=isolation))
+    processes.EXTRA_PATH.append(str(folder))
+    config.add_cleanup(lambda: __import__("shutil").rmtree(folder, ignore_errors=True))
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    isolation = os.environ.get(DEFAULT_ISOLATION_ENV)
+    return f"default isolation switched to {isolation}" if isolation else None
 
 
 @pytest.fixture(scope="session")

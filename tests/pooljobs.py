@@ -104,3 +104,25 @@ def stubborn() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     (HERE / "stubborn.pid").write_text(str(os.getpid()))
     time.sleep(60)
+
+
+def daemon() -> int:
+    """Starts a process in a session of its own that writes to the build's stdout for a
+    while (it outlives the build); its pid."""
+    child = subprocess.Popen(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do "
+                              "echo daemon-line; sleep 0.1; done"], start_new_session=True)
+    (HERE / "daemon.pid").write_text(str(child.pid))
+    return os.getpid()
+
+
+def closes_stdout() -> int:
+    """Closes file descriptors 1 and 2 (the build's output pipes); its pid."""
+    os.close(1)
+    os.close(2)
+    return os.getpid()
+
+
+def echo_in_subprocess(text: str) -> int:
+    """A subprocess writes ``text`` to the stdout it inherits; its pid."""
+    subprocess.run(["echo", text], check=True)
+    return os.getpid()

@@ -21,12 +21,20 @@ import pytest
 from tests.support import make_project
 
 ROOT = Path(__file__).parent.parent
+#: folders put after ROOT on the ``PYTHONPATH`` of the processes tests start (see
+#: ``$JOBCONTROL_TEST_DEFAULT_ISOLATION`` in tests/conftest.py)
+EXTRA_PATH: list[str] = []
+
+
+def pythonpath() -> str:
+    """The ``PYTHONPATH`` of a ``jobcontrol`` process a test starts: this checkout first."""
+    return os.pathsep.join([str(ROOT), *EXTRA_PATH])
 
 
 def jobcontrol(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
                **popen: object) -> subprocess.Popen[str]:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("JOBCONTROL_")}
-    full_env = {**inherited, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {**inherited, "PYTHONPATH": pythonpath(), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "jobcontrol", *args], cwd=cwd, env=full_env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen,  # type: ignore[arg-type]

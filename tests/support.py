@@ -9,11 +9,24 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from jobcontrol.cli import main
 
 HERE = Path(__file__).parent
+#: the isolation of a job whose config says none, in this test run: the code's default, or
+#: ``$JOBCONTROL_TEST_DEFAULT_ISOLATION`` (set here by tests/conftest.py, which reads it)
+DEFAULT_ISOLATION = "process"
+
+
+def isolation_specific(*isolations: str, why: str) -> pytest.MarkDecorator:
+    """For a test whose jobs say no isolation and whose expectation holds for these
+    isolations only: skipped in a run that switched the default to another, ``why`` naming
+    that isolation's documented behaviour."""
+    return pytest.mark.skipif(
+        DEFAULT_ISOLATION not in isolations,
+        reason=f"default isolation {DEFAULT_ISOLATION}: {why}")
 
 
 def make_project(folder: Path, yaml_text: str, name: str = "jobs.yaml") -> Path:

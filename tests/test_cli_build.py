@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobcontrol.storage import Storage
-from tests.support import Cli, make_project
+from tests.support import Cli, isolation_specific, make_project
 
 CONFIG = """\
 jobs:
@@ -169,6 +169,8 @@ def test_failure_stops_downstream(tmp_path: Path, storage: Storage) -> None:
     assert "last: not built (dependency after_bad failed)" in result.output
 
 
+@isolation_specific("process", "pool", why="inline builds run one at a time, in the runner: "
+                    "-j runs forked and pooled builds at once (docs/explanation/isolation.rst)")
 def test_parallel_independent_builds(tmp_path: Path, storage: Storage) -> None:
     cli = Cli(make_project(tmp_path, """\
         jobs:

@@ -6,6 +6,7 @@ runner's ``kill -9`` and ``jobcontrol cancel`` with real ``jobcontrol`` processe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -246,6 +247,47 @@ def test_arguments_that_do_not_pickle_fork_the_build_from_the_runner(
         executor.close()
         storage.close()
 
+
+
+def test_a_build_that_leaves_a_process_outside_its_group_retires_its_worker(
+        tmp_path: Path, url: str) -> None:
+    """That process may hold the worker's stdout: the next build, in a fresh worker, gets
+    none of its lines."""
+    config = pool_project(tmp_path / "p", """\
+        defaults: {isolation: pool}
+        jobs:
+          - {id: before, function: pooljobs.pid}
+          - {id: daemon, function: pooljobs.daemon}
+          - {id: after, function: pooljobs.echo_in_subprocess, kwargs: {text: after-line}}
+          - {id: again, function: pooljobs.pid}
+        """)
+    try:
+        builds, logs, _ = build(config, url, ["before", "daemon", "after", "again"])
+        before, daemon, after, again = builds
+        assert [b.state for b in builds] == [BuildState.SUCCESS] * 4
+        assert before.retval == daemon.retval != after.retval == again.retval
+        assert not any("daemon-line" in message for _, message in logs[after.id])
+        assert ("stdout", "after-line") in logs[after.id]
+    finally:
+        marker = config.parent / "daemon.pid"
+        if marker.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+
+
+def test_a_build_that_closes_its_output_leaves_the_next_one_its_own(
+        tmp_path: Path, url: str) -> None:
+    config = pool_project(tmp_path / "p", """\
+        defaults: {isolation: pool}
+        jobs:
+          - {id: closes, function: pooljobs.closes_stdout}
+          - {id: echoes, function: pooljobs.echo_in_subprocess, kwargs: {text: still-here}}
+        """)
+    builds, logs, _ = build(config, url, ["closes", "echoes"])
+    closes, echoes = builds
+    assert [b.state for b in builds] == [BuildState.SUCCESS] * 2, [b.reason for b in builds]
+    assert closes.retval == echoes.retval  # the same worker
+    assert ("stdout", "still-here") in logs[echoes.id]
 
 @pytest.mark.parametrize("value, message", [
     ("0", "max_builds_per_worker must be at least 1"),

@@ -22,6 +22,7 @@ from jobcontrol.models import Build, BuildState
 from jobcontrol.reaper import reap
 from jobcontrol.storage import Storage, open_storage
 from tests.processes import PROJECT_PARAMS, Project, alive, until, wait_for
+from tests.support import isolation_specific
 
 CONFIG = """\
 runner:
@@ -48,6 +49,11 @@ jobs:
     kwargs: {seconds: 3, marker: inline.pid}
     isolation: inline
 """
+
+#: for a test of what ends with a build's process group (the jobs say no isolation)
+OWN_PROCESS_GROUP = isolation_specific(
+    "process", "pool", why="an inline build has no process group of its own: its "
+    "subprocesses are the runner's (docs/explanation/isolation.rst)")
 
 HEARTBEAT_TIMEOUT = 1.0
 
@@ -110,6 +116,7 @@ def clock(text: str) -> str:
     return datetime.fromisoformat(text).strftime("%H:%M:%S")
 
 
+@OWN_PROCESS_GROUP
 def test_a_stopped_runner_is_abandoned_killed_and_the_job_runs_again(
         project: Project, storage: Storage) -> None:
     runner = project.start("build", "spawner")
@@ -138,6 +145,7 @@ def test_a_stopped_runner_is_abandoned_killed_and_the_job_runs_again(
     assert group_members(job_pid) == []
 
 
+@OWN_PROCESS_GROUP
 def test_a_stopped_runner_of_a_run_is_killed_with_its_jobs_processes(
         project: Project, storage: Storage) -> None:
     """The second build of a run: with a fork server, its process was forked ahead, while
@@ -161,6 +169,9 @@ def test_a_stopped_runner_of_a_run_is_killed_with_its_jobs_processes(
     assert group_members(job_pid) == []
 
 
+@isolation_specific("process", why="a build process outlives its runner's kill -9 until the "
+                    "reap; a pool worker (and inline, the runner) ends its process group at "
+                    "once (docs/explanation/isolation.rst)")
 def test_reap_kills_the_subprocesses_of_a_runner_killed_with_kill_9(
         project: Project, storage: Storage) -> None:
     runner = project.start("build", "spawner")
@@ -179,6 +190,7 @@ def test_reap_kills_the_subprocesses_of_a_runner_killed_with_kill_9(
     assert group_members(job_pid) == []
 
 
+@OWN_PROCESS_GROUP
 def test_a_timeout_kills_the_jobs_subprocesses(project: Project, storage: Storage) -> None:
     runner = project.start("build", "spawner", env={"TIMEOUT": "1s"})
     try:
@@ -194,6 +206,7 @@ def test_a_timeout_kills_the_jobs_subprocesses(project: Project, storage: Storag
     assert group_members(job_pid) == []
 
 
+@OWN_PROCESS_GROUP
 def test_a_cancel_kills_the_jobs_subprocesses(project: Project, storage: Storage) -> None:
     runner = project.start("build", "spawner")
     try:
@@ -212,6 +225,7 @@ def test_a_cancel_kills_the_jobs_subprocesses(project: Project, storage: Storage
     assert group_members(job_pid) == []
 
 
+@OWN_PROCESS_GROUP
 def test_a_runner_that_resumes_after_its_build_was_abandoned_changes_nothing(
         project: Project, storage: Storage) -> None:
     """Abandoned from another host (which cannot kill it), a stopped runner that resumes
@@ -256,6 +270,7 @@ def test_an_inline_build_ended_elsewhere_is_stopped_when_its_runner_resumes(
     assert storage.get_build(1) == abandoned
 
 
+@OWN_PROCESS_GROUP
 def test_forked_builds_beat_while_an_inline_build_runs(
         project: Project, storage: Storage) -> None:
     """An inline build holds the runner's loop; the builds it forked before are beaten

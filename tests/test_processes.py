@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import PROJECT_PARAMS, Project, alive, run, wait_for
-from tests.support import make_project
+from tests.support import isolation_specific, make_project
 
 CONFIG = """\
 jobs:
@@ -55,6 +55,8 @@ def test_timeout_fails_the_build_and_leaves_no_process(project: Project) -> None
     assert detail["reason"] == "timed out after 2s"
 
 
+@isolation_specific("process", "pool", why="an inline job that kills its process kills the "
+                    "runner (docs/explanation/isolation.rst)")
 def test_job_killed_by_signal_keeps_its_log(project: Project) -> None:
     code, out, err = project.run("build", "killer")
     assert code == 1, err

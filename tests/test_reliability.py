@@ -17,6 +17,7 @@ from jobcontrol.models import BuildState
 from jobcontrol.reaper import reap
 from jobcontrol.storage import open_storage
 from tests.processes import PROJECT_PARAMS, Project, alive, until, wait_for
+from tests.support import isolation_specific
 
 CONFIG = """\
 runner:
@@ -107,6 +108,8 @@ def test_heartbeat_limit_abandons_a_build_of_another_host(project: Project) -> N
         runner.communicate(timeout=10)
 
 
+@isolation_specific("process", "pool", why="an inline build ended elsewhere is cancelled by its "
+                    "runner's watcher, which says so otherwise (docs/explanation/isolation.rst)")
 def test_late_success_does_not_overwrite_abandoned(project: Project) -> None:
     runner = project.start("build", "napper", env={"NAP": "1.5"})
     wait_for(project.config.parent / "napper.pid")

@@ -18,14 +18,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import StorageError
+from jobcontrol.execution.frames import Frame, FrameReader
 from jobcontrol.execution.inline import InlineBuilds
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.recorder import Recorder, ended
 from jobcontrol.execution.runner import (
     BuildInterrupted,
     ChildProcess,
-    Frame,
-    FrameReader,
     Outcome,
     outcome_from_status,
 )
@@ -115,6 +114,12 @@ class LocalExecutor:
     def running(self) -> int:
         """How many builds are in flight."""
         return len(self._running)
+
+    @property
+    def has_finished(self) -> bool:
+        """True while builds that finished wait for :meth:`wait` to return them (an
+        inline build, finished within :meth:`start`)."""
+        return bool(self._finished)
 
     @property
     def stopping(self) -> bool:
@@ -398,6 +403,8 @@ class LocalExecutor:
             self.observer.build_progress(entry.build, item)
         elif kind == "done":
             entry.outcome = Outcome.from_frame(frame)
+        elif kind == "end" and entry.child is not None:
+            entry.child.build_over(frame)
 
     def _enforce_limits(self, now: float) -> None:
         for entry in self._running.values():

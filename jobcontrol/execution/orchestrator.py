@@ -124,6 +124,10 @@ class BuildRun:
                         break
                     del pending[step.job_id]
                     self._start(step)
+                    if self.executor.has_finished:
+                        # an inline build ended: recorded before the next starts, so that
+                        # its failure stops the run as a forked build's does
+                        break
                 if self._halt or self.executor.stopping:
                     self._abandon(list(pending.values()))
                     pending.clear()

@@ -1,9 +1,10 @@
-"""A pool worker's side (see :mod:`jobcontrol.execution.pool`): its loop, and what it does
-between two builds (kill what the build left running, restore what it changed, measure its
-memory)."""
+"""A pool worker's side (see :mod:`jobcontrol.execution.pool`): its loop, its pipes, and
+what it does between two builds (kill what the build left running, restore what it changed,
+measure its memory)."""
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # the C module (see _handler)
 import contextlib
 import faulthandler
 import logging
@@ -19,9 +20,40 @@ from typing import Any
 from jobcontrol.execution import wire
 from jobcontrol.execution.linux import become_subreaper
 from jobcontrol.execution.runner import ChildCapture
+from jobcontrol.secrets import Masker
 
 
-def worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:
+class WorkerPipes:
+    """A worker's ends of its frame and output pipes, kept from its fork to its end (see
+    :mod:`jobcontrol.execution.pool`): fds 1 and 2 are the output pipes, put back before
+    each build where the build before closed or replaced them."""
+
+    def __init__(self, frame: int, out: int, err: int) -> None:
+        self.frame = frame
+        # the job's subprocesses inherit fds 1 and 2, never these spares or the frames
+        for fd in (frame, out, err):
+            os.set_inheritable(fd, False)
+        self._std = ((out, 1), (err, 2))
+        self._ids = {fd: _file_id(fd) for fd in (out, err)}
+        for spare, std in self._std:
+            os.dup2(spare, std)
+
+    def restore(self) -> None:
+        """fds 1 and 2 on the output pipes again (a ``fstat`` each, where nothing changed)."""
+        for spare, std in self._std:
+            if _file_id(std) != self._ids[spare]:
+                os.dup2(spare, std)
+
+
+def _file_id(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def worker_main(conn: socket.socket, lifeline: int, parent: int, pipes: WorkerPipes) -> None:
     """A worker's life: builds in turn until the runner closes the socket or dies."""
     capture = ChildCapture()
     capture.isolate()  # its own process group: the runner signals the build through it
@@ -32,28 +64,31 @@ def worker_main(conn: socket.socket, lifeline: int, parent: int) -> None:
     become_subreaper()
     if faulthandler.is_enabled():  # the runner's: a crash's traceback goes to the build's log
         faulthandler.enable(2)
-    _quiet_std_fds()
     baseline = _Baseline()
     memory = _ResidentMemory()
     functions: dict[str, Callable[..., Any]] = {}
+    masker: Masker | None = None
     worker = os.getpid()
     while True:
         try:
-            (job, child, cwd, environ), fds = wire.recv(conn)
+            (job, build, result_mode, new_masker, masker_sent, cwd, environ), _ = \
+                wire.recv(conn)
         except EOFError:
             return
+        if new_masker:  # sent where it changed since the build before
+            masker = masker_sent
         baseline.follow(cwd, environ)
-        frame_w, out_w, err_w = fds
-        os.set_inheritable(frame_w, False)  # the job's subprocesses write stdout, not frames
-        build, result_mode, masker = pickle.loads(child)
         func, args, kwargs = _load(job, functions)
-        capture.run(frame_w, out_w, err_w, func, args, kwargs, build, result_mode, masker)
+        done = capture.run_warm(pipes.frame, func, args, kwargs, build, result_mode, masker)
         if os.getpid() != worker:  # a process the job forked, returning from it: not a worker
             os._exit(0)
-        _quiet_std_fds()
+        survivors = _end_leftovers()
+        pipes.restore()
         baseline.restore()
-        _end_leftovers()
-        wire.send(conn, ("ready", memory.read()))
+        # the build's output is all in the pipes now (its processes are dead): its outcome
+        # and the end go together, one wake-up of the runner, which records the build and
+        # may send the next one
+        capture.emit.last(done, ("end", memory.read(), survivors))
 
 
 def _watch_runner(lifeline: int) -> None:
@@ -84,17 +119,6 @@ def _load(job: bytes, functions: dict[str, Callable[..., Any]]
         return failed, (), {}
 
 
-def _quiet_std_fds() -> None:
-    """/dev/null on fds 1 and 2 between builds: a stray write goes nowhere, and a build's
-    pipes received next never land on them."""
-    devnull = os.open(os.devnull, os.O_RDWR)  # 1 or 2 itself, where the build closed them
-    for fd in (1, 2):
-        if fd != devnull:
-            os.dup2(devnull, fd)
-    if devnull > 2:
-        os.close(devnull)
-
-
 class _Baseline:
     """What a worker restores after each build: its working folder and environment (the
     runner's, as last sent), signal handlers and pending alarms, the umask, ``sys.path``,
@@ -109,7 +133,7 @@ class _Baseline:
         os.umask(self.umask)
         self.path = list(sys.path)
         # the named signals (the real-time ones between SIGRTMIN and SIGRTMAX are left)
-        self.signals = {signum: handler for signum in signal.Signals
+        self.signals = {int(signum): handler for signum in signal.Signals
                         if (handler := _handler(signum)) is not None}
         root = logging.getLogger()
         self.root_handlers = list(root.handlers)
@@ -161,26 +185,32 @@ def _environ_data() -> dict[Any, Any]:
 
 
 def _handler(signum: int) -> Any:
+    # ``_signal``'s, not ``signal``'s: the same handler without an enum made of it (about
+    # 30 signals are looked at after every build)
     try:
-        return signal.getsignal(signum)
+        return _signal.getsignal(signum)
     except (OSError, ValueError):
         return None
 
 
-def _end_leftovers() -> None:
+def _end_leftovers() -> bool:
     """Kill what the build left running in the worker's process group, as the end of a
-    forked build's process kills its group, and collect the worker's exited children.
+    forked build's process kills its group, and collect the worker's exited children;
+    True where a process the build started lives on outside the group.
 
     The worker is a subreaper (Linux), so the orphans of its build's processes become its
     children: those in its group are killed until none is left. A process the build moved
-    to a group of its own outlives the build, as it outlives a forked build."""
+    to a group of its own outlives the build, as it outlives a forked build (and retires
+    the worker: it may hold the output pipes)."""
     try:  # one call where the build left no process (no child: no descendant either)
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
-        return
+        return False
     group = os.getpgrp()
+    children: list[int] = []
     for _ in range(100):  # each round, the orphans of the killed come to the worker
-        members = [pid for pid in _children() if _group_of(pid) == group]
+        children = _children()
+        members = [pid for pid in children if _group_of(pid) == group]
         if not members:
             break
         for pid in members:
@@ -193,9 +223,10 @@ def _end_leftovers() -> None:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
+            break
+    return any(os.path.exists(f"/proc/{pid}") for pid in children)
 
 
 def _children() -> list[int]:

@@ -17,21 +17,19 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import marshal
 import os
 import select
 import signal
-import struct
 import sys
-import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol import context
 from jobcontrol.context import SkipBuild
+from jobcontrol.execution.frames import Emit, Frame, FrameWriter
 from jobcontrol.execution.linux import die_with_parent, load_prctl
 from jobcontrol.models import Build, BuildState, ExceptionInfo, StoredValue
 from jobcontrol.secrets import Masker
@@ -41,11 +39,6 @@ from jobcontrol.text import one_line
 if TYPE_CHECKING:
     from jobcontrol.execution.forkserver import ForkServer
 
-#: a message from a running job: ("log", ...), ("progress", ...) or ("done", ...)
-Frame = tuple[Any, ...]
-Emit = Callable[[Frame], None]
-
-_HEADER = struct.Struct("!I")
 _MAX_REASON = 300
 _FORMATTER = logging.Formatter()
 
@@ -285,47 +278,6 @@ def execute_job(
 # -- the child process -----------------------------------------------------------------------
 
 
-class _FrameWriter:
-    """Writes length-prefixed marshal frames to a pipe, whole, from any thread."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._lock = threading.Lock()
-
-    def __call__(self, frame: Frame) -> None:
-        try:
-            payload = marshal.dumps(frame)
-        except ValueError:  # an unmarshallable value slipped in: send its text
-            payload = marshal.dumps(tuple(x if isinstance(x, (str, int, float, type(None)))
-                                          else safe_repr(x) for x in frame))
-        data = _HEADER.pack(len(payload)) + payload
-        with self._lock:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-
-
-class FrameReader:
-    """Splits bytes read from the frame pipe back into frames."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> Iterator[Frame]:
-        self._buffer += data
-        buffer = self._buffer
-        pos = 0
-        size = _HEADER.size
-        while len(buffer) - pos >= size:
-            (length,) = _HEADER.unpack_from(buffer, pos)
-            if len(buffer) - pos - size < length:
-                break
-            yield marshal.loads(bytes(buffer[pos + size:pos + size + length]))
-            pos += size + length
-        del buffer[:pos]
-
-
 def _terminated(signum: int, frame: object) -> None:
     # SIGTERM in the child: unwind the job so its finally blocks and context managers run
     raise SystemExit(f"terminated by {signal.Signals(signum).name}")
@@ -362,7 +314,7 @@ class ChildCapture:
     """
 
     def __init__(self) -> None:
-        self.emit = _FrameWriter(-1)  # the frame pipe comes with the build
+        self.emit = FrameWriter(-1)  # the frame pipe comes with the build
         self.stdout = LineWriter(self.emit, "stdout", logging.INFO, fileno=1)
         self.stderr = LineWriter(self.emit, "stderr", logging.WARNING, fileno=2)
 
@@ -402,15 +354,29 @@ class ChildCapture:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def run_warm(self, frame_fd: int, func: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any], build: Build, result_mode: str,
+                 masker: Masker | None) -> Frame:
+        """Run a build in a warm worker (:mod:`.pool_worker`): fds 1 and 2 are the
+        worker's output pipes already, kept from build to build; the frame pipe too. The
+        outcome's frame is returned, not sent: the worker sends it with its end frame,
+        in one write (:meth:`~.frames.FrameWriter.last`)."""
+        self.emit._fd = frame_fd
+        return self._execute(func, args, kwargs, build, result_mode, masker, send=False)
+
     def _execute(self, func: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any], build: Build, result_mode: str,
-                 masker: Masker | None) -> None:
-        """Call the job with print() going to the writers, then send its outcome."""
+                 masker: Masker | None, send: bool = True) -> Frame:
+        """Call the job with print() going to the writers; its outcome's frame, sent
+        (unless ``send`` is false)."""
         sys.stdout, sys.stderr = self.stdout, self.stderr
         outcome = execute_job(func, args, kwargs, build, self.emit, result_mode, masker)
         self.stdout.finish()
         self.stderr.finish()
-        self.emit(outcome.to_frame())
+        frame = outcome.to_frame()
+        if send:
+            self.emit(frame)
+        return frame
 
     def rehearse(self, build: Build, result_mode: str, masker: Masker | None) -> None:
         """Go through what :meth:`run` does, with a job of jobcontrol's own
@@ -520,6 +486,10 @@ class ChildProcess:
             except OSError:  # older kernels: the executor polls instead
                 pidfd = None
         return cls(pid, frame_r, out_r, err_r, pidfd)
+
+    def build_over(self, frame: Frame) -> None:
+        """An ``("end", ...)`` frame: a warm worker's word that the build is over
+        (:class:`~.pool.PoolChild`); a forked child's end is its exit, and this ignores it."""
 
     def signal_group(self, signum: int) -> None:
         """Send a signal to the child and every process it started (its process group)."""

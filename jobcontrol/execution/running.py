@@ -7,7 +7,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from jobcontrol.execution.runner import ChildProcess, FrameReader, Outcome
+from jobcontrol.execution.frames import FrameReader
+from jobcontrol.execution.runner import ChildProcess, Outcome
 from jobcontrol.models import Build, LogRecord, ProgressItem
 
 #: bytes of log records (roughly) kept in memory for a build while the storage refuses

@@ -1,6 +1,7 @@
 """The wire between a runner and the processes it keeps warm (the fork server, the pool's
-workers): length-prefixed pickles over a Unix socket, file descriptors (a build's pipe
-ends) passed with the header (``SCM_RIGHTS``)."""
+workers): length-prefixed pickles over a Unix socket, and for the fork server file
+descriptors (a build's pipe ends) passed with the header (``SCM_RIGHTS``; a pool worker
+keeps its pipes, and is sent none)."""
 
 from __future__ import annotations
 
