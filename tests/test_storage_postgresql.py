@@ -361,6 +361,20 @@ def test_logs_committed_before_the_connection_broke_are_not_doubled(
         (1, "one"), (2, "two"), (3, "three")]
 
 
+@pytest.mark.parametrize("landed", [True, False], ids=["after the insert", "before it"])
+def test_a_run_whose_commit_was_cut_off_is_recorded_once(
+    pg: PostgreSQLStorage, monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    """Every connection cut (a failover): the run is recorded, once, not refused with
+    "may or may not have been recorded" (its token finds the attempt that landed)."""
+    from jobcontrol.models import RunTrigger
+
+    cut_off_after_commit(pg, monkeypatch, landed=landed)
+    run = pg.create_run(RunTrigger.CLI, by="me@here", targets=["a"], note="n")
+    assert [r.id for r in pg.list_runs()] == [run.id]
+    assert pg.get_run(run.id).targets == ("a",)
+
+
 def cut_off_claims(monkeypatch: pytest.MonkeyPatch, lost: str) -> None:
     """The next claim's query loses its connection, "after the claim" committed (its
     answer is lost with the connection) or "before it" reached the server."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,18 +17,30 @@ class SqlRuns(SqlCore):
     """The ``runs`` table, and the builds that point at a run: a room of
     :class:`~jobcontrol.storage.sql.SqlStorage`."""
 
-    @retried("recording a run", in_doubt_ok=False)
     def create_run(self, trigger: RunTrigger, *, by: str, targets: Sequence[str],
                    params: Mapping[str, Mapping[str, Any]] | None = None,
                    note: str | None = None) -> Run:
         trigger = RunTrigger(trigger)
         params_json = self._dumps({job: dict(values) for job, values in (params or {}).items()})
+        # one token for every attempt: an attempt that lost its connection while committing
+        # is looked up by it, so a run is recorded once (as a claim is)
+        return self._create_run(trigger, by, list(targets), params_json, note,
+                                uuid.uuid4().hex)
+
+    @retried("recording a run")
+    def _create_run(self, trigger: RunTrigger, by: str, targets: list[str], params_json: str,
+                    note: str | None, token: str) -> Run:
+        with self._cursor() as cur:
+            cur.execute(self.sql["run_by_token"], (token,))
+            landed = cur.fetchone()
+        if landed is not None:
+            return self._run(landed)
         with self._transaction() as cur:
             now = self.now()
             run_id = self._insert_id(
                 cur, self.sql["create_run"],
-                (trigger.value, self._time_param(now), by, json.dumps(list(targets)),
-                 params_json, note))
+                (trigger.value, self._time_param(now), by, json.dumps(targets), params_json,
+                 note, token))
         return Run(run_id, trigger, now, by, tuple(targets), json.loads(params_json), note)
 
     @retried("reading run {run_id}")

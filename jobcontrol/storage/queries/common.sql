@@ -142,7 +142,11 @@ SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pause
 WHERE job_id = ? ORDER BY id DESC
 
 -- name: create_run
-INSERT INTO build_runs (trigger, created, created_by, targets, params, note) VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO build_runs (trigger, created, created_by, targets, params, note, token)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+
+-- name: run_by_token
+SELECT id, trigger, created, created_by, targets, params, note FROM build_runs WHERE token = ?
 
 -- name: get_run
 SELECT id, trigger, created, created_by, targets, params, note FROM build_runs WHERE id = ?

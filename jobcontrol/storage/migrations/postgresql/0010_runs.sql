@@ -12,7 +12,10 @@ CREATE TABLE build_runs (
     created_by text NOT NULL,
     targets jsonb NOT NULL DEFAULT '[]',
     params jsonb NOT NULL DEFAULT '{}',
-    note text
+    note text,
+    -- random, the same in every attempt of one creation: an attempt whose COMMIT a lost
+    -- connection cut off is found by it, and the index lets it make one row only
+    token text UNIQUE
 );
 ALTER TABLE builds ADD COLUMN run_id bigint;
 ALTER TABLE builds ADD COLUMN params jsonb;

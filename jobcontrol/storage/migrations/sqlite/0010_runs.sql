@@ -14,7 +14,10 @@ CREATE TABLE build_runs (
     targets TEXT NOT NULL DEFAULT '[]',
     params TEXT NOT NULL DEFAULT '{}',
     -- what else says what the run is for (a scheduled instant, a backfill's window)
-    note TEXT
+    note TEXT,
+    -- random, the same in every attempt of one creation: an attempt whose COMMIT a lost
+    -- connection cut off is found by it, and the index lets it make one row only
+    token TEXT UNIQUE
 );
 ALTER TABLE builds ADD COLUMN run_id INTEGER;
 ALTER TABLE builds ADD COLUMN params TEXT;
