@@ -66,11 +66,11 @@ def launch_options(source: Any, trigger: str = "api") -> LaunchOptions:
         raise BadParameter("params must be an object of names to values")
     return LaunchOptions(deps=flag(source, "deps"), depending=flag(source, "depending"),
                          if_outdated=flag(source, "if_outdated"),
-                         params=tuple((str(k), _text(v)) for k, v in given.items()),
+                         params=tuple((str(k), param_text(v)) for k, v in given.items()),
                          trigger=trigger, by=who())
 
 
-def _text(value: str | int | float | bool) -> str:
+def param_text(value: str | int | float | bool) -> str:
     """A parameter's value as ``--param`` takes it (the job's declaration types it)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 

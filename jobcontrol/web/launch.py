@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from jobcontrol.errors import ExitCode, JobControlError, JobPausedError
+from jobcontrol.errors import ExitCode, JobAlreadyRunningError, JobControlError, JobPausedError
 from jobcontrol.rules.plan import make_plan
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 #: seconds the request waits for the child's first build to start
 START_TIMEOUT = 30.0
+#: the build command's refusal when a job runs already (JobAlreadyRunningError's message)
+ALREADY_RUNNING = re.compile(r"job '(?P<job>.+)' is already running \(builds? (?P<ids>[0-9, ]+)\)")
 
 
 class LaunchError(JobControlError):
@@ -156,7 +159,12 @@ def _outcome(line: str | None, process: subprocess.Popen[bytes], errors: IO[byte
     if code == 0:
         return Launched(None, None, process.pid, f"nothing to build: {job_id} is up to date")
     message = text.splitlines()[-1] if text else f"the build process exited with {code}"
-    raise LaunchError(message.removeprefix("Error: "), code if code is not None else 1)
+    message = message.removeprefix("Error: ")
+    running = ALREADY_RUNNING.search(message) if code == ExitCode.RUNNING else None
+    if running:  # the web links to the running builds: the error carries their ids
+        ids = [int(i) for i in running["ids"].split(",")]
+        raise JobAlreadyRunningError(running["job"], ids)
+    raise LaunchError(message, code if code is not None else 1)
 
 
 def _first_line(fd: int, timeout: float) -> str | None:

@@ -20,7 +20,7 @@ from flask import (
 from jobcontrol.models import BuildState
 from jobcontrol.present import job_detail_json
 from jobcontrol.text import one_line
-from jobcontrol.web.api import launch_options, who
+from jobcontrol.web.api import launch_options, param_text, who
 from jobcontrol.web.chart import CHART_BUILDS, duration_chart
 from jobcontrol.web.helpers import (
     MAX_LIMIT,
@@ -31,7 +31,7 @@ from jobcontrol.web.helpers import (
     level_arg,
     states_arg,
 )
-from jobcontrol.web.launch import start
+from jobcontrol.web.launch import LaunchOptions, start
 from jobcontrol.web.logview import LOG_PAGE, has_newer, log_text, new_records, read_page
 from jobcontrol.web.present import (
     history_strip,
@@ -116,15 +116,28 @@ def launch_page(job_id: str) -> Any:
     jc = current_jc()
     job = jc.job(job_id)
     if request.method == "GET":
-        plan = jc.plan(job_id, deps=True)
-        return render_template("launch.html", job=job, plan=plan,
+        # the plan of what is ticked (``?plan=1`` and the boxes: the form's Preview button);
+        # first shown with deps ticked, the Run button's choice
+        chosen = request.args if flag(request.args, "plan") else {"deps": "1"}
+        ticked = {name: flag(chosen, name) for name in ("deps", "depending", "if_outdated")}
+        plan = jc.plan(job_id, **ticked)
+        return render_template("launch.html", job=job, plan=plan, ticked=ticked,
                                pauses=jc.pauses(step.job_id for step in plan))
+    if flag(request.form, "preview"):  # the plan of the ticked boxes (no token in the URL)
+        shown = {name: 1 for name in ("deps", "depending", "if_outdated")
+                 if flag(request.form, name)}
+        return redirect(url_for("pages.launch_page", job_id=job_id, plan=1, **shown,
+                                _anchor="plan"), 303)
     started = start(jc, job_id, launch_options(request.form, trigger="web"))
     flash(started.message)
     if started.build_id is None:
         return redirect(url_for("pages.job", job_id=job_id), 303)
-    then = job_id if started.job_id != job_id else None
-    return redirect(url_for("pages.build", build_id=started.build_id, then=then), 303)
+    # this launch's run: its builds together, as they start (a plain redirect: Back returns
+    # to the page the Run button was on)
+    run_id = jc.get_build(started.build_id).run_id
+    if run_id is None:
+        return redirect(url_for("pages.build", build_id=started.build_id), 303)
+    return redirect(url_for("pages.run", run_id=run_id), 303)
 
 
 @bp.post("/jobs/<job_id>/pause")
@@ -223,6 +236,22 @@ def cancel(build_id: int) -> Any:
     flash(f"build #{build_id} is {cancelled.state.value}"
           if cancelled.state.finished else f"cancel of build #{build_id} requested")
     return redirect(url_for("pages.build", build_id=build_id), 303)
+
+
+@bp.post("/builds/<int:build_id>/rerun")
+def rerun(build_id: int) -> Any:
+    """A new build of this build's job with its parameters, launched as the Run button does
+    (the job alone: its dependencies as they are now); then its run's page."""
+    jc = current_jc()
+    found = jc.get_build(build_id)
+    params = tuple((name, param_text(value)) for name, value in (found.params or {}).items())
+    started = start(jc, found.job_id, LaunchOptions(params=params, trigger="web", by=who()))
+    flash(f"rerun of #{build_id}: {started.message}")
+    if started.build_id is None:
+        return redirect(url_for("pages.build", build_id=build_id), 303)
+    run_id = jc.get_build(started.build_id).run_id
+    return redirect(url_for("pages.run", run_id=run_id) if run_id is not None
+                    else url_for("pages.build", build_id=started.build_id), 303)
 
 
 @bp.post("/builds/<int:build_id>/delete")
