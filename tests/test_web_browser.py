@@ -115,10 +115,18 @@ def test_run_a_job_with_dependencies_and_follow_it_live(browser: object, server:
     assert page.locator("#job-load .badge").inner_text() == "not built"
 
     page.locator("#job-load button.run").click()
-    # the launch opens the first build it made (extract's), which hands over to load's
-    page.wait_for_url(re.compile(r"/builds/2$"), timeout=30_000)
+    # the launch opens its run's page, which shows each of its builds as it starts
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
     page.evaluate("window.stillTheSamePage = true")  # gone if the page reloaded
-    page.wait_for_selector("#state .state-running", timeout=10_000)
+    page.wait_for_selector('#run-builds a[href="/builds/1"]')
+    page.wait_for_selector('#run-builds a[href="/builds/2"]', timeout=30_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.go_back()  # Back: the page the Run button was on
+    page.wait_for_url(server + "/")
+    page.go_forward()
+    page.locator('#run-builds a[href="/builds/2"]').click()
+    page.wait_for_url(re.compile(r"/builds/2$"))
+    page.evaluate("window.stillTheSamePage = true")
     page.wait_for_selector("#state .state-success", timeout=30_000)
     assert page.evaluate("window.stillTheSamePage") is True
 
@@ -155,3 +163,27 @@ def test_run_a_job_with_dependencies_and_follow_it_live(browser: object, server:
         page.goto(server + path)
         shoot(page, tmp_path, name)
     assert not errors, errors
+
+
+def test_rerun_from_a_build_page_then_back(browser: object, server: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(server + "/jobs/audit/launch")
+    page.locator("#preview").click()  # the plan of what is ticked: audit alone
+    page.wait_for_selector("h2#plan")
+    assert page.locator("h2#plan").inner_text() == "What Run would do now: audit with deps"
+    page.locator('input[name="deps"]').uncheck()
+    page.locator("#preview").click()
+    page.wait_for_url(re.compile(r"plan=1"))
+    assert page.locator("h2#plan").inner_text() == "What Run would do now: audit alone"
+    page.locator('input[name="deps"]').check()
+    page.locator("button.run").click()
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.wait_for_selector('#run-builds a[href="/builds/2"]', timeout=30_000)
+    page.goto(server + "/builds/2")
+    page.wait_for_selector("#state .state-success", timeout=30_000)
+    page.locator("#rerun").click()
+    page.wait_for_url(re.compile(r"/runs/2$"), timeout=30_000)
+    page.wait_for_selector('#run-builds a[href="/builds/3"]', timeout=30_000)
+    assert "audit" in page.locator("#run-builds").inner_text()
+    page.go_back()
+    page.wait_for_url(server + "/builds/2")
