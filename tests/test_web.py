@@ -468,6 +468,28 @@ def test_rerun_button_builds_the_job_again_with_its_parameters(client: Any,
     assert client.post("/builds/99/rerun", data={"csrf_token": token}).status_code == 404
 
 
+def test_retry_button_records_retry_of_and_is_offered_once(client: Any,
+                                                          jc: JobControl) -> None:
+    failed = hostile_build(jc)  # from before runs: the retry opens a run of its own
+    html = client.get(f"/builds/{failed}").get_data(as_text=True)
+    assert f'action="/builds/{failed}/retry"' in html
+    token = csrf_from(html)
+    response = client.post(f"/builds/{failed}/retry", data={"csrf_token": token})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    retry = jc.storage.get_retry(failed)
+    assert retry is not None and retry.job_id == "fetch" and retry.run_id is not None
+    assert response.headers["Location"].endswith(f"/runs/{retry.run_id}")
+    assert wait_finished(jc, retry.id).state is BuildState.SUCCESS
+    assert "/retry" not in client.get(f"/builds/{failed}").get_data(as_text=True)
+    assert "/retry" not in client.get(f"/builds/{retry.id}").get_data(as_text=True)
+    again = client.post(f"/builds/{failed}/retry", data={"csrf_token": token})
+    assert again.status_code == 409
+    assert f"retried already, by build {retry.id}" in again.get_data(as_text=True)
+    headers = {"X-CSRFToken": token}
+    assert client.post(f"/builds/{retry.id}/retry", headers=headers).status_code == 409
+    assert len(jc.storage.list_builds("fetch")) == 2
+
+
 def test_launch_needs_a_storage_other_processes_see(config: Path) -> None:
     jc = JobControl.from_config(config, "memory://")
     client = create_app(jc).test_client()

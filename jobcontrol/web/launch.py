@@ -65,6 +65,8 @@ class LaunchOptions:
     trigger: str = "web"
     #: who, as the run records it (None: the build process's ``user@host``)
     by: str | None = None
+    #: the build this launch retries (``build --retry-of``: in its run, its parameters)
+    retry_of: int | None = None
 
     def flags(self) -> list[str]:
         flags = [flag for flag, on in (("--deps", self.deps), ("--depending", self.depending),
@@ -72,6 +74,7 @@ class LaunchOptions:
         for name, value in self.params:
             flags += ["--param", f"{name}={value}"]
         flags += ["--trigger", self.trigger]
+        flags += ["--retry-of", str(self.retry_of)] if self.retry_of is not None else []
         return flags + (["--by", self.by] if self.by else [])
 
 
@@ -81,6 +84,8 @@ def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
 
     A paused job is refused (:class:`JobPausedError`): the web has no ``--force``."""
     jc.param_values([job_id], dict(options.params))  # refused here, in one line
+    retry = jc.retry_start(options.retry_of, trigger=options.trigger, by=options.by) \
+        if options.retry_of is not None else None  # a retry refused here, in one line
     steps = make_plan(jc.config.dependencies, [job_id], with_deps=options.deps,
                       with_depending=options.depending)
     pauses = jc.pauses(step.job_id for step in steps)
@@ -97,7 +102,7 @@ def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
         return launched
     queued = jc.submit(job_id, deps=options.deps, depending=options.depending,
                        if_outdated=options.if_outdated, params=dict(options.params),
-                       trigger=options.trigger, by=options.by)
+                       trigger=options.trigger, by=options.by, run=retry)
     if not queued:
         return Launched(None, None, os.getpid(), f"{job_id}: nothing to build")
     ids = ", ".join(f"#{build.id}" for build in queued)

@@ -17,8 +17,9 @@ from flask import (
     url_for,
 )
 
-from jobcontrol.models import BuildState
+from jobcontrol.models import Build, BuildState
 from jobcontrol.present import job_detail_json
+from jobcontrol.runs import RETRIABLE
 from jobcontrol.text import one_line
 from jobcontrol.web.api import launch_options, param_text, who
 from jobcontrol.web.chart import CHART_BUILDS, duration_chart
@@ -170,8 +171,15 @@ def build(build_id: int) -> Any:
         "build.html", build=found, page=page, records=page.records, level=level,
         progress=progress_rows(jc.progress(build_id)), retval=retval, retval_kind=retval_kind,
         retries_before=before_ids, retries_after=after_ids, then=_then_job(jc),
+        retriable=_retriable(jc, found),
         log_levels=LOG_FILTER_LEVELS, page_size=LOG_PAGE,
     )
+
+
+def _retriable(jc: JobControl, found: Build) -> bool:
+    """Whether the build page offers Retry: a failed, abandoned or cancelled build that no
+    build retries yet."""
+    return found.state in RETRIABLE and jc.storage.get_retry(found.id) is None
 
 
 def _then_job(jc: JobControl) -> str | None:
@@ -221,7 +229,8 @@ def build_live(build_id: int) -> Any:
         "newer": newer,
         "log_html": render_template("_log_rows.html", records=records),
         "summary_html": render_template("_build_summary.html", build=found),
-        "actions_html": render_template("_build_actions.html", build=found),
+        "actions_html": render_template("_build_actions.html", build=found,
+                                        retriable=_retriable(jc, found)),
         "progress_html": render_template("_progress.html",
                                          progress=progress_rows(jc.progress(build_id))),
         "next_url": next_url,
@@ -247,11 +256,28 @@ def rerun(build_id: int) -> Any:
     params = tuple((name, param_text(value)) for name, value in (found.params or {}).items())
     started = start(jc, found.job_id, LaunchOptions(params=params, trigger="web", by=who()))
     flash(f"rerun of #{build_id}: {started.message}")
-    if started.build_id is None:
+    return _to_run(jc, started.build_id, build_id)
+
+
+def _to_run(jc: JobControl, started: int | None, build_id: int) -> Any:
+    """To the run of the build a launch ``started`` (none started: back to ``build_id``)."""
+    if started is None:
         return redirect(url_for("pages.build", build_id=build_id), 303)
-    run_id = jc.get_build(started.build_id).run_id
+    run_id = jc.get_build(started).run_id
     return redirect(url_for("pages.run", run_id=run_id) if run_id is not None
-                    else url_for("pages.build", build_id=started.build_id), 303)
+                    else url_for("pages.build", build_id=started), 303)
+
+
+@bp.post("/builds/<int:build_id>/retry")
+def retry(build_id: int) -> Any:
+    """A failed, abandoned or cancelled build retried: a new build of its job that records
+    ``retry_of``, in its run, with its parameters; then the run's page."""
+    jc = current_jc()
+    found = jc.get_build(build_id)
+    started = start(jc, found.job_id, LaunchOptions(retry_of=build_id, trigger="web",
+                                                    by=who()))
+    flash(f"retry of #{build_id}: {started.message}")
+    return _to_run(jc, started.build_id, build_id)
 
 
 @bp.post("/builds/<int:build_id>/delete")
