@@ -490,6 +490,16 @@ def test_retry_button_records_retry_of_and_is_offered_once(client: Any,
     assert len(jc.storage.list_builds("fetch")) == 2
 
 
+def test_a_build_page_links_the_builds_that_consumed_it(client: Any, jc: JobControl) -> None:
+    jc.build("report", deps=True)  # fetch #1, report #2 consuming it
+    jc.build("fetch")  # #3: consumed by none yet
+    html = client.get("/builds/1").get_data(as_text=True)
+    consumed_by = html.split('<ul id="consumed-by">')[1].split("</ul>")[0]
+    assert 'href="/jobs/report"' in consumed_by and 'href="/builds/2"' in consumed_by
+    assert "Consumed by" not in client.get("/builds/2").get_data(as_text=True)
+    assert "Consumed by" not in client.get("/builds/3").get_data(as_text=True)
+
+
 def test_launch_needs_a_storage_other_processes_see(config: Path) -> None:
     jc = JobControl.from_config(config, "memory://")
     client = create_app(jc).test_client()

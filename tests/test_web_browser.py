@@ -49,6 +49,8 @@ jobs:
     function: jobfuncs.make
     args: [audit]
     dependencies: [extract]
+  - id: broken
+    function: jobfuncs.fails
 """
 
 
@@ -179,7 +181,10 @@ def test_rerun_from_a_build_page_then_back(browser: object, server: str) -> None
     page.locator("button.run").click()
     page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
     page.wait_for_selector('#run-builds a[href="/builds/2"]', timeout=30_000)
-    page.goto(server + "/builds/2")
+    page.goto(server + "/builds/1")  # extract's: audit's build consumed it
+    page.wait_for_selector("#state .state-success", timeout=30_000)
+    page.locator('#consumed-by a[href="/builds/2"]').click()
+    page.wait_for_url(re.compile(r"/builds/2$"))
     page.wait_for_selector("#state .state-success", timeout=30_000)
     page.locator("#rerun").click()
     page.wait_for_url(re.compile(r"/runs/2$"), timeout=30_000)
@@ -187,3 +192,24 @@ def test_rerun_from_a_build_page_then_back(browser: object, server: str) -> None
     assert "audit" in page.locator("#run-builds").inner_text()
     page.go_back()
     page.wait_for_url(server + "/builds/2")
+
+
+def test_retry_a_failed_build_in_its_run(browser: object, server: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(server + "/")
+    page.locator("#job-broken button.run").click()
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.wait_for_selector("#run-state .state-failed", timeout=30_000)
+    page.locator('#run-builds a[href="/builds/1"]').click()
+    page.wait_for_selector("#state .state-failed")
+    page.locator("#retry").click()
+    # the retry joins the failed build's run, which shows both
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.wait_for_selector('#run-builds a[href="/builds/2"]', timeout=30_000)
+    assert page.locator("#run-builds tbody tr").count() == 2
+    page.goto(server + "/builds/2")
+    page.wait_for_selector("#state .state-failed", timeout=30_000)
+    page.wait_for_selector("#retry")  # the retry failed too: it may be retried in turn
+    page.goto(server + "/builds/1")
+    assert page.locator("#retry").count() == 0  # retried already: offered once
+    assert "#2" in page.locator(".chain").inner_text()

@@ -19,6 +19,7 @@ from flask import (
 
 from jobcontrol.models import Build, BuildState
 from jobcontrol.present import job_detail_json
+from jobcontrol.rules.graph import dependents_map
 from jobcontrol.runs import RETRIABLE
 from jobcontrol.text import one_line
 from jobcontrol.web.api import launch_options, param_text, who
@@ -52,6 +53,8 @@ bp = Blueprint("pages", __name__)
 
 #: builds a job's history strip on the jobs page shows
 HISTORY_STRIP = 20
+#: the builds that consumed a build its page lists at most (the oldest)
+CONSUMED_BY = 50
 #: the build page's level filter: (label, level), all first
 LOG_FILTER_LEVELS = [("all", 0), ("DEBUG", 10), ("INFO", 20), ("WARNING", 30), ("ERROR", 40),
                      ("CRITICAL", 50)]
@@ -171,7 +174,9 @@ def build(build_id: int) -> Any:
         "build.html", build=found, page=page, records=page.records, level=level,
         progress=progress_rows(jc.progress(build_id)), retval=retval, retval_kind=retval_kind,
         retries_before=before_ids, retries_after=after_ids, then=_then_job(jc),
-        retriable=_retriable(jc, found),
+        retriable=_retriable(jc, found), consumed_by=jc.storage.consumers(
+            build_id, found.job_id, dependents_map(jc.config.dependencies).get(found.job_id, []),
+            limit=CONSUMED_BY),
         log_levels=LOG_FILTER_LEVELS, page_size=LOG_PAGE,
     )
 

@@ -43,6 +43,13 @@ WHERE id = ? AND state = ?
 -- name: get_retry
 SELECT {build_columns} FROM builds WHERE retry_of = ?
 
+-- name: consumers
+-- the builds of one dependent job after a build that consumed it: a range of the
+-- (job_id, id) index, the JSON column read only on those rows (no index serves a key of it)
+SELECT {build_columns} FROM builds
+WHERE job_id = ? AND id > ? AND json_extract(dependency_builds, '$."' || ? || '"') = ?
+ORDER BY id LIMIT ?
+
 -- name: finish_claimed
 -- the finish of a build this object claimed: only what others may have changed since
 -- comes back; a late writer never overwrites a recorded outcome

@@ -54,3 +54,9 @@ SELECT time, message FROM logs WHERE build_id = ? ORDER BY seq DESC LIMIT 1
 
 -- name: log_at
 SELECT time, message FROM logs WHERE build_id = ? AND seq = ?
+
+-- name: consumers
+-- as common.sql's, read with jsonb's ->> (dependency_builds is jsonb here)
+SELECT {build_columns} FROM builds
+WHERE job_id = ? AND id > ? AND (dependency_builds ->> ?)::bigint = ?
+ORDER BY id LIMIT ?
