@@ -500,6 +500,25 @@ def test_a_build_page_links_the_builds_that_consumed_it(client: Any, jc: JobCont
     assert "Consumed by" not in client.get("/builds/3").get_data(as_text=True)
 
 
+def test_api_rerun_and_retry(client: Any, jc: JobControl) -> None:
+    headers = {"X-CSRFToken": client.get("/api/v1/csrf").get_json()["csrf_token"]}
+    failed = hostile_build(jc)
+    retried = client.post(f"/api/v1/builds/{failed}/retry", headers=headers)
+    assert retried.status_code == 202, retried.get_json()
+    retry = retried.get_json()["build"]
+    assert retry["retry_of"] == failed and retry["job"] == "fetch"
+    wait_finished(jc, retry["id"])
+    refused = client.post(f"/api/v1/builds/{failed}/retry", headers=headers)
+    assert refused.status_code == 409
+    assert "retried already" in refused.get_json()["error"]["message"]
+    rerun = client.post(f"/api/v1/builds/{failed}/rerun", headers=headers)
+    assert rerun.status_code == 202
+    again = rerun.get_json()["build"]
+    assert again["retry_of"] is None and again["run"] not in (None, retry["run"])
+    wait_finished(jc, again["id"])
+    assert client.post("/api/v1/builds/99/rerun", headers=headers).status_code == 404
+
+
 def test_launch_needs_a_storage_other_processes_see(config: Path) -> None:
     jc = JobControl.from_config(config, "memory://")
     client = create_app(jc).test_client()

@@ -110,6 +110,22 @@ def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
                     f"queued for the workers: {ids}")
 
 
+def param_text(value: str | int | float | bool) -> str:
+    """A parameter's value as ``--param`` takes it (the job's declaration types it)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def again(jc: JobControl, build_id: int, *, retry: bool, trigger: str,
+          by: str | None) -> Launched:
+    """Build the job of build ``build_id`` again with its parameters, as a launch: a rerun
+    (a new run), or a retry (``retry_of`` = it, in its run: see ``build --retry-of``)."""
+    found = jc.get_build(build_id)
+    if retry:
+        return start(jc, found.job_id, LaunchOptions(retry_of=build_id, trigger=trigger, by=by))
+    params = tuple((name, param_text(value)) for name, value in (found.params or {}).items())
+    return start(jc, found.job_id, LaunchOptions(params=params, trigger=trigger, by=by))
+
+
 def launch(config_path: str, storage_url: str, job_id: str, options: LaunchOptions,
            *, timeout: float = START_TIMEOUT) -> Launched:
     """Start ``jobcontrol build JOB`` in a new session and return its first build."""

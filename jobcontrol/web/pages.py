@@ -22,7 +22,7 @@ from jobcontrol.present import job_detail_json
 from jobcontrol.rules.graph import dependents_map
 from jobcontrol.runs import RETRIABLE
 from jobcontrol.text import one_line
-from jobcontrol.web.api import launch_options, param_text, who
+from jobcontrol.web.api import launch_options, who
 from jobcontrol.web.chart import CHART_BUILDS, duration_chart
 from jobcontrol.web.helpers import (
     MAX_LIMIT,
@@ -33,7 +33,7 @@ from jobcontrol.web.helpers import (
     level_arg,
     states_arg,
 )
-from jobcontrol.web.launch import LaunchOptions, start
+from jobcontrol.web.launch import again, start
 from jobcontrol.web.logview import LOG_PAGE, has_newer, log_text, new_records, read_page
 from jobcontrol.web.present import (
     history_strip,
@@ -128,8 +128,8 @@ def launch_page(job_id: str) -> Any:
         return render_template("launch.html", job=job, plan=plan, ticked=ticked,
                                pauses=jc.pauses(step.job_id for step in plan))
     if flag(request.form, "preview"):  # the plan of the ticked boxes (no token in the URL)
-        shown = {name: 1 for name in ("deps", "depending", "if_outdated")
-                 if flag(request.form, name)}
+        shown: dict[str, Any] = {name: 1 for name in ("deps", "depending", "if_outdated")
+                                 if flag(request.form, name)}
         return redirect(url_for("pages.launch_page", job_id=job_id, plan=1, **shown,
                                 _anchor="plan"), 303)
     started = start(jc, job_id, launch_options(request.form, trigger="web"))
@@ -256,12 +256,18 @@ def cancel(build_id: int) -> Any:
 def rerun(build_id: int) -> Any:
     """A new build of this build's job with its parameters, launched as the Run button does
     (the job alone: its dependencies as they are now); then its run's page."""
-    jc = current_jc()
-    found = jc.get_build(build_id)
-    params = tuple((name, param_text(value)) for name, value in (found.params or {}).items())
-    started = start(jc, found.job_id, LaunchOptions(params=params, trigger="web", by=who()))
+    started = again(current_jc(), build_id, retry=False, trigger="web", by=who())
     flash(f"rerun of #{build_id}: {started.message}")
-    return _to_run(jc, started.build_id, build_id)
+    return _to_run(current_jc(), started.build_id, build_id)
+
+
+@bp.post("/builds/<int:build_id>/retry")
+def retry(build_id: int) -> Any:
+    """A failed, abandoned or cancelled build retried: a new build of its job that records
+    ``retry_of``, in its run, with its parameters; then the run's page."""
+    started = again(current_jc(), build_id, retry=True, trigger="web", by=who())
+    flash(f"retry of #{build_id}: {started.message}")
+    return _to_run(current_jc(), started.build_id, build_id)
 
 
 def _to_run(jc: JobControl, started: int | None, build_id: int) -> Any:
@@ -271,18 +277,6 @@ def _to_run(jc: JobControl, started: int | None, build_id: int) -> Any:
     run_id = jc.get_build(started).run_id
     return redirect(url_for("pages.run", run_id=run_id) if run_id is not None
                     else url_for("pages.build", build_id=started), 303)
-
-
-@bp.post("/builds/<int:build_id>/retry")
-def retry(build_id: int) -> Any:
-    """A failed, abandoned or cancelled build retried: a new build of its job that records
-    ``retry_of``, in its run, with its parameters; then the run's page."""
-    jc = current_jc()
-    found = jc.get_build(build_id)
-    started = start(jc, found.job_id, LaunchOptions(retry_of=build_id, trigger="web",
-                                                    by=who()))
-    flash(f"retry of #{build_id}: {started.message}")
-    return _to_run(jc, started.build_id, build_id)
 
 
 @bp.post("/builds/<int:build_id>/delete")
