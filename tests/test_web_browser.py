@@ -51,6 +51,9 @@ jobs:
     dependencies: [extract]
   - id: broken
     function: jobfuncs.fails
+  - id: slow
+    function: jobfuncs.sleeper
+    kwargs: {seconds: 60}
 """
 
 
@@ -213,3 +216,20 @@ def test_retry_a_failed_build_in_its_run(browser: object, server: str) -> None:
     page.goto(server + "/builds/1")
     assert page.locator("#retry").count() == 0  # retried already: offered once
     assert "#2" in page.locator(".chain").inner_text()
+
+
+def test_a_launch_refused_as_running_links_the_running_build(browser: object,
+                                                             server: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(server + "/")
+    page.locator("#job-slow button.run").click()
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.goto(server + "/")
+    page.locator("#job-slow button.run").click()  # while #1 runs
+    page.wait_for_selector(".running-builds")
+    assert "already running" in page.locator("p.error").inner_text()
+    page.locator('.running-builds a[href="/builds/1"]').click()
+    page.wait_for_url(re.compile(r"/builds/1$"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#actions button.danger").click()  # cancel it: the server stops cleanly
+    page.wait_for_selector("#state .state-cancelled", timeout=30_000)
