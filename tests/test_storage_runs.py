@@ -93,3 +93,13 @@ def test_the_builds_that_consumed_a_build(storage: Storage) -> None:
     assert [b.id for b in storage.consumers(fetch.id, "fetch.v2", ["report", "audit"],
                                             limit=1)] == [report.id]
     assert storage.consumers(fetch.id, "fetch.v2", []) == []
+
+
+def test_the_consumers_are_looked_for_among_the_first_later_builds_only(
+        storage: Storage) -> None:
+    fetch = claim(storage, "fetch", concurrency=9)
+    claim(storage, "report", concurrency=9)  # consumed nothing
+    late = claim(storage, "report", concurrency=9, dependency_builds={"fetch": fetch.id})
+    assert storage.consumers(fetch.id, "fetch", ["report"], scan=1) == []
+    assert [b.id for b in storage.consumers(fetch.id, "fetch", ["report"], scan=2)] == [
+        late.id]

@@ -157,11 +157,12 @@ class Storage(SharedState, abc.ABC):
 
     @abc.abstractmethod
     def consumers(self, build_id: int, job_id: str, dependents: Sequence[str], *,
-                  limit: int = 50) -> list[Build]:
+                  limit: int = 50, scan: int = 1000) -> list[Build]:
         """The builds that consumed build ``build_id`` of ``job_id`` (its id in their
         ``dependency_builds``), oldest first, at most ``limit``: looked for only among the
-        later builds of ``dependents`` (the jobs that depend on ``job_id``), each job a range
-        of the ``(job_id, id)`` index; no index serves the JSON column itself."""
+        first ``scan`` builds of each of ``dependents`` (the jobs that depend on ``job_id``)
+        made after it, a range of the ``(job_id, id)`` index; no index serves the JSON
+        column itself, so the read stays bounded however long the history."""
 
     @abc.abstractmethod
     def finish_build(

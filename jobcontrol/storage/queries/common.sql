@@ -44,10 +44,12 @@ WHERE id = ? AND state = ?
 SELECT {build_columns} FROM builds WHERE retry_of = ?
 
 -- name: consumers
--- the builds of one dependent job after a build that consumed it: a range of the
--- (job_id, id) index, the JSON column read only on those rows (no index serves a key of it)
-SELECT {build_columns} FROM builds
-WHERE job_id = ? AND id > ? AND json_extract(dependency_builds, '$."' || ? || '"') = ?
+-- the builds of one dependent job after a build that consumed it: the first rows of a range
+-- of the (job_id, id) index, the JSON column read only on those (no index serves a key of it)
+SELECT {build_columns} FROM (
+    SELECT * FROM builds WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?
+) AS later
+WHERE json_extract(dependency_builds, '$."' || ? || '"') = ?
 ORDER BY id LIMIT ?
 
 -- name: finish_claimed

@@ -57,6 +57,8 @@ SELECT time, message FROM logs WHERE build_id = ? AND seq = ?
 
 -- name: consumers
 -- as common.sql's, read with jsonb's ->> (dependency_builds is jsonb here)
-SELECT {build_columns} FROM builds
-WHERE job_id = ? AND id > ? AND (dependency_builds ->> ?)::bigint = ?
+SELECT {build_columns} FROM (
+    SELECT * FROM builds WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?
+) AS later
+WHERE (dependency_builds ->> ?)::bigint = ?
 ORDER BY id LIMIT ?
