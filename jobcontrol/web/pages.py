@@ -125,11 +125,16 @@ def launch_page(job_id: str) -> Any:
         chosen = request.args if flag(request.args, "plan") else {"deps": "1"}
         ticked = {name: flag(chosen, name) for name in ("deps", "depending", "if_outdated")}
         plan = jc.plan(job_id, **ticked)
-        return render_template("launch.html", job=job, plan=plan, ticked=ticked,
+        typed = {key[len("param."):]: value for key, value in request.args.items()
+                 if key.startswith("param.")}
+        return render_template("launch.html", job=job, plan=plan, ticked=ticked, typed=typed,
                                pauses=jc.pauses(step.job_id for step in plan))
     if flag(request.form, "preview"):  # the plan of the ticked boxes (no token in the URL)
         shown: dict[str, Any] = {name: 1 for name in ("deps", "depending", "if_outdated")
                                  if flag(request.form, name)}
+        # the values typed stay in the form shown again
+        shown.update((key, value) for key, value in request.form.items()
+                     if key.startswith("param."))
         return redirect(url_for("pages.launch_page", job_id=job_id, plan=1, **shown,
                                 _anchor="plan"), 303)
     started = start(jc, job_id, launch_options(request.form, trigger="web"))
