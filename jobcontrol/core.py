@@ -457,8 +457,9 @@ class JobControl(Pausing, History, Runs):
                     job, values, run.instant(job_id), now_of.record(job, summaries, here=False)),
                 definition_hash=job.definition_hash, dependency_builds=waits,
                 queue=self.config.queue_of(job), run_id=run.run_id,
-                params=own_params(job, values))
-            assert build is not None  # only a retry can be refused
+                params=own_params(job, values), retry_of=run.retry_of(job_id))
+            if build is None:  # only a retry is refused: another retried it meanwhile
+                raise BuildStateError(f"{job_id}: the build was retried already")
             return build
 
         return queue_and_send(self.storage, planned, create, send, ready_job)

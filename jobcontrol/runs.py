@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobcontrol.models import Build, Run, RunTrigger
+from jobcontrol.errors import BuildStateError, RunNotFoundError
+from jobcontrol.models import Build, BuildState, Run, RunTrigger
 from jobcontrol.rules import params as param_rules
 from jobcontrol.rules.runs import RunStart, RunState, run_state
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 #: runs ``jobcontrol runs`` and the web list when no limit is given
 DEFAULT_RUN_LIMIT = 20
+#: the states a build may be retried from by hand (``build --retry-of``, the web's Retry)
+RETRIABLE = frozenset({BuildState.FAILED, BuildState.ABANDONED, BuildState.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,34 @@ class Runs:
         if when_first_built:
             return RunStart(None, values, instants, opener=record)
         return RunStart(record(), values, instants)
+
+    def retry_start(self, build_id: int, trigger: RunTrigger | str = RunTrigger.CLI,
+                    by: str | None = None) -> RunStart:
+        """What a retry of build ``build_id`` by hand starts with: its job's first build
+        records ``retry_of`` = it, with its parameters, in its run (a build of no run, from
+        before runs were recorded: a new run, ``trigger`` and ``by``). A build not failed,
+        abandoned or cancelled, or retried already, raises :class:`BuildStateError`."""
+        build = self.storage.get_build(build_id)
+        if build.state not in RETRIABLE:
+            raise BuildStateError(f"build {build_id} is {build.state.value}: only a failed, "
+                                  f"abandoned or cancelled build is retried")
+        retry = self.storage.get_retry(build_id)
+        if retry is not None:
+            raise BuildStateError(f"build {build_id} was retried already, by build {retry.id}")
+        values = self.param_values([build.job_id], build.params)
+        retries = {build.job_id: build_id}
+        run = None
+        if build.run_id is not None:
+            try:
+                run = self.storage.get_run(build.run_id)
+            except RunNotFoundError:  # its run was pruned since: the retry opens one
+                pass
+        if run is None:
+            start = self.open_run(trigger, [build.job_id], by=by, params=build.params,
+                                  when_first_built=True)
+            start.retries = retries
+            return start
+        return RunStart(run, values, retries=retries)
 
     def runs(self, *, job_id: str | None = None, limit: int | None = DEFAULT_RUN_LIMIT,
              before_id: int | None = None) -> list[RunView]:

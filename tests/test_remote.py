@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jobcontrol import BuildState, DependencyError, JobControl
-from jobcontrol.errors import BrokerError
+from jobcontrol.errors import BrokerError, BuildStateError
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.remote import RemoteWorker, follow, wait_before
 from jobcontrol.models import Build
@@ -350,3 +350,14 @@ def test_a_dependency_that_only_ever_skipped_is_not_met(jc: JobControl, broker: 
     assert drain(jc, broker) == ["skipped", "failed"]
     after = jc.get_build(after.id)
     assert after.reason == str(DependencyError("after_skip", ["skipper"]))
+
+
+def test_a_retry_by_hand_is_queued_in_the_retried_builds_run(jc: JobControl,
+                                                             broker: Broker) -> None:
+    [failed] = jc.submit("bad")
+    drain(jc, broker)
+    assert jc.get_build(failed.id).state is S.FAILED
+    [retry] = jc.submit("bad", run=jc.retry_start(failed.id))
+    assert retry.retry_of == failed.id and retry.run_id == failed.run_id
+    with pytest.raises(BuildStateError, match=f"retried already, by build {retry.id}"):
+        jc.retry_start(failed.id)

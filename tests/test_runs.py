@@ -78,6 +78,27 @@ def test_a_deps_chain_is_one_run_its_builds_point_at(cli: Cli, storage: Storage)
     assert ["run", f"#{run.id}"] in build_fields
 
 
+def test_a_retry_by_hand_records_retry_of_in_the_same_run(cli: Cli, storage: Storage) -> None:
+    cli("build", "bad", code=1)
+    [first] = storage.list_builds("bad")
+    cli("build", "bad", "--retry-of", str(first.id), code=1)
+    retry = storage.get_retry(first.id)
+    assert retry is not None and retry.retry_of == first.id
+    run_id = first.run_id
+    assert run_id is not None and retry.run_id == run_id and len(storage.list_runs()) == 1
+    assert [b.id for b in storage.run_builds([run_id])[run_id]] == [first.id, retry.id]
+    again = cli("build", "bad", "--retry-of", str(first.id), code=5)
+    assert f"build {first.id} was retried already, by build {retry.id}" in again.output
+    cli("build", "fetch")
+    [fetched] = storage.list_builds("fetch")
+    refused = cli("build", "fetch", "--retry-of", str(fetched.id), code=5)
+    assert "is success: only a failed, abandoned or cancelled build is retried" in \
+        refused.output
+    wrong = cli("build", "fetch", "--retry-of", str(retry.id), code=2)
+    assert "give its job, bad, as the only JOBS" in wrong.output
+    assert len(storage.list_builds("bad")) == 2  # nothing else was built
+
+
 def test_runs_lists_newest_first_with_states_and_filters_by_job(cli: Cli) -> None:
     cli("build", "fetch")
     cli("build", "bad", code=1)

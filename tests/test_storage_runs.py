@@ -72,3 +72,34 @@ def test_a_success_with_parameters_of_its_own_is_not_the_last_success(
     assert summary.last_build is not None and summary.last_build.id == special.id
     assert summary.last_success is not None and summary.last_success.id == plain.id
     assert storage.job_summaries()["job"].last_success.id == plain.id  # type: ignore[union-attr]
+
+
+def test_the_builds_that_consumed_a_build(storage: Storage) -> None:
+    fetch = claim(storage, "fetch.v2", concurrency=9)
+    older = claim(storage, "fetch.v2", concurrency=9)
+    report = claim(storage, "report", concurrency=9, dependency_builds={"fetch.v2": fetch.id})
+    other = claim(storage, "report", concurrency=9, dependency_builds={"fetch.v2": older.id})
+    queued = storage.enqueue_build("audit", definition={}, definition_hash="h",
+                                   dependency_builds={"fetch.v2": fetch.id,
+                                                      "x": older.id}, queue="q")
+    assert queued is not None
+    claim(storage, "elsewhere", concurrency=9, dependency_builds={"fetch.v2": fetch.id})
+    consumers = storage.consumers(fetch.id, "fetch.v2", ["report", "audit", "report"])
+    assert [b.id for b in consumers] == [report.id, queued.id]  # oldest first, no repeats
+    assert [b.id for b in storage.consumers(older.id, "fetch.v2", ["report", "audit"])] == [
+        other.id]
+    # a key naming another job's build of the same id is not this build's
+    assert storage.consumers(older.id, "y", ["audit"]) == []
+    assert [b.id for b in storage.consumers(fetch.id, "fetch.v2", ["report", "audit"],
+                                            limit=1)] == [report.id]
+    assert storage.consumers(fetch.id, "fetch.v2", []) == []
+
+
+def test_the_consumers_are_looked_for_among_the_first_later_builds_only(
+        storage: Storage) -> None:
+    fetch = claim(storage, "fetch", concurrency=9)
+    claim(storage, "report", concurrency=9)  # consumed nothing
+    late = claim(storage, "report", concurrency=9, dependency_builds={"fetch": fetch.id})
+    assert storage.consumers(fetch.id, "fetch", ["report"], scan=1) == []
+    assert [b.id for b in storage.consumers(fetch.id, "fetch", ["report"], scan=2)] == [
+        late.id]

@@ -390,22 +390,133 @@ def test_launch_refusals_are_clear(client: Any, jc: JobControl) -> None:
     assert "up to date" in up_to_date.get_json()["message"]
 
 
-def test_page_launch_opens_the_build_then_follows_to_the_target(client: Any,
-                                                               jc: JobControl) -> None:
+def test_page_launch_opens_this_launchs_run(client: Any, jc: JobControl) -> None:
     token = page_token(client)
     response = client.post("/jobs/report/launch", data={"csrf_token": token, "deps": "1"})
     assert response.status_code == 303
-    location = response.headers["Location"]
-    assert location.endswith("/builds/1?then=report")
+    first = jc.storage.get_build(1)
+    assert first.job_id == "fetch" and first.run_id is not None
+    assert response.headers["Location"].endswith(f"/runs/{first.run_id}")
     wait_finished(jc, 1)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        live = client.get("/builds/1/live?then=report").get_json()
-        if live["next_url"]:
-            break
-        time.sleep(0.1)
+    while not jc.storage.list_builds("report") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [report] = jc.storage.list_builds("report")
+    assert report.run_id == first.run_id  # the run page shows the target's build too
+    page = client.get(f"/runs/{first.run_id}").get_data(as_text=True)
+    assert 'href="/builds/1"' in page and f'href="/builds/{report.id}"' in page
+    assert "data-changes=" in page  # a live page: it follows the builds as they come
+    wait_finished(jc, report.id)
+
+
+def test_a_build_followed_to_its_target_still_finds_it(client: Any, jc: JobControl) -> None:
+    jc.build("fetch")
+    jc.build("report")
+    live = client.get("/builds/1/live?then=report").get_json()
     assert live["next_url"] == "/builds/2"
-    assert wait_finished(jc, 2).job_id == "report"
+
+
+def test_launch_refused_as_running_links_the_running_build(client: Any,
+                                                          jc: JobControl) -> None:
+    headers = {"X-CSRFToken": client.get("/api/v1/csrf").get_json()["csrf_token"]}
+    started = client.post("/api/v1/jobs/slow/launch", headers=headers).get_json()["build"]
+    try:
+        again = client.post("/api/v1/jobs/slow/launch", headers=headers)
+        assert again.status_code == 409
+        assert again.get_json()["error"]["running"] == [started["id"]]
+        assert f"build {started['id']}" in again.get_json()["error"]["message"]
+        token = page_token(client)
+        page = client.post("/jobs/slow/launch", data={"csrf_token": token})
+        assert page.status_code == 409
+        assert f'<a href="/builds/{started["id"]}">build #{started["id"]}</a>' in \
+            page.get_data(as_text=True)
+    finally:
+        client.post(f"/api/v1/builds/{started['id']}/cancel", headers=headers)
+        wait_finished(jc, started["id"])
+
+
+def test_launch_page_heading_and_plan_follow_what_is_ticked(client: Any) -> None:
+    html = client.get("/jobs/report/launch").get_data(as_text=True)
+    assert "What Run would do now: report with deps</h2>" in html
+    assert 'name="deps" value="1" checked>' in html and "fetch" in html.split('id="plan"')[1]
+    token = page_token(client)
+    preview = client.post("/jobs/report/launch", data={"csrf_token": token, "preview": "1"})
+    assert preview.status_code == 303 and "csrf" not in preview.headers["Location"]
+    alone = client.get(preview.headers["Location"]).get_data(as_text=True)
+    assert "What Run would do now: report alone</h2>" in alone
+    assert 'name="deps" value="1">' in alone
+    assert '/jobs/fetch"' not in alone.split('id="plan"')[1]  # fetch is not in the plan
+    both = client.post("/jobs/report/launch", data={
+        "csrf_token": token, "preview": "1", "depending": "1", "if_outdated": "1"})
+    html = client.get(both.headers["Location"]).get_data(as_text=True)
+    assert "report with depending, if outdated</h2>" in html
+
+
+def test_rerun_button_builds_the_job_again_with_its_parameters(client: Any,
+                                                              jc: JobControl) -> None:
+    jc.build("fetch")
+    html = client.get("/builds/1").get_data(as_text=True)
+    assert 'action="/builds/1/rerun"' in html
+    token = csrf_from(html)
+    assert client.post("/builds/1/rerun").status_code == 400  # no CSRF token: refused
+    response = client.post("/builds/1/rerun", data={"csrf_token": token})
+    assert response.status_code == 303
+    rerun = jc.storage.get_build(2)
+    assert rerun.job_id == "fetch" and rerun.run_id is not None
+    assert response.headers["Location"].endswith(f"/runs/{rerun.run_id}")
+    assert wait_finished(jc, 2).state is BuildState.SUCCESS
+    assert client.post("/builds/99/rerun", data={"csrf_token": token}).status_code == 404
+
+
+def test_retry_button_records_retry_of_and_is_offered_once(client: Any,
+                                                          jc: JobControl) -> None:
+    failed = hostile_build(jc)  # from before runs: the retry opens a run of its own
+    html = client.get(f"/builds/{failed}").get_data(as_text=True)
+    assert f'action="/builds/{failed}/retry"' in html
+    token = csrf_from(html)
+    response = client.post(f"/builds/{failed}/retry", data={"csrf_token": token})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    retry = jc.storage.get_retry(failed)
+    assert retry is not None and retry.job_id == "fetch" and retry.run_id is not None
+    assert response.headers["Location"].endswith(f"/runs/{retry.run_id}")
+    assert wait_finished(jc, retry.id).state is BuildState.SUCCESS
+    assert "/retry" not in client.get(f"/builds/{failed}").get_data(as_text=True)
+    assert "/retry" not in client.get(f"/builds/{retry.id}").get_data(as_text=True)
+    again = client.post(f"/builds/{failed}/retry", data={"csrf_token": token})
+    assert again.status_code == 409
+    assert f"retried already, by build {retry.id}" in again.get_data(as_text=True)
+    headers = {"X-CSRFToken": token}
+    assert client.post(f"/builds/{retry.id}/retry", headers=headers).status_code == 409
+    assert len(jc.storage.list_builds("fetch")) == 2
+
+
+def test_a_build_page_links_the_builds_that_consumed_it(client: Any, jc: JobControl) -> None:
+    jc.build("report", deps=True)  # fetch #1, report #2 consuming it
+    jc.build("fetch")  # #3: consumed by none yet
+    html = client.get("/builds/1").get_data(as_text=True)
+    consumed_by = html.split('<ul id="consumed-by">')[1].split("</ul>")[0]
+    assert 'href="/jobs/report"' in consumed_by and 'href="/builds/2"' in consumed_by
+    assert "Consumed by" not in client.get("/builds/2").get_data(as_text=True)
+    assert "Consumed by" not in client.get("/builds/3").get_data(as_text=True)
+
+
+def test_api_rerun_and_retry(client: Any, jc: JobControl) -> None:
+    headers = {"X-CSRFToken": client.get("/api/v1/csrf").get_json()["csrf_token"]}
+    failed = hostile_build(jc)
+    retried = client.post(f"/api/v1/builds/{failed}/retry", headers=headers)
+    assert retried.status_code == 202, retried.get_json()
+    retry = retried.get_json()["build"]
+    assert retry["retry_of"] == failed and retry["job"] == "fetch"
+    wait_finished(jc, retry["id"])
+    refused = client.post(f"/api/v1/builds/{failed}/retry", headers=headers)
+    assert refused.status_code == 409
+    assert "retried already" in refused.get_json()["error"]["message"]
+    rerun = client.post(f"/api/v1/builds/{failed}/rerun", headers=headers)
+    assert rerun.status_code == 202
+    again = rerun.get_json()["build"]
+    assert again["retry_of"] is None and again["run"] not in (None, retry["run"])
+    wait_finished(jc, again["id"])
+    assert client.post("/api/v1/builds/99/rerun", headers=headers).status_code == 404
 
 
 def test_launch_needs_a_storage_other_processes_see(config: Path) -> None:

@@ -49,6 +49,11 @@ jobs:
     function: jobfuncs.make
     args: [audit]
     dependencies: [extract]
+  - id: broken
+    function: jobfuncs.fails
+  - id: slow
+    function: jobfuncs.sleeper
+    kwargs: {seconds: 60}
 """
 
 
@@ -115,10 +120,18 @@ def test_run_a_job_with_dependencies_and_follow_it_live(browser: object, server:
     assert page.locator("#job-load .badge").inner_text() == "not built"
 
     page.locator("#job-load button.run").click()
-    # the launch opens the first build it made (extract's), which hands over to load's
-    page.wait_for_url(re.compile(r"/builds/2$"), timeout=30_000)
+    # the launch opens its run's page, which shows each of its builds as it starts
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
     page.evaluate("window.stillTheSamePage = true")  # gone if the page reloaded
-    page.wait_for_selector("#state .state-running", timeout=10_000)
+    page.wait_for_selector('#run-builds a[href="/builds/1"]')
+    page.wait_for_selector('#run-builds a[href="/builds/2"]', timeout=30_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.go_back()  # Back: the page the Run button was on
+    page.wait_for_url(server + "/")
+    page.go_forward()
+    page.locator('#run-builds a[href="/builds/2"]').click()
+    page.wait_for_url(re.compile(r"/builds/2$"))
+    page.evaluate("window.stillTheSamePage = true")
     page.wait_for_selector("#state .state-success", timeout=30_000)
     assert page.evaluate("window.stillTheSamePage") is True
 
@@ -155,3 +168,68 @@ def test_run_a_job_with_dependencies_and_follow_it_live(browser: object, server:
         page.goto(server + path)
         shoot(page, tmp_path, name)
     assert not errors, errors
+
+
+def test_rerun_from_a_build_page_then_back(browser: object, server: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(server + "/jobs/audit/launch")
+    page.locator("#preview").click()  # the plan of what is ticked: audit alone
+    page.wait_for_selector("h2#plan")
+    assert page.locator("h2#plan").inner_text() == "What Run would do now: audit with deps"
+    page.locator('input[name="deps"]').uncheck()
+    page.locator("#preview").click()
+    page.wait_for_url(re.compile(r"plan=1"))
+    assert page.locator("h2#plan").inner_text() == "What Run would do now: audit alone"
+    page.locator('input[name="deps"]').check()
+    page.locator("button.run").click()
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.wait_for_selector('#run-builds a[href="/builds/2"]', timeout=30_000)
+    page.goto(server + "/builds/1")  # extract's: audit's build consumed it
+    page.wait_for_selector("#state .state-success", timeout=30_000)
+    page.locator('#consumed-by a[href="/builds/2"]').click()
+    page.wait_for_url(re.compile(r"/builds/2$"))
+    page.wait_for_selector("#state .state-success", timeout=30_000)
+    page.locator("#rerun").click()
+    page.wait_for_url(re.compile(r"/runs/2$"), timeout=30_000)
+    page.wait_for_selector('#run-builds a[href="/builds/3"]', timeout=30_000)
+    assert "audit" in page.locator("#run-builds").inner_text()
+    page.go_back()
+    page.wait_for_url(server + "/builds/2")
+
+
+def test_retry_a_failed_build_in_its_run(browser: object, server: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(server + "/")
+    page.locator("#job-broken button.run").click()
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.wait_for_selector("#run-state .state-failed", timeout=30_000)
+    page.locator('#run-builds a[href="/builds/1"]').click()
+    page.wait_for_selector("#state .state-failed")
+    page.locator("#retry").click()
+    # the retry joins the failed build's run, which shows both
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.wait_for_selector('#run-builds a[href="/builds/2"]', timeout=30_000)
+    assert page.locator("#run-builds tbody tr").count() == 2
+    page.goto(server + "/builds/2")
+    page.wait_for_selector("#state .state-failed", timeout=30_000)
+    page.wait_for_selector("#retry")  # the retry failed too: it may be retried in turn
+    page.goto(server + "/builds/1")
+    assert page.locator("#retry").count() == 0  # retried already: offered once
+    assert "#2" in page.locator(".chain").inner_text()
+
+
+def test_a_launch_refused_as_running_links_the_running_build(browser: object,
+                                                             server: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(server + "/")
+    page.locator("#job-slow button.run").click()
+    page.wait_for_url(re.compile(r"/runs/1$"), timeout=30_000)
+    page.goto(server + "/")
+    page.locator("#job-slow button.run").click()  # while #1 runs
+    page.wait_for_selector(".running-builds")
+    assert "already running" in page.locator("p.error").inner_text()
+    page.locator('.running-builds a[href="/builds/1"]').click()
+    page.wait_for_url(re.compile(r"/builds/1$"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#actions button.danger").click()  # cancel it: the server stops cleanly
+    page.wait_for_selector("#state .state-cancelled", timeout=30_000)

@@ -107,6 +107,19 @@ def test_the_launch_form_has_an_input_per_parameter(client: Any) -> None:
     assert "param." not in client.get("/jobs/fetch/launch").get_data(as_text=True)
 
 
+def test_the_launch_forms_preview_keeps_the_values_typed(client: Any) -> None:
+    token = page_token(client, "/jobs/daily/launch")
+    preview = client.post("/jobs/daily/launch", data={
+        "csrf_token": token, "preview": "1", "param.day": "2020-05-17", "param.limit": "3",
+        "param.loud": "true"})
+    assert preview.status_code == 303 and "csrf" not in preview.headers["Location"]
+    html = client.get(preview.headers["Location"]).get_data(as_text=True)
+    assert 'name="param.day" type="date" value="2020-05-17"' in html
+    assert 'name="param.limit" type="number" value="3"' in html
+    assert '<option value="true" selected>' in html
+    assert "What Run would do now: daily alone</h2>" in html
+
+
 def test_a_form_launch_is_a_web_run_with_its_parameters(client: Any, jc: JobControl) -> None:
     token = page_token(client)
     response = client.post("/jobs/daily/launch", data={

@@ -190,6 +190,9 @@ class AnnounceObserver(BuildObserver):
               help="A parameter of the target jobs (declared in their params:), repeatable; "
                    "a build given values other than the defaults never becomes the job's "
                    "last success.")
+@click.option("--retry-of", type=click.IntRange(1), metavar="BUILD",
+              help="Retry BUILD (failed, abandoned or cancelled; JOBS is its job): the new "
+                   "build records it retries BUILD, with its parameters, in its run.")
 @click.option("--trigger", type=click.Choice(["cli", "web", "api"]), default="cli",
               hidden=True, help="What the run is recorded as started by.")
 @click.option("--by", hidden=True, help="Who the run is recorded as started by.")
@@ -207,9 +210,25 @@ def build(jc: JobControl, jobs: tuple[str, ...], quiet: bool, **options: Any) ->
     """
     given = parse_params(options.pop("params"))
     jc.param_values(list(jobs), given)  # refused before anything, --dry-run too
-    run = {"params": given, "trigger": options.pop("trigger"), "by": options.pop("by")}
+    run: dict[str, Any] = {"params": given, "trigger": options.pop("trigger"),
+                           "by": options.pop("by")}
+    retry_of = options.pop("retry_of")
+    if retry_of is not None:
+        run = {"run": _retry_start(jc, jobs, retry_of, run)}
     with quiet_output(quiet):
         _build(jc, jobs, run=run, **options)
+
+
+def _retry_start(jc: JobControl, jobs: tuple[str, ...], build_id: int,
+                 run: dict[str, Any]) -> Any:
+    """``--retry-of``: the retried build's run, its parameters; JOBS must be its job."""
+    if run["params"]:
+        raise click.UsageError("--retry-of takes the retried build's parameters: no --param")
+    retried = jc.get_build(build_id)
+    if list(jobs) != [retried.job_id]:
+        raise click.UsageError(f"--retry-of {build_id}: give its job, {retried.job_id}, "
+                               f"as the only JOBS")
+    return jc.retry_start(build_id, trigger=run["trigger"], by=run["by"])
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -223,6 +223,8 @@ class BuildRun:
         """Claim a build of the job (a retry uses the first attempt's arguments) and run it."""
         args, kwargs, consumed = self._arguments_of[job.id]
         values = (self.start.values or {}).get(job.id) or params.resolve(job, None)
+        if retry_of is None:  # a retry asked for by hand (build --retry-of)
+            retry_of = self.start.retry_of(job.id)
         try:
             build = self.storage.claim_build(
                 job.id, concurrency=job.concurrency, definition_hash=job.definition_hash,

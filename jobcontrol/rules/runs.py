@@ -73,6 +73,18 @@ class RunStart:
     values: Mapping[str, Mapping[str, Any]] | None = None
     instants: Mapping[str, tuple[datetime, datetime | None]] | None = None
     opener: Callable[[], Run] | None = field(default=None, repr=False, compare=False)
+    #: a retry asked for by hand (``build --retry-of``): the job's build it retries
+    retries: Mapping[str, int] | None = None
+
+    def retry_of(self, job_id: str) -> int | None:
+        """The build the run's first build of ``job_id`` retries, given once (None: no
+        retry asked for)."""
+        if not self.retries or job_id not in self.retries:
+            return None
+        left = dict(self.retries)
+        found = left.pop(job_id)
+        self.retries = left
+        return found
 
     @property
     def run_id(self) -> int | None:

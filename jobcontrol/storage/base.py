@@ -156,6 +156,15 @@ class Storage(SharedState, abc.ABC):
         """The build that retries ``build_id`` (``retry_of == build_id``), if there is one."""
 
     @abc.abstractmethod
+    def consumers(self, build_id: int, job_id: str, dependents: Sequence[str], *,
+                  limit: int = 50, scan: int = 1000) -> list[Build]:
+        """The builds that consumed build ``build_id`` of ``job_id`` (its id in their
+        ``dependency_builds``), oldest first, at most ``limit``: looked for only among the
+        first ``scan`` builds of each of ``dependents`` (the jobs that depend on ``job_id``)
+        made after it, a range of the ``(job_id, id)`` index; no index serves the JSON
+        column itself, so the read stays bounded however long the history."""
+
+    @abc.abstractmethod
     def finish_build(
         self,
         build_id: int,

@@ -218,6 +218,18 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, Storage):
             retry = self._retry_of(build_id)
             return None if retry is None else _copy(retry)
 
+    def consumers(self, build_id: int, job_id: str, dependents: Sequence[str], *,
+                  limit: int = 50, scan: int = 1000) -> list[Build]:
+        with self._lock:
+            self._check_open()
+            found: list[Build] = []
+            for dependent in set(dependents):
+                later = sorted((b for b in self._builds.values()
+                                if b.job_id == dependent and b.id > build_id),
+                               key=lambda b: b.id)[:scan]
+                found += [b for b in later if b.dependency_builds.get(job_id) == build_id]
+            return [_copy(b) for b in sorted(found, key=lambda b: b.id)[:limit]]
+
     def _retry_of(self, build_id: int) -> Build | None:
         return next((b for b in self._builds.values() if b.retry_of == build_id), None)
 

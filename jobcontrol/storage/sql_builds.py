@@ -205,6 +205,17 @@ class SqlBuilds(SqlCore):
             row = cur.fetchone()
         return None if row is None else self._build_from_row(row)
 
+    @retried("reading the builds that consumed a build")
+    def consumers(self, build_id: int, job_id: str, dependents: Sequence[str], *,
+                  limit: int = 50, scan: int = 1000) -> list[Build]:
+        found: list[Build] = []
+        with self._cursor() as cur:
+            for dependent in sorted(set(dependents)):
+                cur.execute(self.sql["consumers"], (dependent, build_id, scan, job_id,
+                                                    build_id, limit))
+                found += [self._build_from_row(row) for row in cur.fetchall()]
+        return sorted(found, key=lambda build: build.id)[:limit]
+
     @retried("finishing build {build_id}")
     def finish_build(
         self,

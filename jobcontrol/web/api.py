@@ -31,7 +31,7 @@ from jobcontrol.web.helpers import (
     int_arg,
     level_arg,
 )
-from jobcontrol.web.launch import LaunchOptions, start
+from jobcontrol.web.launch import Launched, LaunchOptions, again, param_text, start
 from jobcontrol.web.present import overall_percent
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -66,13 +66,8 @@ def launch_options(source: Any, trigger: str = "api") -> LaunchOptions:
         raise BadParameter("params must be an object of names to values")
     return LaunchOptions(deps=flag(source, "deps"), depending=flag(source, "depending"),
                          if_outdated=flag(source, "if_outdated"),
-                         params=tuple((str(k), _text(v)) for k, v in given.items()),
+                         params=tuple((str(k), param_text(v)) for k, v in given.items()),
                          trigger=trigger, by=who())
-
-
-def _text(value: str | int | float | bool) -> str:
-    """A parameter's value as ``--param`` takes it (the job's declaration types it)."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @bp.get("/csrf")
@@ -202,8 +197,12 @@ def launch_job(job_id: str) -> Any:
     """Start ``build JOB`` in the background: 202 with the first build it started."""
     jc = current_jc()
     jc.job(job_id)
-    options = launch_options(_body())
-    started = start(jc, job_id, options)
+    return _launched(start(jc, job_id, launch_options(_body())))
+
+
+def _launched(started: Launched) -> Any:
+    """202 with the first build a launch started (null: none), its process and message."""
+    jc = current_jc()
     first = jc.get_build(started.build_id) if started.build_id is not None else None
     response = jsonify({"build": build_json(first) if first else None, "pid": started.pid,
                         "message": started.message})
@@ -235,6 +234,19 @@ def cancel(build_id: int) -> Any:
         raise BadParameter("reason must be a string")
     cancelled = current_jc().cancel(build_id, by=who(), reason=reason)
     return jsonify({"build": build_json(cancelled)})
+
+
+@bp.post("/builds/<int:build_id>/rerun")
+def rerun(build_id: int) -> Any:
+    """A new build of the build's job with its parameters: 202 as a launch."""
+    return _launched(again(current_jc(), build_id, retry=False, trigger="api", by=who()))
+
+
+@bp.post("/builds/<int:build_id>/retry")
+def retry(build_id: int) -> Any:
+    """A failed, abandoned or cancelled build retried (``retry_of``, in its run): 202 as a
+    launch; 409 for a build of another state or retried already."""
+    return _launched(again(current_jc(), build_id, retry=True, trigger="api", by=who()))
 
 
 @bp.post("/builds/<int:build_id>/delete")

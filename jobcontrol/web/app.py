@@ -120,7 +120,9 @@ def _init_templates(app: Flask) -> None:
 def _init_errors(app: Flask) -> None:
     @app.errorhandler(JobControlError)
     def library_error(error: JobControlError) -> Any:
-        return error_response(http_status(error), str(error))
+        # a job already running: its running builds, linked (JSON: their ids)
+        running = list(getattr(error, "running", ()))
+        return error_response(http_status(error), str(error), running=running)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:

@@ -52,13 +52,18 @@ def current_jc() -> Any:
     return current_app.extensions[EXTENSION]
 
 
-def error_response(status: int, message: str) -> Response:
-    """An error as JSON ``{"error": {"status", "message"}}`` under ``/api/``, else a page."""
+def error_response(status: int, message: str, running: list[int] | None = None) -> Response:
+    """An error as JSON ``{"error": {"status", "message"}}`` under ``/api/``, else a page.
+    ``running``: the builds a refused launch waits on (``"running": [ids]``, and links)."""
     if request.path.startswith("/api/"):
-        response = jsonify({"error": {"status": status, "message": message}})
+        error: dict[str, Any] = {"status": status, "message": message}
+        if running:
+            error["running"] = running
+        response = jsonify({"error": error})
     else:
         response = make_response(render_template("error.html", status=status,
-                                                 message=message, back=way_back()))
+                                                 message=message, back=way_back(),
+                                                 running=running or []))
     response.status_code = status
     return response
 

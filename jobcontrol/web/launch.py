@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from jobcontrol.errors import ExitCode, JobControlError, JobPausedError
+from jobcontrol.errors import ExitCode, JobAlreadyRunningError, JobControlError, JobPausedError
 from jobcontrol.rules.plan import make_plan
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 #: seconds the request waits for the child's first build to start
 START_TIMEOUT = 30.0
+#: the build command's refusal when a job runs already (JobAlreadyRunningError's message)
+ALREADY_RUNNING = re.compile(r"job '(?P<job>.+)' is already running \(builds? (?P<ids>[0-9, ]+)\)")
 
 
 class LaunchError(JobControlError):
@@ -62,6 +65,8 @@ class LaunchOptions:
     trigger: str = "web"
     #: who, as the run records it (None: the build process's ``user@host``)
     by: str | None = None
+    #: the build this launch retries (``build --retry-of``: in its run, its parameters)
+    retry_of: int | None = None
 
     def flags(self) -> list[str]:
         flags = [flag for flag, on in (("--deps", self.deps), ("--depending", self.depending),
@@ -69,6 +74,7 @@ class LaunchOptions:
         for name, value in self.params:
             flags += ["--param", f"{name}={value}"]
         flags += ["--trigger", self.trigger]
+        flags += ["--retry-of", str(self.retry_of)] if self.retry_of is not None else []
         return flags + (["--by", self.by] if self.by else [])
 
 
@@ -78,6 +84,8 @@ def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
 
     A paused job is refused (:class:`JobPausedError`): the web has no ``--force``."""
     jc.param_values([job_id], dict(options.params))  # refused here, in one line
+    retry = jc.retry_start(options.retry_of, trigger=options.trigger, by=options.by) \
+        if options.retry_of is not None else None  # a retry refused here, in one line
     steps = make_plan(jc.config.dependencies, [job_id], with_deps=options.deps,
                       with_depending=options.depending)
     pauses = jc.pauses(step.job_id for step in steps)
@@ -94,12 +102,28 @@ def start(jc: JobControl, job_id: str, options: LaunchOptions) -> Launched:
         return launched
     queued = jc.submit(job_id, deps=options.deps, depending=options.depending,
                        if_outdated=options.if_outdated, params=dict(options.params),
-                       trigger=options.trigger, by=options.by)
+                       trigger=options.trigger, by=options.by, run=retry)
     if not queued:
         return Launched(None, None, os.getpid(), f"{job_id}: nothing to build")
     ids = ", ".join(f"#{build.id}" for build in queued)
     return Launched(queued[0].id, queued[0].job_id, os.getpid(),
                     f"queued for the workers: {ids}")
+
+
+def param_text(value: str | int | float | bool) -> str:
+    """A parameter's value as ``--param`` takes it (the job's declaration types it)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def again(jc: JobControl, build_id: int, *, retry: bool, trigger: str,
+          by: str | None) -> Launched:
+    """Build the job of build ``build_id`` again with its parameters, as a launch: a rerun
+    (a new run), or a retry (``retry_of`` = it, in its run: see ``build --retry-of``)."""
+    found = jc.get_build(build_id)
+    if retry:
+        return start(jc, found.job_id, LaunchOptions(retry_of=build_id, trigger=trigger, by=by))
+    params = tuple((name, param_text(value)) for name, value in (found.params or {}).items())
+    return start(jc, found.job_id, LaunchOptions(params=params, trigger=trigger, by=by))
 
 
 def launch(config_path: str, storage_url: str, job_id: str, options: LaunchOptions,
@@ -156,7 +180,12 @@ def _outcome(line: str | None, process: subprocess.Popen[bytes], errors: IO[byte
     if code == 0:
         return Launched(None, None, process.pid, f"nothing to build: {job_id} is up to date")
     message = text.splitlines()[-1] if text else f"the build process exited with {code}"
-    raise LaunchError(message.removeprefix("Error: "), code if code is not None else 1)
+    message = message.removeprefix("Error: ")
+    running = ALREADY_RUNNING.search(message) if code == ExitCode.RUNNING else None
+    if running:  # the web links to the running builds: the error carries their ids
+        ids = [int(i) for i in running["ids"].split(",")]
+        raise JobAlreadyRunningError(running["job"], ids)
+    raise LaunchError(message, code if code is not None else 1)
 
 
 def _first_line(fd: int, timeout: float) -> str | None:

@@ -1,5 +1,5 @@
 """What keeps the pages live: the config file read again when it changes, and a small token
-that changes when anything the jobs, job and graph pages show may have changed.
+that changes when anything the jobs, job, graph and run pages show may have changed.
 
 The pages poll ``GET /api/v1/changes`` (a few index reads, some 60 bytes) every two seconds
 and fetch themselves again only when its token changed; app.js then patches in the parts
@@ -33,7 +33,7 @@ bp = Blueprint("live", __name__)
 #: where ``create_app`` keeps the :class:`ConfigWatch` in ``app.extensions``
 WATCH = "jobcontrol.config_watch"
 #: the pages that keep themselves up to date (their body carries the token they show)
-LIVE_PAGES = frozenset({"pages.jobs", "pages.job", "pages.graph"})
+LIVE_PAGES = frozenset({"pages.jobs", "pages.job", "pages.graph", "pages.run"})
 #: running and queued builds the token looks at most (their progress too)
 ACTIVE_LIMIT = 200
 

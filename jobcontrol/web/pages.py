@@ -17,8 +17,10 @@ from flask import (
     url_for,
 )
 
-from jobcontrol.models import BuildState
+from jobcontrol.models import Build, BuildState
 from jobcontrol.present import job_detail_json
+from jobcontrol.rules.graph import dependents_map
+from jobcontrol.runs import RETRIABLE
 from jobcontrol.text import one_line
 from jobcontrol.web.api import launch_options, who
 from jobcontrol.web.chart import CHART_BUILDS, duration_chart
@@ -31,7 +33,7 @@ from jobcontrol.web.helpers import (
     level_arg,
     states_arg,
 )
-from jobcontrol.web.launch import start
+from jobcontrol.web.launch import again, start
 from jobcontrol.web.logview import LOG_PAGE, has_newer, log_text, new_records, read_page
 from jobcontrol.web.present import (
     history_strip,
@@ -51,6 +53,8 @@ bp = Blueprint("pages", __name__)
 
 #: builds a job's history strip on the jobs page shows
 HISTORY_STRIP = 20
+#: the builds that consumed a build its page lists at most (the oldest)
+CONSUMED_BY = 50
 #: the build page's level filter: (label, level), all first
 LOG_FILTER_LEVELS = [("all", 0), ("DEBUG", 10), ("INFO", 20), ("WARNING", 30), ("ERROR", 40),
                      ("CRITICAL", 50)]
@@ -116,15 +120,33 @@ def launch_page(job_id: str) -> Any:
     jc = current_jc()
     job = jc.job(job_id)
     if request.method == "GET":
-        plan = jc.plan(job_id, deps=True)
-        return render_template("launch.html", job=job, plan=plan,
+        # the plan of what is ticked (``?plan=1`` and the boxes: the form's Preview button);
+        # first shown with deps ticked, the Run button's choice
+        chosen = request.args if flag(request.args, "plan") else {"deps": "1"}
+        ticked = {name: flag(chosen, name) for name in ("deps", "depending", "if_outdated")}
+        plan = jc.plan(job_id, **ticked)
+        typed = {key[len("param."):]: value for key, value in request.args.items()
+                 if key.startswith("param.")}
+        return render_template("launch.html", job=job, plan=plan, ticked=ticked, typed=typed,
                                pauses=jc.pauses(step.job_id for step in plan))
+    if flag(request.form, "preview"):  # the plan of the ticked boxes (no token in the URL)
+        shown: dict[str, Any] = {name: 1 for name in ("deps", "depending", "if_outdated")
+                                 if flag(request.form, name)}
+        # the values typed stay in the form shown again
+        shown.update((key, value) for key, value in request.form.items()
+                     if key.startswith("param."))
+        return redirect(url_for("pages.launch_page", job_id=job_id, plan=1, **shown,
+                                _anchor="plan"), 303)
     started = start(jc, job_id, launch_options(request.form, trigger="web"))
     flash(started.message)
     if started.build_id is None:
         return redirect(url_for("pages.job", job_id=job_id), 303)
-    then = job_id if started.job_id != job_id else None
-    return redirect(url_for("pages.build", build_id=started.build_id, then=then), 303)
+    # this launch's run: its builds together, as they start (a plain redirect: Back returns
+    # to the page the Run button was on)
+    run_id = jc.get_build(started.build_id).run_id
+    if run_id is None:
+        return redirect(url_for("pages.build", build_id=started.build_id), 303)
+    return redirect(url_for("pages.run", run_id=run_id), 303)
 
 
 @bp.post("/jobs/<job_id>/pause")
@@ -157,8 +179,17 @@ def build(build_id: int) -> Any:
         "build.html", build=found, page=page, records=page.records, level=level,
         progress=progress_rows(jc.progress(build_id)), retval=retval, retval_kind=retval_kind,
         retries_before=before_ids, retries_after=after_ids, then=_then_job(jc),
+        retriable=_retriable(jc, found), consumed_by=jc.storage.consumers(
+            build_id, found.job_id, dependents_map(jc.config.dependencies).get(found.job_id, []),
+            limit=CONSUMED_BY),
         log_levels=LOG_FILTER_LEVELS, page_size=LOG_PAGE,
     )
+
+
+def _retriable(jc: JobControl, found: Build) -> bool:
+    """Whether the build page offers Retry: a failed, abandoned or cancelled build that no
+    build retries yet."""
+    return found.state in RETRIABLE and jc.storage.get_retry(found.id) is None
 
 
 def _then_job(jc: JobControl) -> str | None:
@@ -208,7 +239,8 @@ def build_live(build_id: int) -> Any:
         "newer": newer,
         "log_html": render_template("_log_rows.html", records=records),
         "summary_html": render_template("_build_summary.html", build=found),
-        "actions_html": render_template("_build_actions.html", build=found),
+        "actions_html": render_template("_build_actions.html", build=found,
+                                        retriable=_retriable(jc, found)),
         "progress_html": render_template("_progress.html",
                                          progress=progress_rows(jc.progress(build_id))),
         "next_url": next_url,
@@ -223,6 +255,33 @@ def cancel(build_id: int) -> Any:
     flash(f"build #{build_id} is {cancelled.state.value}"
           if cancelled.state.finished else f"cancel of build #{build_id} requested")
     return redirect(url_for("pages.build", build_id=build_id), 303)
+
+
+@bp.post("/builds/<int:build_id>/rerun")
+def rerun(build_id: int) -> Any:
+    """A new build of this build's job with its parameters, launched as the Run button does
+    (the job alone: its dependencies as they are now); then its run's page."""
+    started = again(current_jc(), build_id, retry=False, trigger="web", by=who())
+    flash(f"rerun of #{build_id}: {started.message}")
+    return _to_run(current_jc(), started.build_id, build_id)
+
+
+@bp.post("/builds/<int:build_id>/retry")
+def retry(build_id: int) -> Any:
+    """A failed, abandoned or cancelled build retried: a new build of its job that records
+    ``retry_of``, in its run, with its parameters; then the run's page."""
+    started = again(current_jc(), build_id, retry=True, trigger="web", by=who())
+    flash(f"retry of #{build_id}: {started.message}")
+    return _to_run(current_jc(), started.build_id, build_id)
+
+
+def _to_run(jc: JobControl, started: int | None, build_id: int) -> Any:
+    """To the run of the build a launch ``started`` (none started: back to ``build_id``)."""
+    if started is None:
+        return redirect(url_for("pages.build", build_id=build_id), 303)
+    run_id = jc.get_build(started).run_id
+    return redirect(url_for("pages.run", run_id=run_id) if run_id is not None
+                    else url_for("pages.build", build_id=started), 303)
 
 
 @bp.post("/builds/<int:build_id>/delete")

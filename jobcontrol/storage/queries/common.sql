@@ -43,6 +43,15 @@ WHERE id = ? AND state = ?
 -- name: get_retry
 SELECT {build_columns} FROM builds WHERE retry_of = ?
 
+-- name: consumers
+-- the builds of one dependent job after a build that consumed it: the first rows of a range
+-- of the (job_id, id) index, the JSON column read only on those (no index serves a key of it)
+SELECT {build_columns} FROM (
+    SELECT * FROM builds WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?
+) AS later
+WHERE json_extract(dependency_builds, '$."' || ? || '"') = ?
+ORDER BY id LIMIT ?
+
 -- name: finish_claimed
 -- the finish of a build this object claimed: only what others may have changed since
 -- comes back; a late writer never overwrites a recorded outcome

@@ -54,3 +54,11 @@ SELECT time, message FROM logs WHERE build_id = ? ORDER BY seq DESC LIMIT 1
 
 -- name: log_at
 SELECT time, message FROM logs WHERE build_id = ? AND seq = ?
+
+-- name: consumers
+-- as common.sql's, read with jsonb's ->> (dependency_builds is jsonb here)
+SELECT {build_columns} FROM (
+    SELECT * FROM builds WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?
+) AS later
+WHERE (dependency_builds ->> ?)::bigint = ?
+ORDER BY id LIMIT ?

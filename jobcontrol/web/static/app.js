@@ -111,7 +111,8 @@ function followBuild(root) {
     replacePart("progress", data.progress_html);
     after = data.after;
     if (data.next_url) {
-      window.location.assign(data.next_url);
+      // replace: Back leaves the launch, never returns to this finished build
+      window.location.replace(data.next_url);
       return;
     }
     const wasFinished = finished;
