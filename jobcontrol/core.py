@@ -511,6 +511,16 @@ class JobControl(Pausing, History, Runs):
                                   f"nothing to cancel")
         return build
 
+    def requeue(self, build_ids: Sequence[int], *, by: str | None = None) -> list[Build]:
+        """Send queued builds to the workers again (their message lost); a build not
+        queued raises :class:`BuildStateError` before anything is sent. See
+        :func:`jobcontrol.execution.queued.requeue`."""
+        from jobcontrol.execution.queued import requeue
+
+        who_ = by or who()
+        return requeue(self.storage, self.sender, build_ids,
+                       lambda now: f"re-sent by {who_} at {now:%Y-%m-%d %H:%M:%S} UTC")
+
     def delete_build(self, build_id: int) -> Build:
         """Run the job's ``cleanup_function(build)``, then delete the build and its logs.
 

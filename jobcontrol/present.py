@@ -17,6 +17,8 @@ from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration, isoformat
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from jobcontrol.config import JobDefinition
     from jobcontrol.core import JobControl, JobStatus
     from jobcontrol.runs import RunView
@@ -126,8 +128,9 @@ def build_row(build: Build) -> list[Any]:
 BUILD_HEADERS = ["id", "job", "state", "started (UTC)", "duration", "retry of", "reason"]
 
 
-def status_json(status: JobStatus) -> dict[str, Any]:
-    """``status --format json``: one job's status."""
+def status_json(status: JobStatus, queued: Sequence[Build] = ()) -> dict[str, Any]:
+    """``status --format json``: one job's status; ``queued``: its builds waiting for a
+    worker."""
     last_success = status.last_success
     return {
         "job": status.job.id,
@@ -141,6 +144,8 @@ def status_json(status: JobStatus) -> dict[str, Any]:
         "outdated_reasons": list(status.outdated.reasons),
         "outdated_notes": list(status.outdated.notes),
         "running": list(status.running),
+        "queued": [build.id for build in queued],
+        "oldest_queued": isoformat(min((b.created for b in queued if b.created), default=None)),
         "next_run": isoformat(status.next_run),
         "last_scheduled": scheduled_run_json(status.last_scheduled),
         "stale": status.stale,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobControlError
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
+from jobcontrol.execution.queued import sweep_queued
 from jobcontrol.models import HOSTNAME, Build, BuildState
 from jobcontrol.rules import params, plan
 from jobcontrol.storage.base import Storage
@@ -360,8 +361,12 @@ class RemoteWorker:
 
     def sweep(self) -> list[Build]:
         """Mark builds whose runner died ``abandoned``, and retry the remote ones whose job
-        has retries left; returns the retries made. Every worker runs it periodically."""
+        has retries left; re-send or fail builds stuck ``queued`` (see
+        :mod:`jobcontrol.execution.queued`); returns the retries made. Every worker runs
+        it periodically."""
         self.jc.reap()
+        sweep_queued(self.storage, self.config.jobs, self.send,
+                     self.config.executor.queued_timeout)
         now = self.storage.now()
         made = []
         for build in self.storage.list_builds(states=[BuildState.ABANDONED],

@@ -233,6 +233,18 @@ class Storage(SharedState, abc.ABC):
         """
 
     @abc.abstractmethod
+    def mark_resent(self, build_id: int, reason: str, *, first: bool = False) -> bool:
+        """Record that a ``queued`` build's message was sent again: its ``heartbeat`` (for
+        a queued build: when it was last sent) becomes now, its ``reason`` ``reason``.
+        With ``first``, only a build never re-sent (no heartbeat yet): of the workers
+        noticing a lost message together, one re-sends it. False when nothing changed."""
+
+    @abc.abstractmethod
+    def fail_queued(self, build_id: int, reason: str) -> bool:
+        """Mark a build ``failed`` with ``reason`` if it is still ``queued`` (a worker that
+        started it meanwhile wins); False when it was not."""
+
+    @abc.abstractmethod
     def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
         """Of these builds, the running ones asked to stop: ``{build_id: reason}``."""
 

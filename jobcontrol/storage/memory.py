@@ -342,6 +342,25 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, Storage):
             self._builds[build_id] = build
             return _copy(build)
 
+    def mark_resent(self, build_id: int, reason: str, *, first: bool = False) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or build.state is not BuildState.QUEUED \
+                    or (first and build.heartbeat is not None):
+                return False
+            self._builds[build_id] = dataclasses.replace(build, heartbeat=utcnow(),
+                                                         reason=reason)
+            return True
+
+    def fail_queued(self, build_id: int, reason: str) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or build.state is not BuildState.QUEUED:
+                return False
+            self._builds[build_id] = dataclasses.replace(
+                build, state=BuildState.FAILED, reason=reason, finished=utcnow())
+            return True
+
     def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
         with self._lock:
             self._check_open()

@@ -368,6 +368,22 @@ class SqlBuilds(SqlCore):
         if claim is not None:  # its finish returns the build as claimed, with this
             claim.build = dataclasses.replace(claim.build, pgid=pgid)
 
+    @retried("re-sending build {build_id}")
+    def mark_resent(self, build_id: int, reason: str, *, first: bool = False) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self.sql["mark_resent_first" if first else "mark_resent"],
+                        (self._time_param(self.now()), reason, build_id,
+                         BuildState.QUEUED.value))
+            return bool(cur.rowcount)
+
+    @retried("failing queued build {build_id}")
+    def fail_queued(self, build_id: int, reason: str) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self.sql["cancel_queued"],
+                        (BuildState.FAILED.value, reason, self._time_param(self.now()),
+                         build_id, BuildState.QUEUED.value))
+            return bool(cur.rowcount)
+
     @retried("cancelling build {build_id}")
     def request_cancel(self, build_id: int, reason: str) -> Build:
         with self._transaction() as cur:

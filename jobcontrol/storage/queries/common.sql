@@ -69,6 +69,12 @@ UPDATE builds SET pgid = ? WHERE id = ? AND state = ?
 -- name: cancel_queued
 UPDATE builds SET state = ?, reason = ?, finished = ? WHERE id = ? AND state = ?
 
+-- name: mark_resent
+UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ?
+
+-- name: mark_resent_first
+UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ? AND heartbeat IS NULL
+
 -- name: cancel_running
 UPDATE builds SET cancel_requested = ?, cancel_reason = ?
 WHERE id = ? AND state = ? AND cancel_requested IS NULL
