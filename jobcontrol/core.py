@@ -516,9 +516,14 @@ class JobControl(Pausing, History, Runs):
         queued raises :class:`BuildStateError` before anything is sent. See
         :func:`jobcontrol.execution.queued.requeue`."""
         from jobcontrol.execution.queued import requeue
+        from jobcontrol.execution.remote import ready_job
+
+        def send(build: Build) -> None:
+            assert build.queue is not None
+            self.sender(build.id, build.queue, job=ready_job(build))
 
         who_ = by or who()
-        return requeue(self.storage, self.sender, build_ids,
+        return requeue(self.storage, send, build_ids,
                        lambda now: f"re-sent by {who_} at {now:%Y-%m-%d %H:%M:%S} UTC")
 
     def delete_build(self, build_id: int) -> Build:

@@ -144,7 +144,7 @@ def status_json(status: JobStatus, queued: Sequence[Build] = ()) -> dict[str, An
         "outdated_reasons": list(status.outdated.reasons),
         "outdated_notes": list(status.outdated.notes),
         "running": list(status.running),
-        "queued": [build.id for build in queued],
+        "queued": sorted(build.id for build in queued),
         "oldest_queued": isoformat(min((b.created for b in queued if b.created), default=None)),
         "next_run": isoformat(status.next_run),
         "last_scheduled": scheduled_run_json(status.last_scheduled),

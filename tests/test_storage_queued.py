@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from jobcontrol.config.model import JobDefinition
 from jobcontrol.execution import queued
-from jobcontrol.models import BuildState
+from jobcontrol.models import Build, BuildState
 from jobcontrol.storage import Storage
 from tests.test_storage_contract import claim, enqueue, start
 
@@ -46,12 +45,13 @@ class _Sender:
     def __init__(self) -> None:
         self.sent: list[int] = []
 
-    def __call__(self, build_id: int, queue: str, **kwargs: Any) -> None:
-        self.sent.append(build_id)
+    def __call__(self, build: Build) -> None:
+        self.sent.append(build.id)
 
 
 def _jobs(*ids: str) -> dict[str, JobDefinition]:
-    return {job_id: JobDefinition(id=job_id, title=job_id, function=f"pkg.{job_id}") for job_id in ids}
+    return {job_id: JobDefinition(id=job_id, title=job_id, function=f"pkg.{job_id}")
+            for job_id in ids}
 
 
 def test_the_sweep_re_sends_a_lost_build_once_then_fails_it(storage: Storage) -> None:

@@ -15,11 +15,10 @@ from jobcontrol.cli.helpers import (
     styled,
     styled_state,
 )
-from jobcontrol.execution.queued import queue_depths
+from jobcontrol.execution.queued import queue_summary
 from jobcontrol.models import BuildState
 from jobcontrol.present import status_json
 from jobcontrol.text import visible
-from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -83,11 +82,9 @@ def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fm
     if paused:
         headers.append("paused")
     echo_table(rows, headers)
-    if queued:  # messages waiting for a worker (or lost: see executor.queued_timeout)
-        now = jc.storage.now()
-        click.echo("queued: " + ", ".join(
-            f"{d.queue} {d.queued} (oldest {format_duration((now - d.oldest).total_seconds())}"
-            f" ago)" for d in queue_depths(jc.storage)))
+    summary = queue_summary(jc.storage) if queued else None
+    if summary:  # messages waiting for a worker (or lost: see executor.queued_timeout)
+        click.echo(summary)
 
 
 def _time(value: datetime | None) -> str:

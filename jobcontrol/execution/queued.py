@@ -23,10 +23,13 @@ from jobcontrol.errors import BuildNotFoundError, BuildStateError
 from jobcontrol.models import Build, BuildState
 from jobcontrol.rules import plan
 from jobcontrol.storage.base import Storage
+from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
     from jobcontrol.config import JobDefinition
-    from jobcontrol.execution.remote import Sender
+
+#: sends a queued build's id to the workers of its queue (the remote module makes one)
+SendBuild = Callable[[Build], None]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,18 @@ def queue_depths(storage: Storage) -> list[QueueDepth]:
         found[queue] = (count + 1, min(oldest, created))
     return [QueueDepth(queue, count, oldest)
             for queue, (count, oldest) in sorted(found.items())]
+
+
+def queue_summary(storage: Storage) -> str | None:
+    """One line of queue depths for people (``status``, the web jobs page), None with
+    nothing queued: ``queued: jobcontrol 3 (oldest 2m 5s ago), gpu 1 (...)``."""
+    depths = queue_depths(storage)
+    if not depths:
+        return None
+    now = storage.now()
+    return "queued: " + ", ".join(
+        f"{d.queue} {d.queued} (oldest {format_duration((now - d.oldest).total_seconds())}"
+        f" ago)" for d in depths)
 
 
 def _created(build: Build) -> datetime:
@@ -129,7 +144,7 @@ def _clock(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def sweep_queued(storage: Storage, jobs: Mapping[str, JobDefinition], send: Sender,
+def sweep_queued(storage: Storage, jobs: Mapping[str, JobDefinition], send: SendBuild,
                  timeout: float) -> list[tuple[Build, str]]:
     """Re-send once each lost build never re-sent; fail those re-sent and lost again.
     Returns ``(build, "re-sent" | "failed")`` for what this call did."""
@@ -140,7 +155,7 @@ def sweep_queued(storage: Storage, jobs: Mapping[str, JobDefinition], send: Send
             reason = (f"re-sent at {_clock(now)}: not taken by a worker within "
                       f"{timeout:g}s (queued since {_clock(_created(build))})")
             if storage.mark_resent(build.id, reason, first=True):
-                _send(send, build)
+                send(build)
                 logger.warning("build #%s %s: %s", build.id, build.job_id, reason)
                 done.append((build, "re-sent"))
             continue
@@ -154,14 +169,7 @@ def sweep_queued(storage: Storage, jobs: Mapping[str, JobDefinition], send: Send
     return done
 
 
-def _send(send: Sender, build: Build) -> None:
-    from jobcontrol.execution.remote import ready_job
-
-    assert build.queue is not None
-    send(build.id, build.queue, job=ready_job(build))
-
-
-def requeue(storage: Storage, send: Sender, build_ids: Sequence[int],
+def requeue(storage: Storage, send: SendBuild, build_ids: Sequence[int],
             by: Callable[[datetime], str] | None = None) -> list[Build]:
     """Send these queued builds to the workers again (``jobcontrol requeue``); each is
     recorded re-sent now, so ``queued_timeout`` counts from now. A build that is not
@@ -176,6 +184,6 @@ def requeue(storage: Storage, send: Sender, build_ids: Sequence[int],
     sent = []
     for build in builds:
         if storage.mark_resent(build.id, reason):
-            _send(send, build)
+            send(build)
             sent.append(storage.get_build(build.id))
     return sent

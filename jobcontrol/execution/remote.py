@@ -282,6 +282,11 @@ class RemoteWorker:
         self.storage.finish_build(build.id, BuildState.FAILED, reason=reason)
         return "failed"
 
+    def send_build(self, build: Build) -> None:
+        """Send ``build``'s id to the workers of its queue (again)."""
+        assert build.queue is not None
+        self.send(build.id, build.queue, job=ready_job(build))
+
     def _later(self, build: Build, waited: int, why: str) -> str:
         assert build.queue is not None
         self.send(build.id, build.queue, delay=wait_before(waited), waited=waited + 1,
@@ -365,7 +370,7 @@ class RemoteWorker:
         :mod:`jobcontrol.execution.queued`); returns the retries made. Every worker runs
         it periodically."""
         self.jc.reap()
-        sweep_queued(self.storage, self.config.jobs, self.send,
+        sweep_queued(self.storage, self.config.jobs, self.send_build,
                      self.config.executor.queued_timeout)
         now = self.storage.now()
         made = []
