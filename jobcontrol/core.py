@@ -163,12 +163,14 @@ class JobControl(Pausing, History, Runs):
         """Seconds without a heartbeat after which a running build is abandoned."""
         return self.config.runner.heartbeat_timeout
 
-    def reap(self) -> list[Build]:
+    def reap(self, *, workers: bool = False) -> list[Build]:
         """Mark running builds whose runner is gone as ``abandoned``; returns them.
 
-        Every command that reads or claims builds calls it first (``jobcontrol reap`` too).
+        Every command that reads or claims builds calls it first (``jobcontrol reap`` too);
+        ``workers``: forget lost workers even when none runs a build (a worker's sweep).
         """
-        return reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout)
+        return reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout,
+                    workers=workers)
 
     def _reap_before_reading(self) -> None:
         """:meth:`reap`, where the storage takes the writes: one that refuses them (a

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobImportError
-from jobcontrol.models import Build, JobPause, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.models import (
+    Build,
+    JobPause,
+    LogRecord,
+    ProgressItem,
+    ScheduledRun,
+    WorkerRecord,
+)
 from jobcontrol.rules import graph as graphs
 from jobcontrol.serialize import to_jsonable
 from jobcontrol.text import visible
@@ -18,6 +25,7 @@ from jobcontrol.timeutil import format_duration, isoformat
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
 
     from jobcontrol.config import JobDefinition
     from jobcontrol.core import JobControl, JobStatus
@@ -152,6 +160,16 @@ def status_json(status: JobStatus, queued: Sequence[Build] = ()) -> dict[str, An
         "tags": list(status.job.tags),
         "paused": pause_json(status.paused),
     }
+
+
+def worker_json(worker: WorkerRecord, builds: Sequence[Build], now: datetime
+                ) -> dict[str, Any]:
+    """``workers --format json``: one worker and the builds it runs."""
+    return {"id": worker.id, "host": worker.host, "pid": worker.pid,
+            "started": isoformat(worker.started), "last_seen": isoformat(worker.heartbeat),
+            "last_seen_age": round((now - worker.heartbeat).total_seconds(), 3),
+            "queues": list(worker.queues),
+            "builds": [{"id": b.id, "job": b.job_id} for b in builds]}
 
 
 def pause_json(pause: JobPause | None) -> dict[str, Any] | None:

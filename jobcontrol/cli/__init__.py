@@ -27,7 +27,7 @@ _COMMAND_MODULE = {
     "resume": "pause",
     "run-due": "schedule", "scheduler": "schedule", "crontab": "schedule",
     "install": "admin", "check": "admin", "delete": "admin", "prune": "prune", "web": "web",
-    "worker": "worker", "runs": "runs", "backfill": "backfill",
+    "worker": "worker", "workers": "worker", "runs": "runs", "backfill": "backfill",
 }
 
 

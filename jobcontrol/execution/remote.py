@@ -141,8 +141,12 @@ class RemoteWorker:
     """
 
     def __init__(self, jc: JobControl, send: Sender,
-                 observer: BuildObserver | None = None, *, fork_server: bool = False) -> None:
+                 observer: BuildObserver | None = None, *, fork_server: bool = False,
+                 worker_id: str | None = None) -> None:
         self.jc = jc
+        #: the identity of the worker this process belongs to, recorded with its builds
+        #: (see :mod:`jobcontrol.execution.identity`)
+        self.worker_id = worker_id
         self.storage = jc.storage
         self.config = jc.config
         self.send = send
@@ -197,7 +201,7 @@ class RemoteWorker:
         try:
             started = self.storage.start_queued_build(
                 build.id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
-                dependency_builds=consumed,
+                dependency_builds=consumed, worker_id=self.worker_id,
             )
         except JobAlreadyRunningError:
             return self._later(build, waited, "job busy")
@@ -217,7 +221,7 @@ class RemoteWorker:
             args, kwargs, consumed = self.arguments(job, {})
             started = self.storage.start_queued_build(
                 build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
-                dependency_builds=consumed,
+                dependency_builds=consumed, worker_id=self.worker_id,
             )
         except (JobControlError, BuildNotFoundError, JobAlreadyRunningError):
             return None
@@ -369,7 +373,7 @@ class RemoteWorker:
         has retries left; re-send or fail builds stuck ``queued`` (see
         :mod:`jobcontrol.execution.queued`); returns the retries made. Every worker runs
         it periodically."""
-        self.jc.reap()
+        self.jc.reap(workers=True)
         sweep_queued(self.storage, self.config.jobs, self.send_build,
                      self.config.executor.queued_timeout)
         now = self.storage.now()

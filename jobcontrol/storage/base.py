@@ -140,8 +140,10 @@ class Storage(SharedState, abc.ABC):
         host: str,
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
+        worker_id: str | None = None,
     ) -> Build | None:
-        """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``).
+        """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``,
+        by the worker ``worker_id``).
 
         Returns None when the build is no longer queued (started by someone else, cancelled,
         finished): ``queued → running`` happens once, however often it is asked for.
