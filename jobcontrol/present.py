@@ -94,6 +94,7 @@ def build_detail_json(build: Build, progress: list[ProgressItem]) -> dict[str, A
         "host": build.host,
         "pid": build.pid,
         "pgid": build.pgid,
+        "worker": build.worker_id,
         "heartbeat": isoformat(build.heartbeat),
         "definition": build.definition,
         "cancel_requested": isoformat(build.cancel_requested),
