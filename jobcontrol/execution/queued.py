@@ -120,7 +120,9 @@ def _running_by_job(storage: Storage) -> dict[str, int]:
 def lost_builds(storage: Storage, jobs: Mapping[str, JobDefinition], timeout: float,
                 now: datetime) -> list[Build]:
     """The queued builds ready for longer than ``timeout`` seconds (their message lost)."""
-    queued = storage.list_builds(states=[BuildState.QUEUED])
+    # only those sent longer ago than the timeout can be lost: the rest cost nothing more
+    queued = [build for build in storage.list_builds(states=[BuildState.QUEUED])
+              if (now - (build.heartbeat or _created(build))).total_seconds() > timeout]
     if not queued:
         return []
     running = _running_by_job(storage)
