@@ -1,10 +1,12 @@
-"""Two real workers (``jobcontrol worker``) with the same hostname in separate PID
-namespaces (one under ``unshare --pid --fork --mount-proc``, as root), through Redis and
-RabbitMQ: each is known by its own identity, ``workers`` lists both with their builds, and
-neither (nor a reap from a third namespace) marks the other's live build abandoned."""
+"""Real workers (``jobcontrol worker``) known by identity, through Redis and RabbitMQ: two
+with the same hostname in separate PID namespaces (one under ``unshare --pid --fork
+--mount-proc``, as root) each known by its own identity, listed by ``workers`` with their
+builds, and neither (nor a reap from a third namespace) marking the other's live build
+abandoned; a worker killed with ``kill -9`` has all its builds abandoned by one reap."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,8 +43,8 @@ def _unshare_works() -> bool:
     return subprocess.run([*UNSHARE, "true"], capture_output=True).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _unshare_works(),
-                                reason="needs root and unshare --pid (PID namespaces)")
+needs_unshare = pytest.mark.skipif(not _unshare_works(),
+                                   reason="needs root and unshare --pid (PID namespaces)")
 
 
 @pytest.fixture
@@ -91,6 +93,7 @@ def two_workers(cluster: Cluster, tmp_path: Path) -> Iterator[list[Path]]:
                 process.wait()
 
 
+@needs_unshare
 def test_same_hostname_workers_in_two_pid_namespaces_never_reap_each_other(
         cluster: Cluster, two_workers: list[Path]) -> None:
     ids = []
@@ -123,3 +126,37 @@ def test_same_hostname_workers_in_two_pid_namespaces_never_reap_each_other(
         builds := [jc.storage.get_build(i) for i in ids])
         and all(b.state.finished for b in builds) and builds)
     assert [b.state for b in ended] == [S.SUCCESS, S.SUCCESS], [b.reason for b in ended]
+
+
+def test_a_killed_workers_builds_are_abandoned_together_at_once(cluster: Cluster,
+                                                                 tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(_command(cluster, "worker", "--concurrency", "2"),
+                                   cwd=cluster.config.parent, env=_env(), text=True,
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_until("the worker ready", lambda: " ready." in log.read_text())
+        ids = []
+        for _ in range(2):
+            code, out_text, err = cluster.run("build", "nap", "--async", "--format", "json")
+            assert code == 0, err
+            ids += [b["id"] for b in json.loads(out_text)]
+        jc = cluster.control()
+        wait_until("both builds running", lambda: all(
+            jc.storage.get_build(i).state is S.RUNNING for i in ids))
+        os.killpg(process.pid, signal.SIGKILL)  # the worker and its pool, at once
+        process.wait()
+        code, out_text, err = cluster.run("reap", "--format", "json")  # one reap: both
+        assert code == 0, err
+        reaped = json.loads(out_text)
+        assert sorted(b["id"] for b in reaped) == ids
+        assert all(b["state"] == "abandoned" and b["reason"].startswith("worker jobcontrol.")
+                   and " lost: its process " in b["reason"] for b in reaped)
+        code, out_text, err = cluster.run("workers", "--format", "json")
+        assert json.loads(out_text) == []  # forgotten
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
