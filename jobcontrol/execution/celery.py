@@ -31,6 +31,7 @@ from jobcontrol.timeutil import format_duration
 if TYPE_CHECKING:  # the worker is handed one; importing core here would point up a layer
     from jobcontrol.core import JobControl
     from jobcontrol.execution.remote import RemoteWorker
+    from jobcontrol.storage.base import Storage
 
 try:
     import celery
@@ -267,6 +268,12 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
                                args=(sweeping, sender, sweep_interval, stop, identity))
     sweeper.start()
+    # a thread of its own, with a connection of its own: a slow sweep (a broker that does
+    # not answer) never holds the worker's heartbeat back
+    beater = threading.Thread(target=_beat, name="jobcontrol-heartbeat", daemon=True,
+                              args=(open_storage(url), identity, config.runner.heartbeat,
+                                    stop))
+    beater.start()
     try:
         app.worker_main(worker_argv(concurrency, queues, extra))
     finally:
@@ -327,7 +334,20 @@ def _sweep(jc: JobControl, sender: CelerySender, interval: float, stop: threadin
     worker = RemoteWorker(jc, sender, worker_id=identity.id)
     while not stop.wait(interval):
         try:
-            jc.storage.beat_worker(identity)  # the worker's own heartbeat, then the sweep
             worker.sweep()
         except Exception:  # the next sweep tries again; a worker must not die of it
             logger.exception("sweep failed")
+
+
+def _beat(storage: Storage, identity: WorkerRecord, interval: float,
+          stop: threading.Event) -> None:
+    """The worker's own heartbeat (see :mod:`jobcontrol.execution.identity`), every
+    ``interval`` seconds until ``stop``."""
+    try:
+        while not stop.wait(interval):
+            try:
+                storage.beat_worker(identity)
+            except JobControlError:  # the next beat tries again; a worker must not die of it
+                logger.exception("worker heartbeat failed")
+    finally:
+        storage.close()
