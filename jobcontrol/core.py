@@ -163,12 +163,14 @@ class JobControl(Pausing, History, Runs):
         """Seconds without a heartbeat after which a running build is abandoned."""
         return self.config.runner.heartbeat_timeout
 
-    def reap(self) -> list[Build]:
+    def reap(self, *, workers: bool = False) -> list[Build]:
         """Mark running builds whose runner is gone as ``abandoned``; returns them.
 
-        Every command that reads or claims builds calls it first (``jobcontrol reap`` too).
+        Every command that reads or claims builds calls it first (``jobcontrol reap`` too);
+        ``workers``: forget lost workers even when none runs a build (a worker's sweep).
         """
-        return reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout)
+        return reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout,
+                    workers=workers)
 
     def _reap_before_reading(self) -> None:
         """:meth:`reap`, where the storage takes the writes: one that refuses them (a
@@ -511,6 +513,21 @@ class JobControl(Pausing, History, Runs):
             raise BuildStateError(f"build {build_id} has already finished ({build.state}): "
                                   f"nothing to cancel")
         return build
+
+    def requeue(self, build_ids: Sequence[int], *, by: str | None = None) -> list[Build]:
+        """Send queued builds to the workers again (their message lost); a build not
+        queued raises :class:`BuildStateError` before anything is sent. See
+        :func:`jobcontrol.execution.queued.requeue`."""
+        from jobcontrol.execution.queued import requeue
+        from jobcontrol.execution.remote import ready_job
+
+        def send(build: Build) -> None:
+            assert build.queue is not None
+            self.sender(build.id, build.queue, job=ready_job(build))
+
+        who_ = by or who()
+        return requeue(self.storage, send, build_ids,
+                       lambda now: f"re-sent by {who_} at {now:%Y-%m-%d %H:%M:%S} UTC")
 
     def delete_build(self, build_id: int) -> Build:
         """Run the job's ``cleanup_function(build)``, then delete the build and its logs.

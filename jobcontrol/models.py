@@ -104,6 +104,9 @@ class Build:
     #: its parameters that differ from the job's defaults (None: none do); such a build is
     #: recorded but is never the job's last success (see :mod:`jobcontrol.rules.params`)
     params: dict[str, Any] | None = None
+    #: the identity of the Celery worker running it (see :class:`WorkerRecord`); None for
+    #: a build run where it was made
+    worker_id: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -290,6 +293,22 @@ class ScheduledRun:
     host: str | None = None
     pid: int | None = None
     build_id: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A ``jobcontrol worker`` as the storage knows it, by an identity unique across
+    machines and containers (see :mod:`jobcontrol.execution.identity`)."""
+
+    id: str
+    host: str
+    #: the worker's main process, in its own PID namespace
+    pid: int
+    started: datetime
+    #: when it last said it was alive (every ``runner.heartbeat``)
+    heartbeat: datetime
+    #: the queues it reads
+    queues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import JobImportError
-from jobcontrol.models import Build, JobPause, LogRecord, ProgressItem, ScheduledRun
+from jobcontrol.models import (
+    Build,
+    JobPause,
+    LogRecord,
+    ProgressItem,
+    ScheduledRun,
+    WorkerRecord,
+)
 from jobcontrol.rules import graph as graphs
 from jobcontrol.serialize import to_jsonable
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration, isoformat
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
     from jobcontrol.config import JobDefinition
     from jobcontrol.core import JobControl, JobStatus
     from jobcontrol.runs import RunView
@@ -84,6 +94,7 @@ def build_detail_json(build: Build, progress: list[ProgressItem]) -> dict[str, A
         "host": build.host,
         "pid": build.pid,
         "pgid": build.pgid,
+        "worker": build.worker_id,
         "heartbeat": isoformat(build.heartbeat),
         "definition": build.definition,
         "cancel_requested": isoformat(build.cancel_requested),
@@ -126,8 +137,9 @@ def build_row(build: Build) -> list[Any]:
 BUILD_HEADERS = ["id", "job", "state", "started (UTC)", "duration", "retry of", "reason"]
 
 
-def status_json(status: JobStatus) -> dict[str, Any]:
-    """``status --format json``: one job's status."""
+def status_json(status: JobStatus, queued: Sequence[Build] = ()) -> dict[str, Any]:
+    """``status --format json``: one job's status; ``queued``: its builds waiting for a
+    worker."""
     last_success = status.last_success
     return {
         "job": status.job.id,
@@ -141,12 +153,24 @@ def status_json(status: JobStatus) -> dict[str, Any]:
         "outdated_reasons": list(status.outdated.reasons),
         "outdated_notes": list(status.outdated.notes),
         "running": list(status.running),
+        "queued": sorted(build.id for build in queued),
+        "oldest_queued": isoformat(min((b.created for b in queued if b.created), default=None)),
         "next_run": isoformat(status.next_run),
         "last_scheduled": scheduled_run_json(status.last_scheduled),
         "stale": status.stale,
         "tags": list(status.job.tags),
         "paused": pause_json(status.paused),
     }
+
+
+def worker_json(worker: WorkerRecord, builds: Sequence[Build], now: datetime
+                ) -> dict[str, Any]:
+    """``workers --format json``: one worker and the builds it runs."""
+    return {"id": worker.id, "host": worker.host, "pid": worker.pid,
+            "started": isoformat(worker.started), "last_seen": isoformat(worker.heartbeat),
+            "last_seen_age": round((now - worker.heartbeat).total_seconds(), 3),
+            "queues": list(worker.queues),
+            "builds": [{"id": b.id, "job": b.job_id} for b in builds]}
 
 
 def pause_json(pause: JobPause | None) -> dict[str, Any] | None:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cache
 
-from jobcontrol.models import Build, BuildState
+from jobcontrol.execution.identity import same_namespace, worker_pid
+from jobcontrol.models import Build, BuildState, WorkerRecord
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
 
@@ -89,8 +90,10 @@ def abandon_reason(build: Build, *, host: str, now: datetime,
     On its own host a runner that is gone is found at once; from any host (its own too)
     a build whose heartbeat is older than ``heartbeat_timeout`` is abandoned: a stopped or
     deadlocked runner is as dead as a killed one (on its host, :func:`abandon` kills it).
-    A process never abandons its own builds: it knows it is alive."""
-    here = build.host == host and bool(build.pid)
+    A process never abandons its own builds: it knows it is alive. A build of a worker
+    in another boot or PID namespace (another container with the same hostname) is never
+    judged by its pid: only by heartbeats."""
+    here = _here(build, host)
     if here and build.pid == os.getpid():
         return None
     beat = build.heartbeat or build.started
@@ -114,6 +117,13 @@ def abandon_reason(build: Build, *, host: str, now: datetime,
     return f"{reason} (runner {build.pid}@{build.host})"
 
 
+def _here(build: Build, host: str) -> bool:
+    """Whether ``build``'s pid means a process of this machine and PID namespace."""
+    if build.host != host or not build.pid:
+        return False
+    return build.worker_id is None or same_namespace(build.worker_id)
+
+
 def _clock(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%H:%M:%S")
 
@@ -130,7 +140,7 @@ def abandon(storage: Storage, build: Build, *, host: str, now: datetime,
     ended = build.heartbeat or build.started or now
     record = storage.finish_build(build.id, BuildState.ABANDONED, reason=reason,
                                   finished=ended)
-    if record.state is BuildState.ABANDONED and build.host == host:
+    if record.state is BuildState.ABANDONED and _here(build, host):
         end_processes(build)
     return record
 
@@ -171,14 +181,71 @@ def _parent(pid: int) -> int | None:
         return None
 
 
+def worker_lost(worker: WorkerRecord, *, host: str, now: datetime,
+                heartbeat_timeout: float) -> str | None:
+    """Why ``worker`` is gone, or None while it may be alive: its heartbeat older than
+    ``heartbeat_timeout``, or (judged only from its own machine and PID namespace) its
+    main process gone."""
+    if worker.host == host and same_namespace(worker.id):
+        pid = worker_pid(worker.id)
+        if pid is not None and pid != os.getpid() and (
+                not process_alive(pid) or _started_after(pid, worker.started)):
+            return f"worker {worker.id} lost: its process {pid}@{host} ended"
+    age = (now - worker.heartbeat).total_seconds()
+    if age > heartbeat_timeout:
+        return (f"worker {worker.id} lost: no heartbeat since {_clock(worker.heartbeat)} "
+                f"(noticed {_clock(now)}, {format_duration(age)} later)")
+    return None
+
+
+def _started_after(pid: int, moment: datetime) -> bool:
+    started = process_start_time(pid)
+    return started is not None and started > moment + _START_SLACK
+
+
+def reap_workers(storage: Storage, running: Sequence[Build], *, host: str, now: datetime,
+                 heartbeat_timeout: float) -> tuple[list[Build], set[int]]:
+    """Abandon together every running build of a lost worker (see :func:`worker_lost`), and
+    forget the worker; returns the builds abandoned, and the ids of running builds whose
+    worker is alive (judged by heartbeat only, never by a pid of another namespace)."""
+    lost: dict[str, str] = {}
+    alive: set[str] = set()
+    for worker in storage.list_workers():
+        reason = worker_lost(worker, host=host, now=now, heartbeat_timeout=heartbeat_timeout)
+        if reason is None:
+            alive.add(worker.id)
+        else:
+            lost[worker.id] = reason
+    reaped = []
+    for build in running:
+        if build.worker_id in lost:
+            record = storage.finish_build(build.id, BuildState.ABANDONED,
+                                          reason=lost[build.worker_id],
+                                          finished=build.heartbeat or build.started or now)
+            if record.state is BuildState.ABANDONED:
+                reaped.append(record)
+                if _here(build, host):
+                    end_processes(build)
+    for worker_id in lost:
+        storage.forget_worker(worker_id)
+    return reaped, {b.id for b in running if b.worker_id in alive}
+
+
 def reap(storage: Storage, *, host: str, heartbeat_timeout: float,
-         now: datetime | None = None) -> list[Build]:
-    """Mark every abandoned running build (see :func:`abandon`); returns them as recorded."""
+         now: datetime | None = None, workers: bool = False) -> list[Build]:
+    """Mark every abandoned running build (see :func:`abandon`); returns them as recorded.
+    Builds run by workers are judged by their worker first (:func:`reap_workers`), with
+    ``workers`` (a worker's sweep) even when none runs a build: lost workers are forgotten."""
     running: Sequence[Build] = storage.list_builds(states=[BuildState.RUNNING])
-    if not running:
+    if not running and not workers:
         return []
     now = now or storage.now()
-    reaped = []
+    reaped: list[Build] = []
+    if workers or any(build.worker_id for build in running):
+        reaped, _ = reap_workers(storage, running, host=host, now=now,
+                                 heartbeat_timeout=heartbeat_timeout)
+        done = {build.id for build in reaped}
+        running = [build for build in running if build.id not in done]
     for build in running:
         record = abandon(storage, build, host=host, now=now,
                          heartbeat_timeout=heartbeat_timeout)

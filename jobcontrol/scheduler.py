@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from jobcontrol.errors import JobAlreadyRunningError, JobControlError, JobPausedError
 from jobcontrol.execution.local import CANCEL_POLL_INTERVAL
 from jobcontrol.execution.observer import BuildObserver
+from jobcontrol.execution.queued import holds_job
 from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause, RunTrigger
 from jobcontrol.rules.plan import make_plan
 from jobcontrol.rules.runs import RunStart
@@ -205,9 +206,11 @@ def _claim_round(jc: JobControl, round_: list[tuple[str, datetime]],
         job = jc.config.jobs[job_id]
         summary = summaries.get(job_id)
         running = summary.running if summary else ()
-        if jc.config.executor.remote:  # a build still waiting for a worker counts too
+        if jc.config.executor.remote:  # a build still waiting for a worker counts too,
+            now = storage.now()  # unless its message is lost (it would hold the job forever)
             running += tuple(build.id for build in storage.list_builds(
-                job_id, states=[BuildState.QUEUED]))
+                job_id, states=[BuildState.QUEUED]) if holds_job(
+                    storage, build, jc.config.jobs, jc.config.executor.queued_timeout, now))
         if len(running) >= job.concurrency:
             _record_overlap(jc, job_id, instant, running, report)
             continue

@@ -23,10 +23,11 @@ COMMAND_MODULES = ("build", "status", "history", "runs", "logs", "jobs", "contro
 _COMMAND_MODULE = {
     "build": "build", "status": "status", "builds": "history", "show": "history",
     "logs": "logs", "jobs": "jobs", "job": "jobs", "graph": "jobs", "config": "jobs",
-    "cancel": "control", "reap": "control", "pause": "pause", "resume": "pause",
+    "cancel": "control", "reap": "control", "requeue": "control", "pause": "pause",
+    "resume": "pause",
     "run-due": "schedule", "scheduler": "schedule", "crontab": "schedule",
     "install": "admin", "check": "admin", "delete": "admin", "prune": "prune", "web": "web",
-    "worker": "worker", "runs": "runs", "backfill": "backfill",
+    "worker": "worker", "workers": "worker", "runs": "runs", "backfill": "backfill",
 }
 
 

@@ -85,4 +85,23 @@ def reap(jc: JobControl, fmt: str) -> None:
         click.echo("no abandoned builds")
 
 
-COMMANDS = [cancel, reap]
+@click.command()
+@click.argument("build_ids", metavar="BUILD...", nargs=-1, required=True,
+                type=click.IntRange(1))
+@format_option
+@pass_jc
+def requeue(jc: JobControl, build_ids: tuple[int, ...], fmt: str) -> None:
+    """Send queued builds to the workers again (their message lost: a purged queue, a
+    queue no worker reads). executor.queued_timeout then counts from now.
+
+    Exit 5, nothing sent, if a build is not queued.
+    """
+    builds = jc.requeue(list(build_ids))
+    if fmt == "json":
+        echo_json([build_json(build) for build in builds])
+        return
+    for build in builds:
+        click.echo(f"build #{build.id} {build.job_id}: sent again to queue {build.queue}")
+
+
+COMMANDS = [cancel, reap, requeue]

@@ -15,6 +15,8 @@ from jobcontrol.cli.helpers import (
     styled,
     styled_state,
 )
+from jobcontrol.execution.queued import queue_summary
+from jobcontrol.models import BuildState
 from jobcontrol.present import status_json
 from jobcontrol.text import visible
 
@@ -33,8 +35,10 @@ if TYPE_CHECKING:
 def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fmt: str) -> None:
     """Show each job's last build, last success, and whether it is outdated."""
     statuses = jc.status(list(jobs) or None, tag=tag)
+    queued = jc.storage.list_builds(states=[BuildState.QUEUED])
     if fmt == "json":
-        echo_json([status_json(s) for s in statuses])
+        echo_json([status_json(s, [b for b in queued if b.job_id == s.job.id])
+                   for s in statuses])
         return
     # the schedule and freshness columns, only where a job has them
     scheduled = any(s.job.schedule for s in statuses)
@@ -78,6 +82,9 @@ def status(jc: JobControl, jobs: tuple[str, ...], tag: str | None, why: bool, fm
     if paused:
         headers.append("paused")
     echo_table(rows, headers)
+    summary = queue_summary(jc.storage) if queued else None
+    if summary:  # messages waiting for a worker (or lost: see executor.queued_timeout)
+        click.echo(summary)
 
 
 def _time(value: datetime | None) -> str:

@@ -6,8 +6,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from jobcontrol.cli.helpers import pass_jc
+from jobcontrol.cli.helpers import echo_json, echo_table, format_option, pass_jc
 from jobcontrol.errors import BrokerError
+from jobcontrol.models import BuildState
+from jobcontrol.present import worker_json
+from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
     from jobcontrol.core import JobControl
@@ -45,4 +48,30 @@ def worker(jc: JobControl, concurrency: int, queues: tuple[str, ...], single_hos
                extra=celery_args, sweep_interval=max(1.0, jc.config.runner.heartbeat))
 
 
-COMMANDS = [worker]
+@click.command()
+@format_option
+@pass_jc
+def workers(jc: JobControl, fmt: str) -> None:
+    """List the Celery workers (`jobcontrol worker`) sharing this storage: each one's
+    identity, host, pid, start, last heartbeat, queues and the builds it runs. A worker
+    whose heartbeat is older than runner.heartbeat_timeout is lost: its builds are
+    abandoned and it is forgotten."""
+    jc.reap(workers=True)
+    known = jc.storage.list_workers()
+    running = jc.storage.list_builds(states=[BuildState.RUNNING])
+    runs = {w.id: [b for b in running if b.worker_id == w.id] for w in known}
+    now = jc.storage.now()
+    if fmt == "json":
+        echo_json([worker_json(w, runs[w.id], now) for w in known])
+        return
+    if not known:
+        click.echo("no workers")
+        return
+    echo_table([[w.id, w.host, w.pid, f"{w.started:%Y-%m-%d %H:%M:%S}",
+                 f"{format_duration((now - w.heartbeat).total_seconds())} ago",
+                 ", ".join(w.queues),
+                 ", ".join(f"#{b.id} {b.job_id}" for b in runs[w.id])] for w in known],
+               ["worker", "host", "pid", "started (UTC)", "last seen", "queues", "running"])
+
+
+COMMANDS = [worker, workers]

@@ -36,7 +36,7 @@ HOST_NAME = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
 MIN_SECRET_LENGTH = 16
 #: the methods Werkzeug's ``generate_password_hash`` writes (``method$salt$hash``)
 PASSWORD_HASH_METHODS = ("scrypt", "pbkdf2")
-EXECUTOR_KEYS = ("type", "broker", "queue", "timeout", "transport_options")
+EXECUTOR_KEYS = ("type", "broker", "queue", "timeout", "transport_options", "queued_timeout")
 EXECUTOR_TYPES = ("local", "celery")
 #: broker URL schemes Celery speaks that jobcontrol's tests cover (Redis, RabbitMQ)
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
@@ -142,6 +142,9 @@ def executor_settings(value: Any, at: Field) -> dict[str, Any]:
     if "timeout" in value:
         settings["timeout"] = duration(value["timeout"], at.inner(value, "timeout"),
                                        zero=False)
+    if "queued_timeout" in value:
+        settings["queued_timeout"] = duration(
+            value["queued_timeout"], at.inner(value, "queued_timeout"), zero=False)
     if "transport_options" in value:
         settings["transport_options"] = _transport_options(
             value["transport_options"], at.inner(value, "transport_options"))

@@ -122,6 +122,10 @@ class ExecutorSettings:
     #: Celery's ``broker_transport_options`` (``visibility_timeout`` and the like), over
     #: the ones jobcontrol derives from ``timeout``
     transport_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: seconds a build ready to start may stay ``queued`` (its message lost: a purged
+    #: queue, a queue no worker reads) before a worker's sweep sends it again; still
+    #: queued one more ``queued_timeout`` later, it is failed with the reason
+    queued_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         check_that(self.type in ("local", "celery"),
@@ -130,6 +134,8 @@ class ExecutorSettings:
                "an executor of type celery needs a broker URL")
         check_that(is_duration(self.timeout) and self.timeout > 0,
                f"timeout must be seconds > 0, got {self.timeout!r}")
+        check_that(is_duration(self.queued_timeout) and self.queued_timeout > 0,
+               f"queued_timeout must be seconds > 0, got {self.queued_timeout!r}")
         check_that(isinstance(self.transport_options, Mapping)
                and all(isinstance(key, str) for key in self.transport_options),
                "transport_options must be a mapping of option names to values")

@@ -23,12 +23,15 @@ from jobcontrol.errors import (
     JobControlError,
     MissingDependencyError,
 )
+from jobcontrol.execution.identity import worker_identity
+from jobcontrol.models import HOSTNAME, WorkerRecord
 from jobcontrol.storage import open_storage, redact_url
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:  # the worker is handed one; importing core here would point up a layer
     from jobcontrol.core import JobControl
     from jobcontrol.execution.remote import RemoteWorker
+    from jobcontrol.storage.base import Storage
 
 try:
     import celery
@@ -198,8 +201,24 @@ def worker_argv(concurrency: int, queues: Sequence[str], extra: Sequence[str]) -
             "--loglevel=INFO", "--without-gossip", "--without-mingle"]
     if not any(arg in ("-n", "--hostname") or arg.startswith("--hostname=") for arg in extra):
         # several workers on one machine need names of their own
-        argv.append(f"--hostname=jobcontrol.{os.getpid()}@%h")
+        argv.append("--hostname=" + DEFAULT_NODE.replace("{pid}", str(os.getpid())))
     return argv + list(extra)
+
+
+#: the Celery node name of a worker not given one (``%h``: the hostname)
+DEFAULT_NODE = "jobcontrol.{pid}@%h"
+
+
+def node_name(extra: Sequence[str]) -> str:
+    """The Celery node name ``worker_argv`` gives the worker (``-n``/``--hostname`` of
+    ``extra`` if given), ``%h`` filled in."""
+    node = DEFAULT_NODE
+    for index, arg in enumerate(extra):
+        if arg in ("-n", "--hostname") and index + 1 < len(extra):
+            node = extra[index + 1]
+        elif arg.startswith("--hostname="):
+            node = arg.partition("=")[2]
+    return node.replace("{pid}", str(os.getpid())).replace("%h", HOSTNAME)
 
 
 def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra: Sequence[str],
@@ -214,6 +233,8 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
     # each process and the sweeper make a JobControl of their own, of ``jc``'s class (the
     # layer above this one: not imported here)
     config, url, make_jc = jc.config, jc.storage.url, type(jc)
+    identity = WorkerRecord(worker_identity(node_name(extra)), HOSTNAME, os.getpid(),
+                            jc.storage.now(), jc.storage.now(), tuple(queues))
     app = make_app(config.executor)
     sender = CelerySender(config.executor, app)
     per_process: dict[int, RemoteWorker] = {}
@@ -224,7 +245,7 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
         pid = os.getpid()
         if pid not in per_process:
             per_process[pid] = RemoteWorker(make_jc(config, open_storage(url), sender),
-                                            sender, fork_server=True)
+                                            sender, fork_server=True, worker_id=identity.id)
             stops[pid] = _StopOnTerm(per_process[pid])
         return per_process[pid]
 
@@ -242,14 +263,24 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
             return worker.handle(build_id, waited, job)
 
     stop = threading.Event()
+    sweeping = make_jc(config, open_storage(url), sender)
+    sweeping.storage.beat_worker(identity)  # known before it takes a build
     sweeper = threading.Thread(target=_sweep, name="jobcontrol-sweep", daemon=True,
-                               args=(make_jc(config, open_storage(url), sender), sender,
-                                     sweep_interval, stop))
+                               args=(sweeping, sender, sweep_interval, stop, identity))
     sweeper.start()
+    # a thread of its own, with a connection of its own: a slow sweep (a broker that does
+    # not answer) never holds the worker's heartbeat back
+    beater = threading.Thread(target=_beat, name="jobcontrol-heartbeat", daemon=True,
+                              args=(open_storage(url), identity, config.runner.heartbeat,
+                                    stop))
+    beater.start()
     try:
         app.worker_main(worker_argv(concurrency, queues, extra))
     finally:
         stop.set()
+        sweeper.join(timeout=sweep_interval + 5)
+        with contextlib.suppress(JobControlError):  # stopped: gone from `jobcontrol workers`
+            sweeping.storage.forget_worker(identity.id)
 
 
 class _StopOnTerm:
@@ -296,12 +327,27 @@ class _StopOnTerm:
         os.kill(os.getpid(), signum)
 
 
-def _sweep(jc: JobControl, sender: CelerySender, interval: float, stop: threading.Event) -> None:
+def _sweep(jc: JobControl, sender: CelerySender, interval: float, stop: threading.Event,
+           identity: WorkerRecord) -> None:
     from jobcontrol.execution.remote import RemoteWorker
 
-    worker = RemoteWorker(jc, sender)
+    worker = RemoteWorker(jc, sender, worker_id=identity.id)
     while not stop.wait(interval):
         try:
             worker.sweep()
         except Exception:  # the next sweep tries again; a worker must not die of it
             logger.exception("sweep failed")
+
+
+def _beat(storage: Storage, identity: WorkerRecord, interval: float,
+          stop: threading.Event) -> None:
+    """The worker's own heartbeat (see :mod:`jobcontrol.execution.identity`), every
+    ``interval`` seconds until ``stop``."""
+    try:
+        while not stop.wait(interval):
+            try:
+                storage.beat_worker(identity)
+            except JobControlError:  # the next beat tries again; a worker must not die of it
+                logger.exception("worker heartbeat failed")
+    finally:
+        storage.close()

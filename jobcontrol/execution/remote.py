@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobControlError
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
+from jobcontrol.execution.queued import sweep_queued
 from jobcontrol.models import HOSTNAME, Build, BuildState
 from jobcontrol.rules import params, plan
 from jobcontrol.storage.base import Storage
@@ -140,8 +141,12 @@ class RemoteWorker:
     """
 
     def __init__(self, jc: JobControl, send: Sender,
-                 observer: BuildObserver | None = None, *, fork_server: bool = False) -> None:
+                 observer: BuildObserver | None = None, *, fork_server: bool = False,
+                 worker_id: str | None = None) -> None:
         self.jc = jc
+        #: the identity of the worker this process belongs to, recorded with its builds
+        #: (see :mod:`jobcontrol.execution.identity`)
+        self.worker_id = worker_id
         self.storage = jc.storage
         self.config = jc.config
         self.send = send
@@ -196,7 +201,7 @@ class RemoteWorker:
         try:
             started = self.storage.start_queued_build(
                 build.id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
-                dependency_builds=consumed,
+                dependency_builds=consumed, worker_id=self.worker_id,
             )
         except JobAlreadyRunningError:
             return self._later(build, waited, "job busy")
@@ -216,7 +221,7 @@ class RemoteWorker:
             args, kwargs, consumed = self.arguments(job, {})
             started = self.storage.start_queued_build(
                 build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
-                dependency_builds=consumed,
+                dependency_builds=consumed, worker_id=self.worker_id,
             )
         except (JobControlError, BuildNotFoundError, JobAlreadyRunningError):
             return None
@@ -280,6 +285,11 @@ class RemoteWorker:
         logger.error("build #%s %s: %s", build.id, build.job_id, reason)
         self.storage.finish_build(build.id, BuildState.FAILED, reason=reason)
         return "failed"
+
+    def send_build(self, build: Build) -> None:
+        """Send ``build``'s id to the workers of its queue (again)."""
+        assert build.queue is not None
+        self.send(build.id, build.queue, job=ready_job(build))
 
     def _later(self, build: Build, waited: int, why: str) -> str:
         assert build.queue is not None
@@ -360,8 +370,12 @@ class RemoteWorker:
 
     def sweep(self) -> list[Build]:
         """Mark builds whose runner died ``abandoned``, and retry the remote ones whose job
-        has retries left; returns the retries made. Every worker runs it periodically."""
-        self.jc.reap()
+        has retries left; re-send or fail builds stuck ``queued`` (see
+        :mod:`jobcontrol.execution.queued`); returns the retries made. Every worker runs
+        it periodically."""
+        self.jc.reap(workers=True)
+        sweep_queued(self.storage, self.config.jobs, self.send_build,
+                     self.config.executor.queued_timeout)
         now = self.storage.now()
         made = []
         for build in self.storage.list_builds(states=[BuildState.ABANDONED],

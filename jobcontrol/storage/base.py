@@ -140,8 +140,10 @@ class Storage(SharedState, abc.ABC):
         host: str,
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
+        worker_id: str | None = None,
     ) -> Build | None:
-        """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``).
+        """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``,
+        by the worker ``worker_id``).
 
         Returns None when the build is no longer queued (started by someone else, cancelled,
         finished): ``queued → running`` happens once, however often it is asked for.
@@ -240,6 +242,18 @@ class Storage(SharedState, abc.ABC):
         stands) and its runner stops it (see :meth:`cancel_requests`); a finished build is
         returned unchanged. Raises :class:`~jobcontrol.errors.BuildNotFoundError`.
         """
+
+    @abc.abstractmethod
+    def mark_resent(self, build_id: int, reason: str, *, first: bool = False) -> bool:
+        """Record that a ``queued`` build's message was sent again: its ``heartbeat`` (for
+        a queued build: when it was last sent) becomes now, its ``reason`` ``reason``.
+        With ``first``, only a build never re-sent (no heartbeat yet): of the workers
+        noticing a lost message together, one re-sends it. False when nothing changed."""
+
+    @abc.abstractmethod
+    def fail_queued(self, build_id: int, reason: str) -> bool:
+        """Mark a build ``failed`` with ``reason`` if it is still ``queued`` (a worker that
+        started it meanwhile wins); False when it was not."""
 
     @abc.abstractmethod
     def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:

@@ -38,6 +38,7 @@ from jobcontrol.storage.base import (
 from jobcontrol.storage.memory_pauses import MemoryPauses
 from jobcontrol.storage.memory_runs import MemoryRuns
 from jobcontrol.storage.memory_web import MemoryWebSessions
+from jobcontrol.storage.memory_workers import MemoryWorkers
 from jobcontrol.timeutil import utcnow
 
 #: the memory backend has no schema to migrate; it reports this version once open
@@ -52,7 +53,7 @@ def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
         raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
 
 
-class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, Storage):
+class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, MemoryWorkers, Storage):
     """Builds, logs and progress in dicts guarded by a lock; nothing is persisted."""
 
     def __init__(self, url: str = "memory://") -> None:
@@ -191,6 +192,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, Storage):
         host: str,
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
+        worker_id: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         with self._lock:
@@ -208,7 +210,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, Storage):
                 str(job): int(dep) for job, dep in dependency_builds.items()}
             build = dataclasses.replace(build, state=BuildState.RUNNING, started=now,
                                         heartbeat=now, host=host, pid=pid,
-                                        dependency_builds=deps)
+                                        dependency_builds=deps, worker_id=worker_id)
             self._builds[build_id] = build
             return _copy(build)
 
@@ -353,6 +355,25 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, Storage):
                 build = dataclasses.replace(build, cancel_requested=now, cancel_reason=reason)
             self._builds[build_id] = build
             return _copy(build)
+
+    def mark_resent(self, build_id: int, reason: str, *, first: bool = False) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or build.state is not BuildState.QUEUED \
+                    or (first and build.heartbeat is not None):
+                return False
+            self._builds[build_id] = dataclasses.replace(build, heartbeat=utcnow(),
+                                                         reason=reason)
+            return True
+
+    def fail_queued(self, build_id: int, reason: str) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or build.state is not BuildState.QUEUED:
+                return False
+            self._builds[build_id] = dataclasses.replace(
+                build, state=BuildState.FAILED, reason=reason, finished=utcnow())
+            return True
 
     def cancel_requests(self, build_ids: Sequence[int]) -> dict[int, str]:
         with self._lock:

@@ -1,6 +1,7 @@
-"""What the storage keeps for jobcontrol itself rather than for builds: its settings and
-the web UI's sessions and failed logins, which every process sharing the storage (each
-worker of the web server) must agree on. A part of :class:`~jobcontrol.storage.base.Storage`.
+"""What the storage keeps for jobcontrol itself rather than for builds: its settings, the
+Celery workers that run builds, and the web UI's sessions and failed logins, which every
+process sharing the storage (each worker of the web server) must agree on. A part of
+:class:`~jobcontrol.storage.base.Storage`.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
+
+from jobcontrol.models import WorkerRecord
 
 
 class SharedState(abc.ABC):
@@ -27,6 +30,21 @@ class SharedState(abc.ABC):
         atomic step, so processes that each generate a value (a secret key, say) all end up
         with the one that was stored first.
         """
+
+    # -- workers -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def beat_worker(self, worker: WorkerRecord) -> None:
+        """Record ``worker`` alive now: its row is made the first time (with its host, pid,
+        start and queues), and its heartbeat set to the storage's now afterwards."""
+
+    @abc.abstractmethod
+    def list_workers(self) -> list[WorkerRecord]:
+        """Every worker recorded, the oldest started first."""
+
+    @abc.abstractmethod
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a worker's row (it stopped); nothing happens if it is unknown."""
 
     # -- web sessions and failed logins: what every process serving the web UI must agree on -
 

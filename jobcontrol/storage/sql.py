@@ -50,6 +50,7 @@ from jobcontrol.storage.sql_pauses import SqlPauses
 from jobcontrol.storage.sql_runs import SqlRuns
 from jobcontrol.storage.sql_search import SqlSearch
 from jobcontrol.storage.sql_settings import SqlSettings
+from jobcontrol.storage.sql_workers import SqlWorkers
 
 __all__ = [
     "BUILD_COLUMNS",
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 
-class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses, SqlSearch, SqlRuns):
+class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses, SqlSearch, SqlRuns, SqlWorkers):
     """A :class:`~jobcontrol.storage.base.Storage` on a DB-API connection; subclasses
     supply the dialect hooks (see :class:`~jobcontrol.storage.sql_core.SqlCore`).
 

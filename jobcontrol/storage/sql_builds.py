@@ -157,15 +157,17 @@ class SqlBuilds(SqlCore):
         host: str,
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
+        worker_id: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
         return self._start_queued(build_id, concurrency, host, pid, deps_json,
-                                  self._time_param(self.now()))
+                                  self._time_param(self.now()), worker_id)
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
-                      deps_json: str | None, now: Any) -> Build | None:
+                      deps_json: str | None, now: Any, worker_id: str | None = None
+                      ) -> Build | None:
         """The body of :meth:`start_queued_build`, its start time given (as stored)."""
         with self._transaction() as cur:
             # the build's row, then its job: nothing holds a job's lock while it waits for
@@ -181,8 +183,8 @@ class SqlBuilds(SqlCore):
                 raise JobAlreadyRunningError(job_id, running)
             cur.execute(
                 self.sql["start_queued_build"],
-                (BuildState.RUNNING.value, now, now, host, pid, deps_json, build_id,
-                 BuildState.QUEUED.value),
+                (BuildState.RUNNING.value, now, now, host, pid, deps_json, worker_id,
+                 build_id, BuildState.QUEUED.value),
             )
             build = self._fetch_build(cur, build_id)
         # its JSON columns as stored are not at hand: its finish decodes them again
@@ -378,6 +380,22 @@ class SqlBuilds(SqlCore):
         claim = self._claimed.get(build_id)
         if claim is not None:  # its finish returns the build as claimed, with this
             claim.build = dataclasses.replace(claim.build, pgid=pgid)
+
+    @retried("re-sending build {build_id}")
+    def mark_resent(self, build_id: int, reason: str, *, first: bool = False) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self.sql["mark_resent_first" if first else "mark_resent"],
+                        (self._time_param(self.now()), reason, build_id,
+                         BuildState.QUEUED.value))
+            return bool(cur.rowcount)
+
+    @retried("failing queued build {build_id}")
+    def fail_queued(self, build_id: int, reason: str) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self.sql["cancel_queued"],
+                        (BuildState.FAILED.value, reason, self._time_param(self.now()),
+                         build_id, BuildState.QUEUED.value))
+            return bool(cur.rowcount)
 
     @retried("cancelling build {build_id}")
     def request_cancel(self, build_id: int, reason: str) -> Build:

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask_wtf.csrf import generate_csrf
 
+from jobcontrol.models import BuildState
 from jobcontrol.present import (
     build_detail_json,
     build_json,
@@ -79,7 +80,10 @@ def csrf_token() -> Any:
 @bp.get("/jobs")
 def jobs() -> Any:
     tag = request.args.get("tag") or None
-    return jsonify([status_json(s) for s in current_jc().status(tag=tag)])
+    jc = current_jc()
+    queued = jc.storage.list_builds(states=[BuildState.QUEUED])
+    return jsonify([status_json(s, [b for b in queued if b.job_id == s.job.id])
+                    for s in jc.status(tag=tag)])
 
 
 @bp.get("/jobs/<job_id>")

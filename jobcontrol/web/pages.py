@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 
+from jobcontrol.execution.queued import queue_summary
 from jobcontrol.models import Build, BuildState
 from jobcontrol.present import job_detail_json
 from jobcontrol.rules.graph import dependents_map
@@ -82,7 +83,8 @@ def jobs() -> Any:
     build_url = url_for("pages.build", build_id=0).removesuffix("0")
     history = {job_id: history_strip(stubs[::-1], build_url) for job_id, stubs in recent.items()}
     return render_template("jobs.html", statuses=statuses, running=running, tags=tags, tag=tag,
-                           history=history, import_errors=import_errors(jc, statuses))
+                           history=history, import_errors=import_errors(jc, statuses),
+                           queue_summary=queue_summary(jc.storage))
 
 
 @bp.get("/jobs/<job_id>")

@@ -37,7 +37,7 @@ SELECT job_id, state FROM builds WHERE id = ?
 
 -- name: start_queued_build
 UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
-                  dependency_builds = coalesce(?, dependency_builds)
+                  dependency_builds = coalesce(?, dependency_builds), worker_id = ?
 WHERE id = ? AND state = ?
 
 -- name: get_retry
@@ -77,6 +77,12 @@ UPDATE builds SET pgid = ? WHERE id = ? AND state = ?
 
 -- name: cancel_queued
 UPDATE builds SET state = ?, reason = ?, finished = ? WHERE id = ? AND state = ?
+
+-- name: mark_resent
+UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ?
+
+-- name: mark_resent_first
+UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ? AND heartbeat IS NULL
 
 -- name: cancel_running
 UPDATE builds SET cancel_requested = ?, cancel_reason = ?
@@ -206,3 +212,13 @@ INSERT INTO jobcontrol_schema (version, name, applied) VALUES (?, ?, ?)
 -- name: probe_write
 -- a key no one uses: a real insert, whatever the table holds (rolled back)
 INSERT INTO settings (key, value) VALUES (?, ?)
+
+-- name: beat_worker
+INSERT INTO build_workers (id, host, pid, started, heartbeat, queues) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat
+
+-- name: list_workers
+SELECT id, host, pid, started, heartbeat, queues FROM build_workers ORDER BY started, id
+
+-- name: forget_worker
+DELETE FROM build_workers WHERE id = ?

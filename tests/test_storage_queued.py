@@ -1,0 +1,96 @@
+"""Lost queued builds in the storage (every backend, by the ``storage`` fixture of
+``conftest.py``), and the rules of :mod:`jobcontrol.execution.queued` on them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from jobcontrol.config.model import JobDefinition
+from jobcontrol.execution import queued
+from jobcontrol.models import Build, BuildState
+from jobcontrol.storage import Storage
+from tests.test_storage_contract import claim, enqueue, start
+
+S = BuildState
+
+
+def test_a_queued_build_is_re_sent_once_first_then_by_hand(storage: Storage) -> None:
+    build = enqueue(storage)
+    assert build is not None and build.heartbeat is None
+    assert storage.mark_resent(build.id, "re-sent at noon", first=True)
+    again = storage.get_build(build.id)
+    assert again.state is S.QUEUED and again.reason == "re-sent at noon"
+    assert again.heartbeat is not None
+    assert not storage.mark_resent(build.id, "twice", first=True)  # another sweep: no
+    assert storage.mark_resent(build.id, "by hand")  # requeue: yes
+    assert storage.get_build(build.id).reason == "by hand"
+
+
+def test_only_a_queued_build_is_re_sent_or_failed_as_lost(storage: Storage) -> None:
+    build = enqueue(storage)
+    assert build is not None
+    assert start(storage, build.id) is not None
+    assert not storage.mark_resent(build.id, "no")
+    assert not storage.fail_queued(build.id, "no")  # the worker that started it wins
+    assert storage.get_build(build.id).state is S.RUNNING
+    other = enqueue(storage, "other")
+    assert other is not None
+    assert storage.fail_queued(other.id, "never taken by a worker")
+    failed = storage.get_build(other.id)
+    assert failed.state is S.FAILED and failed.reason == "never taken by a worker"
+    assert failed.finished is not None and start(storage, other.id) is None
+
+
+class _Sender:
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def __call__(self, build: Build) -> None:
+        self.sent.append(build.id)
+
+
+def _jobs(*ids: str) -> dict[str, JobDefinition]:
+    return {job_id: JobDefinition(id=job_id, title=job_id, function=f"pkg.{job_id}")
+            for job_id in ids}
+
+
+def test_the_sweep_re_sends_a_lost_build_once_then_fails_it(storage: Storage) -> None:
+    build = enqueue(storage)
+    assert build is not None
+    send, jobs = _Sender(), _jobs("job")
+    assert queued.sweep_queued(storage, jobs, send, timeout=3600) == []  # not yet lost
+    assert queued.holds_job(storage, build, jobs, 3600, storage.now())
+    later = storage.now() + timedelta(hours=2)
+    assert not queued.holds_job(storage, build, jobs, 3600, later)  # lost: frees its job
+    assert [b.id for b in queued.lost_builds(storage, jobs, 3600, later)] == [build.id]
+    [(resent, what)] = queued.sweep_queued(storage, jobs, send, timeout=0.0001)
+    assert (resent.id, what, send.sent) == (build.id, "re-sent", [build.id])
+    while not queued.sweep_queued(storage, jobs, send, timeout=0.0001):
+        pass  # the clock moves on past the timeout
+    failed = storage.get_build(build.id)
+    assert failed.state is S.FAILED and send.sent == [build.id]
+    assert failed.reason is not None
+    assert failed.reason.startswith("never taken by a worker: queued since ")
+    assert ", re-sent at " in failed.reason
+
+
+def test_a_build_that_rightly_waits_is_not_lost(storage: Storage) -> None:
+    upstream = claim(storage, "up")
+    waiting = enqueue(storage, dependency_builds={"up": upstream.id})
+    busy = enqueue(storage, "up")  # its job runs its one allowed build
+    assert waiting is not None and busy is not None
+    later = storage.now() + timedelta(hours=2)
+    assert queued.lost_builds(storage, _jobs("job", "up"), 60, later) == []
+    storage.finish_build(upstream.id, S.SUCCESS)
+    lost = queued.lost_builds(storage, _jobs("job", "up"), 60, later)
+    assert sorted(b.id for b in lost) == [waiting.id, busy.id]
+
+
+def test_queue_depths_count_queued_builds_per_queue(storage: Storage) -> None:
+    first = enqueue(storage)
+    enqueue(storage, "b")
+    enqueue(storage, "c", queue="other")
+    assert first is not None
+    depths = queued.queue_depths(storage)
+    assert [(d.queue, d.queued) for d in depths] == [("jobcontrol", 2), ("other", 1)]
+    assert depths[0].oldest == first.created
