@@ -37,6 +37,7 @@ from jobcontrol.storage.base import (
 )
 from jobcontrol.storage.memory_pauses import MemoryPauses
 from jobcontrol.storage.memory_runs import MemoryRuns
+from jobcontrol.storage.memory_schedules import MemorySchedules
 from jobcontrol.storage.memory_web import MemoryWebSessions
 from jobcontrol.storage.memory_workers import MemoryWorkers
 from jobcontrol.timeutil import utcnow
@@ -53,7 +54,8 @@ def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
         raise StorageError(f"cannot store a value that is not JSON: {exc}") from exc
 
 
-class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, MemoryWorkers, Storage):
+class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions,
+                    MemoryWorkers, Storage):
     """Builds, logs and progress in dicts guarded by a lock; nothing is persisted."""
 
     def __init__(self, url: str = "memory://") -> None:
@@ -303,46 +305,6 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemoryWebSessions, MemoryWorkers, 
                           started=now, finished=now, host=host, pid=pid, run_id=run_id)
             self._builds[build.id] = build
             return _copy(build)
-
-    def claim_scheduled_run(self, job_id: str, scheduled_for: datetime, *, host: str,
-                            pid: int, outcome: str = "claimed") -> bool:
-        key = (job_id, as_utc(scheduled_for))
-        with self._lock:
-            self._check_open()
-            if key in self._schedule_runs:
-                return False
-            self._schedule_runs[key] = ScheduledRun(job_id, key[1], utcnow(), outcome,
-                                                    host=host, pid=pid)
-            return True
-
-    def set_scheduled_run(self, job_id: str, scheduled_for: datetime, *, outcome: str,
-                          build_id: int | None = None) -> None:
-        key = (job_id, as_utc(scheduled_for))
-        with self._lock:
-            self._check_open()
-            run = self._schedule_runs.get(key)
-            if run is not None:
-                self._schedule_runs[key] = dataclasses.replace(run, outcome=outcome,
-                                                               build_id=build_id)
-
-    def last_scheduled_runs(self, job_ids: Iterable[str] | None = None
-                            ) -> dict[str, ScheduledRun]:
-        wanted = None if job_ids is None else set(job_ids)
-        last: dict[str, ScheduledRun] = {}
-        with self._lock:
-            self._check_open()
-            for (job_id, when), run in self._schedule_runs.items():
-                if (wanted is None or job_id in wanted) and (
-                        job_id not in last or when > last[job_id].scheduled_for):
-                    last[job_id] = run
-        return last
-
-    def scheduled_runs(self, job_id: str, *, limit: int | None = None) -> list[ScheduledRun]:
-        with self._lock:
-            self._check_open()
-            runs = sorted((run for (job, _), run in self._schedule_runs.items()
-                           if job == job_id), key=lambda run: run.scheduled_for, reverse=True)
-        return runs if limit is None else runs[:limit]
 
     def request_cancel(self, build_id: int, reason: str) -> Build:
         with self._lock:
