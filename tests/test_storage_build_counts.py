@@ -133,3 +133,28 @@ def test_the_migration_counts_the_builds_already_there(kind: str, tmp_path: Path
         _assert_totals_true(storage)
     finally:
         storage.close()
+
+
+def test_inserts_of_different_jobs_do_not_wait_on_one_another(
+        request: pytest.FixtureRequest) -> None:
+    """A row a job: a build of one job, not yet committed, holds back builds of that job
+    only (claims of one job serialise on its advisory lock anyway)."""
+    url = request.getfixturevalue("pg_url")
+    insert = ("INSERT INTO builds (job_id, state, created) VALUES (%s, 'running', now())")
+    holding = psycopg2.connect(url)
+    other = psycopg2.connect(url)
+    with contextlib.closing(holding), contextlib.closing(other):
+        with holding.cursor() as cur:
+            cur.execute(insert, ("a",))  # its transaction left open
+        with other.cursor() as cur:
+            cur.execute("SET lock_timeout = '5s'")
+            cur.execute(insert, ("b",))  # another job: no wait
+            other.commit()
+            cur.execute("SET lock_timeout = '100ms'")
+            with pytest.raises(psycopg2.errors.LockNotAvailable):
+                cur.execute(insert, ("a",))  # the same job: waits for the first
+            other.rollback()
+        holding.commit()
+        with other.cursor() as cur:
+            cur.execute("SELECT job_id, builds FROM build_counts ORDER BY job_id")
+            assert cur.fetchall() == [("a", 1), ("b", 1)]

@@ -10,15 +10,18 @@ CREATE TABLE build_counts (
 );
 INSERT INTO build_counts (job_id, builds) SELECT job_id, count(*) FROM builds GROUP BY job_id;
 
+-- Once a statement, not a row: a statement inserting or deleting many builds (a prune, a
+-- bulk load) updates a job's row once, not once a build (a million updates of one row
+-- would leave a million dead versions of it to read past). Rows in job order, so that two
+-- statements touching several jobs cannot deadlock.
 CREATE FUNCTION build_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO build_counts (job_id, builds) VALUES (NEW.job_id, 1)
-        ON CONFLICT (job_id) DO UPDATE SET builds = build_counts.builds + 1;
+    INSERT INTO build_counts (job_id, builds)
+        SELECT job_id, count(*) FROM made GROUP BY job_id ORDER BY job_id
+        ON CONFLICT (job_id) DO UPDATE SET builds = build_counts.builds + excluded.builds;
     RETURN NULL;
 END $$;
 
--- once a statement (a prune deletes thousands of builds at once): one update a job, the
--- rows locked in job order so that two deletes of several jobs cannot deadlock
 CREATE FUNCTION build_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM build_counts WHERE job_id IN (SELECT job_id FROM gone)
@@ -41,7 +44,7 @@ BEGIN
 END $$;
 
 CREATE TRIGGER build_counts_insert AFTER INSERT ON builds
-    FOR EACH ROW EXECUTE FUNCTION build_counts_insert();
+    REFERENCING NEW TABLE AS made FOR EACH STATEMENT EXECUTE FUNCTION build_counts_insert();
 CREATE TRIGGER build_counts_delete AFTER DELETE ON builds
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION build_counts_delete();
 CREATE TRIGGER build_counts_move AFTER UPDATE OF job_id ON builds
