@@ -10,11 +10,15 @@ CREATE TABLE build_counts (
 );
 INSERT INTO build_counts (job_id, builds) SELECT job_id, count(*) FROM builds GROUP BY job_id;
 
+-- SET search_path FROM CURRENT: the functions find build_counts in the schema jobcontrol
+-- uses (?schema=), whoever deletes builds and whatever their own search_path.
+
 -- Once a statement, not a row: a statement inserting or deleting many builds (a prune, a
 -- bulk load) updates a job's row once, not once a build (a million updates of one row
 -- would leave a million dead versions of it to read past). Rows in job order, so that two
 -- statements touching several jobs cannot deadlock.
-CREATE FUNCTION build_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION build_counts_insert() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO build_counts (job_id, builds)
         SELECT job_id, count(*) FROM made GROUP BY job_id ORDER BY job_id
@@ -22,7 +26,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION build_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION build_counts_delete() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM 1 FROM build_counts WHERE job_id IN (SELECT job_id FROM gone)
         ORDER BY job_id FOR UPDATE;
@@ -33,7 +38,8 @@ BEGIN
 END $$;
 
 -- a build never changes job; if one ever did, its count moves with it
-CREATE FUNCTION build_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION build_counts_move() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     IF NEW.job_id IS DISTINCT FROM OLD.job_id THEN
         UPDATE build_counts SET builds = builds - 1 WHERE job_id = OLD.job_id;
