@@ -83,7 +83,7 @@ def bench(url: str, config: Path, repeat: int) -> None:
 #: 2020-01-01), a text search matching nothing (the one filter no index answers)
 PAGES = [
     "/jobs/job_007", "/graph", "/builds", "/builds?state=failed",
-    "/builds?state=failed&page=1000", "/builds?job=job_007&state=failed",
+    "/builds?state=failed&page=1000", "/builds?job=job_007", "/builds?job=job_007&state=failed",
     "/builds?since=2020-01-06T00:00:00Z&until=2020-01-07T00:00:00Z",
     "/builds?q=job_007", "/builds?q=no+such+text", "/builds/500000",
     "/api/v1/builds?state=failed", "/api/v1/changes",
