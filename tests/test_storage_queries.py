@@ -47,3 +47,18 @@ def test_a_query_file_is_read_strictly(tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "common.sql").write_text("-- name: empty\n-- nothing but a comment\n")
     with pytest.raises(StorageError, match="'empty' is empty"):
         queries._read_queries("common.sql")
+
+
+def test_opening_a_sqlite_storage_imports_no_resource_machinery(tmp_path: Path) -> None:
+    """The queries and migrations are read as files: a dialect with no query file of its
+    own (SQLite) must not send every command through ``importlib.resources`` (it imports
+    zipfile and more: ~10 ms of each command's start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from jobcontrol.storage import open_storage; "
+            f"s = open_storage('sqlite:///{tmp_path / 'jobs.db'}'); s.install(); s.close(); "
+            "print(sorted(m for m in sys.modules if m.startswith('importlib.resources')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parent.parent)
+    assert done.stdout.strip() == "[]", done.stdout

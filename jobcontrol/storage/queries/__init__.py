@@ -123,7 +123,10 @@ def _read_queries(file_name: str) -> dict[str, str]:
     path = Path(__file__).parent / file_name
     if path.is_file():
         text = path.read_text(encoding="utf-8")
+    elif Path(__file__).is_file():  # installed as files, and this one is not among them
+        return {}
     else:  # not installed as files (a zip): ask the import system
+        # (not otherwise: importing it costs ~10 ms, every command's start-up included)
         import importlib.resources
 
         entry = importlib.resources.files(__name__) / file_name
