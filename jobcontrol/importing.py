@@ -12,13 +12,10 @@ import inspect
 import keyword
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jobcontrol.errors import JobImportError
 from jobcontrol.text import one_line
-
-if TYPE_CHECKING:
-    from jobcontrol.config import Location
 
 __all__ = ["bind_problem", "describe_callable", "import_callable", "parse_function_path"]
 
@@ -51,7 +48,7 @@ def import_callable(
     *,
     job_id: str | None = None,
     key: str = "function",
-    location: Location | None = None,
+    location: object | None = None,  # where the config names it (a config ``Location``)
 ) -> Callable[..., Any]:
     """The callable ``dotted`` names, imported now.
 
