@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jobcontrol import context
 from jobcontrol.context import SkipBuild
@@ -35,9 +35,6 @@ from jobcontrol.models import Build, BuildState, ExceptionInfo, StoredValue
 from jobcontrol.secrets import Masker
 from jobcontrol.serialize import MAX_MESSAGE, MAX_TRACEBACK, clean_text, encode_result, safe_repr
 from jobcontrol.text import one_line
-
-if TYPE_CHECKING:
-    from jobcontrol.execution.forkserver import ForkServer
 
 _MAX_REASON = 300
 _FORMATTER = logging.Formatter()
@@ -415,6 +412,18 @@ def _rehearsal() -> int:
     return 0
 
 
+class Spawner(Protocol):
+    """What forks build processes for this one: the fork server
+    (:class:`~jobcontrol.execution.forkserver.ForkServer`, which imports this module)."""
+
+    def spawn(self, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+              child_args: tuple[Any, ...], fds: tuple[int, int, int]) -> int: ...
+
+    def reap(self, pid: int) -> int: ...
+
+    def release(self, pid: int) -> None: ...
+
+
 @dataclass
 class ChildProcess:
     """The parent's handle on one forked build: its pipes, deadline and exit status."""
@@ -425,11 +434,11 @@ class ChildProcess:
     err_fd: int
     pidfd: int | None
     #: the fork server that forked it (None: forked by this process)
-    server: ForkServer | None = None
+    server: Spawner | None = None
 
     @classmethod
     def spawn_from(
-        cls, server: ForkServer, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        cls, server: Spawner, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
         build: Build, result_mode: str = "json", masker: Masker | None = None,
     ) -> ChildProcess:
         """Have ``server`` fork a child that runs ``function`` (its path); returns at once.
