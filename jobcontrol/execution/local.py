@@ -287,6 +287,11 @@ class LocalExecutor:
             time.sleep(wait)
         for fd in ready:
             entry = fds[fd]
+            frame_fd = entry.child.frame_fd if entry.child else None
+            if fd != frame_fd and frame_fd in entry.open_fds:
+                # what the job printed or logged before a subprocess wrote to its fds is
+                # already in the frame pipe: it is recorded first, whatever select's order
+                self._read(entry, frame_fd)
             if fd in entry.open_fds:
                 self._read(entry, fd)
         now = time.monotonic()
