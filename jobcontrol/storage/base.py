@@ -558,6 +558,13 @@ class Storage(SharedState, abc.ABC):
 # -- argument checks every backend shares, so all of them accept and refuse alike ------------
 
 
+def row_limit(limit: int | None) -> int | None:
+    """How many rows a listing's ``limit`` lets through: all for None, none below one (the
+    one reading of every backend: SQLite takes a negative LIMIT for none, PostgreSQL refuses
+    it, and a slice drops items from the end)."""
+    return None if limit is None else max(limit, 0)
+
+
 def check_concurrency(concurrency: int) -> None:
     """:class:`ValueError` for a ``claim_build`` limit that would refuse every build."""
     if concurrency < 1:

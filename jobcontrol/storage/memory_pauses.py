@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable
 
 from jobcontrol.models import JobPause
-from jobcontrol.storage.base import Storage
+from jobcontrol.storage.base import Storage, row_limit
 
 
 class MemoryPauses(Storage):
@@ -56,4 +56,4 @@ class MemoryPauses(Storage):
     def pause_history(self, job_id: str, *, limit: int | None = None) -> list[JobPause]:
         with self._lock:
             found = [pause for pause in reversed(self._pause_list()) if pause.job_id == job_id]
-        return found if limit is None else found[:limit]
+        return found[:row_limit(limit)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from jobcontrol.errors import RunNotFoundError
 from jobcontrol.models import Build, Run, RunTrigger
-from jobcontrol.storage.base import Storage
+from jobcontrol.storage.base import Storage, row_limit
 
 
 class MemoryRuns(Storage):
@@ -57,7 +57,7 @@ class MemoryRuns(Storage):
                 b.run_id for b in self._builds.values() if b.job_id == job_id}
         found = [run for run in runs if (before_id is None or run.id < before_id)
                  and (with_job is None or run.id in with_job)]
-        return found if limit is None else found[:limit]
+        return found[:row_limit(limit)]
 
     def run_builds(self, run_ids: Sequence[int]) -> dict[int, list[Build]]:
         found: dict[int, list[Build]] = {run_id: [] for run_id in run_ids}

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from jobcontrol.models import ScheduledRun
-from jobcontrol.storage.base import Storage, as_utc
+from jobcontrol.storage.base import Storage, as_utc, row_limit
 from jobcontrol.timeutil import utcnow
 
 
@@ -60,4 +60,4 @@ class MemorySchedules(Storage):
             self._check_open()
             runs = sorted((run for (job, _), run in self._schedule_runs.items()
                            if job == job_id), key=lambda run: run.scheduled_for, reverse=True)
-        return runs if limit is None else runs[:limit]
+        return runs[:row_limit(limit)]

@@ -480,10 +480,7 @@ class SqlBuilds(SqlCore):
         sql = SELECT_BUILD
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(limit, 0))
+        sql = self._limited(sql + " ORDER BY id DESC", params, limit)
         with self._cursor() as cur:
             cur.execute(self._q(sql), params)
             return [self._build_from_row(row) for row in cur.fetchall()]

@@ -35,6 +35,7 @@ from jobcontrol.models import (
 from jobcontrol.storage.base import (
     Storage,
     as_utc,
+    row_limit,
 )
 from jobcontrol.storage.commit_timer import PENDING_COMMIT_DELAY, CommitTimer
 from jobcontrol.storage.queries import (
@@ -257,6 +258,15 @@ class SqlCore(Storage):
         return value.isoformat(timespec="microseconds")
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _limited(self, sql: str, params: list[Any], limit: int | None) -> str:
+        """``sql`` with a listing's ``limit`` (see :func:`~.base.row_limit`) added to it and
+        to ``params``."""
+        rows = row_limit(limit)
+        if rows is None:
+            return sql
+        params.append(rows)
+        return f"{sql} LIMIT {self.placeholder}"
 
     def _q(self, sql: str) -> str:
         """``sql`` in the driver's paramstyle (no query here holds a literal ``?`` or ``%``)."""

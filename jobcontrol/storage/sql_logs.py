@@ -89,10 +89,7 @@ class SqlLogs(SqlCore):
         if until_seq is not None:
             sql += " AND seq <= ?"
             params.append(until_seq)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(limit, 0))
+        sql = self._limited(sql + " ORDER BY seq", params, limit)
         with self._cursor() as cur:
             cur.execute(self._q(sql), params)
             rows = cur.fetchall()
@@ -176,10 +173,8 @@ class SqlLogs(SqlCore):
         if before_id is not None:
             sql += " AND id < ?"
             params.append(before_id)
-        sql += " ORDER BY id DESC"  # the (job_id, id) index, read backwards
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(limit, 0))
+        # the (job_id, id) index, read backwards
+        sql = self._limited(sql + " ORDER BY id DESC", params, limit)
         with self._cursor() as cur:
             cur.execute(self._q(sql), params)
             rows = cur.fetchall()

@@ -45,11 +45,8 @@ class SqlPauses(SqlCore):
 
     @retried("reading the pauses of job {job_id!r}")
     def pause_history(self, job_id: str, *, limit: int | None = None) -> list[JobPause]:
-        sql = self.sql["pause_history"]
         params: list[Any] = [job_id]
-        if limit is not None:
-            sql += self._q(" LIMIT ?")
-            params.append(limit)
+        sql = self._limited(self.sql["pause_history"], params, limit)
         with self._cursor() as cur:
             cur.execute(sql, params)
             return [self._pause(row) for row in cur.fetchall()]

@@ -55,11 +55,8 @@ class SqlRuns(SqlCore):
     @retried("listing runs")
     def list_runs(self, *, job_id: str | None = None, limit: int | None = None,
                   before_id: int | None = None) -> list[Run]:
-        sql = self.sql["list_runs"]
         params: list[Any] = [before_id, before_id, job_id, job_id]
-        if limit is not None:
-            sql += self._q(" LIMIT ?")
-            params.append(limit)
+        sql = self._limited(self.sql["list_runs"], params, limit)
         with self._cursor() as cur:
             cur.execute(sql, params)
             return [self._run(row) for row in cur.fetchall()]

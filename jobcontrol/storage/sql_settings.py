@@ -47,11 +47,8 @@ class SqlSettings(SqlCore):
 
     @retried("reading scheduled runs")
     def scheduled_runs(self, job_id: str, *, limit: int | None = None) -> list[ScheduledRun]:
-        sql = self.sql["scheduled_runs"]
         params: list[Any] = [job_id]
-        if limit is not None:
-            sql += self._q(" LIMIT ?")
-            params.append(limit)
+        sql = self._limited(self.sql["scheduled_runs"], params, limit)
         with self._cursor() as cur:
             cur.execute(sql, params)
             return [self._scheduled_run(row) for row in cur.fetchall()]
