@@ -38,7 +38,13 @@ from jobcontrol.pausing import Pausing, who
 from jobcontrol.reaper import reap
 from jobcontrol.rules.outdated import Outdated, outdated_jobs
 from jobcontrol.rules.params import own_params, recorded_definition, resolve
-from jobcontrol.rules.plan import Role, consumed_builds, decide, make_plan, require_met
+from jobcontrol.rules.plan import (
+    PlannedStep,
+    consumed_builds,
+    decide,
+    make_plan,
+    require_met,
+)
 from jobcontrol.rules.runs import RunStart
 from jobcontrol.rules.versions import JobsNow, stored_results
 from jobcontrol.runs import Runs
@@ -82,16 +88,6 @@ class JobStatus:
     def last_state(self) -> str:
         """The last build's state, or ``"not_built"``."""
         return self.last_build.state.value if self.last_build else "not_built"
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    """A step of ``build --dry-run``: would it build, and why."""
-
-    job_id: str
-    role: Role
-    build: bool
-    reason: str
 
 
 def resolve_storage_url(config: Config, storage: str | None = None) -> tuple[str, Path]:

@@ -20,7 +20,7 @@ from jobcontrol.text import one_line
 
 if TYPE_CHECKING:
     from jobcontrol.config import Config, JobDefinition
-    from jobcontrol.core import PlannedStep
+    from jobcontrol.rules.plan import PlannedStep
     from jobcontrol.storage.base import Storage
 
 #: longest reason kept (a pause reason is one line, shown in tables)

@@ -45,6 +45,16 @@ class Role(str, Enum):
 
 
 @dataclass(frozen=True)
+class PlannedStep:
+    """A step of ``build --dry-run``: would it build, and why."""
+
+    job_id: str
+    role: Role
+    build: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Step:
     """One job of a plan; ``after`` lists the targets a downstream step waits on."""
 
