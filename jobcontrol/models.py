@@ -107,6 +107,10 @@ class Build:
     #: the identity of the Celery worker running it (see :class:`WorkerRecord`); None for
     #: a build run where it was made
     worker_id: str | None = None
+    #: ``BOOT~PIDNS`` of the process that runs it (see :mod:`jobcontrol.execution.identity`):
+    #: only a process of the same boot and PID namespace may judge it by its pid; None for
+    #: builds recorded before jobcontrol knew it
+    pid_namespace: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -1,7 +1,8 @@
 """Finding builds whose runner vanished or hung, and marking them ``abandoned`` with a reason.
 
-A ``running`` build is abandoned when, on this host, its runner's process is gone (or its
-pid now belongs to a process started after the build: pids are reused), or, from any host,
+A ``running`` build is abandoned when, on this host (and in its boot and PID namespace:
+containers with the same hostname each count pids from 1), its runner's process is gone (or
+its pid now belongs to a process started after the build: pids are reused), or, from any host,
 its heartbeat is older than the limit, whether its runner is alive or not. Its ``finished``
 is its last heartbeat (when it was last known alive). On the runner's host, what is left of
 the build is then killed: a hung runner, and the job's process group. Any command that reads
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cache
 
-from jobcontrol.execution.identity import same_namespace, worker_pid
+from jobcontrol.execution.identity import SEPARATOR, namespace_id, same_namespace, worker_pid
 from jobcontrol.models import Build, BuildState, WorkerRecord
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -121,7 +122,15 @@ def _here(build: Build, host: str) -> bool:
     """Whether ``build``'s pid means a process of this machine and PID namespace."""
     if build.host != host or not build.pid:
         return False
+    if build.pid_namespace is not None and not _this_namespace(build.pid_namespace):
+        return False
     return build.worker_id is None or same_namespace(build.worker_id)
+
+
+def _this_namespace(pid_namespace: str) -> bool:
+    """Whether ``BOOT~PIDNS`` is this process's, as far as this system tells (a namespace
+    it does not tell is never this one)."""
+    return "?" not in pid_namespace.split(SEPARATOR) and pid_namespace == namespace_id()
 
 
 def _clock(moment: datetime) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +25,21 @@ ROOT = Path(__file__).parent.parent
 #: folders put after ROOT on the ``PYTHONPATH`` of the processes tests start (see
 #: ``$JOBCONTROL_TEST_DEFAULT_ISOLATION`` in tests/conftest.py)
 EXTRA_PATH: list[str] = []
+
+
+#: a command's prefix that runs it in a PID namespace of its own (pids counted from 1, a
+#: /proc of its own), as a container with the host's network and hostname would
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+def _unshare_works() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run([*UNSHARE, "true"], capture_output=True).returncode == 0
+
+
+needs_unshare = pytest.mark.skipif(not _unshare_works(),
+                                   reason="needs root and unshare --pid (PID namespaces)")
 
 
 def pythonpath() -> str:

@@ -15,7 +15,7 @@ from jobcontrol.models import HOSTNAME, BuildState, WorkerRecord
 from jobcontrol.reaper import reap, reap_workers
 from jobcontrol.storage import Storage
 from tests.support import Cli, make_project
-from tests.test_storage_contract import enqueue, start
+from tests.test_storage_contract import claim, enqueue, start
 
 S = BuildState
 #: a pid no process has here (pid_max is at most 2**22)
@@ -121,3 +121,29 @@ def test_the_workers_command(tmp_path: Path, storage: Storage) -> None:
     out = cli("workers").output
     assert worker.id in out and f"#{build_id} job" in out
     assert jc.get_build(build_id).state is S.RUNNING
+
+
+def test_a_build_records_the_pid_namespace_of_its_runner(storage: Storage) -> None:
+    here = identity.namespace_id()
+    claimed = claim(storage, pid_namespace=here)
+    assert claimed.pid_namespace == here
+    assert storage.get_build(claimed.id).pid_namespace == here
+    queued = enqueue(storage)
+    assert queued is not None
+    started = start(storage, queued.id, concurrency=2, pid_namespace=here)
+    assert started is not None and started.pid_namespace == here
+    assert storage.get_build(queued.id).pid_namespace == here
+
+
+def test_a_local_build_of_another_pid_namespace_is_never_judged_by_its_pid(
+        storage: Storage) -> None:
+    # same hostname, a pid that does not exist here: another container's `jobcontrol build`
+    theirs = claim(storage, "theirs", host=HOSTNAME, pid=NO_SUCH_PID,
+                   pid_namespace="other-boot~4026531999")
+    unknown = claim(storage, "unknown", host=HOSTNAME, pid=NO_SUCH_PID, pid_namespace="?~?")
+    mine = claim(storage, "mine", host=HOSTNAME, pid=NO_SUCH_PID,
+                 pid_namespace=identity.namespace_id())
+    older = claim(storage, "older", host=HOSTNAME, pid=NO_SUCH_PID)  # recorded before
+    reaped = reap(storage, host=HOSTNAME, heartbeat_timeout=60)
+    assert sorted(b.id for b in reaped) == [mine.id, older.id]
+    assert {storage.get_build(b.id).state for b in (theirs, unknown)} == {S.RUNNING}

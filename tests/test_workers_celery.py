@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,13 +20,12 @@ from pathlib import Path
 import pytest
 
 from jobcontrol import BuildState
-from tests.processes import ROOT
+from tests.processes import ROOT, UNSHARE, needs_unshare
 from tests.support import make_project
 from tests.test_celery import Cluster, broker, wait_until
 
 S = BuildState
 __all__ = ["broker"]
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 CONFIG = """\
 executor: {{type: celery, broker: "{broker}", queue: "{queue}"}}
@@ -35,16 +33,6 @@ runner: {{heartbeat: 0.2s, heartbeat_timeout: 2s, kill_grace: 1s}}
 jobs:
   - {{id: nap, function: jobfuncs.sleeper, kwargs: {{seconds: 8}}, concurrency: 4}}
 """
-
-
-def _unshare_works() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    return subprocess.run([*UNSHARE, "true"], capture_output=True).returncode == 0
-
-
-needs_unshare = pytest.mark.skipif(not _unshare_works(),
-                                   reason="needs root and unshare --pid (PID namespaces)")
 
 
 @pytest.fixture

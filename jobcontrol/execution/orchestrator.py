@@ -22,6 +22,7 @@ from typing import Any
 
 from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition
 from jobcontrol.errors import DependencyError, JobAlreadyRunningError, JobControlError, RetvalError
+from jobcontrol.execution.identity import namespace_id
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause, JobSummary
@@ -233,7 +234,7 @@ class BuildRun:
                     self._now.record(job, self._verdicts.summaries, here=(
                         job.isolation == "inline" or not self.executor.forks_from_server))),
                 dependency_builds=consumed, host=HOSTNAME, pid=os.getpid(),
-                retry_of=retry_of, run_id=self.start.run_id,
+                pid_namespace=namespace_id(), retry_of=retry_of, run_id=self.start.run_id,
                 params=params.own_params(job, values),
             )
         except JobAlreadyRunningError as exc:

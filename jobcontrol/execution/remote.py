@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobControlError
+from jobcontrol.execution.identity import namespace_id
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.queued import sweep_queued
@@ -202,6 +203,7 @@ class RemoteWorker:
             started = self.storage.start_queued_build(
                 build.id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
                 dependency_builds=consumed, worker_id=self.worker_id,
+                pid_namespace=namespace_id(),
             )
         except JobAlreadyRunningError:
             return self._later(build, waited, "job busy")
@@ -222,6 +224,7 @@ class RemoteWorker:
             started = self.storage.start_queued_build(
                 build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
                 dependency_builds=consumed, worker_id=self.worker_id,
+                pid_namespace=namespace_id(),
             )
         except (JobControlError, BuildNotFoundError, JobAlreadyRunningError):
             return None

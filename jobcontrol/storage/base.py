@@ -100,9 +100,11 @@ class Storage(SharedState, abc.ABC):
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        pid_namespace: str | None = None,
     ) -> Build:
         """Atomically create a ``running`` build of ``job_id``, started now, of run
-        ``run_id``, with ``params`` (those that differ from the job's defaults).
+        ``run_id``, with ``params`` (those that differ from the job's defaults), run by
+        process ``pid`` of ``host`` in ``pid_namespace`` (see :attr:`Build.pid_namespace`).
 
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` (naming the running
         builds) when the job already has ``concurrency`` running builds. The check and the
@@ -141,9 +143,10 @@ class Storage(SharedState, abc.ABC):
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
+        pid_namespace: str | None = None,
     ) -> Build | None:
-        """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``,
-        by the worker ``worker_id``).
+        """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``
+        in ``pid_namespace``, by the worker ``worker_id``).
 
         Returns None when the build is no longer queued (started by someone else, cancelled,
         finished): ``queued → running`` happens once, however often it is asked for.

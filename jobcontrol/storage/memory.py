@@ -118,6 +118,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        pid_namespace: str | None = None,
     ) -> Build:
         check_concurrency(concurrency)
         definition = json_copy(definition)
@@ -147,6 +148,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
                 retry_of=retry_of,
                 run_id=run_id,
                 params=None if params is None else json_copy(params),
+                pid_namespace=pid_namespace,
             )
             self._builds[build.id] = build
             return _copy(build)
@@ -195,6 +197,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
+        pid_namespace: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         with self._lock:
@@ -212,7 +215,8 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
                 str(job): int(dep) for job, dep in dependency_builds.items()}
             build = dataclasses.replace(build, state=BuildState.RUNNING, started=now,
                                         heartbeat=now, host=host, pid=pid,
-                                        dependency_builds=deps, worker_id=worker_id)
+                                        dependency_builds=deps, worker_id=worker_id,
+                                        pid_namespace=pid_namespace)
             self._builds[build_id] = build
             return _copy(build)
 

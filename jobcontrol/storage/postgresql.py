@@ -392,7 +392,8 @@ class PostgreSQLStorage(SqlStorage):
     def claim_build(self, job_id: str, *, concurrency: int, definition: Mapping[str, Any],
                     definition_hash: str, dependency_builds: Mapping[str, int], host: str,
                     pid: int, retry_of: int | None = None, run_id: int | None = None,
-                    params: Mapping[str, Any] | None = None, claim_token: str | None = None
+                    params: Mapping[str, Any] | None = None,
+                    pid_namespace: str | None = None, claim_token: str | None = None
                     ) -> Build:
         # twice is not harmless (a second claim would be refused by the first one's build):
         # every attempt writes the same token, and one after an attempt that may have
@@ -414,7 +415,7 @@ class PostgreSQLStorage(SqlStorage):
                     job_id, concurrency=concurrency, definition=definition,
                     definition_hash=definition_hash, dependency_builds=dependency_builds,
                     host=host, pid=pid, retry_of=retry_of, run_id=run_id, params=params,
-                    claim_token=token)
+                    pid_namespace=pid_namespace, claim_token=token)
             except JobAlreadyRunningError:
                 # refused by this claim's own build, committed late by an earlier attempt?
                 found = self._claim_landed(token)
@@ -454,8 +455,8 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(attempt, f"queueing a build of {job_id!r}")
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
-                      deps_json: str | None, now: Any, worker_id: str | None = None
-                      ) -> Build | None:
+                      deps_json: str | None, now: Any, worker_id: str | None = None,
+                      pid_namespace: str | None = None) -> Build | None:
         # a retry after the connection broke while starting looks whether that start
         # happened: it did if the row holds what it wrote (its start time to the microsecond)
         again = False
@@ -477,7 +478,7 @@ class PostgreSQLStorage(SqlStorage):
                     return build
             again = True
             return super(PostgreSQLStorage, self)._start_queued(
-                build_id, concurrency, host, pid, deps_json, now, worker_id)
+                build_id, concurrency, host, pid, deps_json, now, worker_id, pid_namespace)
 
         return self._retry(attempt, f"starting build {build_id}")
 

@@ -67,6 +67,7 @@ class SqlBuilds(SqlCore):
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        pid_namespace: str | None = None,
         claim_token: str | None = None,
     ) -> Build:
         """See :meth:`Storage.claim_build`. ``claim_token``: a value unique to this claim,
@@ -86,7 +87,7 @@ class SqlBuilds(SqlCore):
                 cur, self.sql["claim_build"],
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
                  stamp, stamp, stamp, host, pid, retry_of, claim_token, run_id, params_json,
-                 job_id, BuildState.RUNNING.value, concurrency),
+                 pid_namespace, job_id, BuildState.RUNNING.value, concurrency),
             )
             if build_id is None:
                 cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
@@ -100,6 +101,7 @@ class SqlBuilds(SqlCore):
             dependency_builds=deps, created=started, started=started,
             heartbeat=started, host=host, pid=pid, retry_of=retry_of, run_id=run_id,
             params=None if params_json is None else json.loads(params_json),
+            pid_namespace=pid_namespace,
         )
         # this object numbers the log records of the builds it claimed (only it writes a
         # running build's log): no query for where a log ends, per batch
@@ -158,16 +160,17 @@ class SqlBuilds(SqlCore):
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
+        pid_namespace: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
         return self._start_queued(build_id, concurrency, host, pid, deps_json,
-                                  self._time_param(self.now()), worker_id)
+                                  self._time_param(self.now()), worker_id, pid_namespace)
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
-                      deps_json: str | None, now: Any, worker_id: str | None = None
-                      ) -> Build | None:
+                      deps_json: str | None, now: Any, worker_id: str | None = None,
+                      pid_namespace: str | None = None) -> Build | None:
         """The body of :meth:`start_queued_build`, its start time given (as stored)."""
         with self._transaction() as cur:
             # the build's row, then its job: nothing holds a job's lock while it waits for
@@ -184,7 +187,7 @@ class SqlBuilds(SqlCore):
             cur.execute(
                 self.sql["start_queued_build"],
                 (BuildState.RUNNING.value, now, now, host, pid, deps_json, worker_id,
-                 build_id, BuildState.QUEUED.value),
+                 pid_namespace, build_id, BuildState.QUEUED.value),
             )
             build = self._fetch_build(cur, build_id)
         # its JSON columns as stored are not at hand: its finish decodes them again

@@ -432,7 +432,8 @@ class SqlCore(Storage):
         (build_id, job_id, state, reason, definition, definition_hash, dependency_builds,
          created, started, finished, heartbeat, host, pid,
          result_kind, result_data, exc_type, exc_message, exc_traceback, retry_of,
-         cancel_requested, cancel_reason, queue, pgid, run_id, params, worker_id) = row
+         cancel_requested, cancel_reason, queue, pgid, run_id, params, worker_id,
+         pid_namespace) = row
         if claimed is not None and claimed.definition_json == definition:
             definition = claimed.definition
         else:
@@ -468,6 +469,7 @@ class SqlCore(Storage):
             run_id=run_id,
             params=None if params is None else self._loads(params),
             worker_id=worker_id,
+            pid_namespace=pid_namespace,
         )
 
     def _fetch_build(self, cur: Any, build_id: int) -> Build:

@@ -27,6 +27,7 @@ BUILD_COLUMNS = (
     "created", "started", "finished", "heartbeat", "host", "pid",
     "result_kind", "result_data", "exc_type", "exc_message", "exc_traceback", "retry_of",
     "cancel_requested", "cancel_reason", "queue", "pgid", "run_id", "params", "worker_id",
+    "pid_namespace",
 )
 SELECT_BUILD = f"SELECT {', '.join(BUILD_COLUMNS)} FROM builds"
 LOG_COLUMNS = "seq, time, level, logger, message, exception"

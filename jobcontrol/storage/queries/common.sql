@@ -17,8 +17,9 @@ SELECT id FROM builds WHERE id = ?
 -- name: claim_build
 -- the row goes in only while fewer than the job's concurrency of its builds run
 INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, created,
-                    started, heartbeat, host, pid, retry_of, claim_token, run_id, params)
-SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                    started, heartbeat, host, pid, retry_of, claim_token, run_id, params,
+                    pid_namespace)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
 
 -- name: running_builds
@@ -37,7 +38,8 @@ SELECT job_id, state FROM builds WHERE id = ?
 
 -- name: start_queued_build
 UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
-                  dependency_builds = coalesce(?, dependency_builds), worker_id = ?
+                  dependency_builds = coalesce(?, dependency_builds), worker_id = ?,
+                  pid_namespace = ?
 WHERE id = ? AND state = ?
 
 -- name: get_retry
