@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobcontrol.errors import JobAlreadyRunningError, JobControlError, JobPausedError
 from jobcontrol.execution.local import CANCEL_POLL_INTERVAL
@@ -32,7 +32,34 @@ from jobcontrol.schedule import due_runs
 from jobcontrol.timeutil import isoformat
 
 if TYPE_CHECKING:
-    from jobcontrol.core import JobControl
+    from collections.abc import Mapping, Sequence
+
+    from jobcontrol.config import Config
+    from jobcontrol.storage.base import Storage
+
+
+class ScheduledBuilder(Protocol):
+    """What firing schedules needs of :class:`~jobcontrol.core.JobControl` (which offers
+    ``run_due`` through this module, so this module does not import it): the config and
+    storage, reaping, and starting a run's builds here or on the workers."""
+
+    config: Config
+    storage: Storage
+
+    def reap(self) -> list[Build]: ...
+
+    def open_run(self, trigger: RunTrigger | str, targets: Sequence[str], *,
+                 note: str | None = None,
+                 instants: Mapping[str, tuple[datetime, datetime | None]] | None = None
+                 ) -> RunStart: ...
+
+    def build(self, jobs: str | Sequence[str], *, deps: bool = False,
+              if_outdated: bool = False, keep_going: bool = False, parallel: int = 1,
+              observer: BuildObserver | None = None, run: RunStart | None = None
+              ) -> list[Build]: ...
+
+    def submit(self, jobs: str | Sequence[str], *, deps: bool = False,
+               if_outdated: bool = False, run: RunStart | None = None) -> list[Build]: ...
 
 
 @dataclass
@@ -86,7 +113,7 @@ class _Recorder(BuildObserver):
         self.inner.job_refused(job_id, error)
 
 
-def run_due(jc: JobControl, *, now: datetime | None = None,
+def run_due(jc: ScheduledBuilder, *, now: datetime | None = None,
             observer: BuildObserver | None = None) -> DueReport:
     """Start every scheduled build due at ``now`` (default: the storage's clock), each
     instant exactly once across every process sharing the storage; returns what happened.
@@ -113,7 +140,7 @@ def run_due(jc: JobControl, *, now: datetime | None = None,
     return report
 
 
-def _dry_run(jc: JobControl, report: DueReport, now: datetime) -> DueReport:
+def _dry_run(jc: ScheduledBuilder, report: DueReport, now: datetime) -> DueReport:
     """What a run at ``now`` would take on, claiming and building nothing."""
     report.dry_run = True
     scheduled = {job_id: job for job_id, job in jc.config.jobs.items() if job.schedule}
@@ -137,7 +164,7 @@ class DueGroup:
     if_outdated: bool
 
 
-def claim_due(jc: JobControl, report: DueReport, *, now: datetime) -> list[DueGroup] | None:
+def claim_due(jc: ScheduledBuilder, report: DueReport, *, now: datetime) -> list[DueGroup] | None:
     """Take on one round: the next due instant of each scheduled job, by its catch-up
     policy. Instants too late are recorded ``missed``, those whose job is still running
     ``overlap``, every one due while its job is paused ``paused`` (one missed before the
@@ -174,7 +201,7 @@ def claim_due(jc: JobControl, report: DueReport, *, now: datetime) -> list[DueGr
     return _claim_round(jc, round_, report)
 
 
-def _record_paused(jc: JobControl, job_id: str, missed: list[datetime], due: list[datetime],
+def _record_paused(jc: ScheduledBuilder, job_id: str, missed: list[datetime], due: list[datetime],
                    pause: JobPause, report: DueReport) -> None:
     """Claim a paused job's due instants as ``paused``; one too late by its catch-up policy
     that came before the pause began stays ``missed``, as it was."""
@@ -189,7 +216,7 @@ def _record_paused(jc: JobControl, job_id: str, missed: list[datetime], due: lis
             report.missed.append((job_id, instant))
 
 
-def _claim_round(jc: JobControl, round_: list[tuple[str, datetime]],
+def _claim_round(jc: ScheduledBuilder, round_: list[tuple[str, datetime]],
                  report: DueReport) -> list[DueGroup]:
     storage = jc.storage
     claimed = []
@@ -221,7 +248,7 @@ def _claim_round(jc: JobControl, round_: list[tuple[str, datetime]],
             for (deps, if_outdated), instants in groups.items()]
 
 
-def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: bool,
+def _build_group(jc: ScheduledBuilder, group: list[tuple[str, datetime]], *, deps: bool,
                  if_outdated: bool, report: DueReport, observer: BuildObserver | None,
                  parallel: int | None = None) -> None:
     pauses = jc.storage.job_pauses(job_id for job_id, _ in group)
@@ -262,7 +289,7 @@ def _build_group(jc: JobControl, group: list[tuple[str, datetime]], *, deps: boo
         report.errors.append(error)
 
 
-def open_scheduled_run(jc: JobControl, trigger: RunTrigger,
+def open_scheduled_run(jc: ScheduledBuilder, trigger: RunTrigger,
                        group: list[tuple[str, datetime]], note: str | None = None
                        ) -> RunStart:
     """Record the run of scheduled instants (``run-due``, ``scheduler``, ``backfill``): its
@@ -280,7 +307,7 @@ def open_scheduled_run(jc: JobControl, trigger: RunTrigger,
                        instants=instants)
 
 
-def _record_overlap(jc: JobControl, job_id: str, instant: datetime,
+def _record_overlap(jc: ScheduledBuilder, job_id: str, instant: datetime,
                     running: tuple[int, ...], report: DueReport) -> None:
     job = jc.config.jobs[job_id]
     ids = ", ".join(f"#{build_id}" for build_id in running)
@@ -294,7 +321,7 @@ def _record_overlap(jc: JobControl, job_id: str, instant: datetime,
     report.overlaps.append((job_id, instant, skipped))
 
 
-def next_instant(jc: JobControl, after: datetime) -> datetime | None:
+def next_instant(jc: ScheduledBuilder, after: datetime) -> datetime | None:
     """The first instant of any job's schedule after ``after`` (None: nothing scheduled)."""
     instants = [job.schedule.next_after(after) for job in jc.config.jobs.values()
                 if job.schedule is not None]
@@ -324,7 +351,7 @@ class Scheduler:
     ``not_built``, and :meth:`serve` returns once every build has ended.
     """
 
-    def __init__(self, jc: JobControl, observer: BuildObserver | None = None, *,
+    def __init__(self, jc: ScheduledBuilder, observer: BuildObserver | None = None, *,
                  max_builds: int = DEFAULT_MAX_BUILDS) -> None:
         if max_builds < 1:
             raise ValueError(f"max_builds must be at least 1, got {max_builds}")
