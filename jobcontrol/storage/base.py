@@ -45,6 +45,9 @@ DELETE_BATCH = 500
 #: log numbers (``seq``) a page of :meth:`Storage.iter_logs` spans: at most that many
 #: records a query
 LOG_PAGE = 1000
+#: how the reason of a queued build that found its job busy begins (see
+#: :meth:`Storage.wait_for_slot`): such a build is sent again when a slot frees
+SLOT_WAIT = "waited for a free slot"
 
 
 class Storage(SharedState, abc.ABC):
@@ -249,6 +252,17 @@ class Storage(SharedState, abc.ABC):
         a queued build: when it was last sent) becomes now, its ``reason`` ``reason``.
         With ``first``, only a build never re-sent (no heartbeat yet): of the workers
         noticing a lost message together, one re-sends it. False when nothing changed."""
+
+    @abc.abstractmethod
+    def wait_for_slot(self, build_id: int, reason: str) -> bool:
+        """Record that a ``queued`` build found its job's ``concurrency`` slots taken: its
+        ``reason`` becomes ``reason``, which starts with :data:`SLOT_WAIT` (its heartbeat,
+        when it was last sent, stays). False when it is not queued."""
+
+    @abc.abstractmethod
+    def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
+        """The ``queued`` builds of ``job_id`` recorded by :meth:`wait_for_slot`, oldest
+        first, at most ``limit``: a range of the ``(job_id, state, id)`` index."""
 
     @abc.abstractmethod
     def fail_queued(self, build_id: int, reason: str) -> bool:

@@ -23,6 +23,7 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import (
+    SLOT_WAIT,
     as_utc,
     check_concurrency,
     check_finished_state,
@@ -388,6 +389,19 @@ class SqlBuilds(SqlCore):
                         (self._time_param(self.now()), reason, build_id,
                          BuildState.QUEUED.value))
             return bool(cur.rowcount)
+
+    @retried("noting a slot wait of build {build_id}")
+    def wait_for_slot(self, build_id: int, reason: str) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self.sql["wait_for_slot"], (reason, build_id, BuildState.QUEUED.value))
+            return bool(cur.rowcount)
+
+    @retried("reading the builds waiting for a slot")
+    def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
+        with self._cursor() as cur:
+            cur.execute(self.sql["slot_waiters"],
+                        (job_id, BuildState.QUEUED.value, SLOT_WAIT + "%", limit))
+            return [self._build_from_row(row) for row in cur.fetchall()]
 
     @retried("failing queued build {build_id}")
     def fail_queued(self, build_id: int, reason: str) -> bool:

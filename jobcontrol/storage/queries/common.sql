@@ -84,6 +84,14 @@ UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ?
 -- name: mark_resent_first
 UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ? AND heartbeat IS NULL
 
+-- name: wait_for_slot
+UPDATE builds SET reason = ? WHERE id = ? AND state = ?
+
+-- name: slot_waiters
+-- a range of the (job_id, state, id) index; the reason is read on those rows only
+SELECT {build_columns} FROM builds WHERE job_id = ? AND state = ? AND reason LIKE ?
+ORDER BY id LIMIT ?
+
 -- name: cancel_running
 UPDATE builds SET cancel_requested = ?, cancel_reason = ?
 WHERE id = ? AND state = ? AND cancel_requested IS NULL
