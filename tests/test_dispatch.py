@@ -4,7 +4,6 @@ suite with real workers is ``tests/test_dispatch_celery.py``)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +58,7 @@ def _run_alone(jc: JobControl, broker: Broker, build_id: int) -> str:
 
 def test_a_diamond_is_sent_once_by_the_last_upstream_to_end(
         jc: JobControl, broker: Broker) -> None:
-    left, right, join, after = jc.submit("after_join", deps=True)
+    left, right, join, _after = jc.submit("after_join", deps=True)
     assert sorted(m[0] for m in broker.sent) == [left.id, right.id]
     assert _run_alone(jc, broker, left.id) == "success"
     assert [m[0] for m in broker.sent] == [right.id]  # join still waits for right
@@ -93,7 +92,7 @@ def test_an_upstream_ending_while_its_plan_is_sent_still_sends_its_dependent(
 
 def test_a_dependent_blocked_by_a_cancel_is_cancelled_with_the_reason(
         jc: JobControl, broker: Broker) -> None:
-    left, right, join, after = jc.submit("after_join", deps=True)
+    left, _right, join, after = jc.submit("after_join", deps=True)
     jc.cancel(left.id, by="ann@box")
     for build, upstream in ((join, left), (after, join)):
         got = jc.get_build(build.id)
@@ -104,7 +103,7 @@ def test_a_dependent_blocked_by_a_cancel_is_cancelled_with_the_reason(
 
 def test_a_dependent_blocked_by_an_abandoned_upstream_is_cancelled_by_the_reaper(
         jc: JobControl, broker: Broker) -> None:
-    left, right, join = jc.submit("join", deps=True)
+    left, _right, join = jc.submit("join", deps=True)
     broker.sent.clear()
     dead = subprocess.Popen(["true"])
     dead.wait()  # a pid of this host that no longer runs: reaped at once
@@ -115,7 +114,6 @@ def test_a_dependent_blocked_by_an_abandoned_upstream_is_cancelled_by_the_reaper
     assert got.state is S.CANCELLED
     assert got.reason == f"dependency left abandoned (build {left.id})"
     assert broker.sent == []
-    assert os.getpid() != dead.pid
 
 
 def test_a_failed_send_leaves_waiting_what_a_sent_build_will_send(
