@@ -143,3 +143,13 @@ def test_a_message_for_a_waiting_build_is_not_sent_again(jc: JobControl,
     worker = RemoteWorker(jc, broker, BuildObserver())
     assert worker.handle(join.id) == "waiting for dependencies"
     assert sorted(m[0] for m in broker.sent) == [left.id, right.id]
+
+
+def test_a_build_a_worker_refuses_cancels_what_waits_for_it(jc: JobControl,
+                                                            broker: Broker) -> None:
+    left, _right, join = jc.submit("join", deps=True)
+    del jc.config.jobs["left"]  # type: ignore[attr-defined]
+    assert _run_alone(jc, broker, left.id) == "failed"
+    got = jc.get_build(join.id)
+    assert got.state is S.CANCELLED
+    assert got.reason == f"dependency left failed (build {left.id})"

@@ -286,7 +286,7 @@ class RemoteWorker:
 
     def _refuse(self, build: Build, reason: str) -> str:
         logger.error("build #%s %s: %s", build.id, build.job_id, reason)
-        self.storage.finish_build(build.id, BuildState.FAILED, reason=reason)
+        self.dispatch([self.storage.finish_build(build.id, BuildState.FAILED, reason=reason)])
         return "failed"
 
     def send_build(self, build: Build) -> None:
