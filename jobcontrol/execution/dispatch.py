@@ -14,10 +14,12 @@ Two things hold a queued remote build back, and each is let go by a build's end:
   the job ends, the oldest such build is sent (first in, first out).
 
 The storage stays the arbiter: a message only says "look at build N", and a worker claims
-it (``queued → running`` once) only if it is ready then. Every end that could let a build
-go looks for it *after* the end is committed, and every wait is committed *before* the
-waiter looks at what it waits for, so of two that race (two upstreams ending at once, a
-slot freed while a claim is refused) at least one sends: a duplicate costs a message. A
+it (``queued → running`` once) only if it is ready then. Of two that race, at least one
+sends (a duplicate costs a message): two upstreams ending at once each commit their end
+before judging the dependent, so the second to judge sees both ended; a build refused a
+slot records its wait, then lets the ends being written commit before it tries the claim
+again, so either that claim sees the slot freed or the end finds it waiting. An end with
+nothing waiting for it costs one indexed read, and no commit of its own. A
 message lost on the way is recovered by ``executor.queued_timeout`` (see
 :mod:`jobcontrol.execution.queued`).
 """
@@ -85,14 +87,17 @@ def dependents_of(jobs: Mapping[str, JobDefinition], job_id: str) -> list[str]:
 
 class Dispatcher:
     """Sends (``send``) or cancels the queued builds that an end lets go; ``judge`` says
-    whether a build's dependencies are met."""
+    whether a build's dependencies are met; ``commit`` commits the ends this process
+    recorded and left to commit with its next write."""
 
     def __init__(self, storage: Storage, jobs: Mapping[str, JobDefinition],
-                 send: Callable[[Build], None], judge: Judge) -> None:
+                 send: Callable[[Build], None], judge: Judge,
+                 commit: Callable[[], None]) -> None:
         self.storage = storage
         self.jobs = jobs
         self.send = send
         self.judge = judge
+        self.commit = commit
 
     def after(self, ended: Iterable[Build]) -> list[tuple[Build, str]]:
         """Act on the queued builds that these ends (recorded and committed) let go: each
@@ -102,7 +107,12 @@ class Dispatcher:
         done: list[tuple[Build, str]] = []
         while todo:
             end = todo.pop(0)
-            for build in self._let_go_by(end):
+            found = self._let_go_by(end)
+            if found:
+                # judged once the end is committed: of two upstreams ending at once, the
+                # second to look sees the first ended; and a build sent sees its upstream
+                self.commit()
+            for build in found:
                 outcome = self._release(build)
                 if outcome is not None:
                     done.append((outcome, str(outcome.state) if outcome.state.finished

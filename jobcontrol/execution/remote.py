@@ -256,8 +256,6 @@ class RemoteWorker:
         [done] = finished
         if done.state is BuildState.FAILED:
             self.retry(done)
-        # committed first: a build sent now must find its upstream ended
-        self.commit()
         self.dispatch([done])
         return str(done.state)
 
@@ -298,7 +296,7 @@ class RemoteWorker:
         """Send (or cancel, if blocked) the queued builds these recorded ends let go
         (see :mod:`jobcontrol.execution.dispatch`)."""
         return Dispatcher(self.storage, self.config.jobs, self.send_build,
-                          self.dependencies).after(ended)
+                          self.dependencies, self.commit).after(ended)
 
     # -- dependencies ----------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import (
-    SLOT_WAIT,
     as_utc,
     check_concurrency,
     check_finished_state,
@@ -394,13 +393,16 @@ class SqlBuilds(SqlCore):
     def wait_for_slot(self, build_id: int, reason: str) -> bool:
         with self._transaction() as cur:
             cur.execute(self.sql["wait_for_slot"], (reason, build_id, BuildState.QUEUED.value))
-            return bool(cur.rowcount)
+            waits = bool(cur.rowcount)
+        # then the ends of the job's builds under way are let commit (see the base class)
+        with self._transaction() as cur:
+            cur.execute(self.sql["running_settled"], (build_id, BuildState.RUNNING.value))
+        return waits
 
     @retried("reading the builds waiting for a slot")
     def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
         with self._cursor() as cur:
-            cur.execute(self.sql["slot_waiters"],
-                        (job_id, BuildState.QUEUED.value, SLOT_WAIT + "%", limit))
+            cur.execute(self.sql["slot_waiters"], (job_id, limit))
             return [self._build_from_row(row) for row in cur.fetchall()]
 
     @retried("failing queued build {build_id}")

@@ -87,9 +87,16 @@ UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ? AND heart
 -- name: wait_for_slot
 UPDATE builds SET reason = ? WHERE id = ? AND state = ?
 
+-- name: running_settled
+-- the running builds of a build's job, read once the ends under way have committed (the
+-- dialects that lock rows wait for them: see postgresql.sql)
+SELECT id FROM builds WHERE job_id = (SELECT job_id FROM builds WHERE id = ?) AND state = ?
+
 -- name: slot_waiters
--- a range of the (job_id, state, id) index; the reason is read on those rows only
-SELECT {build_columns} FROM builds WHERE job_id = ? AND state = ? AND reason LIKE ?
+-- the predicate of the partial index builds_slot_waits, word for word (a planner uses the
+-- index only for a query that implies it); the text is SLOT_WAIT's
+SELECT {build_columns} FROM builds
+WHERE job_id = ? AND state = 'queued' AND reason LIKE 'waited for a free slot%'
 ORDER BY id LIMIT ?
 
 -- name: cancel_running
