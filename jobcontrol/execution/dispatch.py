@@ -100,9 +100,10 @@ class Dispatcher:
         self.commit = commit
 
     def after(self, ended: Iterable[Build]) -> list[tuple[Build, str]]:
-        """Act on the queued builds that these ends (recorded and committed) let go: each
-        ready one sent, each blocked one cancelled with the reason (and what waits for it
-        looked at in turn). Returns ``(build, "sent" | "cancelled")`` for each."""
+        """Act on the queued builds that these recorded ends let go (an end is committed
+        first where something waits for it): each ready one sent, each blocked one
+        cancelled with the reason (and what waits for it looked at in turn). Returns
+        ``(build, "sent" | "cancelled")`` for each."""
         todo = list(ended)
         done: list[tuple[Build, str]] = []
         while todo:
