@@ -163,10 +163,13 @@ class JobControl(Pausing, History, Runs):
         """Mark running builds whose runner is gone as ``abandoned``; returns them.
 
         Every command that reads or claims builds calls it first (``jobcontrol reap`` too);
-        ``workers``: forget lost workers even when none runs a build (a worker's sweep).
-        """
-        return reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout,
-                    workers=workers)
+        ``workers``: forget lost workers even when none runs a build (a worker's sweep)."""
+        reaped = reap(self.storage, host=HOSTNAME, heartbeat_timeout=self.heartbeat_timeout,
+                      workers=workers)
+        if reaped:  # what waits for a remote build abandoned here: sent, or cancelled
+            from jobcontrol.execution.remote import dispatch_ends
+            dispatch_ends(self, reaped)
+        return reaped
 
     def _reap_before_reading(self) -> None:
         """:meth:`reap`, where the storage takes the writes: one that refuses them (a
@@ -508,6 +511,9 @@ class JobControl(Pausing, History, Runs):
             # it finished between our look and the request
             raise BuildStateError(f"build {build_id} has already finished ({build.state}): "
                                   f"nothing to cancel")
+        if build.state.finished:  # it was queued: what waits for it is blocked
+            from jobcontrol.execution.remote import dispatch_ends
+            dispatch_ends(self, [build])
         return build
 
     def requeue(self, build_ids: Sequence[int], *, by: str | None = None) -> list[Build]:

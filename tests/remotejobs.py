@@ -41,3 +41,27 @@ def exclusive(dsn: str, marker: str, seconds: float = 60) -> str:
         time.sleep(seconds)  # to be killed
     conn.close()
     return "done"
+
+
+def _until(what: str, done: object, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {seconds}s for {what}")
+        time.sleep(0.002)
+
+
+def meet(folder: str, name: str, others: list, seconds: float = 30) -> str:
+    """Writes ``folder/name``, then waits until each of ``others`` has written its own: the
+    builds that meet end within moments of each other, on whichever workers run them."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / name).write_text(name)
+    _until(f"{others} to meet {name}",
+           lambda: all((Path(folder) / other).exists() for other in others), seconds)
+    return name
+
+
+def gate(path: str, seconds: float = 30) -> str:
+    """Waits until ``path`` exists (the test opens the gate)."""
+    _until(f"{path} to open", lambda: Path(path).exists(), seconds)
+    return path

@@ -249,7 +249,7 @@ def test_cancel_a_queued_and_a_running_build(cluster: Cluster, tmp_path: Path) -
         pid = int(wait_for(cluster.config.parent / "napper.pid", seconds=30))
         [queued] = jc.submit("napper")  # waits: the job runs one build at a time
         wait_until("a worker to put it off", lambda: handled(tmp_path / "worker.log",
-                                                             "job busy'"))
+                                                             "waiting for a slot'"))
         assert jc.get_build(queued.id).state is S.QUEUED
     code, out, err = cluster.run("cancel", str(queued.id), "--reason", "not needed")
     assert code == 0, err

@@ -17,9 +17,10 @@ import pytest
 from jobcontrol import BuildState, DependencyError, JobControl
 from jobcontrol.errors import BrokerError, BuildStateError
 from jobcontrol.execution.observer import BuildObserver
-from jobcontrol.execution.remote import RemoteWorker, follow, wait_before
+from jobcontrol.execution.remote import RemoteWorker, follow
 from jobcontrol.models import Build
 from jobcontrol.storage import Storage
+from jobcontrol.storage.base import SLOT_WAIT
 from tests.support import make_project
 
 S = BuildState
@@ -54,13 +55,16 @@ jobs:
 
 @dataclass
 class Broker:
-    """Messages as a list: ``(build_id, queue, delay, waited, job)``."""
+    """Messages as a list: ``(build_id, queue, delay, waited, job)``; ``log`` keeps every
+    one sent."""
 
     sent: list[tuple[int, str, float, int, str | None]] = field(default_factory=list)
+    log: list[tuple[int, str, float, int, str | None]] = field(default_factory=list)
 
     def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
                  waited: int = 0, job: str | None = None) -> None:
         self.sent.append((build_id, queue, delay, waited, job))
+        self.log.append((build_id, queue, delay, waited, job))
 
     def take(self) -> tuple[int, str, float, int, str | None]:
         return self.sent.pop(0)
@@ -91,27 +95,24 @@ def drain(jc: JobControl, broker: Broker, limit: int = 100) -> list[str]:
     return done
 
 
-def test_submit_queues_the_plan_and_sends_every_build(jc: JobControl, broker: Broker) -> None:
+def test_submit_queues_the_plan_and_sends_what_waits_for_none(
+        jc: JobControl, broker: Broker) -> None:
     builds = jc.submit("c", deps=True)
     assert [(b.job_id, b.state, b.queue) for b in builds] == [
         ("a", S.QUEUED, "main"), ("b", S.QUEUED, "other"), ("c", S.QUEUED, "main")]
     a, b, c = builds
     assert b.dependency_builds == {"a": a.id} and c.dependency_builds == {"b": b.id}
-    # a build that waits for no other goes with its job: the worker starts it at once
-    assert broker.sent == [(a.id, "main", 0.0, 0, "a"), (b.id, "other", 0.0, 0, None),
-                           (c.id, "main", 0.0, 0, None)]
+    # a build that waits for no other goes with its job: the worker starts it at once;
+    # the others are sent when their upstream ends
+    assert broker.sent == [(a.id, "main", 0.0, 0, "a")]
 
 
 def test_a_chain_runs_in_order_with_retvals(jc: JobControl, broker: Broker) -> None:
     a, b, c = jc.submit("c", deps=True)
-    broker.sent.reverse()  # delivered out of order: c, b, then a
-    # c and b wait for their dependencies, a little longer each time they are looked at
-    assert drain(jc, broker, limit=2) == ["waiting for dependencies"] * 2
-    assert broker.sent == [(a.id, "main", 0.0, 0, "a"),
-                           (c.id, "main", wait_before(0), 1, None),
-                           (b.id, "other", 0.5, 1, None)]
-    assert wait_before(1) == 1.0 and wait_before(50) == 10.0
-    assert drain(jc, broker) == ["success", "waiting for dependencies", "success", "success"]
+    # each end sends the next, once: nothing is sent again while it waits
+    assert drain(jc, broker) == ["success"] * 3
+    assert broker.log == [(a.id, "main", 0.0, 0, "a"), (b.id, "other", 0.0, 0, None),
+                          (c.id, "main", 0.0, 0, None)]
     got = jc.get_build(b.id)
     assert got.state is S.SUCCESS
     assert got.retval["got"] == {"tag": "a", "got": None, "build": a.id}
@@ -122,7 +123,9 @@ def test_a_chain_runs_in_order_with_retvals(jc: JobControl, broker: Broker) -> N
 
 def test_a_failed_dependency_cancels_what_waits(jc: JobControl, broker: Broker) -> None:
     bad, after = jc.submit("after_bad", deps=True)
-    assert drain(jc, broker) == ["failed", "cancelled"]
+    # the worker that records the failure cancels what waits for it: nothing is sent
+    assert drain(jc, broker) == ["failed"]
+    assert [m[0] for m in broker.log] == [bad.id]
     after = jc.get_build(after.id)
     assert after.state is S.CANCELLED
     assert after.reason == f"dependency bad failed (build {bad.id})"
@@ -190,8 +193,8 @@ def test_a_waiting_build_retries_its_abandoned_dependency(jc: JobControl,
     assert RemoteWorker(jc, broker).handle(b.id) == "waiting for dependencies"
     retry = jc.storage.get_retry(a.id)
     assert retry is not None
-    assert [m[0] for m in broker.sent] == [retry.id, b.id]
-    assert drain(jc, broker) == ["success", "success"]
+    assert [m[0] for m in broker.sent] == [retry.id]  # b is not sent again: it waits
+    assert drain(jc, broker) == ["success", "success"]  # the retry's end sends b
     assert jc.get_build(b.id).dependency_builds == {"a": retry.id}
 
 
@@ -214,9 +217,32 @@ def test_a_busy_job_waits_its_turn(jc: JobControl, broker: Broker) -> None:
         jc.storage.start_queued_build(build.id, concurrency=2, host="elsewhere", pid=1)
     broker.sent.clear()
     broker(builds[2].id, "main")
-    assert drain(jc, broker, limit=1) == ["job busy"]
-    assert broker.sent == [(builds[2].id, "main", 0.5, 1, "wide")]
-    assert jc.get_build(builds[2].id).state is S.QUEUED
+    assert drain(jc, broker, limit=1) == ["waiting for a slot"]
+    assert broker.sent == []  # not sent again: the end of a build of the job sends it
+    waiting = jc.get_build(builds[2].id)
+    assert waiting.state is S.QUEUED
+    assert waiting.reason is not None and waiting.reason.startswith(
+        f"{SLOT_WAIT}: job wide was running #{builds[0].id}, #{builds[1].id} "
+        f"(concurrency 2) at ")
+
+
+def test_slots_go_to_the_builds_that_wait_for_them_oldest_first(
+        jc: JobControl, broker: Broker) -> None:
+    first, second, third, fourth = (jc.submit("wide")[0] for _ in range(4))
+    for build in (first, second):
+        jc.storage.start_queued_build(build.id, concurrency=2, host="elsewhere", pid=1)
+    broker.sent[:] = [m for m in broker.sent if m[0] in (fourth.id, third.id)][::-1]
+    assert drain(jc, broker) == ["waiting for a slot"] * 2  # fourth looked at first
+    worker = RemoteWorker(jc, broker, BuildObserver())
+    ended = jc.storage.finish_build(first.id, S.SUCCESS)
+    worker.commit()
+    done = worker.dispatch([ended])
+    assert [(build.id, what) for build, what in done] == [(third.id, "sent")]
+    assert [m[0] for m in broker.sent] == [third.id]  # the oldest, alone: one slot freed
+    # third's end hands its slot on to fourth
+    assert drain(jc, broker) == ["success", "success"]
+    assert [m[0] for m in broker.log[-2:]] == [third.id, fourth.id]
+    assert jc.get_build(fourth.id).started > jc.get_build(third.id).started
 
 
 def test_a_build_that_waits_for_none_starts_without_being_read(
@@ -243,8 +269,8 @@ def test_a_ready_build_of_a_busy_job_waits_its_turn(jc: JobControl, broker: Brok
     for build in (first, second):
         jc.storage.start_queued_build(build.id, concurrency=2, host="elsewhere", pid=1)
     broker.sent[:] = [m for m in broker.sent if m[0] == third.id]
-    assert drain(jc, broker, limit=1) == ["job busy"]
-    assert broker.sent == [(third.id, "main", 0.5, 1, "wide")]  # still ready
+    assert drain(jc, broker, limit=1) == ["waiting for a slot"]
+    assert broker.sent == []
     assert jc.get_build(third.id).state is S.QUEUED
 
 

@@ -9,6 +9,7 @@ from jobcontrol.config.model import JobDefinition
 from jobcontrol.execution import queued
 from jobcontrol.models import Build, BuildState
 from jobcontrol.storage import Storage
+from jobcontrol.storage.base import SLOT_WAIT
 from tests.test_storage_contract import claim, enqueue, start
 
 S = BuildState
@@ -84,6 +85,25 @@ def test_a_build_that_rightly_waits_is_not_lost(storage: Storage) -> None:
     storage.finish_build(upstream.id, S.SUCCESS)
     lost = queued.lost_builds(storage, _jobs("job", "up"), 60, later)
     assert sorted(b.id for b in lost) == [waiting.id, busy.id]
+
+
+def test_builds_waiting_for_a_slot_come_oldest_first(storage: Storage) -> None:
+    running = claim(storage, "job")
+    first, second, other = enqueue(storage), enqueue(storage), enqueue(storage)
+    not_waiting = enqueue(storage, "other")
+    assert first and second and other and not_waiting
+    assert storage.slot_waiters("job") == []
+    for build in (second, first):  # recorded in any order
+        assert storage.wait_for_slot(build.id, f"{SLOT_WAIT}: job job was running")
+    assert not storage.wait_for_slot(running.id, f"{SLOT_WAIT}: no")  # not queued
+    assert [b.id for b in storage.slot_waiters("job")] == [first.id]
+    assert [b.id for b in storage.slot_waiters("job", limit=5)] == [first.id, second.id]
+    assert storage.get_build(first.id).state is S.QUEUED
+    assert storage.get_build(running.id).reason is None
+    storage.finish_build(running.id, S.SUCCESS)
+    assert start(storage, first.id) is not None  # started: it waits no more
+    assert [b.id for b in storage.slot_waiters("job", limit=5)] == [second.id]
+    assert storage.slot_waiters("other") == []
 
 
 def test_queue_depths_count_queued_builds_per_queue(storage: Storage) -> None:

@@ -6,11 +6,13 @@ The storage is the record and the arbiter; a message only says "look at build N"
 - ``build --async`` creates every build of the plan ``queued`` at once (each visible and
   cancellable), with ``dependency_builds`` naming the builds it waits for: the queued builds
   of its dependencies in the same plan, or their latest successful builds. Then it sends
-  every id.
+  the ids of those that wait for no build of the plan; the others are sent when their last
+  upstream ends, by whoever records that end (see :mod:`jobcontrol.execution.dispatch`).
 - A worker receiving an id (:meth:`RemoteWorker.handle`) does nothing unless the build is
-  still ``queued``. A build whose dependencies are still queued or running, or whose job
-  already runs ``concurrency`` builds, is sent again after a short wait (queued until
-  ready); one whose dependency failed, was cancelled or abandoned (for good: no retry to
+  still ``queued``. A build whose dependencies are still queued or running is left to wait
+  (the end of the last one sends it); one whose job already runs ``concurrency`` builds
+  records that it waits for a slot (the next end of a build of the job sends the oldest
+  such); one whose dependency failed, was cancelled or abandoned (for good: no retry to
   come) is ``cancelled`` with the reason. Otherwise the worker claims it
   (``queued → running`` once, however often the broker delivers the id) and runs it in a
   child process with the :class:`~jobcontrol.execution.local.LocalExecutor`, as
@@ -27,17 +29,22 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobControlError
+from jobcontrol.errors import (
+    BrokerError,
+    BuildNotFoundError,
+    JobAlreadyRunningError,
+    JobControlError,
+)
+from jobcontrol.execution.dispatch import Blocked, Dispatcher, Ready, Waiting
 from jobcontrol.execution.identity import namespace_id
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.queued import sweep_queued
 from jobcontrol.models import HOSTNAME, Build, BuildState
 from jobcontrol.rules import params, plan
-from jobcontrol.storage.base import Storage
+from jobcontrol.storage.base import SLOT_WAIT, Storage
 from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
 
@@ -47,10 +54,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: first wait, in seconds, of a build whose dependencies or job are busy; it doubles...
-FIRST_WAIT = 0.5
-#: ...up to this
-MAX_WAIT = 10.0
 #: abandoned builds a sweep looks at (the newest), to retry those whose job has retries
 SWEEP_LIMIT = 100
 #: what a sweep leaves alone: builds abandoned longer ago than this (seconds)
@@ -75,30 +78,6 @@ def ready_job(build: Build) -> str | None:
     """What a message about ``build`` says of its job (see :class:`Sender`): the job's id
     when the build waits for no other build, else None."""
     return None if build.dependency_builds else build.job_id
-
-
-def wait_before(waited: int) -> float:
-    """Seconds a busy build waits before it is looked at again, after ``waited`` waits."""
-    return min(MAX_WAIT, FIRST_WAIT * 2 ** min(waited, 16))
-
-
-@dataclass(frozen=True)
-class Ready:
-    """Every dependency succeeded: ``consumed`` is ``{job_id: build_id}`` to record."""
-
-    consumed: dict[str, int]
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """A dependency is queued or running, or will be retried."""
-
-
-@dataclass(frozen=True)
-class Blocked:
-    """A dependency ended without a result and will not be retried: ``reason``."""
-
-    reason: str
 
 
 class LoggingObserver(BuildObserver):
@@ -190,9 +169,11 @@ class RemoteWorker:
             return self._refuse(build, self._other_definition(job.id))
         state = self.dependencies(build)
         if isinstance(state, Waiting):
-            return self._later(build, waited, "waiting for dependencies")
+            return "waiting for dependencies"  # the end of the last one sends it
         if isinstance(state, Blocked):
-            self.storage.finish_build(build.id, BuildState.CANCELLED, reason=state.reason)
+            cancelled = self.storage.finish_build(build.id, BuildState.CANCELLED,
+                                                  reason=state.reason)
+            self.dispatch([cancelled])  # what waits for it is blocked too
             return "cancelled"
         try:
             func = self.jc.import_function(job.id)
@@ -200,16 +181,38 @@ class RemoteWorker:
         except JobControlError as error:
             return self._refuse(build, str(error))
         try:
-            started = self.storage.start_queued_build(
-                build.id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
-                dependency_builds=consumed, worker_id=self.worker_id,
-                pid_namespace=namespace_id(),
-            )
-        except JobAlreadyRunningError:
-            return self._later(build, waited, "job busy")
+            started = self._start(build.id, job, consumed)
+        except JobAlreadyRunningError as busy:
+            started = self._wait_for_slot(build, job, busy, consumed)
+            if started is None:
+                return "waiting for a slot"
         if started is None:
             return "taken"  # cancelled, or started by another worker, since we looked
         return self._run(started, job, func, args, kwargs)
+
+    def _wait_for_slot(self, build: Build, job: JobDefinition, busy: JobAlreadyRunningError,
+                       consumed: dict[str, int]) -> Build | None:
+        """Record that ``build`` waits for a slot of its job (the next end of a build of
+        the job sends the oldest waiting), then try the claim once more: a build that ended
+        between the refusal and the record looked for waiters too early. Returns the
+        build started, or None while it waits (or was taken meanwhile)."""
+        running = ", ".join(f"#{i}" for i in busy.running)
+        self.storage.wait_for_slot(build.id, (
+            f"{SLOT_WAIT}: job {job.id} was running {running} (concurrency "
+            f"{job.concurrency}) at {self.storage.now():%H:%M:%S} UTC"))
+        try:
+            return self._start(build.id, job, consumed)
+        except JobAlreadyRunningError:
+            return None
+
+    def _start(self, build_id: int, job: JobDefinition, consumed: dict[str, int]
+               ) -> Build | None:
+        """Turn the queued build ``build_id`` running here (see
+        :meth:`~jobcontrol.storage.base.Storage.start_queued_build`)."""
+        return self.storage.start_queued_build(
+            build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
+            dependency_builds=consumed, worker_id=self.worker_id,
+            pid_namespace=namespace_id())
 
     def _start_ready(self, build_id: int, job_id: str) -> str | None:
         """Start and run a build that waits for no other, without reading it first; None
@@ -221,11 +224,7 @@ class RemoteWorker:
         try:
             func = self.jc.import_function(job.id)
             args, kwargs, consumed = self.arguments(job, {})
-            started = self.storage.start_queued_build(
-                build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
-                dependency_builds=consumed, worker_id=self.worker_id,
-                pid_namespace=namespace_id(),
-            )
+            started = self._start(build_id, job, consumed)
         except (JobControlError, BuildNotFoundError, JobAlreadyRunningError):
             return None
         if started is None:
@@ -259,6 +258,7 @@ class RemoteWorker:
         [done] = finished
         if done.state is BuildState.FAILED:
             self.retry(done)
+        self.dispatch([done])
         return str(done.state)
 
     def _fork_server(self) -> None:
@@ -286,7 +286,7 @@ class RemoteWorker:
 
     def _refuse(self, build: Build, reason: str) -> str:
         logger.error("build #%s %s: %s", build.id, build.job_id, reason)
-        self.storage.finish_build(build.id, BuildState.FAILED, reason=reason)
+        self.dispatch([self.storage.finish_build(build.id, BuildState.FAILED, reason=reason)])
         return "failed"
 
     def send_build(self, build: Build) -> None:
@@ -294,11 +294,11 @@ class RemoteWorker:
         assert build.queue is not None
         self.send(build.id, build.queue, job=ready_job(build))
 
-    def _later(self, build: Build, waited: int, why: str) -> str:
-        assert build.queue is not None
-        self.send(build.id, build.queue, delay=wait_before(waited), waited=waited + 1,
-                  job=ready_job(build))
-        return why
+    def dispatch(self, ended: Sequence[Build]) -> list[tuple[Build, str]]:
+        """Send (or cancel, if blocked) the queued builds these recorded ends let go
+        (see :mod:`jobcontrol.execution.dispatch`)."""
+        return Dispatcher(self.storage, self.config.jobs, self.send_build,
+                          self.dependencies, self.commit).after(ended)
 
     # -- dependencies ----------------------------------------------------------------------
 
@@ -374,11 +374,14 @@ class RemoteWorker:
     def sweep(self) -> list[Build]:
         """Mark builds whose runner died ``abandoned``, and retry the remote ones whose job
         has retries left; re-send or fail builds stuck ``queued`` (see
-        :mod:`jobcontrol.execution.queued`); returns the retries made. Every worker runs
-        it periodically."""
-        self.jc.reap(workers=True)
-        sweep_queued(self.storage, self.config.jobs, self.send_build,
-                     self.config.executor.queued_timeout)
+        :mod:`jobcontrol.execution.queued`); returns the retries made. What waits for the
+        builds it ends is sent, or cancelled if they block it. Every worker runs it
+        periodically."""
+        reaped = self.jc.reap(workers=True)
+        lost = sweep_queued(self.storage, self.config.jobs, self.send_build,
+                            self.config.executor.queued_timeout)
+        ended = reaped + [self.storage.get_build(build.id) for build, done in lost
+                          if done == "failed"]
         now = self.storage.now()
         made = []
         for build in self.storage.list_builds(states=[BuildState.ABANDONED],
@@ -391,7 +394,22 @@ class RemoteWorker:
             retry = self.retry(build)
             if retry is not None:
                 made.append(retry)
+        self.dispatch(ended)  # after the retries: what waits for them waits on
         return made
+
+
+def dispatch_ends(jc: JobControl, ended: Sequence[Build]) -> None:
+    """What the ends of remote builds recorded outside a worker (abandoned by a reap,
+    cancelled while queued) let go: sent, or cancelled if blocked. A broker that fails is
+    logged: the workers' ``queued_timeout`` sweep sends them later."""
+    remote = [build for build in ended if build.queue is not None]
+    if not remote or not jc.config.executor.remote:
+        return
+    try:
+        RemoteWorker(jc, jc.sender).dispatch(remote)
+    except BrokerError as exc:
+        logger.warning("builds waiting for %s not sent: %s",
+                       ", ".join(f"#{build.id}" for build in remote), exc)
 
 
 # -- following builds from afar (``build --async --wait``) -----------------------------------

@@ -1,6 +1,9 @@
 """Queueing builds for the workers with none left ``queued`` and never sent.
 
 A message carries a build id, so a build is created (``queued``) before its id is sent.
+Only the builds that wait for no other build of the plan are sent here; the rest are sent
+by the end of their last upstream (see :mod:`jobcontrol.execution.dispatch`), which
+cannot come before they exist, since their upstreams are sent after every build is made.
 Whatever stops the sending (the broker refusing, or not answering within
 ``executor.timeout``; Ctrl-C; SIGTERM) cancels every build this call created and did not
 send, with the reason. A build whose send was under way is cancelled too: if its message
@@ -20,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import BrokerError, ExitCode
+from jobcontrol.execution.dispatch import waits_in_plan
 from jobcontrol.models import Build, BuildState
 from jobcontrol.storage.base import Storage
 
@@ -107,33 +111,47 @@ def queue_and_send(storage: Storage, job_ids: Sequence[str],
                    create: Callable[[str, dict[str, Build]], Build], send: Sender,
                    ready_job: Callable[[Build], str | None]) -> list[Build]:
     """Create a queued build of each of ``job_ids`` (``create(job_id, made_so_far)``),
-    then send each id; returns the builds. On any error or interrupt, every build created
-    here and not sent is cancelled with the reason before the error is raised
-    (:class:`SendingInterrupted` for Ctrl-C and SIGTERM)."""
+    then send the id of each that waits for none of them; returns the builds. On any
+    error or interrupt, every build created here that will never be sent is cancelled with
+    the reason before the error is raised (:class:`SendingInterrupted` for Ctrl-C and
+    SIGTERM): those not sent, but for the ones left waiting for builds that were."""
     made: dict[str, Build] = {}
-    sent = 0
+    sent: set[int] = set()
     with _catching_signals() as signals:
         try:
             for job_id in job_ids:
                 made[job_id] = create(job_id, made)
                 signals.check()
             for build in made.values():
+                if waits_in_plan(build, made.values()):
+                    continue
                 assert build.queue is not None
                 with signals.broker_wait():
                     send(build.id, build.queue, job=ready_job(build))
-                sent += 1
+                sent.add(build.id)
         except _Interrupt as interrupt:
-            unsent = list(made.values())[sent:]
+            unsent = _never_sent(list(made.values()), sent)
             _cancel(storage, unsent, f"not sent to the workers: interrupted by "
                                      f"{interrupt.signal_name}")
             raise SendingInterrupted(interrupt.signal_name, [b.id for b in unsent]) from None
         except BaseException as error:
-            _cancel(storage, list(made.values())[sent:],
+            _cancel(storage, _never_sent(list(made.values()), sent),
                     f"not sent to the workers: {error or type(error).__name__}")
             raise
     if signals.pending is not None:  # came after the last send: nothing to undo, so it
         signal.raise_signal(signal.Signals[signals.pending])  # acts as it would have
     return list(made.values())
+
+
+def _never_sent(made: Sequence[Build], sent: set[int]) -> list[Build]:
+    """The builds of ``made`` (in plan order) that no one will send: not sent, and not
+    waiting only for builds that were sent or will be (their ends send them)."""
+    coming = set(sent)
+    for build in made:
+        upstream = set(build.dependency_builds.values()) & {b.id for b in made}
+        if build.id not in coming and upstream and upstream <= coming:
+            coming.add(build.id)
+    return [build for build in made if build.id not in coming]
 
 
 def _cancel(storage: Storage, builds: Sequence[Build], reason: str) -> None:

@@ -45,6 +45,8 @@ DELETE_BATCH = 500
 #: log numbers (``seq``) a page of :meth:`Storage.iter_logs` spans: at most that many
 #: records a query
 LOG_PAGE = 1000
+#: how the reason of a queued build waiting for a slot begins (the slot_waiters query's)
+SLOT_WAIT = "waited for a free slot"
 
 
 class Storage(SharedState, abc.ABC):
@@ -252,6 +254,19 @@ class Storage(SharedState, abc.ABC):
         a queued build: when it was last sent) becomes now, its ``reason`` ``reason``.
         With ``first``, only a build never re-sent (no heartbeat yet): of the workers
         noticing a lost message together, one re-sends it. False when nothing changed."""
+
+    @abc.abstractmethod
+    def wait_for_slot(self, build_id: int, reason: str) -> bool:
+        """Record that a ``queued`` build found its job's slots taken (``reason`` starts
+        with :data:`SLOT_WAIT`; its heartbeat stays); False when it is not queued. Returns
+        once the ends of the job's builds being written (left to commit with a runner's
+        next write) have committed: a claim tried next sees the slots they freed, and a
+        later end finds this build waiting."""
+
+    @abc.abstractmethod
+    def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
+        """The ``queued`` builds of ``job_id`` recorded by :meth:`wait_for_slot`, oldest
+        first, at most ``limit`` (a partial index holds them alone)."""
 
     @abc.abstractmethod
     def fail_queued(self, build_id: int, reason: str) -> bool:

@@ -30,6 +30,7 @@ from jobcontrol.models import (
     StoredValue,
 )
 from jobcontrol.storage.base import (
+    SLOT_WAIT,
     Storage,
     as_utc,
     check_concurrency,
@@ -331,6 +332,23 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
             self._builds[build_id] = dataclasses.replace(build, heartbeat=utcnow(),
                                                          reason=reason)
             return True
+
+    def wait_for_slot(self, build_id: int, reason: str) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or build.state is not BuildState.QUEUED:
+                return False
+            self._builds[build_id] = dataclasses.replace(build, reason=reason)
+            return True
+
+    def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
+        with self._lock:
+            self._check_open()
+            waiting = sorted((b for b in self._builds.values()
+                              if b.job_id == job_id and b.state is BuildState.QUEUED
+                              and (b.reason or "").startswith(SLOT_WAIT)),
+                             key=lambda b: b.id)
+            return [_copy(b) for b in waiting[:limit]]
 
     def fail_queued(self, build_id: int, reason: str) -> bool:
         with self._lock:

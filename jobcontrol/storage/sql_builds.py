@@ -392,6 +392,22 @@ class SqlBuilds(SqlCore):
                          BuildState.QUEUED.value))
             return bool(cur.rowcount)
 
+    @retried("noting a slot wait of build {build_id}")
+    def wait_for_slot(self, build_id: int, reason: str) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self.sql["wait_for_slot"], (reason, build_id, BuildState.QUEUED.value))
+            waits = bool(cur.rowcount)
+        # then the ends of the job's builds under way are let commit (see the base class)
+        with self._transaction() as cur:
+            cur.execute(self.sql["running_settled"], (build_id, BuildState.RUNNING.value))
+        return waits
+
+    @retried("reading the builds waiting for a slot")
+    def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
+        with self._cursor() as cur:
+            cur.execute(self.sql["slot_waiters"], (job_id, limit))
+            return [self._build_from_row(row) for row in cur.fetchall()]
+
     @retried("failing queued build {build_id}")
     def fail_queued(self, build_id: int, reason: str) -> bool:
         with self._transaction() as cur:

@@ -150,6 +150,9 @@ def _read_queries(file_name: str) -> dict[str, str]:
 def load_queries(dialect: str, placeholder: str = "?") -> Mapping[str, str]:
     """The queries ``dialect`` runs, by name: ``common.sql``'s, and ``<dialect>.sql``'s in
     their stead or beside them; ``?`` written as ``placeholder`` (the driver's paramstyle;
-    no query holds a literal ``?`` or ``%``)."""
+    no query holds a literal ``?``, and a literal ``%`` is doubled where the paramstyle
+    uses it)."""
     queries = {**_read_queries("common.sql"), **_read_queries(f"{dialect}.sql")}
+    if "%" in placeholder:
+        queries = {name: text.replace("%", "%%") for name, text in queries.items()}
     return {name: text.replace("?", placeholder) for name, text in queries.items()}

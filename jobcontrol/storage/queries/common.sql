@@ -86,6 +86,21 @@ UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ?
 -- name: mark_resent_first
 UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ? AND heartbeat IS NULL
 
+-- name: wait_for_slot
+UPDATE builds SET reason = ? WHERE id = ? AND state = ?
+
+-- name: running_settled
+-- the running builds of a build's job, read once the ends under way have committed (the
+-- dialects that lock rows wait for them: see postgresql.sql)
+SELECT id FROM builds WHERE job_id = (SELECT job_id FROM builds WHERE id = ?) AND state = ?
+
+-- name: slot_waiters
+-- the predicate of the partial index builds_slot_waits, word for word (a planner uses the
+-- index only for a query that implies it); the text is SLOT_WAIT's
+SELECT {build_columns} FROM builds
+WHERE job_id = ? AND state = 'queued' AND reason LIKE 'waited for a free slot%'
+ORDER BY id LIMIT ?
+
 -- name: cancel_running
 UPDATE builds SET cancel_requested = ?, cancel_reason = ?
 WHERE id = ? AND state = ? AND cancel_requested IS NULL

@@ -62,3 +62,9 @@ SELECT {build_columns} FROM (
 ) AS later
 WHERE (dependency_builds ->> ?)::bigint = ?
 ORDER BY id LIMIT ?
+
+-- name: running_settled
+-- FOR SHARE waits for every running build's row that a transaction is changing (an end
+-- left to commit with its runner's next write) to commit, and reads the row as it then is
+SELECT id FROM builds WHERE job_id = (SELECT job_id FROM builds WHERE id = ?) AND state = ?
+FOR SHARE
