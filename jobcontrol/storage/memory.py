@@ -29,12 +29,11 @@ from jobcontrol.models import (
     ScheduledRun,
     StoredValue,
 )
+from jobcontrol.storage.arguments import check_concurrency, check_finished_state
 from jobcontrol.storage.base import (
     SLOT_WAIT,
     Storage,
     as_utc,
-    check_concurrency,
-    check_finished_state,
 )
 from jobcontrol.storage.memory_pauses import MemoryPauses
 from jobcontrol.storage.memory_runs import MemoryRuns

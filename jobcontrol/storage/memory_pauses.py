@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterable
 
 from jobcontrol.models import JobPause
-from jobcontrol.storage.base import Storage, row_limit
+from jobcontrol.storage.arguments import row_limit
+from jobcontrol.storage.base import Storage
 
 
 class MemoryPauses(Storage):

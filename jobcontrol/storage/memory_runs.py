@@ -9,7 +9,8 @@ from typing import Any
 
 from jobcontrol.errors import RunNotFoundError
 from jobcontrol.models import Build, Run, RunTrigger
-from jobcontrol.storage.base import Storage, row_limit
+from jobcontrol.storage.arguments import row_limit
+from jobcontrol.storage.base import Storage
 
 
 class MemoryRuns(Storage):

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from jobcontrol.models import ScheduledRun
-from jobcontrol.storage.base import Storage, as_utc, row_limit
+from jobcontrol.storage.arguments import row_limit
+from jobcontrol.storage.base import Storage, as_utc
 from jobcontrol.timeutil import utcnow
 
 

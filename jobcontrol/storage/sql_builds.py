@@ -22,10 +22,9 @@ from jobcontrol.models import (
     LogRecord,
     StoredValue,
 )
+from jobcontrol.storage.arguments import check_concurrency, check_finished_state
 from jobcontrol.storage.base import (
     as_utc,
-    check_concurrency,
-    check_finished_state,
 )
 from jobcontrol.storage.queries import (
     BUILD_COLUMNS,

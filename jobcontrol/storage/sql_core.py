@@ -32,10 +32,10 @@ from jobcontrol.models import (
     LogRecord,
     StoredValue,
 )
+from jobcontrol.storage.arguments import row_limit
 from jobcontrol.storage.base import (
     Storage,
     as_utc,
-    row_limit,
 )
 from jobcontrol.storage.commit_timer import PENDING_COMMIT_DELAY, CommitTimer
 from jobcontrol.storage.queries import (
