@@ -100,9 +100,12 @@ class Storage(SharedState, abc.ABC):
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        pgid: int | None = None,
     ) -> Build:
         """Atomically create a ``running`` build of ``job_id``, started now, of run
-        ``run_id``, with ``params`` (those that differ from the job's defaults).
+        ``run_id``, with ``params`` (those that differ from the job's defaults), and with
+        the process group it will run in where that is known before it starts (a pool's
+        warm worker: one write less than :meth:`set_process_group` after the start).
 
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` (naming the running
         builds) when the job already has ``concurrency`` running builds. The check and the

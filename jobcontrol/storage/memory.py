@@ -118,6 +118,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        pgid: int | None = None,
     ) -> Build:
         check_concurrency(concurrency)
         definition = json_copy(definition)
@@ -147,6 +148,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
                 retry_of=retry_of,
                 run_id=run_id,
                 params=None if params is None else json_copy(params),
+                pgid=pgid,
             )
             self._builds[build.id] = build
             return _copy(build)
