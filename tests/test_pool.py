@@ -297,6 +297,30 @@ def test_a_claim_records_the_worker_that_will_run_the_build(tmp_path: Path) -> N
         storage.close()
 
 
+def test_a_worker_named_by_a_refused_claim_ends_with_the_executor(tmp_path: Path) -> None:
+    """A worker forked for a claim that was refused (the job already running) is ended
+    at once by close(), even before it leads its own process group."""
+    storage = open_storage("memory://")
+
+    def stuck(signum: int, frame: object) -> None:
+        raise TimeoutError("close() waits for a worker that never ends")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    try:
+        for _ in range(20):  # right after the fork: the worker is still starting
+            executor = LocalExecutor(storage)
+            worker = executor.next_process_group("pool")
+            assert worker is not None
+            signal.setitimer(signal.ITIMER_REAL, 10)
+            executor.close()
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            assert not alive(worker)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        storage.close()
+
+
 def test_a_build_that_leaves_a_process_outside_its_group_retires_its_worker(
         tmp_path: Path, url: str) -> None:
     """That process may hold the worker's stdout: the next build, in a fresh worker, gets

@@ -117,8 +117,11 @@ class Worker:
 
     def end(self) -> int:
         """Kill the worker and its process group, collect it; its wait status."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        # the worker itself too: one just forked may not lead its group yet (a claim that
+        # named it was refused, say), and waitpid would wait for it forever
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(self.pid, signal.SIGKILL)
         try:
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
