@@ -13,7 +13,8 @@ from typing import Any
 
 from jobcontrol.serialize import safe_repr
 
-#: a message from a running job: ("log", ...), ("progress", ...) or ("done", ...)
+#: a message from a running job: ("log", ...), ("progress", ...) or ("done", ...); and
+#: from a warm worker, after its build: ("end", ...) (:mod:`jobcontrol.execution.pool`)
 Frame = tuple[Any, ...]
 Emit = Callable[[Frame], None]
 

@@ -285,8 +285,6 @@ class LocalExecutor:
                 wake = min(wake, entry.record_at)
             if entry.child and entry.child.pidfd is None:
                 wake = min(wake, now + 0.05)  # no pidfd: poll for exits
-            if entry.child and now < entry.child.frames_quiet_until:
-                wake = min(wake, entry.child.frames_quiet_until)
             if entry.kill_at is not None:
                 wake = min(wake, entry.kill_at)
             elif entry.timeout is not None:
@@ -297,18 +295,11 @@ class LocalExecutor:
 
     def _poll(self, wait: float) -> None:
         fds: dict[int, Running] = {}
-        now = time.monotonic()
         for entry in self._running.values():
             for fd in entry.open_fds:
                 fds[fd] = entry
-            child = entry.child
-            if child is not None:
-                if child.pidfd is not None:
-                    fds[child.pidfd] = entry
-                if child.end_fd is not None:  # a warm worker's (see pool.FRAMES_READ_AFTER)
-                    fds[child.end_fd] = entry
-                    if now < child.frames_quiet_until:
-                        fds.pop(child.frame_fd, None)
+            if entry.child and entry.child.pidfd is not None:
+                fds[entry.child.pidfd] = entry
         ready: list[int] = []
         if fds:
             ready, _, _ = select.select(list(fds), [], [], wait)
@@ -323,8 +314,6 @@ class LocalExecutor:
                 self._read(entry, frame_fd)
             if fd in entry.open_fds:
                 self._read(entry, fd)
-            elif entry.child is not None and fd == entry.child.end_fd:
-                entry.child.read_end()
         now = time.monotonic()
         self._enforce_limits(now)
         for entry in list(self._running.values()):
@@ -439,6 +428,8 @@ class LocalExecutor:
             self.observer.build_progress(entry.build, item)
         elif kind == "done":
             entry.outcome = Outcome.from_frame(frame)
+        elif kind == "end" and entry.child is not None:
+            entry.child.build_over(frame)
 
     def _enforce_limits(self, now: float) -> None:
         for entry in self._running.values():

@@ -12,15 +12,12 @@ each worker keeps, from its fork to its end:
 
 * its *request socket*: the runner sends a build as one small pickle (the job's path and
   arguments, the build, and the runner's folder, environment and masker only where they
-  changed since that worker's last build), nothing else: no descriptors; the worker answers
-  on it with ``("end", rss, survivors)`` after each build: the build is over, its frames
-  are all in the frame pipe, the processes it left in the worker's group are dead (so its
-  output is all in the output pipes); the worker tidies up while the runner records the
-  build, and reads the next build only then;
+  changed since that worker's last build), nothing else: no descriptors;
 * its *frame pipe*, on which the build's log records, progress and outcome come as from a
-  forked child; they stay there (the pipe holds them should the worker die) until the end
-  comes, or the build has run :data:`FRAMES_READ_AFTER`: a short build wakes the runner
-  once, not once a log record;
+  forked child, and after them the worker's ``("end", rss, survivors)`` frame: the build is
+  over, the processes it left in the worker's group are dead (so its output is all in the
+  output pipes); the worker tidies up while the runner records the build, and reads the next
+  build only then;
 * its *output pipes*, the worker's fds 1 and 2 (what subprocesses and C code write).
 
 * The worker leads its own process group, so a timeout or cancel signals the worker and
@@ -48,7 +45,6 @@ import pickle
 import signal
 import socket
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +57,6 @@ from jobcontrol.models import Build
 from jobcontrol.secrets import Masker
 
 logger = logging.getLogger(__name__)
-
-#: seconds a build runs in a worker before the runner reads its frame pipe as frames come;
-#: until then only at the build's end (its log records in one read, at one wake-up of the
-#: runner instead of one a record). Past it, a build that logs much cannot fill the pipe
-#: and wait on the runner: its frames are read as they come.
-FRAMES_READ_AFTER = 0.005
 
 
 class PoolError(Exception):
@@ -162,13 +152,8 @@ class PoolChild(ChildProcess):
         self.signalled = True
         super().signal_group(signum)
 
-    def read_end(self) -> None:
-        """The worker's end message (see :data:`FRAMES_READ_AFTER`); none where it died."""
-        assert self.worker is not None
-        try:
-            self.end, _ = wire.recv(self.worker.conn)
-        except (EOFError, OSError):  # died: its exit says the rest
-            pass
+    def build_over(self, frame: Frame) -> None:
+        self.end = frame
 
     def exited(self) -> bool:
         """True once the worker said the build is over, or died."""
@@ -220,12 +205,10 @@ class WorkerPool:
                     raise PoolError(f"a pool worker could not take the build: {exc}") from exc
                 continue
             break
-        # the executor wakes on the worker's pidfd (where it dies), on its output pipes,
-        # and on its socket, where the end comes: the build is over
+        # the executor wakes on the worker's pidfd (where it dies) and on its pipes: the
+        # end frame on the frame pipe says the build is over
         return PoolChild(worker.pid, worker.frame_fd, worker.out_fd, worker.err_fd,
-                         worker.pidfd, end_fd=worker.conn.fileno(),
-                         frames_quiet_until=time.monotonic() + FRAMES_READ_AFTER,
-                         worker=worker, pool=self)
+                         worker.pidfd, worker=worker, pool=self)
 
     def next_worker(self) -> int:
         """The pid (and process group) of the worker the next :meth:`start` takes, so

@@ -86,10 +86,7 @@ def worker_main(conn: socket.socket, lifeline: int, parent: int, pipes: WorkerPi
         # the build's output is all in the pipes now (its processes are dead): its outcome
         # and the end go together, one wake-up of the runner, which records the build and
         # may send the next one
-        capture.emit.last(done)
-        # the end comes on the socket, after every frame of the build is in the frame pipe:
-        # the runner reads that pipe when the end comes (see pool.FRAMES_READ_AFTER)
-        wire.send(conn, ("end", memory.read(), survivors))
+        capture.emit.last(done, ("end", memory.read(), survivors))
         # tidied while the runner records: the next build waits in the socket until then
         pipes.restore()
         baseline.restore()

@@ -435,10 +435,6 @@ class ChildProcess:
     pidfd: int | None
     #: the fork server that forked it (None: forked by this process)
     server: Spawner | None = None
-    #: a warm worker's: readable when the build is over (:meth:`read_end`), and until when
-    #: (``time.monotonic()``) its frame pipe is read only then (:class:`~.pool.PoolChild`)
-    end_fd: int | None = None
-    frames_quiet_until: float = 0.0
 
     @classmethod
     def spawn_from(
@@ -500,9 +496,9 @@ class ChildProcess:
                 pidfd = None
         return cls(pid, frame_r, out_r, err_r, pidfd)
 
-    def read_end(self) -> None:
-        """``end_fd`` is readable: a warm worker's word that the build is over
-        (:class:`~.pool.PoolChild`); a forked child's end is its exit."""
+    def build_over(self, frame: Frame) -> None:
+        """An ``("end", ...)`` frame: a warm worker's word that the build is over
+        (:class:`~.pool.PoolChild`); a forked child's end is its exit, and this ignores it."""
 
     def signal_group(self, signum: int) -> None:
         """Send a signal to the child and every process it started (its process group)."""
