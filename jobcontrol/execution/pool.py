@@ -16,8 +16,7 @@ each worker keeps, from its fork to its end:
 * its *frame pipe*, on which the build's log records, progress and outcome come as from a
   forked child, and after them the worker's ``("end", rss, survivors)`` frame: the build is
   over, the processes it left in the worker's group are dead (so its output is all in the
-  output pipes); the worker tidies up while the runner records the build, and reads the next
-  build only then;
+  output pipes), the worker is tidy again and ready for the next build;
 * its *output pipes*, the worker's fds 1 and 2 (what subprocesses and C code write).
 
 * The worker leads its own process group, so a timeout or cancel signals the worker and
@@ -27,10 +26,9 @@ each worker keeps, from its fork to its end:
   of its own) retires its worker: that process may hold the output pipes, which must not
   carry its lines into the next build's log. The runner closes its ends, as it does a
   forked build's.
-* After each build the worker kills what the build left running in its group, tells the
-  runner its resident memory in the end frame, and restores what it can (see
-  :mod:`.pool_worker`); the runner retires it after ``max_builds`` builds or past
-  ``max_memory`` bytes.
+* After each build the worker kills what the build left running in its group, restores what
+  it can (see :mod:`.pool_worker`), and tells the runner its resident memory in the end
+  frame; the runner retires it after ``max_builds`` builds or past ``max_memory`` bytes.
 * The workers hold the read end of a pipe only the runner writes to: when the runner dies
   (``kill -9`` too), a thread in each worker sees the end of it and kills the worker's whole
   process group (the build's subprocesses with it).

@@ -83,13 +83,12 @@ def worker_main(conn: socket.socket, lifeline: int, parent: int, pipes: WorkerPi
         if os.getpid() != worker:  # a process the job forked, returning from it: not a worker
             os._exit(0)
         survivors = _end_leftovers()
+        pipes.restore()
+        baseline.restore()
         # the build's output is all in the pipes now (its processes are dead): its outcome
         # and the end go together, one wake-up of the runner, which records the build and
         # may send the next one
         capture.emit.last(done, ("end", memory.read(), survivors))
-        # tidied while the runner records: the next build waits in the socket until then
-        pipes.restore()
-        baseline.restore()
 
 
 def _watch_runner(lifeline: int) -> None:
