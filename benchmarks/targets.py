@@ -43,7 +43,8 @@ POOL_PEERS = {
 
 
 def _pool_targets(w1: dict[str, float], w2: dict[str, float]) -> list[str | None]:
-    """Issue 20: the pool on SQLite faster than those peers, within 1.5x of inline on w1."""
+    """Issue 20: the pool on SQLite faster than those peers, within 1.5x of inline on w1;
+    the pool on PostgreSQL within 1.5x of the bare loop of the same commits on w1."""
     lines: list[str | None] = []
     label = "jobcontrol pool, SQLite"
     for workload, per in (("1", w1), ("2", w2)):
@@ -59,6 +60,10 @@ def _pool_targets(w1: dict[str, float], w2: dict[str, float]) -> list[str | None
     if pool and inline:
         lines.append(_verdict(pool <= 1.5 * inline, f"w1 pool SQLite within 1.5x of inline: "
                               f"{pool / inline:.2f}x ({_ms(pool)} vs {_ms(inline)})"))
+    pg, bare = w1.get("jobcontrol pool, PostgreSQL"), w1.get("bare loop, same PostgreSQL commits")
+    if pg and bare:
+        lines.append(_verdict(pg <= 1.5 * bare, f"w1 pool PostgreSQL within 1.5x of the bare "
+                              f"loop: {pg / bare:.2f}x ({_ms(pg)} vs {_ms(bare)})"))
     return lines
 
 

@@ -101,6 +101,8 @@ def test_the_pool_targets_are_judged_on_the_peers_issue_20_names() -> None:
         outcome("1", "Huey immediate (SqliteHuey)", "huey", 0.0001),  # not one of them
         outcome("1", "Huey consumer (SqliteHuey)", "huey", 0.0007),
         outcome("1", "Celery (Redis, warm worker)", "celery", 0.0016),
+        outcome("1", "jobcontrol pool, PostgreSQL", "jobcontrol", 0.0012),
+        outcome("1", "bare loop, same PostgreSQL commits", "baseline", 0.001),
         outcome("2", "jobcontrol pool, SQLite", "jobcontrol", 0.002),
         outcome("2", "Luigi requires", "luigi", 0.0009),
     ]
@@ -112,4 +114,6 @@ def test_the_pool_targets_are_judged_on_the_peers_issue_20_names() -> None:
         "MISSED w2 jobcontrol pool, SQLite (2.000 ms/job) faster than Luigi requires "
         "(fastest: Luigi requires, 0.900 ms/job)",
         "MISSED w1 pool SQLite within 1.5x of inline: 2.00x (0.400 ms vs 0.200 ms)",
+        "MET    w1 pool PostgreSQL within 1.5x of the bare loop: 1.20x (1.200 ms vs "
+        "1.000 ms)",
     ]

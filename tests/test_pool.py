@@ -249,6 +249,78 @@ def test_arguments_that_do_not_pickle_fork_the_build_from_the_runner(
 
 
 
+def test_a_claim_records_the_worker_that_will_run_the_build(tmp_path: Path) -> None:
+    """The claim names the worker the build goes to (its process group: one write a build
+    less); where that worker died before the start, the start records the one it took."""
+    pool_project(tmp_path, "jobs: []\n")  # the job modules beside it, importable
+    import pooljobs  # type: ignore[import-not-found]
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
+    recorded: list[tuple[int, int]] = []
+    set_process_group = storage.set_process_group
+
+    def spy(build_id: int, pgid: int) -> None:
+        recorded.append((build_id, pgid))
+        set_process_group(build_id, pgid)
+
+    storage.set_process_group = spy  # type: ignore[method-assign]
+    executor = LocalExecutor(storage)
+
+    def claim(job_id: str) -> Build:
+        return storage.claim_build(job_id, concurrency=1, definition={},
+                                   definition_hash="h", dependency_builds={}, host="here",
+                                   pid=os.getpid(), pgid=executor.next_process_group("pool"))
+
+    try:
+        assert executor.next_process_group("process") is None
+        first = claim("first")
+        assert first.pgid is not None and alive(first.pgid)
+        assert storage.get_build(first.id).pgid == first.pgid  # while it runs, before it ran
+        executor.start(first, pooljobs.pid, (), {}, isolation="pool",
+                       function_path="pooljobs.pid")
+        [done] = executor.wait(timeout=30)
+        assert done.retval == done.pgid == first.pgid and not recorded
+        second = claim("second")
+        assert second.pgid == first.pgid  # the same worker, warm
+        os.kill(second.pgid, signal.SIGKILL)  # dies between the claim and the start
+        # all of it: its threads too (its main thread alone may be a zombie while they end)
+        until(lambda: os.waitid(os.P_PID, second.pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+              is not None, "the worker dead")
+        executor.start(second, pooljobs.pid, (), {}, isolation="pool",
+                       function_path="pooljobs.pid")
+        [done] = executor.wait(timeout=30)
+        assert done.state is BuildState.SUCCESS, done.reason
+        assert done.retval == done.pgid != first.pgid
+        assert recorded == [(second.id, done.retval)]
+    finally:
+        executor.close()
+        storage.close()
+
+
+def test_a_worker_named_by_a_refused_claim_ends_with_the_executor(tmp_path: Path) -> None:
+    """A worker forked for a claim that was refused (the job already running) is ended
+    at once by close(), even before it leads its own process group."""
+    storage = open_storage("memory://")
+
+    def stuck(signum: int, frame: object) -> None:
+        raise TimeoutError("close() waits for a worker that never ends")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    try:
+        for _ in range(20):  # right after the fork: the worker is still starting
+            executor = LocalExecutor(storage)
+            worker = executor.next_process_group("pool")
+            assert worker is not None
+            signal.setitimer(signal.ITIMER_REAL, 10)
+            executor.close()
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            assert not alive(worker)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        storage.close()
+
+
 def test_a_build_that_leaves_a_process_outside_its_group_retires_its_worker(
         tmp_path: Path, url: str) -> None:
     """That process may hold the worker's stdout: the next build, in a fresh worker, gets

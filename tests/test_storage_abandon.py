@@ -42,6 +42,16 @@ def test_the_process_group_of_a_running_build_is_recorded(storage: Storage) -> N
     assert [b.pgid for b in storage.list_builds()] == [4321]
 
 
+def test_a_claim_can_record_the_process_group(storage: Storage) -> None:
+    """A pool's build: its worker (its group) is known before the claim, which records it
+    (one write a build less than a claim and a :meth:`set_process_group`)."""
+    build = claim(storage, pgid=4321)
+    assert build.pgid == 4321
+    assert storage.get_build(build.id).pgid == 4321
+    assert storage.finish_build(build.id, S.SUCCESS).pgid == 4321
+    assert [b.pgid for b in storage.list_builds()] == [4321]
+
+
 def test_a_heartbeat_names_the_builds_that_are_not_running(storage: Storage) -> None:
     running = claim(storage, "a")
     ended = claim(storage, "b")

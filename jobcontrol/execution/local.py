@@ -166,6 +166,8 @@ class LocalExecutor:
         entry.child = child
         entry.reader = FrameReader()
         entry.open_fds = {child.frame_fd, child.out_fd, child.err_fd}
+        if build.pgid == child.pid:  # the claim recorded it (see next_process_group)
+            return
         try:
             # the child leads its own process group: recorded, so that should this runner
             # die, the command that marks the build abandoned here kills what the job started
@@ -173,17 +175,35 @@ class LocalExecutor:
         except StorageError as exc:  # the build runs on; only that cleanup is at stake
             logger.warning("build %s: process group not recorded: %s", build.id, exc)
 
+    def next_process_group(self, isolation: str) -> int | None:
+        """The process group the next build of ``isolation`` will run in, where it is known
+        before the build starts (a pool's warm worker leads its own), so that its claim
+        records it: one write a build less. None otherwise (the start records it)."""
+        if isolation != "pool":
+            return None
+        from jobcontrol.execution.pool import PoolError
+
+        try:
+            return self._worker_pool().next_worker()
+        except PoolError:  # no worker can start: the start says so (and forks the build)
+            return None
+
+    def _worker_pool(self) -> WorkerPool:
+        if self._pool is None:
+            from jobcontrol.execution.pool import WorkerPool
+
+            max_builds, max_memory = self._pool_limits
+            self._pool = WorkerPool(max_builds=max_builds, max_memory=max_memory)
+        return self._pool
+
     def _spawn(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                build: Build, result_mode: str, function_path: str | None,
                isolation: str = "process") -> ChildProcess:
         if isolation == "pool" and function_path is not None:
-            from jobcontrol.execution.pool import PoolError, WorkerPool
+            from jobcontrol.execution.pool import PoolError
 
-            if self._pool is None:
-                max_builds, max_memory = self._pool_limits
-                self._pool = WorkerPool(max_builds=max_builds, max_memory=max_memory)
             try:
-                return self._pool.start(function_path, args, kwargs, build, result_mode,
+                return self._worker_pool().start(function_path, args, kwargs, build, result_mode,
                                         self.masker)
             except PoolError as exc:  # e.g. arguments that do not pickle: fork it here
                 logger.warning("build %s: forked by the runner: %s", build.id, exc)

@@ -236,6 +236,7 @@ class BuildRun:
                 dependency_builds=consumed, host=HOSTNAME, pid=os.getpid(),
                 pid_namespace=namespace_id(), retry_of=retry_of, run_id=self.start.run_id,
                 params=params.own_params(job, values),
+                pgid=self.executor.next_process_group(job.isolation),
             )
         except JobAlreadyRunningError as exc:
             return self._refused(job.id, exc)

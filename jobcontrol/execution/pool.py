@@ -115,8 +115,11 @@ class Worker:
 
     def end(self) -> int:
         """Kill the worker and its process group, collect it; its wait status."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        # the worker itself too: one just forked may not lead its group yet (a claim that
+        # named it was refused, say), and waitpid would wait for it forever
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(self.pid, signal.SIGKILL)
         try:
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
@@ -177,6 +180,8 @@ class WorkerPool:
         self.max_memory = max_memory
         self.workers: dict[int, Worker] = {}
         self.idle: list[Worker] = []
+        #: the worker the next :meth:`start` takes, named by :meth:`next_worker`
+        self._next: Worker | None = None
         #: the pipe whose end the workers watch (see the module docstring)
         self._lifeline: tuple[int, int] | None = None
 
@@ -189,7 +194,7 @@ class WorkerPool:
         except Exception as exc:  # anything pickling a user's value can raise
             raise PoolError(f"cannot send the job's arguments to a worker: {exc}") from exc
         while True:  # an idle worker found dead (killed by someone) gives way to the next
-            worker = self._idle_worker()
+            worker, self._next = self._next or self._idle_worker(), None
             try:
                 worker.send(job, build, result_mode, masker)
             except OSError as exc:
@@ -202,6 +207,13 @@ class WorkerPool:
         # end frame on the frame pipe says the build is over
         return PoolChild(worker.pid, worker.frame_fd, worker.out_fd, worker.err_fd,
                          worker.pidfd, worker=worker, pool=self)
+
+    def next_worker(self) -> int:
+        """The pid (and process group) of the worker the next :meth:`start` takes, so
+        that the build's claim can record it (forks one where none is idle)."""
+        if self._next is None:
+            self._next = self._idle_worker()
+        return self._next.pid
 
     def _idle_worker(self) -> Worker:
         while self.idle:
@@ -231,6 +243,8 @@ class WorkerPool:
         self.workers.pop(worker.pid, None)
         if worker in self.idle:
             self.idle.remove(worker)
+        if worker is self._next:
+            self._next = None
         return worker.end()
 
     def close(self) -> None:
@@ -239,6 +253,7 @@ class WorkerPool:
             worker.end()
         self.workers.clear()
         self.idle.clear()
+        self._next = None
         if self._lifeline is not None:
             for fd in self._lifeline:
                 os.close(fd)

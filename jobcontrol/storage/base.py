@@ -103,10 +103,13 @@ class Storage(SharedState, abc.ABC):
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
         pid_namespace: str | None = None,
+        pgid: int | None = None,
     ) -> Build:
         """Atomically create a ``running`` build of ``job_id``, started now, of run
         ``run_id``, with ``params`` (those that differ from the job's defaults), run by
-        process ``pid`` of ``host`` in ``pid_namespace`` (see :attr:`Build.pid_namespace`).
+        process ``pid`` of ``host`` in ``pid_namespace`` (see :attr:`Build.pid_namespace`),
+        and with the process group it will run in where that is known before it starts (a
+        pool's warm worker: one write less than :meth:`set_process_group` after the start).
 
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` (naming the running
         builds) when the job already has ``concurrency`` running builds. The check and the

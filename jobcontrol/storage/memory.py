@@ -119,6 +119,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
         pid_namespace: str | None = None,
+        pgid: int | None = None,
     ) -> Build:
         check_concurrency(concurrency)
         definition = json_copy(definition)
@@ -149,6 +150,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
                 run_id=run_id,
                 params=None if params is None else json_copy(params),
                 pid_namespace=pid_namespace,
+                pgid=pgid,
             )
             self._builds[build.id] = build
             return _copy(build)

@@ -393,8 +393,8 @@ class PostgreSQLStorage(SqlStorage):
                     definition_hash: str, dependency_builds: Mapping[str, int], host: str,
                     pid: int, retry_of: int | None = None, run_id: int | None = None,
                     params: Mapping[str, Any] | None = None,
-                    pid_namespace: str | None = None, claim_token: str | None = None
-                    ) -> Build:
+                    pid_namespace: str | None = None, pgid: int | None = None,
+                    claim_token: str | None = None) -> Build:
         # twice is not harmless (a second claim would be refused by the first one's build):
         # every attempt writes the same token, and one after an attempt that may have
         # committed looks for the token's row before claiming again; the unique index lets
@@ -415,7 +415,7 @@ class PostgreSQLStorage(SqlStorage):
                     job_id, concurrency=concurrency, definition=definition,
                     definition_hash=definition_hash, dependency_builds=dependency_builds,
                     host=host, pid=pid, retry_of=retry_of, run_id=run_id, params=params,
-                    pid_namespace=pid_namespace, claim_token=token)
+                    pid_namespace=pid_namespace, pgid=pgid, claim_token=token)
             except JobAlreadyRunningError:
                 # refused by this claim's own build, committed late by an earlier attempt?
                 found = self._claim_landed(token)

@@ -67,6 +67,7 @@ class SqlBuilds(SqlCore):
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
         pid_namespace: str | None = None,
+        pgid: int | None = None,
         claim_token: str | None = None,
     ) -> Build:
         """See :meth:`Storage.claim_build`. ``claim_token``: a value unique to this claim,
@@ -86,7 +87,7 @@ class SqlBuilds(SqlCore):
                 cur, self.sql["claim_build"],
                 (job_id, BuildState.RUNNING.value, definition_json, definition_hash, deps_json,
                  stamp, stamp, stamp, host, pid, retry_of, claim_token, run_id, params_json,
-                 pid_namespace, job_id, BuildState.RUNNING.value, concurrency),
+                 pid_namespace, pgid, job_id, BuildState.RUNNING.value, concurrency),
             )
             if build_id is None:
                 cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
@@ -100,7 +101,7 @@ class SqlBuilds(SqlCore):
             dependency_builds=deps, created=started, started=started,
             heartbeat=started, host=host, pid=pid, retry_of=retry_of, run_id=run_id,
             params=None if params_json is None else json.loads(params_json),
-            pid_namespace=pid_namespace,
+            pid_namespace=pid_namespace, pgid=pgid,
         )
         # this object numbers the log records of the builds it claimed (only it writes a
         # running build's log): no query for where a log ends, per batch

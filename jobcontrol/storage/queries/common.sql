@@ -18,8 +18,8 @@ SELECT id FROM builds WHERE id = ?
 -- the row goes in only while fewer than the job's concurrency of its builds run
 INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, created,
                     started, heartbeat, host, pid, retry_of, claim_token, run_id, params,
-                    pid_namespace)
-SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                    pid_namespace, pgid)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 WHERE (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
 
 -- name: running_builds
