@@ -13,11 +13,9 @@ The operations are the SQL base's (:mod:`jobcontrol.storage.sql`); what is Postg
 - A claim serialises on ``pg_advisory_xact_lock`` of its job, a migration on one of its
   schema: correct across processes and hosts, released when the transaction ends.
 - Statements whose result nobody reads (``BEGIN``, the claim's lock, ``NOTIFY``, a batch of
-  at most :data:`SMALL_BATCH` log rows) ride along with the next one (``Cursor.defer``),
-  and a claim sends its ``COMMIT`` and the read of its id with its ``INSERT``: a build is
-  2 round trips (claim: lock, ``INSERT``, ``COMMIT``, id; finish: ``BEGIN``, rows,
-  ``NOTIFY`` and the fenced ``UPDATE``), in a run 2 a build as well (the finish's
-  ``COMMIT`` rides with the next claim's). A larger batch goes in with ``COPY`` (3x
+  at most :data:`SMALL_BATCH` log rows) ride along with the next one (``Cursor.defer``): a
+  build is 4 round trips (claim: lock and ``INSERT``, ``COMMIT``; finish: ``BEGIN`` and
+  the fence, rows, ``NOTIFY`` and ``UPDATE``). A larger batch goes in with ``COPY`` (3x
   faster a row than ``execute_values``, but a round trip of its own).
 - Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>`` (delivered at COMMIT,
   once a transaction); :meth:`wait_for_logs` LISTENs on a second connection, so
@@ -286,8 +284,6 @@ class PostgreSQLStorage(SqlStorage):
     def _commit(self, conn: Any, cur: Any) -> None:
         # not conn.commit(): psycopg2 ignores it in autocommit mode, even after our BEGIN
         self._notified.clear()
-        if cur.committed:  # a claim sent COMMIT with its INSERT (see _insert_claim)
-            return
         try:
             cur.execute("COMMIT")
         except psycopg2.Error as exc:
@@ -302,7 +298,7 @@ class PostgreSQLStorage(SqlStorage):
     def _rollback(self, conn: Any, cur: Any) -> None:
         self._notified.clear()
         cur.discard_deferred()  # after an error the server would refuse them, and ROLLBACK
-        if not conn.closed and not cur.committed:  # a refused claim committed nothing
+        if not conn.closed:
             cur.execute("ROLLBACK")
 
     def _lock_job(self, cur: Any, job_id: str) -> None:
@@ -337,14 +333,8 @@ class PostgreSQLStorage(SqlStorage):
         return int(cur.fetchone()[0])
 
     def _insert_claim(self, cur: Any, sql: str, params: Sequence[Any]) -> int | None:
-        # the INSERT, COMMIT and the row's id looked up by the claim's token (unique, and
-        # no row when the claim was refused) in one query: a round trip a build less
-        token = params[11]
         try:
-            cur.execute(cur.mogrify(self._q(sql), params) + b"; COMMIT; "
-                        + cur.mogrify(self.sql["claimed_id"], (token,)))
-            cur.committed = True
-            self._pending.clear()  # outcomes left open in the transaction: committed too
+            cur.execute(self._q(sql) + " RETURNING id", params)
         except psycopg2.Error as exc:
             if cur.connection.closed or (
                     exc.pgcode == psycopg2.errorcodes.UNIQUE_VIOLATION

@@ -36,10 +36,6 @@ SELECT pg_notify(?, '')
 -- name: copy_logs
 COPY logs (build_id, seq, time, level, logger, message, exception) FROM STDIN
 
--- name: claimed_id
--- sent after the claim's INSERT and COMMIT, in their query: the row the claim made
-SELECT id FROM builds WHERE claim_token = ?
-
 -- name: claim_landed
 SELECT {build_columns} FROM builds WHERE claim_token = ?
 
