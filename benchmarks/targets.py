@@ -67,6 +67,22 @@ def _pool_targets(w1: dict[str, float], w2: dict[str, float]) -> list[str | None
     return lines
 
 
+def _inline_targets(w1: dict[str, float]) -> list[str | None]:
+    """Issue 20: inline on SQLite within 2x of doit, inline on PostgreSQL within 1.5x of
+    the bare loop of the same commits (workload 1)."""
+    lines: list[str | None] = []
+    inline, doit = w1.get("jobcontrol inline, SQLite"), w1.get("doit (sqlite3 backend)")
+    if inline and doit:
+        lines.append(_verdict(inline <= 2 * doit, f"w1 inline SQLite within 2x of doit (issue "
+                              f"20): {inline / doit:.2f}x ({_ms(inline)} vs {_ms(doit)})"))
+    pg, bare = w1.get("jobcontrol inline, PostgreSQL"), \
+        w1.get("bare loop, same PostgreSQL commits")
+    if pg and bare:
+        lines.append(_verdict(pg <= 1.5 * bare, f"w1 inline PostgreSQL within 1.5x of the bare "
+                              f"loop (issue 20): {pg / bare:.2f}x ({_ms(pg)} vs {_ms(bare)})"))
+    return lines
+
+
 def check_targets(outcomes: Sequence[Any]) -> list[str]:
     """One line per target that could be judged."""
     lines: list[str | None] = []
@@ -92,6 +108,7 @@ def check_targets(outcomes: Sequence[Any]) -> list[str]:
     w2 = _per(outcomes, "2")
     lines.append(_faster_than_peers(w2, "jobcontrol inline, SQLite", outcomes, "2"))
     lines += _pool_targets(w1, w2)
+    lines += _inline_targets(w1)
     w3 = _per(outcomes, "3")
     floor = w3.get("logging.FileHandler")
     for label, per in w3.items():

@@ -390,3 +390,9 @@ class RawRepr:
 
 def returns_raw_repr() -> object:
     return RawRepr()
+
+
+def quiets_root(level: str = "WARNING") -> str:
+    """Sets the root logger's level, as a job calling ``logging.basicConfig`` may."""
+    logging.getLogger().setLevel(level)
+    return level

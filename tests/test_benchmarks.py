@@ -117,3 +117,25 @@ def test_the_pool_targets_are_judged_on_the_peers_issue_20_names() -> None:
         "MET    w1 pool PostgreSQL within 1.5x of the bare loop: 1.20x (1.200 ms vs "
         "1.000 ms)",
     ]
+
+
+def test_the_inline_targets_are_judged_against_doit_and_the_bare_postgresql_loop() -> None:
+    from benchmarks.targets import check_targets
+    from benchmarks.workloads import Case
+
+    def outcome(label: str, family: str, per_unit: float) -> SimpleNamespace:
+        return SimpleNamespace(case=Case("1", label, family, "x"), per_unit=per_unit,
+                               median=per_unit)
+
+    outcomes = [
+        outcome("jobcontrol inline, SQLite", "jobcontrol", 0.0003),
+        outcome("doit (sqlite3 backend)", "doit", 0.0001),
+        outcome("jobcontrol inline, PostgreSQL", "jobcontrol", 0.001),
+        outcome("bare loop, same PostgreSQL commits", "baseline", 0.0008),
+    ]
+    lines = [line for line in check_targets(outcomes) if "issue 20" in line]
+    assert lines == [
+        "MISSED w1 inline SQLite within 2x of doit (issue 20): 3.00x (0.300 ms vs 0.100 ms)",
+        "MET    w1 inline PostgreSQL within 1.5x of the bare loop (issue 20): 1.25x (1.000 ms "
+        "vs 0.800 ms)",
+    ]

@@ -25,6 +25,7 @@ from jobcontrol.errors import DependencyError, JobAlreadyRunningError, JobContro
 from jobcontrol.execution.identity import namespace_id
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
+from jobcontrol.execution.runner import root_at_debug
 from jobcontrol.models import HOSTNAME, Build, BuildState, JobPause, JobSummary
 from jobcontrol.notify import Notifier
 from jobcontrol.rules import params, plan
@@ -112,7 +113,7 @@ class BuildRun:
         if self._fork_server_wanted(steps) and not self.executor.forks_from_server:
             close = self.executor.use_fork_server() or close  # started here: closed here
         with self._signals_cancel_builds(), self._closing_executor(close), \
-                self._committing():
+                self._committing(), self._root_logging(steps):
             while pending or self.executor.running or self._retries:
                 before = len(pending)
                 self._start_due_retries()
@@ -152,6 +153,13 @@ class BuildRun:
         forked = sum(1 for step in steps
                      if self.config.jobs[step.job_id].isolation == "process")
         return forked >= FORK_SERVER_MIN_BUILDS
+
+    def _root_logging(self, steps: list[Step]) -> contextlib.AbstractContextManager[None]:
+        """The root logger held at DEBUG for the run where builds run inline here (their
+        capture needs it there, and sets it per build otherwise)."""
+        if any(self.config.jobs[step.job_id].isolation == "inline" for step in steps):
+            return root_at_debug()
+        return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _committing(self) -> Iterator[None]:

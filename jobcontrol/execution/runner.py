@@ -22,7 +22,7 @@ import select
 import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -244,7 +244,8 @@ def execute_job(
     handler = _capture_handler(emit)
     old_level = root.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+    if old_level != logging.DEBUG:  # (held there already by root_at_debug(): left alone)
+        root.setLevel(logging.DEBUG)
     try:
         try:
             value = func(*args, **kwargs)
@@ -266,10 +267,29 @@ def execute_job(
         return Outcome(BuildState.SUCCESS, result=encode_result(value, result_mode))
     finally:
         root.removeHandler(handler)
-        root.setLevel(old_level)
+        if root.level != old_level:  # (the job may have set it too)
+            root.setLevel(old_level)
         context._activate(*previous)
         handler._emit_frame = _discard  # holds on to nothing of this build
         _idle_handlers.append(handler)
+
+
+@contextlib.contextmanager
+def root_at_debug() -> Iterator[None]:
+    """Hold the root logger at ``DEBUG`` for a series of builds run in this process (a
+    run's inline builds): each build's capture (:func:`execute_job`) finds it there and
+    leaves it, instead of setting it and back each build. Every ``setLevel`` clears the
+    cache of every logger in the process: per build, that cost a quick job as much as one
+    of its log records, and more in a process with many loggers."""
+    root = logging.getLogger()
+    old_level = root.level
+    if old_level != logging.DEBUG:
+        root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        if root.level != old_level:
+            root.setLevel(old_level)
 
 
 # -- the child process -----------------------------------------------------------------------
