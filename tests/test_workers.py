@@ -133,6 +133,10 @@ def test_a_build_records_the_pid_namespace_of_its_runner(storage: Storage) -> No
     started = start(storage, queued.id, concurrency=2, pid_namespace=here)
     assert started is not None and started.pid_namespace == here
     assert storage.get_build(queued.id).pid_namespace == here
+    for build in (claimed, started):  # the finish returns the build as stored, whole
+        finished = storage.finish_build(build.id, S.SUCCESS)
+        assert finished == storage.get_build(build.id)
+        assert finished.pid_namespace == here
 
 
 def test_a_local_build_of_another_pid_namespace_is_never_judged_by_its_pid(

@@ -311,15 +311,12 @@ class SqlBuilds(SqlCore):
         if row is None:  # fenced off (or gone: BuildNotFoundError): as it stands
             return self._fetch_build(cur, build.id), False
         heartbeat, cancel_requested, cancel_reason = row
-        return Build(
-            id=build.id, job_id=build.job_id, state=state, reason=reason,
-            definition=build.definition, definition_hash=build.definition_hash,
-            dependency_builds=build.dependency_builds, created=build.created,
-            started=build.started, finished=as_utc(finished), heartbeat=self._time(heartbeat),
-            host=build.host, pid=build.pid, result=result, exception=exception,
-            retry_of=build.retry_of, cancel_requested=self._time(cancel_requested),
-            cancel_reason=cancel_reason, queue=build.queue, pgid=build.pgid,
-            run_id=build.run_id, params=build.params,
+        # the claim with what the finish changed: every other field as claimed (a field
+        # added to Build is carried over, never dropped here)
+        return dataclasses.replace(
+            build, state=state, reason=reason, finished=as_utc(finished),
+            heartbeat=self._time(heartbeat), result=result, exception=exception,
+            cancel_requested=self._time(cancel_requested), cancel_reason=cancel_reason,
         ), True
 
     def _finish_update(self, cur: Any, build_id: int, state: BuildState, reason: str | None,
