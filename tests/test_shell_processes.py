@@ -1,6 +1,6 @@
 """Shell jobs run by real ``jobcontrol`` processes: lines reach ``logs --follow`` while the
 command runs, a cancel kills what the command started, ``run-due`` builds a scheduled one;
-on SQLite, PostgreSQL, and SQLite with a fork server.
+on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
