@@ -264,7 +264,7 @@ class JobDefinition:
     timeout: float | None = None
     cleanup_function: str | None = None
     concurrency: int = 1
-    isolation: str = "process"
+    isolation: str = "pool"
     result: str = "json"
     retries: RetryPolicy | None = None
     retention: RetentionPolicy | None = None
