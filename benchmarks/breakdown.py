@@ -36,15 +36,15 @@ no concurrency or cancel handling beyond the SQL, no timeouts or signals, no sec
 masking, no records returned. It is what the floors cost together with the least glue
 between them.
 
-With ``--isolation process``, the same jobs are built each in a process of its own (from the
-fork server), and the table shows the CPU time and page faults a build costs in each process
-taking part: the runner, the fork server, and the build processes (as the server collected
-them). Beside them, the floor: ``fork()`` + ``waitpid()`` of a child that runs the job and
-exits at once, from a new interpreter that imported what the fork server imports (so the
-same size), in a loop; and the least recorder with a fork a build: the job runs in a child
-forked from the recorder itself, which sends its log records and return value back over a
-pipe. On a machine with 2 cores, the wall time of a build cannot be less than half of all
-the CPU time the three kinds of process spend on it.
+With ``--isolation process``, the same jobs are built each in a process of its own (forked
+by the runner), and the table shows the CPU time and page faults a build costs in each
+process taking part: the runner, and the build processes (as the runner collected them).
+Beside them, the floor: ``fork()`` + ``waitpid()`` of a child that runs the job and exits at
+once, in a loop, from the process that was the runner just before (so the same size); and
+the least recorder with a fork a build: the job runs in a child forked from the recorder
+itself, which sends its log records and return value back over a pipe. On a machine with 2
+cores, the wall time of a build cannot be less than half of all the CPU time the two kinds
+of process spend on it.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ def _run_forked(func: Callable[..., Any], args: Any, kwargs: Any
 def least_process_recorder(config_path: str, db_path: str) -> None:
     """Print (JSON) the wall and CPU seconds of the least recorder with a fork a build,
     run in this process (started with only what it needs: a process smaller than the
-    fork server)."""
+    runner)."""
     cpu, _ = _rusage(resource.RUSAGE_SELF)
     child_cpu, _ = _rusage(resource.RUSAGE_CHILDREN)
     wall = _least_recorder(Path(config_path), Path(db_path), fork=True)
@@ -314,16 +314,6 @@ def _bare_sql_loop(path: Path, jobs: int) -> float:
     return seconds
 
 
-def _proc_times(pid: int) -> dict[str, float]:
-    """CPU seconds and page faults of process ``pid``, and of its children it collected, from
-    ``/proc/PID/stat`` (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return {"cpu": (int(fields[11]) + int(fields[12])) / tick, "faults": int(fields[7]),
-            "children_cpu": (int(fields[13]) + int(fields[14])) / tick,
-            "children_faults": int(fields[8])}
-
-
 def _rusage(who: int) -> tuple[float, int]:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime, usage.ru_minflt
@@ -331,43 +321,31 @@ def _rusage(who: int) -> tuple[float, int]:
 
 def measure_process(workdir: Path, jobs: int) -> dict[str, float]:
     """Wall seconds, and CPU seconds and page faults by process, of building ``jobs``
-    process-isolated no-op jobs through the fork server on SQLite."""
+    process-isolated no-op jobs on SQLite, each forked by this process."""
     from benchmarks.jc_cases import import_jobcontrol, noop_jobs, write_config
     from jobcontrol import JobControl
-    from jobcontrol.execution import local
 
     import_jobcontrol("sqlite")
-    config = write_config(workdir, noop_jobs(jobs), "process", fork_server=True)
-    server: dict[str, float] = {}
-    drop = local.LocalExecutor._drop_fork_server
-
-    def read_then_drop(executor: local.LocalExecutor) -> None:
-        if executor._fork_server is not None:  # before it exits: its counts so far
-            server.update(_proc_times(executor._fork_server.pid))
-        drop(executor)
-
-    local.LocalExecutor._drop_fork_server = read_then_drop  # type: ignore[method-assign]
-    try:
-        jc = JobControl.from_config(config, storage=f"sqlite:///{workdir / 'jobcontrol.db'}")
-        jc.storage.install()
-        cpu, faults = _rusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        with jc:
-            builds = jc.build(list(jc.config.jobs))
-        wall = time.perf_counter() - started
-        cpu_after, faults_after = _rusage(resource.RUSAGE_SELF)
-    finally:
-        local.LocalExecutor._drop_fork_server = drop  # type: ignore[method-assign]
-    assert len(builds) == jobs and server, "every job built, through the fork server"
+    config = write_config(workdir, noop_jobs(jobs), "process")
+    jc = JobControl.from_config(config, storage=f"sqlite:///{workdir / 'jobcontrol.db'}")
+    jc.storage.install()
+    cpu, faults = _rusage(resource.RUSAGE_SELF)
+    child_cpu, child_faults = _rusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with jc:
+        builds = jc.build(list(jc.config.jobs))
+    wall = time.perf_counter() - started
+    cpu_after, faults_after = _rusage(resource.RUSAGE_SELF)
+    child_cpu_after, child_faults_after = _rusage(resource.RUSAGE_CHILDREN)
+    assert len(builds) == jobs, "every job built"
     return {"wall": wall, "runner_cpu": cpu_after - cpu, "runner_faults": faults_after - faults,
-            "server_cpu": server["cpu"], "server_faults": server["faults"],
-            "builds_cpu": server["children_cpu"], "builds_faults": server["children_faults"]}
+            "builds_cpu": child_cpu_after - child_cpu,
+            "builds_faults": child_faults_after - child_faults}
 
 
-def fork_floor(jobs: int) -> None:
-    """Print (JSON) the floor of a process-isolated build: ``fork()`` + ``waitpid()`` of a
-    child that runs the job and leaves, ``jobs`` times, from this process (started with the
-    fork server's imports)."""
+def fork_floor(jobs: int) -> dict[str, float]:
+    """The floor of a process-isolated build: ``fork()`` + ``waitpid()`` of a child that
+    runs the job and leaves, ``jobs`` times, from this process (the runner, just before)."""
     from benchmarks.baselines import fork_and_wait
 
     cpu, faults = _rusage(resource.RUSAGE_SELF)
@@ -377,10 +355,10 @@ def fork_floor(jobs: int) -> None:
     wall = time.perf_counter() - started
     cpu_after, faults_after = _rusage(resource.RUSAGE_SELF)
     child_cpu_after, child_faults_after = _rusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"wall": wall, "parent_cpu": cpu_after - cpu,
-                      "parent_faults": faults_after - faults,
-                      "child_cpu": child_cpu_after - child_cpu,
-                      "child_faults": child_faults_after - child_faults}))
+    return {"wall": wall, "parent_cpu": cpu_after - cpu,
+            "parent_faults": faults_after - faults,
+            "child_cpu": child_cpu_after - child_cpu,
+            "child_faults": child_faults_after - child_faults}
 
 
 def child_process(jobs: int) -> None:
@@ -388,12 +366,7 @@ def child_process(jobs: int) -> None:
     JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         spent = measure_process(Path(tmp), jobs)
-    # the floor forks from a process of the fork server's size: what it imports, no more
-    code = ("import sys; sys.path[:] = sys.argv[2:]; import jobcontrol.execution.runner; "
-            "from benchmarks.breakdown import fork_floor; fork_floor(int(sys.argv[1]))")
-    done = subprocess.run([sys.executable, "-c", code, str(jobs), *sys.path],
-                          capture_output=True, text=True, check=True)
-    floor = json.loads(done.stdout)
+    floor = fork_floor(jobs)  # from the runner's process: its size
     with tempfile.TemporaryDirectory() as tmp:
         config, db = _fresh_store(Path(tmp), jobs, "process")
         code = ("import sys; sys.path[:] = sys.argv[3:]; "
@@ -472,8 +445,7 @@ def print_process_table(runs: list[dict[str, dict[str, float]]], jobs: int) -> N
           f"faults by process, {_medians_of(len(runs))}")
     print(f"{'process':<17}{'CPU µs':>9}{'faults':>9}")
     total_cpu = total_faults = 0.0
-    for name, key in (("runner", "runner"), ("fork server", "server"),
-                      ("build processes", "builds")):
+    for name, key in (("runner", "runner"), ("build processes", "builds")):
         cpu, faults = median("spent", f"{key}_cpu") * 1e6, median("spent", f"{key}_faults")
         total_cpu += cpu
         total_faults += faults
@@ -482,8 +454,7 @@ def print_process_table(runs: list[dict[str, dict[str, float]]], jobs: int) -> N
     cores = os.cpu_count() or 1
     print(f"{'wall':<17}{median('spent', 'wall') * 1e6:9.0f}"
           f"   (all the CPU over {cores} cores: {total_cpu / cores:.0f})")
-    print("floor: fork + wait of a child that runs the job, from a process the fork "
-          "server's size")
+    print("floor: fork + wait of a child that runs the job, from the runner's process")
     floor_cpu = floor_faults = 0.0
     for name in ("parent", "child"):
         cpu, faults = median("floors", f"{name}_cpu") * 1e6, median("floors", f"{name}_faults")

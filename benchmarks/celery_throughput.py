@@ -35,7 +35,8 @@ vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 r
 
 The submitting loop is the critical path: per build, a durable INSERT (its commit waits
 for the WAL flush) and the send, against the send alone for Celery. With ``process``, a
-build's process (forked by the worker's fork server, run, exited) costs a few ms of CPU.
+build's process (forked for it, run, exited) costs a few ms of CPU (the runs above forked
+it from the worker's fork server, since removed).
 
 Needs ``pip install 'jobcontrol[celery,postgresql]'``, a broker, and a PostgreSQL server:
 each run makes a database of its own on it (``jobcontrol_celery_bench_<pid>_<random>``) and

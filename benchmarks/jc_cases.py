@@ -29,14 +29,10 @@ def noop_jobs(count: int) -> list[dict[str, Any]]:
             for n in range(count)]
 
 
-def write_config(workdir: Path, jobs: list[dict[str, Any]], isolation: str,
-                 fork_server: bool | None = None) -> Path:
+def write_config(workdir: Path, jobs: list[dict[str, Any]], isolation: str) -> Path:
     """A jobs.yaml with the given jobs (``id``, ``function``, optional ``kwargs`` text and
-    ``dependencies``), every job with the given isolation; ``runner.fork_server`` as given
-    (None: the default, auto)."""
+    ``dependencies``), every job with the given isolation."""
     lines = [f"defaults: {{isolation: {isolation}}}", "jobs:"]
-    if fork_server is not None:
-        lines.insert(0, f"runner: {{fork_server: {str(fork_server).lower()}}}")
     for job in jobs:
         lines += [f"  - id: {job['id']}", f"    function: {job['function']}"]
         if "kwargs" in job:
@@ -68,14 +64,13 @@ def _count(url: str, sql: str) -> int:
         return int(cur.fetchone()[0])
 
 
-def independent(workdir: Path, jobs: int, isolation: str, backend: str,
-                fork_server: bool | None = None) -> dict[str, Any]:
+def independent(workdir: Path, jobs: int, isolation: str, backend: str) -> dict[str, Any]:
     """Workload 1 (and 6): ``jobs`` independent no-op jobs, each built once."""
     from jobcontrol import BuildState, JobControl
 
     import_jobcontrol(backend)
     url = storage_url(backend, workdir)
-    config = write_config(workdir, noop_jobs(jobs), isolation, fork_server)
+    config = write_config(workdir, noop_jobs(jobs), isolation)
     timer = Timer()
     with timer():
         with JobControl.from_config(config, storage=url) as jc:

@@ -66,8 +66,6 @@ def cases(sizes: Sizes) -> list[Case]:
          {"jobs": n, "isolation": "inline", "backend": "sqlite"}),
         ("jobcontrol process, SQLite", "jobcontrol", f"{jc}:independent",
          {"jobs": n, "isolation": "process", "backend": "sqlite"}),
-        ("jobcontrol process, SQLite, no fork server", "jobcontrol", f"{jc}:independent",
-         {"jobs": n, "isolation": "process", "backend": "sqlite", "fork_server": False}),
         ("jobcontrol pool, SQLite", "jobcontrol", f"{jc}:independent",
          {"jobs": n, "isolation": "pool", "backend": "sqlite"}),
         ("jobcontrol inline, PostgreSQL", "jobcontrol", f"{jc}:independent",

@@ -173,12 +173,12 @@ def _group_is_the_builds(build: Build) -> bool:
     """Whether the process group ``build.pgid`` is still the build's job's. A number that
     leads a group is not given to a new process while any member of the group lives, so
     with no process of that pid the group (if any) is the job's subprocesses; a process of
-    that pid is the job's only while it is the child of the runner (or of its fork server)."""
+    that pid is the job's only while it is the child of the runner."""
     assert build.pgid
     if not process_alive(build.pgid):
         return True
     parent = _parent(build.pgid)
-    return parent is not None and build.pid in (parent, _parent(parent))
+    return parent is not None and parent == build.pid
 
 
 def _parent(pid: int) -> int | None:

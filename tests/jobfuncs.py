@@ -187,13 +187,6 @@ def whoami(tag: str = "") -> dict:
             "env": os.environ.get("JC_TEST_VALUE"), "build": build.id if build else None}
 
 
-def kill_parent() -> None:
-    """Kills the process that forked it (a fork server, in the tests), then waits to die."""
-    log.info("killing my parent %s", os.getppid())
-    os.kill(os.getppid(), signal.SIGKILL)
-    time.sleep(30)
-
-
 def states_seen(database: str) -> list:
     """The builds (id, state) as another process sees them in a SQLite file, now."""
     import sqlite3
@@ -203,47 +196,6 @@ def states_seen(database: str) -> list:
         return [list(row) for row in conn.execute("SELECT id, state FROM builds ORDER BY id")]
     finally:
         conn.close()
-
-
-#: calls of :func:`traced` in this process: a process that ran a build before shows 2
-_traced_calls = 0
-
-
-class Traced:
-    """An argument that notes each process that loads it (unpickles it) in a file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple:
-        return _load_traced, (self.path,)
-
-    def note(self, what: str) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(f"{what} {os.getpid()}\n")
-
-
-def _load_traced(path: str) -> Traced:
-    traced = Traced(path)
-    traced.note("load")
-    return traced
-
-
-def traced(note: Traced, tag: str = "") -> dict:
-    """Notes its call in ``note``'s file; returns where it ran (like :func:`whoami`) and
-    how many times this process ran it."""
-    global _traced_calls
-    _traced_calls += 1
-    note.note("call")
-    print(f"printed {tag}")
-    log.info("logged %s", tag)
-    build = current_build()
-    return {"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
-            "env": os.environ.get("JC_TEST_VALUE"), "build": build.id if build else None,
-            "calls": _traced_calls,
-            # whether a fork server's spare rehearsed before this build came
-            "rehearsed": getattr(sys.modules.get("jobcontrol.execution.forkserver"),
-                                 "_rehearsed", None)}
 
 
 def unwinds(marker: str, seconds: float = 30) -> None:

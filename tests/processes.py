@@ -110,12 +110,8 @@ class Project:
     @classmethod
     def on(cls, request: pytest.FixtureRequest, tmp_path: Path, config: str) -> Project:
         """A project with ``config`` on the storage ``request.param`` names (sqlite or
-        postgresql: the ``pg_url`` fixture's own database); ``sqlite+forkserver``: on
-        SQLite, with every process-isolated build forked by a fork server."""
-        storage, _, variant = request.param.partition("+")
-        url = request.getfixturevalue("pg_url") if storage == "postgresql" else None
-        if variant == "forkserver":
-            config = with_fork_server(config)
+        postgresql: the ``pg_url`` fixture's own database)."""
+        url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
         return cls(make_project(tmp_path / "project", config), url)
 
     def show(self, build_id: int) -> dict:
@@ -124,15 +120,8 @@ class Project:
         return json.loads(out)
 
 
-def with_fork_server(config: str) -> str:
-    """``config`` with ``runner.fork_server: true`` (added to its ``runner:`` block)."""
-    if config.startswith("runner:\n"):
-        return config.replace("runner:\n", "runner:\n  fork_server: true\n", 1)
-    return "runner: {fork_server: true}\n" + config
-
-
-#: the storages several processes can share, and SQLite again with a fork server
-PROJECT_PARAMS = ["sqlite", "postgresql", "sqlite+forkserver"]
+#: the storages several processes can share
+PROJECT_PARAMS = ["sqlite", "postgresql"]
 
 
 

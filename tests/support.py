@@ -17,7 +17,7 @@ from jobcontrol.cli import main
 HERE = Path(__file__).parent
 #: the isolation of a job whose config says none, in this test run: the code's default, or
 #: ``$JOBCONTROL_TEST_DEFAULT_ISOLATION`` (set here by tests/conftest.py, which reads it)
-DEFAULT_ISOLATION = "process"
+DEFAULT_ISOLATION = "pool"
 
 
 def isolation_specific(*isolations: str, why: str) -> pytest.MarkDecorator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,25 @@ def test_inline_timeout_and_failure(jc: JobControl) -> None:
     assert build.state is BuildState.FAILED
     assert build.exception.type == "ValueError"
     assert "in fails" in build.exception.traceback
+
+
+def test_a_stop_before_an_inline_jobs_call_is_its_outcome(
+        jc: JobControl, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM while an inline build is set up (its watcher thread starting), before the
+    job's own call: the build is recorded cancelled, nothing escapes (the scheduler died
+    of it with a traceback, under load)."""
+    from jobcontrol.execution.inline import InlineBuilds
+
+    watch = InlineBuilds._watch
+
+    def watch_then_sigterm(self: InlineBuilds) -> None:
+        watch(self)
+        signal.raise_signal(signal.SIGTERM)  # the run's handler stops the build here
+
+    monkeypatch.setattr(InlineBuilds, "_watch", watch_then_sigterm)
+    [build] = jc.build("chatty")
+    assert (build.state, build.reason) == (BuildState.CANCELLED, "interrupted by SIGTERM")
+    assert jc.get_build(build.id).state is BuildState.CANCELLED
 
 
 def test_retval_of_repr_value_is_an_error(jc: JobControl) -> None:

@@ -77,12 +77,12 @@ def test_breakdown_of_process_isolation_counts_each_process() -> None:
     assert lines[0].startswith("workload 1, process isolation, SQLite, 20 jobs")
     rows = [line.split() for line in lines[2:]]
     names = [" ".join(row[:-2]) for row in rows if len(row) >= 3 and row[-1].isdigit()]
-    assert names[:4] == ["runner", "fork server", "build processes", "all"], done.stdout
+    assert names[:3] == ["runner", "build processes", "all"], done.stdout
     assert "parent" in names and "child" in names, done.stdout  # the fork floor's processes
     assert any(line.startswith("least recorder, a fork a build") for line in lines)
     walls = [float(row[1]) for row in rows if row and row[0] == "wall"]
     assert len(walls) == 3 and all(wall > 0 for wall in walls), done.stdout
-    # the build processes ran: the server collected them, with their page faults
+    # the build processes ran: the runner collected them, with their page faults
     build_processes = next(row for row in rows if row[:2] == ["build", "processes"])
     assert int(build_processes[-1]) > 0, done.stdout
 

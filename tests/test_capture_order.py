@@ -42,7 +42,6 @@ def test_lines_are_recorded_in_the_order_the_job_wrote_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolation: str, descending: bool
 ) -> None:
     config = make_project(tmp_path, f"""\
-runner: {{fork_server: false}}
 defaults: {{isolation: {isolation}}}
 jobs:
   - {{id: whoami, function: jobfuncs.whoami, kwargs: {{tag: w}}}}

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import pickle
 import sys
 import textwrap
@@ -681,6 +682,13 @@ MISTAKES = [
     pytest.param("runner: {kill_grace: -1}\njobs: []\n", 1, 22, "runner: bad kill_grace"),
     pytest.param("runner: {heartbeat: null}\njobs: []\n", 1, 21, "bad heartbeat"),
     pytest.param("runner: [1]\njobs: []\n", 1, 9, "runner must be a mapping such as"),
+    pytest.param(
+        "runner:\n  heartbeat: 5s\n  fork_server: true\njobs: []\n",
+        3,
+        3,
+        "runner: key 'fork_server' was removed with the fork server: delete it",
+        id="fork_server-removed",
+    ),
     pytest.param("runner: {heartbeat: !retval a}\njobs: []\n", 1, 21, "not in 'runner'"),
     # secrets and !env
     pytest.param("secrets: hunter2\njobs: []\n", 1, 10, "secrets must be a list of strings"),
@@ -982,6 +990,13 @@ def test_policies_refuse_bad_values(make: Any) -> None:
         make()
 
 
+@pytest.mark.skipif(os.environ.get("JOBCONTROL_TEST_DEFAULT_ISOLATION", "pool") != "pool",
+                    reason="this run switched the default; the test checks the code's own")
+def test_a_job_that_says_no_isolation_gets_the_pool(tmp_path: Path) -> None:
+    assert load(tmp_path, JOB).job("a").isolation == "pool"
+    assert JobDefinition(id="a", function="m.f", title="a").isolation == "pool"
+
+
 def test_runner_settings(tmp_path: Path) -> None:
     assert load(tmp_path, "jobs: []\n").runner == RunnerSettings(5.0, 60.0, 5.0)
     assert load(tmp_path, "runner:\njobs: []\n").runner == RunnerSettings()
@@ -992,7 +1007,7 @@ def test_runner_settings(tmp_path: Path) -> None:
     assert config.runner == RunnerSettings(120.0, 600.0, 0.0)
     assert config.runner.as_json() == {
         "heartbeat": 120.0, "heartbeat_timeout": 600.0, "kill_grace": 0.0,
-        "outcome_retry": 300.0, "fork_server": "auto", "max_builds_per_worker": 100,
+        "outcome_retry": 300.0, "max_builds_per_worker": 100,
         "max_worker_memory": None,
     }
     config = load(tmp_path, "runner: {max_builds_per_worker: 5, max_worker_memory: 1GB}\n"

@@ -4,6 +4,7 @@ suite with real workers is ``tests/test_dispatch_celery.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,15 @@ def _run_alone(jc: JobControl, broker: Broker, build_id: int) -> str:
     """Deliver the message of ``build_id`` (only), as a worker would."""
     [message] = [m for m in broker.sent if m[0] == build_id]
     broker.sent.remove(message)
-    return RemoteWorker(jc, broker, BuildObserver()).handle(build_id, 0, message[4])
+    with contextlib.closing(RemoteWorker(jc, broker, BuildObserver())) as worker:
+        return worker.handle(build_id, 0, message[4])
+
+
+@pytest.fixture
+def worker(jc: JobControl, broker: Broker) -> Iterator[RemoteWorker]:
+    """A worker's handler, closed with the test (its pool's workers end with it)."""
+    with contextlib.closing(RemoteWorker(jc, broker, BuildObserver())) as made:
+        yield made
 
 
 def test_a_diamond_is_sent_once_by_the_last_upstream_to_end(
@@ -70,10 +79,10 @@ def test_a_diamond_is_sent_once_by_the_last_upstream_to_end(
 
 
 def test_an_upstream_ending_while_its_plan_is_sent_still_sends_its_dependent(
-        jc: JobControl, broker: Broker) -> None:
+        jc: JobControl, broker: Broker,
+        worker: RemoteWorker) -> None:
     """The broker delivers ``left`` and a worker runs it before ``build --async`` has sent
     ``right``: ``join`` exists already, so one of the two ends finds it ready."""
-    worker = RemoteWorker(jc, broker, BuildObserver())
     ran: list[str] = []
 
     def deliver_at_once(build_id: int, queue: str, **kwargs: object) -> None:
@@ -136,11 +145,10 @@ def test_a_failed_send_leaves_waiting_what_a_sent_build_will_send(
     assert drain(jc, broker) == ["success"] * 3
 
 
-def test_a_message_for_a_waiting_build_is_not_sent_again(jc: JobControl,
-                                                         broker: Broker) -> None:
+def test_a_message_for_a_waiting_build_is_not_sent_again(
+        jc: JobControl, broker: Broker, worker: RemoteWorker) -> None:
     left, right, join = jc.submit("join", deps=True)
     # a duplicate, or a requeue by hand, delivered early
-    worker = RemoteWorker(jc, broker, BuildObserver())
     assert worker.handle(join.id) == "waiting for dependencies"
     assert sorted(m[0] for m in broker.sent) == [left.id, right.id]
 

@@ -160,18 +160,6 @@ def test_a_build_queued_for_workers_records_what_it_is_made_with(project: Projec
     assert project.module not in sys.modules  # read from the file: nothing imported
 
 
-def test_a_build_forked_from_a_fork_server_records_the_code_the_server_imported(
-        project: Project) -> None:
-    project.config.write_text("runner: {fork_server: true}\n" + project.config.read_text())
-    assert project.built("served") == ["served"]
-    # this process keeps the old module; a run's fork server imports the file anew
-    project.source.write_text(project.source.read_text().replace('"one"', '"two"'))
-    [build] = json.loads(project.cli("build", "served", "--format", "json").output)
-    show = json.loads(project.cli("show", str(build["id"]), "--format", "json").output)
-    assert show["retval"] == "two"
-    assert project.reasons()["served"] == []
-
-
 def test_code_version_stands_for_the_code(project: Project) -> None:
     assert project.built("versioned") == ["versioned"]
     project.edit("return 1", "return 2")

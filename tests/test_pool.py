@@ -454,27 +454,3 @@ def test_a_cancel_kills_the_worker_and_the_next_build_runs(
     assert group_members(worker) == []
     code, out, _ = project.run("show", "2", "--format", "json")
     assert json.loads(out)["pgid"] == after["retval"]
-
-
-def test_an_executor_with_a_pool_and_a_fork_server_closes_both(tmp_path: Path) -> None:
-    pool_project(tmp_path, "jobs: []\n")
-    storage = open_storage(f"sqlite:///{tmp_path / 'jc.db'}")
-    executor = LocalExecutor(storage)
-    try:
-        assert executor.use_fork_server()
-        server = executor._fork_server
-        assert server is not None
-        for isolation in ("process", "pool"):
-            build = storage.claim_build(isolation, concurrency=1, definition={},
-                                        definition_hash="h", dependency_builds={},
-                                        host="here", pid=os.getpid())
-            executor.start(build, os.getpid, (), {}, isolation=isolation,
-                           function_path="os.getpid")
-            [done] = executor.wait(timeout=30)
-            assert done.state is BuildState.SUCCESS, done.reason
-    finally:
-        executor.close()
-        storage.close()
-    # the server left at the end of its socket: no worker held a copy of it (it was
-    # killed, after 5 s, when one did)
-    assert server._process.returncode == 0

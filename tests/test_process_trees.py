@@ -1,8 +1,7 @@
 """A build's whole process tree ends with it, and a hung runner is found by its heartbeat.
 
 Real ``jobcontrol`` processes, really stopped (SIGSTOP) and killed (``kill -9``), whose job
-starts a subprocess of its own (``sleep 600``): on SQLite, PostgreSQL, and SQLite with a
-fork server.
+starts a subprocess of its own (``sleep 600``): on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -148,8 +147,8 @@ def test_a_stopped_runner_is_abandoned_killed_and_the_job_runs_again(
 @OWN_PROCESS_GROUP
 def test_a_stopped_runner_of_a_run_is_killed_with_its_jobs_processes(
         project: Project, storage: Storage) -> None:
-    """The second build of a run: with a fork server, its process was forked ahead, while
-    the first build ran (seconds before the build was claimed)."""
+    """The second build of a run: in a pool, it runs in the worker the first build ran in
+    (which outlived that build)."""
     runner = project.start("build", "spawner_after", "--deps")
     try:
         job_pid, sleep_pid, _ = started_job(project, storage, build_id=2)

@@ -89,9 +89,12 @@ def drain(jc: JobControl, broker: Broker, limit: int = 100) -> list[str]:
     """Deliver every message (delays ignored) until none is left; what each did."""
     worker = RemoteWorker(jc, broker, BuildObserver())
     done = []
-    while broker.sent and len(done) < limit:
-        build_id, _queue, _delay, waited, job = broker.take()
-        done.append(worker.handle(build_id, waited, job))
+    try:
+        while broker.sent and len(done) < limit:
+            build_id, _queue, _delay, waited, job = broker.take()
+            done.append(worker.handle(build_id, waited, job))
+    finally:
+        worker.close()  # its pool's workers (the default isolation's) end with it
     return done
 
 
@@ -339,7 +342,10 @@ def test_follow_reports_builds_and_retries(jc: JobControl, broker: Broker) -> No
         if broker.sent:
             worker.handle(broker.take()[0])
 
-    final = follow(jc, builds, Recorder(), sleep=deliver_one)
+    try:
+        final = follow(jc, builds, Recorder(), sleep=deliver_one)
+    finally:
+        worker.close()
     assert [b.state for b in final] == [S.FAILED, S.SUCCESS]
     assert events == ["start flaky", "end flaky failed", "retry 1/2 in 5",
                       "start flaky", "end flaky success"]

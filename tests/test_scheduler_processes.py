@@ -23,7 +23,7 @@ import pytest
 from jobcontrol.models import Build, BuildState, ScheduledRun
 from jobcontrol.storage import Storage, open_storage
 from tests.processes import Project, alive
-from tests.support import make_project
+from tests.support import isolation_specific, make_project
 
 
 def wait_until(what: str, check: Callable[[], Any], seconds: float = 40) -> Any:
@@ -116,6 +116,9 @@ jobs:
 """
 
 
+@isolation_specific("process", "pool", why="the scheduler runs inline builds one at a time, "
+                    "in its main thread (docs/explanation/isolation.rst): fast cannot run "
+                    "while slow does")
 def test_a_running_build_holds_up_no_instant(storage_kind: pytest.FixtureRequest,
                                             tmp_path: Path) -> None:
     """Issue 16 point 1: ``fast`` runs at each of its instants while ``slow`` runs, and
@@ -165,6 +168,8 @@ jobs:
 """
 
 
+@isolation_specific("process", "pool", why="the scheduler runs inline builds one at a time, "
+                    "in its main thread: long and long_inline never run at once")
 def test_sigterm_cancels_and_records_every_build(storage_kind: pytest.FixtureRequest,
                                                  tmp_path: Path) -> None:
     """SIGTERM while a process build (in a thread) and an inline one (in the main thread)

@@ -65,6 +65,11 @@ jobs:
     env: {API_TOKEN: !env JC_SHELL_TEST_TOKEN, PGPASSWORD: plain-secret-42}
   - id: spaces
     command: [printf, "%s|\\n", "a b", "c  d", "$HOME"]
+  - id: closes
+    command: "echo closing; exec >&- 2>&-; sleep 0.5; exit 0"
+  - id: closes_inline
+    command: "echo closing; exec >&- 2>&-; sleep 0.5; exit 0"
+    isolation: inline
   - id: slow
     command: "{spawner}"
     timeout: 1s
@@ -169,6 +174,16 @@ def test_a_list_command_runs_without_a_shell(jc: JobControl) -> None:
     assert build.state is S.SUCCESS
     # one argument each, spaces kept, nothing expanded
     assert [m for _, _, m in log_of(jc, build.id)] == ["a b|", "c  d|", "$HOME|"]
+
+
+@pytest.mark.parametrize("suffix", ISOLATIONS)
+def test_a_command_that_closes_its_output_early_is_waited_for(jc: JobControl,
+                                                              suffix: str) -> None:
+    """The build ends when the command exits, not when its output ends (coreutils close
+    stdout at exit, just before exiting: an inline command was killed then, at random)."""
+    [build] = jc.build("closes" + suffix)
+    assert (build.state, build.reason, build.retval) == (S.SUCCESS, None, 0)
+    assert [m for _, _, m in log_of(jc, build.id)] == ["closing"]
 
 
 @pytest.mark.parametrize("suffix", ISOLATIONS)

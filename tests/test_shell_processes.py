@@ -1,6 +1,6 @@
 """Shell jobs run by real ``jobcontrol`` processes: lines reach ``logs --follow`` while the
 command runs, a cancel kills what the command started, ``run-due`` builds a scheduled one;
-on SQLite, PostgreSQL, and SQLite with a fork server.
+on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import PROJECT_PARAMS, ROOT, Project, alive, until, wait_for
+from tests.support import isolation_specific
 
 CONFIG = """\
 runner:
@@ -142,6 +143,10 @@ def test_the_web_launches_a_shell_job(project: Project, monkeypatch: pytest.Monk
         assert [r.message for r in jc.logs(build_id)] == [f"tick {build_id}"]
 
 
+@isolation_specific("process", why="a pool worker ends its process group, the command with "
+                    "it, as soon as its runner dies (docs/explanation/isolation.rst); an inline "
+                    "command is in a session of its own, which a killed runner cannot end "
+                    "(docs/howto/shell-jobs.rst)")
 def test_the_command_of_a_killed_runner_is_killed_by_the_next_command(project: Project
                                                                       ) -> None:
     build = project.start("build", "spawner")

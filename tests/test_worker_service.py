@@ -85,7 +85,7 @@ def test_sigterm_to_a_worker_leaves_no_build_running(
     job_pid = int(wait_for(cluster.config.parent / "napper.pid", seconds=60))
     everyone = [worker.pid, *descendants(worker.pid)]
     assert job_pid in everyone  # a pool process itself, for an inline build
-    if whom == "group":  # the main process, its pool, the fork server; not a build's group
+    if whom == "group":  # the main process and its pool; not a build's group
         assert (os.getpgid(job_pid) == worker.pid) is (isolation == "inline")
         os.killpg(worker.pid, signal.SIGTERM)
     else:  # all at once, builds too, as systemd's KillMode=control-group does

@@ -39,7 +39,6 @@ from jobcontrol.config.loading import (
     parse_config,
 )
 from jobcontrol.config.model import (
-    FORK_SERVER_MIN_BUILDS,
     LOG_LEVELS,
     SHELL_FUNCTION,
     Config,
@@ -57,7 +56,6 @@ from jobcontrol.config.model import (
 __all__ = [
     "CONFIG_ENV_VAR",
     "DEFAULT_CONFIG_NAME",
-    "FORK_SERVER_MIN_BUILDS",
     "LOG_LEVELS",
     "RENDERED_NOTE",
     "SHELL_FUNCTION",

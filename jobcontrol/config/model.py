@@ -23,7 +23,6 @@ from typing import Any
 
 from jobcontrol.config.param_types import ParamSpec
 from jobcontrol.config.settings import (
-    FORK_SERVER_MIN_BUILDS,
     ExecutorSettings,
     RunnerSettings,
     WebSettings,
@@ -38,7 +37,6 @@ from jobcontrol.secrets import MASK, Masker, is_secret_env_name
 from jobcontrol.serialize import to_jsonable
 
 __all__ = [
-    "FORK_SERVER_MIN_BUILDS",
     "LOG_LEVELS",
     "SHELL_FUNCTION",
     "Config",
@@ -266,7 +264,7 @@ class JobDefinition:
     timeout: float | None = None
     cleanup_function: str | None = None
     concurrency: int = 1
-    isolation: str = "process"
+    isolation: str = "pool"
     result: str = "json"
     retries: RetryPolicy | None = None
     retention: RetentionPolicy | None = None

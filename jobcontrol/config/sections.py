@@ -21,10 +21,16 @@ from jobcontrol.config.values import (
 from jobcontrol.config.yaml_loader import MarkedDict, MarkedList
 from jobcontrol.timeutil import format_duration
 
-RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "outcome_retry", "fork_server",
+RUNNER_KEYS = ("heartbeat", "heartbeat_timeout", "kill_grace", "outcome_retry",
                "max_builds_per_worker", "max_worker_memory")
 #: the runner keys that are not durations
-_RUNNER_OTHER_KEYS = ("fork_server", "max_builds_per_worker", "max_worker_memory")
+_RUNNER_OTHER_KEYS = ("max_builds_per_worker", "max_worker_memory")
+#: runner keys of earlier versions, and what to do instead: a config that still says one
+#: is refused (a setting silently ignored would let its file claim what no longer happens)
+REMOVED_RUNNER_KEYS = {
+    "fork_server": "with the fork server: delete it (warm, reused build processes are "
+                   "isolation: pool, the default)",
+}
 WEB_KEYS = ("secret_key", "auth", "allowed_hosts", "proxy", "session_lifetime")
 WEB_AUTH_KEYS = ("users", "token")
 #: ``web: proxy:`` keys: how many proxies in front set each ``X-Forwarded-*`` header
@@ -46,15 +52,18 @@ def runner_settings(value: Any, at: Field) -> dict[str, Any]:
     """The ``runner:`` mapping → keyword arguments of RunnerSettings (defaults left out)."""
     if value is None:
         return {}
+    for key in value if isinstance(value, dict) else ():
+        if key in REMOVED_RUNNER_KEYS:
+            pos = value.key_marks.get(key) if isinstance(value, MarkedDict) else None
+            owner = f"{at.owner}: {at.key}" if at.owner else at.key
+            raise Field(at.file, owner, "", pos or at.pos).error(
+                f"key {key!r} was removed {REMOVED_RUNNER_KEYS[key]}")
     sub_mapping(value, at, RUNNER_KEYS, "{heartbeat: 5s, heartbeat_timeout: 60s}")
     settings: dict[str, Any] = {
         key: duration(value[key], at.inner(value, key), zero=key in ("kill_grace", "outcome_retry"))
         for key in RUNNER_KEYS
         if key in value and key not in _RUNNER_OTHER_KEYS
     }
-    if "fork_server" in value:
-        settings["fork_server"] = _fork_server(value["fork_server"],
-                                               at.inner(value, "fork_server"))
     if "max_builds_per_worker" in value:
         settings["max_builds_per_worker"] = whole_number(
             value["max_builds_per_worker"], at.inner(value, "max_builds_per_worker"), 1)
@@ -74,15 +83,6 @@ def runner_settings(value: Any, at: Field) -> dict[str, Any]:
             f"heartbeat ({shown('heartbeat', beat)})"
         )
     return settings
-
-
-def _fork_server(value: Any, at: Field) -> bool | None:
-    """``runner.fork_server``: true, false or auto (None)."""
-    if value == "auto":
-        return None
-    if not isinstance(value, bool):
-        raise at.error(f"bad fork_server {value!r}: use true, false or auto")
-    return value
 
 
 #: the units a size may be written in (``200MB``, ``1.5GiB``), in bytes

@@ -22,9 +22,6 @@ def is_duration(value: object, allow_none: bool = False) -> bool:
     )
 
 
-#: process-isolated builds in one run from which ``runner.fork_server: auto`` uses a fork
-#: server: starting one (a new interpreter) costs about as much as 15 forks of a large runner
-FORK_SERVER_MIN_BUILDS = 20
 #: builds a warm worker of ``isolation: pool`` runs before a fresh one replaces it (Celery's
 #: ``worker_max_tasks_per_child``): what a job leaks (memory, open files, threads) is bounded
 DEFAULT_MAX_BUILDS_PER_WORKER = 100
@@ -32,15 +29,12 @@ DEFAULT_MAX_BUILDS_PER_WORKER = 100
 
 @dataclass(frozen=True)
 class RunnerSettings:
-    """``runner:``: how builds are watched (durations in seconds) and forked.
+    """``runner:``: how builds are watched (durations in seconds) and pool workers recycled.
 
     The runner beats a build's heartbeat every ``heartbeat``; a running build whose heartbeat
     is older than ``heartbeat_timeout`` is abandoned; a job told to stop (timeout, cancel) gets
     SIGTERM, then SIGKILL ``kill_grace`` later. A build's outcome the storage refuses (a
-    full disk, say) is tried again for ``outcome_retry``. ``fork_server``: whether
-    process-isolated builds are forked by a fork server
-    (:mod:`jobcontrol.execution.forkserver`): True, False, or None for a run that starts
-    at least :data:`FORK_SERVER_MIN_BUILDS` of them. ``max_builds_per_worker`` and
+    full disk, say) is tried again for ``outcome_retry``. ``max_builds_per_worker`` and
     ``max_worker_memory`` (bytes of resident memory after a build; None: no limit): when a
     warm worker of ``isolation: pool`` is replaced by a fresh one
     (:mod:`jobcontrol.execution.pool`).
@@ -50,7 +44,6 @@ class RunnerSettings:
     heartbeat_timeout: float = 60.0
     kill_grace: float = 5.0
     outcome_retry: float = 300.0
-    fork_server: bool | None = None
     max_builds_per_worker: int = DEFAULT_MAX_BUILDS_PER_WORKER
     max_worker_memory: int | None = None
 
@@ -64,8 +57,6 @@ class RunnerSettings:
                f"kill_grace must be seconds >= 0, got {self.kill_grace!r}")
         check_that(is_duration(self.outcome_retry),
                f"outcome_retry must be seconds >= 0, got {self.outcome_retry!r}")
-        check_that(self.fork_server in (None, True, False),
-               f"fork_server must be true, false or auto (None), got {self.fork_server!r}")
         check_that(isinstance(self.max_builds_per_worker, int) and self.max_builds_per_worker > 0,
                f"max_builds_per_worker must be a whole number > 0, "
                f"got {self.max_builds_per_worker!r}")
@@ -74,8 +65,7 @@ class RunnerSettings:
                f"max_worker_memory must be bytes > 0 or None, got {self.max_worker_memory!r}")
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "fork_server": "auto" if self.fork_server is None
-                else self.fork_server}
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ DEFAULT_KEYS = ("timeout", "concurrency", "isolation", "result", "tags", "retrie
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "timeout": None,
     "concurrency": 1,
-    "isolation": "process",
+    "isolation": "pool",
     "result": "json",
     "tags": (),
     "retries": None,

@@ -245,7 +245,7 @@ def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra
         pid = os.getpid()
         if pid not in per_process:
             per_process[pid] = RemoteWorker(make_jc(config, open_storage(url), sender),
-                                            sender, fork_server=True, worker_id=identity.id)
+                                            sender, worker_id=identity.id)
             stops[pid] = _StopOnTerm(per_process[pid])
         return per_process[pid]
 

@@ -70,28 +70,32 @@ class InlineBuilds:
 
     def run(self, entry: Running, func: Callable[..., Any], args: tuple[Any, ...],
             kwargs: dict[str, Any], result_mode: str) -> None:
-        """Run the build to its end, and record it."""
+        """Run the build to its end, and record it. A timeout, stop or cancel raises
+        :class:`BuildInterrupted` only while :attr:`current` is this build, which is set
+        just before the ``try`` that makes it the outcome, and unset first thing after."""
         in_main = threading.current_thread() is threading.main_thread()
-        old_alarm = None
-        if entry.timeout and in_main:
-            reason = f"timed out after {format_duration(entry.timeout)}"
-
-            def on_alarm(signum: int, frame: object) -> None:
-                raise BuildInterrupted(BuildState.FAILED, reason)
-
-            old_alarm = signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, entry.timeout)
         if in_main and self._usr1_before is None:
             # installed once, kept until close(): per build it cost as much as a quick job
             self._usr1_before = (signal.signal(signal.SIGUSR1, self._on_cancel),)
-        self.current = entry
-        self._watch()
 
         def emit(frame: Frame) -> None:
             self.handle(entry, frame)
 
-        stdout, stderr = self._writers_for(emit)
+        old_alarm = None
+        writers: tuple[LineWriter, LineWriter] | None = None
+        self.current = entry
         try:
+            if entry.timeout and in_main:
+                reason = f"timed out after {format_duration(entry.timeout)}"
+
+                def on_alarm(signum: int, frame: object) -> None:
+                    if self.current is entry:  # not once the build is over
+                        raise BuildInterrupted(BuildState.FAILED, reason)
+
+                old_alarm = signal.signal(signal.SIGALRM, on_alarm)
+                signal.setitimer(signal.ITIMER_REAL, entry.timeout)
+            self._watch()
+            writers = stdout, stderr = self._writers_for(emit)
             # print() is captured as in a child; output of subprocesses is not (no fork)
             saved = sys.stdout, sys.stderr
             sys.stdout, sys.stderr = stdout, stderr
@@ -105,13 +109,14 @@ class InlineBuilds:
         except BuildInterrupted as exc:  # arrived outside the job's own call
             entry.outcome = Outcome(exc.state, exc.reason)
         finally:
-            stdout.detach_emit()
-            stderr.detach_emit()
-            self._writers.append((stdout, stderr))
-            self.current = None
+            self.current = None  # first: no interruption is raised for it from here on
             if old_alarm is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, old_alarm)
+            if writers is not None:
+                for writer in writers:
+                    writer.detach_emit()
+                self._writers.append(writers)
         self.finish(entry)
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Linux's ``prctl`` for the processes that fork builds (the runner, the fork server, a
-pool worker): a build process dies with its parent, a pool worker adopts what its builds
+"""Linux's ``prctl`` for the processes that fork builds (the runner, a pool
+worker): a build process dies with its parent, a pool worker adopts what its builds
 leave behind. Elsewhere these do nothing (abandoned-build detection covers a dead runner)."""
 
 from __future__ import annotations

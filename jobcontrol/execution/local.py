@@ -36,7 +36,6 @@ from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
-    from jobcontrol.execution.forkserver import ForkServer
     from jobcontrol.execution.pool import WorkerPool
 
 _READ_SIZE = 1 << 16
@@ -106,7 +105,6 @@ class LocalExecutor:
             cancel_poll_interval=cancel_poll_interval, flush_interval=flush_interval)
         self._last_heartbeat = time.monotonic()
         self._last_flush = time.monotonic()
-        self._fork_server: ForkServer | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -146,10 +144,8 @@ class LocalExecutor:
         result_mode: str = "json",
         function_path: str | None = None,
     ) -> None:
-        """Run a claimed build: forked, or inline (to its end, before returning).
-
-        With a fork server (:meth:`use_fork_server`) and the ``function_path`` the callable
-        was imported from, the server forks the build's process instead of this one."""
+        """Run a claimed build: forked, in a pool worker, or inline (to its end, before
+        returning). A pool worker imports the callable itself, from ``function_path``."""
         entry = Running(build, timeout)
         self._running[build.id] = entry
         self.observer.build_started(build)
@@ -207,56 +203,16 @@ class LocalExecutor:
                                         self.masker)
             except PoolError as exc:  # e.g. arguments that do not pickle: fork it here
                 logger.warning("build %s: forked by the runner: %s", build.id, exc)
-        if self._fork_server is not None and function_path is not None:
-            from jobcontrol.execution.forkserver import ForkServerError, ForkServerLost
-
-            try:
-                return ChildProcess.spawn_from(self._fork_server, function_path, args, kwargs,
-                                               build, result_mode, self.masker)
-            except ForkServerLost as exc:  # it may have started (and died with the server)
-                self._drop_fork_server()
-                raise OSError(f"the fork server died while starting it ({exc})") from exc
-            except ForkServerError as exc:  # e.g. arguments that do not pickle: fork here
-                logger.debug("build %s: forked by the runner: %s", build.id, exc)
-                if not self._fork_server.alive():
-                    self._drop_fork_server()
         return ChildProcess.spawn(func, args, kwargs, build, result_mode, self.masker)
 
-    @property
-    def forks_from_server(self) -> bool:
-        """True while process-isolated builds are forked by a fork server."""
-        return self._fork_server is not None
-
-    def use_fork_server(self) -> bool:
-        """Fork process-isolated builds from a fork server (see :mod:`.forkserver`)
-        from now until :meth:`close`; False where none can start (builds fork from here)."""
-        if self._fork_server is not None:
-            return True
-        from jobcontrol.execution.forkserver import ForkServer, ForkServerError, available
-
-        if not available():
-            return False
-        try:
-            self._fork_server = ForkServer()
-        except ForkServerError as exc:
-            logger.warning("builds fork from the runner: %s", exc)
-            return False
-        return True
-
     def close(self) -> None:
-        """Release what the executor holds between builds (its fork server, its pool's
-        workers, the thread that watches inline builds). Call it when nothing runs any
-        more; starting another build later takes them up again."""
+        """Release what the executor holds between builds (its pool's workers, the thread
+        that watches inline builds). Call it when nothing runs any more; starting another
+        build later takes them up again."""
         pool, self._pool = self._pool, None
-        if pool is not None:  # first: its workers hold a copy of the fork server's socket
+        if pool is not None:
             pool.close()
-        self._drop_fork_server()
         self._inline.close()
-
-    def _drop_fork_server(self) -> None:
-        server, self._fork_server = self._fork_server, None
-        if server is not None:
-            server.close()
 
     def wait(self, timeout: float | None = None) -> list[Build]:
         """Block until at least one build finishes (or ``timeout`` passes); return the

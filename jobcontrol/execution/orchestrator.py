@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobcontrol.config import FORK_SERVER_MIN_BUILDS, Config, JobDefinition
+from jobcontrol.config import Config, JobDefinition
 from jobcontrol.errors import DependencyError, JobAlreadyRunningError, JobControlError, RetvalError
 from jobcontrol.execution.identity import namespace_id
 from jobcontrol.execution.local import LocalExecutor
@@ -109,10 +109,7 @@ class BuildRun:
         """Run the steps; returns when nothing more can start and nothing is running."""
         pending = {step.job_id: step for step in steps}  # in plan order
         ready = _ReadySteps(steps, self.deps)
-        close = self._own_executor
-        if self._fork_server_wanted(steps) and not self.executor.forks_from_server:
-            close = self.executor.use_fork_server() or close  # started here: closed here
-        with self._signals_cancel_builds(), self._closing_executor(close), \
+        with self._signals_cancel_builds(), self._closing_executor(self._own_executor), \
                 self._committing(), self._root_logging(steps):
             while pending or self.executor.running or self._retries:
                 before = len(pending)
@@ -143,16 +140,6 @@ class BuildRun:
                     raise RuntimeError(f"plan cannot progress: {list(pending)}")
         self.result.builds.sort(key=lambda build: build.id)
         return self.result
-
-    def _fork_server_wanted(self, steps: list[Step]) -> bool:
-        """Whether this run's process-isolated builds should come from a fork server:
-        ``runner.fork_server``, or by default when there are many of them."""
-        setting = self.config.runner.fork_server
-        if setting is not None:
-            return setting
-        forked = sum(1 for step in steps
-                     if self.config.jobs[step.job_id].isolation == "process")
-        return forked >= FORK_SERVER_MIN_BUILDS
 
     def _root_logging(self, steps: list[Step]) -> contextlib.AbstractContextManager[None]:
         """The root logger held at DEBUG for the run where builds run inline here (their
@@ -239,8 +226,7 @@ class BuildRun:
                 job.id, concurrency=job.concurrency, definition_hash=job.definition_hash,
                 definition=params.recorded_definition(
                     job, values, self.start.instant(job.id),
-                    self._now.record(job, self._verdicts.summaries, here=(
-                        job.isolation == "inline" or not self.executor.forks_from_server))),
+                    self._now.record(job, self._verdicts.summaries)),
                 dependency_builds=consumed, host=HOSTNAME, pid=os.getpid(),
                 pid_namespace=namespace_id(), retry_of=retry_of, run_id=self.start.run_id,
                 params=params.own_params(job, values),

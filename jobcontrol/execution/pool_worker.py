@@ -71,8 +71,7 @@ def worker_main(conn: socket.socket, lifeline: int, parent: int, pipes: WorkerPi
     worker = os.getpid()
     while True:
         try:
-            (job, build, result_mode, new_masker, masker_sent, cwd, environ), _ = \
-                wire.recv(conn)
+            job, build, result_mode, new_masker, masker_sent, cwd, environ = wire.recv(conn)
         except EOFError:
             return
         if new_masker:  # sent where it changed since the build before

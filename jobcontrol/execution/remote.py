@@ -116,12 +116,10 @@ class RemoteWorker:
     """What one worker process does with the build ids it receives (see module docstring).
 
     One per process: it owns a :class:`LocalExecutor` for the builds it runs, one at a time.
-    With ``fork_server``, process-isolated builds fork from a fork server kept for the
-    worker's life (:meth:`close` ends it; it dies with the process anyway).
     """
 
     def __init__(self, jc: JobControl, send: Sender,
-                 observer: BuildObserver | None = None, *, fork_server: bool = False,
+                 observer: BuildObserver | None = None, *,
                  worker_id: str | None = None) -> None:
         self.jc = jc
         #: the identity of the worker this process belongs to, recorded with its builds
@@ -138,9 +136,6 @@ class RemoteWorker:
             max_builds_per_worker=runner.max_builds_per_worker,
             max_worker_memory=runner.max_worker_memory,
         )
-        #: whether process-isolated builds fork from a fork server (see :meth:`_fork_server`):
-        #: for a long-lived worker process, which :meth:`close` at its end
-        self._fork_server_works = fork_server
         #: the build this worker runs now, if any
         self.running: Build | None = None
 
@@ -241,8 +236,6 @@ class RemoteWorker:
     def _run(self, started: Build, job: JobDefinition, func: Callable[..., Any],
              args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Run a started build to its end (a failed one is retried if its job says so)."""
-        if job.isolation == "process":
-            self._fork_server()
         # the parameters the build was made with, as its definition recorded them
         kwargs = params.call_kwargs(kwargs, params.stored_values(job, started.definition))
         self.running = started
@@ -261,14 +254,6 @@ class RemoteWorker:
         self.dispatch([done])
         return str(done.state)
 
-    def _fork_server(self) -> None:
-        """Fork process-isolated builds from a fork server (:mod:`jobcontrol.execution.forkserver`),
-        started with the first one and kept for the life of this process: a fork from
-        the worker process, large with Celery, costs several times more. Started again
-        if it died; never again where it cannot start (builds fork from here then)."""
-        if self._fork_server_works and not self.executor.forks_from_server:
-            self._fork_server_works = self.executor.use_fork_server()
-
     def stop(self, reason: str) -> None:
         """Stop the running build, to be recorded ``abandoned`` with ``reason`` (retried
         if its job has retries) once its process has ended; from a signal handler too."""
@@ -280,7 +265,7 @@ class RemoteWorker:
         self.executor.commit_outcomes()
 
     def close(self) -> None:
-        """Release what the executor holds between builds (the fork server, the thread
+        """Release what the executor holds between builds (its pool's workers, the thread
         that watches inline builds)."""
         self.executor.close()
 

@@ -18,14 +18,13 @@ import contextlib
 import io
 import logging
 import os
-import select
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from jobcontrol import context
 from jobcontrol.context import SkipBuild
@@ -300,9 +299,9 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(f"terminated by {signal.Signals(signum).name}")
 
 
-# -- what a process that forks build processes needs (the runner here, and the fork server):
-# load_prctl() in the parent, die_with_parent() in each child (:mod:`jobcontrol.execution.
-# linux`), a ChildCapture to run the build
+# -- what a process that forks build processes needs (the runner here, and the pool's
+# workers): load_prctl() in the parent, die_with_parent() in each child
+# (:mod:`jobcontrol.execution.linux`), a ChildCapture to run the build
 
 
 def _child_main(
@@ -321,13 +320,8 @@ def _child_main(
 
 class ChildCapture:
     """A build process's setup, in parts: the writers (made first), :meth:`isolate` (what
-    the process does before a build, whichever), and :meth:`run`, which connects the
-    build's pipes and runs its job.
-
-    A fork server makes one and :meth:`rehearse` s with it, once, before its first spares:
-    they inherit it, and run paths its rehearsals went (see :mod:`jobcontrol.execution.forkserver`).
-    A spare isolates itself while it waits for a build, and rehearses too: its build starts
-    with that work done and the pages it writes already copied.
+    the process does before a build, whichever), and :meth:`run` (a forked child) or
+    :meth:`run_warm` (a pool worker), which run the job.
     """
 
     def __init__(self) -> None:
@@ -395,54 +389,6 @@ class ChildCapture:
             self.emit(frame)
         return frame
 
-    def rehearse(self, build: Build, result_mode: str, masker: Masker | None) -> None:
-        """Go through what :meth:`run` does, with a job of jobcontrol's own
-        (:func:`_rehearsal`) and every frame written to /dev/null: nothing of a job runs,
-        nothing is sent, and the state of the process is as before, but the pages those
-        paths write are this process's own afterwards (each costs a page fault, here
-        about 2.6 µs, the first time it is written after a fork).
-
-        ``build``, ``result_mode`` and ``masker`` are a previous build's (the next one's
-        are much alike)."""
-        sink = os.open(os.devnull, os.O_WRONLY)
-        saved = sys.stdout, sys.stderr
-        self.emit._fd = sink
-        try:
-            self._execute(_rehearsal, (), {}, build, result_mode, masker)
-        finally:
-            sys.stdout, sys.stderr = saved
-            self.emit._fd = -1
-            self.stdout._partial = self.stderr._partial = ""
-            os.close(sink)
-
-
-#: the logger of :func:`_rehearsal`: made here, not by ``logging.getLogger`` (no one can
-#: configure it), and its records reach the root logger's handlers only (a build process's
-#: root logger has no handler but the capture's)
-_rehearsal_log = logging.Logger("jobcontrol.rehearsal")
-_rehearsal_log.parent = logging.getLogger()
-
-
-def _rehearsal() -> int:
-    """The job :meth:`ChildCapture.rehearse` runs: what a quick job does (a log record, a
-    printed line, a progress report, a return value), with jobcontrol's code only."""
-    _rehearsal_log.info("rehearsal %s", 1)
-    print("rehearsal")
-    context.progress(1, 1)
-    return 0
-
-
-class Spawner(Protocol):
-    """What forks build processes for this one: the fork server
-    (:class:`~jobcontrol.execution.forkserver.ForkServer`, which imports this module)."""
-
-    def spawn(self, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-              child_args: tuple[Any, ...], fds: tuple[int, int, int]) -> int: ...
-
-    def reap(self, pid: int) -> int: ...
-
-    def release(self, pid: int) -> None: ...
-
 
 @dataclass
 class ChildProcess:
@@ -453,31 +399,6 @@ class ChildProcess:
     out_fd: int
     err_fd: int
     pidfd: int | None
-    #: the fork server that forked it (None: forked by this process)
-    server: Spawner | None = None
-
-    @classmethod
-    def spawn_from(
-        cls, server: Spawner, function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        build: Build, result_mode: str = "json", masker: Masker | None = None,
-    ) -> ChildProcess:
-        """Have ``server`` fork a child that runs ``function`` (its path); returns at once.
-        :class:`~.forkserver.ForkServerError` if the server cannot (nothing runs)."""
-        pipes = [os.pipe() for _ in range(3)]
-        try:
-            pid = server.spawn(function, args, kwargs, (build, result_mode, masker),
-                               (pipes[0][1], pipes[1][1], pipes[2][1]))
-            pidfd = os.pidfd_open(pid)
-        except BaseException:
-            for r, _ in pipes:
-                os.close(r)
-            raise
-        finally:
-            for _, w in pipes:
-                os.close(w)
-        for r, _ in pipes:
-            os.set_blocking(r, False)
-        return cls(pid, pipes[0][0], pipes[1][0], pipes[2][0], pidfd, server)
 
     @classmethod
     def spawn(
@@ -530,9 +451,6 @@ class ChildProcess:
     def exited(self) -> bool:
         """True once the child has exited; it stays a zombie until :meth:`reap`, so its
         process group id cannot be reused while we still signal it."""
-        if self.server is not None:  # not our child: its pidfd is readable once it exited
-            assert self.pidfd is not None
-            return bool(select.select([self.pidfd], [], [], 0)[0])
         try:
             info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
@@ -540,21 +458,14 @@ class ChildProcess:
         return info is not None
 
     def reap(self, need_status: bool = True) -> int:
-        """Kill what the job left behind, collect the child; returns its wait status (0
-        for a fork server's child when ``need_status`` is false: the server collects it
-        without the runner waiting for that)."""
+        """Kill what the job left behind, collect the child; returns its wait status
+        (``need_status`` matters to a pool worker only: :class:`~.pool.PoolChild`)."""
         self.signal_group(signal.SIGKILL)
         status = 0
-        if self.server is not None:
-            if need_status:
-                status = self.server.reap(self.pid)
-            else:
-                self.server.release(self.pid)
-        else:
-            try:
-                _, status = os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
         for fd in (self.frame_fd, self.out_fd, self.err_fd, self.pidfd):
             if fd is not None:
                 try:

@@ -157,8 +157,9 @@ class _Command:
 
     def _pump(self, until: float | None = None) -> None:
         """Read the pipes as lines come, until the command has exited (or ``until``, a
-        ``time.monotonic()``); then what it left in them."""
-        while self.pipes and not self._exited():
+        ``time.monotonic()``); then what it left in them. The end of its output is not its
+        exit (coreutils close stdout just before exiting): its group is killed after."""
+        while not self._exited():
             wait = 1.0 if self.pidfd is not None else 0.05
             if until is not None:
                 wait = min(wait, until - time.monotonic())

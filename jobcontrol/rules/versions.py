@@ -44,7 +44,7 @@ class JobNow:
         """The definition snapshot a build of ``job`` made now stores. ``here``: the build
         runs code this process imported (inline, or forked from here), and records the
         version of that code (see :func:`~jobcontrol.fingerprints.code_version`); else
-        (a fork server, a Celery worker, which import it themselves) the version read from
+        (a Celery worker, which imports it itself) the version read from
         the file now."""
         code = job_code(job, running=True) if here else self.code
         extra: dict[str, Any] = {CODE_KEY: code.as_json()}
