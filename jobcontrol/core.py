@@ -368,14 +368,15 @@ class JobControl(Pausing, History, Runs):
         paused = {} if force else self.storage.job_pauses(step.job_id for step in steps)
         result = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
                           keep_going=keep_going, if_outdated=if_outdated,
-                          notifier=self._notifier(), paused=paused, start=run).run(steps)
+                          notifier=self.notifier(), paused=paused, start=run).run(steps)
         if result.error is not None:
             result.error.builds = result.builds  # type: ignore[attr-defined]
             raise result.error
         return result.builds
 
-    def _notifier(self) -> Notifier | None:
-        """Sends state-change notifications, if any job asks for them."""
+    def notifier(self) -> Notifier | None:
+        """What sends state-change notifications (``notify``), if any job asks for them:
+        for local builds and for those a worker runs alike."""
         policies = {job_id: job.notify for job_id, job in self.config.jobs.items()
                     if job.notify is not None}
         if not policies:

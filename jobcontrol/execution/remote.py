@@ -8,13 +8,18 @@ The storage is the record and the arbiter; a message only says "look at build N"
   of its dependencies in the same plan, or their latest successful builds. Then it sends
   every id.
 - A worker receiving an id (:meth:`RemoteWorker.handle`) does nothing unless the build is
-  still ``queued``. A build whose dependencies are still queued or running, or whose job
-  already runs ``concurrency`` builds, is sent again after a short wait (queued until
-  ready); one whose dependency failed, was cancelled or abandoned (for good: no retry to
-  come) is ``cancelled`` with the reason. Otherwise the worker claims it
-  (``queued → running`` once, however often the broker delivers the id) and runs it in a
-  child process with the :class:`~jobcontrol.execution.local.LocalExecutor`, as
-  ``jobcontrol build`` would: logs, progress, heartbeat, timeout, cancel requests.
+  still ``queued``. A worker whose config lacks the build's job, or defines it otherwise
+  (another ``definition_hash``), gives the build back: it notes why on the build and sends
+  it again after a wait, for a worker whose config matches; if none ever takes it, the
+  ``queued_timeout`` sweep fails it, naming why (see :mod:`jobcontrol.execution.queued`).
+  A build whose dependencies are still queued or running, or whose job already runs
+  ``concurrency`` builds, is sent again after a short wait (queued until ready); one
+  whose dependency failed, was cancelled or abandoned (for good: no retry to come) is
+  ``cancelled`` with the reason. Otherwise the worker claims it (``queued → running``
+  once, however often the broker delivers the id) and runs it in a child process with
+  the :class:`~jobcontrol.execution.local.LocalExecutor`, as ``jobcontrol build``
+  would: logs, progress, heartbeat, timeout, cancel requests; its end notifies as the
+  job's ``notify`` says, by the worker that ran it (once).
 - A failed or abandoned remote build of a job with ``retries`` is retried as a new queued
   build pointing at it; the storage makes one retry per build however many workers notice.
   Failed builds are retried by the worker that ran them; abandoned ones by any worker's
@@ -33,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobControlError
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
-from jobcontrol.execution.queued import sweep_queued
+from jobcontrol.execution.queued import given_back, sweep_queued
 from jobcontrol.models import HOSTNAME, Build, BuildState
 from jobcontrol.rules import params, plan
 from jobcontrol.storage.base import Storage
@@ -163,6 +168,8 @@ class RemoteWorker:
         self._fork_server_works = fork_server
         #: the build this worker runs now, if any
         self.running: Build | None = None
+        #: tells the ``notify`` targets of the builds this worker runs (None: no job asks)
+        self.notifier = jc.notifier()
 
     # -- one message -----------------------------------------------------------------------
 
@@ -183,10 +190,10 @@ class RemoteWorker:
             return f"already {build.state}"  # a redelivery, or cancelled while queued
         job = self.config.jobs.get(build.job_id)
         if job is None:
-            return self._refuse(build, f"job {build.job_id!r} is not in this worker's config "
-                                       f"({self.config.path})")
+            return self._give_back(build, waited, f"job {build.job_id!r} is not in its config "
+                                                  f"({self.config.path})")
         if job.definition_hash != build.definition_hash:
-            return self._refuse(build, self._other_definition(job.id))
+            return self._give_back(build, waited, self._other_definition(job.id))
         state = self.dependencies(build)
         if isinstance(state, Waiting):
             return self._later(build, waited, "waiting for dependencies")
@@ -212,7 +219,8 @@ class RemoteWorker:
     def _start_ready(self, build_id: int, job_id: str) -> str | None:
         """Start and run a build that waits for no other, without reading it first; None
         where :meth:`handle` must look at it (an unknown job, arguments it cannot make,
-        a job busy, a build deleted or not queued any more): it says what happened."""
+        a job busy, a build deleted, not queued any more or of another definition): it
+        says what happened."""
         job = self.config.jobs.get(job_id)
         if job is None or job.dependencies:
             return None
@@ -222,19 +230,20 @@ class RemoteWorker:
             started = self.storage.start_queued_build(
                 build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
                 dependency_builds=consumed, worker_id=self.worker_id,
+                definition_hash=job.definition_hash,  # another stays queued, for handle()
             )
         except (JobControlError, BuildNotFoundError, JobAlreadyRunningError):
             return None
         if started is None:
             return None
-        if started.job_id != job.id or started.definition_hash != job.definition_hash:
-            return self._refuse(started, self._other_definition(started.job_id))
+        if started.job_id != job.id:  # a message naming the wrong job: never sent so
+            return self._refuse(started, f"build {started.id} is of job {started.job_id!r}, "
+                                         f"not {job.id!r} as its message said")
         return self._run(started, job, func, args, kwargs)
 
     def _other_definition(self, job_id: str) -> str:
-        return (f"this worker's config ({self.config.path}) defines job {job_id!r} "
-                f"differently from the one that queued the build: deploy the same config "
-                f"everywhere")
+        return (f"its config ({self.config.path}) defines job {job_id!r} differently from "
+                f"the one that queued the build: deploy the same config everywhere")
 
     def _run(self, started: Build, job: JobDefinition, func: Callable[..., Any],
              args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -254,9 +263,18 @@ class RemoteWorker:
         finally:
             self.running = None
         [done] = finished
-        if done.state is BuildState.FAILED:
-            self.retry(done)
+        if done.state is BuildState.FAILED and self.retry(done) is not None:
+            return str(done.state)  # the last attempt is the one that may be news
+        self._notify(done)
         return str(done.state)
+
+    def _notify(self, build: Build) -> None:
+        """Tell the job's ``notify`` targets if ``build`` changes how its job is doing, as
+        a local build would; a target that fails is logged (the build stands)."""
+        if self.notifier is None:
+            return
+        for problem in self.notifier.build_finished(build):
+            logger.warning("build #%s %s: %s", build.id, build.job_id, visible(problem))
 
     def _fork_server(self) -> None:
         """Fork process-isolated builds from a fork server (:mod:`jobcontrol.execution.forkserver`),
@@ -280,6 +298,20 @@ class RemoteWorker:
         """Release what the executor holds between builds (the fork server, the thread
         that watches inline builds)."""
         self.executor.close()
+
+    def _give_back(self, build: Build, waited: int, why: str) -> str:
+        """Leave ``build`` queued for a worker whose config matches: note why on it (the
+        ``queued_timeout`` sweep names it if no worker ever takes it) and send it again
+        after a wait that grows, so this worker does not spin on taking it back."""
+        logger.warning("build #%s %s: given back for a worker whose config matches: "
+                       "this worker's %s", build.id, build.job_id, why)
+        self.storage.note_queued(build.id, given_back(self.name, why))
+        return self._later(build, waited, "given back")
+
+    @property
+    def name(self) -> str:
+        """The worker as people know it: its identity, or its host and pid."""
+        return self.worker_id or f"{HOSTNAME}:{os.getpid()}"
 
     def _refuse(self, build: Build, reason: str) -> str:
         logger.error("build #%s %s: %s", build.id, build.job_id, reason)

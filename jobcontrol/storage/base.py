@@ -141,12 +141,16 @@ class Storage(SharedState, abc.ABC):
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
+        definition_hash: str | None = None,
     ) -> Build | None:
         """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``,
         by the worker ``worker_id``).
 
         Returns None when the build is no longer queued (started by someone else, cancelled,
         finished): ``queued → running`` happens once, however often it is asked for.
+        With ``definition_hash``, also None (the build stays queued) when the build's
+        ``definition_hash`` is another: a worker whose config differs leaves it for one
+        whose config matches.
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` while its job has
         ``concurrency`` running builds (the build stays queued). ``dependency_builds``, when
         given, replaces what the build records as consumed. Raises
@@ -249,6 +253,11 @@ class Storage(SharedState, abc.ABC):
         a queued build: when it was last sent) becomes now, its ``reason`` ``reason``.
         With ``first``, only a build never re-sent (no heartbeat yet): of the workers
         noticing a lost message together, one re-sends it. False when nothing changed."""
+
+    @abc.abstractmethod
+    def note_queued(self, build_id: int, reason: str) -> bool:
+        """Set a ``queued`` build's ``reason`` (why it still waits: a worker gave it back),
+        leaving when it was last sent alone. False when it is not queued."""
 
     @abc.abstractmethod
     def fail_queued(self, build_id: int, reason: str) -> bool:

@@ -195,11 +195,14 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
+        definition_hash: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         with self._lock:
             build = self._get(build_id)
             if build.state is not BuildState.QUEUED:
+                return None
+            if definition_hash is not None and build.definition_hash != definition_hash:
                 return None
             running = [
                 b.id for b in self._builds.values()
@@ -326,6 +329,14 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
                 return False
             self._builds[build_id] = dataclasses.replace(build, heartbeat=utcnow(),
                                                          reason=reason)
+            return True
+
+    def note_queued(self, build_id: int, reason: str) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or build.state is not BuildState.QUEUED:
+                return False
+            self._builds[build_id] = dataclasses.replace(build, reason=reason)
             return True
 
     def fail_queued(self, build_id: int, reason: str) -> bool:

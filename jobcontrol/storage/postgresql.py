@@ -454,8 +454,8 @@ class PostgreSQLStorage(SqlStorage):
         return self._retry(attempt, f"queueing a build of {job_id!r}")
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
-                      deps_json: str | None, now: Any, worker_id: str | None = None
-                      ) -> Build | None:
+                      deps_json: str | None, now: Any, worker_id: str | None = None,
+                      definition_hash: str | None = None) -> Build | None:
         # a retry after the connection broke while starting looks whether that start
         # happened: it did if the row holds what it wrote (its start time to the microsecond)
         again = False
@@ -477,7 +477,7 @@ class PostgreSQLStorage(SqlStorage):
                     return build
             again = True
             return super(PostgreSQLStorage, self)._start_queued(
-                build_id, concurrency, host, pid, deps_json, now, worker_id)
+                build_id, concurrency, host, pid, deps_json, now, worker_id, definition_hash)
 
         return self._retry(attempt, f"starting build {build_id}")
 

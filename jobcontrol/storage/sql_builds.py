@@ -158,22 +158,23 @@ class SqlBuilds(SqlCore):
         pid: int,
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
+        definition_hash: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
         return self._start_queued(build_id, concurrency, host, pid, deps_json,
-                                  self._time_param(self.now()), worker_id)
+                                  self._time_param(self.now()), worker_id, definition_hash)
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
-                      deps_json: str | None, now: Any, worker_id: str | None = None
-                      ) -> Build | None:
+                      deps_json: str | None, now: Any, worker_id: str | None = None,
+                      definition_hash: str | None = None) -> Build | None:
         """The body of :meth:`start_queued_build`, its start time given (as stored)."""
         with self._transaction() as cur:
             # the build's row, then its job: nothing holds a job's lock while it waits for
             # a row another claim has locked, so the two orders cannot deadlock
             cur.execute(self.sql["queued_build_locked"], (build_id,))
-            job_id = self._queued_job(cur.fetchone(), build_id)
+            job_id = self._queued_job(cur.fetchone(), build_id, definition_hash)
             if job_id is None:
                 return None
             self._lock_job(cur, job_id)
@@ -192,12 +193,16 @@ class SqlBuilds(SqlCore):
         return build
 
     @staticmethod
-    def _queued_job(row: Sequence[Any] | None, build_id: int) -> str | None:
-        """The job of a build to start, from its ``(job_id, state)``; None when it is not
-        queued any more, BuildNotFoundError when there is no such build."""
+    def _queued_job(row: Sequence[Any] | None, build_id: int,
+                    definition_hash: str | None) -> str | None:
+        """The job of a build to start, from its ``(job_id, state, definition_hash)``;
+        None when it is not queued any more or has another ``definition_hash`` (if one is
+        given), BuildNotFoundError when there is no such build."""
         if row is None:
             raise BuildNotFoundError(build_id)
-        job_id, state = row
+        job_id, state, stored_hash = row
+        if definition_hash is not None and stored_hash != definition_hash:
+            return None
         return str(job_id) if state == BuildState.QUEUED.value else None
 
     @retried("reading a build")
@@ -387,6 +392,12 @@ class SqlBuilds(SqlCore):
             cur.execute(self.sql["mark_resent_first" if first else "mark_resent"],
                         (self._time_param(self.now()), reason, build_id,
                          BuildState.QUEUED.value))
+            return bool(cur.rowcount)
+
+    @retried("noting why build {build_id} waits")
+    def note_queued(self, build_id: int, reason: str) -> bool:
+        with self._transaction() as cur:
+            cur.execute(self.sql["note_queued"], (reason, build_id, BuildState.QUEUED.value))
             return bool(cur.rowcount)
 
     @retried("failing queued build {build_id}")

@@ -33,7 +33,7 @@ INSERT INTO builds (job_id, state, definition, definition_hash, dependency_build
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: queued_build_locked
-SELECT job_id, state FROM builds WHERE id = ?
+SELECT job_id, state, definition_hash FROM builds WHERE id = ?
 
 -- name: start_queued_build
 UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
@@ -83,6 +83,9 @@ UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ?
 
 -- name: mark_resent_first
 UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ? AND heartbeat IS NULL
+
+-- name: note_queued
+UPDATE builds SET reason = ? WHERE id = ? AND state = ?
 
 -- name: cancel_running
 UPDATE builds SET cancel_requested = ?, cancel_reason = ?
