@@ -27,6 +27,7 @@ from jobcontrol.models import (
     JobSummary,
     LogCutoff,
     LogRecord,
+    NewRun,
     ProgressItem,
     Run,
     RunTrigger,
@@ -121,9 +122,11 @@ class Storage(SharedState, abc.ABC):
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        new_run: NewRun | None = None,
     ) -> Build | None:
         """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue`` (of run
-        ``run_id``, with ``params``, as :meth:`claim_build`).
+        ``run_id``, with ``params``, as :meth:`claim_build`). With ``new_run`` instead of
+        ``run_id``, that run is recorded as :meth:`create_run` would, in the same write.
 
         ``dependency_builds`` names the builds it waits for (see
         :mod:`jobcontrol.execution.remote`). With ``retry_of``, the build retries that one,
@@ -256,8 +259,8 @@ class Storage(SharedState, abc.ABC):
 
     @abc.abstractmethod
     def note_queued(self, build_id: int, reason: str) -> bool:
-        """Set a ``queued`` build's ``reason`` (why it still waits: a worker gave it back),
-        leaving when it was last sent alone. False when it is not queued."""
+        """Set a ``queued`` build's ``reason`` (why it waits: a worker gave it back), not
+        when it was last sent. False when it is not queued."""
 
     @abc.abstractmethod
     def fail_queued(self, build_id: int, reason: str) -> bool:

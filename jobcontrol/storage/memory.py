@@ -25,6 +25,7 @@ from jobcontrol.models import (
     JobSummary,
     LogCutoff,
     LogRecord,
+    NewRun,
     ProgressItem,
     ScheduledRun,
     StoredValue,
@@ -162,6 +163,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        new_run: NewRun | None = None,
     ) -> Build | None:
         definition = json_copy(definition)
         deps = {str(job): int(build_id) for job, build_id in dependency_builds.items()}
@@ -169,6 +171,8 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
             self._check_open()
             if retry_of is not None and self._retry_of(retry_of) is not None:
                 return None
+            if new_run is not None:
+                run_id = self._add_run(new_run).id
             self._last_id += 1
             build = Build(
                 id=self._last_id,

@@ -49,6 +49,7 @@ from jobcontrol.models import (
     BuildState,
     ExceptionInfo,
     LogRecord,
+    NewRun,
     StoredValue,
 )
 from jobcontrol.storage.base import as_utc
@@ -433,9 +434,11 @@ class PostgreSQLStorage(SqlStorage):
 
     def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
                  deps_json: str, queue: str, retry_of: int | None, created: Any,
-                 origin: tuple[int | None, str | None] = (None, None)) -> Build | None:
+                 origin: tuple[int | None, str | None] = (None, None),
+                 new_run: NewRun | None = None) -> Build | None:
         # twice is not harmless (a second queued build would run too): a retry looks for
-        # the row it would have made (its job, its creation time to the microsecond) first
+        # the row it would have made (its job, its creation time to the microsecond) first;
+        # a new run recorded with it landed with it
         again = False
 
         def attempt() -> Build | None:
@@ -449,7 +452,7 @@ class PostgreSQLStorage(SqlStorage):
             again = True
             return super(PostgreSQLStorage, self)._enqueue(
                 job_id, definition_json, definition_hash, deps_json, queue, retry_of, created,
-                origin)
+                origin, new_run)
 
         return self._retry(attempt, f"queueing a build of {job_id!r}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,8 @@ from jobcontrol.models import (
     ExceptionInfo,
     JobSummary,
     LogRecord,
+    NewRun,
+    RunTrigger,
     StoredValue,
 )
 from jobcontrol.storage.base import (
@@ -124,17 +127,21 @@ class SqlBuilds(SqlCore):
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        new_run: NewRun | None = None,
     ) -> Build | None:
         definition_json = self._dumps(definition)
         deps_json = self._dumps({str(k): int(v) for k, v in dependency_builds.items()})
         params_json = None if params is None else self._dumps(params)
         return self._enqueue(job_id, definition_json, definition_hash, deps_json, queue,
-                             retry_of, self._time_param(self.now()), (run_id, params_json))
+                             retry_of, self._time_param(self.now()), (run_id, params_json),
+                             new_run)
 
     def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
                  deps_json: str, queue: str, retry_of: int | None, created: Any,
-                 origin: tuple[int | None, str | None] = (None, None)) -> Build | None:
+                 origin: tuple[int | None, str | None] = (None, None),
+                 new_run: NewRun | None = None) -> Build | None:
         """The body of :meth:`enqueue_build`, its creation time given (as stored)."""
+        run_id, params_json = origin
         with self._transaction() as cur:
             if retry_of is not None:
                 # serialised per job, so two workers retrying one build cannot both insert
@@ -142,12 +149,29 @@ class SqlBuilds(SqlCore):
                 cur.execute(self.sql["retry_of"], (retry_of,))
                 if cur.fetchone() is not None:
                     return None
+            if new_run is not None:  # one commit for both: the submitting loop's longest wait
+                run_id = self._insert_run(cur, new_run, created)
             build_id = self._insert_id(
                 cur, self.sql["enqueue_build"],
                 (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
-                 created, retry_of, queue, *origin),
+                 created, retry_of, queue, run_id, params_json),
             )
-            return self._fetch_build(cur, build_id)
+        # the row as inserted, without reading it back (as a claim): one round trip less
+        # on the submitting loop, every queued build
+        return Build(
+            id=build_id, job_id=job_id, state=BuildState.QUEUED,
+            definition=json.loads(definition_json), definition_hash=definition_hash,
+            dependency_builds=json.loads(deps_json), created=self._time(created),
+            retry_of=retry_of, queue=queue, run_id=run_id,
+            params=None if params_json is None else json.loads(params_json),
+        )
+
+    def _insert_run(self, cur: Any, new: NewRun, created: Any) -> int:
+        """Record ``new`` in the transaction of ``cur``, created at ``created`` (as stored)."""
+        params_json = self._dumps({job: dict(values) for job, values in new.params.items()})
+        return self._insert_id(cur, self.sql["create_run"], (
+            RunTrigger(new.trigger).value, created, new.by, json.dumps(list(new.targets)),
+            params_json, new.note, uuid.uuid4().hex))
 
     def start_queued_build(
         self,
