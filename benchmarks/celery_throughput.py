@@ -68,6 +68,7 @@ import psycopg2  # noqa: E402
 from benchmarks.common import unique_name  # noqa: E402
 from jobcontrol import BuildState, JobControl  # noqa: E402
 
+#: prefix of the database a run makes when ``--database`` is not given
 BENCH_DB = "jobcontrol_celery_bench"
 
 CONFIG = """\
@@ -96,18 +97,24 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    """A new, empty database of this run's own on ``server``, dropped afterwards."""
-    name = unique_name(BENCH_DB)
+def bench_database(server: str, name: str | None) -> Iterator[str]:
+    """The URL of database ``name`` on ``server``: made (and dropped afterwards) when it
+    does not exist, used as it is (and kept) when it does; ``None``: a new one named for
+    this run (``jobcontrol_celery_bench_<pid>_<random>``)."""
+    name = name or unique_name(BENCH_DB)
     admin = psycopg2.connect(server)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        made = cur.fetchone() is None
+        if made:
+            cur.execute(f'CREATE DATABASE "{name}"')
     try:
         yield with_database(server, name)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if made:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
 
 
@@ -133,46 +140,55 @@ def started(argv: list[str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[
         process.wait()
 
 
-def run_jobcontrol(broker: str, server: str, builds: int, isolation: str, folder: Path) -> float:
+def _ended(storage: str, after: int) -> tuple[int, int]:
+    """Builds after id ``after`` that have ended, and how many of them did not succeed."""
+    with psycopg2.connect(storage) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(*) FILTER (WHERE state <> %s) FROM builds "
+                    "WHERE id > %s AND state NOT IN ('queued', 'running')",
+                    (BuildState.SUCCESS.value, after))
+        done, bad = cur.fetchone()
+    conn.close()
+    return done, bad
+
+
+def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
+                   folder: Path) -> float:
     """Seconds for ``builds`` no-op builds: queued one ``build --async`` at a time, each
-    ended in the storage."""
+    ended in the storage (a database used before counts only the builds made now)."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     (folder / "noop.py").write_text("def noop():\n    return None\n")
-    config = folder / "jobs.yaml"
+    config = folder / f"jobs-{isolation}.yaml"
     config.write_text(CONFIG.format(broker=broker, queue=queue, isolation=isolation))
-    with fresh_database(server) as storage:
-        JobControl.from_config(config, storage).install()
-        argv = [sys.executable, "-m", "jobcontrol", "-c", str(config), "--storage", storage,
-                "worker", "--concurrency", "2"]
-        with started(argv, folder, folder / "jobcontrol-worker.log"), \
-                JobControl.from_config(config, storage) as jc:
-            begin = time.perf_counter()
-            for _ in range(builds):
-                jc.submit("noop")
-            while True:
-                with psycopg2.connect(storage) as conn, conn.cursor() as cur:
-                    cur.execute("SELECT count(*), count(*) FILTER (WHERE state <> %s) "
-                                "FROM builds WHERE state NOT IN ('queued', 'running')",
-                                (BuildState.SUCCESS.value,))
-                    done, bad = cur.fetchone()
-                conn.close()
-                if done >= builds:
-                    break
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - begin
-            if bad:
-                raise RuntimeError(f"{bad} builds did not succeed")
-            return elapsed
+    JobControl.from_config(config, storage).install()
+    argv = [sys.executable, "-m", "jobcontrol", "-c", str(config), "--storage", storage,
+            "worker", "--concurrency", "2"]
+    with started(argv, folder, folder / f"jobcontrol-worker-{isolation}.log"), \
+            JobControl.from_config(config, storage) as jc:
+        before = max((b.id for b in jc.storage.list_builds(limit=1)), default=0)
+        begin = time.perf_counter()
+        for _ in range(builds):
+            jc.submit("noop")
+        while True:
+            done, bad = _ended(storage, before)
+            if done >= builds:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - begin
+        if bad:
+            raise RuntimeError(f"{bad} builds did not succeed")
+        return elapsed
 
 
 def run_celery(broker: str, backend: str, builds: int, folder: Path) -> float:
-    """Seconds for ``builds`` no-op Celery tasks, each result read from the backend."""
+    """Seconds for ``builds`` no-op Celery tasks, each result read from the backend (and
+    removed from it afterwards)."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     (folder / "bench_app.py").write_text(CELERY_APP.format(broker=broker, backend=backend))
     argv = [sys.executable, "-m", "celery", "-A", "bench_app", "worker", "--concurrency=2",
             f"--queues={queue}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
             f"--hostname=bench.{os.getpid()}@%h"]
     sys.path.insert(0, str(folder))
+    sys.modules.pop("bench_app", None)
     import bench_app  # type: ignore[import-not-found]
 
     with started(argv, folder, folder / "celery-worker.log"):
@@ -181,42 +197,57 @@ def run_celery(broker: str, backend: str, builds: int, folder: Path) -> float:
         for result in results:
             result.get(timeout=300)
         elapsed = time.perf_counter() - begin
+    for result in results:
+        result.forget()
     sys.path.remove(str(folder))
     return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/6")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/6",
+                        help="the broker of both sides (a Redis URL names its database)")
     parser.add_argument("--backend", default="redis://127.0.0.1:6379/7",
                         help="Celery's result backend (the Celery-alone side)")
     parser.add_argument("--postgresql", default=os.environ.get(
-        "JOBCONTROL_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+        "JOBCONTROL_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="the PostgreSQL server (its database is only used to make ours)")
+    parser.add_argument("--database", default=None,
+                        help="the database for the record: made and dropped if missing, "
+                             "kept if it exists (default: a new one named for this run)")
     parser.add_argument("--builds", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--isolation", choices=["process", "inline"], default="process")
+    parser.add_argument("--isolation", default="process",
+                        help="comma-separated, each measured in every run after Celery: "
+                             "process, inline, pool")
     args = parser.parse_args()
+    isolations = [i.strip() for i in args.isolation.split(",") if i.strip()]
+    for isolation in isolations:
+        if isolation not in ("process", "inline", "pool"):
+            parser.error(f"--isolation: {isolation!r} is not process, inline or pool")
 
-    ours: list[float] = []
+    ours: dict[str, list[float]] = {isolation: [] for isolation in isolations}
     theirs: list[float] = []
-    for number in range(1, args.runs + 1):
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            celery_seconds = run_celery(args.broker, args.backend, args.builds, folder)
-            jc_seconds = run_jobcontrol(args.broker, args.postgresql, args.builds,
-                                        args.isolation, folder)
-        theirs.append(celery_seconds)
-        ours.append(jc_seconds)
-        print(f"run {number}: celery {celery_seconds:.2f}s "
-              f"({args.builds / celery_seconds:.0f}/s), jobcontrol {jc_seconds:.2f}s "
-              f"({args.builds / jc_seconds:.0f}/s)", flush=True)
-    celery_median, jc_median = statistics.median(theirs), statistics.median(ours)
+    with bench_database(args.postgresql, args.database) as storage:
+        for number in range(1, args.runs + 1):
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                theirs.append(run_celery(args.broker, args.backend, args.builds, folder))
+                line = f"run {number}: celery {theirs[-1]:.2f}s"
+                for isolation in isolations:
+                    ours[isolation].append(run_jobcontrol(args.broker, storage, args.builds,
+                                                          isolation, folder))
+                    line += f", jobcontrol {isolation} {ours[isolation][-1]:.2f}s"
+            print(line, flush=True)
+    celery_median = statistics.median(theirs)
     print(textwrap.dedent(f"""\
         {args.builds} no-op builds, 2 worker processes, broker {urlsplit(args.broker).scheme},
-        isolation {args.isolation}, median of {args.runs} runs:
-          celery alone (result backend): {celery_median:.2f}s
-          jobcontrol (PostgreSQL record): {jc_median:.2f}s
-          ratio: {jc_median / celery_median:.2f}x (target: at most 2x)"""))
+        median of {args.runs} runs (min), load average {os.getloadavg()[0]:.1f}:
+          celery alone (result backend): {celery_median:.2f}s ({min(theirs):.2f}s)"""))
+    for isolation, times in ours.items():
+        median = statistics.median(times)
+        print(f"  jobcontrol {isolation} (PostgreSQL record): {median:.2f}s ({min(times):.2f}s)"
+              f": {median / celery_median:.2f}x (target: at most 1.5x)")
 
 
 if __name__ == "__main__":

@@ -49,8 +49,10 @@ def test_a_build_of_another_definition_stays_queued_with_a_note(storage: Storage
     kept = storage.get_build(build.id)
     assert (kept.state, kept.started, kept.heartbeat) == (S.QUEUED, None, None)
     assert kept.reason == "given back by worker w: defines it otherwise"
-    started = start(storage, build.id, definition_hash="theirs")  # a matching worker
+    started = start(storage, build.id, definition_hash="theirs", worker_id="w2",
+                    dependency_builds={"up": 3})  # a matching worker
     assert started is not None and started.state is S.RUNNING
+    assert storage.get_build(build.id) == started  # what it returns is what it stored
     assert not storage.note_queued(build.id, "too late")  # only a queued build
     assert storage.get_build(build.id).reason == "given back by worker w: defines it otherwise"
 

@@ -198,36 +198,43 @@ class SqlBuilds(SqlCore):
             # the build's row, then its job: nothing holds a job's lock while it waits for
             # a row another claim has locked, so the two orders cannot deadlock
             cur.execute(self.sql["queued_build_locked"], (build_id,))
-            job_id = self._queued_job(cur.fetchone(), build_id, definition_hash)
-            if job_id is None:
+            queued = self._queued(cur.fetchone(), build_id, definition_hash)
+            if queued is None:
                 return None
-            self._lock_job(cur, job_id)
-            cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
-            running = [r[0] for r in cur.fetchall()]
-            if len(running) >= concurrency:
-                raise JobAlreadyRunningError(job_id, running)
+            self._lock_job(cur, queued.job_id)
+            # one conditional statement (as a claim's): the row changes only while fewer
+            # than ``concurrency`` builds of the job run
             cur.execute(
                 self.sql["start_queued_build"],
                 (BuildState.RUNNING.value, now, now, host, pid, deps_json, worker_id,
-                 build_id, BuildState.QUEUED.value),
+                 build_id, BuildState.QUEUED.value, queued.job_id, BuildState.RUNNING.value,
+                 concurrency),
             )
-            build = self._fetch_build(cur, build_id)
+            if not cur.rowcount:  # the row is locked and queued: the job's slots are taken
+                cur.execute(self.sql["running_builds"],
+                            (queued.job_id, BuildState.RUNNING.value))
+                raise JobAlreadyRunningError(queued.job_id, [r[0] for r in cur.fetchall()])
+        # the row as read and updated, without reading it back: a round trip less a build
+        started = self._time(now)
+        build = dataclasses.replace(
+            queued, state=BuildState.RUNNING, started=started, heartbeat=started, host=host,
+            pid=pid, worker_id=worker_id, dependency_builds=queued.dependency_builds
+            if deps_json is None else json.loads(deps_json))
         # its JSON columns as stored are not at hand: its finish decodes them again
         self._remember_claim(_Claim(build, "", "", None))
         return build
 
-    @staticmethod
-    def _queued_job(row: Sequence[Any] | None, build_id: int,
-                    definition_hash: str | None) -> str | None:
-        """The job of a build to start, from its ``(job_id, state, definition_hash)``;
-        None when it is not queued any more or has another ``definition_hash`` (if one is
-        given), BuildNotFoundError when there is no such build."""
+    def _queued(self, row: Sequence[Any] | None, build_id: int,
+                definition_hash: str | None) -> Build | None:
+        """The build to start, from its row; None when it is not queued any more or has
+        another ``definition_hash`` (if one is given), BuildNotFoundError when there is
+        no such build."""
         if row is None:
             raise BuildNotFoundError(build_id)
-        job_id, state, stored_hash = row
-        if definition_hash is not None and stored_hash != definition_hash:
+        build = self._build_from_row(row)
+        if definition_hash is not None and build.definition_hash != definition_hash:
             return None
-        return str(job_id) if state == BuildState.QUEUED.value else None
+        return build if build.state is BuildState.QUEUED else None
 
     @retried("reading a build")
     def get_retry(self, build_id: int) -> Build | None:

@@ -33,12 +33,14 @@ INSERT INTO builds (job_id, state, definition, definition_hash, dependency_build
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: queued_build_locked
-SELECT job_id, state, definition_hash FROM builds WHERE id = ?
+SELECT {build_columns} FROM builds WHERE id = ?
 
 -- name: start_queued_build
+-- the row changes only while fewer than the job's concurrency of its builds run
 UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
                   dependency_builds = coalesce(?, dependency_builds), worker_id = ?
 WHERE id = ? AND state = ?
+  AND (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
 
 -- name: get_retry
 SELECT {build_columns} FROM builds WHERE retry_of = ?
