@@ -82,9 +82,12 @@ def jc(tmp_path: Path, storage: Storage, broker: Broker,
         yield control
 
 
-def drain(jc: JobControl, broker: Broker, limit: int = 100) -> list[str]:
-    """Deliver every message (delays ignored) until none is left; what each did."""
-    worker = RemoteWorker(jc, broker, BuildObserver())
+def drain(jc: JobControl, broker: Broker, limit: int = 100,
+          waits: list[float] | None = None) -> list[str]:
+    """Deliver every message (delays ignored) until none is left; what each did. The
+    waits of the worker's own (giving a build back) go to ``waits``, not slept."""
+    worker = RemoteWorker(jc, broker, BuildObserver(),
+                          sleep=(waits if waits is not None else []).append)
     done = []
     while broker.sent and len(done) < limit:
         build_id, _queue, _delay, waited, job = broker.take()
@@ -253,12 +256,14 @@ def test_a_build_of_a_job_this_worker_lacks_is_given_back(
         jc: JobControl, broker: Broker) -> None:
     [build] = jc.submit("a")
     job = jc.config.jobs.pop("a")  # type: ignore[attr-defined]
-    assert drain(jc, broker, limit=1) == ["given back"]
+    waits: list[float] = []
+    assert drain(jc, broker, limit=1, waits=waits) == ["given back"]
     kept = jc.get_build(build.id)
     assert (kept.state, kept.started, kept.host) == (S.QUEUED, None, None)  # not claimed
     assert "given back by worker " in (kept.reason or "")
-    assert "job 'a' is not in its config" in (kept.reason or "")
-    assert broker.sent == [(build.id, "main", 0.5, 1, "a")]  # again, after a wait
+    assert "job 'a' is not in this worker's config" in (kept.reason or "")
+    assert broker.sent == [(build.id, "main", 0.0, 1, "a")]  # again, after a wait:
+    assert waits == [0.5]  # its own, taking no message meanwhile
     jc.config.jobs["a"] = job  # type: ignore[index]
     assert drain(jc, broker) == ["success"]  # a worker whose config has it
 
@@ -269,8 +274,10 @@ def test_a_worker_with_another_definition_gives_the_build_back(
     job = jc.config.jobs["a"]
     # the worker's config says otherwise (a new definition: its hash is its own)
     jc.config.jobs["a"] = dataclasses.replace(job, args=("changed",))  # type: ignore[index]
-    assert drain(jc, broker, limit=2) == ["given back", "given back"]
-    assert broker.sent == [(build.id, "main", 1.0, 2, "a")]  # each wait longer
+    waits: list[float] = []
+    assert drain(jc, broker, limit=2, waits=waits) == ["given back", "given back"]
+    assert broker.sent == [(build.id, "main", 0.0, 2, "a")]
+    assert waits == [0.5, 1.0]  # each wait longer
     kept = jc.get_build(build.id)
     assert kept.state is S.QUEUED and kept.started is None
     assert "defines job 'a' differently" in (kept.reason or "")

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 FIRST_WAIT = 0.5
 #: ...up to this
 MAX_WAIT = 10.0
+#: the longest a worker waits before it gives a build back (its config differs)
+GIVE_BACK_MAX_WAIT = 2.0
 #: abandoned builds a sweep looks at (the newest), to retry those whose job has retries
 SWEEP_LIMIT = 100
 #: what a sweep leaves alone: builds abandoned longer ago than this (seconds)
@@ -147,8 +149,11 @@ class RemoteWorker:
 
     def __init__(self, jc: JobControl, send: Sender,
                  observer: BuildObserver | None = None, *, fork_server: bool = False,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.jc = jc
+        #: how this process waits before it gives a build back (see :meth:`_give_back`)
+        self.sleep = sleep
         #: the identity of the worker this process belongs to, recorded with its builds
         #: (see :mod:`jobcontrol.execution.identity`)
         self.worker_id = worker_id
@@ -190,8 +195,8 @@ class RemoteWorker:
             return f"already {build.state}"  # a redelivery, or cancelled while queued
         job = self.config.jobs.get(build.job_id)
         if job is None:
-            return self._give_back(build, waited, f"job {build.job_id!r} is not in its config "
-                                                  f"({self.config.path})")
+            return self._give_back(build, waited, f"job {build.job_id!r} is not in this "
+                                                  f"worker's config ({self.config.path})")
         if job.definition_hash != build.definition_hash:
             return self._give_back(build, waited, self._other_definition(job.id))
         state = self.dependencies(build)
@@ -242,8 +247,9 @@ class RemoteWorker:
         return self._run(started, job, func, args, kwargs)
 
     def _other_definition(self, job_id: str) -> str:
-        return (f"its config ({self.config.path}) defines job {job_id!r} differently from "
-                f"the one that queued the build: deploy the same config everywhere")
+        return (f"this worker's config ({self.config.path}) defines job {job_id!r} "
+                f"differently from the one that queued the build: deploy the same config "
+                f"everywhere")
 
     def _run(self, started: Build, job: JobDefinition, func: Callable[..., Any],
              args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -301,12 +307,21 @@ class RemoteWorker:
 
     def _give_back(self, build: Build, waited: int, why: str) -> str:
         """Leave ``build`` queued for a worker whose config matches: note why on it (the
-        ``queued_timeout`` sweep names it if no worker ever takes it) and send it again
-        after a wait that grows, so this worker does not spin on taking it back."""
+        ``queued_timeout`` sweep names it if no worker ever takes it) and send it again,
+        after this process waited (0.5 s, doubling, at most :data:`GIVE_BACK_MAX_WAIT`).
+
+        The wait is this process's, not the message's: a message sent with a delay is
+        taken at once by whichever worker is idle (this one, while the matching ones are
+        busy) and held until its time, so on Redis this worker took the same build back
+        20 times in a row; waiting busy, it takes no message, and the build goes to a
+        worker that asks for one first."""
         logger.warning("build #%s %s: given back for a worker whose config matches: "
-                       "this worker's %s", build.id, build.job_id, why)
+                       "%s", build.id, build.job_id, why)
         self.storage.note_queued(build.id, given_back(self.name, why))
-        return self._later(build, waited, "given back")
+        self.sleep(min(GIVE_BACK_MAX_WAIT, wait_before(waited)))
+        assert build.queue is not None
+        self.send(build.id, build.queue, waited=waited + 1, job=ready_job(build))
+        return "given back"
 
     @property
     def name(self) -> str:
