@@ -152,9 +152,10 @@ def _ended(storage: str, after: int) -> tuple[int, int]:
 
 
 def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
-                   folder: Path) -> float:
+                   folder: Path) -> tuple[float, float]:
     """Seconds for ``builds`` no-op builds: queued one ``build --async`` at a time, each
-    ended in the storage (a database used before counts only the builds made now)."""
+    ended in the storage (a database used before counts only the builds made now); and
+    the seconds the queueing took (the submitting loop alone)."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     (folder / "noop.py").write_text("def noop():\n    return None\n")
     config = folder / f"jobs-{isolation}.yaml"
@@ -168,6 +169,7 @@ def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
         begin = time.perf_counter()
         for _ in range(builds):
             jc.submit("noop")
+        sent = time.perf_counter() - begin
         while True:
             done, bad = _ended(storage, before)
             if done >= builds:
@@ -176,12 +178,12 @@ def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
         elapsed = time.perf_counter() - begin
         if bad:
             raise RuntimeError(f"{bad} builds did not succeed")
-        return elapsed
+        return elapsed, sent
 
 
-def run_celery(broker: str, backend: str, builds: int, folder: Path) -> float:
+def run_celery(broker: str, backend: str, builds: int, folder: Path) -> tuple[float, float]:
     """Seconds for ``builds`` no-op Celery tasks, each result read from the backend (and
-    removed from it afterwards)."""
+    removed from it afterwards); and the seconds the sending took."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     (folder / "bench_app.py").write_text(CELERY_APP.format(broker=broker, backend=backend))
     argv = [sys.executable, "-m", "celery", "-A", "bench_app", "worker", "--concurrency=2",
@@ -194,13 +196,14 @@ def run_celery(broker: str, backend: str, builds: int, folder: Path) -> float:
     with started(argv, folder, folder / "celery-worker.log"):
         begin = time.perf_counter()
         results = [bench_app.noop.apply_async(queue=queue) for _ in range(builds)]
+        sent = time.perf_counter() - begin
         for result in results:
             result.get(timeout=300)
         elapsed = time.perf_counter() - begin
     for result in results:
         result.forget()
     sys.path.remove(str(folder))
-    return elapsed
+    return elapsed, sent
 
 
 def main() -> None:
@@ -232,12 +235,14 @@ def main() -> None:
         for number in range(1, args.runs + 1):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                theirs.append(run_celery(args.broker, args.backend, args.builds, folder))
-                line = f"run {number}: celery {theirs[-1]:.2f}s"
+                seconds, sent = run_celery(args.broker, args.backend, args.builds, folder)
+                theirs.append(seconds)
+                line = f"run {number}: celery {seconds:.2f}s (sent in {sent:.2f}s)"
                 for isolation in isolations:
-                    ours[isolation].append(run_jobcontrol(args.broker, storage, args.builds,
-                                                          isolation, folder))
-                    line += f", jobcontrol {isolation} {ours[isolation][-1]:.2f}s"
+                    seconds, sent = run_jobcontrol(args.broker, storage, args.builds,
+                                                   isolation, folder)
+                    ours[isolation].append(seconds)
+                    line += f", jobcontrol {isolation} {seconds:.2f}s (sent in {sent:.2f}s)"
             print(line, flush=True)
     celery_median = statistics.median(theirs)
     print(textwrap.dedent(f"""\
