@@ -4,16 +4,20 @@
 
 Both sides use the same broker and the same delivery settings (late acknowledgement, one
 message a process at a time), so the difference is what jobcontrol adds: a queued build
-created in PostgreSQL per task, the atomic claim, a child process per build (or not, with
-``--isolation inline``), its log and outcome stored, the heartbeat.
+(and its run) created in PostgreSQL per task, the atomic start, a child process per build
+(``process``), a warm worker process (``pool``) or none (``inline``), its log and outcome
+stored, the heartbeat.
 
 Each run times from the first submission to the last build ended (jobcontrol: every build
-finished in the storage; Celery: every result in the backend), workers already started.
-Reported: each run, the medians, and the ratio of the medians (the target is at most 2).
+finished in the storage; Celery: every result in the backend), workers already started,
+and how long the sending took. Each run measures Celery, then each ``--isolation`` in
+turn, side by side. Reported: each run, the medians (and minimums), and the ratio of the
+medians (the target is at most 1.5), with the load average, since the machine is shared.
 
-    python benchmarks/celery_throughput.py
+    python benchmarks/celery_throughput.py --isolation inline,pool,process
     python benchmarks/celery_throughput.py --builds 300 --runs 5 --isolation inline
     python benchmarks/celery_throughput.py --broker amqp://guest:guest@127.0.0.1:5672//
+    python benchmarks/celery_throughput.py --database jc_bench --backend redis://h:6379/9
 
 Measured on the development machine (2 cores AMD EPYC shared with other work, so runs
 vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 runs each):
@@ -33,14 +37,32 @@ vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 r
     inline, RabbitMQ:  celery 1.25 s, jobcontrol 1.84 s: 1.48x
     isolation process: celery 1.08 s, jobcontrol 4.38 s: 4.07x; 1.06 s, 3.78 s: 3.56x
 
-The submitting loop is the critical path: per build, a durable INSERT (its commit waits
-for the WAL flush) and the send, against the send alone for Celery. With ``process``, a
-build's process (forked by the worker's fork server, run, exited) costs a few ms of CPU.
+    2026-12-06, after a queued build and its run became one transaction (4 round trips
+    and 1 commit per ``build --async``, from 7 and 2) and a worker's start 2 round trips
+    (from 4); every isolation in one invocation of 3 runs, the machine loaded by other
+    work, so Celery alone was 2.5-5x slower than on 12-04 (medians, minimums):
 
-Needs ``pip install 'jobcontrol[celery,postgresql]'``, a broker, and a PostgreSQL server:
-each run makes a database of its own on it (``jobcontrol_celery_bench_<pid>_<random>``) and
-drops it after; its queues have names of their own too, and nothing is flushed, so runs
-sharing the servers do not disturb each other.
+    load 7.6:   celery 2.93 s (2.72); inline 4.58 s (3.43): 1.56x;
+                pool 5.53 s (4.27): 1.89x; process 10.27 s (9.95): 3.50x
+    load 9-19:  celery 5.86 s (4.32); inline 10.47 s (7.47): 1.78x;
+                pool 9.69 s (7.56): 1.65x; process 25.22 s (24.54): 4.30x
+    alternating with the code before (load 8-14): inline 1.67-1.91x before,
+                1.37-1.74x after; pool 1.50-2.21x before, 1.67-2.36x after
+
+The submitting loop is the critical path: per build, a durable INSERT (its commit waits
+for the WAL flush) and the send, against the send alone for Celery ("sent in" shows it:
+1,000 sends take Celery 0.9 s, 1,000 ``build --async`` of jobcontrol 3.3-4.7 s). With
+``process``, a build's process (forked by the worker's fork server, run, exited) costs a
+few ms of CPU; with ``pool``, a worker's build also commits its process group on its own.
+
+Needs ``pip install 'jobcontrol[celery,postgresql]'``, a broker, and a PostgreSQL server.
+``--database NAME`` names the database of the record: made (and dropped after) when it
+does not exist, used and kept when it does (only the builds made by the run are counted);
+without it, each invocation makes one of its own (``jobcontrol_celery_bench_<pid>_<random>``)
+and drops it. ``--broker`` and ``--backend`` are URLs, a Redis URL naming its database
+number (default 6 and 7); queues have names of their own per run and Celery's results are
+forgotten after each run; nothing is flushed, so runs sharing the servers do not disturb
+each other.
 """
 
 from __future__ import annotations
