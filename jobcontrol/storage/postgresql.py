@@ -425,14 +425,6 @@ class PostgreSQLStorage(SqlStorage):
 
         return self._retry(attempt, f"claiming a build of {job_id!r}")
 
-    def _insert_in_new_run(self, cur: Any, new: NewRun, head: tuple[Any, ...],
-                           params_json: str | None) -> tuple[int, int]:
-        # one statement, so one round trip: the run's INSERT feeds the build's
-        cur.execute(self.sql["enqueue_build_in_new_run"],
-                    (*self._run_row(new, head[5]), *head, params_json))
-        build_id, run_id = cur.fetchone()
-        return int(build_id), int(run_id)
-
     def _claim_landed(self, token: str) -> Build | None:
         """The build the claim with ``token`` made, if one of its attempts committed."""
         with self._cursor() as cur:

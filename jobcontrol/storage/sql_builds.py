@@ -149,13 +149,13 @@ class SqlBuilds(SqlCore):
                 cur.execute(self.sql["retry_of"], (retry_of,))
                 if cur.fetchone() is not None:
                     return None
-            head = (job_id, BuildState.QUEUED.value, definition_json, definition_hash,
-                    deps_json, created, retry_of, queue)
-            if new_run is None:
-                build_id = self._insert_id(cur, self.sql["enqueue_build"],
-                                           (*head, run_id, params_json))
-            else:  # one commit for both: the submitting loop's longest wait
-                build_id, run_id = self._insert_in_new_run(cur, new_run, head, params_json)
+            if new_run is not None:  # one commit for both: the submitting loop's longest wait
+                run_id = self._insert_run(cur, new_run, created)
+            build_id = self._insert_id(
+                cur, self.sql["enqueue_build"],
+                (job_id, BuildState.QUEUED.value, definition_json, definition_hash, deps_json,
+                 created, retry_of, queue, run_id, params_json),
+            )
         # the row as inserted, without reading it back (as a claim): one round trip less
         # on the submitting loop, every queued build
         return Build(
@@ -166,20 +166,12 @@ class SqlBuilds(SqlCore):
             params=None if params_json is None else json.loads(params_json),
         )
 
-    def _insert_in_new_run(self, cur: Any, new: NewRun, head: tuple[Any, ...],
-                           params_json: str | None) -> tuple[int, int]:
-        """Record ``new`` and a queued build of it in the transaction of ``cur``: ``head``
-        holds the build's values of ``enqueue_build`` up to its run (its creation time the
-        run's too); returns ``(build id, run id)``. A dialect may do it in one statement."""
-        run_id = self._insert_id(cur, self.sql["create_run"], self._run_row(new, head[5]))
-        return self._insert_id(cur, self.sql["enqueue_build"],
-                               (*head, run_id, params_json)), run_id
-
-    def _run_row(self, new: NewRun, created: Any) -> tuple[Any, ...]:
-        """The values of ``create_run`` for ``new``, created at ``created`` (as stored)."""
+    def _insert_run(self, cur: Any, new: NewRun, created: Any) -> int:
+        """Record ``new`` in the transaction of ``cur``, created at ``created`` (as stored)."""
         params_json = self._dumps({job: dict(values) for job, values in new.params.items()})
-        return (RunTrigger(new.trigger).value, created, new.by, json.dumps(list(new.targets)),
-                params_json, new.note, uuid.uuid4().hex)
+        return self._insert_id(cur, self.sql["create_run"], (
+            RunTrigger(new.trigger).value, created, new.by, json.dumps(list(new.targets)),
+            params_json, new.note, uuid.uuid4().hex))
 
     def start_queued_build(
         self,

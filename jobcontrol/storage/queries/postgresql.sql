@@ -39,18 +39,6 @@ COPY logs (build_id, seq, time, level, logger, message, exception) FROM STDIN
 -- name: claim_landed
 SELECT {build_columns} FROM builds WHERE claim_token = ?
 
--- name: enqueue_build_in_new_run
--- a queued build and the run it opens, in one statement (one round trip)
-WITH run AS (
-    INSERT INTO build_runs (trigger, created, created_by, targets, params, note, token)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
-    RETURNING id
-)
-INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, created,
-                    retry_of, queue, run_id, params)
-SELECT ?, ?, ?, ?, ?, ?, ?, ?, run.id, ? FROM run
-RETURNING id, run_id
-
 -- name: enqueue_landed
 SELECT {build_columns} FROM builds
 WHERE job_id = ? AND created = ? AND queue = ? AND retry_of IS NOT DISTINCT FROM ?
