@@ -48,10 +48,12 @@ vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 r
                 pool 9.69 s (7.56): 1.65x; process 25.22 s (24.54): 4.30x
     alternating with the code before (load 8-14): inline 1.67-1.91x before,
                 1.37-1.74x after; pool 1.50-2.21x before, 1.67-2.36x after
+    load 6.4:   celery 2.48 s (1.93); inline 4.79 s (4.16): 1.93x;
+                pool 5.82 s (5.42): 2.35x; process 11.02 s (8.31): 4.45x
 
 The submitting loop is the critical path: per build, a durable INSERT (its commit waits
 for the WAL flush) and the send, against the send alone for Celery ("sent in" shows it:
-1,000 sends take Celery 0.9 s, 1,000 ``build --async`` of jobcontrol 3.3-4.7 s). With
+1,000 sends take Celery 0.6-1.3 s, 1,000 ``build --async`` of jobcontrol 2.8-5.2 s). With
 ``process``, a build's process (forked by the worker's fork server, run, exited) costs a
 few ms of CPU; with ``pool``, a worker's build also commits its process group on its own.
 
