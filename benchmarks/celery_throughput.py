@@ -4,16 +4,20 @@
 
 Both sides use the same broker and the same delivery settings (late acknowledgement, one
 message a process at a time), so the difference is what jobcontrol adds: a queued build
-created in PostgreSQL per task, the atomic claim, a child process per build (or not, with
-``--isolation inline``), its log and outcome stored, the heartbeat.
+(and its run) created in PostgreSQL per task, the atomic start, a child process per build
+(``process``), a warm worker process (``pool``) or none (``inline``), its log and outcome
+stored, the heartbeat.
 
 Each run times from the first submission to the last build ended (jobcontrol: every build
-finished in the storage; Celery: every result in the backend), workers already started.
-Reported: each run, the medians, and the ratio of the medians (the target is at most 2).
+finished in the storage; Celery: every result in the backend), workers already started,
+and how long the sending took. Each run measures Celery, then each ``--isolation`` in
+turn, side by side. Reported: each run, the medians (and minimums), and the ratio of the
+medians (the target is at most 1.5), with the load average, since the machine is shared.
 
-    python benchmarks/celery_throughput.py
+    python benchmarks/celery_throughput.py --isolation inline,pool,process
     python benchmarks/celery_throughput.py --builds 300 --runs 5 --isolation inline
     python benchmarks/celery_throughput.py --broker amqp://guest:guest@127.0.0.1:5672//
+    python benchmarks/celery_throughput.py --database jc_bench --backend redis://h:6379/9
 
 Measured on the development machine (2 cores AMD EPYC shared with other work, so runs
 vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 runs each):
@@ -33,15 +37,34 @@ vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 r
     inline, RabbitMQ:  celery 1.25 s, jobcontrol 1.84 s: 1.48x
     isolation process: celery 1.08 s, jobcontrol 4.38 s: 4.07x; 1.06 s, 3.78 s: 3.56x
 
-The submitting loop is the critical path: per build, a durable INSERT (its commit waits
-for the WAL flush) and the send, against the send alone for Celery. With ``process``, a
-build's process (forked for it, run, exited) costs a few ms of CPU (the runs above forked
-it from the worker's fork server, since removed).
+    2026-12-06, after a queued build and its run became one transaction (4 round trips
+    and 1 commit per ``build --async``, from 7 and 2) and a worker's start 2 round trips
+    (from 4); every isolation in one invocation of 3 runs, the machine loaded by other
+    work, so Celery alone was 2.5-5x slower than on 12-04 (medians, minimums):
 
-Needs ``pip install 'jobcontrol[celery,postgresql]'``, a broker, and a PostgreSQL server:
-each run makes a database of its own on it (``jobcontrol_celery_bench_<pid>_<random>``) and
-drops it after; its queues have names of their own too, and nothing is flushed, so runs
-sharing the servers do not disturb each other.
+    load 7.6:   celery 2.93 s (2.72); inline 4.58 s (3.43): 1.56x;
+                pool 5.53 s (4.27): 1.89x; process 10.27 s (9.95): 3.50x
+    load 9-19:  celery 5.86 s (4.32); inline 10.47 s (7.47): 1.78x;
+                pool 9.69 s (7.56): 1.65x; process 25.22 s (24.54): 4.30x
+    alternating with the code before (load 8-14): inline 1.67-1.91x before,
+                1.37-1.74x after; pool 1.50-2.21x before, 1.67-2.36x after
+    load 6.4:   celery 2.48 s (1.93); inline 4.79 s (4.16): 1.93x;
+                pool 5.82 s (5.42): 2.35x; process 11.02 s (8.31): 4.45x
+
+The submitting loop is the critical path: per build, a durable INSERT (its commit waits
+for the WAL flush) and the send, against the send alone for Celery ("sent in" shows it:
+1,000 sends take Celery 0.6-1.3 s, 1,000 ``build --async`` of jobcontrol 2.8-5.2 s). With
+``process``, a build's process (forked for it, run, exited) costs a few ms of CPU (the
+runs above forked it from the worker's fork server, since removed).
+
+Needs ``pip install 'jobcontrol[celery,postgresql]'``, a broker, and a PostgreSQL server.
+``--database NAME`` names the database of the record: made (and dropped after) when it
+does not exist, used and kept when it does (only the builds made by the run are counted);
+without it, each invocation makes one of its own (``jobcontrol_celery_bench_<pid>_<random>``)
+and drops it. ``--broker`` and ``--backend`` are URLs, a Redis URL naming its database
+number (default 6 and 7); queues have names of their own per run and Celery's results are
+forgotten after each run; nothing is flushed, so runs sharing the servers do not disturb
+each other.
 """
 
 from __future__ import annotations
@@ -69,6 +92,7 @@ import psycopg2  # noqa: E402
 from benchmarks.common import unique_name  # noqa: E402
 from jobcontrol import BuildState, JobControl  # noqa: E402
 
+#: prefix of the database a run makes when ``--database`` is not given
 BENCH_DB = "jobcontrol_celery_bench"
 
 CONFIG = """\
@@ -97,18 +121,24 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    """A new, empty database of this run's own on ``server``, dropped afterwards."""
-    name = unique_name(BENCH_DB)
+def bench_database(server: str, name: str | None) -> Iterator[str]:
+    """The URL of database ``name`` on ``server``: made (and dropped afterwards) when it
+    does not exist, used as it is (and kept) when it does; ``None``: a new one named for
+    this run (``jobcontrol_celery_bench_<pid>_<random>``)."""
+    name = name or unique_name(BENCH_DB)
     admin = psycopg2.connect(server)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        made = cur.fetchone() is None
+        if made:
+            cur.execute(f'CREATE DATABASE "{name}"')
     try:
         yield with_database(server, name)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if made:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
 
 
@@ -134,90 +164,119 @@ def started(argv: list[str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[
         process.wait()
 
 
-def run_jobcontrol(broker: str, server: str, builds: int, isolation: str, folder: Path) -> float:
+def _ended(storage: str, after: int) -> tuple[int, int]:
+    """Builds after id ``after`` that have ended, and how many of them did not succeed."""
+    with psycopg2.connect(storage) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(*) FILTER (WHERE state <> %s) FROM builds "
+                    "WHERE id > %s AND state NOT IN ('queued', 'running')",
+                    (BuildState.SUCCESS.value, after))
+        done, bad = cur.fetchone()
+    conn.close()
+    return done, bad
+
+
+def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
+                   folder: Path) -> tuple[float, float]:
     """Seconds for ``builds`` no-op builds: queued one ``build --async`` at a time, each
-    ended in the storage."""
+    ended in the storage (a database used before counts only the builds made now); and
+    the seconds the queueing took (the submitting loop alone)."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     (folder / "noop.py").write_text("def noop():\n    return None\n")
-    config = folder / "jobs.yaml"
+    config = folder / f"jobs-{isolation}.yaml"
     config.write_text(CONFIG.format(broker=broker, queue=queue, isolation=isolation))
-    with fresh_database(server) as storage:
-        JobControl.from_config(config, storage).install()
-        argv = [sys.executable, "-m", "jobcontrol", "-c", str(config), "--storage", storage,
-                "worker", "--concurrency", "2"]
-        with started(argv, folder, folder / "jobcontrol-worker.log"), \
-                JobControl.from_config(config, storage) as jc:
-            begin = time.perf_counter()
-            for _ in range(builds):
-                jc.submit("noop")
-            while True:
-                with psycopg2.connect(storage) as conn, conn.cursor() as cur:
-                    cur.execute("SELECT count(*), count(*) FILTER (WHERE state <> %s) "
-                                "FROM builds WHERE state NOT IN ('queued', 'running')",
-                                (BuildState.SUCCESS.value,))
-                    done, bad = cur.fetchone()
-                conn.close()
-                if done >= builds:
-                    break
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - begin
-            if bad:
-                raise RuntimeError(f"{bad} builds did not succeed")
-            return elapsed
+    JobControl.from_config(config, storage).install()
+    argv = [sys.executable, "-m", "jobcontrol", "-c", str(config), "--storage", storage,
+            "worker", "--concurrency", "2"]
+    with started(argv, folder, folder / f"jobcontrol-worker-{isolation}.log"), \
+            JobControl.from_config(config, storage) as jc:
+        before = max((b.id for b in jc.storage.list_builds(limit=1)), default=0)
+        begin = time.perf_counter()
+        for _ in range(builds):
+            jc.submit("noop")
+        sent = time.perf_counter() - begin
+        while True:
+            done, bad = _ended(storage, before)
+            if done >= builds:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - begin
+        if bad:
+            raise RuntimeError(f"{bad} builds did not succeed")
+        return elapsed, sent
 
 
-def run_celery(broker: str, backend: str, builds: int, folder: Path) -> float:
-    """Seconds for ``builds`` no-op Celery tasks, each result read from the backend."""
+def run_celery(broker: str, backend: str, builds: int, folder: Path) -> tuple[float, float]:
+    """Seconds for ``builds`` no-op Celery tasks, each result read from the backend (and
+    removed from it afterwards); and the seconds the sending took."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     (folder / "bench_app.py").write_text(CELERY_APP.format(broker=broker, backend=backend))
     argv = [sys.executable, "-m", "celery", "-A", "bench_app", "worker", "--concurrency=2",
             f"--queues={queue}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
             f"--hostname=bench.{os.getpid()}@%h"]
     sys.path.insert(0, str(folder))
+    sys.modules.pop("bench_app", None)
     import bench_app  # type: ignore[import-not-found]
 
     with started(argv, folder, folder / "celery-worker.log"):
         begin = time.perf_counter()
         results = [bench_app.noop.apply_async(queue=queue) for _ in range(builds)]
+        sent = time.perf_counter() - begin
         for result in results:
             result.get(timeout=300)
         elapsed = time.perf_counter() - begin
+    for result in results:
+        result.forget()
     sys.path.remove(str(folder))
-    return elapsed
+    return elapsed, sent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/6")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/6",
+                        help="the broker of both sides (a Redis URL names its database)")
     parser.add_argument("--backend", default="redis://127.0.0.1:6379/7",
                         help="Celery's result backend (the Celery-alone side)")
     parser.add_argument("--postgresql", default=os.environ.get(
-        "JOBCONTROL_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+        "JOBCONTROL_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="the PostgreSQL server (its database is only used to make ours)")
+    parser.add_argument("--database", default=None,
+                        help="the database for the record: made and dropped if missing, "
+                             "kept if it exists (default: a new one named for this run)")
     parser.add_argument("--builds", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--isolation", choices=["process", "inline"], default="process")
+    parser.add_argument("--isolation", default="process",
+                        help="comma-separated, each measured in every run after Celery: "
+                             "process, inline, pool")
     args = parser.parse_args()
+    isolations = [i.strip() for i in args.isolation.split(",") if i.strip()]
+    for isolation in isolations:
+        if isolation not in ("process", "inline", "pool"):
+            parser.error(f"--isolation: {isolation!r} is not process, inline or pool")
 
-    ours: list[float] = []
+    ours: dict[str, list[float]] = {isolation: [] for isolation in isolations}
     theirs: list[float] = []
-    for number in range(1, args.runs + 1):
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            celery_seconds = run_celery(args.broker, args.backend, args.builds, folder)
-            jc_seconds = run_jobcontrol(args.broker, args.postgresql, args.builds,
-                                        args.isolation, folder)
-        theirs.append(celery_seconds)
-        ours.append(jc_seconds)
-        print(f"run {number}: celery {celery_seconds:.2f}s "
-              f"({args.builds / celery_seconds:.0f}/s), jobcontrol {jc_seconds:.2f}s "
-              f"({args.builds / jc_seconds:.0f}/s)", flush=True)
-    celery_median, jc_median = statistics.median(theirs), statistics.median(ours)
+    with bench_database(args.postgresql, args.database) as storage:
+        for number in range(1, args.runs + 1):
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                seconds, sent = run_celery(args.broker, args.backend, args.builds, folder)
+                theirs.append(seconds)
+                line = f"run {number}: celery {seconds:.2f}s (sent in {sent:.2f}s)"
+                for isolation in isolations:
+                    seconds, sent = run_jobcontrol(args.broker, storage, args.builds,
+                                                   isolation, folder)
+                    ours[isolation].append(seconds)
+                    line += f", jobcontrol {isolation} {seconds:.2f}s (sent in {sent:.2f}s)"
+            print(line, flush=True)
+    celery_median = statistics.median(theirs)
     print(textwrap.dedent(f"""\
         {args.builds} no-op builds, 2 worker processes, broker {urlsplit(args.broker).scheme},
-        isolation {args.isolation}, median of {args.runs} runs:
-          celery alone (result backend): {celery_median:.2f}s
-          jobcontrol (PostgreSQL record): {jc_median:.2f}s
-          ratio: {jc_median / celery_median:.2f}x (target: at most 2x)"""))
+        median of {args.runs} runs (min), load average {os.getloadavg()[0]:.1f}:
+          celery alone (result backend): {celery_median:.2f}s ({min(theirs):.2f}s)"""))
+    for isolation, times in ours.items():
+        median = statistics.median(times)
+        print(f"  jobcontrol {isolation} (PostgreSQL record): {median:.2f}s ({min(times):.2f}s)"
+              f": {median / celery_median:.2f}x (target: at most 1.5x)")
 
 
 if __name__ == "__main__":

@@ -367,14 +367,14 @@ class JobControl(Pausing, History, Runs):
         paused = {} if force else self.storage.job_pauses(step.job_id for step in steps)
         result = BuildRun(self.config, self.storage, callables, observer, parallel=parallel,
                           keep_going=keep_going, if_outdated=if_outdated,
-                          notifier=self._notifier(), paused=paused, start=run).run(steps)
+                          notifier=self.notifier(), paused=paused, start=run).run(steps)
         if result.error is not None:
             result.error.builds = result.builds  # type: ignore[attr-defined]
             raise result.error
         return result.builds
 
-    def _notifier(self) -> Notifier | None:
-        """Sends state-change notifications, if any job asks for them."""
+    def notifier(self) -> Notifier | None:
+        """What sends the jobs' ``notify`` (a worker's builds' too), if any job asks."""
         policies = {job_id: job.notify for job_id, job in self.config.jobs.items()
                     if job.notify is not None}
         if not policies:
@@ -453,12 +453,16 @@ class JobControl(Pausing, History, Runs):
             # the builds of its dependencies queued just now, else their latest successes
             waits = consumed_builds(job_id, job.dependencies, summaries,
                                     {dep: build.id for dep, build in queued.items()})
+            new_run = run.take_new_run()  # recorded with the first build: one commit
             build = self.storage.enqueue_build(
                 job_id, definition=recorded_definition(
                     job, values, run.instant(job_id), now_of.record(job, summaries, here=False)),
                 definition_hash=job.definition_hash, dependency_builds=waits,
-                queue=self.config.queue_of(job), run_id=run.run_id,
-                params=own_params(job, values), retry_of=run.retry_of(job_id))
+                queue=self.config.queue_of(job), run_id=None if new_run else run.run_id,
+                params=own_params(job, values), retry_of=run.retry_of(job_id),
+                new_run=new_run)
+            if new_run is not None and build is not None:
+                run.opened(build.run_id)
             if build is None:  # only a retry is refused: another retried it meanwhile
                 raise BuildStateError(f"{job_id}: the build was retried already")
             return build

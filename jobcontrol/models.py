@@ -166,6 +166,18 @@ class Run:
 
 
 @dataclass(frozen=True)
+class NewRun:
+    """A run not yet recorded: what :class:`Run` holds but its id and time, for a storage
+    that records it with the run's first build (``enqueue_build(new_run=...)``)."""
+
+    trigger: RunTrigger
+    by: str
+    targets: tuple[str, ...] = ()
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class LogRecord:
     """One line of a build's log: from ``logging``, or a line the job wrote to stdout/stderr."""
 

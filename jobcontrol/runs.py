@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobcontrol.errors import BuildStateError, RunNotFoundError
-from jobcontrol.models import Build, BuildState, Run, RunTrigger
+from jobcontrol.models import Build, BuildState, NewRun, Run, RunTrigger
 from jobcontrol.rules import params as param_rules
 from jobcontrol.rules.runs import RunStart, RunState, run_state
 
@@ -70,12 +70,14 @@ class Runs:
         values = self.param_values(targets, params)
         shown = {job_id: param_rules.as_json(v) for job_id, v in values.items() if v}
 
+        new = NewRun(RunTrigger(trigger), by or who(), tuple(targets), shown, note)
+
         def record() -> Run:
-            return self.storage.create_run(RunTrigger(trigger), by=by or who(),
-                                           targets=targets, params=shown, note=note)
+            return self.storage.create_run(new.trigger, by=new.by, targets=new.targets,
+                                           params=new.params, note=new.note)
 
         if when_first_built:
-            return RunStart(None, values, instants, opener=record)
+            return RunStart(None, values, instants, opener=record, new_run=new)
         return RunStart(record(), values, instants)
 
     def retry_start(self, build_id: int, trigger: RunTrigger | str = RunTrigger.CLI,

@@ -88,3 +88,10 @@ def parse_time_or_age(raw: str, now: datetime) -> datetime:
     except ValueError:
         raise ValueError(f"must be like 24h, 7d or 2024-05-01T12:00, got {text[:50]!r}") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as timezone-aware UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobcontrol import BuildState, JobControl
-from jobcontrol.errors import BrokerError
+from jobcontrol.errors import BrokerError, JobControlError
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.remote import RemoteWorker
 from jobcontrol.models import HOSTNAME
@@ -153,10 +153,14 @@ def test_a_message_for_a_waiting_build_is_not_sent_again(
     assert sorted(m[0] for m in broker.sent) == [left.id, right.id]
 
 
-def test_a_build_a_worker_refuses_cancels_what_waits_for_it(jc: JobControl,
-                                                            broker: Broker) -> None:
+def test_a_build_a_worker_refuses_cancels_what_waits_for_it(
+        jc: JobControl, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
     left, _right, join = jc.submit("join", deps=True)
-    del jc.config.jobs["left"]  # type: ignore[attr-defined]
+
+    def cannot_import(job_id: str) -> None:  # a worker refuses a build it cannot run
+        raise JobControlError(f"cannot import the function of {job_id}")
+
+    monkeypatch.setattr(jc, "import_function", cannot_import)
     assert _run_alone(jc, broker, left.id) == "failed"
     got = jc.get_build(join.id)
     assert got.state is S.CANCELLED

@@ -33,6 +33,9 @@ jobs:
     function: jobfuncs.spawner
     kwargs: {seconds: {{ env.get("NAP", "60") }}}
     timeout: {{ env.get("TIMEOUT", "1h") }}
+  - id: spawner_process
+    function: jobfuncs.spawner
+    isolation: process
   - id: quick
     function: jobfuncs.sleeper
     kwargs: {seconds: 1.5}
@@ -168,12 +171,11 @@ def test_a_stopped_runner_of_a_run_is_killed_with_its_jobs_processes(
     assert group_members(job_pid) == []
 
 
-@isolation_specific("process", why="a build process outlives its runner's kill -9 until the "
-                    "reap; a pool worker (and inline, the runner) ends its process group at "
-                    "once (docs/explanation/isolation.rst)")
 def test_reap_kills_the_subprocesses_of_a_runner_killed_with_kill_9(
         project: Project, storage: Storage) -> None:
-    runner = project.start("build", "spawner")
+    # a build process outlives its runner's kill -9 until the reap; a pool worker ends its
+    # process group at once (tests/test_pool.py), and inline's is the runner's
+    runner = project.start("build", "spawner_process")
     job_pid, sleep_pid, _ = started_job(project, storage)
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)

@@ -16,6 +16,7 @@ import pytest
 
 from jobcontrol import BuildState, DependencyError, JobControl
 from jobcontrol.errors import BrokerError, BuildStateError
+from jobcontrol.execution import queued
 from jobcontrol.execution.observer import BuildObserver
 from jobcontrol.execution.remote import RemoteWorker, follow
 from jobcontrol.models import Build
@@ -85,9 +86,12 @@ def jc(tmp_path: Path, storage: Storage, broker: Broker,
         yield control
 
 
-def drain(jc: JobControl, broker: Broker, limit: int = 100) -> list[str]:
-    """Deliver every message (delays ignored) until none is left; what each did."""
-    worker = RemoteWorker(jc, broker, BuildObserver())
+def drain(jc: JobControl, broker: Broker, limit: int = 100,
+          waits: list[float] | None = None) -> list[str]:
+    """Deliver every message (delays ignored) until none is left; what each did. The
+    waits of the worker's own (giving a build back) go to ``waits``, not slept."""
+    worker = RemoteWorker(jc, broker, BuildObserver(),
+                          sleep=(waits if waits is not None else []).append)
     done = []
     try:
         while broker.sent and len(done) < limit:
@@ -277,24 +281,59 @@ def test_a_ready_build_of_a_busy_job_waits_its_turn(jc: JobControl, broker: Brok
     assert jc.get_build(third.id).state is S.QUEUED
 
 
-def test_a_ready_build_of_a_job_this_worker_lacks_is_refused(
+def test_a_build_of_a_job_this_worker_lacks_is_given_back(
         jc: JobControl, broker: Broker) -> None:
     [build] = jc.submit("a")
-    del jc.config.jobs["a"]  # type: ignore[attr-defined]
-    assert drain(jc, broker) == ["failed"]
-    refused = jc.get_build(build.id)
-    assert refused.state is S.FAILED and "is not in this worker's config" in (
-        refused.reason or "")
+    job = jc.config.jobs.pop("a")  # type: ignore[attr-defined]
+    waits: list[float] = []
+    assert drain(jc, broker, limit=1, waits=waits) == ["given back"]
+    kept = jc.get_build(build.id)
+    assert (kept.state, kept.started, kept.host) == (S.QUEUED, None, None)  # not claimed
+    assert "given back by worker " in (kept.reason or "")
+    assert "job 'a' is not in this worker's config" in (kept.reason or "")
+    assert broker.sent == [(build.id, "main", 0.0, 1, "a")]  # again, after a wait:
+    assert waits == [0.5]  # its own, taking no message meanwhile
+    jc.config.jobs["a"] = job  # type: ignore[index]
+    assert drain(jc, broker) == ["success"]  # a worker whose config has it
 
 
-def test_a_worker_with_another_definition_refuses(jc: JobControl, broker: Broker) -> None:
+def test_a_worker_with_another_definition_gives_the_build_back(
+        jc: JobControl, broker: Broker) -> None:
     [build] = jc.submit("a")
+    job = jc.config.jobs["a"]
     # the worker's config says otherwise (a new definition: its hash is its own)
-    jc.config.jobs["a"] = dataclasses.replace(jc.config.jobs["a"], args=("changed",))  # type: ignore[index]
-    assert drain(jc, broker) == ["failed"]
-    refused = jc.get_build(build.id)
-    assert refused.state is S.FAILED
-    assert "defines job 'a' differently" in (refused.reason or "")
+    jc.config.jobs["a"] = dataclasses.replace(job, args=("changed",))  # type: ignore[index]
+    waits: list[float] = []
+    assert drain(jc, broker, limit=2, waits=waits) == ["given back", "given back"]
+    assert broker.sent == [(build.id, "main", 0.0, 2, "a")]
+    assert waits == [0.5, 1.0]  # each wait longer
+    kept = jc.get_build(build.id)
+    assert kept.state is S.QUEUED and kept.started is None
+    assert "defines job 'a' differently" in (kept.reason or "")
+    jc.config.jobs["a"] = job  # type: ignore[index]
+    assert drain(jc, broker) == ["success"]
+
+
+def test_a_build_no_worker_can_take_fails_by_queued_timeout_naming_why(
+        jc: JobControl, broker: Broker) -> None:
+    [build] = jc.submit("a")
+    stale = dict(jc.config.jobs)
+    stale["a"] = dataclasses.replace(stale["a"], args=("changed",))
+    jc.config.jobs["a"] = stale["a"]  # type: ignore[index]
+    assert drain(jc, broker, limit=1) == ["given back"]
+    resend = Broker()
+    while not queued.sweep_queued(jc.storage, stale, lambda b: resend(b.id, "main"), 0.0001):
+        pass  # the clock moves past the timeout: re-sent once
+    assert [m[0] for m in resend.sent] == [build.id]
+    broker.sent[:] = resend.sent
+    assert drain(jc, broker, limit=1) == ["given back"]  # the stale worker again
+    while not queued.sweep_queued(jc.storage, stale, lambda b: resend(b.id, "main"), 0.0001):
+        pass
+    failed = jc.get_build(build.id)
+    assert failed.state is S.FAILED and failed.started is None
+    assert failed.reason is not None and failed.reason.startswith("never taken by a worker")
+    assert "; given back by worker " in failed.reason
+    assert "defines job 'a' differently" in failed.reason
 
 
 def test_targets_are_queued_in_dependency_order(jc: JobControl, broker: Broker) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.processes import PROJECT_PARAMS, ROOT, Project, alive, until, wait_for
-from tests.support import isolation_specific
 
 CONFIG = """\
 runner:
@@ -31,6 +30,9 @@ jobs:
   - id: spawner_inline
     command: "sleep 600 & echo $! > spawner_inline.pid; wait"
     isolation: inline
+  - id: spawner_process
+    command: "sleep 600 & echo $! > spawner.pid; wait"
+    isolation: process
   - id: tick
     command: [sh, -c, 'echo "tick $JOBCONTROL_BUILD_ID"']
     schedule: "* * * * * *"
@@ -143,16 +145,15 @@ def test_the_web_launches_a_shell_job(project: Project, monkeypatch: pytest.Monk
         assert [r.message for r in jc.logs(build_id)] == [f"tick {build_id}"]
 
 
-@isolation_specific("process", why="a pool worker ends its process group, the command with "
-                    "it, as soon as its runner dies (docs/explanation/isolation.rst); an inline "
-                    "command is in a session of its own, which a killed runner cannot end "
-                    "(docs/howto/shell-jobs.rst)")
 def test_the_command_of_a_killed_runner_is_killed_by_the_next_command(project: Project
                                                                       ) -> None:
-    build = project.start("build", "spawner")
+    # a process build's command: a pool worker ends its process group, the command with
+    # it, as soon as its runner dies (docs/explanation/isolation.rst); an inline command
+    # is in a session of its own, which a killed runner cannot end (docs/howto/shell-jobs.rst)
+    build = project.start("build", "spawner_process")
     try:
         pid = int(wait_for(project.config.parent / "spawner.pid"))
-        build_id = running_build(project, "spawner")
+        build_id = running_build(project, "spawner_process")
     finally:
         build.kill()  # kill -9 of the runner: its build process dies with it
         build.communicate()

@@ -42,6 +42,22 @@ def test_only_a_queued_build_is_re_sent_or_failed_as_lost(storage: Storage) -> N
     assert failed.finished is not None and start(storage, other.id) is None
 
 
+def test_a_build_of_another_definition_stays_queued_with_a_note(storage: Storage) -> None:
+    build = enqueue(storage, definition_hash="theirs")
+    assert build is not None
+    assert start(storage, build.id, definition_hash="mine") is None  # not claimed
+    assert storage.note_queued(build.id, "given back by worker w: defines it otherwise")
+    kept = storage.get_build(build.id)
+    assert (kept.state, kept.started, kept.heartbeat) == (S.QUEUED, None, None)
+    assert kept.reason == "given back by worker w: defines it otherwise"
+    started = start(storage, build.id, definition_hash="theirs", worker_id="w2",
+                    dependency_builds={"up": 3})  # a matching worker
+    assert started is not None and started.state is S.RUNNING
+    assert storage.get_build(build.id) == started  # what it returns is what it stored
+    assert not storage.note_queued(build.id, "too late")  # only a queued build
+    assert storage.get_build(build.id).reason == "given back by worker w: defines it otherwise"
+
+
 class _Sender:
     def __init__(self) -> None:
         self.sent: list[int] = []

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from jobcontrol.errors import RunNotFoundError
-from jobcontrol.models import BuildState, RunTrigger
+from jobcontrol.models import BuildState, NewRun, RunTrigger
 from jobcontrol.storage import Storage
-from tests.test_storage_contract import claim
+from tests.test_storage_contract import claim, enqueue
 
 
 def test_a_run_is_recorded_with_its_trigger_who_when_targets_and_params(
@@ -22,6 +22,24 @@ def test_a_run_is_recorded_with_its_trigger_who_when_targets_and_params(
     assert run.params == {"report": {"day": "2026-12-01", "n": 3}}
     assert before <= run.created <= storage.now()
     assert storage.get_run(run.id) == run
+
+
+def test_a_queued_build_records_its_new_run_in_the_same_write(storage: Storage) -> None:
+    before = storage.now()
+    new = NewRun(RunTrigger.API, "bob@box", ("load",), {"load": {"day": "x"}}, "queued")
+    build = enqueue(storage, "load", new_run=new, params={"day": "x"},
+                    definition={"function": "pkg.load", "kwargs": {"n": [1, 2]}},
+                    dependency_builds={"up": 7})
+    assert build is not None and build.run_id is not None
+    assert storage.get_build(build.id) == build  # what it returns is what it stored
+    run = storage.get_run(build.run_id)
+    assert (run.trigger, run.by, run.targets, run.params, run.note) == (
+        RunTrigger.API, "bob@box", ("load",), {"load": {"day": "x"}}, "queued")
+    assert before <= run.created <= storage.now()
+    assert storage.run_builds([run.id]) == {run.id: [build]}
+    later = enqueue(storage, "load", run_id=run.id)  # the run's next build names it
+    assert later is not None and storage.get_build(later.id) == later
+    assert later.run_id == run.id and len(storage.list_runs()) == 1
 
 
 def test_an_unknown_run_is_not_found(storage: Storage) -> None:

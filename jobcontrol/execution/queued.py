@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: sends a queued build's id to the workers of its queue (the remote module makes one)
 SendBuild = Callable[[Build], None]
+#: how the note of a worker that gave a build back begins (see :func:`given_back`)
+GIVEN_BACK = "given back by worker "
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ def ready_since(storage: Storage, build: Build, jobs: Mapping[str, JobDefinition
     """Since when queued ``build`` could have started had its message arrived (its last
     send counts as a start of the wait), or None while it rightly waits: a dependency
     under way, its job's slots all taken (``running``: running builds by job), a retry's
-    delay not yet over. A build of a job this config lacks is ready: a worker fails it."""
+    delay not yet over. A build of a job this config lacks is ready: a worker whose config
+    has it may take it (the others give it back)."""
     since = build.heartbeat or _created(build)
     job = jobs.get(build.job_id)
     if job is not None and running.get(job.id, 0) >= job.concurrency:
@@ -142,6 +145,18 @@ def holds_job(storage: Storage, build: Build, jobs: Mapping[str, JobDefinition],
     return since is None or (now - since).total_seconds() <= timeout
 
 
+def given_back(worker: str, why: str) -> str:
+    """The note a queued build keeps when ``worker`` gives it back (its config differs):
+    the failure of a build that no worker took names it."""
+    return f"{GIVEN_BACK}{worker}: {why}"
+
+
+def _note(build: Build) -> str:
+    """``; <the last give-back note>`` of ``build``, or nothing."""
+    at = (build.reason or "").find(GIVEN_BACK)
+    return "" if at < 0 else f"; {(build.reason or '')[at:]}"
+
+
 def _clock(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -155,7 +170,7 @@ def sweep_queued(storage: Storage, jobs: Mapping[str, JobDefinition], send: Send
     for build in lost_builds(storage, jobs, timeout, now):
         if build.heartbeat is None:
             reason = (f"re-sent at {_clock(now)}: not taken by a worker within "
-                      f"{timeout:g}s (queued since {_clock(_created(build))})")
+                      f"{timeout:g}s (queued since {_clock(_created(build))}){_note(build)}")
             if storage.mark_resent(build.id, reason, first=True):
                 send(build)
                 logger.warning("build #%s %s: %s", build.id, build.job_id, reason)
@@ -164,7 +179,7 @@ def sweep_queued(storage: Storage, jobs: Mapping[str, JobDefinition], send: Send
         assert build.heartbeat is not None
         reason = (f"never taken by a worker: queued since {_clock(_created(build))}, "
                   f"re-sent at {_clock(build.heartbeat)} (queue {build.queue!r}; "
-                  f"executor.queued_timeout {timeout:g}s)")
+                  f"executor.queued_timeout {timeout:g}s){_note(build)}")
         if storage.fail_queued(build.id, reason):
             logger.error("build #%s %s: %s", build.id, build.job_id, reason)
             done.append((build, "failed"))

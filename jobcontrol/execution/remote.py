@@ -9,14 +9,19 @@ The storage is the record and the arbiter; a message only says "look at build N"
   the ids of those that wait for no build of the plan; the others are sent when their last
   upstream ends, by whoever records that end (see :mod:`jobcontrol.execution.dispatch`).
 - A worker receiving an id (:meth:`RemoteWorker.handle`) does nothing unless the build is
-  still ``queued``. A build whose dependencies are still queued or running is left to wait
-  (the end of the last one sends it); one whose job already runs ``concurrency`` builds
-  records that it waits for a slot (the next end of a build of the job sends the oldest
-  such); one whose dependency failed, was cancelled or abandoned (for good: no retry to
-  come) is ``cancelled`` with the reason. Otherwise the worker claims it
-  (``queued → running`` once, however often the broker delivers the id) and runs it in a
-  child process with the :class:`~jobcontrol.execution.local.LocalExecutor`, as
-  ``jobcontrol build`` would: logs, progress, heartbeat, timeout, cancel requests.
+  still ``queued``. A worker whose config lacks the build's job, or defines it otherwise
+  (another ``definition_hash``), gives the build back: it notes why on the build and sends
+  it again after a wait, for a worker whose config matches; if none ever takes it, the
+  ``queued_timeout`` sweep fails it, naming why (see :mod:`jobcontrol.execution.queued`).
+  A build whose dependencies are still queued or running is left to wait (the end of the
+  last one sends it); one whose job already runs ``concurrency`` builds records that it
+  waits for a slot (the next end of a build of the job sends the oldest such); one whose
+  dependency failed, was cancelled or abandoned (for good: no retry to come) is
+  ``cancelled`` with the reason. Otherwise the worker claims it (``queued → running``
+  once, however often the broker delivers the id) and runs it in a child process with the
+  :class:`~jobcontrol.execution.local.LocalExecutor`, as ``jobcontrol build`` would: logs,
+  progress, heartbeat, timeout, cancel requests; its end notifies as the job's ``notify``
+  says, by the worker that ran it (once).
 - A failed or abandoned remote build of a job with ``retries`` is retried as a new queued
   build pointing at it; the storage makes one retry per build however many workers notice.
   Failed builds are retried by the worker that ran them; abandoned ones by any worker's
@@ -41,7 +46,7 @@ from jobcontrol.execution.dispatch import Blocked, Dispatcher, Ready, Waiting
 from jobcontrol.execution.identity import namespace_id
 from jobcontrol.execution.local import LocalExecutor
 from jobcontrol.execution.observer import BuildObserver
-from jobcontrol.execution.queued import sweep_queued
+from jobcontrol.execution.queued import given_back, sweep_queued
 from jobcontrol.models import HOSTNAME, Build, BuildState
 from jobcontrol.rules import params, plan
 from jobcontrol.storage.base import SLOT_WAIT, Storage
@@ -54,6 +59,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: the first wait, in seconds, of a worker before it gives a build back (its config
+#: differs); it doubles with each give-back of the build...
+GIVE_BACK_FIRST_WAIT = 0.5
+#: ...up to this
+GIVE_BACK_MAX_WAIT = 2.0
 #: abandoned builds a sweep looks at (the newest), to retry those whose job has retries
 SWEEP_LIMIT = 100
 #: what a sweep leaves alone: builds abandoned longer ago than this (seconds)
@@ -120,8 +130,11 @@ class RemoteWorker:
 
     def __init__(self, jc: JobControl, send: Sender,
                  observer: BuildObserver | None = None, *,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.jc = jc
+        #: how this process waits before it gives a build back (see :meth:`_give_back`)
+        self.sleep = sleep
         #: the identity of the worker this process belongs to, recorded with its builds
         #: (see :mod:`jobcontrol.execution.identity`)
         self.worker_id = worker_id
@@ -138,6 +151,8 @@ class RemoteWorker:
         )
         #: the build this worker runs now, if any
         self.running: Build | None = None
+        #: tells the ``notify`` targets of the builds this worker runs (None: no job asks)
+        self.notifier = jc.notifier()
 
     # -- one message -----------------------------------------------------------------------
 
@@ -158,10 +173,10 @@ class RemoteWorker:
             return f"already {build.state}"  # a redelivery, or cancelled while queued
         job = self.config.jobs.get(build.job_id)
         if job is None:
-            return self._refuse(build, f"job {build.job_id!r} is not in this worker's config "
-                                       f"({self.config.path})")
+            return self._give_back(build, waited, f"job {build.job_id!r} is not in this "
+                                                  f"worker's config ({self.config.path})")
         if job.definition_hash != build.definition_hash:
-            return self._refuse(build, self._other_definition(job.id))
+            return self._give_back(build, waited, self._other_definition(job.id))
         state = self.dependencies(build)
         if isinstance(state, Waiting):
             return "waiting for dependencies"  # the end of the last one sends it
@@ -200,32 +215,35 @@ class RemoteWorker:
         except JobAlreadyRunningError:
             return None
 
-    def _start(self, build_id: int, job: JobDefinition, consumed: dict[str, int]
-               ) -> Build | None:
+    def _start(self, build_id: int, job: JobDefinition, consumed: dict[str, int], *,
+               definition_hash: str | None = None) -> Build | None:
         """Turn the queued build ``build_id`` running here (see
         :meth:`~jobcontrol.storage.base.Storage.start_queued_build`)."""
         return self.storage.start_queued_build(
             build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
             dependency_builds=consumed, worker_id=self.worker_id,
-            pid_namespace=namespace_id())
+            pid_namespace=namespace_id(), definition_hash=definition_hash)
 
     def _start_ready(self, build_id: int, job_id: str) -> str | None:
         """Start and run a build that waits for no other, without reading it first; None
         where :meth:`handle` must look at it (an unknown job, arguments it cannot make,
-        a job busy, a build deleted or not queued any more): it says what happened."""
+        a job busy, a build deleted, not queued any more or of another definition): it
+        says what happened."""
         job = self.config.jobs.get(job_id)
         if job is None or job.dependencies:
             return None
         try:
             func = self.jc.import_function(job.id)
             args, kwargs, consumed = self.arguments(job, {})
-            started = self._start(build_id, job, consumed)
+            started = self._start(build_id, job, consumed,
+                                  definition_hash=job.definition_hash)  # else for handle()
         except (JobControlError, BuildNotFoundError, JobAlreadyRunningError):
             return None
         if started is None:
             return None
-        if started.job_id != job.id or started.definition_hash != job.definition_hash:
-            return self._refuse(started, self._other_definition(started.job_id))
+        if started.job_id != job.id:  # a message naming the wrong job: never sent so
+            return self._refuse(started, f"build {started.id} is of job {started.job_id!r}, "
+                                         f"not {job.id!r} as its message said")
         return self._run(started, job, func, args, kwargs)
 
     def _other_definition(self, job_id: str) -> str:
@@ -249,10 +267,19 @@ class RemoteWorker:
         finally:
             self.running = None
         [done] = finished
-        if done.state is BuildState.FAILED:
-            self.retry(done)
+        retried = done.state is BuildState.FAILED and self.retry(done) is not None
+        if not retried:  # the last attempt is the one that may be news
+            self._notify(done)
         self.dispatch([done])
         return str(done.state)
+
+    def _notify(self, build: Build) -> None:
+        """Tell the job's ``notify`` targets if ``build`` changes how its job is doing, as
+        a local build would; a target that fails is logged (the build stands)."""
+        if self.notifier is None:
+            return
+        for problem in self.notifier.build_finished(build):
+            logger.warning("build #%s %s: %s", build.id, build.job_id, visible(problem))
 
     def stop(self, reason: str) -> None:
         """Stop the running build, to be recorded ``abandoned`` with ``reason`` (retried
@@ -268,6 +295,29 @@ class RemoteWorker:
         """Release what the executor holds between builds (its pool's workers, the thread
         that watches inline builds)."""
         self.executor.close()
+
+    def _give_back(self, build: Build, waited: int, why: str) -> str:
+        """Leave ``build`` queued for a worker whose config matches: note why on it (the
+        ``queued_timeout`` sweep names it if no worker ever takes it) and send it again,
+        after this process waited (0.5 s, doubling, at most :data:`GIVE_BACK_MAX_WAIT`).
+
+        The wait is this process's, not the message's: a message sent with a delay is
+        taken at once by whichever worker is idle (this one, while the matching ones are
+        busy) and held until its time, so on Redis this worker took the same build back
+        20 times in a row; waiting busy, it takes no message, and the build goes to a
+        worker that asks for one first."""
+        logger.warning("build #%s %s: given back for a worker whose config matches: "
+                       "%s", build.id, build.job_id, why)
+        self.storage.note_queued(build.id, given_back(self.name, why))
+        self.sleep(min(GIVE_BACK_MAX_WAIT, GIVE_BACK_FIRST_WAIT * 2 ** min(waited, 8)))
+        assert build.queue is not None
+        self.send(build.id, build.queue, waited=waited + 1, job=ready_job(build))
+        return "given back"
+
+    @property
+    def name(self) -> str:
+        """The worker as people know it: its identity, or its host and pid."""
+        return self.worker_id or f"{HOSTNAME}:{os.getpid()}"
 
     def _refuse(self, build: Build, reason: str) -> str:
         logger.error("build #%s %s: %s", build.id, build.job_id, reason)

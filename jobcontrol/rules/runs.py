@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from jobcontrol.models import Build, BuildState, Run
+from jobcontrol.models import Build, BuildState, NewRun, Run
 
 
 class RunState(str, Enum):
@@ -67,7 +67,8 @@ class RunStart:
 
     With ``opener``, the run is recorded when its first build asks for it (:attr:`run_id`):
     an invocation that builds nothing (``build --if-outdated`` from cron, all up to date)
-    leaves no empty run behind."""
+    leaves no empty run behind. A write that can record the run with the first build (a
+    queued build's) takes ``new_run`` instead (:meth:`take_new_run`, then :meth:`opened`)."""
 
     run: Run | None = None
     values: Mapping[str, Mapping[str, Any]] | None = None
@@ -75,6 +76,22 @@ class RunStart:
     opener: Callable[[], Run] | None = field(default=None, repr=False, compare=False)
     #: a retry asked for by hand (``build --retry-of``): the job's build it retries
     retries: Mapping[str, int] | None = None
+    #: the run ``opener`` records, for a write that records it with the first build
+    new_run: NewRun | None = field(default=None, repr=False, compare=False)
+    #: the id of the run recorded with the first build (see :meth:`opened`)
+    opened_id: int | None = None
+
+    def take_new_run(self) -> NewRun | None:
+        """The run still to record, given once to the write of the first build, which
+        records it too and tells its id to :meth:`opened`; None when it is recorded."""
+        if self.run is not None or self.opened_id is not None or self.new_run is None:
+            return None
+        new, self.new_run, self.opener = self.new_run, None, None
+        return new
+
+    def opened(self, run_id: int | None) -> None:
+        """The run taken by :meth:`take_new_run` is recorded, as ``run_id``."""
+        self.opened_id = run_id
 
     def retry_of(self, job_id: str) -> int | None:
         """The build the run's first build of ``job_id`` retries, given once (None: no
@@ -88,9 +105,9 @@ class RunStart:
 
     @property
     def run_id(self) -> int | None:
-        if self.run is None and self.opener is not None:
-            self.run, self.opener = self.opener(), None
-        return None if self.run is None else self.run.id
+        if self.run is None and self.opened_id is None and self.opener is not None:
+            self.run, self.opener, self.new_run = self.opener(), None, None
+        return self.opened_id if self.run is None else self.run.id
 
     def instant(self, job_id: str) -> tuple[datetime, datetime | None] | None:
         """The scheduled instant a build of ``job_id`` is for, and where the interval it

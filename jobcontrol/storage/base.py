@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from jobcontrol.errors import BuildNotFoundError
@@ -27,6 +27,7 @@ from jobcontrol.models import (
     JobSummary,
     LogCutoff,
     LogRecord,
+    NewRun,
     ProgressItem,
     Run,
     RunTrigger,
@@ -128,9 +129,11 @@ class Storage(SharedState, abc.ABC):
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        new_run: NewRun | None = None,
     ) -> Build | None:
         """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue`` (of run
-        ``run_id``, with ``params``, as :meth:`claim_build`).
+        ``run_id``, with ``params``, as :meth:`claim_build`). With ``new_run`` instead of
+        ``run_id``, that run is recorded as :meth:`create_run` would, in the same write.
 
         ``dependency_builds`` names the builds it waits for (see
         :mod:`jobcontrol.execution.remote`). With ``retry_of``, the build retries that one,
@@ -149,12 +152,16 @@ class Storage(SharedState, abc.ABC):
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
         pid_namespace: str | None = None,
+        definition_hash: str | None = None,
     ) -> Build | None:
         """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``
         in ``pid_namespace``, by the worker ``worker_id``).
 
         Returns None when the build is no longer queued (started by someone else, cancelled,
         finished): ``queued → running`` happens once, however often it is asked for.
+        With ``definition_hash``, also None (the build stays queued) when the build's
+        ``definition_hash`` is another: a worker whose config differs leaves it for one
+        whose config matches.
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` while its job has
         ``concurrency`` running builds (the build stays queued). ``dependency_builds``, when
         given, replaces what the build records as consumed. Raises
@@ -270,6 +277,12 @@ class Storage(SharedState, abc.ABC):
     def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
         """The ``queued`` builds of ``job_id`` recorded by :meth:`wait_for_slot`, oldest
         first, at most ``limit`` (a partial index holds them alone)."""
+
+    @abc.abstractmethod
+    def note_queued(self, build_id: int, reason: str) -> bool:
+        """Set a ``queued`` build's ``reason`` (why it waits: a worker gave it back, or
+        its job's slots were taken), not when it was last sent. False when it is not
+        queued."""
 
     @abc.abstractmethod
     def fail_queued(self, build_id: int, reason: str) -> bool:
@@ -581,9 +594,3 @@ def batches(values: Sequence[_T], size: int = DELETE_BATCH) -> Iterator[Sequence
     for start in range(0, len(values), size):
         yield values[start:start + size]
 
-
-def as_utc(value: datetime) -> datetime:
-    """``value`` as timezone-aware UTC; a naive datetime is taken to be UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)

@@ -25,6 +25,7 @@ from jobcontrol.models import (
     JobSummary,
     LogCutoff,
     LogRecord,
+    NewRun,
     ProgressItem,
     ScheduledRun,
     StoredValue,
@@ -33,14 +34,13 @@ from jobcontrol.storage.arguments import check_concurrency, check_finished_state
 from jobcontrol.storage.base import (
     SLOT_WAIT,
     Storage,
-    as_utc,
 )
 from jobcontrol.storage.memory_pauses import MemoryPauses
 from jobcontrol.storage.memory_runs import MemoryRuns
 from jobcontrol.storage.memory_schedules import MemorySchedules
 from jobcontrol.storage.memory_web import MemoryWebSessions
 from jobcontrol.storage.memory_workers import MemoryWorkers
-from jobcontrol.timeutil import utcnow
+from jobcontrol.timeutil import as_utc, utcnow
 
 #: the memory backend has no schema to migrate; it reports this version once open
 SCHEMA_VERSION = 1
@@ -166,6 +166,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         retry_of: int | None = None,
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
+        new_run: NewRun | None = None,
     ) -> Build | None:
         definition = json_copy(definition)
         deps = {str(job): int(build_id) for job, build_id in dependency_builds.items()}
@@ -173,6 +174,8 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
             self._check_open()
             if retry_of is not None and self._retry_of(retry_of) is not None:
                 return None
+            if new_run is not None:
+                run_id = self._add_run(new_run).id
             self._last_id += 1
             build = Build(
                 id=self._last_id,
@@ -200,11 +203,14 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         dependency_builds: Mapping[str, int] | None = None,
         worker_id: str | None = None,
         pid_namespace: str | None = None,
+        definition_hash: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         with self._lock:
             build = self._get(build_id)
             if build.state is not BuildState.QUEUED:
+                return None
+            if definition_hash is not None and build.definition_hash != definition_hash:
                 return None
             running = [
                 b.id for b in self._builds.values()
@@ -334,13 +340,16 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
                                                          reason=reason)
             return True
 
-    def wait_for_slot(self, build_id: int, reason: str) -> bool:
+    def note_queued(self, build_id: int, reason: str) -> bool:
         with self._lock:
             build = self._builds.get(build_id)
             if build is None or build.state is not BuildState.QUEUED:
                 return False
             self._builds[build_id] = dataclasses.replace(build, reason=reason)
             return True
+
+    def wait_for_slot(self, build_id: int, reason: str) -> bool:
+        return self.note_queued(build_id, reason)  # nothing here is left to commit
 
     def slot_waiters(self, job_id: str, *, limit: int = 1) -> list[Build]:
         with self._lock:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobcontrol.errors import RunNotFoundError
-from jobcontrol.models import Build, Run, RunTrigger
+from jobcontrol.models import Build, NewRun, Run, RunTrigger
 from jobcontrol.storage.arguments import row_limit
 from jobcontrol.storage.base import Storage
 
@@ -34,14 +34,19 @@ class MemoryRuns(Storage):
     def create_run(self, trigger: RunTrigger, *, by: str, targets: Sequence[str],
                    params: Mapping[str, Mapping[str, Any]] | None = None,
                    note: str | None = None) -> Run:
-        # through JSON, as a SQL backend stores it
-        stored = json.loads(json.dumps({job: dict(v) for job, v in (params or {}).items()}))
         with self._lock:
-            runs = self._run_dict()
-            run = Run(max(runs, default=0) + 1, RunTrigger(trigger), self.now(), by,
-                      tuple(targets), stored, note)
-            runs[run.id] = run
-            return run
+            return self._add_run(NewRun(RunTrigger(trigger), by, tuple(targets),
+                                        {job: dict(v) for job, v in (params or {}).items()},
+                                        note))
+
+    def _add_run(self, new: NewRun) -> Run:
+        """Record ``new`` (the lock held)."""
+        stored = json.loads(json.dumps(new.params))  # through JSON, as a SQL backend stores it
+        runs = self._run_dict()
+        run = Run(max(runs, default=0) + 1, new.trigger, self.now(), new.by, new.targets,
+                  stored, new.note)
+        runs[run.id] = run
+        return run
 
     def get_run(self, run_id: int) -> Run:
         with self._lock:

@@ -10,8 +10,8 @@ from datetime import datetime
 
 from jobcontrol.models import ScheduledRun
 from jobcontrol.storage.arguments import row_limit
-from jobcontrol.storage.base import Storage, as_utc
-from jobcontrol.timeutil import utcnow
+from jobcontrol.storage.base import Storage
+from jobcontrol.timeutil import as_utc, utcnow
 
 
 class MemorySchedules(Storage):

@@ -49,9 +49,9 @@ from jobcontrol.models import (
     BuildState,
     ExceptionInfo,
     LogRecord,
+    NewRun,
     StoredValue,
 )
-from jobcontrol.storage.base import as_utc
 from jobcontrol.storage.postgresql_cursor import Cursor
 from jobcontrol.storage.postgresql_listen import LogListener
 from jobcontrol.storage.postgresql_text import (
@@ -63,7 +63,7 @@ from jobcontrol.storage.postgresql_text import (
     parse_url,
 )
 from jobcontrol.storage.sql import _UNFINISHED, SqlStorage, _Claim
-from jobcontrol.timeutil import utcnow
+from jobcontrol.timeutil import as_utc, utcnow
 
 try:
     import psycopg2
@@ -434,9 +434,11 @@ class PostgreSQLStorage(SqlStorage):
 
     def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
                  deps_json: str, queue: str, retry_of: int | None, created: Any,
-                 origin: tuple[int | None, str | None] = (None, None)) -> Build | None:
+                 origin: tuple[int | None, str | None] = (None, None),
+                 new_run: NewRun | None = None) -> Build | None:
         # twice is not harmless (a second queued build would run too): a retry looks for
-        # the row it would have made (its job, its creation time to the microsecond) first
+        # the row it would have made (its job, its creation time to the microsecond) first;
+        # a new run recorded with it landed with it
         again = False
 
         def attempt() -> Build | None:
@@ -450,13 +452,14 @@ class PostgreSQLStorage(SqlStorage):
             again = True
             return super(PostgreSQLStorage, self)._enqueue(
                 job_id, definition_json, definition_hash, deps_json, queue, retry_of, created,
-                origin)
+                origin, new_run)
 
         return self._retry(attempt, f"queueing a build of {job_id!r}")
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
                       deps_json: str | None, now: Any, worker_id: str | None = None,
-                      pid_namespace: str | None = None) -> Build | None:
+                      pid_namespace: str | None = None, definition_hash: str | None = None
+                      ) -> Build | None:
         # a retry after the connection broke while starting looks whether that start
         # happened: it did if the row holds what it wrote (its start time to the microsecond)
         again = False
@@ -478,7 +481,8 @@ class PostgreSQLStorage(SqlStorage):
                     return build
             again = True
             return super(PostgreSQLStorage, self)._start_queued(
-                build_id, concurrency, host, pid, deps_json, now, worker_id, pid_namespace)
+                build_id, concurrency, host, pid, deps_json, now, worker_id, pid_namespace,
+                definition_hash)
 
         return self._retry(attempt, f"starting build {build_id}")
 

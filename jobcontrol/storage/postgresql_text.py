@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobcontrol.errors import StorageError
 from jobcontrol.models import LogRecord
-from jobcontrol.storage.base import as_utc
+from jobcontrol.timeutil import as_utc
 
 #: a schema name jobcontrol accepts (it is also quoted wherever it is used)
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

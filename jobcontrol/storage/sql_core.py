@@ -35,13 +35,13 @@ from jobcontrol.models import (
 from jobcontrol.storage.arguments import row_limit
 from jobcontrol.storage.base import (
     Storage,
-    as_utc,
 )
 from jobcontrol.storage.commit_timer import PENDING_COMMIT_DELAY, CommitTimer
 from jobcontrol.storage.queries import (
     load_queries,
 )
 from jobcontrol.storage.schema import Migration, load_migrations
+from jobcontrol.timeutil import as_utc
 
 #: ``json.dumps(value, ensure_ascii=False)``, its encoder made once
 _TEXT_ENCODER = json.JSONEncoder(ensure_ascii=False)

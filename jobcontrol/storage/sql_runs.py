@@ -24,17 +24,20 @@ class SqlRuns(SqlCore):
         params_json = self._dumps({job: dict(values) for job, values in (params or {}).items()})
         # one token for every attempt: an attempt that lost its connection while committing
         # is looked up by it, so a run is recorded once (as a claim is)
+        attempts: list[str] = []
         return self._create_run(trigger, by, list(targets), params_json, note,
-                                uuid.uuid4().hex)
+                                uuid.uuid4().hex, attempts)
 
     @retried("recording a run")
     def _create_run(self, trigger: RunTrigger, by: str, targets: list[str], params_json: str,
-                    note: str | None, token: str) -> Run:
-        with self._cursor() as cur:
-            cur.execute(self.sql["run_by_token"], (token,))
-            landed = cur.fetchone()
-        if landed is not None:
-            return self._run(landed)
+                    note: str | None, token: str, attempts: list[str]) -> Run:
+        if attempts:  # only an attempt after one that failed can find its run made
+            with self._cursor() as cur:
+                cur.execute(self.sql["run_by_token"], (token,))
+                landed = cur.fetchone()
+            if landed is not None:
+                return self._run(landed)
+        attempts.append(token)
         with self._transaction() as cur:
             now = self.now()
             run_id = self._insert_id(

@@ -34,13 +34,15 @@ INSERT INTO builds (job_id, state, definition, definition_hash, dependency_build
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: queued_build_locked
-SELECT job_id, state FROM builds WHERE id = ?
+SELECT {build_columns} FROM builds WHERE id = ?
 
 -- name: start_queued_build
+-- the row changes only while fewer than the job's concurrency of its builds run
 UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
                   dependency_builds = coalesce(?, dependency_builds), worker_id = ?,
                   pid_namespace = ?
 WHERE id = ? AND state = ?
+  AND (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
 
 -- name: get_retry
 SELECT {build_columns} FROM builds WHERE retry_of = ?
@@ -86,7 +88,7 @@ UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ?
 -- name: mark_resent_first
 UPDATE builds SET heartbeat = ?, reason = ? WHERE id = ? AND state = ? AND heartbeat IS NULL
 
--- name: wait_for_slot
+-- name: note_queued
 UPDATE builds SET reason = ? WHERE id = ? AND state = ?
 
 -- name: running_settled

@@ -9,7 +9,7 @@ SELECT state FROM builds WHERE id = ? FOR UPDATE
 SELECT id FROM builds WHERE id = ? FOR UPDATE
 
 -- name: queued_build_locked
-SELECT job_id, state FROM builds WHERE id = ? FOR UPDATE
+SELECT {build_columns} FROM builds WHERE id = ? FOR UPDATE
 
 -- name: log_end_locked
 SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) FROM builds b WHERE b.id = ? FOR UPDATE
