@@ -148,3 +148,21 @@ def test_a_killed_workers_builds_are_abandoned_together_at_once(cluster: Cluster
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@needs_unshare
+def test_default_node_names_differ_between_pid_namespaces() -> None:
+    """Two workers of one hostname in two containers are both pid 1: their Celery node names
+    (which a broker's control queues are named after) must still differ."""
+    code = ("import sys; from jobcontrol.execution.celery import node_name; "
+            "print(node_name([]), flush=True); sys.stdin.read()")
+    workers = [subprocess.Popen([*UNSHARE, sys.executable, "-c", code], env=_env(), text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+               for _ in range(2)]  # both alive at once: their namespaces are not reused
+    try:
+        names = [worker.stdout.readline().strip() for worker in workers]  # type: ignore[union-attr]
+    finally:
+        for worker in workers:
+            worker.communicate(timeout=30)
+    assert all(name.startswith("jobcontrol.1.") for name in names), names
+    assert names[0] != names[1]

@@ -133,7 +133,7 @@ def test_a_stale_config_worker_gives_builds_back_to_a_matching_one(
         with _worker(config, pg_url, tmp_path / "current.log") as current:
             ended = wait_until("every build ends", lambda: _ended(jc, builds))
     assert {b.state for b in ended} == {S.SUCCESS}
-    assert all((b.worker_id or "").startswith(f"jobcontrol.{current.pid}@") for b in ended)
+    assert all((b.worker_id or "").startswith(f"jobcontrol.{current.pid}.") for b in ended)
     text = stale_log.read_text()
     assert "given back for a worker whose config matches" in text
     assert "defines job 'noop' differently" in text

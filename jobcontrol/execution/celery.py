@@ -23,7 +23,7 @@ from jobcontrol.errors import (
     JobControlError,
     MissingDependencyError,
 )
-from jobcontrol.execution.identity import worker_identity
+from jobcontrol.execution.identity import namespace_tag, worker_identity
 from jobcontrol.models import HOSTNAME, WorkerRecord
 from jobcontrol.storage import open_storage, redact_url
 from jobcontrol.timeutil import format_duration
@@ -201,12 +201,19 @@ def worker_argv(concurrency: int, queues: Sequence[str], extra: Sequence[str]) -
             "--loglevel=INFO", "--without-gossip", "--without-mingle"]
     if not any(arg in ("-n", "--hostname") or arg.startswith("--hostname=") for arg in extra):
         # several workers on one machine need names of their own
-        argv.append("--hostname=" + DEFAULT_NODE.replace("{pid}", str(os.getpid())))
+        argv.append("--hostname=" + _filled(DEFAULT_NODE, hostname="%h"))
     return argv + list(extra)
 
 
-#: the Celery node name of a worker not given one (``%h``: the hostname)
-DEFAULT_NODE = "jobcontrol.{pid}@%h"
+#: the Celery node name of a worker not given one: ``{pid}`` its pid, ``{namespace}`` its
+#: boot and PID namespace, short (two containers with one hostname have the same pids),
+#: ``%h`` the hostname
+DEFAULT_NODE = "jobcontrol.{pid}.{namespace}@%h"
+
+
+def _filled(node: str, hostname: str = HOSTNAME) -> str:
+    return node.replace("{pid}", str(os.getpid())).replace(
+        "{namespace}", namespace_tag()).replace("%h", hostname)
 
 
 def node_name(extra: Sequence[str]) -> str:
@@ -218,7 +225,7 @@ def node_name(extra: Sequence[str]) -> str:
             node = extra[index + 1]
         elif arg.startswith("--hostname="):
             node = arg.partition("=")[2]
-    return node.replace("{pid}", str(os.getpid())).replace("%h", HOSTNAME)
+    return _filled(node)
 
 
 def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra: Sequence[str],

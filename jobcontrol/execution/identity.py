@@ -10,6 +10,7 @@ worker's pid up (:func:`same_namespace`); any other judges it by its heartbeat a
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cache
 
@@ -31,6 +32,12 @@ def namespace_id() -> str:
     except OSError:
         pidns = "?"
     return f"{boot}{SEPARATOR}{pidns}"
+
+
+def namespace_tag() -> str:
+    """A short name of this process's boot and PID namespace, for names that must differ
+    between containers of one hostname (their pids are all 1 or so)."""
+    return hashlib.sha1(namespace_id().encode()).hexdigest()[:8]
 
 
 def worker_identity(node: str, pid: int | None = None) -> str:
