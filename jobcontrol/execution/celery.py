@@ -29,8 +29,7 @@ from jobcontrol.storage import open_storage, redact_url
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:  # the worker is handed one; importing core here would point up a layer
-    from jobcontrol.core import JobControl
-    from jobcontrol.execution.remote import RemoteWorker
+    from jobcontrol.execution.remote import RemoteWorker, WorkerControl
     from jobcontrol.storage.base import Storage
 
 try:
@@ -228,7 +227,7 @@ def node_name(extra: Sequence[str]) -> str:
     return _filled(node)
 
 
-def run_worker(jc: JobControl, *, concurrency: int, queues: Sequence[str], extra: Sequence[str],
+def run_worker(jc: WorkerControl, *, concurrency: int, queues: Sequence[str], extra: Sequence[str],
                sweep_interval: float) -> None:
     """Run a Celery worker for ``jc``'s builds until it is stopped (Ctrl-C, SIGTERM).
 
@@ -334,7 +333,7 @@ class _StopOnTerm:
         os.kill(os.getpid(), signum)
 
 
-def _sweep(jc: JobControl, sender: CelerySender, interval: float, stop: threading.Event,
+def _sweep(jc: WorkerControl, sender: CelerySender, interval: float, stop: threading.Event,
            identity: WorkerRecord) -> None:
     from jobcontrol.execution.remote import RemoteWorker
 

@@ -54,8 +54,9 @@ from jobcontrol.text import visible
 from jobcontrol.timeutil import format_duration
 
 if TYPE_CHECKING:
-    from jobcontrol.config import JobDefinition
-    from jobcontrol.core import JobControl
+    from jobcontrol.config import Config, JobDefinition
+    from jobcontrol.models import LogRecord
+    from jobcontrol.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,31 @@ class Sender(Protocol):
 
     def __call__(self, build_id: int, queue: str, *, delay: float = 0.0,
                  waited: int = 0, job: str | None = None) -> None: ...
+
+
+class WorkerControl(Protocol):
+    """What builds on workers need of :class:`~jobcontrol.core.JobControl`, which queues
+    and follows them through this module (so this module names what it uses, and does not
+    import the layer above it)."""
+
+    config: Config
+    storage: Storage
+
+    def __init__(self, config: Config, storage: Storage, sender: Sender | None = None
+                 ) -> None: ...  # a worker process makes its own, of the class it was given
+
+    @property
+    def sender(self) -> Sender: ...
+
+    def get_build(self, build_id: int) -> Build: ...
+
+    def logs(self, build_id: int, *, after_seq: int = 0) -> list[LogRecord]: ...
+
+    def import_function(self, job_id: str) -> Callable[..., Any]: ...
+
+    def reap(self, *, workers: bool = False) -> list[Build]: ...
+
+    def notifier(self) -> Notifier | None: ...
 
 
 def ready_job(build: Build) -> str | None:
@@ -111,7 +137,7 @@ def _stored(storage: Storage) -> Callable[[int], Build | None]:
     return get
 
 
-def retry_due(jc: JobControl, build: Build) -> bool:
+def retry_due(jc: WorkerControl, build: Build) -> bool:
     """True when ``build`` is a remote build that failed or was abandoned, and its job's
     ``retries`` allow another attempt."""
     if build.queue is None or build.state not in (BuildState.FAILED, BuildState.ABANDONED):
@@ -128,7 +154,7 @@ class RemoteWorker:
     One per process: it owns a :class:`LocalExecutor` for the builds it runs, one at a time.
     """
 
-    def __init__(self, jc: JobControl, send: Sender,
+    def __init__(self, jc: WorkerControl, send: Sender,
                  observer: BuildObserver | None = None, *,
                  worker_id: str | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -415,8 +441,9 @@ class RemoteWorker:
         reaped = self.jc.reap(workers=True)
         lost = sweep_queued(self.storage, self.config.jobs, self.send_build,
                             self.config.executor.queued_timeout)
-        ended = reaped + [self.storage.get_build(build.id) for build, done in lost
-                          if done == "failed"]
+        never_taken = [self.storage.get_build(build.id) for build, done in lost
+                       if done == "failed"]
+        ended = reaped + never_taken
         now = self.storage.now()
         made = []
         for build in self.storage.list_builds(states=[BuildState.ABANDONED],
@@ -433,7 +460,7 @@ class RemoteWorker:
         return made
 
 
-def dispatch_ends(jc: JobControl, ended: Sequence[Build]) -> None:
+def dispatch_ends(jc: WorkerControl, ended: Sequence[Build]) -> None:
     """What the ends of remote builds recorded outside a worker (abandoned by a reap,
     cancelled while queued) let go: sent, or cancelled if blocked. A broker that fails is
     logged: the workers' ``queued_timeout`` sweep sends them later."""
@@ -450,7 +477,7 @@ def dispatch_ends(jc: JobControl, ended: Sequence[Build]) -> None:
 # -- following builds from afar (``build --async --wait``) -----------------------------------
 
 
-def follow(jc: JobControl, builds: Sequence[Build], observer: BuildObserver, *,
+def follow(jc: WorkerControl, builds: Sequence[Build], observer: BuildObserver, *,
            poll: float = FOLLOW_POLL, sleep: Callable[[float], None] = time.sleep
            ) -> list[Build]:
     """Report the builds (and their retries) to ``observer`` as workers run them, until
@@ -485,7 +512,7 @@ def follow(jc: JobControl, builds: Sequence[Build], observer: BuildObserver, *,
     return sorted(ended.values(), key=lambda build: build.id)
 
 
-def _watch_retry(jc: JobControl, build: Build, watched: dict[int, Build],
+def _watch_retry(jc: WorkerControl, build: Build, watched: dict[int, Build],
                  retry_coming: set[int], observer: BuildObserver) -> None:
     """Watch the retry of ``build`` too, once it exists."""
     retry = jc.storage.get_retry(build.id)
