@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -432,3 +434,30 @@ def test_a_retry_by_hand_is_queued_in_the_retried_builds_run(jc: JobControl,
     assert retry.retry_of == failed.id and retry.run_id == failed.run_id
     with pytest.raises(BuildStateError, match=f"retried already, by build {retry.id}"):
         jc.retry_start(failed.id)
+
+
+NEVER_TAKEN = """\
+executor: {type: celery, broker: "redis://127.0.0.1:1/0", queue: main, queued_timeout: 0.01s}
+jobs:
+  - id: lonely
+    function: jobfuncs.make
+    args: [l]
+    notify: {on: [failure], targets: [{call: jobfuncs.notify_collect}]}
+"""
+
+
+def test_a_build_failed_by_queued_timeout_notifies_once(tmp_path: Path, storage: Storage,
+                                                        broker: Broker) -> None:
+    config = make_project(tmp_path / "project", NEVER_TAKEN)
+    notified = config.parent / "notified.jsonl"
+    with JobControl.from_config(config, storage) as jc:
+        jc._sender = broker
+        [build] = jc.submit("lonely")
+        broker.sent.clear()  # its message lost: no worker ever sees it
+        with contextlib.closing(RemoteWorker(jc, broker, BuildObserver())) as sweeper, \
+                contextlib.closing(RemoteWorker(jc, broker, BuildObserver())) as other:
+            while jc.get_build(build.id).state is not S.FAILED:
+                sweeper.sweep()  # re-sent once, then failed, as the clock passes 10 ms
+                other.sweep()  # a second worker sweeping too: one failure, one notice
+    events = [json.loads(line) for line in notified.read_text().splitlines()]
+    assert [(e["event"], e["build"]["id"]) for e in events] == [("failure", build.id)]

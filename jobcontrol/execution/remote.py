@@ -443,6 +443,8 @@ class RemoteWorker:
                             self.config.executor.queued_timeout)
         never_taken = [self.storage.get_build(build.id) for build, done in lost
                        if done == "failed"]
+        for build in never_taken:  # failed here, by this sweep alone: told once
+            self._notify(build)
         ended = reaped + never_taken
         now = self.storage.now()
         made = []
