@@ -59,13 +59,15 @@ def test_a_wait_recorded_during_an_end_being_written_takes_the_slot_it_frees(
         assert build is not None and build.state is BuildState.RUNNING
 
 
-def test_the_slot_waiters_query_reads_the_partial_index(pg_url: str) -> None:
+def test_the_slot_waiters_query_reads_an_index_of_the_state(pg_url: str) -> None:
     with PostgreSQLStorage(pg_url) as storage:
         sql = storage.sql["slot_waiters"]
-        assert f"'{SLOT_WAIT}%%'" in sql  # the index's predicate, word for word
+        assert f"'{SLOT_WAIT}%%'" in sql  # the reason's text, its % doubled for psycopg2
     with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
         cur.execute("SET enable_seqscan = off")  # an empty table: any index beats none
         cur.execute("EXPLAIN " + sql.replace("{build_columns}", "id"), ("job", 1))
         plan = " ".join(row[0] for row in cur.fetchall())
     conn.close()
-    assert "builds_slot_waits" in plan
+    # an index on the state serves it (the job's, or the state's where the table is empty)
+    assert "Seq Scan" not in plan and ("builds_job_state_id" in plan
+                                       or "builds_state_id" in plan), plan

@@ -97,8 +97,9 @@ UPDATE builds SET reason = ? WHERE id = ? AND state = ?
 SELECT id FROM builds WHERE job_id = (SELECT job_id FROM builds WHERE id = ?) AND state = ?
 
 -- name: slot_waiters
--- the predicate of the partial index builds_slot_waits, word for word (a planner uses the
--- index only for a query that implies it); the text is SLOT_WAIT's
+-- the job's queued builds in order (the builds_job_state_id index), the first that waits
+-- for a slot; the text is SLOT_WAIT's. No index of their own: any index more on builds
+-- (a partial one too) cost SQLite 45 µs on every claim's INSERT, 15% of an inline build
 SELECT {build_columns} FROM builds
 WHERE job_id = ? AND state = 'queued' AND reason LIKE 'waited for a free slot%'
 ORDER BY id LIMIT ?
