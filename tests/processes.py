@@ -7,9 +7,11 @@ a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -131,3 +133,19 @@ def until(condition: Callable[[], object], what: str, seconds: float = 15) -> No
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def stop_groups(processes: list[subprocess.Popen[str]], grace: float = 15) -> None:
+    """End each process's group as systemd would: SIGTERM, then SIGKILL for what is left
+    after ``grace`` seconds in all; a group already gone is fine."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -177,6 +177,15 @@ def wait_until(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
         time.sleep(0.1)
 
 
+def wait_ready(logs: list[Path], processes: list[subprocess.Popen[str]]) -> None:
+    """Wait until each worker says it is ready in its log; a worker that ended fails the
+    test with its log."""
+    for log, process in zip(logs, processes, strict=True):
+        wait_until(f"{log.name} ready", lambda log=log, process=process: (
+            process.poll() is None or pytest.fail(log.read_text()))
+            and " ready." in log.read_text())
+
+
 def handled(log: Path, outcome: str) -> bool:
     """Whether the worker logging to ``log`` has ended a build task with an outcome that
     starts with ``outcome`` (what :meth:`RemoteWorker.handle` did with a delivery)."""

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +23,9 @@ import pytest
 from jobcontrol import BuildState
 from jobcontrol.models import Build
 from jobcontrol.storage.base import SLOT_WAIT
+from tests.processes import stop_groups
 from tests.support import make_project
-from tests.test_celery import Cluster, broker, wait_until
+from tests.test_celery import Cluster, broker, wait_ready, wait_until
 
 S = BuildState
 __all__ = ["broker"]
@@ -75,21 +73,10 @@ def workers(cluster: Cluster, tmp_path: Path,
                 processes.append(cluster.start("worker", "--concurrency", "1", stdout=out,
                                                stderr=subprocess.STDOUT,
                                                start_new_session=True))
-        for log, process in zip(logs, processes, strict=True):
-            wait_until(f"{log.name} ready", lambda log=log, process=process: (
-                process.poll() is None or pytest.fail(log.read_text()))
-                and " ready." in log.read_text())
+        wait_ready(logs, processes)
         yield logs
     finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_groups(processes)
 
 
 def _submit(cluster: Cluster, *args: str) -> list[int]:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from jobcontrol import BuildState
-from tests.processes import ROOT, UNSHARE, needs_unshare
+from tests.processes import ROOT, UNSHARE, needs_unshare, stop_groups
 from tests.support import make_project
-from tests.test_celery import Cluster, broker, wait_until
+from tests.test_celery import Cluster, broker, wait_ready, wait_until
 
 S = BuildState
 __all__ = ["broker"]
@@ -64,21 +63,10 @@ def two_workers(cluster: Cluster, tmp_path: Path) -> Iterator[list[Path]]:
                 processes.append(subprocess.Popen(
                     [*prefix, *argv], cwd=cluster.config.parent, env=_env(), text=True,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-        for log, process in zip(logs, processes, strict=True):
-            wait_until(f"{log.name} ready", lambda log=log, process=process: (
-                process.poll() is None or pytest.fail(log.read_text()))
-                and " ready." in log.read_text())
+        wait_ready(logs, processes)
         yield logs
     finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_groups(processes)
 
 
 @needs_unshare

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -20,7 +19,7 @@ import pytest
 
 from jobcontrol import BuildState, JobControl
 from jobcontrol.models import Build
-from tests.processes import ROOT
+from tests.processes import ROOT, stop_groups
 from tests.support import make_project
 from tests.test_celery import broker, wait_until
 
@@ -72,14 +71,8 @@ def _worker(config: Path, storage: str, log: Path, concurrency: int = 1
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    if process.poll() is None:
+        stop_groups([process])
 
 
 def _ended(jc: JobControl, builds: list[Build]) -> list[Build]:
