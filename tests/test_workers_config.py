@@ -109,13 +109,17 @@ def test_a_build_run_by_a_worker_notifies_once(broker: str, pg_url: str,
     assert events[1]["previous"]["id"] == ids[0]
 
 
+def _current_and_stale(broker: str, tmp_path: Path) -> tuple[Path, Path]:
+    """Two configs on one queue whose job ``noop`` differs: a deploy half done."""
+    queue = _queue()
+    current, stale = (make_project(tmp_path / tag, SHARED_CONFIG.format(
+        broker=broker, queue=queue, tag=tag)) for tag in ("current", "stale"))
+    return current, stale
+
+
 def test_a_stale_config_worker_gives_builds_back_to_a_matching_one(
         broker: str, pg_url: str, tmp_path: Path) -> None:
-    queue = _queue()
-    config = make_project(tmp_path / "current", SHARED_CONFIG.format(
-        broker=broker, queue=queue, tag="current"))
-    stale = make_project(tmp_path / "stale", SHARED_CONFIG.format(
-        broker=broker, queue=queue, tag="stale"))
+    config, stale = _current_and_stale(broker, tmp_path)
     stale_log = tmp_path / "stale.log"
     with JobControl.from_config(config, pg_url) as jc, _worker(stale, pg_url, stale_log):
         builds = [jc.submit("noop")[0] for _ in range(6)]
@@ -134,11 +138,7 @@ def test_a_stale_config_worker_gives_builds_back_to_a_matching_one(
 
 def test_a_build_no_worker_can_take_fails_naming_the_mismatch(
         broker: str, pg_url: str, tmp_path: Path) -> None:
-    queue = _queue()
-    config = make_project(tmp_path / "current", SHARED_CONFIG.format(
-        broker=broker, queue=queue, tag="current"))
-    stale = make_project(tmp_path / "stale", SHARED_CONFIG.format(
-        broker=broker, queue=queue, tag="stale"))
+    config, stale = _current_and_stale(broker, tmp_path)
     with JobControl.from_config(config, pg_url) as jc, \
             _worker(stale, pg_url, tmp_path / "stale.log"):
         [build] = jc.submit("noop")
