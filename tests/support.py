@@ -29,12 +29,15 @@ def isolation_specific(*isolations: str, why: str) -> pytest.MarkDecorator:
         reason=f"default isolation {DEFAULT_ISOLATION}: {why}")
 
 
-def make_project(folder: Path, yaml_text: str, name: str = "jobs.yaml") -> Path:
-    """Write a config and the test job module beside it; return the config path."""
+def make_project(folder: Path, yaml_text: str, name: str = "jobs.yaml",
+                 modules: tuple[str, ...] = ()) -> Path:
+    """Write a config and the test job modules beside it (``jobfuncs``, and ``modules``
+    of tests/, e.g. ``("runjobs",)``); return the config path."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(HERE / "jobfuncs.py", folder / "jobfuncs.py")
-    # each test has its own copy: import it afresh from this test's folder
-    sys.modules.pop("jobfuncs", None)
+    for module in ("jobfuncs", *modules):
+        shutil.copy(HERE / f"{module}.py", folder / f"{module}.py")
+        # each test has its own copy: import it afresh from this test's folder
+        sys.modules.pop(module, None)
     path = folder / name
     path.write_text(textwrap.dedent(yaml_text))
     return path

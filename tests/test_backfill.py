@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from jobcontrol.errors import JobControlError
 from jobcontrol.models import BuildState, RunTrigger
 from jobcontrol.storage import Storage, open_storage
 from tests.processes import Project, alive, until, wait_for
-from tests.support import HERE, Cli, make_project
+from tests.support import Cli, make_project
 
 UTC = timezone.utc
 
@@ -42,11 +40,9 @@ jobs:
 
 
 def project_config(folder: Path) -> Path:
-    path = make_project(folder, CONFIG.format(log=folder / "instants.log",
-                                              started=folder / "started"))
-    shutil.copy(HERE / "runjobs.py", folder / "runjobs.py")
-    sys.modules.pop("runjobs", None)
-    return path
+    return make_project(folder, CONFIG.format(log=folder / "instants.log",
+                                              started=folder / "started"),
+                        modules=("runjobs",))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,8 +6,6 @@ Every backend (the ``storage`` fixture)."""
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from jobcontrol import JobControl
 from jobcontrol.config import load_config
 from jobcontrol.errors import ConfigError, ExitCode, ParamError
 from jobcontrol.storage import Storage
-from tests.support import HERE, Cli, make_project
+from tests.support import Cli, make_project
 
 CONFIG = """\
 jobs:
@@ -39,10 +37,7 @@ jobs:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = make_project(tmp_path, CONFIG)
-    shutil.copy(HERE / "runjobs.py", tmp_path / "runjobs.py")
-    sys.modules.pop("runjobs", None)
-    return path
+    return make_project(tmp_path, CONFIG, modules=("runjobs",))
 
 
 @pytest.fixture

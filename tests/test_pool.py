@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,15 +28,11 @@ from tests.test_process_trees import group_members
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/task"),
                                 reason="the pool's tests look at Linux /proc")
 
-HERE = Path(__file__).parent
 
 
 def pool_project(folder: Path, yaml_text: str) -> Path:
     """A config beside tests/jobfuncs.py and tests/pooljobs.py."""
-    config = make_project(folder, yaml_text)
-    shutil.copy(HERE / "pooljobs.py", folder / "pooljobs.py")
-    sys.modules.pop("pooljobs", None)  # each test imports its own copy
-    return config
+    return make_project(folder, yaml_text, modules=("pooljobs",))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,8 +6,6 @@ Every backend (the ``storage`` fixture)."""
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from jobcontrol.models import Build, BuildState, RunTrigger
 from jobcontrol.pausing import who
 from jobcontrol.rules.runs import RunState, run_state
 from jobcontrol.storage import Storage
-from tests.support import HERE, Cli, make_project
+from tests.support import Cli, make_project
 
 UTC = timezone.utc
 
@@ -39,10 +37,7 @@ jobs:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = make_project(tmp_path, CONFIG)
-    shutil.copy(HERE / "runjobs.py", tmp_path / "runjobs.py")
-    sys.modules.pop("runjobs", None)
-    return path
+    return make_project(tmp_path, CONFIG, modules=("runjobs",))
 
 
 @pytest.fixture

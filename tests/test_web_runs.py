@@ -5,8 +5,6 @@ inputs, and real launches recorded as ``web`` (the form) or ``api`` (JSON) runs.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from jobcontrol.models import Build, RunTrigger
 from jobcontrol.storage import Storage
 from jobcontrol.web import create_app
 from tests.conftest import make_storage
-from tests.support import HERE, make_project
+from tests.support import make_project
 from tests.web_support import page_token
 
 ROOT = Path(__file__).parent.parent
@@ -47,9 +45,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 @pytest.fixture
 def jc(tmp_path: Path, storage: Storage, monkeypatch: pytest.MonkeyPatch) -> JobControl:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # launched builds: this checkout's
-    config = make_project(tmp_path / "project", CONFIG)
-    shutil.copy(HERE / "runjobs.py", config.parent / "runjobs.py")
-    sys.modules.pop("runjobs", None)
+    config = make_project(tmp_path / "project", CONFIG, modules=("runjobs",))
     return JobControl.from_config(config, storage)
 
 
