@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cache
 
-from jobcontrol.execution.identity import SEPARATOR, namespace_id, same_namespace, worker_pid
+from jobcontrol.execution.identity import is_this_namespace, same_namespace, worker_pid
 from jobcontrol.models import Build, BuildState, WorkerRecord
 from jobcontrol.storage.base import Storage
 from jobcontrol.timeutil import format_duration
@@ -122,15 +122,10 @@ def _here(build: Build, host: str) -> bool:
     """Whether ``build``'s pid means a process of this machine and PID namespace."""
     if build.host != host or not build.pid:
         return False
-    if build.pid_namespace is not None and not _this_namespace(build.pid_namespace):
+    if build.pid_namespace is not None and not is_this_namespace(build.pid_namespace):
         return False
     return build.worker_id is None or same_namespace(build.worker_id)
 
-
-def _this_namespace(pid_namespace: str) -> bool:
-    """Whether ``BOOT~PIDNS`` is this process's, as far as this system tells (a namespace
-    it does not tell is never this one)."""
-    return "?" not in pid_namespace.split(SEPARATOR) and pid_namespace == namespace_id()
 
 
 def _clock(moment: datetime) -> str:

@@ -49,10 +49,16 @@ def worker_identity(node: str, pid: int | None = None) -> str:
 
 def same_namespace(worker_id: str) -> bool:
     """Whether the worker ``worker_id`` runs in this process's boot and PID namespace, where
-    its pids mean what they mean here (never for a namespace this system does not tell)."""
+    its pids mean what they mean here."""
     parts = worker_id.split(SEPARATOR)
-    return len(parts) == 4 and "?" not in parts[2:] \
-        and SEPARATOR.join(parts[2:]) == namespace_id()
+    return len(parts) == 4 and is_this_namespace(SEPARATOR.join(parts[2:]))
+
+
+def is_this_namespace(pid_namespace: str) -> bool:
+    """Whether ``BOOT~PIDNS`` (a build's :attr:`~jobcontrol.models.Build.pid_namespace`)
+    is this process's, as far as this system tells (a namespace it does not tell, "?", is
+    never this one)."""
+    return "?" not in pid_namespace.split(SEPARATOR) and pid_namespace == namespace_id()
 
 
 def worker_pid(worker_id: str) -> int | None:
