@@ -83,9 +83,10 @@ class Runs:
     def retry_start(self, build_id: int, trigger: RunTrigger | str = RunTrigger.CLI,
                     by: str | None = None) -> RunStart:
         """What a retry of build ``build_id`` by hand starts with: its job's first build
-        records ``retry_of`` = it, with its parameters, in its run (a build of no run, from
-        before runs were recorded: a new run, ``trigger`` and ``by``). A build not failed,
-        abandoned or cancelled, or retried already, raises :class:`BuildStateError`."""
+        records ``retry_of`` = it, with its parameters and scheduled instant, in its run
+        (a build of no run, from before runs were recorded: a new run, ``trigger`` and
+        ``by``). A build not failed, abandoned or cancelled, or retried already, raises
+        :class:`BuildStateError`."""
         build = self.storage.get_build(build_id)
         if build.state not in RETRIABLE:
             raise BuildStateError(f"build {build_id} is {build.state.value}: only a failed, "
@@ -95,6 +96,10 @@ class Runs:
             raise BuildStateError(f"build {build_id} was retried already, by build {retry.id}")
         values = self.param_values([build.job_id], build.params)
         retries = {build.job_id: build_id}
+        # a scheduled or backfilled instant's retry is for that instant: it reads the same
+        # scheduled_for() and interval() (a retry without them would do another's work)
+        instant = recorded_instant(build)
+        instants = None if instant is None else {build.job_id: instant}
         run = None
         if build.run_id is not None:
             try:
@@ -103,10 +108,10 @@ class Runs:
                 pass
         if run is None:
             start = self.open_run(trigger, [build.job_id], by=by, params=build.params,
-                                  when_first_built=True)
+                                  instants=instants, when_first_built=True)
             start.retries = retries
             return start
-        return RunStart(run, values, retries=retries)
+        return RunStart(run, values, instants, retries=retries)
 
     def runs(self, *, job_id: str | None = None, limit: int | None = DEFAULT_RUN_LIMIT,
              before_id: int | None = None) -> list[RunView]:
@@ -122,3 +127,15 @@ class Runs:
         """One run with its builds; RunNotFoundError when there is none."""
         run = self.storage.get_run(run_id)
         return RunView(run, tuple(self.storage.run_builds([run_id])[run_id]))
+
+
+def recorded_instant(build: Build) -> tuple[datetime, datetime | None] | None:
+    """The scheduled instant ``build`` was for and where its interval begins, as it
+    recorded them (None: no schedule started it)."""
+    when = build.definition.get("scheduled_for")
+    if not isinstance(when, str):
+        return None
+    span = build.definition.get("interval")
+    begins = span[0] if isinstance(span, list) and span else None
+    return (datetime.fromisoformat(when),
+            datetime.fromisoformat(begins) if isinstance(begins, str) else None)

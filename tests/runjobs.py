@@ -40,3 +40,11 @@ def instant_or_hang(log: str, hang_at: str, started: str) -> str:
         Path(started).write_text(str(os.getpid()))
         time.sleep(120)
     return when.isoformat()
+
+
+def instant_unless(log: str, broken: str) -> dict:
+    """:func:`instant`, failing while the file ``broken`` exists (a bug, fixed later)."""
+    found = instant(log)
+    if Path(broken).exists():
+        raise RuntimeError(f"broken at {found['scheduled_for']}")
+    return found

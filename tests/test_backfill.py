@@ -36,12 +36,18 @@ jobs:
     isolation: inline
     schedule: "0 3 * * *"
   - {{id: plain, function: jobfuncs.noop, isolation: inline}}
+  - id: flaky
+    function: runjobs.instant_unless
+    kwargs: {{log: "{log}", broken: "{broken}"}}
+    isolation: inline
+    schedule: "0 3 * * *"
 """
 
 
 def project_config(folder: Path) -> Path:
     return make_project(folder, CONFIG.format(log=folder / "instants.log",
-                                              started=folder / "started"),
+                                              started=folder / "started",
+                                              broken=folder / "broken"),
                         modules=("runjobs",))
 
 
@@ -174,3 +180,26 @@ def test_sigterm_stops_a_backfill_and_the_same_command_goes_on(tmp_path: Path,
     assert logged(project.config) == [f"2026-11-0{d}T03:00:00+00:00" for d in range(1, 6)]
     with open_storage(project.storage_url) as seen:
         assert seen.get_build(3).state is BuildState.CANCELLED
+
+
+def test_a_retry_of_a_backfilled_instant_is_for_that_instant(config: Path,
+                                                             storage: Storage) -> None:
+    """An instant's build that failed (or was cut off: abandoned, cancelled) is taken on:
+    ``backfill`` never builds it again. ``build --retry-of`` does, for the same instant and
+    interval (it read none: the job did another interval's work, or failed)."""
+    cli = Cli(config, storage)
+    (config.parent / "broken").touch()
+    cli("backfill", "flaky", "--from", "2026-11-01T03:00", "--to", "2026-11-02T03:00",
+        code=1)
+    (config.parent / "broken").unlink()
+    [run] = storage.list_runs()
+    _, second = storage.run_builds([run.id])[run.id]
+    assert second.state is BuildState.FAILED
+    out = cli("build", "flaky", "--retry-of", str(second.id), "--format", "json").output
+    [retry] = json.loads(out)
+    assert (retry["state"], retry["retry_of"], retry["run"]) == ("success", second.id, run.id)
+    assert json.loads(storage.get_build(retry["id"]).result.data) == {  # type: ignore[union-attr]
+        "scheduled_for": "2026-11-02T03:00:00+00:00",
+        "interval": ["2026-11-01T03:00:00+00:00", "2026-11-02T03:00:00+00:00"],
+        "run": run.id}
+    assert logged(config)[-1] == "2026-11-02T03:00:00+00:00"
