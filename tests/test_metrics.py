@@ -65,44 +65,56 @@ def test_metrics_match_the_builds_made(jc: JobControl) -> None:
     jc.pause("bad", reason="broken")
     samples = scrape(create_app(jc).test_client())
 
-    assert value(samples, "jobcontrol_builds_total", job="fetch", state="success") == 3
-    assert value(samples, "jobcontrol_builds_total", job="bad", state="failed") == 1
-    assert value(samples, "jobcontrol_builds_total", job="report", state="running") == 1
-    assert value(samples, "jobcontrol_builds_total", job="fetch", state="queued") == 1
-    assert value(samples, "jobcontrol_builds_total", job="bad", state="success") is None
+    assert value(samples, "jobcontrol_builds_total", job_id="fetch", state="success") == 3
+    assert value(samples, "jobcontrol_builds_total", job_id="bad", state="failed") == 1
+    # a counter never goes down: builds still queued or running are the gauges' (below)
+    assert value(samples, "jobcontrol_builds_total", job_id="report", state="running") is None
+    assert value(samples, "jobcontrol_builds_total", job_id="fetch", state="queued") is None
+    assert value(samples, "jobcontrol_builds_total", job_id="bad", state="success") is None
     assert value(samples, "jobcontrol_running_builds") == 1
     assert value(samples, "jobcontrol_queued_builds") == 1
     # report never succeeded and has a max_age: stale; fetch just built: fresh
     assert value(samples, "jobcontrol_stale_jobs") == 1
     last = jc.storage.get_build(fetches[-1].id).finished
     assert last is not None
-    assert value(samples, "jobcontrol_last_success_timestamp_seconds", job="fetch") == \
+    assert value(samples, "jobcontrol_last_success_timestamp_seconds", job_id="fetch") == \
         pytest.approx(last.timestamp())
-    assert value(samples, "jobcontrol_last_success_timestamp_seconds", job="bad") is None
-    assert value(samples, "jobcontrol_job_paused", job="bad") == 1
-    assert value(samples, "jobcontrol_job_paused", job="fetch") == 0
+    assert value(samples, "jobcontrol_last_success_timestamp_seconds", job_id="bad") is None
+    assert value(samples, "jobcontrol_job_paused", job_id="bad") == 1
+    assert value(samples, "jobcontrol_job_paused", job_id="fetch") == 0
     durations = []
     for build in jc.storage.list_builds("fetch"):
         if build.started and build.finished:
             durations.append((build.finished - build.started).total_seconds())
     assert len(durations) == 3
-    assert value(samples, "jobcontrol_build_duration_seconds_count", job="fetch") == 3
-    assert value(samples, "jobcontrol_build_duration_seconds_sum", job="fetch") == \
+    assert value(samples, "jobcontrol_build_duration_seconds_count", job_id="fetch") == 3
+    assert value(samples, "jobcontrol_build_duration_seconds_sum", job_id="fetch") == \
         pytest.approx(sum(durations))
-    assert value(samples, "jobcontrol_build_duration_seconds", job="fetch",
+    assert value(samples, "jobcontrol_build_duration_seconds", job_id="fetch",
                  quantile="0.5") == pytest.approx(sorted(durations)[1])
-    assert value(samples, "jobcontrol_build_duration_seconds", job="fetch",
+    assert value(samples, "jobcontrol_build_duration_seconds", job_id="fetch",
                  quantile="0.99") == pytest.approx(max(durations))
-    assert value(samples, "jobcontrol_build_duration_seconds_count", job="bad") == 1
+    assert value(samples, "jobcontrol_build_duration_seconds_count", job_id="bad") == 1
     assert failed.state is S.FAILED and claimed.state is S.RUNNING
 
     jc.resume("bad")
     jc.storage.finish_build(claimed.id, S.SUCCESS)
     again = scrape(create_app(jc).test_client())  # read afresh at each scrape
-    assert value(again, "jobcontrol_job_paused", job="bad") == 0
+    assert value(again, "jobcontrol_job_paused", job_id="bad") == 0
     assert value(again, "jobcontrol_running_builds") == 0
     assert value(again, "jobcontrol_stale_jobs") == 0
-    assert value(again, "jobcontrol_builds_total", job="report", state="success") == 1
+    assert value(again, "jobcontrol_builds_total", job_id="report", state="success") == 1
+
+
+def test_no_label_is_one_prometheus_gives_every_series_it_scrapes(jc: JobControl) -> None:
+    """Prometheus labels each scraped series with its target's ``job`` and ``instance``
+    and renames such labels of the target's to ``exported_job``: ``{job="fetch"}`` would
+    match nothing."""
+    jc.build("fetch")
+    jc.build("bad")
+    samples = scrape(create_app(jc).test_client())
+    labels = {name for (_, pairs) in samples for name, _ in pairs}
+    assert "job_id" in labels and not labels & {"job", "instance"}
 
 
 def test_durations_cover_the_latest_builds_only(jc: JobControl,
@@ -112,11 +124,11 @@ def test_durations_cover_the_latest_builds_only(jc: JobControl,
         jc.build("fetch")
     latest = jc.storage.list_builds("fetch", limit=2)
     samples = scrape(create_app(jc).test_client())
-    assert value(samples, "jobcontrol_build_duration_seconds_count", job="fetch") == 2
-    assert value(samples, "jobcontrol_build_duration_seconds_sum", job="fetch") == \
+    assert value(samples, "jobcontrol_build_duration_seconds_count", job_id="fetch") == 2
+    assert value(samples, "jobcontrol_build_duration_seconds_sum", job_id="fetch") == \
         pytest.approx(sum((b.finished - b.started).total_seconds()  # type: ignore[operator]
                           for b in latest))
-    assert value(samples, "jobcontrol_builds_total", job="fetch", state="success") == 3
+    assert value(samples, "jobcontrol_builds_total", job_id="fetch", state="success") == 3
 
 
 def test_metrics_are_behind_the_api_auth(tmp_path: Path, jc: JobControl) -> None:

@@ -1,6 +1,12 @@
 """``/metrics``: the Prometheus text format, behind the same authentication as the JSON API
 (a scraper sends ``Authorization: Bearer TOKEN``).
 
+A job is labelled ``job_id``, never ``job``: Prometheus gives every series it scrapes the
+target's own ``job`` label, and renames a scraped ``job`` to ``exported_job``, so a query
+for ``{job="report"}`` would find nothing. ``jobcontrol_builds_total`` counts finished
+builds only: a counter must never go down, and a state a build leaves (queued, running)
+would; those are the ``jobcontrol_running_builds`` and ``jobcontrol_queued_builds`` gauges.
+
 Everything is read from the storage at each scrape, so every process serving the web UI
 answers the same. The reads stay cheap however long the history: builds are counted by
 job and state from the ``(job_id, state, id)`` index (:meth:`Storage.build_counts`), the
@@ -31,6 +37,8 @@ METRICS_PATH = "/metrics"
 DURATION_WINDOW = 100
 #: the quantiles of the duration summary
 QUANTILES = (0.5, 0.9, 0.99)
+#: the label naming a job (see the module's docstring)
+JOB_LABEL = "job_id"
 
 
 class JobControlCollector:
@@ -49,10 +57,11 @@ class JobControlCollector:
         jc = self.jc
         counts = jc.storage.build_counts()
         builds = CounterMetricFamily(
-            "jobcontrol_builds", "Builds recorded, by job and state (prune deletes old "
-            "ones: a drop reads as a counter reset).", labels=["job", "state"])
+            "jobcontrol_builds", "Finished builds recorded, by job and state (prune "
+            "deletes old ones: a drop reads as a counter reset).", labels=[JOB_LABEL, "state"])
         for (job_id, state), count in sorted(counts.items()):
-            builds.add_metric([job_id, state.value], count)
+            if state.finished:
+                builds.add_metric([job_id, state.value], count)
         yield builds
         for state, name in ((BuildState.RUNNING, "running"), (BuildState.QUEUED, "queued")):
             yield GaugeMetricFamily(
@@ -65,10 +74,10 @@ class JobControlCollector:
         last = GaugeMetricFamily(
             "jobcontrol_last_success_timestamp_seconds",
             "When each job's latest successful build finished (Unix time); jobs never "
-            "built successfully are absent.", labels=["job"])
+            "built successfully are absent.", labels=[JOB_LABEL])
         paused = GaugeMetricFamily("jobcontrol_job_paused",
                                    "1 while the job is paused (jobcontrol pause), else 0.",
-                                   labels=["job"])
+                                   labels=[JOB_LABEL])
         for status in statuses:
             finished = status.last_success.finished if status.last_success else None
             if finished is not None:
@@ -80,7 +89,7 @@ class JobControlCollector:
             "jobcontrol_build_duration_seconds",
             f"Durations (finished - started) of each job's latest {DURATION_WINDOW} builds "
             f"that have both (quantiles; _count and _sum over the same builds).",
-            labels=["job"])
+            labels=[JOB_LABEL])
         for status in statuses:
             seconds = self._durations(status.job.id)
             if seconds:
@@ -89,7 +98,7 @@ class JobControlCollector:
                 for quantile in QUANTILES:
                     durations.add_sample(
                         "jobcontrol_build_duration_seconds",
-                        {"job": status.job.id, "quantile": str(quantile)},
+                        {JOB_LABEL: status.job.id, "quantile": str(quantile)},
                         _quantile(seconds, quantile))
         yield durations
 
