@@ -348,3 +348,15 @@ def quiets_root(level: str = "WARNING") -> str:
     """Sets the root logger's level, as a job calling ``logging.basicConfig`` may."""
     logging.getLogger().setLevel(level)
     return level
+
+
+def writes_to_fds(fail: bool = False) -> None:
+    """Writes to file descriptors 1 and 2 itself and through a child process, as C code
+    and subprocesses do (nothing through ``sys.stdout``)."""
+    import subprocess
+
+    os.write(1, b"fd 1 line\n")
+    os.write(2, b"fd 2 line\n")
+    subprocess.run(["sh", "-c", "echo child out; echo child err >&2"], check=True)
+    if fail:
+        raise RuntimeError("failed after writing")

@@ -1,5 +1,6 @@
 """``--quiet`` on ``build`` and ``run-due``: nothing printed unless something failed, then
-everything, as cronic does; exit statuses as without it."""
+everything, as cronic does; exit statuses as without it. In-process on every backend, and
+as real processes (what reaches their file descriptors 1 and 2) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobcontrol.storage import Storage
+from tests.processes import PROJECT_PARAMS, Project
 from tests.support import Cli, make_project
 
 CONFIG = """\
@@ -75,3 +77,34 @@ def test_run_due_quiet_prints_everything_on_failure(cli: Cli, storage: Storage) 
     assert "about to fail" in result.output
     assert "build #" in result.output and "tick: success" in result.output
 
+
+
+FD_CONFIG = """\
+jobs:
+  - {id: fds, function: jobfuncs.writes_to_fds, isolation: inline}
+  - {id: fds_bad, function: jobfuncs.writes_to_fds, kwargs: {fail: true}, isolation: inline}
+  - {id: fds_pool, function: jobfuncs.writes_to_fds, isolation: pool}
+  - id: fds_tick
+    function: jobfuncs.writes_to_fds
+    isolation: inline
+    schedule: "* * * * *"
+"""
+
+
+@pytest.fixture(params=PROJECT_PARAMS)
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    return Project.on(request, tmp_path, FD_CONFIG)
+
+
+def test_quiet_holds_what_reaches_the_file_descriptors(project: Project) -> None:
+    """An inline build's child processes write to descriptors 1 and 2, past sys.stdout:
+    nothing of it on success (it reached cron's mail), all of it on failure."""
+    for args in (("build", "-q", "fds"), ("build", "-q", "fds_pool"),
+                 ("run-due", "-q", "--at", WHEN)):
+        assert project.run(*args) == (0, "", ""), args
+    loud = project.run("build", "fds")
+    assert "child out" in loud[1] and "fd 2 line" in loud[2]
+    code, out, err = project.run("build", "-q", "fds_bad")
+    assert code == 1
+    assert "fd 1 line" in out and "child out" in out and "fds_bad: failed" in out
+    assert "fd 2 line" in err and "child err" in err

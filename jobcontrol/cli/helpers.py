@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -129,14 +131,22 @@ quiet_option = click.option(
 def quiet_output(enabled: bool) -> Iterator[None]:
     """With ``enabled``, hold everything printed to stdout and stderr inside; at the end,
     drop it when the command succeeded (no exception, or an exit with status 0), else
-    print it (stdout's, then stderr's), before the error goes on up."""
+    print it (stdout's, then stderr's), before the error goes on up.
+
+    Held at the file descriptors too, as cronic holds a command's: an inline build's
+    subprocesses (and C code) write to descriptors 1 and 2, not to ``sys.stdout``."""
     if not enabled:
         yield
         return
     real = sys.stdout, sys.stderr
-    data = io.BytesIO(), io.BytesIO()
-    # byte-backed text streams: click writes to them as to a real stdout
-    held = [io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace") for raw in data]
+    for stream in real:
+        stream.flush()
+    files = [tempfile.TemporaryFile() for _ in range(2)]
+    saved = [_held_fd(fd, file) for fd, file in zip((1, 2), files, strict=True)]
+    # text streams on the same open files (one offset each): what Python prints and what
+    # the descriptors get stay in order
+    held = [io.TextIOWrapper(os.fdopen(os.dup(file.fileno()), "wb"), encoding="utf-8",
+                             errors="backslashreplace", write_through=True) for file in files]
     sys.stdout, sys.stderr = held
     failed = True
     try:
@@ -148,8 +158,24 @@ def quiet_output(enabled: bool) -> Iterator[None]:
         raise
     finally:
         sys.stdout, sys.stderr = real
-        if failed:
-            for stream, wrapper, raw in zip(real, held, data, strict=True):
-                wrapper.flush()
-                stream.write(raw.getvalue().decode("utf-8", errors="replace"))
+        for fd, before in zip((1, 2), saved, strict=True):
+            if before is not None:
+                os.dup2(before, fd)
+                os.close(before)
+        for stream, wrapper, file in zip(real, held, files, strict=True):
+            wrapper.close()
+            if failed:
+                file.seek(0)
+                stream.write(file.read().decode("utf-8", errors="replace"))
                 stream.flush()
+            file.close()
+
+
+def _held_fd(fd: int, file: IO[bytes]) -> int | None:
+    """Point descriptor ``fd`` at ``file``; a copy of what it was (None: it was closed)."""
+    try:
+        before = os.dup(fd)
+    except OSError:
+        return None
+    os.dup2(file.fileno(), fd)
+    return before
