@@ -284,12 +284,15 @@ class InputFile:
         return None
 
 
-def input_paths(patterns: Iterable[str], base: Path) -> dict[str, Path]:
+def input_paths(patterns: Iterable[str], base: Path,
+                unmatched: list[str] | None = None) -> dict[str, Path]:
     """The files the glob ``patterns`` match (relative ones to ``base``; ``**`` spans
     folders), by the name a build records: relative to ``base`` where they lie under it,
-    in ``/`` form. Folders are not inputs: their files are (``data/**/*``)."""
+    in ``/`` form. Folders are not inputs: their files are (``data/**/*``). Each pattern
+    that matches no file is added to ``unmatched``."""
     found: dict[str, Path] = {}
     for pattern in patterns:
+        matched = False
         for match in glob.glob(pattern, root_dir=base, recursive=True):
             path = base / match
             if not path.is_file():
@@ -299,16 +302,21 @@ def input_paths(patterns: Iterable[str], base: Path) -> dict[str, Path]:
             except ValueError:
                 name = path.resolve().as_posix()
             found.setdefault(name, path)
+            matched = True
+        if unmatched is not None and not matched:
+            unmatched.append(pattern)
     return dict(sorted(found.items()))
 
 
 def fingerprint_inputs(patterns: Iterable[str], base: Path,
-                       known: Mapping[str, InputFile] | None = None) -> dict[str, InputFile]:
+                       known: Mapping[str, InputFile] | None = None,
+                       unmatched: list[str] | None = None) -> dict[str, InputFile]:
     """Each file the ``patterns`` match, fingerprinted. A file whose size and mtime are
-    those in ``known`` (a build's record) keeps that fingerprint without being read."""
+    those in ``known`` (a build's record) keeps that fingerprint without being read.
+    Each pattern that matches no file is added to ``unmatched``."""
     known = known or {}
     result: dict[str, InputFile] = {}
-    for name, path in input_paths(patterns, base).items():
+    for name, path in input_paths(patterns, base, unmatched).items():
         result[name] = _fingerprint(path, known.get(name))
     return result
 

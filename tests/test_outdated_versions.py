@@ -229,6 +229,23 @@ def test_input_files_changed_appeared_or_gone_make_the_job_outdated(project: Pro
     assert project.reasons()["fetch"] == ["input data/a.csv gone since build 3"]
 
 
+def test_a_pattern_matching_no_file_is_noted_and_check_warns(project: Project) -> None:
+    """A typo in ``inputs:`` (or files not made yet) compares nothing: ``status --why``
+    and ``check`` say so, and neither is an error."""
+    assert project.built("fetch") == ["fetch"]
+    row = project.status()["fetch"]
+    assert row["outdated"] is False
+    assert row["outdated_notes"] == ["input pattern other/file.txt matches no file"]
+    assert "other/file.txt matches no file" in project.cli("status", "fetch", "--why").output
+    checked = project.cli("check", "--no-storage")  # exit 0: a warning
+    assert (f"Warning: {project.config}:3:14: job 'fetch': inputs pattern 'other/file.txt' "
+            "matches no file") in checked.output
+    (project.folder / "other").mkdir()
+    project.write("other/file.txt", "now it is there")
+    assert project.status()["fetch"]["outdated_notes"] == []
+    assert "Warning" not in project.cli("check", "--no-storage").output
+
+
 def test_many_input_changes_are_counted_not_listed(project: Project) -> None:
     project.built("fetch")
     for number in range(7):

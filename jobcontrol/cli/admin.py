@@ -50,6 +50,7 @@ def check(jc: JobControl, freshness: bool, no_storage: bool, no_import: bool) ->
         echo(f"Error: {problem}", err=True)
     if problems:
         raise click.exceptions.Exit(ExitCode.USAGE)
+    _warn_unmatched_inputs(jc)
     count = len(jc.config.jobs)
     jobs = f"{jc.config.path}: {count} job{'s' if count != 1 else ''}"
     click.echo(f"{jobs}, valid; functions not imported (--no-import)" if no_import else
@@ -69,6 +70,19 @@ def check(jc: JobControl, freshness: bool, no_storage: bool, no_import: bool) ->
         if stale:
             raise click.exceptions.Exit(ExitCode.FAILED)
         click.echo(f"fresh: {watched} job{'s' if watched != 1 else ''} with a max_age")
+
+
+def _warn_unmatched_inputs(jc: JobControl) -> None:
+    """A warning (not an error: the files may be made later) for each ``inputs:`` pattern
+    that matches no file: a typo there would leave the job never outdated by its inputs."""
+    from jobcontrol.fingerprints import input_paths
+
+    for job in jc.config.jobs.values():
+        unmatched: list[str] = []
+        input_paths(job.inputs, jc.config.directory, unmatched)
+        for pattern in unmatched:
+            echo(f"Warning: {job.location_of('inputs')}: job {job.id!r}: inputs pattern "
+                 f"{pattern!r} matches no file", err=True)
 
 
 @click.command()

@@ -118,6 +118,8 @@ def outdated_job(
                 reasons.append(f"definition changed since build {last_success.id}")
             _code_rule(now, last_success, reasons, notes)
             _inputs_rule(now, last_success, reasons)
+            # a pattern that matches nothing compares nothing: a typo would go unseen
+            notes.extend(f"input pattern {pattern} matches no file" for pattern in now.unmatched)
     for dep in job_deps:
         if verdicts[dep].outdated:
             reasons.append(f"dependency {dep} is outdated")

@@ -39,6 +39,8 @@ class JobNow:
     code: CodeVersion
     #: each input file's fingerprint (None: the job names no inputs)
     inputs: Mapping[str, InputFile] | None = None
+    #: the job's ``inputs:`` patterns that match no file now (a typo, or not made yet)
+    unmatched: tuple[str, ...] = ()
 
     def record(self, job: JobDefinition, *, here: bool = True) -> EncodedJSON:
         """The definition snapshot a build of ``job`` made now stores. ``here``: the build
@@ -57,10 +59,11 @@ def job_now(job: JobDefinition, directory: Path, last_success: Build | None) -> 
     """``job`` now; its input files are fingerprinted with the record of ``last_success``
     as the cache (a file whose size and mtime are unchanged is not read again)."""
     inputs = None
+    unmatched: list[str] = []
     if job.inputs:
         known = recorded_inputs(last_success) if last_success is not None else None
-        inputs = fingerprint_inputs(job.inputs, directory, known or {})
-    return JobNow(job.definition_hash, job.function, job_code(job), inputs)
+        inputs = fingerprint_inputs(job.inputs, directory, known or {}, unmatched)
+    return JobNow(job.definition_hash, job.function, job_code(job), inputs, tuple(unmatched))
 
 
 #: the code version of a shell job without ``code_version:``: its code is its command,
