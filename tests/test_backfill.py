@@ -203,3 +203,6 @@ def test_a_retry_of_a_backfilled_instant_is_for_that_instant(config: Path,
         "interval": ["2026-11-01T03:00:00+00:00", "2026-11-02T03:00:00+00:00"],
         "run": run.id}
     assert logged(config)[-1] == "2026-11-02T03:00:00+00:00"
+    fields = [line.split(None, 2) for line in cli("show", str(retry["id"])).output
+              .splitlines()]
+    assert ["scheduled", "for", "2026-11-02T03:00:00+00:00"] in fields

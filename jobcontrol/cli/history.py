@@ -119,6 +119,9 @@ def show(jc: JobControl, build_id: int | None, run_id: int | None, fmt: str) -> 
         lines.append(("run", f"#{build.run_id}"))
     if build.params:
         lines.append(("params", ", ".join(f"{k}={v}" for k, v in build.params.items())))
+    scheduled = build.definition.get("scheduled_for")
+    if isinstance(scheduled, str):  # as the web's build page shows it
+        lines.append(("scheduled for", scheduled))
     if build.retry_of:
         lines.append(("retry of", f"#{build.retry_of}"))
     if build.cancel_requested and not build.state.finished:
