@@ -50,6 +50,10 @@ class BackfillReport:
     taken: list[tuple[datetime, str]] = field(default_factory=list)
     #: (instant, why) of each claimed here but not built (a refusal)
     not_built: list[tuple[datetime, str]] = field(default_factory=list)
+    #: (instant, its latest build) of each taken on before by this backfill's run whose
+    #: build did not succeed (failed, or cut off: abandoned, cancelled): not built again
+    #: here; ``build --retry-of`` builds it again, for its instant
+    unfinished: list[tuple[datetime, Build]] = field(default_factory=list)
     #: whether this backfill goes on with a run an interrupted one began
     resumed: bool = False
     #: why it stopped before the window's end (a build cancelled: Ctrl-C, SIGTERM, or
@@ -141,4 +145,18 @@ def backfill(jc: JobControl, job_id: str, start: datetime, end: datetime, *,
             jc.storage.set_scheduled_run(job_id, instant, outcome="not_built")
             report.not_built.append((instant, "not built"))
     report.run = run
+    if report.resumed and run is not None:
+        report.unfinished = _unfinished(jc, run, [instant for instant, _ in report.taken])
     return report
+
+
+def _unfinished(jc: JobControl, run: Run, instants: list[datetime]) -> list[tuple[datetime, Build]]:
+    """Of ``instants``, those whose latest build in ``run`` did not succeed, with it."""
+    latest: dict[str, Build] = {}
+    for build in jc.storage.run_builds([run.id])[run.id]:  # oldest first
+        when = build.definition.get("scheduled_for")
+        if isinstance(when, str):
+            latest[when] = build
+    found = [(instant, latest.get(isoformat(instant) or "")) for instant in instants]
+    return [(instant, build) for instant, build in found
+            if build is not None and build.state.finished and not build.state.ok]

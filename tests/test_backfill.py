@@ -103,6 +103,8 @@ def test_backfill_runs_each_instant_in_order_as_one_run(config: Path, storage: S
     dry = cli("backfill", "nightly", "--from", "2026-11-01", "--to", "2026-11-01T04:00",
               "-n").output
     assert dry.strip() == "2026-11-01T03:00:00+00:00  taken on already (started)"
+    one = cli("backfill", "nightly", "--from", "2026-11-04T03:00", "--to", "2026-11-04T03:00")
+    assert "nightly: 1 instant built, 0 taken on before" in one.output
 
 
 def test_an_instant_run_due_took_is_not_backfilled(config: Path, storage: Storage) -> None:
@@ -148,6 +150,9 @@ def test_a_backfill_killed_mid_way_and_started_again_runs_each_instant_once(
     # the killed build was its instant's one: not run again (recorded abandoned)
     assert code == 0, err
     assert "2 instants built, 3 taken on before" in out, out + err
+    assert ("hangs: instant 2026-11-03T03:00:00+00:00 was taken on before: build #3 "
+            "abandoned, not built again (jobcontrol build hangs --retry-of 3 builds it for "
+            "that instant)") in err
     assert logged(project.config) == [f"2026-11-0{d}T03:00:00+00:00" for d in range(1, 6)]
     with open_storage(project.storage_url) as seen:
         [run] = seen.list_runs()
@@ -177,6 +182,9 @@ def test_sigterm_stops_a_backfill_and_the_same_command_goes_on(tmp_path: Path,
     report = json.loads(out)
     assert [b["instant"][:10] for b in report["built"]] == ["2026-11-04", "2026-11-05"]
     assert report["resumed"] and report["stopped"] is None
+    [unfinished] = report["unfinished"]
+    assert unfinished["instant"] == "2026-11-03T03:00:00+00:00"
+    assert (unfinished["build"]["id"], unfinished["build"]["state"]) == (3, "cancelled")
     assert logged(project.config) == [f"2026-11-0{d}T03:00:00+00:00" for d in range(1, 6)]
     with open_storage(project.storage_url) as seen:
         assert seen.get_build(3).state is BuildState.CANCELLED
@@ -206,3 +214,8 @@ def test_a_retry_of_a_backfilled_instant_is_for_that_instant(config: Path,
     fields = [line.split(None, 2) for line in cli("show", str(retry["id"])).output
               .splitlines()]
     assert ["scheduled", "for", "2026-11-02T03:00:00+00:00"] in fields
+    # the backfill again: the first instant still failed (said so), the second retried
+    again = json.loads(cli("backfill", "flaky", "--from", "2026-11-01T03:00", "--to",
+                           "2026-11-02T03:00", "--format", "json").output)
+    assert [(u["instant"], u["build"]["state"]) for u in again["unfinished"]] == [
+        ("2026-11-01T03:00:00+00:00", "failed")]

@@ -65,6 +65,8 @@ def backfill(jc: JobControl, job: str, start: datetime, end: datetime, dry_run: 
             "built": [{"instant": isoformat(i), "build": build_json(b)}
                       for i, b in report.built],
             "taken": [{"instant": isoformat(i), "outcome": o} for i, o in report.taken],
+            "unfinished": [{"instant": isoformat(i), "build": build_json(b)}
+                           for i, b in report.unfinished],
             "not_built": [{"instant": isoformat(i), "reason": r} for i, r in report.not_built],
         })
     else:
@@ -73,12 +75,20 @@ def backfill(jc: JobControl, job: str, start: datetime, end: datetime, dry_run: 
         if report.stopped:
             echo(f"{job}: stopped: {report.stopped}; the same command goes on from there",
                  err=True)
+        for instant, build in report.unfinished:
+            echo(f"{job}: instant {isoformat(instant)} was taken on before: build "
+                 f"#{build.id} {build.state.value}, not built again (jobcontrol build {job} "
+                 f"--retry-of {build.id} builds it for that instant)", err=True)
         run = f"run #{report.run.id}" if report.run else "no run"
-        echo(f"{job}: {len(report.built)} instants built, {len(report.taken)} taken on "
-             f"before, {len(report.not_built)} not built ({run}"
+        echo(f"{job}: {_count(len(report.built), 'instant')} built, {len(report.taken)} taken "
+             f"on before, {len(report.not_built)} not built ({run}"
              f"{', resumed' if report.resumed else ''})")
     if report.failed:
         sys.exit(ExitCode.FAILED)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 COMMANDS = [backfill]
