@@ -107,7 +107,7 @@ def backfill(jc: JobControl, job_id: str, start: datetime, end: datetime, *,
     report = BackfillReport(instants=window_instants(jc, job_id, start, end))
     pause = None if force else jc.storage.job_pauses([job_id]).get(job_id)
     if pause is not None:
-        raise JobPausedError(job_id, pause.describe())
+        raise JobPausedError(job_id, pause.describe(), "backfill")
     schedule = jc.job(job_id).schedule
     assert schedule is not None  # window_instants said so
     note = _note(job_id, start, end)

@@ -166,10 +166,10 @@ class JobPausedError(JobControlError):
 
     exit_code = ExitCode.OK
 
-    def __init__(self, job_id: str, described: str) -> None:
+    def __init__(self, job_id: str, described: str, command: str = "build") -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id!r} is {described}; not started (resume it, or "
-                         f"build --force)")
+                         f"{command} --force)")
 
 
 class RetvalError(JobControlError):

@@ -131,6 +131,10 @@ def test_refusals(config: Path, storage: Storage) -> None:
                                     "2026-11-02", code=2).output
     assert "not an ISO 8601 time" in cli("backfill", "nightly", "--from", "soon", "--to",
                                          "2026-11-02", code=2).output
+    jc.pause("nightly", reason="vendor down")
+    paused = cli("backfill", "nightly", "--from", "2026-11-01", "--to", "2026-11-02").output
+    assert paused.strip().endswith("vendor down; not started (resume it, or backfill --force)")
+    assert storage.list_builds() == []
 
 
 def test_a_backfill_killed_mid_way_and_started_again_runs_each_instant_once(
