@@ -76,6 +76,20 @@ _AGE = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
 _AGE_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+#: a date, then the character that separates it from the time
+_DATE_THEN = re.compile(r"\d{4}-\d{2}-\d{2}(.)")
+
+
+def parse_iso(text: str) -> datetime:
+    """An ISO 8601 time (``Z`` accepted; naive if it gives no offset). Python reads any
+    character after a date as the separator, so ``2026-11-10-05:00`` (a date "at UTC-5")
+    would be 05:00: anything but ``T`` or a space there is a ValueError."""
+    found = _DATE_THEN.match(text)
+    if found is not None and found.group(1) not in "Tt ":
+        raise ValueError(f"{text!r}: a date and a time are separated by T or a space")
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def parse_time_or_age(raw: str, now: datetime) -> datetime:
     """``24h`` (that long before ``now``: ``m``, ``h``, ``d``, ``w``) or an ISO 8601 time
     (UTC unless it says otherwise, ``Z`` accepted); ValueError for anything else."""
@@ -84,7 +98,7 @@ def parse_time_or_age(raw: str, now: datetime) -> datetime:
     if age:
         return now - timedelta(seconds=int(age.group(1)) * _AGE_SECONDS[age.group(2)])
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = parse_iso(text)
     except ValueError:
         raise ValueError(f"must be like 24h, 7d or 2024-05-01T12:00, got {text[:50]!r}") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

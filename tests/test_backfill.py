@@ -131,6 +131,10 @@ def test_refusals(config: Path, storage: Storage) -> None:
                                     "2026-11-02", code=2).output
     assert "not an ISO 8601 time" in cli("backfill", "nightly", "--from", "soon", "--to",
                                          "2026-11-02", code=2).output
+    # a date "at UTC-5" is no time: Python would read 05:00 (and build another window)
+    for when in ("2026-11-01-05:00", "2026-11-01+05:00", "2026-11-01x03:00"):
+        assert "is not an ISO 8601 time" in cli("backfill", "nightly", "--from", when, "--to",
+                                                "2026-11-02", code=2).output
     jc.pause("nightly", reason="vendor down")
     paused = cli("backfill", "nightly", "--from", "2026-11-01", "--to", "2026-11-02").output
     assert paused.strip().endswith("vendor down; not started (resume it, or backfill --force)")

@@ -40,10 +40,12 @@ class _When(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
         from datetime import timezone
 
+        from jobcontrol.timeutil import parse_iso
+
         if isinstance(value, datetime):
             return value
         try:
-            when = datetime.fromisoformat(value)
+            when = parse_iso(value)
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 time such as 2026-03-01T09:00", param, ctx)
         return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
