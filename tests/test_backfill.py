@@ -36,6 +36,10 @@ jobs:
     isolation: inline
     schedule: "0 3 * * *"
   - {{id: plain, function: jobfuncs.noop, isolation: inline}}
+  - id: shell
+    command: 'echo "$JOBCONTROL_INTERVAL_START..$JOBCONTROL_SCHEDULED_FOR"'
+    isolation: inline
+    schedule: "0 3 * * *"
   - id: flaky
     function: runjobs.instant_unless
     kwargs: {{log: "{log}", broken: "{broken}"}}
@@ -227,3 +231,15 @@ def test_a_retry_of_a_backfilled_instant_is_for_that_instant(config: Path,
                            "2026-11-02T03:00", "--format", "json").output)
     assert [(u["instant"], u["build"]["state"]) for u in again["unfinished"]] == [
         ("2026-11-01T03:00:00+00:00", "failed")]
+
+
+def test_a_shell_job_reads_its_instant_from_its_environment(config: Path,
+                                                           storage: Storage) -> None:
+    cli = Cli(config, storage)
+    cli("backfill", "shell", "--from", "2026-11-01T03:00", "--to", "2026-11-02T03:00")
+    jc = JobControl.from_config(config, storage=storage)
+    assert [[r.message for r in jc.logs(b.id)] for b in storage.list_builds("shell")[::-1]] == [
+        ["2026-10-31T03:00:00+00:00..2026-11-01T03:00:00+00:00"],
+        ["2026-11-01T03:00:00+00:00..2026-11-02T03:00:00+00:00"]]
+    [plain] = jc.build("shell")  # no schedule started it: neither is set
+    assert [r.message for r in jc.logs(plain.id)] == [".."]

@@ -116,12 +116,21 @@ def _start_failure(exc: OSError, program: str, cwd: str | None) -> str:
 
 
 def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    """This process's environment, the build's ids, then the job's ``env``."""
+    """This process's environment, the build's ids and scheduled instant, then the job's
+    ``env``."""
     environ = dict(os.environ)
     build = current_build()
     if build is not None:
         environ["JOBCONTROL_BUILD_ID"] = str(build.id)
         environ["JOBCONTROL_JOB_ID"] = build.job_id
+        # a command's context.scheduled_for() and interval(): what a backfill is for
+        when, span = build.definition.get("scheduled_for"), build.definition.get("interval")
+        for name in ("JOBCONTROL_SCHEDULED_FOR", "JOBCONTROL_INTERVAL_START"):
+            environ.pop(name, None)  # never a runner's own (a build started by a build)
+        if isinstance(when, str):
+            environ["JOBCONTROL_SCHEDULED_FOR"] = when
+            if isinstance(span, list) and span and isinstance(span[0], str):
+                environ["JOBCONTROL_INTERVAL_START"] = span[0]
     environ.update(env or {})
     return environ
 
