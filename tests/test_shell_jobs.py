@@ -223,6 +223,21 @@ def test_a_changed_command_makes_the_job_outdated(jc: JobControl, tmp_path: Path
     assert status.outdated.reasons == (f"definition changed since build {build.id}",)
 
 
+def test_a_shell_dependency_rebuilt_makes_its_dependents_outdated(jc: JobControl) -> None:
+    """A command's value is its exit status, 0 at every success: no sign that nothing
+    changed (the same-value rule would have kept its dependents up to date forever)."""
+    first, consumer = jc.build("consumer", deps=True)
+    assert not jc.outdated()["consumer"].outdated
+    [again] = jc.build("lines")
+    assert again.retval == first.retval == 0
+    verdict = jc.outdated()["consumer"]
+    assert verdict.reasons == (f"dependency lines has a newer build ({again.id}; this job "
+                               f"used build {first.id})",)
+    assert verdict.notes == ()
+    assert [b.job_id for b in jc.build("consumer", deps=True, if_outdated=True)] == [
+        "consumer"]
+
+
 def shell_job(body: str) -> str:
     return "jobs:\n  - id: sh\n" + "".join(f"    {line}\n" for line in body.splitlines())
 

@@ -104,7 +104,7 @@ def outdated_job(
             used = consumed.get(dep)
             if newest is None or (used is not None and newest.id <= used):
                 continue
-            if used is not None and result_of is not None \
+            if used is not None and result_of is not None and not _made_by_command(newest) \
                     and same_value(newest.result, result_of(used)):
                 notes.append(f"dependency {dep} rebuilt (build {newest.id}) with the same "
                              f"value as build {used}, which this job used: not outdated")
@@ -172,6 +172,12 @@ def _inputs_rule(now: JobNow, last: Build, reasons: list[str]) -> None:
         more = len(changes) - MAX_INPUT_REASONS + 1
         changes[MAX_INPUT_REASONS - 1:] = [f"{more} more input changes since build {last.id}"]
     reasons.extend(changes)
+
+
+def _made_by_command(build: Build) -> bool:
+    """Whether ``build`` ran a shell job: its value is its exit status, 0 at every success,
+    which says nothing of what the command made (as None says nothing of a function's)."""
+    return build.definition.get("command") is not None
 
 
 def same_value(new: StoredValue | None, used: StoredValue | None) -> bool:
