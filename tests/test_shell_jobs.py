@@ -226,7 +226,7 @@ def test_a_changed_command_makes_the_job_outdated(jc: JobControl, tmp_path: Path
 def test_a_shell_dependency_rebuilt_makes_its_dependents_outdated(jc: JobControl) -> None:
     """A command's value is its exit status, 0 at every success: no sign that nothing
     changed (the same-value rule would have kept its dependents up to date forever)."""
-    first, consumer = jc.build("consumer", deps=True)
+    first, _ = jc.build("consumer", deps=True)
     assert not jc.outdated()["consumer"].outdated
     [again] = jc.build("lines")
     assert again.retval == first.retval == 0
