@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from jobcontrol.models import BuildState, LogRecord
+from jobcontrol.models import BuildState, LogRecord, RunTrigger
 from jobcontrol.storage import Storage, open_storage
 from jobcontrol.timeutil import utcnow
 from jobcontrol.web.logview import LOG_PAGE
@@ -119,11 +119,11 @@ def server(project: Path, storage: Storage) -> Iterator[str]:
             process.stderr.close()
 
 
-def running(storage: Storage, job_id: str = "load") -> int:
+def running(storage: Storage, job_id: str = "load", run_id: int | None = None) -> int:
     """A running build whose runner is elsewhere (the test writes its log)."""
     return storage.claim_build(job_id, concurrency=99, definition={"function": "x"},
                                definition_hash="h", dependency_builds={}, host="elsewhere",
-                               pid=1).id
+                               pid=1, run_id=run_id).id
 
 
 def write(storage: Storage, build_id: int, first: int, count: int, **kwargs: Any) -> None:
@@ -230,16 +230,19 @@ def test_ansi_colours_are_drawn(browser: Any, server: str, storage: Storage) -> 
 
 
 def pages(server: str, storage: Storage) -> list[str]:
-    """Every page there is, with some history to show."""
-    done = running(storage, EXTRACT)
+    """Every page there is, with some history to show: a run, a paused job."""
+    run = storage.create_run(RunTrigger.WEB, by="web user someone", targets=[EXTRACT],
+                             note="launched from the jobs page " * 5)
+    done = running(storage, EXTRACT, run_id=run.id)
     write(storage, done, 1, 50, message="a line that is quite long " * 20)
     storage.finish_build(done, BuildState.SUCCESS)
     live = running(storage)
     write(storage, live, 1, 5)
+    storage.pause_job("report", by="ops@somewhere", reason="waiting for the new warehouse")
     return [f"{server}{path}" for path in (
         "/", f"/jobs/{EXTRACT}", "/jobs/report", f"/builds/{done}", f"/builds/{live}",
         "/jobs/report/launch", "/graph", "/builds", "/builds?state=failed&limit=1",
-        "/builds/99999", "/no/such/page")]
+        "/runs", f"/runs/{run.id}", "/builds/99999", "/no/such/page")]
 
 
 def test_no_page_scrolls_sideways_on_a_phone(browser: Any, server: str,
