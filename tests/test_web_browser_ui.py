@@ -298,6 +298,12 @@ def test_times_are_local_with_utc_on_hover(browser: Any, server: str, storage: S
     assert local[11:16] == f"{total // 60:02d}:{total % 60:02d}", (utc, local)
     assert (when.get_attribute("title") or "").endswith(" UTC")
     assert page.locator("th .tz").first.inner_text() == "(local)"
+    # a local time is never labelled UTC (a paused job's "since")
+    storage.pause_job("load", by="ops", reason="moving")
+    page.goto(f"{server}/jobs/load")
+    paused = page.locator("p.paused")
+    assert paused.locator("time.when").get_attribute("data-local") == "1"
+    assert "UTC" not in paused.inner_text() and "(local)" in paused.inner_text()
 
 
 def test_history_strips_show_each_jobs_recent_states(browser: Any, server: str,
