@@ -124,6 +124,21 @@ def test_the_job_page_updates_while_a_build_runs_keeping_the_focus(
     assert page.errors == []
 
 
+def test_a_pause_made_elsewhere_takes_the_run_button_away(browser: Any, server: str,
+                                                          storage: Storage) -> None:
+    page = new_page(browser)
+    page.goto(f"{server}/jobs/load")
+    page.evaluate("window.stillTheSamePage = true")
+    assert page.locator("#job-status button.run").count() == 1  # the Run button is live
+    storage.pause_job("load", by="ops", reason="moving the warehouse")
+    page.wait_for_selector("#pause p.paused", timeout=15_000)
+    page.wait_for_selector("button.run", state="detached", timeout=15_000)
+    storage.resume_job("load", by="ops")
+    page.wait_for_selector("#job-status button.run", timeout=15_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert page.errors == []
+
+
 def test_the_build_page_patches_only_what_changed(browser: Any, server: str,
                                                   storage: Storage) -> None:
     build_id = running(storage)
