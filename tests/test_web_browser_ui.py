@@ -78,6 +78,17 @@ CONTRAST_FAILURES = """() => {
                     + "' " + ratio.toFixed(2));
     }
   }
+  // a field's placeholder is text too (WCAG 1.4.3), drawn on the field's own background
+  for (const field of document.querySelectorAll("input[placeholder]")) {
+    if (!field.getClientRects().length) continue;
+    const hint = getComputedStyle(field, "::placeholder");
+    const fg = parse(hint.color), bg = background(field);
+    const [hi, lo] = [lum(fg.rgb), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    if (ratio < 4.5 || Number(hint.opacity) < 1) {
+      failures.push("placeholder '" + field.placeholder + "' " + ratio.toFixed(2));
+    }
+  }
   return failures;
 }"""
 
