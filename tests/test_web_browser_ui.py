@@ -92,6 +92,37 @@ CONTRAST_FAILURES = """() => {
   return failures;
 }"""
 
+#: what axe-core's link-in-text-block and nested-interactive rules find (WCAG 1.4.1, 4.1.2):
+#: a link among other text told from it by colour alone (no underline, under 3:1 with the
+#: text around it), and links inside a graphic whose children are hidden as an image
+LINK_FAILURES = """() => {
+  const lum = (c) => { const l = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map((v) => {
+      v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+      return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2]; };
+  const failures = [];
+  for (const link of document.querySelectorAll("main a[href]")) {
+    if (link.closest("svg") || !link.getClientRects().length) continue;
+    const block = link.parentElement.closest("p, li, td, dd, div");
+    if (!block) continue;
+    // in running text, as axe-core judges it: more of the block's text outside links than
+    // in them (a cell of links, a row of tags, "a · b" are not)
+    const links = [...block.querySelectorAll("a[href]")]
+      .map((a) => a.textContent).join("").replace(/\\s+/g, "").length;
+    if (block.textContent.replace(/\\s+/g, "").length - links <= links) continue;
+    const style = getComputedStyle(link);
+    if (style.textDecorationLine.includes("underline")) continue;
+    const [hi, lo] = [lum(style.color), lum(getComputedStyle(block).color)]
+      .sort((a, b) => b - a);
+    if ((hi + 0.05) / (lo + 0.05) < 3) failures.push("link '" + link.textContent.trim() + "'");
+  }
+  for (const image of document.querySelectorAll("[role=img]")) {
+    if (image.querySelector("a[href], button, input, select")) {
+      failures.push(image.tagName + "." + image.className.baseVal + " role=img holds links");
+    }
+  }
+  return failures;
+}"""
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
@@ -290,7 +321,7 @@ def test_text_contrast_meets_wcag_aa(browser: Any, server: str, storage: Storage
     page.emulate_media(color_scheme=scheme)
     for url in urls:
         page.goto(url)
-        failures = page.evaluate(CONTRAST_FAILURES)
+        failures = page.evaluate(CONTRAST_FAILURES) + page.evaluate(LINK_FAILURES)
         assert not failures, (url, failures)
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     level = sum(int(v) for v in re.findall(r"\d+", background)[:3])
