@@ -235,6 +235,10 @@ def test_paging_search_and_download(browser: Any, server: str, storage: Storage,
     page.locator(".log-newer").first.click()
     page.wait_for_url(re.compile(rf"after={LOG_PAGE}"))
     assert seqs(page)[0] == LOG_PAGE + 1
+    page.locator(".log-end").first.click()  # and straight to the end again
+    page.wait_for_url(re.compile(rf"/builds/{build_id}#log-end$"))
+    assert seqs(page) == list(range(LINES - LOG_PAGE + 1, LINES + 1))
+    page.go_back()
     # search within the page, and "no match" when nothing is left
     page.fill("#log-search", f"line {LOG_PAGE + 7}")
     assert page.locator("#log tbody tr:not(.hidden)").count() == 1
@@ -405,7 +409,7 @@ def test_the_cancel_dialog_says_what_ok_does_and_records_the_reason(
 
     def answer(dialog: Any) -> None:
         messages.append(dialog.message)
-        (dialog.dismiss if len(messages) == 1 else dialog.accept)()
+        (dialog.dismiss if len(messages) in (1, 3) else dialog.accept)()
 
     page.on("dialog", answer)
     page.fill("#actions input[name=reason]", "wrong input file")
@@ -417,3 +421,10 @@ def test_the_cancel_dialog_says_what_ok_does_and_records_the_reason(
     page.wait_for_selector(".flash")
     assert "cancel of build" in page.locator(".flash").inner_text()
     assert storage.get_build(build_id).cancel_reason == "cancelled by web: wrong input file"
+    # ended, it offers Delete, whose dialog says what OK does too
+    storage.finish_build(build_id, BuildState.CANCELLED)
+    page.wait_for_selector("#actions button.danger >> text=Delete build", timeout=15_000)
+    page.locator("#actions button.danger").click()  # dismissed: kept
+    assert messages[2].startswith(f"OK deletes build #{build_id} of load for good")
+    assert "Cancel keeps it" in messages[2]
+    assert storage.get_build(build_id).state is BuildState.CANCELLED
