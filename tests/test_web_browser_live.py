@@ -159,6 +159,29 @@ def test_the_build_page_patches_only_what_changed(browser: Any, server: str,
     assert page.errors == []
 
 
+def test_a_build_ending_while_a_cancel_reason_is_typed(browser: Any, server: str,
+                                                      storage: Storage) -> None:
+    """The cancel form, focused, is not patched into the Delete form under the reader's
+    hands (its action once became /delete while it still said Cancel build); it is once
+    the focus leaves."""
+    build_id = running(storage)
+    page = new_page(browser)
+    page.goto(f"{server}/builds/{build_id}")
+    page.locator("#actions input[name=reason]").click()
+    page.keyboard.type("wrong input")
+    storage.finish_build(build_id, S.FAILED)
+    page.wait_for_selector("#state .state-failed", timeout=15_000)
+    page.wait_for_timeout(2500)  # the actions' patch tried at each poll meanwhile
+    form = page.locator("#actions input[name=reason]").locator("xpath=ancestor::form")
+    assert (form.get_attribute("action") or "").endswith(f"/builds/{build_id}/cancel")
+    assert page.evaluate(FOCUS) == ["reason", "wrong input"]
+    page.evaluate("document.activeElement.blur()")  # the reader moves on
+    page.wait_for_selector("#actions button.danger >> text=Delete build", timeout=15_000)
+    assert page.locator("#actions input[name=reason]").count() == 0
+    assert page.locator("#retry").count() == 1
+    assert page.errors == []
+
+
 def test_a_new_job_in_the_config_shows_without_a_restart(browser: Any, server: str,
                                                           project: Path) -> None:
     page = new_page(browser)
