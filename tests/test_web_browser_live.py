@@ -182,6 +182,25 @@ def test_a_build_ending_while_a_cancel_reason_is_typed(browser: Any, server: str
     assert page.errors == []
 
 
+def test_a_focused_link_keeps_its_target_while_the_page_updates(browser: Any, server: str,
+                                                                storage: Storage) -> None:
+    """A link the reader is on (Tab, then Enter) does not come to point at another build
+    when a new one pushes the table's rows down."""
+    first = finished(storage, "load", S.SUCCESS)
+    page = new_page(browser)
+    page.goto(f"{server}/jobs/load")
+    page.locator(f"#builds-table a[href='/builds/{first}']").focus()
+    second = finished(storage, "load", S.FAILED)
+    page.wait_for_selector(f"svg.chart rect[data-build='{second}']", timeout=15_000)
+    page.wait_for_timeout(2500)  # the table's patch tried meanwhile
+    assert page.evaluate("document.activeElement.getAttribute('href')") == f"/builds/{first}"
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{server}/builds/{first}")
+    page.go_back()
+    page.wait_for_selector(f"#builds-table a[href='/builds/{second}']", timeout=15_000)
+    assert page.errors == []
+
+
 def test_a_new_job_in_the_config_shows_without_a_restart(browser: Any, server: str,
                                                           project: Path) -> None:
     page = new_page(browser)

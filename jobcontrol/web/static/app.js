@@ -190,13 +190,19 @@ function differs(current, node) {
     (current.id || "") !== (node.id || "");
 }
 
+// what a focused element would do on Enter
+const TARGETS = ["href", "action", "formaction", "name", "value"];
+
 // whether patching `target` into `source` would replace or remove the node holding the
-// focus, or change the form it is typed into: read first, so a part is patched whole or not
-// at all (a focused cancel form once got the Retry form's action, its fields left as they
-// were, when the build ended)
+// focus, or change where it, or the form it is typed into, leads: read first, so a part is
+// patched whole or not at all (a focused cancel form once got the Retry form's action, its
+// fields left as they were, when the build ended)
 function blocked(target, source) {
   if (target.nodeType !== Node.ELEMENT_NODE || !holdsFocus(target)) return false;
   if (target.matches("time.when")) return false;
+  // the focused link or button itself would lead elsewhere (rows pushed down by a new build)
+  if (target === document.activeElement && TARGETS.some((name) =>
+      target.getAttribute(name) !== source.getAttribute(name))) return true;
   if (target.nodeName === "FORM" && (target.getAttribute("action") !==
       source.getAttribute("action") || target.className !== source.className)) return true;
   const mine = Array.from(target.childNodes);
