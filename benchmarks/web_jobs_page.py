@@ -4,9 +4,9 @@ Fills a fresh store per backend the way ``status_query.py`` does (one in ten job
 running build, here with a fresh heartbeat and a progress report, so the page draws its
 bars), then times ``GET /`` through Flask's test client: the status query, the reaper's look
 at running builds, their progress, and the template, everything but the socket. Also
-``GET /api/v1/jobs`` for comparison. The target: the page under 300 ms. Then every other
-page (a job, the graph, the Builds page with each filter, a build, the live token), each
-against issue 22's bar of 100 ms.
+``GET /api/v1/jobs`` for comparison. Then every other page (a job, its launch form, the
+graph, the Builds page with each filter, a build and what its page polls, the runs, the live
+token). The target, issue 22's: every page under 100 ms (the jobs page's was 300 ms).
 
 Run from a checkout::
 
@@ -51,7 +51,7 @@ def freshen_running(url: str) -> int:
     return len(running)
 
 
-def bench(url: str, config: Path, repeat: int) -> None:
+def bench(url: str, config: Path, repeat: int, builds: int) -> None:
     running = freshen_running(url)
     with JobControl.from_config(config, url) as jc:
         client = create_app(jc).test_client()
@@ -73,27 +73,30 @@ def bench(url: str, config: Path, repeat: int) -> None:
         api_ms, times = median_ms(api, repeat)
         print(f"  GET /api/v1/jobs median {api_ms:.1f} ms "
               f"(runs: {', '.join(f'{t:.1f}' for t in times)})")
-        verdict = "under" if page_ms < 300 else "OVER"
-        print(f"  jobs page: {verdict} the 300 ms target")
-        time_every_page(client, repeat)
+        # the first target, 300 ms; issue 22 asks every page, this one too, under 100
+        verdict = "under" if page_ms < PAGE_TARGET_MS else "OVER"
+        print(f"  jobs page: {verdict} {PAGE_TARGET_MS} ms")
+        time_every_page(client, repeat, builds)
 
 
 #: every page and live endpoint, with the Builds page's filters at their dearest: a deep
 #: page, a window in the middle of the history (the fill makes a build a second from
-#: 2020-01-01), a text search matching nothing (the one filter no index answers)
+#: 2020-01-01), a text search matching nothing (the one filter no index answers); {middle}
+#: is the build in the middle of the history, whatever ``--builds`` says
 PAGES = [
     "/jobs/job_007", "/graph", "/builds", "/builds?state=failed",
     "/builds?state=failed&page=1000", "/builds?job=job_007", "/builds?job=job_007&state=failed",
     "/builds?since=2020-01-06T00:00:00Z&until=2020-01-07T00:00:00Z",
-    "/builds?q=job_007", "/builds?q=no+such+text", "/builds/500000",
+    "/builds?q=job_007", "/builds?q=no+such+text", "/builds/{middle}",
+    "/builds/{middle}/live?tail=1", "/jobs/job_007/launch", "/runs",
     "/api/v1/builds?state=failed", "/api/v1/changes",
 ]
 #: the issue's bar for every page over a million builds
 PAGE_TARGET_MS = 100
 
 
-def time_every_page(client: object, repeat: int) -> None:
-    for path in PAGES:
+def time_every_page(client: object, repeat: int, builds: int) -> None:
+    for path in (page.format(middle=builds // 2) for page in PAGES):
         def get(path: str = path) -> None:
             response = client.get(path)  # type: ignore[attr-defined]
             assert response.status_code == 200, (path, response.status_code)
@@ -122,11 +125,11 @@ def main() -> None:
                 continue
             print(f"{dialect}: {args.jobs} jobs x {args.builds:,} builds")
             if dialect == "sqlite":
-                bench(fill_sqlite(folder, args.jobs, args.builds), config, args.repeat)
+                bench(fill_sqlite(folder, args.jobs, args.builds), config, args.repeat, args.builds)
                 continue
             url = fill_postgresql(args.postgresql, args.jobs, args.builds)
             try:
-                bench(url, config, args.repeat)
+                bench(url, config, args.repeat, args.builds)
             finally:
                 drop_postgresql(args.postgresql, url)
 

@@ -124,6 +124,21 @@ def test_the_job_page_updates_while_a_build_runs_keeping_the_focus(
     assert page.errors == []
 
 
+def test_a_pause_made_elsewhere_takes_the_run_button_away(browser: Any, server: str,
+                                                          storage: Storage) -> None:
+    page = new_page(browser)
+    page.goto(f"{server}/jobs/load")
+    page.evaluate("window.stillTheSamePage = true")
+    assert page.locator("#job-status button.run").count() == 1  # the Run button is live
+    storage.pause_job("load", by="ops", reason="moving the warehouse")
+    page.wait_for_selector("#pause p.paused", timeout=15_000)
+    page.wait_for_selector("button.run", state="detached", timeout=15_000)
+    storage.resume_job("load", by="ops")
+    page.wait_for_selector("#job-status button.run", timeout=15_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert page.errors == []
+
+
 def test_the_build_page_patches_only_what_changed(browser: Any, server: str,
                                                   storage: Storage) -> None:
     build_id = running(storage)
@@ -141,6 +156,48 @@ def test_the_build_page_patches_only_what_changed(browser: Any, server: str,
     page.wait_for_selector("#progress progress[value='75']", timeout=15_000)
     assert page.evaluate(FOCUS) == ["reason", "wrong input"]
     assert page.evaluate("document.querySelector('#summary dl').marked") is True  # not redrawn
+    assert page.errors == []
+
+
+def test_a_build_ending_while_a_cancel_reason_is_typed(browser: Any, server: str,
+                                                      storage: Storage) -> None:
+    """The cancel form, focused, is not patched into the Delete form under the reader's
+    hands (its action once became /delete while it still said Cancel build); it is once
+    the focus leaves."""
+    build_id = running(storage)
+    page = new_page(browser)
+    page.goto(f"{server}/builds/{build_id}")
+    page.locator("#actions input[name=reason]").click()
+    page.keyboard.type("wrong input")
+    storage.finish_build(build_id, S.FAILED)
+    page.wait_for_selector("#state .state-failed", timeout=15_000)
+    page.wait_for_timeout(2500)  # the actions' patch tried at each poll meanwhile
+    form = page.locator("#actions input[name=reason]").locator("xpath=ancestor::form")
+    assert (form.get_attribute("action") or "").endswith(f"/builds/{build_id}/cancel")
+    assert page.evaluate(FOCUS) == ["reason", "wrong input"]
+    page.evaluate("document.activeElement.blur()")  # the reader moves on
+    page.wait_for_selector("#actions button.danger >> text=Delete build", timeout=15_000)
+    assert page.locator("#actions input[name=reason]").count() == 0
+    assert page.locator("#retry").count() == 1
+    assert page.errors == []
+
+
+def test_a_focused_link_keeps_its_target_while_the_page_updates(browser: Any, server: str,
+                                                                storage: Storage) -> None:
+    """A link the reader is on (Tab, then Enter) does not come to point at another build
+    when a new one pushes the table's rows down."""
+    first = finished(storage, "load", S.SUCCESS)
+    page = new_page(browser)
+    page.goto(f"{server}/jobs/load")
+    page.locator(f"#builds-table a[href='/builds/{first}']").focus()
+    second = finished(storage, "load", S.FAILED)
+    page.wait_for_selector(f"svg.chart rect[data-build='{second}']", timeout=15_000)
+    page.wait_for_timeout(2500)  # the table's patch tried meanwhile
+    assert page.evaluate("document.activeElement.getAttribute('href')") == f"/builds/{first}"
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{server}/builds/{first}")
+    page.go_back()
+    page.wait_for_selector(f"#builds-table a[href='/builds/{second}']", timeout=15_000)
     assert page.errors == []
 
 

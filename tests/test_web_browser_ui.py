@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from jobcontrol.models import BuildState, LogRecord
+from jobcontrol.models import BuildState, LogRecord, RunTrigger
 from jobcontrol.storage import Storage, open_storage
 from jobcontrol.timeutil import utcnow
 from jobcontrol.web.logview import LOG_PAGE
@@ -78,6 +78,48 @@ CONTRAST_FAILURES = """() => {
                     + "' " + ratio.toFixed(2));
     }
   }
+  // a field's placeholder is text too (WCAG 1.4.3), drawn on the field's own background
+  for (const field of document.querySelectorAll("input[placeholder]")) {
+    if (!field.getClientRects().length) continue;
+    const hint = getComputedStyle(field, "::placeholder");
+    const fg = parse(hint.color), bg = background(field);
+    const [hi, lo] = [lum(fg.rgb), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    if (ratio < 4.5 || Number(hint.opacity) < 1) {
+      failures.push("placeholder '" + field.placeholder + "' " + ratio.toFixed(2));
+    }
+  }
+  return failures;
+}"""
+
+#: what axe-core's link-in-text-block and nested-interactive rules find (WCAG 1.4.1, 4.1.2):
+#: a link among other text told from it by colour alone (no underline, under 3:1 with the
+#: text around it), and links inside a graphic whose children are hidden as an image
+LINK_FAILURES = """() => {
+  const lum = (c) => { const l = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map((v) => {
+      v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+      return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2]; };
+  const failures = [];
+  for (const link of document.querySelectorAll("main a[href]")) {
+    if (link.closest("svg") || !link.getClientRects().length) continue;
+    const block = link.parentElement.closest("p, li, td, dd, div");
+    if (!block) continue;
+    // in running text, as axe-core judges it: more of the block's text outside links than
+    // in them (a cell of links, a row of tags, "a · b" are not)
+    const links = [...block.querySelectorAll("a[href]")]
+      .map((a) => a.textContent).join("").replace(/\\s+/g, "").length;
+    if (block.textContent.replace(/\\s+/g, "").length - links <= links) continue;
+    const style = getComputedStyle(link);
+    if (style.textDecorationLine.includes("underline")) continue;
+    const [hi, lo] = [lum(style.color), lum(getComputedStyle(block).color)]
+      .sort((a, b) => b - a);
+    if ((hi + 0.05) / (lo + 0.05) < 3) failures.push("link '" + link.textContent.trim() + "'");
+  }
+  for (const image of document.querySelectorAll("[role=img]")) {
+    if (image.querySelector("a[href], button, input, select")) {
+      failures.push(image.tagName + "." + image.className.baseVal + " role=img holds links");
+    }
+  }
   return failures;
 }"""
 
@@ -119,11 +161,11 @@ def server(project: Path, storage: Storage) -> Iterator[str]:
             process.stderr.close()
 
 
-def running(storage: Storage, job_id: str = "load") -> int:
+def running(storage: Storage, job_id: str = "load", run_id: int | None = None) -> int:
     """A running build whose runner is elsewhere (the test writes its log)."""
     return storage.claim_build(job_id, concurrency=99, definition={"function": "x"},
                                definition_hash="h", dependency_builds={}, host="elsewhere",
-                               pid=1).id
+                               pid=1, run_id=run_id).id
 
 
 def write(storage: Storage, build_id: int, first: int, count: int, **kwargs: Any) -> None:
@@ -193,6 +235,10 @@ def test_paging_search_and_download(browser: Any, server: str, storage: Storage,
     page.locator(".log-newer").first.click()
     page.wait_for_url(re.compile(rf"after={LOG_PAGE}"))
     assert seqs(page)[0] == LOG_PAGE + 1
+    page.locator(".log-end").first.click()  # and straight to the end again
+    page.wait_for_url(re.compile(rf"/builds/{build_id}#log-end$"))
+    assert seqs(page) == list(range(LINES - LOG_PAGE + 1, LINES + 1))
+    page.go_back()
     # search within the page, and "no match" when nothing is left
     page.fill("#log-search", f"line {LOG_PAGE + 7}")
     assert page.locator("#log tbody tr:not(.hidden)").count() == 1
@@ -230,16 +276,19 @@ def test_ansi_colours_are_drawn(browser: Any, server: str, storage: Storage) -> 
 
 
 def pages(server: str, storage: Storage) -> list[str]:
-    """Every page there is, with some history to show."""
-    done = running(storage, EXTRACT)
+    """Every page there is, with some history to show: a run, a paused job."""
+    run = storage.create_run(RunTrigger.WEB, by="web user someone", targets=[EXTRACT],
+                             note="launched from the jobs page " * 5)
+    done = running(storage, EXTRACT, run_id=run.id)
     write(storage, done, 1, 50, message="a line that is quite long " * 20)
     storage.finish_build(done, BuildState.SUCCESS)
     live = running(storage)
     write(storage, live, 1, 5)
+    storage.pause_job("report", by="ops@somewhere", reason="waiting for the new warehouse")
     return [f"{server}{path}" for path in (
         "/", f"/jobs/{EXTRACT}", "/jobs/report", f"/builds/{done}", f"/builds/{live}",
         "/jobs/report/launch", "/graph", "/builds", "/builds?state=failed&limit=1",
-        "/builds/99999", "/no/such/page")]
+        "/runs", f"/runs/{run.id}", "/builds/99999", "/no/such/page")]
 
 
 def test_no_page_scrolls_sideways_on_a_phone(browser: Any, server: str,
@@ -276,7 +325,7 @@ def test_text_contrast_meets_wcag_aa(browser: Any, server: str, storage: Storage
     page.emulate_media(color_scheme=scheme)
     for url in urls:
         page.goto(url)
-        failures = page.evaluate(CONTRAST_FAILURES)
+        failures = page.evaluate(CONTRAST_FAILURES) + page.evaluate(LINK_FAILURES)
         assert not failures, (url, failures)
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     level = sum(int(v) for v in re.findall(r"\d+", background)[:3])
@@ -295,6 +344,12 @@ def test_times_are_local_with_utc_on_hover(browser: Any, server: str, storage: S
     assert local[11:16] == f"{total // 60:02d}:{total % 60:02d}", (utc, local)
     assert (when.get_attribute("title") or "").endswith(" UTC")
     assert page.locator("th .tz").first.inner_text() == "(local)"
+    # a local time is never labelled UTC (a paused job's "since")
+    storage.pause_job("load", by="ops", reason="moving")
+    page.goto(f"{server}/jobs/load")
+    paused = page.locator("p.paused")
+    assert paused.locator("time.when").get_attribute("data-local") == "1"
+    assert "UTC" not in paused.inner_text() and "(local)" in paused.inner_text()
 
 
 def test_history_strips_show_each_jobs_recent_states(browser: Any, server: str,
@@ -354,7 +409,7 @@ def test_the_cancel_dialog_says_what_ok_does_and_records_the_reason(
 
     def answer(dialog: Any) -> None:
         messages.append(dialog.message)
-        (dialog.dismiss if len(messages) == 1 else dialog.accept)()
+        (dialog.dismiss if len(messages) in (1, 3) else dialog.accept)()
 
     page.on("dialog", answer)
     page.fill("#actions input[name=reason]", "wrong input file")
@@ -366,3 +421,10 @@ def test_the_cancel_dialog_says_what_ok_does_and_records_the_reason(
     page.wait_for_selector(".flash")
     assert "cancel of build" in page.locator(".flash").inner_text()
     assert storage.get_build(build_id).cancel_reason == "cancelled by web: wrong input file"
+    # ended, it offers Delete, whose dialog says what OK does too
+    storage.finish_build(build_id, BuildState.CANCELLED)
+    page.wait_for_selector("#actions button.danger >> text=Delete build", timeout=15_000)
+    page.locator("#actions button.danger").click()  # dismissed: kept
+    assert messages[2].startswith(f"OK deletes build #{build_id} of load for good")
+    assert "Cancel keeps it" in messages[2]
+    assert storage.get_build(build_id).state is BuildState.CANCELLED

@@ -86,7 +86,7 @@ def contrast(a: str, b: str) -> float:
 TEXT_PAIRS = [
     *[("badge-fg", state) for state in ("ok", "skip", "fail", "run", "cancel", "abandon",
                                         "none")],
-    *[(text, background) for text in ("fg", "muted", "link", "error", "good")
+    *[(text, background) for text in ("fg", "muted", "link", "error", "good", "paused-fg")
       for background in ("bg", "panel", "head")],
     *[(text, "warn-row") for text in ("fg", "muted", "link")],
     *[(text, "error-row") for text in ("fg", "muted", "link")],

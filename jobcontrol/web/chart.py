@@ -47,9 +47,11 @@ def duration_chart(stubs: Sequence[BuildStub], build_url: str, now: datetime) ->
             f'x="{x}" y="{y}" width="{BAR}" height="{height}" data-build="{stub.id}" '
             f'data-state="{stub.state.value}"><title>{escape(title)}</title></rect></a>')
     label = escape(f"longest {format_duration(longest)}")
+    # a group, not an image: an image's children (its links to the builds) are hidden from
+    # screen readers
     return Markup(
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{HEIGHT + AXIS}" viewBox="0 0 {width} {HEIGHT + AXIS}" role="img" '
+        f'height="{HEIGHT + AXIS}" viewBox="0 0 {width} {HEIGHT + AXIS}" role="group" '
         f'aria-label="durations of the last {len(stubs)} builds, oldest first">'
         f'<line class="axis" x1="0" y1="{HEIGHT + 0.5}" x2="{width}" y2="{HEIGHT + 0.5}"/>'
         f'{"".join(bars)}'

@@ -45,6 +45,7 @@ function followBuild(root) {
   // rows the page keeps at most while it follows a build: the server's page size
   const kept = Number(table ? table.dataset.rows : 500) || 500;
   const parts = {summary: "", actions: "", progress: ""};
+  let waiting = false;  // a part waits for the focus to leave it: polls go on meanwhile
   let thenTries = 120;  // a launch's target starts once its dependencies are built
 
   function atBottom() {
@@ -83,7 +84,7 @@ function followBuild(root) {
       morph(target, fresh);
       parts[id] = html;
     } catch (error) {
-      // the focus is in a node that went: patched again on the next poll
+      waiting = true;  // the focus is in a node that would go: patched on a later poll
     }
     localizeTimes(target);
   }
@@ -106,6 +107,7 @@ function followBuild(root) {
       setPagerLink(".log-newer", true);
       setPagerLink(".log-end", true);
     }
+    waiting = false;
     replacePart("summary", data.summary_html);
     replacePart("actions", data.actions_html);
     replacePart("progress", data.progress_html);
@@ -122,7 +124,7 @@ function followBuild(root) {
       && thenTries-- > 0;
     if (note && finished && waitForNext) note.textContent = "waiting for " + root.dataset.then + "…";
     // one more read after the end: lines flushed just before the outcome was written
-    if (!finished || !wasFinished || waitForNext) window.setTimeout(poll, 1000);
+    if (!finished || !wasFinished || waitForNext || waiting) window.setTimeout(poll, 1000);
   }
 
   if (!finished || root.dataset.then) poll();
@@ -182,8 +184,45 @@ function holdsFocus(node) {
   return active && active !== document.body && node.contains(active);
 }
 
-// make `target` look like `source` (same tag), touching only the nodes that differ
+// whether `current` is to be replaced by `node` rather than patched (as morph decides)
+function differs(current, node) {
+  return current.nodeType !== node.nodeType || current.nodeName !== node.nodeName ||
+    (current.id || "") !== (node.id || "");
+}
+
+// what a focused element would do on Enter
+const TARGETS = ["href", "action", "formaction", "name", "value"];
+
+// whether patching `target` into `source` would replace or remove the node holding the
+// focus, or change where it, or the form it is typed into, leads: read first, so a part is
+// patched whole or not at all (a focused cancel form once got the Retry form's action, its
+// fields left as they were, when the build ended)
+function blocked(target, source) {
+  if (target.nodeType !== Node.ELEMENT_NODE || !holdsFocus(target)) return false;
+  if (target.matches("time.when")) return false;
+  // the focused link or button itself would lead elsewhere (rows pushed down by a new build)
+  if (target === document.activeElement && TARGETS.some((name) =>
+      target.getAttribute(name) !== source.getAttribute(name))) return true;
+  if (target.nodeName === "FORM" && (target.getAttribute("action") !==
+      source.getAttribute("action") || target.className !== source.className)) return true;
+  const mine = Array.from(target.childNodes);
+  const theirs = Array.from(source.childNodes);
+  for (const [index, node] of theirs.entries()) {
+    const current = mine[index];
+    if (!current) continue;
+    if (differs(current, node) ? holdsFocus(current) : blocked(current, node)) return true;
+  }
+  return mine.slice(theirs.length).some(holdsFocus);
+}
+
+// make `target` look like `source` (same tag), touching only the nodes that differ; throws,
+// changing nothing, when that would take the focus away (see blocked)
 function morph(target, source) {
+  if (blocked(target, source)) throw new Error("focus");
+  patch(target, source);
+}
+
+function patch(target, source) {
   if (target.nodeType === Node.TEXT_NODE || target.nodeType === Node.COMMENT_NODE) {
     if (target.nodeValue !== source.nodeValue) target.nodeValue = source.nodeValue;
     return;
@@ -206,18 +245,13 @@ function morph(target, source) {
     const current = mine[index];
     if (!current) {
       target.appendChild(document.importNode(node, true));
-    } else if (current.nodeType !== node.nodeType || current.nodeName !== node.nodeName ||
-               (current.id || "") !== (node.id || "")) {
-      if (holdsFocus(current)) throw new Error("focus");
+    } else if (differs(current, node)) {
       target.replaceChild(document.importNode(node, true), current);
     } else {
-      morph(current, node);
+      patch(current, node);
     }
   });
-  for (const node of mine.slice(theirs.length)) {
-    if (holdsFocus(node)) throw new Error("focus");
-    target.removeChild(node);
-  }
+  for (const node of mine.slice(theirs.length)) target.removeChild(node);
 }
 
 function livePage(url, shown) {
