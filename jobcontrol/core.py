@@ -419,9 +419,8 @@ class JobControl(Pausing, History, Runs):
         send = self.sender
         now = time.monotonic()
         if self._submit_reaped is None or now - self._submit_reaped >= SUBMIT_REAP_INTERVAL:
-            # a program queueing builds one after another reaps once a second, not per
-            # build (the workers' sweep reaps too): a dead runner's build is seen running
-            # for at most that long, by this object
+            # queueing one build after another reaps once a second (the workers' sweep too):
+            # a dead runner's build is seen running that long at most, by this object
             self.reap()
             self._submit_reaped = now
         if deps or depending or if_outdated:
@@ -438,7 +437,8 @@ class JobControl(Pausing, History, Runs):
             self._check_dependencies_met(targets, summaries)
         for job_id in planned:  # all refusals before anything is queued
             require_met(job_id, self.config.jobs[job_id].dependencies, summaries, planned)
-        for job_id, pause in ({} if force else self.storage.job_pauses(planned)).items():
+        for job_id, pause in ({} if force or len(planned) < 2  # a lone one's: as it is queued
+                              else self.storage.job_pauses(planned)).items():
             raise JobPausedError(job_id, pause.describe())
         from jobcontrol.execution.remote import ready_job
         from jobcontrol.execution.sending import queue_and_send
@@ -460,7 +460,7 @@ class JobControl(Pausing, History, Runs):
                 definition_hash=job.definition_hash, dependency_builds=waits,
                 queue=self.config.queue_of(job), run_id=None if new_run else run.run_id,
                 params=own_params(job, values), retry_of=run.retry_of(job_id),
-                new_run=new_run)
+                new_run=new_run, unless_paused=not force)
             if new_run is not None and build is not None:
                 run.opened(build.run_id)
             if build is None:  # only a retry is refused: another retried it meanwhile

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from jobcontrol.models import BuildState
 from jobcontrol.storage import Storage, open_storage
 
@@ -104,3 +106,25 @@ def test_build_counts_by_job_and_state(storage: Storage) -> None:
     assert storage.build_counts() == {
         ("a", BuildState.SUCCESS): 2, ("a", BuildState.FAILED): 1,
         ("b", BuildState.RUNNING): 1, ("b", BuildState.QUEUED): 1}
+
+
+def test_a_paused_job_is_not_queued_unless_the_pause_is_ignored(storage: Storage) -> None:
+    from jobcontrol.errors import JobPausedError
+    from jobcontrol.models import NewRun, RunTrigger
+    from tests.test_storage_contract import enqueue
+
+    storage.pause_job("load", by="alice@box", reason="upstream down")
+    new = NewRun(RunTrigger.API, "bob@box", ("load",), {}, None)
+    # with and without a run of its own (one statement on PostgreSQL, two elsewhere)
+    for origin in ({"new_run": new}, {}):
+        with pytest.raises(JobPausedError, match="paused by alice@box since .*: upstream down"):
+            enqueue(storage, "load", unless_paused=True, **origin)
+        assert storage.list_builds() == [] and storage.list_runs() == []  # nothing recorded
+    other = enqueue(storage, "other", new_run=new, unless_paused=True)  # not paused: queued
+    assert other is not None and other.state is BuildState.QUEUED
+    ignored = enqueue(storage, "load", new_run=new)  # the pause not asked about (--force)
+    assert ignored is not None and ignored.state is BuildState.QUEUED
+    storage.resume_job("load", by="alice@box")
+    resumed = enqueue(storage, "load", new_run=new, unless_paused=True)
+    assert resumed is not None and resumed.state is BuildState.QUEUED
+    assert len(storage.list_runs()) == 3

@@ -130,10 +130,14 @@ class Storage(SharedState, abc.ABC):
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
         new_run: NewRun | None = None,
+        unless_paused: bool = False,
     ) -> Build | None:
         """Create a ``queued`` build of ``job_id`` for a remote worker on ``queue`` (of run
         ``run_id``, with ``params``, as :meth:`claim_build`). With ``new_run`` instead of
         ``run_id``, that run is recorded as :meth:`create_run` would, in the same write.
+        With ``unless_paused``, a job with a pause in force raises
+        :class:`~jobcontrol.errors.JobPausedError`
+        and nothing is recorded (the pause is read in the write's transaction).
 
         ``dependency_builds`` names the builds it waits for (see
         :mod:`jobcontrol.execution.remote`). With ``retry_of``, the build retries that one,

@@ -1,8 +1,6 @@
-"""``memory://``: builds, logs and progress in plain dicts, for tests and the Python API.
-
-Everything lives in this process and vanishes with the object. Values handed out are frozen
-dataclasses whose dicts are fresh copies, so callers cannot change what is stored.
-"""
+"""``memory://``: builds, logs and progress in plain dicts, for tests and the Python API, all
+in this process and gone with the object. Values handed out are frozen dataclasses whose
+dicts are fresh copies, so callers cannot change what is stored."""
 
 from __future__ import annotations
 
@@ -167,11 +165,14 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         run_id: int | None = None,
         params: Mapping[str, Any] | None = None,
         new_run: NewRun | None = None,
+        unless_paused: bool = False,
     ) -> Build | None:
         definition = json_copy(definition)
         deps = {str(job): int(build_id) for job, build_id in dependency_builds.items()}
         with self._lock:
             self._check_open()
+            if unless_paused:
+                self._refuse_if_paused(job_id)
             if retry_of is not None and self._retry_of(retry_of) is not None:
                 return None
             if new_run is not None:

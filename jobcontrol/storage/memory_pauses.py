@@ -6,6 +6,7 @@ import dataclasses
 import threading
 from collections.abc import Iterable
 
+from jobcontrol.errors import JobPausedError
 from jobcontrol.models import JobPause
 from jobcontrol.storage.arguments import row_limit
 from jobcontrol.storage.base import Storage
@@ -26,6 +27,12 @@ class MemoryPauses(Storage):
         if not hasattr(self, "_pauses"):
             self._pauses = []
         return self._pauses
+
+    def _refuse_if_paused(self, job_id: str) -> None:
+        """:class:`JobPausedError` if ``job_id`` has a pause in force (the lock held)."""
+        for pause in self._pause_list():
+            if pause.active and pause.job_id == job_id:
+                raise JobPausedError(job_id, pause.describe())
 
     def pause_job(self, job_id: str, *, by: str, reason: str | None = None
                   ) -> tuple[JobPause, bool]:

@@ -435,7 +435,7 @@ class PostgreSQLStorage(SqlStorage):
     def _enqueue(self, job_id: str, definition_json: str, definition_hash: str,
                  deps_json: str, queue: str, retry_of: int | None, created: Any,
                  origin: tuple[int | None, str | None] = (None, None),
-                 new_run: NewRun | None = None) -> Build | None:
+                 new_run: NewRun | None = None, unless_paused: bool = False) -> Build | None:
         # twice is not harmless (a second queued build would run too): a retry looks for
         # the row it would have made (its job, its creation time to the microsecond) first;
         # a new run recorded with it landed with it
@@ -452,7 +452,7 @@ class PostgreSQLStorage(SqlStorage):
             again = True
             return super(PostgreSQLStorage, self)._enqueue(
                 job_id, definition_json, definition_hash, deps_json, queue, retry_of, created,
-                origin, new_run)
+                origin, new_run, unless_paused)
 
         return self._retry(attempt, f"queueing a build of {job_id!r}")
 

@@ -31,22 +31,23 @@ Migrations are ``migrations/<dialect>/NNNN_name.sql`` (:mod:`jobcontrol.storage.
 applied in order in one transaction, each recorded as a row of ``jobcontrol_schema``.
 
 The operations are written once, by concern: :mod:`~jobcontrol.storage.sql_builds`,
+:mod:`~jobcontrol.storage.sql_queue` (builds queued for workers, on the builds),
 :mod:`~jobcontrol.storage.sql_logs` (with progress and housekeeping) and
 :mod:`~jobcontrol.storage.sql_settings` (schedules, settings, web sessions) and
 :mod:`~jobcontrol.storage.sql_pauses` (pauses of jobs) and
 :mod:`~jobcontrol.storage.sql_search` (the Builds page's filters and totals),
 :mod:`~jobcontrol.storage.sql_runs` (runs), each a class on
-:class:`~jobcontrol.storage.sql_core.SqlCore`; :class:`SqlStorage` is the five together.
+:class:`~jobcontrol.storage.sql_core.SqlCore`; :class:`SqlStorage` is them all together.
 """
 
 from __future__ import annotations
 
 from jobcontrol.storage.queries import BUILD_COLUMNS
 from jobcontrol.storage.schema import Migration, load_migrations
-from jobcontrol.storage.sql_builds import SqlBuilds
 from jobcontrol.storage.sql_core import _UNFINISHED, _Claim, retried
 from jobcontrol.storage.sql_logs import SqlLogs
 from jobcontrol.storage.sql_pauses import SqlPauses
+from jobcontrol.storage.sql_queue import SqlQueue
 from jobcontrol.storage.sql_runs import SqlRuns
 from jobcontrol.storage.sql_search import SqlSearch
 from jobcontrol.storage.sql_settings import SqlSettings
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 
-class SqlStorage(SqlBuilds, SqlLogs, SqlSettings, SqlPauses, SqlSearch, SqlRuns, SqlWorkers):
+class SqlStorage(SqlQueue, SqlLogs, SqlSettings, SqlPauses, SqlSearch, SqlRuns, SqlWorkers):
     """A :class:`~jobcontrol.storage.base.Storage` on a DB-API connection; subclasses
     supply the dialect hooks (see :class:`~jobcontrol.storage.sql_core.SqlCore`).
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from jobcontrol.models import JobPause
@@ -52,9 +53,15 @@ class SqlPauses(SqlCore):
             return [self._pause(row) for row in cur.fetchall()]
 
     def _pause(self, row: Sequence[Any]) -> JobPause:
-        job_id, paused, paused_by, reason, resumed, resumed_by, _id = row
-        return JobPause(
-            job_id=job_id, paused_by=paused_by, reason=reason, resumed_by=resumed_by,
-            paused=self._time(paused),  # type: ignore[arg-type]  # NOT NULL
-            resumed=self._time(resumed),
-        )
+        return pause_from_row(row, self._time)
+
+
+def pause_from_row(row: Sequence[Any], time_of: Callable[[Any], datetime | None]) -> JobPause:
+    """A pause from its row (the columns of ``pause_in_force``), its times read by
+    ``time_of`` (the dialect's)."""
+    job_id, paused, paused_by, reason, resumed, resumed_by, _id = row
+    return JobPause(
+        job_id=job_id, paused_by=paused_by, reason=reason, resumed_by=resumed_by,
+        paused=time_of(paused),  # type: ignore[arg-type]  # NOT NULL
+        resumed=time_of(resumed),
+    )

@@ -14,6 +14,26 @@ SELECT {build_columns} FROM builds WHERE id = ? FOR UPDATE
 -- name: log_end_locked
 SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) FROM builds b WHERE b.id = ? FOR UPDATE
 
+-- name: enqueue_in_new_run
+-- a queued build and the run it opens, refused while the job is paused (when the second
+-- value is true): one statement, its own transaction, so one round trip a submit. Its row:
+-- the build's id and run (NULL when refused), then the pause in force (NULL when none).
+WITH pause AS (
+    SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pauses
+    WHERE job_id = ? AND resumed IS NULL AND ?
+), run AS (
+    INSERT INTO build_runs (trigger, created, created_by, targets, params, note, token)
+    SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT FROM pause)
+    RETURNING id
+), build AS (
+    INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, created,
+                        retry_of, queue, run_id, params)
+    SELECT ?, ?, ?, ?, ?, ?, ?, ?, run.id, ? FROM run
+    RETURNING id, run_id
+)
+SELECT build.id, build.run_id, pause.* FROM (SELECT) AS one
+LEFT JOIN build ON true LEFT JOIN pause ON true
+
 -- name: pause_in_force
 SELECT job_id, paused, paused_by, reason, resumed, resumed_by, id FROM job_pauses
 WHERE job_id = ? AND resumed IS NULL FOR UPDATE
