@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from jobcontrol.models import BuildState
+from jobcontrol.models import BuildState, NewRun, RunTrigger
 from tests.support import make_project
 
 psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psycopg2-binary")
@@ -171,3 +171,33 @@ def test_a_claim_committed_after_its_retry_looked_is_found(
                                     definition_hash="", dependency_builds={}, host="h", pid=7)
         assert query(pg_url, "SELECT id, state FROM builds") == [(build.id, "running")]
         assert storage.finish_build(build.id, BuildState.SUCCESS).state is BuildState.SUCCESS
+
+
+@pytest.mark.parametrize("cut", ["after it landed", "before it was sent"])
+def test_a_queued_build_cut_off_is_made_once(pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                             cut: str) -> None:
+    """``build --async``'s one statement (the pause, the run, the build: its own
+    transaction) loses its connection; the retry finds what landed or makes it, once."""
+    real_execute = Cursor.execute
+    cuts: list[str] = []
+
+    def execute(cur: Any, query: Any, vars: Any = None) -> Any:
+        if isinstance(query, str) and query.startswith("WITH pause AS") and not cuts:
+            cuts.append(query)
+            if cut == "after it landed":
+                real_execute(cur, query, vars)
+            cur.connection.close()
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return real_execute(cur, query, vars)
+
+    with PostgreSQLStorage(pg_url) as storage:
+        storage.install()
+        monkeypatch.setattr(Cursor, "execute", execute)
+        build = storage.enqueue_build(
+            "job", definition={"x": 1}, definition_hash="h", dependency_builds={}, queue="q",
+            new_run=NewRun(RunTrigger.API, "bob@box", ("job",), {}, None), unless_paused=True)
+    assert cuts  # the statement really was cut off
+    assert build is not None and build.run_id is not None
+    assert query(pg_url, "SELECT id, job_id, state, run_id FROM builds") == [
+        (build.id, "job", "queued", build.run_id)]
+    assert query(pg_url, "SELECT id FROM build_runs") == [(build.run_id,)]
