@@ -18,6 +18,13 @@ medians (the target is at most 1.5), with the load average, since the machine is
     python benchmarks/celery_throughput.py --builds 300 --runs 5 --isolation inline
     python benchmarks/celery_throughput.py --broker amqp://guest:guest@127.0.0.1:5672//
     python benchmarks/celery_throughput.py --database jc_bench --backend redis://h:6379/9
+    python benchmarks/celery_throughput.py --isolation inline --floor
+
+``--floor`` also measures, in every run, plain Celery writing the least a durable record of
+each build needs, in jobcontrol's own tables (:data:`FLOOR_APP`: the queued row with its run
+in one statement, committed before the send; the start; the two log lines with the outcome;
+each statement its own transaction), without a result backend: what any tool keeping this
+record pays, with nothing of jobcontrol's code around it.
 
 Measured on the development machine (2 cores AMD EPYC shared with other work, so runs
 vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 runs each):
@@ -70,6 +77,8 @@ each other.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import signal
 import statistics
@@ -81,6 +90,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -91,6 +101,7 @@ import psycopg2  # noqa: E402
 
 from benchmarks.common import unique_name  # noqa: E402
 from jobcontrol import BuildState, JobControl  # noqa: E402
+from jobcontrol.storage import open_storage  # noqa: E402
 
 #: prefix of the database a run makes when ``--database`` is not given
 BENCH_DB = "jobcontrol_celery_bench"
@@ -113,6 +124,62 @@ app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_serializ
 @app.task(name="bench.noop")
 def noop():
     return None
+"""
+
+#: the floor: plain Celery writing the least a durable record of a build needs, in the same
+#: tables as jobcontrol (its queued row with its run, its start, its two log lines and its
+#: outcome), each write as one statement where SQL allows, no code of jobcontrol's around it
+FLOOR_APP = """\
+import json
+import os
+import socket
+from datetime import datetime, timezone
+
+import psycopg2
+from celery import Celery
+
+app = Celery("floor", broker={broker!r})
+app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_serializer="json",
+                accept_content=["json"], broker_connection_retry_on_startup=True)
+STORAGE = {storage!r}
+_conn = None
+
+
+def cursor():
+    global _conn
+    if _conn is None:
+        _conn = psycopg2.connect(STORAGE)
+        _conn.autocommit = True
+    return _conn.cursor()
+
+
+def now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+@app.task(name="floor.build")
+def build(build_id):
+    cur = cursor()
+    cur.execute("UPDATE builds SET state = 'running', started = %s, heartbeat = %s, host = %s, "
+                "pid = %s WHERE id = %s AND state = 'queued'",
+                (now(), now(), socket.gethostname(), os.getpid(), build_id))
+    if cur.rowcount != 1:
+        return
+    result = None  # the no-op
+    cur.execute(
+        "WITH l AS (INSERT INTO logs (build_id, seq, time, level, logger, message) "
+        "VALUES (%s, 1, %s, 20, 'floor', 'one'), (%s, 2, %s, 20, 'floor', 'two')) "
+        "UPDATE builds SET state = 'success', finished = %s, result_kind = 'json', "
+        "result_data = %s WHERE id = %s",
+        (build_id, now(), build_id, now(), now(), json.dumps(result), build_id))
+
+
+SUBMIT = (
+    "WITH r AS (INSERT INTO build_runs (trigger, created, created_by, targets, params, token) "
+    "VALUES ('api', %s, 'bench', %s, '{{}}', md5(random()::text)) RETURNING id) "
+    "INSERT INTO builds (job_id, state, definition, definition_hash, dependency_builds, "
+    "created, queue, run_id) SELECT 'noop', 'queued', %s, %s, '{{}}', %s, %s, r.id FROM r "
+    "RETURNING id")
 """
 
 
@@ -230,6 +297,48 @@ def run_celery(broker: str, backend: str, builds: int, folder: Path) -> tuple[fl
     return elapsed, sent
 
 
+def run_floor(broker: str, storage: str, builds: int, folder: Path) -> tuple[float, float]:
+    """Seconds for ``builds`` no-op builds through plain Celery with the bare durable record
+    (see :data:`FLOOR_APP`): each queued row committed, then sent; each ended in the
+    storage, counted as jobcontrol's are; and the seconds the sending took."""
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    (folder / "floor_app.py").write_text(FLOOR_APP.format(broker=broker, storage=storage))
+    argv = [sys.executable, "-m", "celery", "-A", "floor_app", "worker", "--concurrency=2",
+            f"--queues={queue}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
+            f"--hostname=floor.{os.getpid()}@%h"]
+    sys.path.insert(0, str(folder))
+    sys.modules.pop("floor_app", None)
+    import floor_app  # type: ignore[import-not-found]
+
+    with open_storage(storage) as store:  # the floor writes jobcontrol's tables
+        store.install()
+    definition = json.dumps({"id": "noop", "function": "noop.noop", "isolation": "inline"})
+    conn = psycopg2.connect(storage)
+    conn.autocommit = True  # each statement its own transaction, committed as it ends
+    with started(argv, folder, folder / "floor-worker.log"), contextlib.closing(conn):
+        before = max_build_id(storage)
+        cur = conn.cursor()
+        begin = time.perf_counter()
+        for _ in range(builds):
+            stamp = datetime.now(timezone.utc).isoformat()
+            cur.execute(floor_app.SUBMIT, (stamp, '["noop"]', definition, "0" * 64, stamp, queue))
+            floor_app.build.apply_async((cur.fetchone()[0],), queue=queue)
+        sent = time.perf_counter() - begin
+        while _ended(storage, before)[0] < builds:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - begin
+    sys.path.remove(str(folder))
+    return elapsed, sent
+
+
+def max_build_id(storage: str) -> int:
+    with psycopg2.connect(storage) as conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(max(id), 0) FROM builds")
+        (found,) = cur.fetchone()
+    conn.close()
+    return int(found)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/6",
@@ -247,6 +356,9 @@ def main() -> None:
     parser.add_argument("--isolation", default="process",
                         help="comma-separated, each measured in every run after Celery: "
                              "process, inline, pool")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure plain Celery writing the bare durable record of "
+                             "each build (the floor of any tool keeping jobcontrol's record)")
     args = parser.parse_args()
     isolations = [i.strip() for i in args.isolation.split(",") if i.strip()]
     for isolation in isolations:
@@ -255,6 +367,7 @@ def main() -> None:
 
     ours: dict[str, list[float]] = {isolation: [] for isolation in isolations}
     theirs: list[float] = []
+    floors: list[float] = []
     with bench_database(args.postgresql, args.database) as storage:
         for number in range(1, args.runs + 1):
             with tempfile.TemporaryDirectory() as tmp:
@@ -262,6 +375,10 @@ def main() -> None:
                 seconds, sent = run_celery(args.broker, args.backend, args.builds, folder)
                 theirs.append(seconds)
                 line = f"run {number}: celery {seconds:.2f}s (sent in {sent:.2f}s)"
+                if args.floor:
+                    seconds, sent = run_floor(args.broker, storage, args.builds, folder)
+                    floors.append(seconds)
+                    line += f", floor {seconds:.2f}s (sent in {sent:.2f}s)"
                 for isolation in isolations:
                     seconds, sent = run_jobcontrol(args.broker, storage, args.builds,
                                                    isolation, folder)
@@ -273,6 +390,10 @@ def main() -> None:
         {args.builds} no-op builds, 2 worker processes, broker {urlsplit(args.broker).scheme},
         median of {args.runs} runs (min), load average {os.getloadavg()[0]:.1f}:
           celery alone (result backend): {celery_median:.2f}s ({min(theirs):.2f}s)"""))
+    if floors:
+        median = statistics.median(floors)
+        print(f"  celery with the bare record (floor): {median:.2f}s ({min(floors):.2f}s)"
+              f": {median / celery_median:.2f}x")
     for isolation, times in ours.items():
         median = statistics.median(times)
         print(f"  jobcontrol {isolation} (PostgreSQL record): {median:.2f}s ({min(times):.2f}s)"
