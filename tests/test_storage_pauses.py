@@ -117,7 +117,7 @@ def test_a_paused_job_is_not_queued_unless_the_pause_is_ignored(storage: Storage
     new = NewRun(RunTrigger.API, "bob@box", ("load",), {}, None)
     # with and without a run of its own (one statement on PostgreSQL, two elsewhere)
     for origin in ({"new_run": new}, {}):
-        with pytest.raises(JobPausedError, match="paused by alice@box since .*: upstream down"):
+        with pytest.raises(JobPausedError, match=r"paused by alice@box since .*: upstream down"):
             enqueue(storage, "load", unless_paused=True, **origin)
         assert storage.list_builds() == [] and storage.list_runs() == []  # nothing recorded
     other = enqueue(storage, "other", new_run=new, unless_paused=True)  # not paused: queued

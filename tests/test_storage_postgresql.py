@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from jobcontrol.errors import JobAlreadyRunningError, StorageError
-from jobcontrol.models import BuildState, LogRecord
+from jobcontrol.models import Build, BuildState, LogRecord
 from jobcontrol.storage import open_storage
 from jobcontrol.storage.schema import Migration, load_migrations
 from jobcontrol.timeutil import utcnow
@@ -666,3 +666,44 @@ def test_the_first_migration_needs_create(empty_pg_url: str, plain_role: str) ->
     with PostgreSQLStorage(as_role) as storage, \
             pytest.raises(StorageError, match="permission denied"):
         storage.install()
+
+
+# -- prepared statements -----------------------------------------------------------------------
+
+
+def prepared_names(storage: PostgreSQLStorage) -> set[str]:
+    """The statements the storage's own connection has prepared."""
+    with storage._cursor() as cur:
+        cur.execute("SELECT name FROM pg_prepared_statements")
+        return {row[0] for row in cur.fetchall()}
+
+
+def claim_and_finish(storage: PostgreSQLStorage, job_id: str = "job") -> Build:
+    build = storage.claim_build(job_id, concurrency=1, definition={}, definition_hash="h",
+                                dependency_builds={}, host="h", pid=1)
+    return storage.finish_build(build.id, BuildState.SUCCESS)
+
+
+def test_a_builds_statements_are_prepared_once_a_connection(pg_url: str) -> None:
+    with PostgreSQLStorage(pg_url) as storage:
+        assert claim_and_finish(storage).state is BuildState.SUCCESS
+        assert {"jc_claim_build", "jc_finish_claimed"} <= prepared_names(storage)
+        assert claim_and_finish(storage).state is BuildState.SUCCESS  # run by name again
+        # its connection lost, the next one prepares them again, on first use
+        query(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert claim_and_finish(storage, "other").state is BuildState.SUCCESS
+        assert "jc_claim_build" in prepared_names(storage)
+
+
+def test_prepare_off_prepares_nothing(pg_url: str) -> None:
+    with open_storage(f"{pg_url}{'&' if '?' in pg_url else '?'}prepare=off") as storage:
+        assert isinstance(storage, PostgreSQLStorage)
+        assert claim_and_finish(storage).state is BuildState.SUCCESS
+        assert prepared_names(storage) == set()
+
+
+def test_a_bad_prepare_value_is_refused_in_one_line() -> None:
+    with pytest.raises(StorageError,
+                       match=r"^bad prepare=.maybe. in the storage URL: use on or off$"):
+        open_storage("postgresql://u@h/db?prepare=maybe")

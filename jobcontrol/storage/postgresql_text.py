@@ -36,6 +36,25 @@ def parse_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
+#: the values ``?prepare=`` takes, and what each means
+PREPARE_VALUES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def take_prepare(dsn: str) -> tuple[str, bool]:
+    """Take jobcontrol's ``?prepare=on|off`` out of a libpq URL: whether its connections
+    prepare a build's statements (off behind a pool that hands each transaction another
+    server connection, as PgBouncer's transaction mode does). Default on."""
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = [value for key, value in query if key == "prepare"]
+    if not given:
+        return dsn, True
+    if given[-1].lower() not in PREPARE_VALUES:
+        raise StorageError(f"bad prepare={given[-1]!r} in the storage URL: use on or off")
+    rest = urlencode([(key, value) for key, value in query if key != "prepare"])
+    return urlunsplit(parts._replace(query=rest)), PREPARE_VALUES[given[-1].lower()]
+
+
 #: the JSON escape of NUL (not an escaped backslash before "u0000"), which jsonb refuses
 NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 #: parameter types that hold no text
