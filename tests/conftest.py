@@ -53,6 +53,22 @@ sys.meta_path.insert(0, _SwitchDefaultIsolation())
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C heard, and ``$JOBCONTROL_TEST_DEFAULT_ISOLATION``'s default isolation."""
+    _hear_ctrl_c()
+    _switch_default_isolation(config)
+
+
+def _hear_ctrl_c() -> None:
+    """A suite started in the background of a shell without job control (``cmd &`` in a
+    script, ``nohup``) inherits SIGINT ignored, as would the ``jobcontrol`` processes it
+    starts; the tests that press Ctrl-C need it heard, as it is in a terminal."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _switch_default_isolation(config: pytest.Config) -> None:
     """With ``$JOBCONTROL_TEST_DEFAULT_ISOLATION``, every config the tests write gives its
     jobs that isolation where they say none: in this process (the validation's built-in
     default) and in the ``jobcontrol`` processes the tests start."""
