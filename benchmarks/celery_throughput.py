@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -92,6 +93,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,18 +274,24 @@ def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
         return elapsed, sent
 
 
+def plain_celery_app(folder: Path, name: str, source: str) -> tuple[Any, str, list[str]]:
+    """The Celery app ``name`` (its ``source``) written to ``folder`` and imported here, a
+    queue of its own, and the command of its 2-process worker reading that queue."""
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.py").write_text(source)
+    argv = [sys.executable, "-m", "celery", "-A", name, "worker", "--concurrency=2",
+            f"--queues={queue}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
+            f"--hostname={name}.{os.getpid()}@%h"]
+    sys.path.insert(0, str(folder))
+    sys.modules.pop(name, None)
+    return importlib.import_module(name), queue, argv
+
+
 def run_celery(broker: str, backend: str, builds: int, folder: Path) -> tuple[float, float]:
     """Seconds for ``builds`` no-op Celery tasks, each result read from the backend (and
     removed from it afterwards); and the seconds the sending took."""
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
-    (folder / "bench_app.py").write_text(CELERY_APP.format(broker=broker, backend=backend))
-    argv = [sys.executable, "-m", "celery", "-A", "bench_app", "worker", "--concurrency=2",
-            f"--queues={queue}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
-            f"--hostname=bench.{os.getpid()}@%h"]
-    sys.path.insert(0, str(folder))
-    sys.modules.pop("bench_app", None)
-    import bench_app  # type: ignore[import-not-found]
-
+    bench_app, queue, argv = plain_celery_app(
+        folder, "bench_app", CELERY_APP.format(broker=broker, backend=backend))
     with started(argv, folder, folder / "celery-worker.log"):
         begin = time.perf_counter()
         results = [bench_app.noop.apply_async(queue=queue) for _ in range(builds)]
@@ -301,15 +309,8 @@ def run_floor(broker: str, storage: str, builds: int, folder: Path) -> tuple[flo
     """Seconds for ``builds`` no-op builds through plain Celery with the bare durable record
     (see :data:`FLOOR_APP`): each queued row committed, then sent; each ended in the
     storage, counted as jobcontrol's are; and the seconds the sending took."""
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
-    (folder / "floor_app.py").write_text(FLOOR_APP.format(broker=broker, storage=storage))
-    argv = [sys.executable, "-m", "celery", "-A", "floor_app", "worker", "--concurrency=2",
-            f"--queues={queue}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
-            f"--hostname=floor.{os.getpid()}@%h"]
-    sys.path.insert(0, str(folder))
-    sys.modules.pop("floor_app", None)
-    import floor_app  # type: ignore[import-not-found]
-
+    floor_app, queue, argv = plain_celery_app(
+        folder, "floor_app", FLOOR_APP.format(broker=broker, storage=storage))
     with open_storage(storage) as store:  # the floor writes jobcontrol's tables
         store.install()
     definition = json.dumps({"id": "noop", "function": "noop.noop", "isolation": "inline"})
