@@ -461,3 +461,23 @@ def test_a_build_failed_by_queued_timeout_notifies_once(tmp_path: Path, storage:
                 other.sweep()  # a second worker sweeping too: one failure, one notice
     events = [json.loads(line) for line in notified.read_text().splitlines()]
     assert [(e["event"], e["build"]["id"]) for e in events] == [("failure", build.id)]
+
+
+def test_a_pool_build_on_a_worker_records_its_process_group_as_it_starts(
+        tmp_path: Path, storage: Storage, broker: Broker,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm worker process leads its own process group, known before the build starts:
+    the start records it (the one write a build), never a write of its own after."""
+    config = make_project(tmp_path / "project", CONFIG.replace(
+        "  - {id: a, function: jobfuncs.make, args: [a]}",
+        "  - {id: a, function: jobfuncs.make, args: [a], isolation: pool}"))
+    with JobControl.from_config(config, storage) as control:
+        control._sender = broker
+        later: list[int] = []
+        monkeypatch.setattr(storage, "set_process_group",
+                            lambda build_id, pgid: later.append(build_id))
+        (build,) = control.submit("a")
+        assert drain(control, broker) == ["success"]
+        done = control.get_build(build.id)
+        assert done.state is S.SUCCESS and done.pgid is not None and done.pgid != done.pid
+        assert later == []

@@ -799,6 +799,18 @@ def test_start_queued_build_happens_once(storage: Storage) -> None:
     assert storage.get_build(build.id).state is S.SUCCESS
 
 
+def test_a_start_records_the_process_group_it_is_given(storage: Storage) -> None:
+    # a worker whose pool's next process is known says so at the start: no write after
+    given, plain = enqueue(storage), enqueue(storage, "other")
+    assert given is not None and plain is not None
+    started = start(storage, given.id, pgid=4321)
+    assert started is not None and started.pgid == 4321
+    assert storage.get_build(given.id).pgid == 4321
+    unknown = start(storage, plain.id)
+    assert unknown is not None and unknown.pgid is None
+    assert storage.get_build(plain.id).pgid is None
+
+
 def test_start_keeps_the_queued_dependency_builds_unless_told(storage: Storage) -> None:
     build = enqueue(storage, dependency_builds={"up": 4})
     assert build is not None

@@ -248,7 +248,8 @@ class RemoteWorker:
         return self.storage.start_queued_build(
             build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
             dependency_builds=consumed, worker_id=self.worker_id,
-            pid_namespace=namespace_id(), definition_hash=definition_hash)
+            pid_namespace=namespace_id(), definition_hash=definition_hash,
+            pgid=self.executor.next_process_group(job.isolation))
 
     def _start_ready(self, build_id: int, job_id: str) -> str | None:
         """Start and run a build that waits for no other, without reading it first; None

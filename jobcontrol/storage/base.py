@@ -136,8 +136,8 @@ class Storage(SharedState, abc.ABC):
         ``run_id``, with ``params``, as :meth:`claim_build`). With ``new_run`` instead of
         ``run_id``, that run is recorded as :meth:`create_run` would, in the same write.
         With ``unless_paused``, a job with a pause in force raises
-        :class:`~jobcontrol.errors.JobPausedError`
-        and nothing is recorded (the pause is read in the write's transaction).
+        :class:`~jobcontrol.errors.JobPausedError` and nothing is recorded (the pause is read
+        in the write's transaction).
 
         ``dependency_builds`` names the builds it waits for (see
         :mod:`jobcontrol.execution.remote`). With ``retry_of``, the build retries that one,
@@ -157,15 +157,15 @@ class Storage(SharedState, abc.ABC):
         worker_id: str | None = None,
         pid_namespace: str | None = None,
         definition_hash: str | None = None,
+        pgid: int | None = None,
     ) -> Build | None:
         """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``
-        in ``pid_namespace``, by the worker ``worker_id``).
+        in ``pid_namespace``, by the worker ``worker_id``, in process group ``pgid``).
 
         Returns None when the build is no longer queued (started by someone else, cancelled,
-        finished): ``queued → running`` happens once, however often it is asked for.
-        With ``definition_hash``, also None (the build stays queued) when the build's
-        ``definition_hash`` is another: a worker whose config differs leaves it for one
-        whose config matches.
+        finished): ``queued → running`` happens once, however often it is asked for. With
+        ``definition_hash``, also None (the build stays queued) when the build's is another:
+        a worker whose config differs leaves it for one whose config matches.
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` while its job has
         ``concurrency`` running builds (the build stays queued). ``dependency_builds``, when
         given, replaces what the build records as consumed. Raises

@@ -205,6 +205,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         worker_id: str | None = None,
         pid_namespace: str | None = None,
         definition_hash: str | None = None,
+        pgid: int | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         with self._lock:
@@ -225,7 +226,7 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
             build = dataclasses.replace(build, state=BuildState.RUNNING, started=now,
                                         heartbeat=now, host=host, pid=pid,
                                         dependency_builds=deps, worker_id=worker_id,
-                                        pid_namespace=pid_namespace)
+                                        pid_namespace=pid_namespace, pgid=pgid)
             self._builds[build_id] = build
             return _copy(build)
 

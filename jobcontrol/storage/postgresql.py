@@ -472,8 +472,8 @@ class PostgreSQLStorage(SqlStorage):
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
                       deps_json: str | None, now: Any, worker_id: str | None = None,
-                      pid_namespace: str | None = None, definition_hash: str | None = None
-                      ) -> Build | None:
+                      pid_namespace: str | None = None, definition_hash: str | None = None,
+                      pgid: int | None = None) -> Build | None:
         # a retry after the connection broke while starting looks whether that start
         # happened: it did if the row holds what it wrote (its start time to the microsecond)
         again = False
@@ -496,7 +496,7 @@ class PostgreSQLStorage(SqlStorage):
             again = True
             return super(PostgreSQLStorage, self)._start_queued(
                 build_id, concurrency, host, pid, deps_json, now, worker_id, pid_namespace,
-                definition_hash)
+                definition_hash, pgid)
 
         return self._retry(attempt, f"starting build {build_id}")
 

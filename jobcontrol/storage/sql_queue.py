@@ -118,18 +118,19 @@ class SqlQueue(SqlBuilds):
         worker_id: str | None = None,
         pid_namespace: str | None = None,
         definition_hash: str | None = None,
+        pgid: int | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
         return self._start_queued(build_id, concurrency, host, pid, deps_json,
                                   self._time_param(self.now()), worker_id, pid_namespace,
-                                  definition_hash)
+                                  definition_hash, pgid)
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
                       deps_json: str | None, now: Any, worker_id: str | None = None,
-                      pid_namespace: str | None = None, definition_hash: str | None = None
-                      ) -> Build | None:
+                      pid_namespace: str | None = None, definition_hash: str | None = None,
+                      pgid: int | None = None) -> Build | None:
         """The body of :meth:`start_queued_build`, its start time given (as stored)."""
         with self._transaction() as cur:
             # the build's row, then its job: nothing holds a job's lock while it waits for
@@ -144,7 +145,7 @@ class SqlQueue(SqlBuilds):
             cur.execute(
                 self.sql["start_queued_build"],
                 (BuildState.RUNNING.value, now, now, host, pid, deps_json, worker_id,
-                 pid_namespace, build_id, BuildState.QUEUED.value, queued.job_id,
+                 pid_namespace, pgid, build_id, BuildState.QUEUED.value, queued.job_id,
                  BuildState.RUNNING.value, concurrency),
             )
             if not cur.rowcount:  # the row is locked and queued: the job's slots are taken
@@ -155,7 +156,7 @@ class SqlQueue(SqlBuilds):
         started = self._time(now)
         build = dataclasses.replace(
             queued, state=BuildState.RUNNING, started=started, heartbeat=started, host=host,
-            pid=pid, worker_id=worker_id, pid_namespace=pid_namespace,
+            pid=pid, worker_id=worker_id, pid_namespace=pid_namespace, pgid=pgid,
             dependency_builds=queued.dependency_builds
             if deps_json is None else json.loads(deps_json))
         # its JSON columns as stored are not at hand: its finish decodes them again

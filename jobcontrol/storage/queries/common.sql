@@ -40,7 +40,7 @@ SELECT {build_columns} FROM builds WHERE id = ?
 -- the row changes only while fewer than the job's concurrency of its builds run
 UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
                   dependency_builds = coalesce(?, dependency_builds), worker_id = ?,
-                  pid_namespace = ?
+                  pid_namespace = ?, pgid = ?
 WHERE id = ? AND state = ?
   AND (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
 
