@@ -60,7 +60,7 @@ class SqlQueue(SqlBuilds):
                 if unless_paused:  # in the transaction that queues: no pause slips between
                     cur.execute(self.sql["pause_in_force"], (job_id,))
                     if (row := cur.fetchone()) is not None:
-                        raise JobPausedError(job_id, pause_from_row(row, self._time).describe())
+                        raise self._paused(job_id, row)
                 if retry_of is not None:
                     # serialised per job, so two workers retrying one build cannot both insert
                     self._lock_job(cur, job_id)
@@ -98,8 +98,12 @@ class SqlQueue(SqlBuilds):
                 job_id, unless_paused, *self._run_row(new_run, created), *head, params_json))
             build_id, run_id, *pause = cur.fetchone()
         if build_id is None:
-            raise JobPausedError(job_id, pause_from_row(pause, self._time).describe())
+            raise self._paused(job_id, pause)
         return int(build_id), int(run_id)
+
+    def _paused(self, job_id: str, row: Sequence[Any]) -> JobPausedError:
+        """The refusal of a build of ``job_id``, paused by the pause in ``row``."""
+        return JobPausedError(job_id, pause_from_row(row, self._time).describe())
 
     def _run_row(self, new: NewRun, created: Any) -> tuple[Any, ...]:
         """The values of ``create_run`` for ``new``, created at ``created`` (as stored)."""
