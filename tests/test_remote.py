@@ -130,6 +130,17 @@ def test_a_chain_runs_in_order_with_retvals(jc: JobControl, broker: Broker) -> N
     assert got.host and got.pid  # the worker's
 
 
+def test_a_message_naming_the_wrong_job_runs_the_build_of_its_own_job(
+        jc: JobControl, broker: Broker) -> None:
+    # the storage is the arbiter: a build is started as the job it is of, whatever job
+    # its message names (never as the job named, never failed for it)
+    [build] = jc.submit("retried")
+    broker.sent[:] = [(build.id, "main", 0.0, 0, "a")]
+    assert drain(jc, broker) == ["success"]
+    done = jc.get_build(build.id)
+    assert done.state is S.SUCCESS and done.retval["tag"] == "r"
+
+
 def test_a_failed_dependency_cancels_what_waits(jc: JobControl, broker: Broker) -> None:
     bad, after = jc.submit("after_bad", deps=True)
     # the worker that records the failure cancels what waits for it: nothing is sent

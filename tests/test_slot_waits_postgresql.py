@@ -59,15 +59,25 @@ def test_a_wait_recorded_during_an_end_being_written_takes_the_slot_it_frees(
         assert build is not None and build.state is BuildState.RUNNING
 
 
-def test_the_slot_waiters_query_reads_an_index_of_the_state(pg_url: str) -> None:
+def test_the_slot_waiters_read_skips_a_backlog_of_queued_builds(pg_url: str) -> None:
+    """Read at the end of every build a worker runs: behind 300 queued builds of the job
+    that wait for no slot (a backlog), it reads the index of the waiting ones, never
+    each queued row (it did: 0.35 ms of the server's time a build behind 1,000)."""
     with PostgreSQLStorage(pg_url) as storage:
         sql = storage.sql["slot_waiters"]
         assert f"'{SLOT_WAIT}%%'" in sql  # the reason's text, its % doubled for psycopg2
+        for _ in range(300):
+            storage.enqueue_build("job", definition={}, definition_hash="h",
+                                  dependency_builds={}, queue="q")
+        waiting = storage.enqueue_build("job", definition={}, definition_hash="h",
+                                        dependency_builds={}, queue="q")
+        assert waiting is not None
+        storage.wait_for_slot(waiting.id, f"{SLOT_WAIT}: job job was running #1")
+        assert [b.id for b in storage.slot_waiters("job")] == [waiting.id]
     with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
-        cur.execute("SET enable_seqscan = off")  # an empty table: any index beats none
-        cur.execute("EXPLAIN " + sql.replace("{build_columns}", "id"), ("job", 1))
-        plan = " ".join(row[0] for row in cur.fetchall())
+        cur.execute("ANALYZE builds")
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql.replace("{build_columns}", "id"),
+                    ("job", 1))
+        plan = "\n".join(row[0] for row in cur.fetchall())
     conn.close()
-    # an index on the state serves it (the job's, or the state's where the table is empty)
-    assert "Seq Scan" not in plan and ("builds_job_state_id" in plan
-                                       or "builds_state_id" in plan), plan
+    assert "builds_slot_waiters" in plan and "Rows Removed" not in plan, plan

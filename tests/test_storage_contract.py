@@ -799,6 +799,32 @@ def test_start_queued_build_happens_once(storage: Storage) -> None:
     assert storage.get_build(build.id).state is S.SUCCESS
 
 
+def test_a_start_naming_another_job_or_definition_leaves_the_build_queued(
+        storage: Storage) -> None:
+    # a worker names the job its message said (and its config's definition): a start of
+    # another job's build, or of another definition, changes nothing
+    build = enqueue(storage, "fetch", definition_hash="h1")
+    assert build is not None
+    assert start(storage, build.id, job_id="other") is None
+    assert start(storage, build.id, job_id="fetch", definition_hash="h2") is None
+    assert storage.get_build(build.id).state is S.QUEUED
+    started = start(storage, build.id, job_id="fetch", definition_hash="h1")
+    assert started is not None and started.state is S.RUNNING
+    assert started == storage.get_build(build.id)
+
+
+def test_a_started_build_s_log_goes_on_after_the_records_it_holds(storage: Storage) -> None:
+    # its starter numbers the records it writes from where the log ends, not from 1
+    build = enqueue(storage)
+    assert build is not None
+    storage.append_logs(build.id, [record("queued one"), record("queued two")])
+    started = start(storage, build.id, job_id="job")
+    assert started is not None
+    storage.finish_build_with_logs(build.id, S.SUCCESS, logs=[record("ran")])
+    assert [(r.seq, r.message) for r in storage.get_logs(build.id)] == [
+        (1, "queued one"), (2, "queued two"), (3, "ran")]
+
+
 def test_a_start_records_the_process_group_it_is_given(storage: Storage) -> None:
     # a worker whose pool's next process is known says so at the start: no write after
     given, plain = enqueue(storage), enqueue(storage, "other")

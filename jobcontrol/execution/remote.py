@@ -243,19 +243,19 @@ class RemoteWorker:
 
     def _start(self, build_id: int, job: JobDefinition, consumed: dict[str, int], *,
                definition_hash: str | None = None) -> Build | None:
-        """Turn the queued build ``build_id`` running here (see
+        """Turn the queued build ``build_id`` of ``job`` running here (see
         :meth:`~jobcontrol.storage.base.Storage.start_queued_build`)."""
         return self.storage.start_queued_build(
             build_id, concurrency=job.concurrency, host=HOSTNAME, pid=os.getpid(),
             dependency_builds=consumed, worker_id=self.worker_id,
             pid_namespace=namespace_id(), definition_hash=definition_hash,
-            pgid=self.executor.next_process_group(job.isolation))
+            pgid=self.executor.next_process_group(job.isolation), job_id=job.id)
 
     def _start_ready(self, build_id: int, job_id: str) -> str | None:
         """Start and run a build that waits for no other, without reading it first; None
         where :meth:`handle` must look at it (an unknown job, arguments it cannot make,
-        a job busy, a build deleted, not queued any more or of another definition): it
-        says what happened."""
+        a job busy, a build deleted, not queued any more, of another definition or of
+        another job than its message said): it says what happened."""
         job = self.config.jobs.get(job_id)
         if job is None or job.dependencies:
             return None
@@ -268,9 +268,6 @@ class RemoteWorker:
             return None
         if started is None:
             return None
-        if started.job_id != job.id:  # a message naming the wrong job: never sent so
-            return self._refuse(started, f"build {started.id} is of job {started.job_id!r}, "
-                                         f"not {job.id!r} as its message said")
         return self._run(started, job, func, args, kwargs)
 
     def _other_definition(self, job_id: str) -> str:

@@ -43,8 +43,7 @@ _T = TypeVar("_T")
 #: most builds :meth:`Storage.delete_builds` and :meth:`Storage.delete_logs` touch in one
 #: transaction: a prune of a million builds is many short transactions, not one long lock
 DELETE_BATCH = 500
-#: log numbers (``seq``) a page of :meth:`Storage.iter_logs` spans: at most that many
-#: records a query
+#: log numbers (``seq``) a page of :meth:`Storage.iter_logs` spans (records a query, at most)
 LOG_PAGE = 1000
 #: how the reason of a queued build waiting for a slot begins (the slot_waiters query's)
 SLOT_WAIT = "waited for a free slot"
@@ -65,9 +64,7 @@ class Storage(SharedState, abc.ABC):
     @abc.abstractmethod
     def install(self) -> int:
         """Create the schema or migrate it forward; return the schema version now in place.
-
-        Also run automatically on first use, so calling it is only needed to do it eagerly.
-        """
+        Also run automatically on first use, so calling it is only needed to do it eagerly."""
 
     @abc.abstractmethod
     def schema_version(self) -> int:
@@ -158,6 +155,7 @@ class Storage(SharedState, abc.ABC):
         pid_namespace: str | None = None,
         definition_hash: str | None = None,
         pgid: int | None = None,
+        job_id: str | None = None,
     ) -> Build | None:
         """Atomically turn a ``queued`` build ``running`` (started now, on ``host``/``pid``
         in ``pid_namespace``, by the worker ``worker_id``, in process group ``pgid``).
@@ -165,7 +163,8 @@ class Storage(SharedState, abc.ABC):
         Returns None when the build is no longer queued (started by someone else, cancelled,
         finished): ``queued → running`` happens once, however often it is asked for. With
         ``definition_hash``, also None (the build stays queued) when the build's is another:
-        a worker whose config differs leaves it for one whose config matches.
+        a worker whose config differs leaves it for one whose config matches; with ``job_id``,
+        when it is of another job.
         Refused with :class:`~jobcontrol.errors.JobAlreadyRunningError` while its job has
         ``concurrency`` running builds (the build stays queued). ``dependency_builds``, when
         given, replaces what the build records as consumed. Raises

@@ -206,13 +206,13 @@ class MemoryStorage(MemoryPauses, MemoryRuns, MemorySchedules, MemoryWebSessions
         pid_namespace: str | None = None,
         definition_hash: str | None = None,
         pgid: int | None = None,
+        job_id: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         with self._lock:
             build = self._get(build_id)
-            if build.state is not BuildState.QUEUED:
-                return None
-            if definition_hash is not None and build.definition_hash != definition_hash:
+            if (build.state is not BuildState.QUEUED or job_id not in (None, build.job_id)
+                    or definition_hash not in (None, build.definition_hash)):
                 return None
             running = [
                 b.id for b in self._builds.values()

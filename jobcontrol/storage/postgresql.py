@@ -90,7 +90,7 @@ CONNECT_TIMEOUT = 10
 RECONNECT_WINDOW = 30.0
 #: the statements of a build's life a connection prepares (query name, text added to it)
 PREPARED = (("claim_build", " RETURNING id"), ("finish_claimed", ""), ("finish_build", ""),
-            ("enqueue_in_new_run", ""), ("queued_build_locked", ""),
+            ("enqueue_in_new_run", ""),
             ("start_queued_build", ""), ("slot_waiters", ""), ("consumers", ""))
 #: libpq settings jobcontrol passes unless the URL sets them: a clear error, never a hang
 CONNECT_DEFAULTS = {
@@ -473,7 +473,7 @@ class PostgreSQLStorage(SqlStorage):
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
                       deps_json: str | None, now: Any, worker_id: str | None = None,
                       pid_namespace: str | None = None, definition_hash: str | None = None,
-                      pgid: int | None = None) -> Build | None:
+                      pgid: int | None = None, job_id: str | None = None) -> Build | None:
         # a retry after the connection broke while starting looks whether that start
         # happened: it did if the row holds what it wrote (its start time to the microsecond)
         again = False
@@ -496,7 +496,7 @@ class PostgreSQLStorage(SqlStorage):
             again = True
             return super(PostgreSQLStorage, self)._start_queued(
                 build_id, concurrency, host, pid, deps_json, now, worker_id, pid_namespace,
-                definition_hash, pgid)
+                definition_hash, pgid, job_id)
 
         return self._retry(attempt, f"starting build {build_id}")
 

@@ -3,13 +3,12 @@ the run they open), started by a worker, noted, re-sent, waiting for a slot, fai
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jobcontrol.errors import BuildNotFoundError, JobAlreadyRunningError, JobPausedError
+from jobcontrol.errors import JobAlreadyRunningError, JobPausedError
 from jobcontrol.models import Build, BuildState, NewRun, RunTrigger
 from jobcontrol.storage.arguments import check_concurrency
 from jobcontrol.storage.sql_builds import SqlBuilds
@@ -123,58 +122,66 @@ class SqlQueue(SqlBuilds):
         pid_namespace: str | None = None,
         definition_hash: str | None = None,
         pgid: int | None = None,
+        job_id: str | None = None,
     ) -> Build | None:
         check_concurrency(concurrency)
         deps_json = None if dependency_builds is None else self._dumps(
             {str(k): int(v) for k, v in dependency_builds.items()})
         return self._start_queued(build_id, concurrency, host, pid, deps_json,
                                   self._time_param(self.now()), worker_id, pid_namespace,
-                                  definition_hash, pgid)
+                                  definition_hash, pgid, job_id)
 
     def _start_queued(self, build_id: int, concurrency: int, host: str, pid: int,
                       deps_json: str | None, now: Any, worker_id: str | None = None,
                       pid_namespace: str | None = None, definition_hash: str | None = None,
-                      pgid: int | None = None) -> Build | None:
+                      pgid: int | None = None, job_id: str | None = None) -> Build | None:
         """The body of :meth:`start_queued_build`, its start time given (as stored)."""
         with self._transaction() as cur:
-            # the build's row, then its job: nothing holds a job's lock while it waits for
-            # a row another claim has locked, so the two orders cannot deadlock
-            cur.execute(self.sql["queued_build_locked"], (build_id,))
-            queued = self._queued(cur.fetchone(), build_id, definition_hash)
-            if queued is None:
-                return None
-            self._lock_job(cur, queued.job_id)
-            # one conditional statement (as a claim's): the row changes only while fewer
-            # than ``concurrency`` builds of the job run
-            cur.execute(
-                self.sql["start_queued_build"],
-                (BuildState.RUNNING.value, now, now, host, pid, deps_json, worker_id,
-                 pid_namespace, pgid, build_id, BuildState.QUEUED.value, queued.job_id,
-                 BuildState.RUNNING.value, concurrency),
-            )
-            if not cur.rowcount:  # the row is locked and queued: the job's slots are taken
-                cur.execute(self.sql["running_builds"],
-                            (queued.job_id, BuildState.RUNNING.value))
-                raise JobAlreadyRunningError(queued.job_id, [r[0] for r in cur.fetchall()])
-        # the row as read and updated, without reading it back: a round trip less a build
-        started = self._time(now)
-        build = dataclasses.replace(
-            queued, state=BuildState.RUNNING, started=started, heartbeat=started, host=host,
-            pid=pid, worker_id=worker_id, pid_namespace=pid_namespace, pgid=pgid,
-            dependency_builds=queued.dependency_builds
-            if deps_json is None else json.loads(deps_json))
-        # its JSON columns as stored are not at hand: its finish decodes them again
-        self._remember_claim(_Claim(build, "", "", None))
+            if job_id is None:  # read first for its job (a build never changes job)
+                queued = self._queued(cur, build_id, definition_hash)
+                if queued is None:
+                    return None
+                job_id = queued.job_id
+            # the job's lock, then the row (as a claim's): every start takes them in this
+            # order, so two starts of one build cannot deadlock; then one conditional
+            # statement, which changes the row only while fewer than ``concurrency`` builds
+            # of the job run, and returns it (a worker's start: 2 round trips with COMMIT)
+            self._lock_job(cur, job_id)
+            row = self._started_row(cur, build_id, (
+                BuildState.RUNNING.value, now, now, host, pid, deps_json, worker_id,
+                pid_namespace, pgid, build_id, BuildState.QUEUED.value, job_id,
+                definition_hash, job_id, BuildState.RUNNING.value, concurrency))
+            if row is None:  # not started: looked at, under the job's lock, to say why
+                queued = self._queued(cur, build_id, definition_hash)
+                if queued is None or queued.job_id != job_id:
+                    return None
+                cur.execute(self.sql["running_builds"], (job_id, BuildState.RUNNING.value))
+                raise JobAlreadyRunningError(job_id, [r[0] for r in cur.fetchall()])
+        *columns, log_end = row
+        build = self._build_from_row(columns)
+        # its runner numbers its log records from where the log ends (no read per batch);
+        # its JSON columns as stored are not kept: its finish decodes them again
+        self._remember_claim(_Claim(build, "", "", (log_end or 0) + 1))
         return build
 
-    def _queued(self, row: Sequence[Any] | None, build_id: int,
-                definition_hash: str | None) -> Build | None:
-        """The build to start, from its row; None when it is not queued any more or has
-        another ``definition_hash`` (if one is given), BuildNotFoundError when there is
-        no such build."""
-        if row is None:
-            raise BuildNotFoundError(build_id)
-        build = self._build_from_row(row)
+    def _started_row(self, cur: Any, build_id: int, values: Sequence[Any]
+                     ) -> Sequence[Any] | None:
+        """The build's row after ``start_queued_build`` with ``values``, and where its log
+        ends; None when the statement changed nothing."""
+        if self.update_returning:
+            cur.execute(self.sql["start_queued_build"], values)
+            return cur.fetchone()
+        cur.execute(self.sql["start_queued_build_no_returning"], values)
+        if not cur.rowcount:
+            return None
+        cur.execute(self.sql["started_build"], (build_id,))
+        return cur.fetchone()
+
+    def _queued(self, cur: Any, build_id: int, definition_hash: str | None) -> Build | None:
+        """The queued build ``build_id`` as it stands; None when it is not queued any more
+        or has another ``definition_hash`` (if one is given), BuildNotFoundError when
+        there is no such build."""
+        build = self._fetch_build(cur, build_id)
         if definition_hash is not None and build.definition_hash != definition_hash:
             return None
         return build if build.state is BuildState.QUEUED else None

@@ -33,16 +33,27 @@ INSERT INTO builds (job_id, state, definition, definition_hash, dependency_build
                     retry_of, queue, run_id, params)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
--- name: queued_build_locked
-SELECT {build_columns} FROM builds WHERE id = ?
-
 -- name: start_queued_build
--- the row changes only while fewer than the job's concurrency of its builds run
+-- the row changes only while it is queued, of the job and definition named (a NULL hash:
+-- any) and fewer than the job's concurrency of its builds run; it comes back started,
+-- with where its log ends (its runner numbers the records it writes from there)
 UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
                   dependency_builds = coalesce(?, dependency_builds), worker_id = ?,
                   pid_namespace = ?, pgid = ?
-WHERE id = ? AND state = ?
+WHERE id = ? AND state = ? AND job_id = ? AND definition_hash = coalesce(?, definition_hash)
   AND (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
+RETURNING {build_columns}, (SELECT max(seq) FROM logs WHERE build_id = builds.id)
+
+-- name: start_queued_build_no_returning
+UPDATE builds SET state = ?, started = ?, heartbeat = ?, host = ?, pid = ?,
+                  dependency_builds = coalesce(?, dependency_builds), worker_id = ?,
+                  pid_namespace = ?, pgid = ?
+WHERE id = ? AND state = ? AND job_id = ? AND definition_hash = coalesce(?, definition_hash)
+  AND (SELECT count(*) FROM builds WHERE job_id = ? AND state = ?) < ?
+
+-- name: started_build
+SELECT {build_columns}, (SELECT max(seq) FROM logs WHERE build_id = builds.id)
+FROM builds WHERE id = ?
 
 -- name: get_retry
 SELECT {build_columns} FROM builds WHERE retry_of = ?
@@ -97,9 +108,10 @@ UPDATE builds SET reason = ? WHERE id = ? AND state = ?
 SELECT id FROM builds WHERE job_id = (SELECT job_id FROM builds WHERE id = ?) AND state = ?
 
 -- name: slot_waiters
--- the job's queued builds in order (the builds_job_state_id index), the first that waits
--- for a slot; the text is SLOT_WAIT's. No index of their own: any index more on builds
--- (a partial one too) cost SQLite 45 µs on every claim's INSERT, 15% of an inline build
+-- the job's queued builds that wait for a slot, oldest first; the text is SLOT_WAIT's.
+-- PostgreSQL reads its partial index builds_slot_waiters (schema 14); SQLite walks the
+-- job's queued builds (builds_job_state_id): any index more on builds (a partial one too)
+-- cost SQLite 45 µs on every claim's INSERT, 15% of an inline build
 SELECT {build_columns} FROM builds
 WHERE job_id = ? AND state = 'queued' AND reason LIKE 'waited for a free slot%'
 ORDER BY id LIMIT ?

@@ -8,9 +8,6 @@ SELECT state FROM builds WHERE id = ? FOR UPDATE
 -- name: build_locked
 SELECT id FROM builds WHERE id = ? FOR UPDATE
 
--- name: queued_build_locked
-SELECT {build_columns} FROM builds WHERE id = ? FOR UPDATE
-
 -- name: log_end_locked
 SELECT (SELECT max(seq) FROM logs WHERE build_id = b.id) FROM builds b WHERE b.id = ? FOR UPDATE
 
