@@ -19,12 +19,15 @@ medians (the target is at most 1.5), with the load average, since the machine is
     python benchmarks/celery_throughput.py --broker amqp://guest:guest@127.0.0.1:5672//
     python benchmarks/celery_throughput.py --database jc_bench --backend redis://h:6379/9
     python benchmarks/celery_throughput.py --isolation inline --floor
+    python benchmarks/celery_throughput.py --isolation inline,pool --floor --cpu
 
 ``--floor`` also measures, in every run, plain Celery writing the least a durable record of
 each build needs, in jobcontrol's own tables (:data:`FLOOR_APP`: the queued row with its run
 in one statement, committed before the send; the start; the two log lines with the outcome;
 each statement its own transaction), without a result backend: what any tool keeping this
-record pays, with nothing of jobcontrol's code around it.
+record pays, with nothing of jobcontrol's code around it. ``--cpu`` also reports the CPU
+seconds each side spent, by kind of process (:class:`CpuMeter`): where the time goes, and
+a measure that a machine shared with other work disturbs far less than elapsed time.
 
 Measured on the development machine (2 cores AMD EPYC shared with other work, so runs
 vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 runs each):
@@ -185,6 +188,50 @@ SUBMIT = (
 """
 
 
+class CpuMeter:
+    """``--cpu``: the CPU seconds spent between :meth:`start` and :meth:`stop` by each kind
+    of process: this program (the submitting loop), the workers (the process group of the
+    worker started), PostgreSQL's processes and Redis's. Read from ``/proc`` (Linux); CPU
+    time varies far less than elapsed time on a machine shared with other work."""
+
+    KINDS = ("submitter", "workers", "postgresql", "redis")
+
+    def __init__(self) -> None:
+        self.workers = 0
+        self.begun: dict[int, tuple[str, float]] = {}
+        self.spent: dict[str, float] = {}
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        found = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:  # ended meanwhile
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            pid, pgid = int(entry.name), int(fields[2])
+            kind = ("submitter" if pid == os.getpid() else
+                    "workers" if self.workers and pgid == self.workers else
+                    "postgresql" if command.startswith(b"postgres") else
+                    "redis" if command.startswith(b"redis-server") else None)
+            if kind is not None:  # own time only (utime, stime): children are counted alive
+                found[pid] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+        return found
+
+    def start(self, workers: int) -> None:
+        self.workers = workers
+        self.begun = self._read()
+
+    def stop(self) -> None:
+        self.spent = dict.fromkeys(self.KINDS, 0.0)
+        for pid, (kind, seconds) in self._read().items():
+            self.spent[kind] += seconds - self.begun.get(pid, (kind, 0.0))[1]
+
+
 def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
@@ -245,7 +292,7 @@ def _ended(storage: str, after: int) -> tuple[int, int]:
 
 
 def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
-                   folder: Path) -> tuple[float, float]:
+                   folder: Path, meter: CpuMeter | None = None) -> tuple[float, float]:
     """Seconds for ``builds`` no-op builds: queued one ``build --async`` at a time, each
     ended in the storage (a database used before counts only the builds made now); and
     the seconds the queueing took (the submitting loop alone)."""
@@ -256,9 +303,11 @@ def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
     JobControl.from_config(config, storage).install()
     argv = [sys.executable, "-m", "jobcontrol", "-c", str(config), "--storage", storage,
             "worker", "--concurrency", "2"]
-    with started(argv, folder, folder / f"jobcontrol-worker-{isolation}.log"), \
+    with started(argv, folder, folder / f"jobcontrol-worker-{isolation}.log") as worker, \
             JobControl.from_config(config, storage) as jc:
         before = max((b.id for b in jc.storage.list_builds(limit=1)), default=0)
+        if meter:
+            meter.start(worker.pid)
         begin = time.perf_counter()
         for _ in range(builds):
             jc.submit("noop")
@@ -269,6 +318,8 @@ def run_jobcontrol(broker: str, storage: str, builds: int, isolation: str,
                 break
             time.sleep(0.05)
         elapsed = time.perf_counter() - begin
+        if meter:
+            meter.stop()
         if bad:
             raise RuntimeError(f"{bad} builds did not succeed")
         return elapsed, sent
@@ -287,25 +338,31 @@ def plain_celery_app(folder: Path, name: str, source: str) -> tuple[Any, str, li
     return importlib.import_module(name), queue, argv
 
 
-def run_celery(broker: str, backend: str, builds: int, folder: Path) -> tuple[float, float]:
+def run_celery(broker: str, backend: str, builds: int, folder: Path,
+               meter: CpuMeter | None = None) -> tuple[float, float]:
     """Seconds for ``builds`` no-op Celery tasks, each result read from the backend (and
     removed from it afterwards); and the seconds the sending took."""
     bench_app, queue, argv = plain_celery_app(
         folder, "bench_app", CELERY_APP.format(broker=broker, backend=backend))
-    with started(argv, folder, folder / "celery-worker.log"):
+    with started(argv, folder, folder / "celery-worker.log") as worker:
+        if meter:
+            meter.start(worker.pid)
         begin = time.perf_counter()
         results = [bench_app.noop.apply_async(queue=queue) for _ in range(builds)]
         sent = time.perf_counter() - begin
         for result in results:
             result.get(timeout=300)
         elapsed = time.perf_counter() - begin
+        if meter:
+            meter.stop()
     for result in results:
         result.forget()
     sys.path.remove(str(folder))
     return elapsed, sent
 
 
-def run_floor(broker: str, storage: str, builds: int, folder: Path) -> tuple[float, float]:
+def run_floor(broker: str, storage: str, builds: int, folder: Path,
+              meter: CpuMeter | None = None) -> tuple[float, float]:
     """Seconds for ``builds`` no-op builds through plain Celery with the bare durable record
     (see :data:`FLOOR_APP`): each queued row committed, then sent; each ended in the
     storage, counted as jobcontrol's are; and the seconds the sending took."""
@@ -316,9 +373,12 @@ def run_floor(broker: str, storage: str, builds: int, folder: Path) -> tuple[flo
     definition = json.dumps({"id": "noop", "function": "noop.noop", "isolation": "inline"})
     conn = psycopg2.connect(storage)
     conn.autocommit = True  # each statement its own transaction, committed as it ends
-    with started(argv, folder, folder / "floor-worker.log"), contextlib.closing(conn):
+    with started(argv, folder, folder / "floor-worker.log") as worker, \
+            contextlib.closing(conn):
         before = max_build_id(storage)
         cur = conn.cursor()
+        if meter:
+            meter.start(worker.pid)
         begin = time.perf_counter()
         for _ in range(builds):
             stamp = datetime.now(timezone.utc).isoformat()
@@ -328,6 +388,8 @@ def run_floor(broker: str, storage: str, builds: int, folder: Path) -> tuple[flo
         while _ended(storage, before)[0] < builds:
             time.sleep(0.05)
         elapsed = time.perf_counter() - begin
+        if meter:
+            meter.stop()
     sys.path.remove(str(folder))
     return elapsed, sent
 
@@ -360,6 +422,9 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true",
                         help="also measure plain Celery writing the bare durable record of "
                              "each build (the floor of any tool keeping jobcontrol's record)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="also report the CPU seconds of each side by kind of process "
+                             "(the submitting loop, the workers, PostgreSQL, Redis; Linux)")
     args = parser.parse_args()
     isolations = [i.strip() for i in args.isolation.split(",") if i.strip()]
     for isolation in isolations:
@@ -369,22 +434,36 @@ def main() -> None:
     ours: dict[str, list[float]] = {isolation: [] for isolation in isolations}
     theirs: list[float] = []
     floors: list[float] = []
+    #: CPU seconds by side, then by kind of process, one value a run (``--cpu``)
+    cpu: dict[str, dict[str, list[float]]] = {}
+    meter = CpuMeter() if args.cpu else None
+
+    def measured(side: str, seconds: float, sent: float) -> str:
+        if meter is None:
+            return f"{side} {seconds:.2f}s (sent in {sent:.2f}s)"
+        for kind, spent in meter.spent.items():
+            cpu.setdefault(side, {}).setdefault(kind, []).append(spent)
+        return (f"{side} {seconds:.2f}s (sent in {sent:.2f}s; cpu "
+                + " ".join(f"{kind} {spent:.2f}s" for kind, spent in meter.spent.items())
+                + ")")
+
     with bench_database(args.postgresql, args.database) as storage:
         for number in range(1, args.runs + 1):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                seconds, sent = run_celery(args.broker, args.backend, args.builds, folder)
+                seconds, sent = run_celery(args.broker, args.backend, args.builds, folder,
+                                           meter)
                 theirs.append(seconds)
-                line = f"run {number}: celery {seconds:.2f}s (sent in {sent:.2f}s)"
+                line = f"run {number}: " + measured("celery", seconds, sent)
                 if args.floor:
-                    seconds, sent = run_floor(args.broker, storage, args.builds, folder)
+                    seconds, sent = run_floor(args.broker, storage, args.builds, folder, meter)
                     floors.append(seconds)
-                    line += f", floor {seconds:.2f}s (sent in {sent:.2f}s)"
+                    line += ", " + measured("floor", seconds, sent)
                 for isolation in isolations:
                     seconds, sent = run_jobcontrol(args.broker, storage, args.builds,
-                                                   isolation, folder)
+                                                   isolation, folder, meter)
                     ours[isolation].append(seconds)
-                    line += f", jobcontrol {isolation} {seconds:.2f}s (sent in {sent:.2f}s)"
+                    line += ", " + measured(f"jobcontrol {isolation}", seconds, sent)
             print(line, flush=True)
     celery_median = statistics.median(theirs)
     print(textwrap.dedent(f"""\
@@ -399,7 +478,12 @@ def main() -> None:
         median = statistics.median(times)
         print(f"  jobcontrol {isolation} (PostgreSQL record): {median:.2f}s ({min(times):.2f}s)"
               f": {median / celery_median:.2f}x (target: at most 1.5x)")
-
+    if cpu:
+        print("CPU seconds, medians of the runs (all of a side, then by kind of process):")
+        for side, kinds in cpu.items():
+            total = statistics.median([sum(run) for run in zip(*kinds.values(), strict=True)])
+            print(f"  {side}: {total:.2f}s: " + ", ".join(
+                f"{kind} {statistics.median(values):.2f}s" for kind, values in kinds.items()))
 
 if __name__ == "__main__":
     main()

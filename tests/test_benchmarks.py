@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -139,3 +140,28 @@ def test_the_inline_targets_are_judged_against_doit_and_the_bare_postgresql_loop
         "MET    w1 inline PostgreSQL within 1.5x of the bare loop (issue 20): 1.25x (1.000 ms "
         "vs 0.800 ms)",
     ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_the_cpu_meter_tells_this_program_from_the_workers() -> None:
+    pytest.importorskip("psycopg2", reason="the test extra installs psycopg2-binary")
+    from benchmarks.celery_throughput import CpuMeter
+
+    spin = ("import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end:\n"
+            "    pass\nprint('spun', flush=True)\ntime.sleep(60)\n")
+    worker = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        meter = CpuMeter()
+        meter.start(worker.pid)  # its process group: the worker started
+        end = time.process_time() + 0.2
+        while time.process_time() < end:
+            pass
+        assert worker.stdout is not None and worker.stdout.readline() == "spun\n"
+        meter.stop()  # while the worker lives: a process is counted alive
+    finally:
+        worker.kill()
+        worker.communicate()  # reaped, its pipe closed
+    assert set(meter.spent) == {"submitter", "workers", "postgresql", "redis"}
+    assert meter.spent["workers"] >= 0.25
+    assert 0.15 <= meter.spent["submitter"] < meter.spent["workers"] + 0.2
