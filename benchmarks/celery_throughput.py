@@ -26,8 +26,7 @@ each build needs, in jobcontrol's own tables (:data:`FLOOR_APP`: the queued row 
 in one statement, committed before the send; the start; the two log lines with the outcome;
 each statement its own transaction), without a result backend: what any tool keeping this
 record pays, with nothing of jobcontrol's code around it. ``--cpu`` also reports the CPU
-seconds each side spent, by kind of process (:class:`CpuMeter`): where the time goes, and
-a measure that a machine shared with other work disturbs far less than elapsed time.
+seconds each side spent, by kind of process (:class:`CpuMeter`): where the time goes.
 
 Measured on the development machine (2 cores AMD EPYC shared with other work, so runs
 vary; Python 3.11.7; Redis unless said; PostgreSQL; 1,000 builds, medians of 3 runs each):
@@ -191,8 +190,7 @@ SUBMIT = (
 class CpuMeter:
     """``--cpu``: the CPU seconds spent between :meth:`start` and :meth:`stop` by each kind
     of process: this program (the submitting loop), the workers (the process group of the
-    worker started), PostgreSQL's processes and Redis's. Read from ``/proc`` (Linux); CPU
-    time varies far less than elapsed time on a machine shared with other work."""
+    worker started), PostgreSQL's processes and Redis's. Read from ``/proc`` (Linux)."""
 
     KINDS = ("submitter", "workers", "postgresql", "redis")
 
