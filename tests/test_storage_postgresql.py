@@ -30,7 +30,11 @@ from jobcontrol.timeutil import utcnow
 psycopg2 = pytest.importorskip("psycopg2", reason="the test extra installs psycopg2-binary")
 
 from jobcontrol.storage import postgresql  # noqa: E402 (needs psycopg2)
-from jobcontrol.storage.postgresql import PostgreSQLStorage, parse_url  # noqa: E402
+from jobcontrol.storage.postgresql import (  # noqa: E402
+    PREPARED_SUMMARIES,
+    PostgreSQLStorage,
+    parse_url,
+)
 from jobcontrol.storage.postgresql_cursor import Cursor  # noqa: E402 (needs psycopg2)
 from tests.pgdb import query  # noqa: E402 (needs psycopg2)
 
@@ -696,10 +700,28 @@ def test_a_builds_statements_are_prepared_once_a_connection(pg_url: str) -> None
         assert "jc_claim_build" in prepared_names(storage)
 
 
+def test_the_status_query_s_shapes_are_prepared_up_to_a_bound(pg_url: str) -> None:
+    # asked at every step of a run: planning it cost more than running it
+    with PostgreSQLStorage(pg_url) as storage:
+        first, second = claim_and_finish(storage, "a"), claim_and_finish(storage, "b")
+        assert storage.job_summaries(["a", "b"])["b"].last_build == second
+        assert {"jc_job_summaries_2"} <= prepared_names(storage)
+        assert storage.job_summaries(["a", "b"])["a"].last_success == first  # by name
+        assert set(storage.job_summaries()) == {"a", "b"}  # every job: a shape of its own
+        assert "jc_job_summaries_0" in prepared_names(storage)
+        many = [f"job{n}" for n in range(PREPARED_SUMMARIES + 1)]
+        assert storage.job_summaries(many) == {}
+        assert f"jc_job_summaries_{len(many)}" not in prepared_names(storage)
+        query(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert set(storage.job_summaries(["a", "b"])) == {"a", "b"}  # prepared anew
+
+
 def test_prepare_off_prepares_nothing(pg_url: str) -> None:
     with open_storage(f"{pg_url}{'&' if '?' in pg_url else '?'}prepare=off") as storage:
         assert isinstance(storage, PostgreSQLStorage)
         assert claim_and_finish(storage).state is BuildState.SUCCESS
+        assert set(storage.job_summaries(["job"])) == {"job"}
         assert prepared_names(storage) == set()
 
 

@@ -43,6 +43,19 @@ class PreparedStatement:
         self.call = f"EXECUTE {name}" + (f"({', '.join(['%s'] * count)})" if count else "")
 
 
+class Statements(dict[str, PreparedStatement]):
+    """The statements a storage runs by name, by text: shared by its connections, so one
+    added later (a shape of a query made in Python) is run by name on each of them."""
+
+    def __init__(self, statements: Iterable[PreparedStatement] = ()) -> None:
+        super().__init__((statement.query, statement) for statement in statements)
+
+    def add(self, name: str, query: str) -> None:
+        """Run ``query`` by name from now on (``name``: one of its own)."""
+        if query not in self:
+            self[query] = PreparedStatement(name, query)
+
+
 class Connection(_ConnectionBase):
     """A connection that knows which :class:`PreparedStatement` it has prepared."""
 
@@ -50,11 +63,12 @@ class Connection(_ConnectionBase):
         super().__init__(*args, **kwargs)
         self.prepared: set[str] = set()
         #: the statements run by name on this connection, by text (empty: none)
-        self.statements: dict[str, PreparedStatement] = {}
+        self.statements: Statements = Statements()
 
-    def prepare(self, statements: Iterable[PreparedStatement]) -> None:
-        """Run these statements by name from now on (each prepared on first use)."""
-        self.statements = {statement.query: statement for statement in statements}
+    def prepare(self, statements: Statements) -> None:
+        """Run these statements by name from now on (each prepared on first use), and
+        those added to them later."""
+        self.statements = statements
 
 
 class Cursor(_CursorBase):
