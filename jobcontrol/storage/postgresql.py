@@ -84,8 +84,8 @@ CONNECT_TIMEOUT = 10
 RECONNECT_WINDOW = 30.0
 #: the statements of a build's life a connection prepares (query name, text added to it)
 PREPARED = (("claim_build", " RETURNING id"), ("finish_claimed", ""), ("finish_build", ""),
-            ("enqueue_in_new_run", ""),
-            ("start_queued_build", ""), ("slot_waiters", ""), ("consumers", ""))
+            ("enqueue_in_new_run", ""), ("start_queued_build", ""), ("slot_waiters", ""),
+            ("consumers", ""))
 #: the status query is prepared for up to this many jobs (a step and its dependencies,
 #: asked at every step of a run: planned, it cost 0.35 ms of the 0.6 it took)
 PREPARED_SUMMARIES = 16
